@@ -1,0 +1,309 @@
+//! Go 1.19 `net/http` server rules as pure functions (semantics.md R27–R35).
+//!
+//! The connection loop in `conn.rs` asks these functions every question whose
+//! answer decides a 502: when a deadline is armed and for how long, what the
+//! idle wait is, how a response is framed, whether an unread body is drained,
+//! and whether a close is a FIN or an RST. The scenario oracle calls the same
+//! functions, so the rule lives in one place.
+
+use crate::config::{GoVersion, ServerConfig};
+use std::time::Duration;
+
+/// `maxPostHandlerReadBytes`: how much unread request body Go will discard to
+/// keep a connection reusable.
+pub const MAX_POST_HANDLER_READ_BYTES: u64 = 256 << 10;
+/// `bufferBeforeChunkingSize`: the handler-side response buffer.
+pub const RESPONSE_BUFFER: usize = 2048;
+/// The `bufio.Writer` and `bufio.Reader` size of a `conn`.
+pub const CONN_BUFFER: usize = 4096;
+/// `rstAvoidanceDelay` in `closeWriteAndWait` (a const in Go 1.19).
+pub const RST_AVOIDANCE_DELAY: Duration = Duration::from_millis(500);
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// R27: the header deadline, from the start of `readRequest`:
+/// ReadHeaderTimeout, else ReadTimeout.
+pub fn header_timeout(cfg: &ServerConfig) -> Option<Duration> {
+    nonzero(cfg.read_header_timeout).or(nonzero(cfg.read_timeout))
+}
+
+/// R27: the whole-request (body) deadline, from the same start.
+pub fn request_timeout(cfg: &ServerConfig) -> Option<Duration> {
+    nonzero(cfg.read_timeout)
+}
+
+/// R28: the write deadline, armed right after the request header was read.
+pub fn write_timeout(cfg: &ServerConfig) -> Option<Duration> {
+    nonzero(cfg.write_timeout)
+}
+
+/// Go's `(*Server).idleTimeout()`: IdleTimeout, else ReadTimeout.
+pub fn idle_timeout(cfg: &ServerConfig) -> Option<Duration> {
+    nonzero(cfg.idle_timeout).or(nonzero(cfg.read_timeout))
+}
+
+/// How the keep-alive loop waits for the next request (R29).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleWait {
+    /// `bufr.Peek(4)` under a read deadline (`None`: no deadline at all).
+    Peek(Option<Duration>),
+    /// Go ≤ 1.19 with IdleTimeout = ReadTimeout = 0: no Peek; `readRequest`
+    /// starts at once and arms the header deadline (golang/go#54784).
+    StraightToReadRequest,
+}
+
+pub fn idle_wait(cfg: &ServerConfig) -> IdleWait {
+    match (cfg.go_version, idle_timeout(cfg)) {
+        (_, Some(d)) => IdleWait::Peek(Some(d)),
+        (GoVersion::Go119, None) => IdleWait::StraightToReadRequest,
+        (GoVersion::Go120, None) => IdleWait::Peek(None),
+    }
+}
+
+/// How long after a response an idle keep-alive connection is closed by the
+/// server, if ever. This is the number to compare with nginx's upstream
+/// `keepalive_timeout`.
+pub fn effective_idle_limit(cfg: &ServerConfig) -> Option<Duration> {
+    match idle_wait(cfg) {
+        IdleWait::Peek(d) => d,
+        IdleWait::StraightToReadRequest => header_timeout(cfg),
+    }
+}
+
+/// The header-size limit Go enforces: MaxHeaderBytes plus 4096 bytes of slack
+/// (`initialReadLimitSize`).
+pub fn header_limit(cfg: &ServerConfig) -> usize {
+    cfg.max_header_bytes + 4096
+}
+
+/// How the kernel ends a connection on a plain `close()` (R30).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CloseKind {
+    /// Orderly close: the receive buffer was empty.
+    Fin,
+    /// Unread bytes were in the receive buffer: Linux answers with a reset.
+    Rst,
+    /// `closeWriteAndWait`: FIN first (half close), the full close 500 ms later.
+    FinThenWait,
+}
+
+pub fn close_kind(unread_bytes_in_kernel: bool) -> CloseKind {
+    if unread_bytes_in_kernel {
+        CloseKind::Rst
+    } else {
+        CloseKind::Fin
+    }
+}
+
+/// Facts about a request that decide the response framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// Request line said HTTP/1.1 (or later).
+    pub http11: bool,
+    /// `Connection: close` on the request.
+    pub wants_close: bool,
+    /// HTTP/1.0 with `Connection: keep-alive`.
+    pub wants_10_keep_alive: bool,
+    pub head: bool,
+}
+
+/// Step one of `chunkWriter.writeHeader`: whether the connection will close
+/// after this reply before the unread body is even looked at, and any
+/// `Connection` header chosen so far.
+pub fn close_before_body_check(
+    req: &RequestFacts,
+    handler_content_length: Option<u64>,
+    body_allowed: bool,
+    keep_alives_enabled: bool,
+) -> (bool, Option<&'static str>) {
+    let mut close = false;
+    let mut connection = None;
+    if req.wants_10_keep_alive && (req.head || handler_content_length.is_some() || !body_allowed) {
+        connection = Some("keep-alive");
+    } else if !req.http11 || req.wants_close {
+        close = true;
+    }
+    if !keep_alives_enabled {
+        close = true;
+    }
+    (close, connection)
+}
+
+/// What happens to an unread request body when the response header is
+/// written (R32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyAtHeaderWrite {
+    /// Nothing unread, or the connection closes anyway.
+    Nothing,
+    /// Read and discard up to 256 KiB + 1 byte; reaching EOF keeps the
+    /// connection reusable.
+    Discard,
+    /// Too much left: `Connection: close`, and `closeWriteAndWait` afterwards.
+    TooBig,
+}
+
+pub fn body_at_header_write(remaining: u64, closing_already: bool) -> BodyAtHeaderWrite {
+    if remaining == 0 || closing_already {
+        BodyAtHeaderWrite::Nothing
+    } else if remaining >= MAX_POST_HANDLER_READ_BYTES {
+        BodyAtHeaderWrite::TooBig
+    } else {
+        BodyAtHeaderWrite::Discard
+    }
+}
+
+/// `body.Close()` with `doEarlyClose` (after the handler, and in the panic
+/// path): a declared remainder over 256 KiB is left unread, otherwise it is
+/// read and discarded. Returns how many bytes to read.
+pub fn body_on_close(remaining: u64) -> u64 {
+    if remaining > MAX_POST_HANDLER_READ_BYTES {
+        0
+    } else {
+        remaining
+    }
+}
+
+/// The framing Go chooses for a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framing {
+    pub http11_status_line: bool,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+    pub connection: Option<&'static str>,
+    pub close_after_reply: bool,
+}
+
+/// Step two of `chunkWriter.writeHeader`. `done_len` is `Some(n)` when the
+/// handler has returned and its whole body (`n` bytes) is in the first chunk:
+/// Go then sends `Content-Length: n` itself.
+pub fn response_framing(
+    req: &RequestFacts,
+    status: u16,
+    handler_content_length: Option<u64>,
+    done_len: Option<usize>,
+    mut close: bool,
+    mut connection: Option<&'static str>,
+) -> Framing {
+    let body_allowed = body_allowed_for_status(status);
+    let mut content_length = handler_content_length;
+    if content_length.is_none() && body_allowed {
+        if let Some(n) = done_len {
+            if !req.head || n > 0 {
+                content_length = Some(n as u64);
+            }
+        }
+    }
+    let mut chunked = false;
+    if req.head || !body_allowed || status == 204 || content_length.is_some() {
+        // Length known or no body.
+    } else if req.http11 {
+        chunked = true;
+    } else {
+        // HTTP/1.0 without a length: the body ends when the connection closes.
+        close = true;
+    }
+    if close {
+        connection = if req.http11 { Some("close") } else { None };
+    }
+    Framing {
+        http11_status_line: req.http11,
+        content_length: if body_allowed { content_length } else { None },
+        chunked,
+        connection,
+        close_after_reply: close,
+    }
+}
+
+pub fn body_allowed_for_status(status: u16) -> bool {
+    !((100..200).contains(&status) || status == 204 || status == 304)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn cfg(read: u64, header: u64, idle: u64, v: GoVersion) -> ServerConfig {
+        ServerConfig {
+            read_timeout: ms(read),
+            read_header_timeout: ms(header),
+            idle_timeout: ms(idle),
+            go_version: v,
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn idle_wait_table() {
+        use GoVersion::*;
+        use IdleWait::*;
+        // (read, read_header, idle, version) -> wait, effective limit
+        let table = [
+            (0, 0, 100, Go119, Peek(Some(ms(100))), Some(ms(100))),
+            (100, 0, 0, Go119, Peek(Some(ms(100))), Some(ms(100))), // R29 fallback
+            (100, 0, 300, Go119, Peek(Some(ms(300))), Some(ms(300))),
+            (0, 50, 0, Go119, StraightToReadRequest, Some(ms(50))), // #54784
+            (0, 0, 0, Go119, StraightToReadRequest, None),
+            (0, 50, 0, Go120, Peek(None), None),
+            (100, 0, 0, Go120, Peek(Some(ms(100))), Some(ms(100))),
+        ];
+        for (r, h, i, v, wait, limit) in table {
+            let c = cfg(r, h, i, v);
+            assert_eq!(idle_wait(&c), wait, "{r} {h} {i} {v:?}");
+            assert_eq!(effective_idle_limit(&c), limit, "{r} {h} {i} {v:?}");
+        }
+    }
+
+    #[test]
+    fn header_deadline_prefers_read_header_timeout() {
+        assert_eq!(header_timeout(&cfg(100, 0, 0, GoVersion::Go119)), Some(ms(100)));
+        assert_eq!(header_timeout(&cfg(100, 20, 0, GoVersion::Go119)), Some(ms(20)));
+        assert_eq!(header_timeout(&cfg(0, 0, 0, GoVersion::Go119)), None);
+        assert_eq!(request_timeout(&cfg(0, 20, 0, GoVersion::Go119)), None);
+    }
+
+    #[test]
+    fn unread_body_rules() {
+        assert_eq!(body_at_header_write(0, false), BodyAtHeaderWrite::Nothing);
+        assert_eq!(body_at_header_write(100, false), BodyAtHeaderWrite::Discard);
+        assert_eq!(body_at_header_write(100, true), BodyAtHeaderWrite::Nothing);
+        assert_eq!(body_at_header_write(256 << 10, false), BodyAtHeaderWrite::TooBig);
+        assert_eq!(body_on_close(100), 100);
+        assert_eq!(body_on_close((256 << 10) + 1), 0);
+        assert_eq!(close_kind(true), CloseKind::Rst);
+        assert_eq!(close_kind(false), CloseKind::Fin);
+    }
+
+    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false };
+    const GET10: RequestFacts = RequestFacts { http11: false, wants_close: false, wants_10_keep_alive: false, head: false };
+
+    #[test]
+    fn framing_table() {
+        // Small body, handler done: Content-Length, keep-alive.
+        let (c, h) = close_before_body_check(&GET11, None, true, true);
+        let f = response_framing(&GET11, 200, None, Some(3), c, h);
+        assert_eq!((f.content_length, f.chunked, f.close_after_reply, f.connection), (Some(3), false, false, None));
+        // Handler still running when the buffer spilled: chunked.
+        let f = response_framing(&GET11, 200, None, None, c, h);
+        assert!(f.chunked && !f.close_after_reply);
+        // HTTP/1.0 (nginx's default upstream protocol): HTTP/1.0 status line,
+        // close-delimited unless a length is known, closed either way, and no
+        // Connection header.
+        let (c, h) = close_before_body_check(&GET10, None, true, true);
+        let f = response_framing(&GET10, 200, None, None, c, h);
+        assert_eq!((f.http11_status_line, f.chunked, f.content_length, f.close_after_reply, f.connection), (false, false, None, true, None));
+        // Keep-alives disabled (Shutdown): Connection: close on HTTP/1.1.
+        let (c, h) = close_before_body_check(&GET11, None, true, false);
+        let f = response_framing(&GET11, 200, None, Some(3), c, h);
+        assert_eq!((f.close_after_reply, f.connection), (true, Some("close")));
+        // Declared length wins over chunking.
+        let f = response_framing(&GET11, 200, Some(10), None, false, None);
+        assert_eq!((f.content_length, f.chunked), (Some(10), false));
+    }
+}

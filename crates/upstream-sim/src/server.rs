@@ -1,0 +1,248 @@
+//! The listener and the server-wide state Go keeps in `http.Server`:
+//! tracked connections and their states (for Shutdown's idle sweep),
+//! `inShutdown`, `disableKeepAlives`, plus the lab's handler-run counters.
+
+use crate::config::ServerConfig;
+use crate::conn::Conn;
+use crate::events::{EventKind, EventLog};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    New,
+    Active,
+    Idle,
+}
+
+struct Tracked {
+    state: ConnState,
+    since: Instant,
+    close: CancellationToken,
+}
+
+pub(crate) struct Shared {
+    pub cfg: ServerConfig,
+    pub events: EventLog,
+    keep_alives: AtomicBool,
+    in_shutdown: AtomicBool,
+    handler_runs: Mutex<BTreeMap<String, u64>>,
+    conns: Mutex<HashMap<u64, Tracked>>,
+}
+
+impl Shared {
+    /// Go's `doKeepAlives()`.
+    pub fn do_keep_alives(&self) -> bool {
+        self.keep_alives.load(Ordering::SeqCst) && !self.in_shutdown.load(Ordering::SeqCst)
+    }
+
+    pub fn set_state(&self, id: u64, state: ConnState) {
+        if let Some(t) = self.conns.lock().unwrap().get_mut(&id) {
+            t.state = state;
+            t.since = Instant::now();
+        }
+    }
+
+    pub fn forget(&self, id: u64) {
+        self.conns.lock().unwrap().remove(&id);
+    }
+
+    pub fn count_handler_run(&self, path: &str) {
+        *self.handler_runs.lock().unwrap().entry(path.to_string()).or_default() += 1;
+    }
+
+    /// `closeIdleConns`: close idle connections, and new ones older than 5 s
+    /// (golang/go#22682). Returns whether no connection is left.
+    fn close_idle_conns(&self) -> bool {
+        let conns = self.conns.lock().unwrap();
+        let mut quiescent = true;
+        for t in conns.values() {
+            let idle = t.state == ConnState::Idle
+                || (t.state == ConnState::New && t.since.elapsed() > Duration::from_secs(5));
+            if idle {
+                t.close.cancel();
+            } else {
+                quiescent = false;
+            }
+        }
+        quiescent && conns.values().all(|t| t.close.is_cancelled())
+    }
+}
+
+/// A running emulated Go server.
+pub struct UpstreamSim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop_accepting: CancellationToken,
+    crash: CancellationToken,
+    accept_paused: watch::Sender<bool>,
+}
+
+impl UpstreamSim {
+    /// Binds (with `cfg.backlog`) and starts serving. Bind `127.0.0.1:0` for
+    /// an ephemeral port.
+    pub async fn start(cfg: ServerConfig, bind: SocketAddr) -> io::Result<UpstreamSim> {
+        Self::start_with_epoch(cfg, bind, Instant::now()).await
+    }
+
+    /// Like `start`, with event timestamps relative to `epoch` (so the
+    /// scenario runner can put client, proxy and upstream on one clock).
+    pub async fn start_with_epoch(cfg: ServerConfig, bind: SocketAddr, epoch: Instant) -> io::Result<UpstreamSim> {
+        let listener = listen(bind, cfg.backlog)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            keep_alives: AtomicBool::new(cfg.keep_alives),
+            in_shutdown: AtomicBool::new(false),
+            events: EventLog::new(epoch),
+            handler_runs: Mutex::new(BTreeMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            cfg: cfg.clone(),
+        });
+        let stop_accepting = CancellationToken::new();
+        let crash = CancellationToken::new();
+        let (accept_paused, paused_rx) = watch::channel(cfg.accept_paused);
+        tokio::spawn(accept_loop(listener, shared.clone(), stop_accepting.clone(), crash.clone(), paused_rx));
+        tracing::info!(target: "upstream_sim", %addr, ?cfg, "listening");
+        Ok(UpstreamSim { addr, shared, stop_accepting, crash, accept_paused })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn events(&self) -> &EventLog {
+        &self.shared.events
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.cfg
+    }
+
+    /// How many times each path's handler has started.
+    pub fn handler_runs(&self) -> BTreeMap<String, u64> {
+        self.shared.handler_runs.lock().unwrap().clone()
+    }
+
+    pub fn handler_runs_for(&self, path: &str) -> u64 {
+        self.handler_runs().get(path).copied().unwrap_or(0)
+    }
+
+    /// `SetKeepAlivesEnabled`: disabling also closes idle connections once.
+    pub fn set_keep_alives_enabled(&self, on: bool) {
+        self.shared.keep_alives.store(on, Ordering::SeqCst);
+        if !on {
+            self.shared.close_idle_conns();
+        }
+    }
+
+    /// Lab knob: stop (or resume) calling accept().
+    pub fn pause_accept(&self, paused: bool) {
+        let _ = self.accept_paused.send(paused);
+    }
+
+    /// `Shutdown(ctx)`: close the listener, then close idle connections on a
+    /// 1 ms → 500 ms backoff until none is left or `grace` passes. Returns
+    /// whether the server became quiescent in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.in_shutdown.store(true, Ordering::SeqCst);
+        self.shared.events.push(0, EventKind::ShutdownStarted);
+        self.stop_accepting.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut interval = Duration::from_millis(1);
+        loop {
+            if self.shared.close_idle_conns() {
+                return true;
+            }
+            if tokio::time::Instant::now() + interval > deadline {
+                return false;
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// An abrupt exit: the listener and every connection close at once, as
+    /// the kernel closes a dead process's sockets.
+    pub fn crash(&self) {
+        self.stop_accepting.cancel();
+        self.crash.cancel();
+    }
+}
+
+impl Drop for UpstreamSim {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+fn listen(bind: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&bind.into())?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(sock.into())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    crash: CancellationToken,
+    mut paused: watch::Receiver<bool>,
+) {
+    let next_id = AtomicU64::new(1);
+    loop {
+        while *paused.borrow_and_update() {
+            tokio::select! {
+                _ = stop.cancelled() => return close_listener(&shared),
+                r = paused.changed() => if r.is_err() { return close_listener(&shared) },
+            }
+        }
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return close_listener(&shared),
+            _ = paused.changed() => continue,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(target: "upstream_sim", "accept: {e}");
+                continue;
+            }
+        };
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        spawn_conn(id, stream, peer, shared.clone(), crash.clone());
+    }
+}
+
+fn close_listener(shared: &Shared) {
+    shared.events.push(0, EventKind::ListenerClosed);
+}
+
+fn spawn_conn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, crash: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let close = CancellationToken::new();
+    shared
+        .conns
+        .lock()
+        .unwrap()
+        .insert(id, Tracked { state: ConnState::New, since: Instant::now(), close: close.clone() });
+    shared.events.push(id, EventKind::Accepted { peer });
+    let conn = Conn::new(id, stream, shared, close);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = conn.serve() => {}
+            // Dropping the serve future drops the socket: Conn's Drop records it.
+            _ = crash.cancelled() => {}
+        }
+    });
+}
