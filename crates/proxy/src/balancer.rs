@@ -1,0 +1,231 @@
+//! nginx's round-robin balancer (`ngx_http_upstream_round_robin.c`), the
+//! parts that decide 502s: smooth weighted selection, the per-request
+//! `tried` set, `max_fails`/`fail_timeout`, `down`, backups, and the
+//! single-server special case (never disabled; any release ends tries).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub weight: i64,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub down: bool,
+    current_weight: i64,
+    effective_weight: i64,
+    fails: u32,
+    accessed: Option<Instant>,
+    checked: Option<Instant>,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, weight: u32, max_fails: u32, fail_timeout: Duration, down: bool) -> Peer {
+        Peer {
+            addr,
+            weight: weight as i64,
+            max_fails,
+            fail_timeout,
+            down,
+            current_weight: 0,
+            effective_weight: weight as i64,
+            fails: 0,
+            accessed: None,
+            checked: None,
+        }
+    }
+}
+
+/// Index of a peer: (is backup, position).
+pub type PeerId = (bool, usize);
+
+#[derive(Debug, Clone)]
+pub struct RoundRobin {
+    pub primary: Vec<Peer>,
+    pub backup: Vec<Peer>,
+}
+
+/// The per-request `rrp->tried` bitmap.
+#[derive(Debug, Clone, Default)]
+pub struct Tried(Vec<PeerId>);
+
+impl RoundRobin {
+    pub fn new(primary: Vec<Peer>, backup: Vec<Peer>) -> Self {
+        RoundRobin { primary, backup }
+    }
+
+    /// `peers->single`: one primary address (down ones count) and no backup.
+    pub fn single(&self) -> bool {
+        self.primary.len() == 1 && self.backup.is_empty()
+    }
+
+    /// `ngx_http_upstream_tries`: non-down primaries plus non-down backups.
+    pub fn tries(&self) -> u32 {
+        (self.primary.iter().filter(|p| !p.down).count() + self.backup.iter().filter(|p| !p.down).count()) as u32
+    }
+
+    pub fn peer(&self, id: PeerId) -> &Peer {
+        if id.0 {
+            &self.backup[id.1]
+        } else {
+            &self.primary[id.1]
+        }
+    }
+
+    fn peer_mut(&mut self, id: PeerId) -> &mut Peer {
+        if id.0 {
+            &mut self.backup[id.1]
+        } else {
+            &mut self.primary[id.1]
+        }
+    }
+
+    /// `ngx_http_upstream_get_round_robin_peer`. `None` = NGX_BUSY, which the
+    /// caller reports as "no live upstreams".
+    pub fn get_peer(&mut self, tried: &mut Tried, now: Instant) -> Option<PeerId> {
+        if self.single() {
+            let p = &self.primary[0];
+            return (!p.down).then_some((false, 0));
+        }
+        let id = pick(&mut self.primary, false, tried, now).or_else(|| pick(&mut self.backup, true, tried, now))?;
+        tried.0.push(id);
+        Some(id)
+    }
+
+    /// `ngx_http_upstream_free_round_robin_peer`: `failed` is NGX_PEER_FAILED.
+    /// Updates `tries` and returns the warn line to log, if any.
+    pub fn free_peer(&mut self, id: PeerId, failed: bool, now: Instant, tries: &mut u32) -> Option<String> {
+        if self.single() {
+            self.primary[0].fails = 0;
+            *tries = 0;
+            return None;
+        }
+        let mut warn = None;
+        let p = self.peer_mut(id);
+        if failed {
+            p.fails += 1;
+            p.accessed = Some(now);
+            p.checked = Some(now);
+            if p.max_fails > 0 {
+                p.effective_weight -= p.weight / p.max_fails as i64;
+                if p.fails >= p.max_fails {
+                    warn = Some("upstream server temporarily disabled".to_string());
+                }
+            }
+            p.effective_weight = p.effective_weight.max(0);
+        } else if p.accessed < p.checked {
+            p.fails = 0;
+        }
+        *tries = tries.saturating_sub(1);
+        warn
+    }
+}
+
+/// `ngx_http_upstream_get_peer`: smooth weighted round robin over eligible peers.
+fn pick(peers: &mut [Peer], backup: bool, tried: &Tried, now: Instant) -> Option<PeerId> {
+    let mut best: Option<usize> = None;
+    let mut total = 0;
+    for i in 0..peers.len() {
+        let p = &peers[i];
+        let disabled = p.max_fails > 0
+            && p.fails >= p.max_fails
+            && p.checked.is_some_and(|c| now.duration_since(c) <= p.fail_timeout);
+        if tried.0.contains(&(backup, i)) || p.down || disabled {
+            continue;
+        }
+        let p = &mut peers[i];
+        p.current_weight += p.effective_weight;
+        total += p.effective_weight;
+        if p.effective_weight < p.weight {
+            p.effective_weight += 1;
+        }
+        if best.is_none_or(|b| peers[i].current_weight > peers[b].current_weight) {
+            best = Some(i);
+        }
+    }
+    let p = &mut peers[best?];
+    p.current_weight -= total;
+    if p.checked.is_none_or(|c| now.duration_since(c) > p.fail_timeout) {
+        p.checked = Some(now);
+    }
+    Some((backup, best?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16, weight: u32) -> Peer {
+        Peer::new(([127, 0, 0, 1], port).into(), weight, 1, Duration::from_secs(10), false)
+    }
+
+    #[test]
+    fn smooth_weighted_order() {
+        let mut rr = RoundRobin::new(vec![peer(1, 5), peer(2, 1), peer(3, 1)], vec![]);
+        let now = Instant::now();
+        let order: Vec<u16> = (0..7)
+            .map(|_| {
+                let id = rr.get_peer(&mut Tried::default(), now).unwrap();
+                rr.peer(id).addr.port()
+            })
+            .collect();
+        // nginx's documented smooth sequence for weights 5,1,1.
+        assert_eq!(order, vec![1, 1, 2, 1, 3, 1, 1]);
+    }
+
+    #[test]
+    fn a_request_tries_each_server_once_then_no_live_upstreams() {
+        let mut rr = RoundRobin::new(vec![peer(1, 1), peer(2, 1)], vec![]);
+        let now = Instant::now();
+        let mut tried = Tried::default();
+        assert!(rr.get_peer(&mut tried, now).is_some());
+        assert!(rr.get_peer(&mut tried, now).is_some());
+        assert_eq!(rr.get_peer(&mut tried, now), None);
+    }
+
+    #[test]
+    fn max_fails_disables_for_fail_timeout() {
+        let mut rr = RoundRobin::new(vec![peer(1, 1), peer(2, 1)], vec![]);
+        let now = Instant::now();
+        let mut tries = 2;
+        let id = rr.get_peer(&mut Tried::default(), now).unwrap();
+        assert_eq!(rr.free_peer(id, true, now, &mut tries).as_deref(), Some("upstream server temporarily disabled"));
+        assert_eq!(tries, 1);
+        // Within fail_timeout, only the other server is picked.
+        for _ in 0..4 {
+            let other = rr.get_peer(&mut Tried::default(), now).unwrap();
+            assert_ne!(other, id);
+        }
+        // After fail_timeout it is eligible again, at a reduced effective
+        // weight that climbs back (nginx's slow recovery).
+        let later = now + Duration::from_secs(11);
+        let picks: Vec<_> = (0..4).map(|_| rr.get_peer(&mut Tried::default(), later).unwrap()).collect();
+        assert!(picks.contains(&id));
+    }
+
+    #[test]
+    fn single_server_is_never_disabled_and_release_ends_tries() {
+        let mut rr = RoundRobin::new(vec![peer(1, 1)], vec![]);
+        let now = Instant::now();
+        let mut tries = 1;
+        for _ in 0..3 {
+            let id = rr.get_peer(&mut Tried::default(), now).unwrap();
+            assert_eq!(rr.free_peer(id, true, now, &mut tries), None);
+            assert_eq!(tries, 0);
+        }
+        rr.primary[0].down = true;
+        assert_eq!(rr.get_peer(&mut Tried::default(), now), None);
+    }
+
+    #[test]
+    fn backups_after_primaries() {
+        let mut rr = RoundRobin::new(vec![peer(1, 1)], vec![peer(9, 1)]);
+        assert!(!rr.single());
+        let now = Instant::now();
+        let mut tried = Tried::default();
+        assert_eq!(rr.get_peer(&mut tried, now), Some((false, 0)));
+        assert_eq!(rr.get_peer(&mut tried, now), Some((true, 0)));
+        assert_eq!(rr.tries(), 2);
+    }
+}
