@@ -94,11 +94,11 @@ impl RoundRobin {
     }
 
     /// `ngx_http_upstream_free_round_robin_peer`: `failed` is NGX_PEER_FAILED.
-    /// Updates `tries` and returns the warn line to log, if any.
-    pub fn free_peer(&mut self, id: PeerId, failed: bool, now: Instant, tries: &mut u32) -> Option<String> {
+    /// Returns the warn line to log, if any. (The `tries` bookkeeping of the
+    /// same nginx function lives in `retry::next_upstream`, in one place.)
+    pub fn free_peer(&mut self, id: PeerId, failed: bool, now: Instant) -> Option<String> {
         if self.single() {
             self.primary[0].fails = 0;
-            *tries = 0;
             return None;
         }
         let mut warn = None;
@@ -117,7 +117,6 @@ impl RoundRobin {
         } else if p.accessed < p.checked {
             p.fails = 0;
         }
-        *tries = tries.saturating_sub(1);
         warn
     }
 }
@@ -188,10 +187,8 @@ mod tests {
     fn max_fails_disables_for_fail_timeout() {
         let mut rr = RoundRobin::new(vec![peer(1, 1), peer(2, 1)], vec![]);
         let now = Instant::now();
-        let mut tries = 2;
         let id = rr.get_peer(&mut Tried::default(), now).unwrap();
-        assert_eq!(rr.free_peer(id, true, now, &mut tries).as_deref(), Some("upstream server temporarily disabled"));
-        assert_eq!(tries, 1);
+        assert_eq!(rr.free_peer(id, true, now).as_deref(), Some("upstream server temporarily disabled"));
         // Within fail_timeout, only the other server is picked.
         for _ in 0..4 {
             let other = rr.get_peer(&mut Tried::default(), now).unwrap();
@@ -205,14 +202,12 @@ mod tests {
     }
 
     #[test]
-    fn single_server_is_never_disabled_and_release_ends_tries() {
+    fn single_server_is_never_disabled() {
         let mut rr = RoundRobin::new(vec![peer(1, 1)], vec![]);
         let now = Instant::now();
-        let mut tries = 1;
         for _ in 0..3 {
             let id = rr.get_peer(&mut Tried::default(), now).unwrap();
-            assert_eq!(rr.free_peer(id, true, now, &mut tries), None);
-            assert_eq!(tries, 0);
+            assert_eq!(rr.free_peer(id, true, now), None);
         }
         rr.primary[0].down = true;
         assert_eq!(rr.get_peer(&mut Tried::default(), now), None);

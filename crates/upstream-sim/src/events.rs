@@ -56,30 +56,41 @@ pub enum EventKind {
     ListenerClosed,
 }
 
+/// One timestamped event of kind `K`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ConnEvent {
-    /// Time since the server started.
+pub struct Event<K> {
+    /// Time since the recorder's epoch.
     pub at: Duration,
-    /// Connection number, 0 for server-level events.
+    /// Connection (or request) number, 0 for server-level events.
     pub conn: u64,
     #[serde(flatten)]
-    pub kind: EventKind,
+    pub kind: K,
 }
 
-#[derive(Clone)]
-pub struct EventLog {
-    inner: Arc<Inner>,
+pub type ConnEvent = Event<EventKind>;
+pub type EventLog = Recorder<EventKind>;
+
+/// An append-only, shareable event log that can be waited on. The proxy
+/// records its own event kinds with the same recorder.
+pub struct Recorder<K> {
+    inner: Arc<Inner<K>>,
 }
 
-struct Inner {
+impl<K> Clone for Recorder<K> {
+    fn clone(&self) -> Self {
+        Recorder { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<K> {
     epoch: Instant,
-    events: Mutex<Vec<ConnEvent>>,
+    events: Mutex<Vec<Event<K>>>,
     version: watch::Sender<u64>,
 }
 
-impl EventLog {
+impl<K: Clone + std::fmt::Debug> Recorder<K> {
     pub fn new(epoch: Instant) -> Self {
-        EventLog {
+        Recorder {
             inner: Arc::new(Inner { epoch, events: Mutex::new(Vec::new()), version: watch::channel(0).0 }),
         }
     }
@@ -88,14 +99,14 @@ impl EventLog {
         self.inner.epoch
     }
 
-    pub fn push(&self, conn: u64, kind: EventKind) {
+    pub fn push(&self, conn: u64, kind: K) {
         let at = self.inner.epoch.elapsed();
-        tracing::debug!(target: "upstream_sim", conn, at_ms = at.as_secs_f64() * 1e3, ?kind);
-        self.inner.events.lock().unwrap().push(ConnEvent { at, conn, kind });
+        tracing::debug!(conn, at_ms = at.as_secs_f64() * 1e3, ?kind);
+        self.inner.events.lock().unwrap().push(Event { at, conn, kind });
         self.inner.version.send_modify(|v| *v += 1);
     }
 
-    pub fn snapshot(&self) -> Vec<ConnEvent> {
+    pub fn snapshot(&self) -> Vec<Event<K>> {
         self.inner.events.lock().unwrap().clone()
     }
 
@@ -104,8 +115,8 @@ impl EventLog {
     pub async fn wait_for(
         &self,
         timeout: Duration,
-        mut pred: impl FnMut(&[ConnEvent]) -> bool,
-    ) -> (bool, Vec<ConnEvent>) {
+        mut pred: impl FnMut(&[Event<K>]) -> bool,
+    ) -> (bool, Vec<Event<K>>) {
         let mut rx = self.inner.version.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

@@ -24,6 +24,6 @@ pub mod probe;
 pub mod server;
 
 pub use config::{GoVersion, IdleRace, ServerConfig};
-pub use events::{CloseReason, ConnEvent, EventKind, EventLog};
+pub use events::{CloseReason, ConnEvent, Event, EventKind, EventLog, Recorder};
 pub use rules::CloseKind;
 pub use server::UpstreamSim;
