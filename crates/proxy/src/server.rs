@@ -570,11 +570,12 @@ async fn handle(
     let request_bytes = build_upstream_request(loc, &method, &uri, &head_only, &body, &ctx);
 
     let give_up = |run: RequestRun, status: u16| {
-        run.rt.events.push(run.req_no, ProxyEventKind::GiveUp { status });
-        run.rt.events.push(run.req_no, ProxyEventKind::ClientResponse { status, body_bytes: 0, truncated: false });
         let page_len = if status == 499 { 0 } else { error_page(status).len() as u64 };
         let states = run.states.clone();
+        // The access entry exists before the event that announces the response.
         run.access(&method, &path, &args, &request_line, status, page_len, conn_requests, states);
+        run.rt.events.push(run.req_no, ProxyEventKind::GiveUp { status });
+        run.rt.events.push(run.req_no, ProxyEventKind::ClientResponse { status, body_bytes: page_len, truncated: false });
         Ok(error_response(status))
     };
 
@@ -697,7 +698,6 @@ async fn handle(
                 addr: conn.peer.to_string(),
                 cached: attempt.cached,
             });
-            pump_rt.events.push(req_no, ProxyEventKind::ClientResponse { status, body_bytes: sent, truncated });
             upstream_rt.rr.lock().unwrap().free_peer(attempt.pid, false, Instant::now());
             if !truncated && reader.done && reader.delimited() && keepalive_ok {
                 upstream_rt.cache.store(conn);
@@ -716,6 +716,7 @@ async fn handle(
                 body_bytes_sent: sent,
                 connection_requests: conn_requests,
             });
+            pump_rt.events.push(req_no, ProxyEventKind::ClientResponse { status, body_bytes: sent, truncated });
         });
         let body = if no_body { full(Bytes::new()) } else { ChannelBody(rx).boxed() };
         return Ok(resp.body(body).expect("response"));

@@ -17,8 +17,12 @@ pub enum GoVersion {
 
 /// How the lab forces the idle race deterministically: instead of waiting for
 /// a timer to fire within a fraction of a millisecond of the proxy's reuse,
-/// the server behaves as if IdleTimeout fired exactly as the next request
-/// arrived. Not a Go setting; a lab knob.
+/// the idle deadline is held until the next request arrives; if by then the
+/// connection has been idle for at least the idle limit, the server behaves
+/// as if the deadline fired at that very instant and closes. A request that
+/// comes earlier is served as usual, and a peer that closes first (nginx's
+/// keepalive_timeout) avoids the race, exactly as in the natural race. Not a
+/// Go setting; a lab knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdleRace {
@@ -51,6 +55,12 @@ pub struct ServerConfig {
     pub accept_paused: bool,
     /// Lab knob: see [`IdleRace`].
     pub idle_race: Option<IdleRace>,
+    /// Lab knob: Shutdown's idle sweep closes each idle connection exactly
+    /// as its next request arrives (the race of R34), instead of at once.
+    pub shutdown_race: Option<IdleRace>,
+    /// Set SO_REUSEPORT, so a new server can take over the port (listener
+    /// handoff) before the old one stops.
+    pub reuse_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +76,8 @@ impl Default for ServerConfig {
             backlog: 4096,
             accept_paused: false,
             idle_race: None,
+            shutdown_race: None,
+            reuse_port: false,
         }
     }
 }

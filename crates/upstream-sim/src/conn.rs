@@ -122,6 +122,10 @@ impl Conn {
                     self.write_error_response(400, "Bad Request").await;
                     return self.close(CloseReason::BadRequest);
                 }
+                Err(ReadErr::Shutdown) => {
+                    let reason = self.shutdown_close().await;
+                    return self.close(reason);
+                }
                 Err(e) => return self.close(e.close_reason()),
             };
             self.shared.set_state(self.id, ConnState::Active);
@@ -285,31 +289,74 @@ impl Conn {
 
     /// `bufr.Peek(4)` under the idle deadline.
     async fn idle_peek(&mut self, deadline: Option<Instant>) -> Result<(), CloseReason> {
+        let race = self.shared.cfg.idle_race;
         while self.rbuf.len() < 4 {
-            if let Some(race) = self.shared.cfg.idle_race {
-                // Lab knob: behave as if IdleTimeout fired exactly as the
-                // next request arrived.
-                let stream = self.stream.as_ref().ok_or(CloseReason::PeerClosed)?;
-                let ready = tokio::select! {
-                    biased;
-                    _ = self.ctl.cancelled() => Err(CloseReason::Shutdown),
-                    r = stream.readable() => r.map_err(|_| CloseReason::PeerClosed),
-                };
-                ready?;
-                if race == crate::config::IdleRace::Fin {
-                    // Consume what arrived so the close is a FIN.
-                    let _ = self.fill(None).await;
-                    self.rbuf.clear();
+            if let (Some(race), Some(limit)) = (race, deadline) {
+                // Lab knob: hold the deadline until the request arrives.
+                self.await_readable().await?;
+                if Instant::now() >= limit {
+                    return Err(self.race_close(race).await);
                 }
-                return Err(CloseReason::IdleRace);
+                match self.fill(None).await {
+                    Ok(_) => continue,
+                    Err(e) => return Err(e.close_reason()),
+                }
             }
             match self.fill(deadline).await {
                 Ok(_) => {}
                 Err(ReadErr::Timeout) => return Err(CloseReason::IdleTimeout),
+                Err(ReadErr::Shutdown) => return Err(self.shutdown_close().await),
                 Err(e) => return Err(e.close_reason()),
             }
         }
         Ok(())
+    }
+
+    /// Waits until bytes (or EOF) are really there; Shutdown's sweep
+    /// interrupts. (`readable()` alone may report stale readiness left by
+    /// the previous successful read; a peek needs actual data.)
+    async fn await_readable(&mut self) -> Result<(), CloseReason> {
+        let stream = self.stream.as_ref().ok_or(CloseReason::PeerClosed)?;
+        let mut one = [0u8; 1];
+        let r = tokio::select! {
+            biased;
+            _ = self.ctl.cancelled() => Err(()),
+            r = stream.peek(&mut one) => r.map(|_| ()).map_err(|_| ()),
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(()) if self.ctl.is_cancelled() => Err(self.shutdown_close().await),
+            Err(()) => Err(CloseReason::PeerClosed),
+        }
+    }
+
+    /// The close of a lab race: FIN if the arrived bytes are consumed first,
+    /// RST if they are left in the receive buffer.
+    async fn race_close(&mut self, race: crate::config::IdleRace) -> CloseReason {
+        if race == crate::config::IdleRace::Fin {
+            // The bytes are known to be there (peeked): drain them directly,
+            // not through `fill`, which a cancelled Shutdown token would stop.
+            if let Some(s) = self.stream.as_ref() {
+                let mut scratch = vec![0u8; 64 * 1024];
+                while matches!(s.try_read(&mut scratch), Ok(n) if n > 0) {}
+            }
+            self.rbuf.clear();
+        }
+        CloseReason::IdleRace
+    }
+
+    /// Shutdown's idle sweep reached this connection.
+    async fn shutdown_close(&mut self) -> CloseReason {
+        if let (Some(race), true) = (self.shared.cfg.shutdown_race, self.shared.in_shutdown()) {
+            // Lab knob: Shutdown's sweep closes exactly as the next request
+            // arrives (SetKeepAlivesEnabled(false) alone closes at once).
+            if let Some(stream) = self.stream.as_ref() {
+                let mut one = [0u8; 1];
+                let _ = stream.peek(&mut one).await;
+            }
+            self.race_close(race).await;
+        }
+        CloseReason::Shutdown
     }
 
     // ---- writing -------------------------------------------------------

@@ -43,6 +43,10 @@ impl Shared {
         self.keep_alives.load(Ordering::SeqCst) && !self.in_shutdown.load(Ordering::SeqCst)
     }
 
+    pub fn in_shutdown(&self) -> bool {
+        self.in_shutdown.load(Ordering::SeqCst)
+    }
+
     pub fn set_state(&self, id: u64, state: ConnState) {
         if let Some(t) = self.conns.lock().unwrap().get_mut(&id) {
             t.state = state;
@@ -80,9 +84,47 @@ impl Shared {
 pub struct UpstreamSim {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    control: Control,
+    accept_paused: watch::Sender<bool>,
+}
+
+/// A cloneable handle for the server-wide operations (Shutdown, crash), so
+/// they can run in another task while the server keeps serving.
+#[derive(Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
     stop_accepting: CancellationToken,
     crash: CancellationToken,
-    accept_paused: watch::Sender<bool>,
+}
+
+impl Control {
+    /// `Shutdown(ctx)`: close the listener, then close idle connections on a
+    /// 1 ms → 500 ms backoff until none is left or `grace` passes. Returns
+    /// whether the server became quiescent in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.in_shutdown.store(true, Ordering::SeqCst);
+        self.shared.events.push(0, EventKind::ShutdownStarted);
+        self.stop_accepting.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut interval = Duration::from_millis(1);
+        loop {
+            if self.shared.close_idle_conns() {
+                return true;
+            }
+            if tokio::time::Instant::now() + interval > deadline {
+                return false;
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// An abrupt exit: the listener and every connection close at once, as
+    /// the kernel closes a dead process's sockets.
+    pub fn crash(&self) {
+        self.stop_accepting.cancel();
+        self.crash.cancel();
+    }
 }
 
 impl UpstreamSim {
@@ -95,7 +137,7 @@ impl UpstreamSim {
     /// Like `start`, with event timestamps relative to `epoch` (so the
     /// scenario runner can put client, proxy and upstream on one clock).
     pub async fn start_with_epoch(cfg: ServerConfig, bind: SocketAddr, epoch: Instant) -> io::Result<UpstreamSim> {
-        let listener = listen(bind, cfg.backlog)?;
+        let listener = listen(bind, cfg.backlog, cfg.reuse_port)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keep_alives: AtomicBool::new(cfg.keep_alives),
@@ -110,7 +152,8 @@ impl UpstreamSim {
         let (accept_paused, paused_rx) = watch::channel(cfg.accept_paused);
         tokio::spawn(accept_loop(listener, shared.clone(), stop_accepting.clone(), crash.clone(), paused_rx));
         tracing::info!(target: "upstream_sim", %addr, ?cfg, "listening");
-        Ok(UpstreamSim { addr, shared, stop_accepting, crash, accept_paused })
+        let control = Control { shared: shared.clone(), stop_accepting, crash };
+        Ok(UpstreamSim { addr, shared, control, accept_paused })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -147,32 +190,18 @@ impl UpstreamSim {
         let _ = self.accept_paused.send(paused);
     }
 
-    /// `Shutdown(ctx)`: close the listener, then close idle connections on a
-    /// 1 ms → 500 ms backoff until none is left or `grace` passes. Returns
-    /// whether the server became quiescent in time.
+    /// `Shutdown(ctx)`; see [`Control::shutdown`].
     pub async fn shutdown(&self, grace: Duration) -> bool {
-        self.shared.in_shutdown.store(true, Ordering::SeqCst);
-        self.shared.events.push(0, EventKind::ShutdownStarted);
-        self.stop_accepting.cancel();
-        let deadline = tokio::time::Instant::now() + grace;
-        let mut interval = Duration::from_millis(1);
-        loop {
-            if self.shared.close_idle_conns() {
-                return true;
-            }
-            if tokio::time::Instant::now() + interval > deadline {
-                return false;
-            }
-            tokio::time::sleep(interval).await;
-            interval = (interval * 2).min(Duration::from_millis(500));
-        }
+        self.control.shutdown(grace).await
     }
 
-    /// An abrupt exit: the listener and every connection close at once, as
-    /// the kernel closes a dead process's sockets.
+    /// An abrupt exit; see [`Control::crash`].
     pub fn crash(&self) {
-        self.stop_accepting.cancel();
-        self.crash.cancel();
+        self.control.crash();
+    }
+
+    pub fn control(&self) -> Control {
+        self.control.clone()
     }
 }
 
@@ -182,10 +211,13 @@ impl Drop for UpstreamSim {
     }
 }
 
-fn listen(bind: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn listen(bind: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     sock.set_nonblocking(true)?;
     sock.bind(&bind.into())?;
     sock.listen(backlog.min(i32::MAX as u32) as i32)?;

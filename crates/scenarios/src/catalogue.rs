@@ -1,0 +1,101 @@
+//! The scenario catalogue: the TOML files in `catalogue/`, compiled in.
+
+use crate::scenario::Scenario;
+
+macro_rules! files {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../catalogue/", $name, ".toml")))),*]
+    };
+}
+
+/// Every scenario file, problem before its remedy.
+pub const FILES: &[(&str, &str)] = files![
+    "write-timeout",
+    "write-timeout-remedy",
+    "write-timeout-keepalive",
+    "write-timeout-keepalive-remedy",
+    "proxy-read-timeout",
+    "proxy-read-timeout-remedy",
+    "partial-write",
+    "partial-write-remedy",
+    "partial-write-http10",
+    "idle-race",
+    "idle-race-remedy",
+    "idle-race-natural",
+    "idle-race-natural-remedy",
+    "idle-fallback",
+    "idle-fallback-remedy",
+    "no-keepalive",
+    "panic",
+    "panic-remedy",
+    "panic-unread-body",
+    "panic-unread-body-remedy",
+    "crash",
+    "crash-remedy",
+    "graceful-shutdown",
+    "graceful-shutdown-remedy",
+    "backlog-overflow",
+    "backlog-overflow-remedy",
+];
+
+pub fn all() -> Result<Vec<Scenario>, String> {
+    FILES.iter().map(|(name, src)| Scenario::from_toml(src, &format!("catalogue/{name}.toml"))).collect()
+}
+
+pub fn find(name: &str) -> Result<Scenario, String> {
+    let all = all()?;
+    let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    all.into_iter().find(|s| s.name == name).ok_or_else(|| {
+        let close: Vec<&String> = names.iter().filter(|n| n.contains(name) || name.contains(n.as_str())).collect();
+        if close.is_empty() {
+            format!("no scenario named {name:?}; `scenarios list` shows them")
+        } else {
+            format!("no scenario named {name:?}; did you mean {}?", close.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_is_listed_and_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(String::from))
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = FILES.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed);
+        let all = all().unwrap();
+        for s in &all {
+            assert_eq!(FILES.iter().find(|(n, _)| *n == s.name).map(|(n, _)| *n), Some(s.name.as_str()), "file name = scenario name");
+        }
+    }
+
+    #[test]
+    fn every_502_scenario_has_a_remedy_twin_that_expects_no_502() {
+        let all = all().unwrap();
+        for s in all.iter().filter(|s| !s.is_remedy()) {
+            let expects_502 = s.requests.iter().any(|r| r.expect.status == Some(502) || r.expect.status_in.as_ref().is_some_and(|v| v.contains(&502)));
+            if !expects_502 {
+                continue;
+            }
+            let twins: Vec<_> = all.iter().filter(|t| t.remedy_of.as_deref() == Some(s.name.as_str())).collect();
+            assert!(!twins.is_empty(), "{} has no remedy twin", s.name);
+            for t in twins {
+                for r in &t.requests {
+                    assert_ne!(r.expect.status, Some(502), "remedy {} expects a 502", t.name);
+                    assert!(r.expect.status.is_some() || r.expect.status_in.as_ref().is_some_and(|v| !v.contains(&502)), "remedy {} must pin its status", t.name);
+                }
+            }
+        }
+        for t in all.iter().filter(|s| s.is_remedy()) {
+            let of = t.remedy_of.as_deref().unwrap();
+            assert!(all.iter().any(|s| s.name == of), "{} is the remedy of unknown {of}", t.name);
+        }
+    }
+}

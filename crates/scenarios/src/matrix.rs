@@ -1,0 +1,113 @@
+//! `scenarios matrix`: Go IdleTimeout × nginx keepalive_timeout × method,
+//! each cell a natural-race sweep (request gaps around IdleTimeout), giving
+//! the measured 502 and retry rates next to what the rules predict.
+
+use crate::runner::{self, RunOptions};
+use crate::scenario::{Expect, GoSettings, NginxSettings, RequestGroup, Scenario, Workload};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub idle_timeout: String,
+    pub keepalive_timeout: String,
+    pub method: String,
+    pub requests: usize,
+    pub client_502: usize,
+    pub retried: usize,
+    /// nginx can hold a connection past Go's idle limit: the race is possible.
+    pub race_possible: bool,
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The scenario one cell runs.
+pub fn cell_scenario(idle: Duration, keepalive_timeout: Duration, method: &str, count: u32) -> Scenario {
+    Scenario {
+        name: format!("matrix-{}-{}-{method}", fmt_secs(idle), fmt_secs(keepalive_timeout)),
+        title: "matrix cell".into(),
+        remedy_of: None,
+        mechanism: String::new(),
+        fix: String::new(),
+        go: GoSettings { idle_timeout: Some(fmt_secs(idle)), keepalives: true, servers: 1, ..GoSettings::default() },
+        nginx: NginxSettings {
+            keepalive: Some(16),
+            keepalive_timeout: Some(fmt_secs(keepalive_timeout)),
+            http_version: Some("1.1".into()),
+            clear_connection: true,
+            ..NginxSettings::default()
+        },
+        workload: Workload {
+            warmup: 1,
+            sweep_from: Some(fmt_secs(idle.mul_f64(0.99))),
+            sweep_to: Some(fmt_secs(idle.mul_f64(1.01))),
+            ..Workload::default()
+        },
+        requests: vec![RequestGroup {
+            method: method.into(),
+            path: "/ok".into(),
+            body: if method == "POST" { 100 } else { 0 },
+            count,
+            expect: Expect::default(),
+        }],
+    }
+}
+
+pub async fn run(
+    idle: &[Duration],
+    keepalive: &[Duration],
+    methods: &[String],
+    count: u32,
+    opts: &RunOptions,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<Cell>, String> {
+    let total = idle.len() * keepalive.len() * methods.len();
+    let mut cells = Vec::new();
+    for &i in idle {
+        for &k in keepalive {
+            for m in methods {
+                let s = cell_scenario(i, k, m, count);
+                progress(cells.len() + 1, total, &s.name);
+                let r = runner::run(&s, opts).await?;
+                cells.push(Cell {
+                    idle_timeout: fmt_secs(i),
+                    keepalive_timeout: fmt_secs(k),
+                    method: m.clone(),
+                    requests: r.observations.len(),
+                    client_502: r.count_status(502),
+                    retried: r.observations.iter().filter(|o| o.upstream_status.len() > 1).count(),
+                    race_possible: upstream_sim::rules::effective_idle_limit(&runner::go_config(&s, 1.0)).is_some_and(|limit| k > limit),
+                });
+            }
+        }
+    }
+    Ok(cells)
+}
+
+pub fn render(cells: &[Cell]) -> String {
+    let mut s = format!(
+        "{:<14}{:<20}{:<8}{:>10}{:>10}{:>10}   {}\n",
+        "IdleTimeout", "keepalive_timeout", "method", "requests", "502 %", "retried %", "rules say"
+    );
+    for c in cells {
+        let pct = |n: usize| if c.requests == 0 { 0.0 } else { 100.0 * n as f64 / c.requests as f64 };
+        s.push_str(&format!(
+            "{:<14}{:<20}{:<8}{:>10}{:>9.1}%{:>9.1}%   {}\n",
+            c.idle_timeout,
+            c.keepalive_timeout,
+            c.method,
+            c.requests,
+            pct(c.client_502),
+            pct(c.retried),
+            if c.race_possible { "race possible" } else { "safe (nginx lets go first)" }
+        ));
+    }
+    s
+}

@@ -1,0 +1,151 @@
+//! Output: verdict tables for a terminal, JSON and JUnit for CI.
+
+use crate::runner::{GroupVerdict, RunResult};
+use crate::scenario::Expect;
+use std::fmt::Write;
+use std::io::IsTerminal;
+
+fn paint(ok: bool, s: &str) -> String {
+    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[{}m{s}\x1b[0m", if ok { "32" } else { "1;31" })
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn pass_word(ok: bool) -> String {
+    paint(ok, if ok { "PASS" } else { "FAIL" })
+}
+
+fn expect_text(e: &Expect) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = e.status {
+        parts.push(s.to_string());
+    }
+    if let Some(s) = &e.status_in {
+        parts.push(format!("{s:?}"));
+    }
+    if let Some(u) = &e.upstream_status {
+        parts.push(format!("\"{}\"", u.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")));
+    }
+    if let Some(h) = e.handler_runs {
+        parts.push(format!("handler×{h}"));
+    }
+    if let Some(b) = e.body_bytes {
+        parts.push(format!("{b} B"));
+    }
+    if e.truncated == Some(true) {
+        parts.push("truncated".into());
+    }
+    parts.join(" ")
+}
+
+fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
+    let obs: Vec<_> = r.observations.iter().filter(|o| o.group == v.group).collect();
+    let statuses = v.statuses.iter().map(|(s, n)| format!("{n}×{s}")).collect::<Vec<_>>().join(" ");
+    let upstream = obs.first().map(|o| o.upstream_status.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+    let errors = obs.first().map(|o| o.errors.join(",")).unwrap_or_default();
+    let runs: u64 = obs.iter().map(|o| o.handler_runs).sum();
+    let mut line = format!(
+        "  {:<5}{:<32} ×{:<3} expect {:<32} got {statuses} \"{upstream}\"{} handler×{runs}{}  {}",
+        v.method,
+        v.path,
+        v.count,
+        expect_text(&v.expect),
+        if errors.is_empty() { String::new() } else { format!(" [{errors}]") },
+        if v.retried > 0 { format!(" retried×{}", v.retried) } else { String::new() },
+        pass_word(v.passed)
+    );
+    for m in v.mismatches.iter().take(5) {
+        let _ = write!(line, "\n        {m}");
+    }
+    if v.mismatches.len() > 5 {
+        let _ = write!(line, "\n        … {} more", v.mismatches.len() - 5);
+    }
+    line
+}
+
+pub fn backends(r: &RunResult) -> String {
+    use crate::runner::{ProxyBackend, UpstreamBackend};
+    let p = match r.proxy {
+        ProxyBackend::Builtin => "built-in proxy (nginx 1.22 semantics)",
+        ProxyBackend::Nginx => "real nginx",
+    };
+    let u = match r.upstream {
+        UpstreamBackend::Builtin => "built-in upstream (Go 1.19 semantics)",
+        UpstreamBackend::Go => "real Go",
+    };
+    format!("{p} → {u}, scale {}", r.scale)
+}
+
+/// The verdict block of one run.
+pub fn verdict(r: &RunResult) -> String {
+    let mut s = format!("{} — {}\n  {}\n", r.scenario, r.title, backends(r));
+    if let Some(why) = &r.skipped {
+        let _ = writeln!(s, "  SKIP: {why}");
+        return s;
+    }
+    for v in &r.verdicts {
+        let _ = writeln!(s, "{}", group_line(r, v));
+    }
+    let n = r.observations.len();
+    let e502 = r.count_status(502);
+    let _ = writeln!(s, "  {}  {n} requests, {e502} × 502 at the client, {:.0} ms", pass_word(r.passed), r.wall_ms);
+    s
+}
+
+/// One line per run, for `all`.
+pub fn summary_line(r: &RunResult) -> String {
+    if let Some(why) = &r.skipped {
+        return format!("  SKIP  {:<32} {why}", r.scenario);
+    }
+    let n = r.observations.len();
+    format!(
+        "  {}  {:<32} {:>3} req  {:>3} × 502  {:>7.0} ms  {}",
+        pass_word(r.passed),
+        r.scenario,
+        n,
+        r.count_status(502),
+        r.wall_ms,
+        r.title
+    )
+}
+
+pub fn json(results: &[RunResult], wall_ms: f64) -> String {
+    let passed = results.iter().all(|r| r.passed);
+    serde_json::to_string_pretty(&serde_json::json!({
+        "passed": passed,
+        "wall_ms": wall_ms,
+        "runs": results,
+    }))
+    .expect("json")
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+pub fn junit(results: &[RunResult], suite: &str) -> String {
+    let failures = results.iter().filter(|r| !r.passed).count();
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
+    let total: f64 = results.iter().map(|r| r.wall_ms).sum::<f64>() / 1e3;
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total:.3}\">\n",
+        xml(suite),
+        results.len()
+    );
+    for r in results {
+        let class = format!("{:?}-{:?}", r.proxy, r.upstream).to_lowercase();
+        let _ = write!(s, "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"", xml(&class), xml(&r.scenario), r.wall_ms / 1e3);
+        if let Some(why) = &r.skipped {
+            let _ = writeln!(s, "><skipped message=\"{}\"/></testcase>", xml(why));
+        } else if r.passed {
+            s.push_str("/>\n");
+        } else {
+            let msg: Vec<String> = r.verdicts.iter().flat_map(|v| v.mismatches.iter().map(move |m| format!("{} {}: {m}", v.method, v.path))).collect();
+            let _ = writeln!(s, "><failure message=\"{}\">{}</failure></testcase>", xml(msg.first().map(String::as_str).unwrap_or("failed")), xml(&msg.join("\n")));
+        }
+    }
+    s.push_str("</testsuite>\n</testsuites>\n");
+    s
+}
