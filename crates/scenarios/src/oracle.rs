@@ -155,8 +155,11 @@ impl Model {
             self.reuse && !close && !too_big
         };
         let body = body as u64;
-        // An unread body over 256 KiB is left in the kernel: the close is an RST.
-        let close_failure = if rules::body_on_close(body) == 0 && body > 0 { Failure::RecvFailed(104) } else { Failure::PrematureClose };
+        // Body bytes beyond Go's 4 KiB read buffer that body.Close() leaves
+        // unread stay in the kernel: the close is an RST.
+        let unread_at_close = body as usize > rules::CONN_BUFFER
+            && !matches!(rules::body_on_close(body, req.closing()), rules::BodyOnClose::Drain(_));
+        let close_failure = if unread_at_close { Failure::RecvFailed(104) } else { Failure::PrematureClose };
         let ms = Duration::from_millis;
         let wt = rules::write_timeout(&self.go);
         let ok = |status, keep_alive| AttemptResult::Ok { status, keep_alive, body: None, truncated: false, body_error: None };

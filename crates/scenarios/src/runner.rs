@@ -210,6 +210,28 @@ impl Upstreams {
         }
     }
 
+    /// The proxy-side ports of every connection server `i` has accepted.
+    fn peer_ports(&self, i: usize) -> Vec<u16> {
+        match self {
+            Upstreams::Sim(v) => v[i]
+                .events()
+                .snapshot()
+                .iter()
+                .filter_map(|e| match e.kind {
+                    upstream_sim::EventKind::Accepted { peer } => Some(peer.port()),
+                    _ => None,
+                })
+                .collect(),
+            // go-upstream logs "CONN 127.0.0.1:PORT new".
+            Upstreams::Go(v) => v[i]
+                .lines()
+                .iter()
+                .filter(|l| l.contains(" CONN ") && l.ends_with(" new"))
+                .filter_map(|l| l.split_whitespace().nth(2)?.rsplit(':').next()?.parse().ok())
+                .collect(),
+        }
+    }
+
     fn handler_runs(&self, path: &str) -> u64 {
         match self {
             Upstreams::Sim(v) => v.iter().map(|s| s.handler_runs_for(path)).sum(),
@@ -426,6 +448,7 @@ async fn drive(
 
     // The action.
     let mut _fillers = Vec::new();
+    let closed_by_action = matches!(s.workload.action, Action::Crash | Action::RestartHandoff | Action::KeepalivesOffThenShutdown);
     match (s.workload.action, &mut *upstreams) {
         (Action::None, _) => {}
         (Action::Crash, Upstreams::Sim(v)) => {
@@ -475,6 +498,15 @@ async fn drive(
             }
         }
         (a, _) => return Err(format!("action {a:?} is not available with this upstream")),
+    }
+    if closed_by_action {
+        // The first server closed its connections; real nginx gives no event
+        // when its keepalive close handler has dropped them, but the kernel
+        // does: wait until none of them is left in CLOSE_WAIT on nginx's side.
+        let ports = upstreams.peer_ports(0);
+        if !wait_close_wait_cleared(&ports, Duration::from_secs(2)).await {
+            tracing::warn!("the proxy still holds connections the upstream closed: {ports:?}");
+        }
     }
     if s.workload.action != Action::None {
         tl.push(TimelineEntry::new(epoch.elapsed(), Lane::Upstream, format!("action: {:?}", s.workload.action)));
@@ -549,6 +581,39 @@ async fn drive(
         }
     }
     Ok(out)
+}
+
+/// Local ports in CLOSE_WAIT (TCP state 08) per /proc/net/tcp{,6}.
+fn close_wait_ports() -> Vec<u16> {
+    let mut out = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 3 && cols[3] == "08" {
+                if let Some(port) = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    out.push(port);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits, bounded, until none of `ports` is in CLOSE_WAIT: the proxy has
+/// seen the peer's FIN and closed its side.
+async fn wait_close_wait_cleared(ports: &[u16], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let waiting = close_wait_ports();
+        if !ports.iter().any(|p| waiting.contains(p)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 async fn client_post(c: &mut WireClient, method: &str, path: &str, body: usize) -> std::io::Result<()> {

@@ -69,6 +69,8 @@ pub(crate) struct Conn {
     body_deadline: Option<Instant>,
     /// `body.Close()` left more than 256 KiB unread.
     closed_body_early: bool,
+    /// The current request closes the connection after its reply (`t.Close`).
+    req_closing: bool,
     closed: bool,
     shared: Arc<Shared>,
     ctl: CancellationToken,
@@ -93,6 +95,7 @@ impl Conn {
             body_remaining: 0,
             body_deadline: None,
             closed_body_early: false,
+            req_closing: false,
             closed: false,
             shared,
             ctl,
@@ -131,6 +134,7 @@ impl Conn {
             self.shared.set_state(self.id, ConnState::Active);
             self.body_remaining = head.body_len;
             self.closed_body_early = false;
+            self.req_closing = head.facts.closing();
             self.body_deadline = rules::request_timeout(&cfg).map(|d| t0 + d);
             if let Some(d) = rules::write_timeout(&cfg) {
                 // `defer c.rwc.SetWriteDeadline(...)` in readRequest: armed
@@ -277,13 +281,16 @@ impl Conn {
         Ok(done)
     }
 
-    /// `body.Close()` with `doEarlyClose` (R32).
+    /// `body.Close()` (R32 and the closing-request case before it).
     async fn close_body(&mut self) {
-        let n = rules::body_on_close(self.body_remaining);
-        if n == 0 && self.body_remaining > 0 {
-            self.closed_body_early = true;
-        } else if n > 0 && self.discard_body(n).await.is_err() {
-            self.closed_body_early = true;
+        match rules::body_on_close(self.body_remaining, self.req_closing) {
+            rules::BodyOnClose::LeaveForClose => {}
+            rules::BodyOnClose::EarlyClose => self.closed_body_early = true,
+            rules::BodyOnClose::Drain(n) => {
+                if n > 0 && self.discard_body(n).await.is_err() {
+                    self.closed_body_early = true;
+                }
+            }
         }
     }
 

@@ -109,6 +109,14 @@ pub struct RequestFacts {
     pub head: bool,
 }
 
+impl RequestFacts {
+    /// Go's `shouldClose` for the request (`t.Close` in `readTransfer`):
+    /// HTTP/1.0 without keep-alive, or `Connection: close`.
+    pub fn closing(&self) -> bool {
+        (!self.http11 && !self.wants_10_keep_alive) || self.wants_close
+    }
+}
+
 /// Step one of `chunkWriter.writeHeader`: whether the connection will close
 /// after this reply before the unread body is even looked at, and any
 /// `Connection` header chosen so far.
@@ -154,14 +162,30 @@ pub fn body_at_header_write(remaining: u64, closing_already: bool) -> BodyAtHead
     }
 }
 
-/// `body.Close()` with `doEarlyClose` (after the handler, and in the panic
-/// path): a declared remainder over 256 KiB is left unread, otherwise it is
-/// read and discarded. Returns how many bytes to read.
-pub fn body_on_close(remaining: u64) -> u64 {
-    if remaining > MAX_POST_HANDLER_READ_BYTES {
-        0
+/// What `body.Close()` does with an unread request body (after the handler,
+/// and in the panic path), `transfer.go` GO-1.19 l.967.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyOnClose {
+    /// The connection closes after this reply anyway (HTTP/1.0 without
+    /// keep-alive, or `Connection: close`): nothing is read and no early
+    /// close is flagged, so the close is a plain `close()`: an RST if body
+    /// bytes are still unread. This case comes first in Go's switch.
+    LeaveForClose,
+    /// More than 256 KiB left: not read; `earlyClose` → `closeWriteAndWait`.
+    EarlyClose,
+    /// Read and discard the rest (at most 256 KiB).
+    Drain(u64),
+}
+
+pub fn body_on_close(remaining: u64, request_closing: bool) -> BodyOnClose {
+    if remaining == 0 {
+        BodyOnClose::Drain(0)
+    } else if request_closing {
+        BodyOnClose::LeaveForClose
+    } else if remaining > MAX_POST_HANDLER_READ_BYTES {
+        BodyOnClose::EarlyClose
     } else {
-        remaining
+        BodyOnClose::Drain(remaining)
     }
 }
 
@@ -274,8 +298,14 @@ mod tests {
         assert_eq!(body_at_header_write(100, false), BodyAtHeaderWrite::Discard);
         assert_eq!(body_at_header_write(100, true), BodyAtHeaderWrite::Nothing);
         assert_eq!(body_at_header_write(256 << 10, false), BodyAtHeaderWrite::TooBig);
-        assert_eq!(body_on_close(100), 100);
-        assert_eq!(body_on_close((256 << 10) + 1), 0);
+        assert_eq!(body_on_close(100, false), BodyOnClose::Drain(100));
+        assert_eq!(body_on_close((256 << 10) + 1, false), BodyOnClose::EarlyClose);
+        // nginx's default HTTP/1.0 upstream request: nothing is read, and
+        // the close that follows resets (observed with real Go 1.19).
+        assert_eq!(body_on_close(1 << 20, true), BodyOnClose::LeaveForClose);
+        assert_eq!(body_on_close(100, true), BodyOnClose::LeaveForClose);
+        assert_eq!(body_on_close(0, true), BodyOnClose::Drain(0));
+        assert!(GET10.closing() && !GET11.closing());
         assert_eq!(close_kind(true), CloseKind::Rst);
         assert_eq!(close_kind(false), CloseKind::Fin);
     }

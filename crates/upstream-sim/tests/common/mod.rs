@@ -21,6 +21,8 @@ pub enum Script {
     Get10(&'static str),
     /// POST with a body of N bytes.
     Post(&'static str, usize),
+    /// HTTP/1.0 POST with a body of N bytes.
+    Post10(&'static str, usize),
     /// Part of a request header, then silence.
     PartialHeader,
     /// A request header larger than the limit.
@@ -100,6 +102,8 @@ pub fn probes() -> Vec<Probe> {
             PartialHeader, None, Fin, (90, 400), ("/ok", 0)),
         Probe { connection_close: true, ..p("unread body over 256 KiB: Connection: close and FIN", cfg(), Post("/ok", 300 << 10),
             Resp(200, "cl", 3, true), Fin, (0, 400), ("/ok", 1)) },
+        p("HTTP/1.0 (closing) request: unread body is not drained, plain close resets",
+            cfg(), Post10("/ok", 100 << 10), Resp(200, "cl", 3, true), Rst, (0, 300), ("/ok", 1)),
         p("recover middleware turns a panic into 500", cfg(), Get("/recover-panic"), Resp(500, "cl", 22, true), Open, (0, 300), ("/recover-panic", 1)),
         p("TimeoutHandler answers 503 at its limit", cfg(), Get("/timeout-handler?ms=300&limit=50"),
             Resp(503, "cl", 8, true), Open, (40, 280), ("/timeout-handler", 1)),
@@ -188,6 +192,11 @@ pub async fn run_probe(probe: Probe, go: Option<PathBuf>) -> Observed {
         Script::Post(path, n) => {
             // The server may reset before the whole body is sent.
             let _ = tokio::time::timeout(ms(2000), c.post(path, n)).await;
+        }
+        Script::Post10(path, n) => {
+            let mut req = format!("POST {path} HTTP/1.0\r\nHost: lab\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+            req.resize(req.len() + n, b'p');
+            let _ = tokio::time::timeout(ms(2000), c.send(&req)).await;
         }
         Script::PartialHeader => {
             c.send(b"GET /ok HTTP/1.1\r\nHost: la").await.unwrap();
