@@ -232,7 +232,13 @@ impl Upstreams {
         }
     }
 
-    fn handler_runs(&self, path: &str) -> u64 {
+    /// Handler runs so far; for real Go, after making its log current.
+    async fn handler_runs(&mut self, path: &str) -> u64 {
+        if let Upstreams::Go(v) = self {
+            for g in v.iter_mut() {
+                g.sync_log(Duration::from_secs(2)).await;
+            }
+        }
         match self {
             Upstreams::Sim(v) => v.iter().map(|s| s.handler_runs_for(path)).sum(),
             Upstreams::Go(v) => v.iter().map(|g| g.handler_runs(path)).sum(),
@@ -276,6 +282,34 @@ impl ProxyRun {
             ProxyRun::Nginx(n) => {
                 n.access_log().get(i).and_then(|l| real_nginx::parse_lab_access(l)).map(|a| (a.upstream_status, a.upstream_response_time))
             }
+        }
+    }
+
+    /// Waits (bounded) until the proxy no longer holds any of the upstream
+    /// connections on `ports` (its local ports) that the upstream closed.
+    async fn wait_dropped(&self, ports: &[u16], limit: Duration) -> bool {
+        match self {
+            // Every cached one of them has left the cache.
+            ProxyRun::Builtin(p) => {
+                p.events()
+                    .wait_for(limit, |ev| {
+                        ports.iter().all(|port| {
+                            let stored = ev.iter().rposition(|e| matches!(e.kind, ProxyEventKind::KeepaliveStored { local_port } if local_port == *port));
+                            let left = ev.iter().rposition(|e| matches!(&e.kind, ProxyEventKind::KeepaliveClosed { local_port, .. } if local_port == port))
+                                .or_else(|| ev.iter().rposition(|e| matches!(e.kind, ProxyEventKind::UpstreamConn { local_port, cached: true, .. } if local_port == *port)));
+                            match (stored, left) {
+                                (Some(s), Some(l)) => l > s,
+                                (Some(_), None) => false,
+                                (None, _) => true,
+                            }
+                        })
+                    })
+                    .await
+                    .0
+            }
+            // Real nginx gives no event, but the kernel does: none of them
+            // is left in CLOSE_WAIT on nginx's side.
+            ProxyRun::Nginx(_) => wait_close_wait_cleared(ports, limit).await,
         }
     }
 
@@ -504,7 +538,7 @@ async fn drive(
         // when its keepalive close handler has dropped them, but the kernel
         // does: wait until none of them is left in CLOSE_WAIT on nginx's side.
         let ports = upstreams.peer_ports(0);
-        if !wait_close_wait_cleared(&ports, Duration::from_secs(2)).await {
+        if !proxy.wait_dropped(&ports, Duration::from_secs(2)).await {
             tracing::warn!("the proxy still holds connections the upstream closed: {ports:?}");
         }
     }
@@ -533,7 +567,7 @@ async fn drive(
                 // Workload pacing (the scenario's request gap), not a wait for an event.
                 tokio::time::sleep(this_gap).await;
             }
-            let runs_before = upstreams.handler_runs(&handler_path);
+            let runs_before = upstreams.handler_runs(&handler_path).await;
             let errors_before = proxy.error_lines().len();
             let t0 = Instant::now();
             tl.push(TimelineEntry::new(epoch.elapsed(), Lane::Client, format!("{} {path}", g.method)));
@@ -573,7 +607,7 @@ async fn drive(
                 upstream_response_time,
                 errors,
                 error_lines: lines,
-                handler_runs: upstreams.handler_runs(&handler_path) - runs_before,
+                handler_runs: upstreams.handler_runs(&handler_path).await - runs_before,
             });
             if reconnect {
                 client = WireClient::connect(addr).await.map_err(|e| format!("reconnect to proxy: {e}"))?;

@@ -28,7 +28,7 @@ pub struct Scenario {
 }
 
 /// The Go server (`http.Server` fields and handler-independent lab knobs).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoSettings {
     #[serde(default)]
@@ -53,6 +53,24 @@ pub struct GoSettings {
     /// Number of upstream servers (each its own Go server).
     #[serde(default = "one")]
     pub servers: usize,
+}
+
+/// Go's defaults (keep-alives on) and one server: the same values serde
+/// fills in for a `[go]` table that omits them.
+impl Default for GoSettings {
+    fn default() -> Self {
+        GoSettings {
+            read_timeout: None,
+            read_header_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
+            keepalives: true,
+            idle_race: None,
+            shutdown_race: None,
+            backlog: None,
+            servers: 1,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -213,6 +231,21 @@ pub fn scale_path(path: &str, factor: f64) -> String {
         })
         .collect();
     format!("{p}?{}", q.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_go_table_means_go_defaults() {
+        let s: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+        assert!(s.go.keepalives);
+        assert_eq!(s.go.servers, 1);
+        let t: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[go]\nwrite_timeout='3s'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+        assert!(t.go.keepalives);
+        assert_eq!(t.go.servers, 1);
+    }
 }
 
 impl Scenario {

@@ -339,6 +339,20 @@ impl GoServer {
         }
     }
 
+    /// Makes the log current: requests `/mark?n=K` and waits (bounded) for
+    /// its "MARK n=K" line. stdout is ordered, so every HANDLER line written
+    /// before is then read. A server that no longer accepts is left as is.
+    pub async fn sync_log(&mut self, timeout: Duration) -> bool {
+        static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let k = MARK.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let Ok(Ok(mut c)) = tokio::time::timeout(timeout, WireClient::connect(self.addr)).await else { return false };
+        if c.send(format!("GET /mark?n={k} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").as_bytes()).await.is_err() {
+            return false;
+        }
+        let needle = format!("MARK n={k}");
+        self.wait_line(timeout, |l| l.ends_with(&needle)).await
+    }
+
     pub fn handler_runs(&self, path: &str) -> u64 {
         let needle = format!("path={path} ");
         self.lines().iter().filter(|l| l.contains(" HANDLER ") && l.contains(&needle)).count() as u64

@@ -151,9 +151,12 @@ impl Running {
         match self {
             Running::Sim(s) => s.handler_runs_for(path),
             Running::Go(g) => {
-                // The HANDLER line travels through a pipe: wait for it, bounded.
-                let needle = format!("path={path} ");
-                g.wait_line(ms(2000), |l| expect == 0 || l.contains(&needle)).await;
+                // The HANDLER line travels through a pipe: make the log current.
+                if !g.sync_log(ms(2000)).await && expect > 0 {
+                    // No longer accepting (Shutdown): wait for the line itself.
+                    let needle = format!("path={path} ");
+                    g.wait_line(ms(2000), |l| l.contains(&needle)).await;
+                }
                 g.handler_runs(path)
             }
         }
