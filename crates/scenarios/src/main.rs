@@ -97,16 +97,22 @@ struct ScenarioCli {
 #[derive(Args)]
 struct MatrixArgs {
     /// Go IdleTimeout values (article scale).
-    #[arg(long, value_delimiter = ',', default_value = "5s,30s")]
+    #[arg(long, value_delimiter = ',', default_value = "2s,5s")]
     idle_timeouts: Vec<String>,
     /// nginx upstream keepalive_timeout values (article scale).
-    #[arg(long, value_delimiter = ',', default_value = "2s,10s,60s")]
+    #[arg(long, value_delimiter = ',', default_value = "1s,3s,60s")]
     keepalive_timeouts: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "GET,POST")]
     methods: Vec<String>,
     /// Requests per cell.
     #[arg(long, default_value_t = 20)]
     count: u32,
+    /// Which proxy measures the rates (real nginx shows the real race window).
+    #[arg(long, value_enum, default_value = "builtin")]
+    proxy: ProxyBackend,
+    /// Which upstream measures the rates.
+    #[arg(long, value_enum, default_value = "builtin")]
+    upstream: UpstreamBackend,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -260,12 +266,18 @@ async fn run_matrix(a: &MatrixArgs) -> ExitCode {
     if let Some(m) = a.methods.iter().find(|m| !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")) {
         return usage_error(format!("--methods: unsupported method {m:?}"));
     }
-    let opts = RunOptions { scale: a.report.scale, ..RunOptions::default() };
+    let opts = RunOptions { proxy: a.proxy, upstream: a.upstream, scale: a.report.scale };
     let started = Instant::now();
     match matrix::run(&idle, &keep, &a.methods, a.count, &opts, progress).await {
         Ok(cells) => {
             println!("{}", matrix::render(&cells));
-            println!("{} cells in {:.2} s wall (built-in emulators, natural race: gaps swept ±1% around IdleTimeout)", cells.len(), started.elapsed().as_secs_f64());
+            println!(
+                "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
+                cells.len(),
+                started.elapsed().as_secs_f64(),
+                a.proxy,
+                a.upstream
+            );
             if let Some(p) = &a.report.json {
                 let j = serde_json::to_string_pretty(&cells).expect("json");
                 if p.as_os_str() == "-" {

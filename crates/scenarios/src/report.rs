@@ -31,6 +31,9 @@ fn expect_text(e: &Expect) -> String {
     if let Some(h) = e.handler_runs {
         parts.push(format!("handler×{h}"));
     }
+    if e.errors.as_ref().is_some_and(|v| !v.is_empty()) {
+        parts.push(format!("[{}]", e.errors.as_ref().unwrap().join(",")));
+    }
     if let Some(b) = e.body_bytes {
         parts.push(format!("{b} B"));
     }
@@ -45,7 +48,10 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     let statuses = v.statuses.iter().map(|(s, n)| format!("{n}×{s}")).collect::<Vec<_>>().join(" ");
     let upstream = obs.first().map(|o| o.upstream_status.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
     let errors = obs.first().map(|o| o.errors.join(",")).unwrap_or_default();
-    let runs: u64 = obs.iter().map(|o| o.handler_runs).sum();
+    // Per request, collapsed when every request saw the same.
+    let mut runs: Vec<u64> = obs.iter().map(|o| o.handler_runs).collect();
+    runs.dedup();
+    let runs = if runs.len() == 1 { runs[0].to_string() } else { format!("{runs:?}") };
     let mut line = format!(
         "  {:<5}{:<32} ×{:<3} expect {:<32} got {statuses} \"{upstream}\"{} handler×{runs}{}  {}",
         v.method,
