@@ -178,7 +178,7 @@ pub fn retry_on_status(status: u16, tries: u32, request_sent: bool, ctx: &RetryC
     let bit = Ft::for_status(status)?;
     let mask = if request_sent && non_idempotent(&ctx.method) { bit.union(Ft::NON_IDEMPOTENT) } else { bit };
     let timed_out = ctx.next_upstream_timeout.is_some_and(|t| !t.is_zero() && elapsed >= t);
-    (tries > 1 && ctx.mask.contains(mask) && !(request_sent && !ctx.request_buffering) && !timed_out).then_some(bit)
+    (tries > 1 && ctx.mask.contains(mask) && (!request_sent || ctx.request_buffering) && !timed_out).then_some(bit)
 }
 
 /// Initial `peer.tries` (R2): non-down primaries (+ backups), capped once by

@@ -449,6 +449,38 @@ fn build_upstream_request(loc: &LocationRt, method: &str, uri: &str, client: &Re
     out
 }
 
+/// What the access log needs about the client request, shared by the
+/// give-up path and the response pump.
+#[derive(Clone)]
+struct ClientRequest {
+    ctx: RequestCtx,
+    method: String,
+    path: String,
+    args: String,
+    request_line: String,
+    conn_requests: u64,
+    start: Instant,
+}
+
+impl ClientRequest {
+    fn access_entry(&self, status: u16, upstream: Vec<UpstreamState>, body_bytes_sent: u64) -> AccessEntry {
+        AccessEntry {
+            msec: msec_now(),
+            remote_addr: self.ctx.client.clone(),
+            method: self.method.clone(),
+            uri: self.path.clone(),
+            args: self.args.clone(),
+            request_line: self.request_line.clone(),
+            host: self.ctx.host.clone(),
+            status,
+            request_time: self.start.elapsed(),
+            upstream,
+            body_bytes_sent,
+            connection_requests: self.conn_requests,
+        }
+    }
+}
+
 struct Attempt {
     pid: PeerId,
     peer: SocketAddr,
@@ -502,23 +534,6 @@ impl RequestRun<'_> {
         }
         d
     }
-
-    fn access(&self, method: &str, path: &str, args: &str, request_line: &str, status: u16, body_bytes: u64, conn_requests: u64, states: Vec<UpstreamState>) {
-        self.rt.logs.access(AccessEntry {
-            msec: msec_now(),
-            remote_addr: self.ctx.client.clone(),
-            method: method.into(),
-            uri: path.into(),
-            args: args.into(),
-            request_line: request_line.into(),
-            host: self.ctx.host.clone(),
-            status,
-            request_time: self.start.elapsed(),
-            upstream: states,
-            body_bytes_sent: body_bytes,
-            connection_requests: conn_requests,
-        });
-    }
 }
 
 async fn handle(
@@ -569,11 +584,11 @@ async fn handle(
     };
     let request_bytes = build_upstream_request(loc, &method, &uri, &head_only, &body, &ctx);
 
+    let creq = ClientRequest { ctx: ctx.clone(), method: method.clone(), path: path.clone(), args, request_line, conn_requests, start };
     let give_up = |run: RequestRun, status: u16| {
         let page_len = if status == 499 { 0 } else { error_page(status).len() as u64 };
-        let states = run.states.clone();
         // The access entry exists before the event that announces the response.
-        run.access(&method, &path, &args, &request_line, status, page_len, conn_requests, states);
+        run.rt.logs.access(creq.access_entry(status, run.states.clone(), page_len));
         run.rt.events.push(run.req_no, ProxyEventKind::GiveUp { status });
         run.rt.events.push(run.req_no, ProxyEventKind::ClientResponse { status, body_bytes: page_len, truncated: false });
         Ok(error_response(status))
@@ -662,7 +677,7 @@ async fn handle(
         let pump_rt = rt.clone();
         let upstream_rt = loc.upstream.clone();
         let keepalive_ok = !head.connection_close && head.http11;
-        let (m, p, a, rl) = (method.clone(), path.clone(), args.clone(), request_line.clone());
+        let creq = creq.clone();
         let log_ctx = run.ctx.clone();
         let uri_for_log = uri.clone();
         let status = head.status;
@@ -702,20 +717,7 @@ async fn handle(
             if !truncated && reader.done && reader.delimited() && keepalive_ok {
                 upstream_rt.cache.store(conn);
             }
-            pump_rt.logs.access(AccessEntry {
-                msec: msec_now(),
-                remote_addr: log_ctx.client.clone(),
-                method: m,
-                uri: p,
-                args: a,
-                request_line: rl,
-                host: log_ctx.host.clone(),
-                status,
-                request_time: start.elapsed(),
-                upstream: states,
-                body_bytes_sent: sent,
-                connection_requests: conn_requests,
-            });
+            pump_rt.logs.access(creq.access_entry(status, states, sent));
             pump_rt.events.push(req_no, ProxyEventKind::ClientResponse { status, body_bytes: sent, truncated });
         });
         let body = if no_body { full(Bytes::new()) } else { ChannelBody(rx).boxed() };

@@ -40,7 +40,7 @@ pub fn parse(s: &str) -> Option<Duration> {
 /// The shortest nginx spelling of a duration ("300ms", "5s").
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

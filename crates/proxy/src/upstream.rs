@@ -88,10 +88,8 @@ fn head_from(r: &httparse::Response) -> Result<ResponseHead, Failure> {
             head.content_length = Some(v.trim().parse().map_err(|_| Failure::InvalidHeader)?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = lower.contains("chunked");
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            if lower.contains("close") {
-                head.connection_close = true;
-            }
+        } else if h.name.eq_ignore_ascii_case("connection") && lower.contains("close") {
+            head.connection_close = true;
         }
         head.headers.push((h.name.to_string(), v));
     }

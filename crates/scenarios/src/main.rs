@@ -347,7 +347,7 @@ async fn run_conformance(a: &ReportArgs) -> ExitCode {
         ));
         results.extend(runs);
     }
-    println!("{:<32} {:<10} {:<12} {:<12} {}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go", "");
+    println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");
     for r in &rows {
         println!("{r}");
     }

@@ -20,12 +20,7 @@ pub struct Cell {
 }
 
 fn fmt_secs(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    proxy::time::format(d)
 }
 
 /// The scenario one cell runs.

@@ -233,21 +233,6 @@ pub fn scale_path(path: &str, factor: f64) -> String {
     format!("{p}?{}", q.join("&"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_absent_go_table_means_go_defaults() {
-        let s: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
-        assert!(s.go.keepalives);
-        assert_eq!(s.go.servers, 1);
-        let t: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[go]\nwrite_timeout='3s'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
-        assert!(t.go.keepalives);
-        assert_eq!(t.go.servers, 1);
-    }
-}
-
 impl Scenario {
     pub fn from_toml(src: &str, file: &str) -> Result<Scenario, String> {
         let s: Scenario = toml::from_str(src).map_err(|e| format!("{file}: {e}"))?;
@@ -287,5 +272,20 @@ impl Scenario {
 
     pub fn is_remedy(&self) -> bool {
         self.remedy_of.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_go_table_means_go_defaults() {
+        let s: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+        assert!(s.go.keepalives);
+        assert_eq!(s.go.servers, 1);
+        let t: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[go]\nwrite_timeout='3s'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+        assert!(t.go.keepalives);
+        assert_eq!(t.go.servers, 1);
     }
 }

@@ -19,9 +19,9 @@ async fn every_probe_meets_its_expectation_on_the_emulator() {
 
 /// Runs the probes concurrently (each has its own server and port), so the
 /// timer-bound probes overlap instead of adding up.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
