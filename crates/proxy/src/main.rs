@@ -89,6 +89,17 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("proxy: listening on {} ({profile:?} nginx profile)", proxy.addr());
-    let _ = tokio::signal::ctrl_c().await;
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("proxy: [emerg] cannot handle SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    proxy.stop();
     ExitCode::SUCCESS
 }

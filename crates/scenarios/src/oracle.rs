@@ -270,8 +270,24 @@ pub fn predict(s: &Scenario) -> Option<Vec<Prediction>> {
         return None;
     }
     let mut m = Model::new(s);
-    for _ in 0..s.workload.warmup {
-        m.request("GET", "/ok", 0);
+    if s.workload.warmup_concurrent {
+        // Overlapping warm-ups: each opens its own connection, and each is
+        // cached when the responses come back.
+        let mut tried = Tried::default();
+        let now = Instant::now();
+        for _ in 0..s.workload.warmup {
+            let pid = m.rr.get_peer(&mut tried, now).map(|p| p.1).unwrap_or(0);
+            if m.reuse && m.go.keep_alives {
+                m.cache[pid].push(Cached::Live);
+            }
+            if m.rr.single() {
+                tried = Tried::default();
+            }
+        }
+    } else {
+        for _ in 0..s.workload.warmup {
+            m.request("GET", "/ok", 0);
+        }
     }
     m.act(s.workload.action);
     let gap = s.workload.gap.as_deref().and_then(|g| parse_duration(g).ok()).unwrap_or_default();

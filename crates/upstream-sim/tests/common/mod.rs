@@ -25,6 +25,8 @@ pub enum Script {
     Post10(&'static str, usize),
     /// Part of a request header, then silence.
     PartialHeader,
+    /// POST declaring N body bytes, sending only half of them.
+    SlowBody(&'static str, usize),
     /// A request header larger than the limit.
     HugeHeader(usize),
     /// GET /ok on a keep-alive connection, then Shutdown while it is idle.
@@ -104,6 +106,8 @@ pub fn probes() -> Vec<Probe> {
             Resp(200, "cl", 3, true), Fin, (0, 400), ("/ok", 1)) },
         p("HTTP/1.0 (closing) request: unread body is not drained, plain close resets",
             cfg(), Post10("/ok", 100 << 10), Resp(200, "cl", 3, true), Rst, (0, 300), ("/ok", 1)),
+        Probe { connection_close: true, ..p("ReadTimeout bounds the unread body Go drains before answering: Connection: close",
+            ServerConfig { read_timeout: ms(100), ..cfg() }, SlowBody("/ok", 100), Resp(200, "cl", 3, true), Fin, (90, 400), ("/ok", 1)) },
         p("recover middleware turns a panic into 500", cfg(), Get("/recover-panic"), Resp(500, "cl", 22, true), Open, (0, 300), ("/recover-panic", 1)),
         p("TimeoutHandler answers 503 at its limit", cfg(), Get("/timeout-handler?ms=300&limit=50"),
             Resp(503, "cl", 8, true), Open, (40, 280), ("/timeout-handler", 1)),
@@ -203,6 +207,11 @@ pub async fn run_probe(probe: Probe, go: Option<PathBuf>) -> Observed {
         }
         Script::PartialHeader => {
             c.send(b"GET /ok HTTP/1.1\r\nHost: la").await.unwrap();
+        }
+        Script::SlowBody(path, n) => {
+            let mut req = format!("POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+            req.resize(req.len() + n / 2, b'p');
+            c.send(&req).await.unwrap();
         }
         Script::HugeHeader(n) => {
             let req = format!("GET /ok HTTP/1.1\r\nHost: lab\r\nX-Big: {}\r\n\r\n", "h".repeat(n));
