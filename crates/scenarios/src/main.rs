@@ -347,12 +347,14 @@ async fn run_conformance(a: &ReportArgs) -> ExitCode {
         ));
         results.extend(runs);
     }
-    println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");
-    for r in &rows {
-        println!("{r}");
-    }
     let wall = started.elapsed();
-    println!("\n{} scenarios × 3 backend pairs, {disagreements} disagreements, {:.2} s wall", all.len(), wall.as_secs_f64());
+    if !a.json.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");
+        for r in &rows {
+            println!("{r}");
+        }
+        println!("\n{} scenarios × 3 backend pairs, {disagreements} disagreements, {:.2} s wall", all.len(), wall.as_secs_f64());
+    }
     if let Err(e) = write_reports(a, &results, wall.as_secs_f64() * 1e3, "scenarios conformance") {
         return usage_error(e);
     }

@@ -354,6 +354,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, String> {
     let wall = Instant::now();
     let factor = opts.scale;
     let epoch = Instant::now();
+    let epoch_secs_of_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() % 86_400.0)
+        .unwrap_or(0.0);
     let go_cfg = go_config(s, factor);
     let mut upstreams = match opts.upstream {
         UpstreamBackend::Builtin => {
@@ -402,9 +406,16 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, String> {
     if let ProxyRun::Builtin(p) = &proxy {
         tl.extend(timeline::from_proxy(&p.events().snapshot()));
     }
-    if let Upstreams::Sim(v) = &upstreams {
-        for (i, sim) in v.iter().enumerate() {
-            tl.extend(timeline::from_upstream(&sim.events().snapshot(), i, v.len()));
+    match &upstreams {
+        Upstreams::Sim(v) => {
+            for (i, sim) in v.iter().enumerate() {
+                tl.extend(timeline::from_upstream(&sim.events().snapshot(), i, v.len()));
+            }
+        }
+        Upstreams::Go(v) => {
+            for (i, g) in v.iter().enumerate() {
+                tl.extend(timeline::from_go_log(&g.lines(), epoch_secs_of_day, i, v.len()));
+            }
         }
     }
     tl.sort_by(|a, b| a.at_ms.partial_cmp(&b.at_ms).unwrap_or(std::cmp::Ordering::Equal));
@@ -585,6 +596,14 @@ async fn drive(
             let (upstream_status, upstream_response_time) = if logged { proxy.access(seen - 1).unwrap_or_default() } else { Default::default() };
             let lines: Vec<String> = proxy.error_lines().into_iter().skip(errors_before).filter(|l| l.contains("[error]")).collect();
             let errors = lines.iter().map(|l| proxy::failure::class_of_log_line(l).unwrap_or("other").to_string()).collect();
+            if let ProxyRun::Nginx(_) = proxy {
+                // nginx logs to the second; place its lines when they were read.
+                for l in &lines {
+                    let msg = l.split_once(": *").and_then(|(_, r)| r.split_once(' ')).map(|(_, m)| m).unwrap_or(l);
+                    let msg = msg.split(", client:").next().unwrap_or(msg);
+                    tl.push(TimelineEntry::new(epoch.elapsed(), Lane::Proxy, format!("error.log: {msg}")));
+                }
+            }
             let truncated = resp.as_ref().is_some_and(|r| !r.complete);
             tl.push(TimelineEntry::new(
                 epoch.elapsed(),

@@ -94,6 +94,46 @@ pub fn from_upstream(events: &[ConnEvent], server: usize, servers: usize) -> Vec
     out
 }
 
+/// Real Go's log (fixtures/go-upstream: "HH:MM:SS.micros CONN addr state",
+/// "... HANDLER n=.. path=.."), placed on the run's clock. `epoch_wall` is
+/// the wall-clock time (UTC seconds of the day) of the run's epoch.
+pub fn from_go_log(lines: &[String], epoch_wall_secs_of_day: f64, server: usize, servers: usize) -> Vec<TimelineEntry> {
+    let tag = if servers > 1 { format!("[go{}] ", server + 1) } else { String::new() };
+    // The harness's own /mark connections are not part of the story.
+    let mark_ports: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" MARK "))
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("remote=")).and_then(|a| a.rsplit(':').next()))
+        .collect();
+    lines
+        .iter()
+        .filter(|l| !(l.contains(" CONN ") && mark_ports.iter().any(|p| l.contains(&format!(":{p} ")))))
+        .filter_map(|l| {
+            let (ts, rest) = l.split_once(' ')?;
+            let mut parts = ts.split(':');
+            let (h, m, sec) = (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+            let at_ms = (h * 3600.0 + m * 60.0 + sec - epoch_wall_secs_of_day) * 1e3;
+            let text = if let Some(c) = rest.strip_prefix("CONN ") {
+                let (addr, state) = c.rsplit_once(' ')?;
+                let port = addr.rsplit(':').next().unwrap_or(addr);
+                match state {
+                    "closed" => format!(":{port} ◄══ closed (ConnState)"),
+                    s => format!(":{port} {s}"),
+                }
+            } else if let Some(h) = rest.strip_prefix("HANDLER ") {
+                let path = h.split_whitespace().find_map(|f| f.strip_prefix("path=")).unwrap_or("?");
+                let port = h.split_whitespace().find_map(|f| f.strip_prefix("remote=")).and_then(|a| a.rsplit(':').next()).unwrap_or("?");
+                format!(":{port} handler {path} starts")
+            } else if rest.starts_with("MARK") || rest.starts_with("LISTEN") {
+                return None;
+            } else {
+                rest.to_string()
+            };
+            (at_ms >= 0.0).then(|| TimelineEntry { at_ms, lane: Lane::Upstream, text: format!("{tag}{text}") })
+        })
+        .collect()
+}
+
 /// Renders the entries as a three-lane sequence diagram.
 pub fn render(entries: &[TimelineEntry], proxy_name: &str, upstream_name: &str) -> String {
     const CLIENT: usize = 0;

@@ -349,8 +349,8 @@ impl GoServer {
         if c.send(format!("GET /mark?n={k} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").as_bytes()).await.is_err() {
             return false;
         }
-        let needle = format!("MARK n={k}");
-        self.wait_line(timeout, |l| l.ends_with(&needle)).await
+        let needle = format!("MARK n={k} ");
+        self.wait_line(timeout, |l| l.contains(&needle)).await
     }
 
     pub fn handler_runs(&self, path: &str) -> u64 {
