@@ -104,8 +104,13 @@ impl Control {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.shared.in_shutdown.store(true, Ordering::SeqCst);
         self.shared.events.push(0, EventKind::ShutdownStarted);
-        self.stop_accepting.cancel();
         let deadline = tokio::time::Instant::now() + grace;
+        // Go closes the listeners synchronously, first.
+        self.stop_accepting.cancel();
+        self.shared
+            .events
+            .wait_for(grace, |ev| ev.iter().any(|e| matches!(e.kind, EventKind::ListenerClosed)))
+            .await;
         let mut interval = Duration::from_millis(1);
         loop {
             if self.shared.close_idle_conns() {
@@ -232,15 +237,15 @@ async fn accept_loop(
     mut paused: watch::Receiver<bool>,
 ) {
     let next_id = AtomicU64::new(1);
-    loop {
+    'serve: loop {
         while *paused.borrow_and_update() {
             tokio::select! {
-                _ = stop.cancelled() => return close_listener(&shared),
-                r = paused.changed() => if r.is_err() { return close_listener(&shared) },
+                _ = stop.cancelled() => break 'serve,
+                r = paused.changed() => if r.is_err() { break 'serve },
             }
         }
         let accepted = tokio::select! {
-            _ = stop.cancelled() => return close_listener(&shared),
+            _ = stop.cancelled() => break 'serve,
             _ = paused.changed() => continue,
             r = listener.accept() => r,
         };
@@ -254,9 +259,8 @@ async fn accept_loop(
         let id = next_id.fetch_add(1, Ordering::SeqCst);
         spawn_conn(id, stream, peer, shared.clone(), crash.clone());
     }
-}
-
-fn close_listener(shared: &Shared) {
+    // The socket is closed before the event says so: from then on connects are refused.
+    drop(listener);
     shared.events.push(0, EventKind::ListenerClosed);
 }
 
