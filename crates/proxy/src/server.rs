@@ -662,15 +662,22 @@ async fn handle(
         let no_body = method == "HEAD" || head.status == 204 || head.status == 304 || (100..200).contains(&head.status);
         let mut reader = BodyReader::new(&head, leftover, loc.read_timeout, no_body);
         let mut resp = Response::builder().status(head.status).header("Server", "nginx");
-        for (k, v) in &head.headers {
-            let lower = k.to_ascii_lowercase();
-            if ["connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"].contains(&lower.as_str()) {
-                continue;
+        if let Some(h) = resp.headers_mut() {
+            for (k, v) in &head.headers {
+                let lower = k.to_ascii_lowercase();
+                if ["connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"].contains(&lower.as_str()) {
+                    continue;
+                }
+                // A header the http crate cannot represent is dropped, not fatal.
+                if let (Ok(name), Ok(value)) =
+                    (hyper::header::HeaderName::from_bytes(k.as_bytes()), hyper::header::HeaderValue::from_bytes(v.as_bytes()))
+                {
+                    h.append(name, value);
+                }
             }
-            resp = resp.header(k.as_str(), v.as_str());
-        }
-        if let Some(n) = head.content_length {
-            resp = resp.header("Content-Length", n);
+            if let Some(n) = head.content_length {
+                h.insert(hyper::header::CONTENT_LENGTH, n.into());
+            }
         }
         let (tx, rx) = mpsc::channel(16);
         let run_states = std::mem::take(&mut run.states);
@@ -721,6 +728,6 @@ async fn handle(
             pump_rt.events.push(req_no, ProxyEventKind::ClientResponse { status, body_bytes: sent, truncated });
         });
         let body = if no_body { full(Bytes::new()) } else { ChannelBody(rx).boxed() };
-        return Ok(resp.body(body).expect("response"));
+        return Ok(resp.body(body).unwrap_or_else(|_| error_response(502)));
     }
 }

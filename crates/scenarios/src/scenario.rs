@@ -249,6 +249,15 @@ impl Scenario {
         for d in [&n.keepalive_timeout, &n.next_upstream_timeout, &n.connect_timeout, &n.read_timeout].into_iter().flatten() {
             proxy::time::parse(d).ok_or_else(|| format!("bad nginx time {d:?}"))?;
         }
+        if let Some(m) = &n.next_upstream {
+            let words: Vec<String> = m.split_whitespace().map(String::from).collect();
+            proxy::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {bad:?}"))?;
+        }
+        if let Some(v) = &n.http_version {
+            if v != "1.0" && v != "1.1" {
+                return Err(format!("http_version must be \"1.0\" or \"1.1\", not {v:?}"));
+            }
+        }
         for race in [&g.idle_race, &g.shutdown_race].into_iter().flatten() {
             if race != "fin" && race != "rst" {
                 return Err(format!("race must be \"fin\" or \"rst\", not {race:?}"));
@@ -278,6 +287,22 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_values_are_errors_with_the_file_name() {
+        let base = "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n";
+        let req = "[[request]]\npath='/ok'\n[request.expect]\n";
+        for (extra, want) in [
+            ("[nginx]\nnext_upstream='error sometimes'\n", "next_upstream: invalid value \"sometimes\""),
+            ("[nginx]\nhttp_version='2'\n", "http_version"),
+            ("[go]\nwrite_timeout='3x'\n", "invalid duration"),
+            ("[go]\nidle_race='maybe'\n", "race must be"),
+            ("[go]\nbogus=1\n", "unknown field"),
+        ] {
+            let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err();
+            assert!(err.starts_with("f.toml: ") && err.contains(want), "{err}");
+        }
+    }
 
     #[test]
     fn an_absent_go_table_means_go_defaults() {
