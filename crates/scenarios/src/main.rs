@@ -68,6 +68,13 @@ struct ReportArgs {
     scale: f64,
 }
 
+impl ReportArgs {
+    /// `--json -`: stdout carries only the JSON report.
+    fn json_to_stdout(&self) -> bool {
+        self.json.as_deref().is_some_and(|p| p.as_os_str() == "-")
+    }
+}
+
 #[derive(Args, Clone)]
 struct RunArgs {
     /// Which proxy: the built-in nginx emulator or real nginx.
@@ -182,7 +189,7 @@ async fn run_one(name: &str, args: &RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(format!("{name}: cannot run: {e}")),
     };
-    let quiet_stdout = args.report.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let quiet_stdout = args.report.json_to_stdout();
     if !quiet_stdout {
         println!("{}", report::verdict(&r));
         if !args.no_timeline && r.skipped.is_none() {
@@ -212,7 +219,7 @@ async fn run_all(args: &RunArgs) -> ExitCode {
     let opts = RunOptions { proxy: args.proxy, upstream: args.upstream, scale: args.report.scale };
     let started = Instant::now();
     let mut results = Vec::new();
-    let quiet_stdout = args.report.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let quiet_stdout = args.report.json_to_stdout();
     for (i, s) in all.iter().enumerate() {
         progress(i + 1, all.len(), &s.name);
         match runner::run(s, &opts).await {
@@ -348,7 +355,7 @@ async fn run_conformance(a: &ReportArgs) -> ExitCode {
         results.extend(runs);
     }
     let wall = started.elapsed();
-    if !a.json.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+    if !a.json_to_stdout() {
         println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");
         for r in &rows {
             println!("{r}");
