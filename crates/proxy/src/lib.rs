@@ -8,6 +8,7 @@ pub mod failure;
 pub mod keepalive;
 pub mod logs;
 pub mod nginx;
+pub mod profile;
 pub mod server;
 pub mod upstream;
 

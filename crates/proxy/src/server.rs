@@ -144,11 +144,7 @@ fn build_runtime(cfg: &Config, opts: &ProxyOptions, events: &ProxyEvents) -> Res
                 primary.push(peer);
             }
         }
-        let capacity = match (u.keepalive, opts.profile) {
-            (Some(n), _) => n as usize,
-            (None, Profile::Legacy) => 0,
-            (None, Profile::Modern) => 32,
-        };
+        let capacity = crate::profile::keepalive_capacity(opts.profile, u.keepalive, true);
         let settings = KeepaliveSettings {
             capacity,
             timeout: u.keepalive_timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -228,7 +224,8 @@ fn location_rt(
         None => {
             // An implicit upstream: one address, never a keepalive cache.
             let addr = resolve_addr(host).map_err(|e| cerr(format!("{e} in upstream \"{host}\"")))?;
-            let settings = KeepaliveSettings { capacity: 0, timeout: DEFAULT_TIMEOUT, requests: 1000, time: Duration::from_secs(3600) };
+            let capacity = crate::profile::keepalive_capacity(opts.profile, None, false);
+            let settings = KeepaliveSettings { capacity, timeout: DEFAULT_TIMEOUT, requests: 1000, time: Duration::from_secs(3600) };
             let u = Arc::new(UpstreamRt {
                 name: host.to_string(),
                 rr: Mutex::new(RoundRobin::new(vec![Peer::new(addr, 1, 1, Duration::from_secs(10), false)], vec![])),
@@ -238,21 +235,8 @@ fn location_rt(
             u
         }
     };
-    let http11 = match p.http_version.as_deref() {
-        Some(v) => v == "1.1",
-        None => opts.profile == Profile::Modern,
-    };
-    let mut headers = vec![("Host".to_string(), "$proxy_host".to_string())];
-    if opts.profile == Profile::Legacy {
-        headers.push(("Connection".into(), "close".into()));
-    }
-    for (k, v) in p.set_header.iter().flatten() {
-        if let Some(h) = headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
-            h.1 = v.clone();
-        } else {
-            headers.push((k.clone(), v.clone()));
-        }
-    }
+    let http11 = crate::profile::http11(opts.profile, p.http_version.as_deref());
+    let headers = crate::profile::request_headers(opts.profile, p.set_header.as_deref().unwrap_or(&[]));
     Ok(LocationRt {
         exact: loc.modifier == "=",
         path: loc.path.clone(),

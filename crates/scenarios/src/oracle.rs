@@ -47,7 +47,11 @@ struct Model {
     listening: Vec<bool>,
     backlog_full: bool,
     rr: RoundRobin,
+    /// R23: nginx can reuse upstream connections at all.
     reuse: bool,
+    /// The upstream request line says HTTP/1.1, and whether it carries `Connection: close`.
+    http11: bool,
+    sends_close: bool,
     keepalive_timeout: Duration,
     read_timeout: Duration,
     ctx_mask: Ft,
@@ -68,16 +72,20 @@ impl Model {
         let cfg = nginx_config(s, &addrs, ([127, 0, 0, 1], 1).into(), 1.0);
         let u = &cfg.upstreams[0];
         let loc = &cfg.servers[0].locations[0].proxy;
-        let http11 = loc.http_version.as_deref() == Some("1.1");
-        let clears = loc.set_header.iter().flatten().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.is_empty());
+        // The built-in proxy and real nginx 1.22 both run the legacy profile.
+        let profile = proxy::Profile::Legacy;
+        let http11 = proxy::profile::http11(profile, loc.http_version.as_deref());
+        let headers = proxy::profile::request_headers(profile, loc.set_header.as_deref().unwrap_or(&[]));
+        let capacity = proxy::profile::keepalive_capacity(profile, u.keepalive, true);
         let peers = u.servers.iter().map(|srv| Peer::new(srv.addr.parse().unwrap(), srv.weight, srv.max_fails, srv.fail_timeout, srv.down)).collect();
         Model {
             cache: vec![Vec::new(); servers],
             listening: vec![true; servers],
             backlog_full: false,
             rr: RoundRobin::new(peers, vec![]),
-            // Legacy profile (R23): reuse needs keepalive, HTTP/1.1 and no Connection: close.
-            reuse: u.keepalive.unwrap_or(0) > 0 && http11 && clears,
+            reuse: proxy::profile::upstream_reuse_possible(capacity, http11, &headers),
+            http11,
+            sends_close: headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close")),
             keepalive_timeout: u.keepalive_timeout.unwrap_or(Duration::from_secs(60)),
             read_timeout: loc.read_timeout.unwrap_or(Duration::from_secs(60)),
             ctx_mask: loc.next_upstream.unwrap_or(Ft::DEFAULT_MASK),
@@ -148,7 +156,7 @@ impl Model {
             }
         }
         *runs += 1;
-        let req = RequestFacts { http11: self.reuse, wants_close: !self.reuse, wants_10_keep_alive: false, head: false };
+        let req = RequestFacts { http11: self.http11, wants_close: self.http11 && self.sends_close, wants_10_keep_alive: false, head: false };
         let keep_alive_after = |status: u16, body_left: u64| {
             let (close, _) = rules::close_before_body_check(&req, None, rules::body_allowed_for_status(status), self.go.keep_alives);
             let too_big = rules::body_at_header_write(body_left, close) == rules::BodyAtHeaderWrite::TooBig;
@@ -183,7 +191,11 @@ impl Model {
             Handler::Partial { bytes, ms: t, .. } => {
                 if wt.is_some_and(|w| ms(t) >= w) {
                     // Header and the first half went out; the second write fails.
-                    let delimited = self.reuse; // chunked on HTTP/1.1, close-delimited on 1.0
+                    // Go's framing decides whether the cut is visible: chunked
+                    // (HTTP/1.1) is delimited, HTTP/1.0 without a length is not.
+                    let (close, conn) = rules::close_before_body_check(&req, None, true, self.go.keep_alives);
+                    let f = rules::response_framing(&req, 200, None, None, close, conn);
+                    let delimited = f.chunked || f.content_length.is_some();
                     AttemptResult::Ok {
                         status: 200,
                         keep_alive: false,

@@ -1,0 +1,78 @@
+//! nginx's version-dependent defaults (semantics.md "Big version caveat",
+//! R19, R23), as pure functions: the proxy's runtime and the scenario oracle
+//! both ask these.
+
+use crate::server::Profile;
+
+/// `proxy_http_version` when not configured: 1.0 before 1.29.7, 1.1 after.
+pub fn http11(profile: Profile, configured: Option<&str>) -> bool {
+    match configured {
+        Some(v) => v == "1.1",
+        None => profile == Profile::Modern,
+    }
+}
+
+/// The request headers nginx sets before `proxy_set_header` overrides:
+/// `Host: $proxy_host`, and `Connection: close` before 1.29.7.
+pub fn default_request_headers(profile: Profile) -> Vec<(String, String)> {
+    let mut h = vec![("Host".to_string(), "$proxy_host".to_string())];
+    if profile == Profile::Legacy {
+        h.push(("Connection".into(), "close".into()));
+    }
+    h
+}
+
+/// The request headers after applying `proxy_set_header` lines (a line
+/// replaces a default of the same name; empty values are not sent).
+pub fn request_headers(profile: Profile, set_header: &[(String, String)]) -> Vec<(String, String)> {
+    let mut headers = default_request_headers(profile);
+    for (k, v) in set_header {
+        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
+            Some(h) => h.1 = v.clone(),
+            None => headers.push((k.clone(), v.clone())),
+        }
+    }
+    headers
+}
+
+/// The keepalive cache size of an upstream block: `keepalive N`, else 0
+/// before 1.29.7 and 32 after (explicit `upstream{}` blocks only).
+pub fn keepalive_capacity(profile: Profile, configured: Option<u32>, explicit_upstream: bool) -> usize {
+    match (configured, profile) {
+        (Some(n), _) => n as usize,
+        (None, Profile::Modern) if explicit_upstream => 32,
+        _ => 0,
+    }
+}
+
+/// R23: whether upstream connections can be reused at all: a cache, an
+/// HTTP/1.1 request, and no `Connection: close` sent with it.
+pub fn upstream_reuse_possible(capacity: usize, http11: bool, headers: &[(String, String)]) -> bool {
+    let sends_close = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
+    capacity > 0 && http11 && !sends_close
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_needs_three_settings_for_reuse() {
+        let clear = [("Connection".to_string(), String::new())];
+        let cases = [
+            // (profile, keepalive, http_version, clear Connection) -> reuse
+            (Profile::Legacy, None, None, false, false),
+            (Profile::Legacy, Some(16), None, true, false),
+            (Profile::Legacy, Some(16), Some("1.1"), false, false),
+            (Profile::Legacy, Some(16), Some("1.1"), true, true),
+            (Profile::Modern, None, None, false, true),
+            (Profile::Modern, Some(0), None, false, false),
+        ];
+        for (p, k, v, c, want) in cases {
+            let headers = request_headers(p, if c { &clear[..] } else { &[] });
+            let got = upstream_reuse_possible(keepalive_capacity(p, k, true), http11(p, v), &headers);
+            assert_eq!(got, want, "{p:?} keepalive={k:?} version={v:?} clear={c}");
+        }
+        assert_eq!(keepalive_capacity(Profile::Modern, None, false), 0, "implicit upstreams get no default cache");
+    }
+}
