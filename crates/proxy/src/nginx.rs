@@ -45,8 +45,9 @@ pub fn lab_config(mut cfg: Config, listen: SocketAddr) -> Config {
 
 impl RealNginx {
     /// Starts nginx with `cfg` (see [`lab_config`]) in a fresh prefix under
-    /// `work`, and waits (bounded) until it accepts connections.
-    pub fn start(cfg: &Config, work: &Path) -> Result<RealNginx, String> {
+    /// `work`, and waits (bounded) until it accepts connections. nginx signals
+    /// readiness no other way, so the port is tried every few milliseconds.
+    pub async fn start(cfg: &Config, work: &Path) -> Result<RealNginx, String> {
         let bin = available()?;
         let listen = cfg.servers.first().and_then(|s| s.listen.first()).ok_or("config has no listen")?;
         let addr: SocketAddr = listen.parse().map_err(|_| format!("listen {listen} is not an address"))?;
@@ -65,7 +66,7 @@ impl RealNginx {
         let mut n = RealNginx { child, prefix: work.to_path_buf(), addr };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
                 return Ok(n);
             }
             if let Ok(Some(status)) = n.child.try_wait() {
@@ -80,7 +81,7 @@ impl RealNginx {
                 n.stop();
                 return Err("nginx did not start listening within 10 s".into());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

@@ -45,11 +45,15 @@ pub fn keepalive_capacity(profile: Profile, configured: Option<u32>, explicit_up
     }
 }
 
+/// Whether the upstream request carries `Connection: close`.
+pub fn sends_connection_close(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"))
+}
+
 /// R23: whether upstream connections can be reused at all: a cache, an
 /// HTTP/1.1 request, and no `Connection: close` sent with it.
 pub fn upstream_reuse_possible(capacity: usize, http11: bool, headers: &[(String, String)]) -> bool {
-    let sends_close = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"));
-    capacity > 0 && http11 && !sends_close
+    capacity > 0 && http11 && !sends_connection_close(headers)
 }
 
 #[cfg(test)]

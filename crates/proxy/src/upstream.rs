@@ -109,16 +109,8 @@ pub struct BodyReader {
 
 enum Framing {
     Length(u64),
-    Chunked(ChunkState),
+    Chunked(upstream_sim::chunked::Decoder),
     UntilClose,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ChunkState {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
 }
 
 impl BodyReader {
@@ -126,7 +118,7 @@ impl BodyReader {
         let framing = if no_body {
             Framing::Length(0)
         } else if head.chunked {
-            Framing::Chunked(ChunkState::Size)
+            Framing::Chunked(upstream_sim::chunked::Decoder::default())
         } else if let Some(n) = head.content_length {
             Framing::Length(n)
         } else {
@@ -174,40 +166,23 @@ impl BodyReader {
                         return Ok(Some(self.buf.split().freeze()));
                     }
                 }
-                Framing::Chunked(state) => match *state {
-                    ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailers => {
-                        if let Some(eol) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                            let line = self.buf.split_to(eol + 2);
-                            let line = String::from_utf8_lossy(&line[..eol]).to_string();
-                            *state = match *state {
-                                ChunkState::Size => {
-                                    let size = u64::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-                                        .map_err(|_| BodyFailure::PrematureClose)?;
-                                    if size == 0 {
-                                        ChunkState::Trailers
-                                    } else {
-                                        ChunkState::Data(size)
-                                    }
-                                }
-                                ChunkState::DataEnd => ChunkState::Size,
-                                _ => {
-                                    if line.is_empty() {
-                                        self.done = true;
-                                    }
-                                    ChunkState::Trailers
-                                }
-                            };
+                Framing::Chunked(decoder) => {
+                    use upstream_sim::chunked::Step;
+                    // A malformed chunk is treated like a cut body.
+                    match decoder.step(&self.buf).map_err(|_| BodyFailure::PrematureClose)? {
+                        Step::Skip(n) => {
+                            self.buf.advance(n);
                             continue;
                         }
-                    }
-                    ChunkState::Data(left) => {
-                        if !self.buf.is_empty() {
-                            let n = (self.buf.len() as u64).min(left) as usize;
-                            *state = if left - n as u64 == 0 { ChunkState::DataEnd } else { ChunkState::Data(left - n as u64) };
-                            return Ok(Some(self.buf.split_to(n).freeze()));
+                        Step::Data(n) => return Ok(Some(self.buf.split_to(n).freeze())),
+                        Step::Done(n) => {
+                            self.buf.advance(n);
+                            self.done = true;
+                            continue;
                         }
+                        Step::NeedMore => {}
                     }
-                },
+                }
             }
             if self.fill(stream).await? == 0 {
                 return match self.framing {

@@ -85,7 +85,7 @@ impl Model {
             rr: RoundRobin::new(peers, vec![]),
             reuse: proxy::profile::upstream_reuse_possible(capacity, http11, &headers),
             http11,
-            sends_close: headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close")),
+            sends_close: proxy::profile::sends_connection_close(&headers),
             keepalive_timeout: u.keepalive_timeout.unwrap_or(Duration::from_secs(60)),
             read_timeout: loc.read_timeout.unwrap_or(Duration::from_secs(60)),
             ctx_mask: loc.next_upstream.unwrap_or(Ft::DEFAULT_MASK),

@@ -394,7 +394,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, String> {
         ProxyBackend::Nginx => {
             let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let cfg = real_nginx::lab_config(nginx_config(s, &upstreams.addrs(), listen, factor), listen);
-            ProxyRun::Nginx(RealNginx::start(&cfg, &dir)?)
+            ProxyRun::Nginx(RealNginx::start(&cfg, &dir).await?)
         }
     };
     let mut client_events: Vec<TimelineEntry> = Vec::new();

@@ -344,8 +344,14 @@ impl Conn {
             // The bytes are known to be there (peeked): drain them directly,
             // not through `fill`, which a cancelled Shutdown token would stop.
             if let Some(s) = self.stream.as_ref() {
+                // Bounded: a request head is small; a peer that keeps
+                // streaming gets the RST it would get from Go anyway.
                 let mut scratch = vec![0u8; 64 * 1024];
-                while matches!(s.try_read(&mut scratch), Ok(n) if n > 0) {}
+                for _ in 0..16 {
+                    if !matches!(s.try_read(&mut scratch), Ok(n) if n > 0) {
+                        break;
+                    }
+                }
             }
             self.rbuf.clear();
         }

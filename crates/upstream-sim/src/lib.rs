@@ -13,6 +13,7 @@
 //! * [`handlers`]: the handler behaviours, by request path.
 
 pub mod bufio;
+pub mod chunked;
 pub mod config;
 mod conn;
 pub mod events;

@@ -3,6 +3,7 @@
 //! RST or not at all), and a harness that runs either the emulator or the
 //! real Go server (`fixtures/go-upstream`) behind the same interface.
 
+use crate::chunked::Step;
 use crate::ServerConfig;
 use std::io;
 use std::net::SocketAddr;
@@ -163,23 +164,31 @@ impl WireClient {
                     break;
                 }
             },
-            BodyFraming::Chunked => loop {
-                match decode_chunked(&self.buf) {
-                    Chunked::Done { body, consumed } => {
-                        resp.body_len = body;
-                        resp.complete = true;
-                        self.buf.drain(..consumed);
-                        break;
-                    }
-                    Chunked::NeedMore { body_so_far } => {
-                        if let Err(e) = self.read_more(deadline).await {
-                            end = e;
-                            resp.body_len = body_so_far;
+            BodyFraming::Chunked => {
+                let mut d = crate::chunked::Decoder::default();
+                loop {
+                    match d.step(&self.buf) {
+                        Ok(Step::Skip(n)) => drop(self.buf.drain(..n)),
+                        Ok(Step::Data(n)) => {
+                            resp.body_len += n;
+                            self.buf.drain(..n);
+                        }
+                        Ok(Step::Done(n)) => {
+                            resp.complete = true;
+                            self.buf.drain(..n);
                             break;
+                        }
+                        // A malformed chunk: report what arrived, incomplete.
+                        Err(_) => break,
+                        Ok(Step::NeedMore) => {
+                            if let Err(e) = self.read_more(deadline).await {
+                                end = e;
+                                break;
+                            }
                         }
                     }
                 }
-            },
+            }
         }
         done(Some(resp), end)
     }
@@ -195,36 +204,6 @@ impl WireClient {
                 Err(None) => return (ConnEnd::Open, start.elapsed()),
             }
         }
-    }
-}
-
-enum Chunked {
-    Done { body: usize, consumed: usize },
-    NeedMore { body_so_far: usize },
-}
-
-fn decode_chunked(buf: &[u8]) -> Chunked {
-    let mut pos = 0;
-    let mut body = 0;
-    loop {
-        let Some(eol) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
-            return Chunked::NeedMore { body_so_far: body };
-        };
-        let size_str = String::from_utf8_lossy(&buf[pos..pos + eol]);
-        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
-        let data = pos + eol + 2;
-        if size == 0 {
-            return if buf.len() >= data + 2 {
-                Chunked::Done { body, consumed: data + 2 }
-            } else {
-                Chunked::NeedMore { body_so_far: body }
-            };
-        }
-        if buf.len() < data + size + 2 {
-            return Chunked::NeedMore { body_so_far: body + (buf.len() - data).min(size) };
-        }
-        body += size;
-        pos = data + size + 2;
     }
 }
 
