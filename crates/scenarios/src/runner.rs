@@ -532,7 +532,7 @@ async fn drive(
         }
         (Action::FillBacklog, Upstreams::Sim(v)) => {
             for sim in v.iter() {
-                sim.pause_accept(true);
+                sim.pause_accept(true).await;
                 // Open connections until one hangs in SYN_SENT: the queue is full.
                 for _ in 0..64 {
                     match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(sim.local_addr())).await {

@@ -54,6 +54,8 @@ pub enum EventKind {
     Closed { how: CloseKind, reason: CloseReason },
     ShutdownStarted,
     ListenerClosed,
+    /// The accept loop has stopped calling accept() (lab knob).
+    AcceptPaused,
 }
 
 /// One timestamped event of kind `K`.

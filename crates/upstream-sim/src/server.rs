@@ -190,9 +190,25 @@ impl UpstreamSim {
         }
     }
 
-    /// Lab knob: stop (or resume) calling accept().
-    pub fn pause_accept(&self, paused: bool) {
+    /// Lab knob: stop (or resume) calling accept(). Pausing returns once the
+    /// accept loop has really stopped (its `AcceptPaused` event), so nothing
+    /// is taken off the accept queue afterwards.
+    pub async fn pause_accept(&self, paused: bool) {
+        if *self.accept_paused.borrow() == paused {
+            return;
+        }
+        let before = self.paused_events();
         let _ = self.accept_paused.send(paused);
+        if paused {
+            self.shared
+                .events
+                .wait_for(Duration::from_secs(5), |ev| ev.iter().filter(|e| matches!(e.kind, EventKind::AcceptPaused)).count() > before)
+                .await;
+        }
+    }
+
+    fn paused_events(&self) -> usize {
+        self.shared.events.snapshot().iter().filter(|e| matches!(e.kind, EventKind::AcceptPaused)).count()
     }
 
     /// `Shutdown(ctx)`; see [`Control::shutdown`].
@@ -238,13 +254,19 @@ async fn accept_loop(
 ) {
     let next_id = AtomicU64::new(1);
     'serve: loop {
-        while *paused.borrow_and_update() {
-            tokio::select! {
-                _ = stop.cancelled() => break 'serve,
-                r = paused.changed() => if r.is_err() { break 'serve },
+        if *paused.borrow_and_update() {
+            shared.events.push(0, EventKind::AcceptPaused);
+            while *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = stop.cancelled() => break 'serve,
+                    r = paused.changed() => if r.is_err() { break 'serve },
+                }
             }
         }
         let accepted = tokio::select! {
+            // Biased: a pause or stop already signalled wins over a
+            // connection waiting in the queue.
+            biased;
             _ = stop.cancelled() => break 'serve,
             _ = paused.changed() => continue,
             r = listener.accept() => r,
