@@ -1,5 +1,5 @@
 //! Proxy-side events for the timeline (client request numbers in `conn`,
-//! 0 for keepalive-cache events), recorded with upstream-sim's `Recorder`.
+//! 0 for keepalive-cache events), recorded with labkit's `Recorder`.
 
 use std::net::SocketAddr;
 
@@ -24,5 +24,5 @@ pub enum ProxyEventKind {
     KeepaliveClosed { local_port: u16, why: String },
 }
 
-pub type ProxyEvents = upstream_sim::Recorder<ProxyEventKind>;
-pub type ProxyEvent = upstream_sim::Event<ProxyEventKind>;
+pub type ProxyEvents = labkit::events::Recorder<ProxyEventKind>;
+pub type ProxyEvent = labkit::events::Event<ProxyEventKind>;

@@ -13,7 +13,8 @@
 use crate::events::{ProxyEventKind, ProxyEvents};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -64,7 +65,7 @@ impl KeepaliveCache {
     }
 
     pub fn len(&self) -> usize {
-        self.items.lock().unwrap().1.len()
+        self.items.lock().1.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,7 +77,7 @@ impl KeepaliveCache {
     pub async fn checkout(&self, peer: SocketAddr) -> Option<UpstreamConn> {
         loop {
             let item = {
-                let mut g = self.items.lock().unwrap();
+                let mut g = self.items.lock();
                 let pos = g.1.iter().position(|i| i.peer == peer)?;
                 g.1.remove(pos)?
             };
@@ -105,7 +106,7 @@ impl KeepaliveCache {
         }
         let (take_tx, take_rx) = oneshot::channel();
         let id = {
-            let mut g = self.items.lock().unwrap();
+            let mut g = self.items.lock();
             g.0 += 1;
             let id = g.0;
             if g.1.len() >= self.settings.capacity {
@@ -121,7 +122,7 @@ impl KeepaliveCache {
     }
 
     fn forget(&self, id: u64) {
-        let mut g = self.items.lock().unwrap();
+        let mut g = self.items.lock();
         if let Some(pos) = g.1.iter().position(|i| i.id == id) {
             g.1.remove(pos);
         }

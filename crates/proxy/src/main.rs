@@ -30,13 +30,7 @@ struct Args {
     prefix: Option<PathBuf>,
     /// nginx defaults to emulate: legacy (≤1.29.6, e.g. Debian's 1.22) or modern (≥1.29.7).
     #[arg(long, value_enum, default_value = "legacy")]
-    profile: ProfileArg,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ProfileArg {
-    Legacy,
-    Modern,
+    profile: Profile,
 }
 
 #[tokio::main]
@@ -62,10 +56,7 @@ async fn main() -> ExitCode {
         }
     };
     let prefix = args.prefix.unwrap_or_else(|| args.conf.parent().map(|p| p.to_path_buf()).unwrap_or_default());
-    let profile = match args.profile {
-        ProfileArg::Legacy => Profile::Legacy,
-        ProfileArg::Modern => Profile::Modern,
-    };
+    let profile = args.profile;
     let opts = ProxyOptions { profile, prefix, ..ProxyOptions::default() };
     if args.test {
         return match proxy::check_config(&cfg, &opts) {

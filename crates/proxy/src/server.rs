@@ -3,13 +3,15 @@
 //! pump, and the logs. The decisions are made by `retry`, `balancer` and
 //! `failure`; this file is the I/O around them.
 
-use crate::balancer::{Peer, PeerId, RoundRobin, Tried};
-use crate::conf::{Config, Location, ProxyDirectives};
+use nginx_model::Profile;
+use nginx_model::balancer::{Peer, PeerId, RoundRobin, Tried};
+use nginx_model::conf::{Config, Location, ProxyDirectives};
 use crate::events::{ProxyEventKind, ProxyEvents};
-use crate::failure::Failure;
+use nginx_model::failure::Failure;
 use crate::keepalive::{KeepaliveCache, KeepaliveSettings, UpstreamConn};
-use crate::logs::{self, AccessEntry, Logs, RequestCtx, UpstreamState};
-use crate::retry::{self, Decision, FailedAttempt, Ft, RetryContext};
+use crate::logs::Logs;
+use nginx_model::logs::{self, AccessEntry, RequestCtx, UpstreamState};
+use nginx_model::retry::{self, Decision, FailedAttempt, Ft, RetryContext};
 use crate::upstream::{self, BodyReader};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -21,25 +23,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// Which nginx release's defaults to emulate (semantics.md, "Big version caveat").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    /// nginx ≤ 1.29.6 (Debian 12's 1.22.1): upstream HTTP/1.0 with
-    /// `Connection: close`, no upstream keepalive unless configured.
-    #[default]
-    Legacy,
-    /// nginx ≥ 1.29.7: HTTP/1.1, no Connection header, `keepalive 32` for
-    /// every explicit upstream block.
-    Modern,
-}
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -144,7 +134,7 @@ fn build_runtime(cfg: &Config, opts: &ProxyOptions, events: &ProxyEvents) -> Res
                 primary.push(peer);
             }
         }
-        let capacity = crate::profile::keepalive_capacity(opts.profile, u.keepalive, true);
+        let capacity = nginx_model::profile::keepalive_capacity(opts.profile, u.keepalive, true);
         let settings = KeepaliveSettings {
             capacity,
             timeout: u.keepalive_timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -224,7 +214,7 @@ fn location_rt(
         None => {
             // An implicit upstream: one address, never a keepalive cache.
             let addr = resolve_addr(host).map_err(|e| cerr(format!("{e} in upstream \"{host}\"")))?;
-            let capacity = crate::profile::keepalive_capacity(opts.profile, None, false);
+            let capacity = nginx_model::profile::keepalive_capacity(opts.profile, None, false);
             let settings = KeepaliveSettings { capacity, timeout: DEFAULT_TIMEOUT, requests: 1000, time: Duration::from_secs(3600) };
             let u = Arc::new(UpstreamRt {
                 name: host.to_string(),
@@ -235,8 +225,8 @@ fn location_rt(
             u
         }
     };
-    let http11 = crate::profile::http11(opts.profile, p.http_version.as_deref());
-    let headers = crate::profile::request_headers(opts.profile, p.set_header.as_deref().unwrap_or(&[]));
+    let http11 = nginx_model::profile::http11(opts.profile, p.http_version.as_deref());
+    let headers = nginx_model::profile::request_headers(opts.profile, p.set_header.as_deref().unwrap_or(&[]));
     Ok(LocationRt {
         exact: loc.modifier == "=",
         path: loc.path.clone(),
@@ -504,7 +494,7 @@ impl RequestRun<'_> {
             self.log_error("error", &text, &peer);
         }
         let failed = !matches!(f, Failure::Status(403 | 404));
-        let warn = self.loc.upstream.rr.lock().unwrap().free_peer(a.pid, failed, Instant::now());
+        let warn = self.loc.upstream.rr.lock().free_peer(a.pid, failed, Instant::now());
         if let Some(w) = warn {
             self.log_error("warn", &format!("{w} while {}", f.action()), &peer);
         }
@@ -552,8 +542,8 @@ async fn handle(
     let Some(loc) = loc else {
         return Ok(error_response(404));
     };
-    let single_peer = loc.upstream.rr.lock().unwrap().single();
-    let live = loc.upstream.rr.lock().unwrap().tries();
+    let single_peer = loc.upstream.rr.lock().single();
+    let live = loc.upstream.rr.lock().tries();
     let mut run = RequestRun {
         rt: &rt,
         loc,
@@ -580,7 +570,7 @@ async fn handle(
 
     loop {
         let attempt_start = Instant::now();
-        let picked = loc.upstream.rr.lock().unwrap().get_peer(&mut run.tried, Instant::now());
+        let picked = loc.upstream.rr.lock().get_peer(&mut run.tried, Instant::now());
         let Some(pid) = picked else {
             let f = Failure::NoLive;
             run.log_error("error", &f.log_text().unwrap_or_default(), &loc.upstream.name);
@@ -589,7 +579,7 @@ async fn handle(
             run.states.push(UpstreamState { status, response_time: Duration::ZERO, connect_time: None, addr: loc.upstream.name.clone(), cached: false });
             return give_up(run, status);
         };
-        let peer = loc.upstream.rr.lock().unwrap().peer(pid).addr;
+        let peer = loc.upstream.rr.lock().peer(pid).addr;
         let mut attempt = Attempt { pid, peer, start: attempt_start, connect_time: None, cached: false, local_port: 0 };
 
         // Connecting: a cached connection first, else a new one.
@@ -704,7 +694,7 @@ async fn handle(
                 addr: conn.peer.to_string(),
                 cached: attempt.cached,
             });
-            upstream_rt.rr.lock().unwrap().free_peer(attempt.pid, false, Instant::now());
+            upstream_rt.rr.lock().free_peer(attempt.pid, false, Instant::now());
             if !truncated && reader.done && reader.delimited() && keepalive_ok {
                 upstream_rt.cache.store(conn);
             }

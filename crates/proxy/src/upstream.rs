@@ -4,7 +4,7 @@
 //! for the header: nginx's classification needs to know which syscall failed
 //! and how, which a client library hides.
 
-use crate::failure::{errno_of, BodyFailure, Failure};
+use nginx_model::failure::{errno_of, BodyFailure, Failure};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use std::net::SocketAddr;
@@ -109,7 +109,7 @@ pub struct BodyReader {
 
 enum Framing {
     Length(u64),
-    Chunked(upstream_sim::chunked::Decoder),
+    Chunked(labkit::chunked::Decoder),
     UntilClose,
 }
 
@@ -118,7 +118,7 @@ impl BodyReader {
         let framing = if no_body {
             Framing::Length(0)
         } else if head.chunked {
-            Framing::Chunked(upstream_sim::chunked::Decoder::default())
+            Framing::Chunked(labkit::chunked::Decoder::default())
         } else if let Some(n) = head.content_length {
             Framing::Length(n)
         } else {
@@ -167,7 +167,7 @@ impl BodyReader {
                     }
                 }
                 Framing::Chunked(decoder) => {
-                    use upstream_sim::chunked::Step;
+                    use labkit::chunked::Step;
                     // A malformed chunk is treated like a cut body.
                     match decoder.step(&self.buf).map_err(|_| BodyFailure::PrematureClose)? {
                         Step::Skip(n) => {

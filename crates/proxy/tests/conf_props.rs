@@ -1,8 +1,8 @@
 //! The nginx.conf reader never panics, and what it renders it reads back.
 
 use proptest::prelude::*;
-use proxy::conf::{self, Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
-use proxy::retry::Ft;
+use nginx_model::conf::{self, Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
+use nginx_model::retry::Ft;
 use std::time::Duration;
 
 proptest! {

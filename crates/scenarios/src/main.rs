@@ -307,10 +307,10 @@ async fn run_conformance(a: &ReportArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return usage_error(e),
     };
-    if let Err(e) = proxy::nginx::available() {
+    if let Err(e) = harness::nginx::available() {
         return usage_error(format!("conformance needs real nginx: {e}"));
     }
-    let go_ok = upstream_sim::probe::build_go_upstream();
+    let go_ok = harness::go::build_go_upstream();
     if let Err(e) = &go_ok {
         return usage_error(format!("conformance needs Go: {e}"));
     }

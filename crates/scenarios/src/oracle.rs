@@ -3,21 +3,21 @@
 //!
 //! It is a small abstract model of the three parties (nginx's keepalive
 //! cache and balancer, Go's connection fate, the handler) that asks the same
-//! rule functions the emulators call: `upstream_sim::rules` for Go's idle
-//! limit and keep-alive decisions, `proxy::retry::next_upstream` for the
-//! retry decision, `proxy::balancer::RoundRobin` for peer choice, and
-//! `proxy::failure::Failure` for the log classes. Natural-race scenarios
+//! rule functions the emulators call: `go_model::rules` for Go's idle
+//! limit and keep-alive decisions, `nginx_model::retry::next_upstream` for the
+//! retry decision, `nginx_model::balancer::RoundRobin` for peer choice, and
+//! `nginx_model::failure::Failure` for the log classes. Natural-race scenarios
 //! depend on timing and are not predicted.
 
 use crate::runner::{go_config, nginx_config};
 use crate::scenario::{parse_duration, Action, Scenario};
-use proxy::balancer::{Peer, RoundRobin, Tried};
-use proxy::failure::Failure;
-use proxy::retry::{self, Decision, FailedAttempt, Ft, RetryContext};
+use nginx_model::balancer::{Peer, RoundRobin, Tried};
+use nginx_model::failure::Failure;
+use nginx_model::retry::{self, Decision, FailedAttempt, Ft, RetryContext};
 use std::time::{Duration, Instant};
-use upstream_sim::handlers::Handler;
-use upstream_sim::rules::{self, RequestFacts};
-use upstream_sim::{IdleRace, ServerConfig};
+use go_model::handlers::Handler;
+use go_model::rules::{self, RequestFacts};
+use go_model::{IdleRace, ServerConfig};
 
 /// The predicted outcome of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,19 +73,19 @@ impl Model {
         let u = &cfg.upstreams[0];
         let loc = &cfg.servers[0].locations[0].proxy;
         // The built-in proxy and real nginx 1.22 both run the legacy profile.
-        let profile = proxy::Profile::Legacy;
-        let http11 = proxy::profile::http11(profile, loc.http_version.as_deref());
-        let headers = proxy::profile::request_headers(profile, loc.set_header.as_deref().unwrap_or(&[]));
-        let capacity = proxy::profile::keepalive_capacity(profile, u.keepalive, true);
+        let profile = nginx_model::Profile::Legacy;
+        let http11 = nginx_model::profile::http11(profile, loc.http_version.as_deref());
+        let headers = nginx_model::profile::request_headers(profile, loc.set_header.as_deref().unwrap_or(&[]));
+        let capacity = nginx_model::profile::keepalive_capacity(profile, u.keepalive, true);
         let peers = u.servers.iter().map(|srv| Peer::new(srv.addr.parse().unwrap(), srv.weight, srv.max_fails, srv.fail_timeout, srv.down)).collect();
         Model {
             cache: vec![Vec::new(); servers],
             listening: vec![true; servers],
             backlog_full: false,
             rr: RoundRobin::new(peers, vec![]),
-            reuse: proxy::profile::upstream_reuse_possible(capacity, http11, &headers),
+            reuse: nginx_model::profile::upstream_reuse_possible(capacity, http11, &headers),
             http11,
-            sends_close: proxy::profile::sends_connection_close(&headers),
+            sends_close: nginx_model::profile::sends_connection_close(&headers),
             keepalive_timeout: u.keepalive_timeout.unwrap_or(Duration::from_secs(60)),
             read_timeout: loc.read_timeout.unwrap_or(Duration::from_secs(60)),
             ctx_mask: loc.next_upstream.unwrap_or(Ft::DEFAULT_MASK),

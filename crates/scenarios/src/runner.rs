@@ -5,15 +5,17 @@
 
 use crate::scenario::{parse_duration, scale, scale_path, Action, Expect, RequestGroup, Scenario};
 use crate::timeline::{self, Lane, TimelineEntry};
-use proxy::conf::{self, Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
+use nginx_model::conf::{self, Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
 use proxy::events::ProxyEventKind;
-use proxy::nginx::{self as real_nginx, RealNginx};
+use harness::nginx::{self as real_nginx, RealNginx};
 use proxy::{Proxy, ProxyOptions};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use upstream_sim::probe::{free_port, GoServer, WireClient};
+use harness::client::WireClient;
+use harness::free_port;
+use harness::go::GoServer;
 use upstream_sim::{IdleRace, ServerConfig, UpstreamSim};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -134,7 +136,7 @@ fn dur(s: &Option<String>, factor: f64) -> Duration {
 }
 
 fn nginx_dur(s: &Option<String>, factor: f64) -> Option<Duration> {
-    s.as_deref().and_then(proxy::time::parse).map(|d| scale(d, factor))
+    s.as_deref().and_then(nginx_model::time::parse).map(|d| scale(d, factor))
 }
 
 fn race(s: &Option<String>) -> Option<IdleRace> {
@@ -166,7 +168,7 @@ pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
 pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, factor: f64) -> Config {
     let n = &s.nginx;
     let mask = n.next_upstream.as_deref().map(|m| {
-        proxy::retry::Ft::parse_mask(&m.split_whitespace().map(String::from).collect::<Vec<_>>()).expect("validated mask")
+        nginx_model::retry::Ft::parse_mask(&m.split_whitespace().map(String::from).collect::<Vec<_>>()).expect("validated mask")
     });
     let proxy = ProxyDirectives {
         pass: Some("http://go_upstream".into()),
@@ -371,10 +373,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, String> {
             Upstreams::Sim(v)
         }
         UpstreamBackend::Go => {
-            let bin = upstream_sim::probe::build_go_upstream()?;
+            let bin = harness::go::build_go_upstream().map_err(|e| e.to_string())?;
             let mut v = Vec::new();
             for _ in 0..s.go.servers.max(1) {
-                v.push(GoServer::start(&bin, &go_cfg, free_port()).await.map_err(|e| e.to_string())?);
+                v.push(GoServer::start(&bin, &go_cfg, free_port().map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?);
             }
             Upstreams::Go(v)
         }
@@ -392,9 +394,9 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, String> {
             ProxyRun::Builtin(p)
         }
         ProxyBackend::Nginx => {
-            let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let listen: SocketAddr = ([127, 0, 0, 1], free_port().map_err(|e| e.to_string())?).into();
             let cfg = real_nginx::lab_config(nginx_config(s, &upstreams.addrs(), listen, factor), listen);
-            ProxyRun::Nginx(RealNginx::start(&cfg, &dir).await?)
+            ProxyRun::Nginx(RealNginx::start(&cfg, &dir).await.map_err(|e| e.to_string())?)
         }
     };
     let mut client_events: Vec<TimelineEntry> = Vec::new();
@@ -511,7 +513,9 @@ async fn drive(
             // open, so it runs in its own task (bounded by its grace).
             let control = v[0].control();
             tokio::spawn(async move { control.shutdown(Duration::from_secs(3)).await });
-            v[0].events().wait_for(Duration::from_secs(2), |ev| ev.iter().any(|e| matches!(e.kind, upstream_sim::EventKind::ListenerClosed))).await;
+            // Not just the listener: the idle sweep must have reached the
+            // cached connections before the next request is sent.
+            v[0].events().wait_for(Duration::from_secs(2), |ev| ev.iter().any(|e| matches!(e.kind, upstream_sim::EventKind::IdleSwept))).await;
         }
         (Action::Shutdown, Upstreams::Go(v)) => {
             v[0].terminate();
@@ -595,7 +599,7 @@ async fn drive(
             let logged = proxy.wait_access(seen, Duration::from_secs(5)).await;
             let (upstream_status, upstream_response_time) = if logged { proxy.access(seen - 1).unwrap_or_default() } else { Default::default() };
             let lines: Vec<String> = proxy.error_lines().into_iter().skip(errors_before).filter(|l| l.contains("[error]")).collect();
-            let errors = lines.iter().map(|l| proxy::failure::class_of_log_line(l).unwrap_or("other").to_string()).collect();
+            let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).unwrap_or("other").to_string()).collect();
             if let ProxyRun::Nginx(_) = proxy {
                 // nginx logs to the second; place its lines when they were read.
                 for l in &lines {

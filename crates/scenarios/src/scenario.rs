@@ -208,7 +208,7 @@ pub struct Expect {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    upstream_sim::godur::parse(s).map_err(|e| e.to_string())
+    go_model::godur::parse(s).map_err(|e| e.to_string())
 }
 
 /// Scales a duration; the result is rounded to whole milliseconds (nginx's
@@ -247,11 +247,11 @@ impl Scenario {
         }
         let n = &self.nginx;
         for d in [&n.keepalive_timeout, &n.next_upstream_timeout, &n.connect_timeout, &n.read_timeout].into_iter().flatten() {
-            proxy::time::parse(d).ok_or_else(|| format!("bad nginx time {d:?}"))?;
+            nginx_model::time::parse(d).ok_or_else(|| format!("bad nginx time {d:?}"))?;
         }
         if let Some(m) = &n.next_upstream {
             let words: Vec<String> = m.split_whitespace().map(String::from).collect();
-            proxy::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {bad:?}"))?;
+            nginx_model::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {bad:?}"))?;
         }
         if let Some(v) = &n.http_version {
             if v != "1.0" && v != "1.1" {

@@ -87,6 +87,7 @@ pub fn from_upstream(events: &[ConnEvent], server: usize, servers: usize) -> Vec
             }
             EventKind::ShutdownStarted => "Shutdown()".into(),
             EventKind::ListenerClosed => "listener closed".into(),
+            EventKind::IdleSwept => "Shutdown closes idle connections".into(),
             EventKind::AcceptPaused => "accept() paused (lab knob)".into(),
             EventKind::ReadDeadlineArmed { .. } | EventKind::Wrote { .. } => continue,
         };

@@ -14,12 +14,12 @@ fn required(var: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_agrees_with_real_nginx_and_go() {
-    if let Err(why) = proxy::nginx::available() {
+    if let Err(why) = harness::nginx::available() {
         assert!(!required("BADGATEWAY_REQUIRE_NGINX"), "nginx differential tests required: {why}");
         eprintln!("SKIP nginx differential tests: {why}");
         return;
     }
-    let go = upstream_sim::probe::build_go_upstream();
+    let go = harness::go::build_go_upstream();
     if let Err(why) = &go {
         assert!(!required("BADGATEWAY_REQUIRE_GO"), "Go conformance required: {why}");
         eprintln!("SKIP the real-Go column: {why}");

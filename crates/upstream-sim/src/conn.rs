@@ -8,10 +8,10 @@
 //! Every close is a plain `close()`, so the kernel picks FIN or RST, except
 //! `closeWriteAndWait`. The rules come from `rules.rs`; this file is the I/O.
 
-use crate::bufio::{plan_write, BufOp};
+use go_model::bufio::{plan_write, BufOp};
 use crate::events::{CloseReason, EventKind};
-use crate::handlers::{Handler, FILL, TIMEOUT_HANDLER_BODY};
-use crate::rules::{self, BodyAtHeaderWrite, CloseKind, IdleWait, RequestFacts};
+use go_model::handlers::{Handler, FILL, TIMEOUT_HANDLER_BODY};
+use go_model::rules::{self, BodyAtHeaderWrite, CloseKind, IdleWait, RequestFacts};
 use crate::server::{ConnState, Shared};
 use std::io;
 use std::sync::Arc;
@@ -339,8 +339,8 @@ impl Conn {
 
     /// The close of a lab race: FIN if the arrived bytes are consumed first,
     /// RST if they are left in the receive buffer.
-    async fn race_close(&mut self, race: crate::config::IdleRace) -> CloseReason {
-        if race == crate::config::IdleRace::Fin {
+    async fn race_close(&mut self, race: go_model::config::IdleRace) -> CloseReason {
+        if race == go_model::config::IdleRace::Fin {
             // The bytes are known to be there (peeked): drain them directly,
             // not through `fill`, which a cancelled Shutdown token would stop.
             if let Some(s) = self.stream.as_ref() {
@@ -712,7 +712,7 @@ impl<'a> Response<'a> {
         if f.chunked {
             head.push_str("Transfer-Encoding: chunked\r\n");
         }
-        head.push_str(&format!("Date: {}\r\n", crate::httpdate::now()));
+        head.push_str(&format!("Date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now())));
         if self.handler_content_length.is_none() {
             if let Some(n) = f.content_length {
                 head.push_str(&format!("Content-Length: {n}\r\n"));

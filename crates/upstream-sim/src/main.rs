@@ -3,7 +3,8 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
-use upstream_sim::{godur, handlers::HANDLER_HELP, GoVersion, ServerConfig, UpstreamSim};
+use go_model::{godur, handlers::HANDLER_HELP};
+use upstream_sim::{GoVersion, ServerConfig, UpstreamSim};
 
 fn duration(s: &str) -> Result<Duration, String> {
     godur::parse(s).map_err(|e| e.to_string())
@@ -43,7 +44,7 @@ struct Args {
     #[arg(long, value_parser = duration, default_value = "0")]
     idle_timeout: Duration,
     /// http.Server.MaxHeaderBytes.
-    #[arg(long, default_value_t = upstream_sim::config::DEFAULT_MAX_HEADER_BYTES)]
+    #[arg(long, default_value_t = go_model::config::DEFAULT_MAX_HEADER_BYTES)]
     max_header_bytes: usize,
     /// SetKeepAlivesEnabled.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

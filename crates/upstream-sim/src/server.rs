@@ -2,14 +2,15 @@
 //! tracked connections and their states (for Shutdown's idle sweep),
 //! `inShutdown`, `disableKeepAlives`, plus the lab's handler-run counters.
 
-use crate::config::ServerConfig;
+use go_model::config::ServerConfig;
 use crate::conn::Conn;
 use crate::events::{EventKind, EventLog};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -48,24 +49,24 @@ impl Shared {
     }
 
     pub fn set_state(&self, id: u64, state: ConnState) {
-        if let Some(t) = self.conns.lock().unwrap().get_mut(&id) {
+        if let Some(t) = self.conns.lock().get_mut(&id) {
             t.state = state;
             t.since = Instant::now();
         }
     }
 
     pub fn forget(&self, id: u64) {
-        self.conns.lock().unwrap().remove(&id);
+        self.conns.lock().remove(&id);
     }
 
     pub fn count_handler_run(&self, path: &str) {
-        *self.handler_runs.lock().unwrap().entry(path.to_string()).or_default() += 1;
+        *self.handler_runs.lock().entry(path.to_string()).or_default() += 1;
     }
 
     /// `closeIdleConns`: close idle connections, and new ones older than 5 s
     /// (golang/go#22682). Returns whether no connection is left.
     fn close_idle_conns(&self) -> bool {
-        let conns = self.conns.lock().unwrap();
+        let conns = self.conns.lock();
         let mut quiescent = true;
         for t in conns.values() {
             let idle = t.state == ConnState::Idle
@@ -112,8 +113,16 @@ impl Control {
             .wait_for(grace, |ev| ev.iter().any(|e| matches!(e.kind, EventKind::ListenerClosed)))
             .await;
         let mut interval = Duration::from_millis(1);
+        let mut first = true;
         loop {
-            if self.shared.close_idle_conns() {
+            let quiescent = self.shared.close_idle_conns();
+            if first {
+                // Every connection idle at this moment now closes (or, with
+                // the race knob, will close as its next request arrives).
+                self.shared.events.push(0, EventKind::IdleSwept);
+                first = false;
+            }
+            if quiescent {
                 return true;
             }
             if tokio::time::Instant::now() + interval > deadline {
@@ -175,7 +184,7 @@ impl UpstreamSim {
 
     /// How many times each path's handler has started.
     pub fn handler_runs(&self) -> BTreeMap<String, u64> {
-        self.shared.handler_runs.lock().unwrap().clone()
+        self.shared.handler_runs.lock().clone()
     }
 
     pub fn handler_runs_for(&self, path: &str) -> u64 {
@@ -292,7 +301,6 @@ fn spawn_conn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
     shared
         .conns
         .lock()
-        .unwrap()
         .insert(id, Tracked { state: ConnState::New, since: Instant::now(), close: close.clone() });
     shared.events.push(id, EventKind::Accepted { peer });
     let conn = Conn::new(id, stream, shared, close);

@@ -3,7 +3,7 @@
 
 #[test]
 fn fixture_passes_real_nginx_t() {
-    let bin = match proxy::nginx::available() {
+    let bin = match harness::nginx::available() {
         Ok(b) => b,
         Err(why) => {
             assert!(std::env::var("BADGATEWAY_REQUIRE_NGINX").as_deref() != Ok("1"), "nginx required: {why}");

@@ -3,7 +3,7 @@
 //! PID we spawned. The config is rendered from the same [`Config`] model the
 //! emulator reads.
 
-use crate::conf::Config;
+use nginx_model::conf::Config;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,15 +19,34 @@ pub struct RealNginx {
     pub addr: SocketAddr,
 }
 
-/// Why real nginx cannot be used here (printed as a skip reason).
-pub fn available() -> Result<PathBuf, String> {
-    for dir in ["/usr/sbin", "/usr/local/sbin", "/usr/bin"] {
-        let p = Path::new(dir).join("nginx");
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    Err("no nginx binary (install nginx-light)".into())
+/// Why real nginx cannot be used (a skip reason, or a failure where real
+/// programs are required).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no nginx binary in /usr/sbin, /usr/local/sbin or /usr/bin (install nginx-light)")]
+pub struct NginxUnavailable;
+
+/// The nginx binary to run.
+pub fn available() -> Result<PathBuf, NginxUnavailable> {
+    ["/usr/sbin", "/usr/local/sbin", "/usr/bin"].iter().map(|d| Path::new(d).join("nginx")).find(|p| p.exists()).ok_or(NginxUnavailable)
+}
+
+/// Why real nginx did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NginxStartError {
+    #[error(transparent)]
+    Unavailable(#[from] NginxUnavailable),
+    #[error("the configuration has no listen address")]
+    NoListen,
+    #[error("listen {0} is not an address")]
+    BadListen(String),
+    #[error("cannot write {path}: {source}")]
+    Prefix { path: PathBuf, source: std::io::Error },
+    #[error("cannot run nginx: {0}")]
+    Spawn(std::io::Error),
+    #[error("nginx exited ({status}): {stderr}")]
+    Exited { status: std::process::ExitStatus, stderr: String },
+    #[error("nginx did not start listening within 10 s")]
+    NotListening,
 }
 
 /// Adds the lab's error/access logs to a config and points it at `listen`.
@@ -35,7 +54,7 @@ pub fn lab_config(mut cfg: Config, listen: SocketAddr) -> Config {
     cfg.error_log = Some("error.log".into());
     cfg.log_formats.retain(|(n, _)| n != "lab");
     cfg.log_formats.push(("lab".into(), LAB_FORMAT.into()));
-    cfg.access_log = Some(crate::conf::AccessLog { path: Some("access.log".into()), format: "lab".into() });
+    cfg.access_log = Some(nginx_model::conf::AccessLog { path: Some("access.log".into()), format: "lab".into() });
     for s in &mut cfg.servers {
         s.listen = vec![listen.to_string()];
         s.access_log = None;
@@ -47,13 +66,14 @@ impl RealNginx {
     /// Starts nginx with `cfg` (see [`lab_config`]) in a fresh prefix under
     /// `work`, and waits (bounded) until it accepts connections. nginx signals
     /// readiness no other way, so the port is tried every few milliseconds.
-    pub async fn start(cfg: &Config, work: &Path) -> Result<RealNginx, String> {
+    pub async fn start(cfg: &Config, work: &Path) -> Result<RealNginx, NginxStartError> {
         let bin = available()?;
-        let listen = cfg.servers.first().and_then(|s| s.listen.first()).ok_or("config has no listen")?;
-        let addr: SocketAddr = listen.parse().map_err(|_| format!("listen {listen} is not an address"))?;
-        std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
+        let listen = cfg.servers.first().and_then(|s| s.listen.first()).ok_or(NginxStartError::NoListen)?;
+        let addr: SocketAddr = listen.parse().map_err(|_| NginxStartError::BadListen(listen.clone()))?;
         let conf = work.join("nginx.conf");
-        std::fs::write(&conf, cfg.render()).map_err(|e| e.to_string())?;
+        let prefix_err = |source| NginxStartError::Prefix { path: conf.clone(), source };
+        std::fs::create_dir_all(work).map_err(prefix_err)?;
+        std::fs::write(&conf, cfg.render()).map_err(prefix_err)?;
         let prefix = format!("{}/", work.display());
         let child = std::process::Command::new(bin)
             .args(["-p", &prefix, "-e", "error.log", "-c"])
@@ -62,7 +82,7 @@ impl RealNginx {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run nginx: {e}"))?;
+            .map_err(NginxStartError::Spawn)?;
         let mut n = RealNginx { child, prefix: work.to_path_buf(), addr };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -75,11 +95,11 @@ impl RealNginx {
                     use std::io::Read;
                     let _ = e.read_to_string(&mut err);
                 }
-                return Err(format!("nginx exited ({status}): {err}"));
+                return Err(NginxStartError::Exited { status, stderr: err });
             }
             if std::time::Instant::now() > deadline {
                 n.stop();
-                return Err("nginx did not start listening within 10 s".into());
+                return Err(NginxStartError::NotListening);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

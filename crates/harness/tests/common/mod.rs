@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use upstream_sim::probe::{free_port, ConnEnd, GoServer, WireClient};
+use harness::client::{ConnEnd, WireClient};
+use harness::free_port;
+use harness::go::GoServer;
 use upstream_sim::{ServerConfig, UpstreamSim};
 
 pub fn ms(n: u64) -> Duration {
@@ -140,7 +142,7 @@ impl Running {
     pub async fn start(go: Option<&PathBuf>, cfg: &ServerConfig) -> Running {
         match go {
             None => Running::Sim(UpstreamSim::start(cfg.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()),
-            Some(bin) => Running::Go(GoServer::start(bin, cfg, free_port()).await.expect("start go-upstream")),
+            Some(bin) => Running::Go(GoServer::start(bin, cfg, free_port().expect("free port")).await.expect("start go-upstream")),
         }
     }
 
@@ -227,9 +229,9 @@ pub async fn run_probe(probe: Probe, go: Option<PathBuf>) -> Observed {
         Some(r) => Body::Resp(
             r.status,
             match r.framing {
-                upstream_sim::probe::BodyFraming::ContentLength(_) => "cl",
-                upstream_sim::probe::BodyFraming::Chunked => "chunked",
-                upstream_sim::probe::BodyFraming::CloseDelimited => "close",
+                harness::client::BodyFraming::ContentLength(_) => "cl",
+                harness::client::BodyFraming::Chunked => "chunked",
+                harness::client::BodyFraming::CloseDelimited => "close",
             },
             r.body_len,
             r.complete,

@@ -2,7 +2,21 @@
 //! R19, R23), as pure functions: the proxy's runtime and the scenario oracle
 //! both ask these.
 
-use crate::server::Profile;
+/// Which nginx release's defaults to emulate: 1.29.7 changed the upstream
+/// protocol defaults (`ngx_http_proxy_merge_loc_conf`) and gave every explicit
+/// `upstream{}` block a keepalive cache of 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// nginx ≤ 1.29.6 (Debian 12's 1.22.1): upstream HTTP/1.0 with
+    /// `Connection: close`, no upstream keepalive unless configured.
+    #[default]
+    Legacy,
+    /// nginx ≥ 1.29.7: HTTP/1.1, no Connection header, `keepalive 32` for
+    /// every explicit upstream block.
+    Modern,
+}
 
 /// `proxy_http_version` when not configured: 1.0 before 1.29.7, 1.1 after.
 pub fn http11(profile: Profile, configured: Option<&str>) -> bool {

@@ -9,7 +9,7 @@ mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_agree_with_real_go() {
-    let go = match upstream_sim::probe::build_go_upstream() {
+    let go = match harness::go::build_go_upstream() {
         Ok(bin) => bin,
         Err(why) => {
             assert!(std::env::var("BADGATEWAY_REQUIRE_GO").as_deref() != Ok("1"), "Go conformance required but unavailable: {why}");

@@ -1,6 +1,7 @@
 //! An incremental HTTP/1.1 chunked-body decoder, as a pure state machine.
-//! The proxy reads upstream bodies with it and the probe client reads
-//! responses with it: one parser for both.
+//! The proxy reads upstream bodies with it, the oracle reads the bytes the Go
+//! model writes with it, and the harness's wire client reads responses with
+//! it: one parser for all three.
 
 /// What the next bytes of the buffer are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +16,9 @@ pub enum Step {
     Done(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The bytes are not chunked encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed chunked body")]
 pub struct Malformed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,13 +55,12 @@ impl Decoder {
                 self.state = if n == left { State::DataEnd } else { State::Data(left - n) };
                 Step::Data(n as usize)
             }
-            State::Size => match line() {
-                None => Step::NeedMore,
-                Some(eol) => {
-                    let text = std::str::from_utf8(&buf[..eol]).map_err(|_| Malformed)?;
-                    let size = u64::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| Malformed)?;
+            // The size line ("1a;ext=v\r\n") is httparse's, as hyper's decoder uses it.
+            State::Size => match httparse::parse_chunk_size(buf).map_err(|_| Malformed)? {
+                httparse::Status::Partial => Step::NeedMore,
+                httparse::Status::Complete((n, size)) => {
                     self.state = if size == 0 { State::Trailers } else { State::Data(size) };
-                    Step::Skip(eol + 2)
+                    Step::Skip(n)
                 }
             },
             State::DataEnd => match line() {

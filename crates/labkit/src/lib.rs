@@ -1,0 +1,12 @@
+//! # labkit: what the lab's crates share
+//!
+//! * [`chunked`]: an incremental HTTP/1.1 chunked-body decoder (pure).
+//! * [`events`]: a timestamped event log that can be waited on (feature
+//!   `events`, on by default; it needs tokio, so the pure models turn it off).
+//!
+//! Neither emulator owns these: the nginx emulator, the Go emulator, the
+//! oracle and the harness all use them, and none links another for them.
+
+pub mod chunked;
+#[cfg(feature = "events")]
+pub mod events;

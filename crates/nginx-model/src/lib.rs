@@ -1,0 +1,23 @@
+//! # nginx-model: nginx's upstream module as pure functions
+//!
+//! Everything here is a decision, never I/O: no sockets, no runtime, no clock
+//! reads. The proxy (`crates/proxy`) runs these over sockets; the oracle
+//! (`scenarios::oracle`) runs the same functions over a model of the upstream.
+//!
+//! * [`conf`]: nginx.conf parsing and rendering (nginx's own error messages).
+//! * [`time`]: nginx's time syntax (`ngx_parse_time`).
+//! * [`profile`]: version-dependent defaults (nginx ≤ 1.29.6 vs ≥ 1.29.7).
+//! * [`retry`]: `ngx_http_upstream_next` and `ngx_http_upstream_test_next`.
+//! * [`balancer`]: round robin, `tried`, `max_fails`/`fail_timeout`, backups.
+//! * [`failure`]: failure classes, `ft_type`, and the exact error.log text.
+//! * [`logs`]: error.log and access.log formats.
+
+pub mod balancer;
+pub mod conf;
+pub mod failure;
+pub mod logs;
+pub mod profile;
+pub mod retry;
+pub mod time;
+
+pub use profile::Profile;
