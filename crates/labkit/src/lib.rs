@@ -1,5 +1,6 @@
 //! # labkit: what the lab's crates share
 //!
+//! * [`wire`]: HTTP/1 heads, body framing and a body decoder (pure).
 //! * [`chunked`]: an incremental HTTP/1.1 chunked-body decoder (pure).
 //! * [`events`]: a timestamped event log that can be waited on (feature
 //!   `events`, on by default; it needs tokio, so the pure models turn it off).
@@ -8,5 +9,6 @@
 //! oracle and the harness all use them, and none links another for them.
 
 pub mod chunked;
+pub mod wire;
 #[cfg(feature = "events")]
 pub mod events;
