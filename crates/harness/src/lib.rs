@@ -4,6 +4,8 @@
 //!   wire (status, framing, body bytes, FIN/RST).
 //! * [`nginx`]: real nginx in a private prefix on loopback.
 //! * [`go`]: the real Go reference server (`fixtures/go-upstream`).
+//! * [`require`]: whether a real-program check runs, is ignored (with its
+//!   reason) or fails, decided in one place.
 //!
 //! Real programs are started by us, on loopback, and stopped by the PID we
 //! spawned.
@@ -11,6 +13,7 @@
 pub mod client;
 pub mod go;
 pub mod nginx;
+pub mod require;
 
 /// A free loopback port (bound, then released) for programs that need a port
 /// number up front.
