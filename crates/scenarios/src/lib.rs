@@ -14,4 +14,5 @@ pub mod oracle;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod setup;
 pub mod timeline;

@@ -78,7 +78,7 @@ pub async fn run(
                     requests: r.observations.len(),
                     client_502: r.count_status(502),
                     retried: r.observations.iter().filter(|o| o.upstream_status.len() > 1).count(),
-                    race_possible: go_model::rules::effective_idle_limit(&runner::go_config(&s, 1.0)).is_some_and(|limit| k > limit),
+                    race_possible: go_model::rules::effective_idle_limit(&crate::setup::go_config(&s, 1.0)).is_some_and(|limit| k > limit),
                 });
             }
         }

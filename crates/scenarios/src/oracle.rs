@@ -9,7 +9,7 @@
 //! `nginx_model::failure::Failure` for the log classes. Natural-race scenarios
 //! depend on timing and are not predicted.
 
-use crate::runner::{go_config, nginx_config};
+use crate::setup::{go_config, nginx_config};
 use crate::scenario::{parse_duration, Action, Scenario};
 use nginx_model::balancer::{Peer, RoundRobin, Tried};
 use nginx_model::failure::Failure;

@@ -4,8 +4,9 @@
 //! side saw and checks it against the expectation.
 
 use crate::scenario::{parse_duration, scale, scale_path, Action, Expect, RequestGroup, Scenario};
+use crate::setup::{dur, go_config, nginx_config};
 use crate::timeline::{self, Lane, TimelineEntry};
-use nginx_model::conf::{self, Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
+use nginx_model::conf;
 use proxy::events::ProxyEventKind;
 use harness::nginx::{self as real_nginx, RealNginx};
 use proxy::{Proxy, ProxyOptions};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use harness::client::WireClient;
 use harness::free_port;
 use harness::go::GoServer;
-use upstream_sim::{IdleRace, ServerConfig, UpstreamSim};
+use upstream_sim::UpstreamSim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -128,74 +129,6 @@ impl RunResult {
     /// Client 502s over all requests.
     pub fn count_status(&self, status: u16) -> usize {
         self.observations.iter().filter(|o| o.status == Some(status)).count()
-    }
-}
-
-fn dur(s: &Option<String>, factor: f64) -> Duration {
-    s.as_deref().and_then(|d| parse_duration(d).ok()).map(|d| scale(d, factor)).unwrap_or_default()
-}
-
-fn nginx_dur(s: &Option<String>, factor: f64) -> Option<Duration> {
-    s.as_deref().and_then(nginx_model::time::parse).map(|d| scale(d, factor))
-}
-
-fn race(s: &Option<String>) -> Option<IdleRace> {
-    match s.as_deref() {
-        Some("fin") => Some(IdleRace::Fin),
-        Some("rst") => Some(IdleRace::Rst),
-        _ => None,
-    }
-}
-
-/// The Go server configuration of a scenario, at run scale.
-pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
-    let g = &s.go;
-    ServerConfig {
-        read_timeout: dur(&g.read_timeout, factor),
-        read_header_timeout: dur(&g.read_header_timeout, factor),
-        write_timeout: dur(&g.write_timeout, factor),
-        idle_timeout: dur(&g.idle_timeout, factor),
-        keep_alives: g.keepalives,
-        backlog: g.backlog.unwrap_or(4096),
-        idle_race: race(&g.idle_race),
-        shutdown_race: race(&g.shutdown_race),
-        reuse_port: s.workload.action == Action::RestartHandoff,
-        ..ServerConfig::default()
-    }
-}
-
-/// The nginx configuration of a scenario, at run scale.
-pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, factor: f64) -> Config {
-    let n = &s.nginx;
-    let mask = n.next_upstream.as_deref().map(|m| {
-        nginx_model::retry::Ft::parse_mask(&m.split_whitespace().map(String::from).collect::<Vec<_>>()).expect("validated mask")
-    });
-    let proxy = ProxyDirectives {
-        pass: Some("http://go_upstream".into()),
-        http_version: n.http_version.clone(),
-        set_header: n.clear_connection.then(|| vec![("Connection".to_string(), String::new())]),
-        connect_timeout: nginx_dur(&n.connect_timeout, factor),
-        read_timeout: nginx_dur(&n.read_timeout, factor),
-        next_upstream: mask,
-        next_upstream_tries: n.next_upstream_tries,
-        next_upstream_timeout: nginx_dur(&n.next_upstream_timeout, factor),
-        ..ProxyDirectives::default()
-    };
-    Config {
-        upstreams: vec![Upstream {
-            name: "go_upstream".into(),
-            servers: upstreams.iter().map(|a| UpstreamServer::new(a.to_string())).collect(),
-            keepalive: n.keepalive,
-            keepalive_timeout: nginx_dur(&n.keepalive_timeout, factor),
-            keepalive_requests: None,
-            keepalive_time: None,
-        }],
-        servers: vec![Server {
-            listen: vec![listen.to_string()],
-            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy }],
-            ..Server::default()
-        }],
-        ..Config::default()
     }
 }
 
