@@ -3,12 +3,13 @@
 //! `tried` set, `max_fails`/`fail_timeout`, `down`, backups, and the
 //! single-server special case (never disabled; any release ends tries).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// One `server` of an upstream block. `A` is its address: a socket address
+/// in the proxy, anything that names the server in the oracle.
 #[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
+pub struct Peer<A> {
+    pub addr: A,
     pub weight: i64,
     pub max_fails: u32,
     pub fail_timeout: Duration,
@@ -20,8 +21,8 @@ pub struct Peer {
     checked: Option<Instant>,
 }
 
-impl Peer {
-    pub fn new(addr: SocketAddr, weight: u32, max_fails: u32, fail_timeout: Duration, down: bool) -> Peer {
+impl<A> Peer<A> {
+    pub fn new(addr: A, weight: u32, max_fails: u32, fail_timeout: Duration, down: bool) -> Peer<A> {
         Peer {
             addr,
             weight: weight as i64,
@@ -37,21 +38,41 @@ impl Peer {
     }
 }
 
-/// Index of a peer: (is backup, position).
-pub type PeerId = (bool, usize);
+/// Primary servers, or the `backup` ones (tried once every primary failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Primary,
+    Backup,
+}
+
+/// A peer of one upstream: its tier and position in the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerId {
+    pub tier: Tier,
+    pub index: usize,
+}
+
+impl PeerId {
+    pub const fn primary(index: usize) -> PeerId {
+        PeerId { tier: Tier::Primary, index }
+    }
+    pub const fn backup(index: usize) -> PeerId {
+        PeerId { tier: Tier::Backup, index }
+    }
+}
 
 #[derive(Debug, Clone)]
-pub struct RoundRobin {
-    pub primary: Vec<Peer>,
-    pub backup: Vec<Peer>,
+pub struct RoundRobin<A> {
+    pub primary: Vec<Peer<A>>,
+    pub backup: Vec<Peer<A>>,
 }
 
 /// The per-request `rrp->tried` bitmap.
 #[derive(Debug, Clone, Default)]
 pub struct Tried(Vec<PeerId>);
 
-impl RoundRobin {
-    pub fn new(primary: Vec<Peer>, backup: Vec<Peer>) -> Self {
+impl<A> RoundRobin<A> {
+    pub fn new(primary: Vec<Peer<A>>, backup: Vec<Peer<A>>) -> Self {
         RoundRobin { primary, backup }
     }
 
@@ -65,19 +86,17 @@ impl RoundRobin {
         (self.primary.iter().filter(|p| !p.down).count() + self.backup.iter().filter(|p| !p.down).count()) as u32
     }
 
-    pub fn peer(&self, id: PeerId) -> &Peer {
-        if id.0 {
-            &self.backup[id.1]
-        } else {
-            &self.primary[id.1]
+    pub fn peer(&self, id: PeerId) -> &Peer<A> {
+        match id.tier {
+            Tier::Primary => &self.primary[id.index],
+            Tier::Backup => &self.backup[id.index],
         }
     }
 
-    fn peer_mut(&mut self, id: PeerId) -> &mut Peer {
-        if id.0 {
-            &mut self.backup[id.1]
-        } else {
-            &mut self.primary[id.1]
+    fn peer_mut(&mut self, id: PeerId) -> &mut Peer<A> {
+        match id.tier {
+            Tier::Primary => &mut self.primary[id.index],
+            Tier::Backup => &mut self.backup[id.index],
         }
     }
 
@@ -86,9 +105,9 @@ impl RoundRobin {
     pub fn get_peer(&mut self, tried: &mut Tried, now: Instant) -> Option<PeerId> {
         if self.single() {
             let p = &self.primary[0];
-            return (!p.down).then_some((false, 0));
+            return (!p.down).then_some(PeerId::primary(0));
         }
-        let id = pick(&mut self.primary, false, tried, now).or_else(|| pick(&mut self.backup, true, tried, now))?;
+        let id = pick(&mut self.primary, Tier::Primary, tried, now).or_else(|| pick(&mut self.backup, Tier::Backup, tried, now))?;
         tried.0.push(id);
         Some(id)
     }
@@ -122,7 +141,7 @@ impl RoundRobin {
 }
 
 /// `ngx_http_upstream_get_peer`: smooth weighted round robin over eligible peers.
-fn pick(peers: &mut [Peer], backup: bool, tried: &Tried, now: Instant) -> Option<PeerId> {
+fn pick<A>(peers: &mut [Peer<A>], tier: Tier, tried: &Tried, now: Instant) -> Option<PeerId> {
     let mut best: Option<usize> = None;
     let mut total = 0;
     for i in 0..peers.len() {
@@ -130,7 +149,7 @@ fn pick(peers: &mut [Peer], backup: bool, tried: &Tried, now: Instant) -> Option
         let disabled = p.max_fails > 0
             && p.fails >= p.max_fails
             && p.checked.is_some_and(|c| now.duration_since(c) <= p.fail_timeout);
-        if tried.0.contains(&(backup, i)) || p.down || disabled {
+        if tried.0.contains(&PeerId { tier, index: i }) || p.down || disabled {
             continue;
         }
         let p = &mut peers[i];
@@ -148,14 +167,14 @@ fn pick(peers: &mut [Peer], backup: bool, tried: &Tried, now: Instant) -> Option
     if p.checked.is_none_or(|c| now.duration_since(c) > p.fail_timeout) {
         p.checked = Some(now);
     }
-    Some((backup, best?))
+    Some(PeerId { tier, index: best? })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer(port: u16, weight: u32) -> Peer {
+    fn peer(port: u16, weight: u32) -> Peer<std::net::SocketAddr> {
         Peer::new(([127, 0, 0, 1], port).into(), weight, 1, Duration::from_secs(10), false)
     }
 
@@ -219,8 +238,8 @@ mod tests {
         assert!(!rr.single());
         let now = Instant::now();
         let mut tried = Tried::default();
-        assert_eq!(rr.get_peer(&mut tried, now), Some((false, 0)));
-        assert_eq!(rr.get_peer(&mut tried, now), Some((true, 0)));
+        assert_eq!(rr.get_peer(&mut tried, now), Some(PeerId::primary(0)));
+        assert_eq!(rr.get_peer(&mut tried, now), Some(PeerId::backup(0)));
         assert_eq!(rr.tries(), 2);
     }
 }

@@ -65,7 +65,15 @@ pub struct UpstreamServer {
 
 impl UpstreamServer {
     pub fn new(addr: impl Into<String>) -> Self {
-        UpstreamServer { addr: addr.into(), weight: 1, max_fails: 1, fail_timeout: Duration::from_secs(10), down: false, backup: false }
+        use crate::resolve::defaults;
+        UpstreamServer {
+            addr: addr.into(),
+            weight: defaults::WEIGHT,
+            max_fails: defaults::MAX_FAILS,
+            fail_timeout: defaults::FAIL_TIMEOUT,
+            down: false,
+            backup: false,
+        }
     }
 }
 
@@ -410,7 +418,7 @@ impl P<'_> {
                 if d.args.is_empty() {
                     return Err(self.err(d.line, "invalid number of arguments in \"proxy_next_upstream\" directive"));
                 }
-                let mask = Ft::parse_mask(&d.args).map_err(|bad| self.err(d.line, format!("invalid value \"{bad}\"")))?;
+                let mask = Ft::parse_mask(&d.args).map_err(|bad| self.err(d.line, format!("invalid value \"{}\"", bad.0)))?;
                 p.next_upstream = Some(mask);
             }
             _ => return Ok(false),
@@ -660,7 +668,7 @@ impl Config {
                 if srv.max_fails != 1 {
                     l.push_str(&format!(" max_fails={}", srv.max_fails));
                 }
-                if srv.fail_timeout != Duration::from_secs(10) {
+                if srv.fail_timeout != crate::resolve::defaults::FAIL_TIMEOUT {
                     l.push_str(&format!(" fail_timeout={}", time::format(srv.fail_timeout)));
                 }
                 if srv.down {

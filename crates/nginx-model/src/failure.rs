@@ -1,8 +1,96 @@
-//! Failure classification (semantics.md §1–§2, R12–R18): what went wrong in
-//! an attempt, its `ft_type`, and the exact nginx error-log text.
+//! Failure classification: what went wrong in an attempt, its `ft_type`
+//! (`NGX_HTTP_UPSTREAM_FT_*`), and the exact error.log text nginx writes at
+//! the failing call site (`ngx_http_upstream_connect`,
+//! `ngx_http_upstream_send_request`, `ngx_http_upstream_process_header`,
+//! `ngx_http_upstream_next`, `ngx_http_upstream_process_non_buffered_request`).
 
 use crate::retry::Ft;
+use std::fmt;
 use std::io;
+
+/// A short, stable name for a failure, as reports, scenario files and the
+/// log reader use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    NoLiveUpstreams,
+    ConnectRefused,
+    ConnectTimeout,
+    ConnectFailed,
+    SendFailed,
+    SendTimeout,
+    /// EOF before the whole response header.
+    PrematureClose,
+    /// `recv()` failed (RST) before the whole response header.
+    Reset,
+    ReadTimeout,
+    InvalidHeader,
+    TooBigHeader,
+    /// A status listed in `proxy_next_upstream` (not logged by nginx).
+    Status,
+    /// EOF in the body: the client gets a truncated response.
+    PrematureCloseBody,
+    ResetBody,
+    ReadTimeoutBody,
+}
+
+impl Class {
+    pub const ALL: [Class; 15] = [
+        Class::NoLiveUpstreams,
+        Class::ConnectRefused,
+        Class::ConnectTimeout,
+        Class::ConnectFailed,
+        Class::SendFailed,
+        Class::SendTimeout,
+        Class::PrematureClose,
+        Class::Reset,
+        Class::ReadTimeout,
+        Class::InvalidHeader,
+        Class::TooBigHeader,
+        Class::Status,
+        Class::PrematureCloseBody,
+        Class::ResetBody,
+        Class::ReadTimeoutBody,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::NoLiveUpstreams => "no-live-upstreams",
+            Class::ConnectRefused => "connect-refused",
+            Class::ConnectTimeout => "connect-timeout",
+            Class::ConnectFailed => "connect-failed",
+            Class::SendFailed => "send-failed",
+            Class::SendTimeout => "send-timeout",
+            Class::PrematureClose => "premature-close",
+            Class::Reset => "reset",
+            Class::ReadTimeout => "read-timeout",
+            Class::InvalidHeader => "invalid-header",
+            Class::TooBigHeader => "too-big-header",
+            Class::Status => "status",
+            Class::PrematureCloseBody => "premature-close-body",
+            Class::ResetBody => "reset-body",
+            Class::ReadTimeoutBody => "read-timeout-body",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Not a failure class name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown failure class {0:?}")]
+pub struct UnknownClass(pub String);
+
+impl std::str::FromStr for Class {
+    type Err = UnknownClass;
+    fn from_str(s: &str) -> Result<Class, UnknownClass> {
+        Class::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| UnknownClass(s.to_string()))
+    }
+}
 
 /// A failure before the response header reached the client (retryable).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -28,7 +116,8 @@ pub enum Failure {
 }
 
 /// A failure after the header was passed to the client: never retried, the
-/// client gets a truncated response (R18).
+/// client gets a truncated response (`ngx_http_upstream_process_non_buffered_request`
+/// finalizes without a retry once the header has been sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum BodyFailure {
     PrematureClose,
@@ -82,15 +171,14 @@ impl Failure {
     /// The `[error]` message, without the `while ...` suffix; `None` for a
     /// status-based retry, which nginx does not log.
     pub fn message(&self) -> Option<String> {
-        let timed_out = "upstream timed out (110: Connection timed out)".to_string();
         Some(match self {
             Failure::NoLive => "no live upstreams".into(),
             Failure::ConnectRefused => "connect() failed (111: Connection refused)".into(),
             Failure::ConnectFailed(e) => format!("connect() failed ({e}: {})", strerror(*e)),
             Failure::SendFailed(e) => format!("writev() failed ({e}: {})", strerror(*e)),
-            Failure::RecvFailed(e) => format!("recv() failed ({e}: {})", strerror(*e)),
-            Failure::ConnectTimeout | Failure::SendTimeout | Failure::ReadTimeout => timed_out,
-            Failure::PrematureClose => "upstream prematurely closed connection".into(),
+            Failure::RecvFailed(e) => recv_failed(*e),
+            Failure::ConnectTimeout | Failure::SendTimeout | Failure::ReadTimeout => TIMED_OUT.into(),
+            Failure::PrematureClose => PREMATURE.into(),
             Failure::InvalidHeader => "upstream sent invalid header".into(),
             Failure::TooBigHeader => "upstream sent too big header".into(),
             Failure::Status(_) => return None,
@@ -102,62 +190,69 @@ impl Failure {
         self.message().map(|m| format!("{m} while {}", self.action()))
     }
 
-    /// A short, stable class name for reports and tests.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> Class {
         match self {
-            Failure::NoLive => "no-live-upstreams",
-            Failure::ConnectRefused => "connect-refused",
-            Failure::ConnectTimeout => "connect-timeout",
-            Failure::ConnectFailed(_) => "connect-failed",
-            Failure::SendFailed(_) => "send-failed",
-            Failure::SendTimeout => "send-timeout",
-            Failure::PrematureClose => "premature-close",
-            Failure::RecvFailed(_) => "reset",
-            Failure::ReadTimeout => "read-timeout",
-            Failure::InvalidHeader => "invalid-header",
-            Failure::TooBigHeader => "too-big-header",
-            Failure::Status(_) => "status",
+            Failure::NoLive => Class::NoLiveUpstreams,
+            Failure::ConnectRefused => Class::ConnectRefused,
+            Failure::ConnectTimeout => Class::ConnectTimeout,
+            Failure::ConnectFailed(_) => Class::ConnectFailed,
+            Failure::SendFailed(_) => Class::SendFailed,
+            Failure::SendTimeout => Class::SendTimeout,
+            Failure::PrematureClose => Class::PrematureClose,
+            Failure::RecvFailed(_) => Class::Reset,
+            Failure::ReadTimeout => Class::ReadTimeout,
+            Failure::InvalidHeader => Class::InvalidHeader,
+            Failure::TooBigHeader => Class::TooBigHeader,
+            Failure::Status(_) => Class::Status,
         }
     }
+}
+
+const TIMED_OUT: &str = "upstream timed out (110: Connection timed out)";
+const PREMATURE: &str = "upstream prematurely closed connection";
+
+fn recv_failed(errno: i32) -> String {
+    format!("recv() failed ({errno}: {})", strerror(errno))
 }
 
 impl BodyFailure {
     pub fn log_text(&self) -> String {
         let m = match self {
-            BodyFailure::PrematureClose => "upstream prematurely closed connection".to_string(),
-            BodyFailure::RecvFailed(e) => format!("recv() failed ({e}: {})", strerror(*e)),
-            BodyFailure::ReadTimeout => "upstream timed out (110: Connection timed out)".to_string(),
+            BodyFailure::PrematureClose => PREMATURE.to_string(),
+            BodyFailure::RecvFailed(e) => recv_failed(*e),
+            BodyFailure::ReadTimeout => TIMED_OUT.to_string(),
         };
         format!("{m} while reading upstream")
     }
 
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> Class {
         match self {
-            BodyFailure::PrematureClose => "premature-close-body",
-            BodyFailure::RecvFailed(_) => "reset-body",
-            BodyFailure::ReadTimeout => "read-timeout-body",
+            BodyFailure::PrematureClose => Class::PrematureCloseBody,
+            BodyFailure::RecvFailed(_) => Class::ResetBody,
+            BodyFailure::ReadTimeout => Class::ReadTimeoutBody,
         }
     }
 }
 
 /// The class of an nginx error-log line, read back from its text (for
 /// comparing real nginx's error.log with the emulator's).
-pub fn class_of_log_line(line: &str) -> Option<&'static str> {
+pub fn class_of_log_line(line: &str) -> Option<Class> {
     let body = line.contains("while reading upstream");
     Some(match () {
-        _ if line.contains("no live upstreams") => "no-live-upstreams",
-        _ if line.contains("connect() ") && line.contains("Connection refused") => "connect-refused",
-        _ if line.contains("timed out") && line.contains("while connecting") => "connect-timeout",
-        _ if line.contains("timed out") && line.contains("while sending") => "send-timeout",
-        _ if line.contains("timed out") && body => "read-timeout-body",
-        _ if line.contains("timed out") => "read-timeout",
-        _ if line.contains("writev() failed") || line.contains("send() failed") => "send-failed",
-        _ if line.contains("prematurely closed") && body => "premature-close-body",
-        _ if line.contains("prematurely closed") => "premature-close",
-        _ if line.contains("recv() failed") && body => "reset-body",
-        _ if line.contains("recv() failed") => "reset",
-        _ if line.contains("too big header") => "too-big-header",
-        _ if line.contains("invalid header") => "invalid-header",
+        _ if line.contains("no live upstreams") => Class::NoLiveUpstreams,
+        _ if line.contains("connect() ") && line.contains("Connection refused") => Class::ConnectRefused,
+        _ if line.contains("timed out") && line.contains("while connecting") => Class::ConnectTimeout,
+        _ if line.contains("connect() failed") => Class::ConnectFailed,
+        _ if line.contains("timed out") && line.contains("while sending") => Class::SendTimeout,
+        _ if line.contains("timed out") && body => Class::ReadTimeoutBody,
+        _ if line.contains("timed out") => Class::ReadTimeout,
+        _ if line.contains("writev() failed") || line.contains("send() failed") => Class::SendFailed,
+        _ if line.contains("prematurely closed") && body => Class::PrematureCloseBody,
+        _ if line.contains("prematurely closed") => Class::PrematureClose,
+        _ if line.contains("recv() failed") && body => Class::ResetBody,
+        _ if line.contains("recv() failed") => Class::Reset,
+        _ if line.contains("too big header") => Class::TooBigHeader,
+        _ if line.contains("invalid header") => Class::InvalidHeader,
         _ => return None,
     })
 }
@@ -184,7 +279,11 @@ mod tests {
             assert_eq!(class_of_log_line(line), Some(f.class()), "{line}");
         }
         assert_eq!(BodyFailure::PrematureClose.log_text(), "upstream prematurely closed connection while reading upstream");
-        assert_eq!(class_of_log_line(&BodyFailure::PrematureClose.log_text()), Some("premature-close-body"));
+        assert_eq!(class_of_log_line(&BodyFailure::PrematureClose.log_text()), Some(Class::PrematureCloseBody));
+        for c in Class::ALL {
+            assert_eq!(c.as_str().parse::<Class>(), Ok(c));
+            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{c}\""));
+        }
         assert_eq!(Failure::Status(503).log_text(), None);
     }
 }

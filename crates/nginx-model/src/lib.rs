@@ -11,12 +11,20 @@
 //! * [`balancer`]: round robin, `tried`, `max_fails`/`fail_timeout`, backups.
 //! * [`failure`]: failure classes, `ft_type`, and the exact error.log text.
 //! * [`logs`]: error.log and access.log formats.
+//! * [`http`]: the upstream request, the headers passed on, error pages.
+//! * [`resolve`]: the effective configuration, with nginx's defaults.
+//! * [`keepalive`]: the keepalive cache policy (LIFO checkout, LRU eviction).
+//! * [`attempt`]: one request's upstream attempts, as a state machine.
 
 pub mod balancer;
+pub mod attempt;
 pub mod conf;
 pub mod failure;
+pub mod http;
+pub mod keepalive;
 pub mod logs;
 pub mod profile;
+pub mod resolve;
 pub mod retry;
 pub mod time;
 

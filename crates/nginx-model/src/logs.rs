@@ -22,12 +22,38 @@ pub fn log_time(t: SystemTime) -> String {
     format!("{:04}/{:02}/{:02} {:02}:{:02}:{:02}", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second())
 }
 
-/// One error.log line in nginx's format.
-pub fn error_line(level: &str, text: &str, ctx: &RequestCtx) -> String {
+/// `$time_local`: `23/Nov/2026:10:00:00 +0000`.
+pub fn time_local(t: SystemTime) -> String {
+    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let d = time::OffsetDateTime::from(t);
+    let mon = MON[usize::from(u8::from(d.month())) - 1];
+    format!("{:02}/{mon}/{:04}:{:02}:{:02}:{:02} +0000", d.day(), d.year(), d.hour(), d.minute(), d.second())
+}
+
+/// An error.log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warn,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+        }
+    }
+}
+
+/// One error.log line in nginx's format (`ngx_log_error_core` with
+/// `ngx_http_log_error`'s request context), written at `time` by `pid`.
+pub fn error_line(time: SystemTime, pid: u32, level: Level, text: &str, ctx: &RequestCtx) -> String {
     format!(
-        "{} [{level}] {}#0: *{} {text}, client: {}, server: {}, request: \"{}\", upstream: \"{}\", host: \"{}\"",
-        log_time(SystemTime::now()),
-        std::process::id(),
+        "{} [{}] {pid}#0: *{} {text}, client: {}, server: {}, request: \"{}\", upstream: \"{}\", host: \"{}\"",
+        log_time(time),
+        level.as_str(),
         ctx.conn,
         ctx.client,
         ctx.server,
@@ -100,7 +126,7 @@ impl AccessEntry {
             "upstream_addr" => self.join(|u| u.addr.clone()),
             "body_bytes_sent" => self.body_bytes_sent.to_string(),
             "connection_requests" => self.connection_requests.to_string(),
-            "time_local" => log_time(SystemTime::now()),
+            "time_local" => time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
             "remote_user" => "-".into(),
             "http_referer" | "http_user_agent" => "-".into(),
             _ => return None,
@@ -112,8 +138,38 @@ impl AccessEntry {
 pub const COMBINED: &str =
     "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
+/// A `log_format` names a variable the emulation cannot produce.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown \"{0}\" variable")]
+pub struct FormatError(pub String);
+
+/// A piece of a `log_format` string.
+enum Piece<'a> {
+    Text(&'a str),
+    Var(&'a str),
+}
+
+/// Splits a format into text and `$variable`s (`ngx_http_log_compile_format`).
+fn pieces(fmt: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = fmt;
+    while let Some(i) = rest.find('$') {
+        if i > 0 {
+            out.push(Piece::Text(&rest[..i]));
+        }
+        let name = &rest[i + 1..];
+        let n = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(name.len());
+        out.push(Piece::Var(&name[..n]));
+        rest = &name[n..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    out
+}
+
 /// Checks that every `$variable` of a format is one we can produce.
-pub fn check_format(fmt: &str) -> Result<(), String> {
+pub fn check_format(fmt: &str) -> Result<(), FormatError> {
     let probe = AccessEntry {
         msec: 0.0,
         remote_addr: String::new(),
@@ -128,55 +184,25 @@ pub fn check_format(fmt: &str) -> Result<(), String> {
         body_bytes_sent: 0,
         connection_requests: 0,
     };
-    for name in variables(fmt) {
-        if probe.variable(&name).is_none() {
-            return Err(format!("unknown \"{name}\" variable"));
+    for p in pieces(fmt) {
+        if let Piece::Var(name) = p {
+            if probe.variable(name).is_none() {
+                return Err(FormatError(name.to_string()));
+            }
         }
     }
     Ok(())
 }
 
-fn variables(fmt: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = fmt.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        if c == '$' {
-            let mut name = String::new();
-            while let Some(&(_, n)) = chars.peek() {
-                if n.is_ascii_alphanumeric() || n == '_' {
-                    name.push(n);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            out.push(name);
-        }
-    }
-    out
-}
-
 /// Renders an access-log line with a `log_format` string.
 pub fn render_access(fmt: &str, e: &AccessEntry) -> String {
-    let mut out = String::new();
-    let mut chars = fmt.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        let mut name = String::new();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphanumeric() || n == '_' {
-                name.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        out.push_str(&e.variable(&name).unwrap_or_else(|| "-".into()));
-    }
-    out
+    pieces(fmt)
+        .into_iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.to_string(),
+            Piece::Var(name) => e.variable(name).unwrap_or_else(|| "-".into()),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -207,7 +233,8 @@ mod tests {
             render_access("$request_method $status \"$upstream_status\" \"$upstream_response_time\" \"$upstream_connect_time\" $body_bytes_sent \"$args\"", &e),
             "GET 200 \"502, 200\" \"0.000, 0.001\" \"0.000, -\" 3 \"-\""
         );
-        assert!(check_format("$status $bogus").is_err());
+        assert_eq!(check_format("$status $bogus"), Err(FormatError("bogus".into())));
+        assert_eq!(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs(1_794_787_200)), "16/Nov/2026:00:00:00 +0000");
         assert!(check_format(COMBINED).is_ok());
     }
 }

@@ -1,6 +1,5 @@
-//! nginx's version-dependent defaults (semantics.md "Big version caveat",
-//! R19, R23), as pure functions: the proxy's runtime and the scenario oracle
-//! both ask these.
+//! nginx's version-dependent defaults, as pure functions: the resolved
+//! configuration (`resolve`) asks these, for the proxy and the oracle alike.
 
 /// Which nginx release's defaults to emulate: 1.29.7 changed the upstream
 /// protocol defaults (`ngx_http_proxy_merge_loc_conf`) and gave every explicit
@@ -64,7 +63,7 @@ pub fn sends_connection_close(headers: &[(String, String)]) -> bool {
     headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"))
 }
 
-/// R23: whether upstream connections can be reused at all: a cache, an
+/// Whether upstream connections can be reused at all: a cache, an
 /// HTTP/1.1 request, and no `Connection: close` sent with it.
 pub fn upstream_reuse_possible(capacity: usize, http11: bool, headers: &[(String, String)]) -> bool {
     capacity > 0 && http11 && !sends_connection_close(headers)

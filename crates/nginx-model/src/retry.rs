@@ -1,5 +1,6 @@
 //! `ngx_http_upstream_next()`: whether a failed attempt is retried, and the
-//! status a request finally gets (semantics.md §1, rules R1–R11).
+//! status a request finally gets; and `ngx_http_upstream_test_next()`, which
+//! treats an upstream status listed in `proxy_next_upstream` as a failure.
 //!
 //! One pure function, [`next_upstream`], with the steps in nginx's order. The
 //! order matters: the cached-connection try is given back *before* the
@@ -54,10 +55,10 @@ impl Ft {
     pub const DEFAULT_MASK: Ft = Ft(0x2 | 0x4);
 
     /// Parses `proxy_next_upstream` arguments; `Err` names the bad keyword.
-    pub fn parse_mask(args: &[String]) -> Result<Ft, String> {
+    pub fn parse_mask(args: &[String]) -> Result<Ft, UnknownKeyword> {
         let mut mask = Ft(0);
         for a in args {
-            let (_, bit) = Ft::KEYWORDS.iter().find(|(k, _)| k == a).ok_or_else(|| a.clone())?;
+            let (_, bit) = Ft::KEYWORDS.iter().find(|(k, _)| k == a).ok_or_else(|| UnknownKeyword(a.clone()))?;
             mask = if *bit == Ft::OFF { Ft::OFF } else { mask.union(*bit) };
         }
         Ok(mask)
@@ -99,6 +100,11 @@ impl Ft {
     }
 }
 
+/// Not a `proxy_next_upstream` keyword.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value \"{0}\"")]
+pub struct UnknownKeyword(pub String);
+
 /// The request-level facts the decision needs.
 #[derive(Debug, Clone)]
 pub struct RetryContext {
@@ -119,7 +125,8 @@ pub struct FailedAttempt {
     pub ft: Ft,
     /// The connection came from the keepalive cache (`u->peer.cached`).
     pub cached: bool,
-    /// `u->request_sent`: set just before the first write (R4).
+    /// `u->request_sent`: set just before the first write
+    /// (`ngx_http_upstream_send_request`).
     pub request_sent: bool,
     /// A peer had been picked (false for "no live upstreams").
     pub peer_picked: bool,
@@ -159,14 +166,8 @@ pub fn next_upstream(mut tries: u32, a: FailedAttempt, ctx: &RetryContext, elaps
     if a.client_gone {
         return (Decision::GiveUp { status: 499 }, status);
     }
-    // 7. Non-idempotent requests that were (partly) sent.
-    let mut ft = a.ft;
-    if a.request_sent && non_idempotent(&ctx.method) {
-        ft = ft.union(Ft::NON_IDEMPOTENT);
-    }
-    // 8. Give up?
-    let timed_out = ctx.next_upstream_timeout.is_some_and(|t| !t.is_zero() && elapsed >= t);
-    if tries == 0 || !ctx.mask.contains(ft) || (a.request_sent && !ctx.request_buffering) || timed_out {
+    // 7. Non-idempotent requests that were (partly) sent; 8. give up?
+    if tries == 0 || !may_retry(a.ft, a.request_sent, ctx, elapsed) {
         return (Decision::GiveUp { status }, status);
     }
     (Decision::Retry { tries }, status)
@@ -174,14 +175,23 @@ pub fn next_upstream(mut tries: u32, a: FailedAttempt, ctx: &RetryContext, elaps
 
 /// `ngx_http_upstream_test_next`: should an upstream *response* status be
 /// treated as a failure and retried? Only while `tries > 1`.
-pub fn retry_on_status(status: u16, tries: u32, request_sent: bool, ctx: &RetryContext, elapsed: Duration) -> Option<Ft> {
+/// A response status means the request was sent.
+pub fn retry_on_status(status: u16, tries: u32, ctx: &RetryContext, elapsed: Duration) -> Option<Ft> {
     let bit = Ft::for_status(status)?;
-    let mask = if request_sent && non_idempotent(&ctx.method) { bit.union(Ft::NON_IDEMPOTENT) } else { bit };
-    let timed_out = ctx.next_upstream_timeout.is_some_and(|t| !t.is_zero() && elapsed >= t);
-    (tries > 1 && ctx.mask.contains(mask) && (!request_sent || ctx.request_buffering) && !timed_out).then_some(bit)
+    (tries > 1 && may_retry(bit, true, ctx, elapsed)).then_some(bit)
 }
 
-/// Initial `peer.tries` (R2): non-down primaries (+ backups), capped once by
+/// The checks `ngx_http_upstream_next` and `ngx_http_upstream_test_next`
+/// share: a sent non-idempotent request needs `non_idempotent` in the mask,
+/// an unbuffered body that was sent cannot be sent again, and
+/// `proxy_next_upstream_timeout` bounds the whole retry sequence.
+fn may_retry(ft: Ft, request_sent: bool, ctx: &RetryContext, elapsed: Duration) -> bool {
+    let ft = if request_sent && non_idempotent(&ctx.method) { ft.union(Ft::NON_IDEMPOTENT) } else { ft };
+    let timed_out = ctx.next_upstream_timeout.is_some_and(|t| !t.is_zero() && elapsed >= t);
+    ctx.mask.contains(ft) && !(request_sent && !ctx.request_buffering) && !timed_out
+}
+
+/// Initial `peer.tries` (`ngx_http_upstream_init_round_robin_peer`): non-down primaries (+ backups), capped once by
 /// `proxy_next_upstream_tries`.
 pub fn initial_tries(live_peers: u32, next_upstream_tries: u32) -> u32 {
     if next_upstream_tries > 0 && next_upstream_tries < live_peers {
@@ -212,9 +222,9 @@ mod tests {
         let d = Ft::DEFAULT_MASK;
         // (name, tries before, attempt, ctx, want decision, want recorded status)
         let table: Vec<(&str, u32, FailedAttempt, RetryContext, Decision, u16)> = vec![
-            ("R7 GET stale cached conn, one server: retried", 1, fail(Ft::ERROR, true, true), ctx("GET", d, true), Retry { tries: 1 }, 502),
+            ("GET on a stale cached conn, one server: retried", 1, fail(Ft::ERROR, true, true), ctx("GET", d, true), Retry { tries: 1 }, 502),
             ("fresh conn failure, one server: never retried", 1, fail(Ft::ERROR, false, true), ctx("GET", d, true), GiveUp { status: 502 }, 502),
-            ("R8 POST on stale cached conn: 502", 1, fail(Ft::ERROR, true, true), ctx("POST", d, true), GiveUp { status: 502 }, 502),
+            ("POST on a stale cached conn: 502", 1, fail(Ft::ERROR, true, true), ctx("POST", d, true), GiveUp { status: 502 }, 502),
             ("POST with non_idempotent: retried", 1, fail(Ft::ERROR, true, true), ctx("POST", NI, true), Retry { tries: 1 }, 502),
             ("PATCH and LOCK are non-idempotent too", 1, fail(Ft::ERROR, true, true), ctx("PATCH", d, true), GiveUp { status: 502 }, 502),
             ("POST connect failure (nothing sent): retried on another server", 2, fail(Ft::ERROR, false, false), ctx("POST", d, false), Retry { tries: 1 }, 502),
@@ -267,11 +277,11 @@ mod tests {
     #[test]
     fn status_retry_needs_two_tries() {
         let mut c = ctx("GET", Ft(Ft::DEFAULT_MASK.0 | Ft::HTTP_503.0), false);
-        assert_eq!(retry_on_status(503, 2, true, &c, Z), Some(Ft::HTTP_503));
-        assert_eq!(retry_on_status(503, 1, true, &c, Z), None);
-        assert_eq!(retry_on_status(500, 2, true, &c, Z), None);
+        assert_eq!(retry_on_status(503, 2, &c, Z), Some(Ft::HTTP_503));
+        assert_eq!(retry_on_status(503, 1, &c, Z), None);
+        assert_eq!(retry_on_status(500, 2, &c, Z), None);
         c.method = "POST".into();
-        assert_eq!(retry_on_status(503, 2, true, &c, Z), None);
+        assert_eq!(retry_on_status(503, 2, &c, Z), None);
     }
 
     #[test]
@@ -279,7 +289,7 @@ mod tests {
         let a = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         assert_eq!(Ft::parse_mask(&a("error timeout")), Ok(Ft::DEFAULT_MASK));
         assert_eq!(Ft::parse_mask(&a("off")), Ok(Ft::OFF));
-        assert_eq!(Ft::parse_mask(&a("error bogus")), Err("bogus".into()));
+        assert_eq!(Ft::parse_mask(&a("error bogus")), Err(UnknownKeyword("bogus".into())));
         assert_eq!(Ft::parse_mask(&a("error timeout non_idempotent")).unwrap().keywords(), vec!["error", "timeout", "non_idempotent"]);
     }
 }

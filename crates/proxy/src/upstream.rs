@@ -1,11 +1,12 @@
 //! One upstream attempt's I/O, phase by phase (connecting, sending request,
-//! reading response header, reading upstream), each mapped to the
-//! `Failure` nginx would classify it as. The framing is ours, with httparse
-//! for the header: nginx's classification needs to know which syscall failed
-//! and how, which a client library hides.
+//! reading response header, reading upstream), each mapped to the `Failure`
+//! nginx would classify it as. The bytes are read with `labkit::wire`; the
+//! framing is ours rather than a client library's, because nginx's
+//! classification needs to know which syscall failed and how.
 
-use nginx_model::failure::{errno_of, BodyFailure, Failure};
 use bytes::{Buf, Bytes, BytesMut};
+use labkit::wire::{BodyDecoder, BodyFraming, ResponseHead, Step};
+use nginx_model::failure::{errno_of, BodyFailure, Failure};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,17 +35,6 @@ pub async fn send(stream: &mut TcpStream, req: &[u8], limit: Duration) -> Result
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ResponseHead {
-    pub status: u16,
-    pub http11: bool,
-    pub headers: Vec<(String, String)>,
-    pub content_length: Option<u64>,
-    pub chunked: bool,
-    /// `Connection: close`, or an HTTP/1.0 status line (never kept alive).
-    pub connection_close: bool,
-}
-
 /// Reads until the header is complete, `proxy_read_timeout` bounding each
 /// read, within `proxy_buffer_size`. Returns the head and any body bytes
 /// that came with it.
@@ -52,16 +42,9 @@ pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_si
     let mut buf = BytesMut::with_capacity(buffer_size);
     loop {
         if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; 100];
-            let mut r = httparse::Response::new(&mut headers);
-            match r.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let head = head_from(&r)?;
-                    buf.advance(n);
-                    return Ok((head, buf));
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(_) => return Err(Failure::InvalidHeader),
+            if let Some((head, n)) = ResponseHead::parse(&buf).map_err(|_| Failure::InvalidHeader)? {
+                buf.advance(n);
+                return Ok((head, buf));
             }
         }
         if buf.len() >= buffer_size {
@@ -77,60 +60,26 @@ pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_si
     }
 }
 
-fn head_from(r: &httparse::Response) -> Result<ResponseHead, Failure> {
-    let status = r.code.ok_or(Failure::InvalidHeader)?;
-    let http11 = r.version == Some(1);
-    let mut head = ResponseHead { status, http11, headers: Vec::new(), content_length: None, chunked: false, connection_close: !http11 };
-    for h in r.headers.iter() {
-        let v = String::from_utf8_lossy(h.value).to_string();
-        let lower = v.to_ascii_lowercase();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            head.content_length = Some(v.trim().parse().map_err(|_| Failure::InvalidHeader)?);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            head.chunked = lower.contains("chunked");
-        } else if h.name.eq_ignore_ascii_case("connection") && lower.contains("close") {
-            head.connection_close = true;
-        }
-        head.headers.push((h.name.to_string(), v));
-    }
-    if head.chunked {
-        head.content_length = None;
-    }
-    Ok(head)
-}
-
 /// Reads an upstream body by its framing ("reading upstream").
 pub struct BodyReader {
     buf: BytesMut,
-    framing: Framing,
+    decoder: BodyDecoder,
     read_timeout: Duration,
-    pub done: bool,
-}
-
-enum Framing {
-    Length(u64),
-    Chunked(labkit::chunked::Decoder),
-    UntilClose,
 }
 
 impl BodyReader {
-    pub fn new(head: &ResponseHead, leftover: BytesMut, read_timeout: Duration, no_body: bool) -> BodyReader {
-        let framing = if no_body {
-            Framing::Length(0)
-        } else if head.chunked {
-            Framing::Chunked(labkit::chunked::Decoder::default())
-        } else if let Some(n) = head.content_length {
-            Framing::Length(n)
-        } else {
-            Framing::UntilClose
-        };
-        let done = matches!(framing, Framing::Length(0));
-        BodyReader { buf: leftover, framing, read_timeout, done }
+    pub fn new(framing: BodyFraming, leftover: BytesMut, read_timeout: Duration) -> BodyReader {
+        BodyReader { buf: leftover, decoder: BodyDecoder::new(framing), read_timeout }
+    }
+
+    /// The body ended by its framing (or, close-delimited, by EOF).
+    pub fn is_done(&self) -> bool {
+        self.decoder.is_done()
     }
 
     /// Whether the body has a known end (length or chunked) rather than EOF.
     pub fn delimited(&self) -> bool {
-        !matches!(self.framing, Framing::UntilClose)
+        self.decoder.delimited()
     }
 
     async fn fill(&mut self, stream: &mut TcpStream) -> Result<usize, BodyFailure> {
@@ -149,48 +98,23 @@ impl BodyReader {
     /// body's end is `PrematureClose`; EOF ends a close-delimited body.
     pub async fn next(&mut self, stream: &mut TcpStream) -> Result<Option<Bytes>, BodyFailure> {
         loop {
-            if self.done {
-                return Ok(None);
-            }
-            match &mut self.framing {
-                Framing::Length(left) => {
-                    if !self.buf.is_empty() {
-                        let n = (self.buf.len() as u64).min(*left) as usize;
-                        *left -= n as u64;
-                        self.done = *left == 0;
-                        return Ok(Some(self.buf.split_to(n).freeze()));
-                    }
+            // A malformed chunk is treated like a cut body.
+            match self.decoder.step(&self.buf).map_err(|_| BodyFailure::PrematureClose)? {
+                Step::Skip(n) => {
+                    self.buf.advance(n);
+                    continue;
                 }
-                Framing::UntilClose => {
-                    if !self.buf.is_empty() {
-                        return Ok(Some(self.buf.split().freeze()));
-                    }
+                Step::Data(n) => return Ok(Some(self.buf.split_to(n).freeze())),
+                Step::Done(n) => {
+                    self.buf.advance(n);
+                    return Ok(None);
                 }
-                Framing::Chunked(decoder) => {
-                    use labkit::chunked::Step;
-                    // A malformed chunk is treated like a cut body.
-                    match decoder.step(&self.buf).map_err(|_| BodyFailure::PrematureClose)? {
-                        Step::Skip(n) => {
-                            self.buf.advance(n);
-                            continue;
-                        }
-                        Step::Data(n) => return Ok(Some(self.buf.split_to(n).freeze())),
-                        Step::Done(n) => {
-                            self.buf.advance(n);
-                            self.done = true;
-                            continue;
-                        }
-                        Step::NeedMore => {}
-                    }
-                }
+                Step::NeedMore => {}
             }
             if self.fill(stream).await? == 0 {
-                return match self.framing {
-                    Framing::UntilClose => {
-                        self.done = true;
-                        Ok(None)
-                    }
-                    _ => Err(BodyFailure::PrematureClose),
+                return match self.decoder.eof() {
+                    Ok(()) => Ok(None),
+                    Err(_) => Err(BodyFailure::PrematureClose),
                 };
             }
         }

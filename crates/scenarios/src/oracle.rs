@@ -46,7 +46,7 @@ struct Model {
     cache: Vec<Vec<Cached>>,
     listening: Vec<bool>,
     backlog_full: bool,
-    rr: RoundRobin,
+    rr: RoundRobin<std::net::SocketAddr>,
     /// R23: nginx can reuse upstream connections at all.
     reuse: bool,
     /// The upstream request line says HTTP/1.1, and whether it carries `Connection: close`.
@@ -229,12 +229,12 @@ impl Model {
         let now = Instant::now();
         loop {
             let Some(pid) = self.rr.get_peer(&mut tried, now) else {
-                p.errors.push(vec![Failure::NoLive.class()]);
+                p.errors.push(vec![Failure::NoLive.class().as_str()]);
                 p.upstream_status.push(502);
                 p.status = 502;
                 return p;
             };
-            let server = pid.1;
+            let server = pid.index;
             let cached = self.cache[server].pop();
             match self.attempt(server, &handler, body, cached, &mut p.handler_runs) {
                 AttemptResult::Ok { status, keep_alive, body, truncated, body_error } => {
@@ -255,7 +255,7 @@ impl Model {
                     let classes = match f {
                         // Whether nginx is still writing when the RST comes decides the line.
                         Failure::RecvFailed(_) if body > 0 => vec!["reset", "send-failed"],
-                        _ => vec![f.class()],
+                        _ => vec![f.class().as_str()],
                     };
                     p.errors.push(classes);
                     self.rr.free_peer(pid, true, now);
@@ -288,7 +288,7 @@ pub fn predict(s: &Scenario) -> Option<Vec<Prediction>> {
         let mut tried = Tried::default();
         let now = Instant::now();
         for _ in 0..s.workload.warmup {
-            let pid = m.rr.get_peer(&mut tried, now).map(|p| p.1).unwrap_or(0);
+            let pid = m.rr.get_peer(&mut tried, now).map(|p| p.index).unwrap_or(0);
             if m.reuse && m.go.keep_alives {
                 m.cache[pid].push(Cached::Live);
             }

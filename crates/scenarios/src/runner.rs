@@ -532,7 +532,7 @@ async fn drive(
             let logged = proxy.wait_access(seen, Duration::from_secs(5)).await;
             let (upstream_status, upstream_response_time) = if logged { proxy.access(seen - 1).unwrap_or_default() } else { Default::default() };
             let lines: Vec<String> = proxy.error_lines().into_iter().skip(errors_before).filter(|l| l.contains("[error]")).collect();
-            let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).unwrap_or("other").to_string()).collect();
+            let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).map(|c| c.to_string()).unwrap_or_else(|| "other".into())).collect();
             if let ProxyRun::Nginx(_) = proxy {
                 // nginx logs to the second; place its lines when they were read.
                 for l in &lines {

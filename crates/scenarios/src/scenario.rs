@@ -251,7 +251,7 @@ impl Scenario {
         }
         if let Some(m) = &n.next_upstream {
             let words: Vec<String> = m.split_whitespace().map(String::from).collect();
-            nginx_model::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {bad:?}"))?;
+            nginx_model::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {:?}", bad.0))?;
         }
         if let Some(v) = &n.http_version {
             if v != "1.0" && v != "1.1" {

@@ -1,0 +1,329 @@
+//! The effective configuration: nginx.conf as parsed ([`Config`]) plus the
+//! version profile, resolved once into what the upstream module runs with.
+//! Inheritance (`ngx_http_proxy_merge_loc_conf`), the defaults nginx fills
+//! in, the keepalive settings of each upstream, implicit upstreams for
+//! `proxy_pass http://host:port`, and the access-log format. The proxy binds
+//! and resolves host names from this; the oracle reads the same values.
+
+use crate::conf::{Config, Location, ProxyDirectives};
+use crate::keepalive::KeepaliveSettings;
+use crate::logs;
+use crate::profile::{self, Profile};
+use crate::retry::{Ft, RetryContext};
+use std::time::Duration;
+
+/// nginx's defaults, where the module source sets them.
+pub mod defaults {
+    use crate::retry::Ft;
+    use std::time::Duration;
+
+    /// `proxy_connect_timeout`, `proxy_send_timeout`, `proxy_read_timeout`
+    /// (`ngx_http_proxy_merge_loc_conf`).
+    pub const PROXY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `proxy_next_upstream error timeout`.
+    pub const NEXT_UPSTREAM: Ft = Ft::DEFAULT_MASK;
+    /// `proxy_next_upstream_tries 0` (no cap).
+    pub const NEXT_UPSTREAM_TRIES: u32 = 0;
+    /// `proxy_buffer_size`: one memory page.
+    pub const BUFFER_SIZE: usize = 4096;
+    /// Upstream `keepalive_timeout` (`ngx_http_upstream_keepalive_init_upstream`).
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `keepalive_requests` (1000 since nginx 1.19.10).
+    pub const KEEPALIVE_REQUESTS: u32 = 1000;
+    /// `keepalive_time`.
+    pub const KEEPALIVE_TIME: Duration = Duration::from_secs(3600);
+    /// `server ... weight=1 max_fails=1 fail_timeout=10s` (`ngx_http_upstream_server`).
+    pub const WEIGHT: u32 = 1;
+    pub const MAX_FAILS: u32 = 1;
+    pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// Why a configuration that parses cannot run (what `nginx -t` would say
+/// beyond syntax).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("location \"{0}\" has no \"proxy_pass\"")]
+    NoProxyPass(String),
+    #[error("invalid URL prefix in \"{0}\" (only http:// upstreams are emulated)")]
+    NotHttp(String),
+    #[error("\"proxy_pass {0}\": a URI part is not supported by this emulation")]
+    UriPart(String),
+    #[error("unknown log format \"{0}\"")]
+    UnknownLogFormat(String),
+    #[error(transparent)]
+    LogFormat(#[from] logs::FormatError),
+    #[error("no \"server\" with a \"listen\" directive")]
+    NoServer,
+}
+
+/// One `server` line of an upstream block, with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConf {
+    /// `host:port` as written (the proxy resolves it).
+    pub addr: String,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub down: bool,
+    pub backup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedUpstream {
+    pub name: String,
+    pub peers: Vec<PeerConf>,
+    pub keepalive: KeepaliveSettings,
+}
+
+impl ResolvedUpstream {
+    /// `peers->single`: one primary server and no backup
+    /// (`ngx_http_upstream_init_round_robin`).
+    pub fn single(&self) -> bool {
+        self.peers.iter().filter(|p| !p.backup).count() == 1 && !self.peers.iter().any(|p| p.backup)
+    }
+}
+
+/// How a location matches a URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// `location = /path`.
+    Exact,
+    /// `location /path`.
+    Prefix,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedLocation {
+    pub matcher: Match,
+    pub path: String,
+    /// Index into [`Resolved::upstreams`].
+    pub upstream: usize,
+    /// `$proxy_host`.
+    pub proxy_host: String,
+    /// The upstream request line says HTTP/1.1.
+    pub http11: bool,
+    /// Request headers nginx sets (name, value template); empty values are not sent.
+    pub headers: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+    pub send_timeout: Duration,
+    pub read_timeout: Duration,
+    pub next_upstream: Ft,
+    pub next_upstream_tries: u32,
+    /// `proxy_next_upstream_timeout` (`None`: 0, unbounded).
+    pub next_upstream_timeout: Option<Duration>,
+    pub request_buffering: bool,
+    pub buffer_size: usize,
+}
+
+impl ResolvedLocation {
+    /// What `ngx_http_upstream_next` needs to know about a request here.
+    pub fn retry_context(&self, method: &str, upstream: &ResolvedUpstream) -> RetryContext {
+        RetryContext {
+            method: method.to_string(),
+            mask: self.next_upstream,
+            request_buffering: self.request_buffering,
+            next_upstream_timeout: self.next_upstream_timeout,
+            single_peer: upstream.single(),
+        }
+    }
+
+    /// Whether upstream connections from here can be reused at all.
+    pub fn reuse_possible(&self, upstream: &ResolvedUpstream) -> bool {
+        profile::upstream_reuse_possible(upstream.keepalive.capacity, self.http11, &self.headers)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedServer {
+    pub listen: Vec<String>,
+    pub name: String,
+    pub locations: Vec<ResolvedLocation>,
+}
+
+impl ResolvedServer {
+    /// The location for a URI path: an exact match, else the longest prefix
+    /// (`ngx_http_core_find_location`, without regex locations).
+    pub fn location_for(&self, path: &str) -> Option<&ResolvedLocation> {
+        self.locations
+            .iter()
+            .filter(|l| match l.matcher {
+                Match::Exact => path == l.path,
+                Match::Prefix => path.starts_with(&l.path),
+            })
+            .max_by_key(|l| (l.matcher == Match::Exact, l.path.len()))
+    }
+}
+
+/// The `access_log` that applies: a path and a format string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSpec {
+    pub path: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub profile: Profile,
+    pub upstreams: Vec<ResolvedUpstream>,
+    pub servers: Vec<ResolvedServer>,
+    pub error_log: Option<String>,
+    pub access_log: Option<AccessLogSpec>,
+}
+
+/// Resolves a parsed configuration for one nginx profile.
+pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError> {
+    let mut upstreams: Vec<ResolvedUpstream> = cfg
+        .upstreams
+        .iter()
+        .map(|u| ResolvedUpstream {
+            name: u.name.clone(),
+            peers: u
+                .servers
+                .iter()
+                .map(|s| PeerConf {
+                    addr: s.addr.clone(),
+                    weight: s.weight,
+                    max_fails: s.max_fails,
+                    fail_timeout: s.fail_timeout,
+                    down: s.down,
+                    backup: s.backup,
+                })
+                .collect(),
+            keepalive: KeepaliveSettings {
+                capacity: profile::keepalive_capacity(profile, u.keepalive, true),
+                timeout: u.keepalive_timeout.unwrap_or(defaults::KEEPALIVE_TIMEOUT),
+                requests: u.keepalive_requests.unwrap_or(defaults::KEEPALIVE_REQUESTS),
+                time: u.keepalive_time.unwrap_or(defaults::KEEPALIVE_TIME),
+            },
+        })
+        .collect();
+    let mut servers = Vec::new();
+    for srv in &cfg.servers {
+        let server_proxy = srv.proxy.merged_over(&cfg.proxy);
+        let mut locations = Vec::new();
+        for loc in &srv.locations {
+            locations.push(location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile)?);
+        }
+        if !srv.listen.is_empty() {
+            servers.push(ResolvedServer { listen: srv.listen.clone(), name: srv.server_name.clone().unwrap_or_default(), locations });
+        }
+    }
+    if servers.is_empty() {
+        return Err(ResolveError::NoServer);
+    }
+    let access_log = match &cfg.access_log {
+        Some(a) => match &a.path {
+            Some(path) => {
+                let format = if a.format == "combined" {
+                    logs::COMBINED.to_string()
+                } else {
+                    cfg.log_formats
+                        .iter()
+                        .find(|(n, _)| *n == a.format)
+                        .map(|(_, f)| f.clone())
+                        .ok_or_else(|| ResolveError::UnknownLogFormat(a.format.clone()))?
+                };
+                logs::check_format(&format)?;
+                Some(AccessLogSpec { path: path.clone(), format })
+            }
+            None => None,
+        },
+        None => None,
+    };
+    Ok(Resolved { profile, upstreams, servers, error_log: cfg.error_log.clone(), access_log })
+}
+
+fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUpstream>, profile: Profile) -> Result<ResolvedLocation, ResolveError> {
+    let pass = p.pass.as_deref().ok_or_else(|| ResolveError::NoProxyPass(loc.path.clone()))?;
+    let host = pass.strip_prefix("http://").ok_or_else(|| ResolveError::NotHttp(pass.to_string()))?;
+    if host.contains('/') {
+        return Err(ResolveError::UriPart(pass.to_string()));
+    }
+    let upstream = match upstreams.iter().position(|u| u.name == host) {
+        Some(i) => i,
+        None => {
+            // `proxy_pass http://host:port` without an upstream block: an
+            // implicit upstream of one server, never a keepalive cache.
+            upstreams.push(ResolvedUpstream {
+                name: host.to_string(),
+                peers: vec![PeerConf {
+                    addr: host.to_string(),
+                    weight: defaults::WEIGHT,
+                    max_fails: defaults::MAX_FAILS,
+                    fail_timeout: defaults::FAIL_TIMEOUT,
+                    down: false,
+                    backup: false,
+                }],
+                keepalive: KeepaliveSettings {
+                    capacity: profile::keepalive_capacity(profile, None, false),
+                    timeout: defaults::KEEPALIVE_TIMEOUT,
+                    requests: defaults::KEEPALIVE_REQUESTS,
+                    time: defaults::KEEPALIVE_TIME,
+                },
+            });
+            upstreams.len() - 1
+        }
+    };
+    Ok(ResolvedLocation {
+        matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+        path: loc.path.clone(),
+        upstream,
+        proxy_host: host.to_string(),
+        http11: profile::http11(profile, p.http_version.as_deref()),
+        headers: profile::request_headers(profile, p.set_header.as_deref().unwrap_or(&[])),
+        connect_timeout: p.connect_timeout.unwrap_or(defaults::PROXY_TIMEOUT),
+        send_timeout: p.send_timeout.unwrap_or(defaults::PROXY_TIMEOUT),
+        read_timeout: p.read_timeout.unwrap_or(defaults::PROXY_TIMEOUT),
+        next_upstream: p.next_upstream.unwrap_or(defaults::NEXT_UPSTREAM),
+        next_upstream_tries: p.next_upstream_tries.unwrap_or(defaults::NEXT_UPSTREAM_TRIES),
+        next_upstream_timeout: p.next_upstream_timeout.filter(|t| !t.is_zero()),
+        request_buffering: p.request_buffering.unwrap_or(true),
+        buffer_size: p.buffer_size.unwrap_or(defaults::BUFFER_SIZE),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf;
+
+    fn resolved(src: &str, profile: Profile) -> Resolved {
+        resolve(&conf::parse(src, "t.conf").unwrap(), profile).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_inheritance() {
+        let r = resolved(
+            "http {\n proxy_read_timeout 5s;\n upstream u { server 127.0.0.1:1; server 127.0.0.1:2 backup; keepalive 4; }\n server {\n  listen 127.0.0.1:0;\n  location / { proxy_pass http://u; }\n  location = /x { proxy_pass http://127.0.0.1:9; proxy_read_timeout 1s; }\n }\n}\n",
+            Profile::Legacy,
+        );
+        let u = &r.upstreams[0];
+        assert_eq!(u.keepalive, KeepaliveSettings { capacity: 4, timeout: defaults::KEEPALIVE_TIMEOUT, requests: 1000, time: defaults::KEEPALIVE_TIME });
+        assert!(!u.single(), "a backup makes it not single");
+        let s = &r.servers[0];
+        let root = s.location_for("/ok").unwrap();
+        assert_eq!((root.read_timeout, root.connect_timeout, root.next_upstream), (Duration::from_secs(5), defaults::PROXY_TIMEOUT, Ft::DEFAULT_MASK));
+        assert!(!root.http11, "legacy nginx speaks HTTP/1.0 upstream");
+        assert!(!root.reuse_possible(u), "legacy also sends Connection: close");
+        let exact = s.location_for("/x").unwrap();
+        assert_eq!((exact.matcher, exact.read_timeout), (Match::Exact, Duration::from_secs(1)));
+        assert_eq!(r.upstreams[exact.upstream].keepalive.capacity, 0, "implicit upstream: no cache");
+        assert_eq!(s.location_for("/xy").unwrap().path, "/", "= /x does not match /xy");
+    }
+
+    #[test]
+    fn modern_profile_caches_by_default() {
+        let r = resolved("http {\n upstream u { server 127.0.0.1:1; }\n server {\n  listen 127.0.0.1:0;\n  location / { proxy_pass http://u; }\n }\n}\n", Profile::Modern);
+        let loc = &r.servers[0].locations[0];
+        assert_eq!(r.upstreams[0].keepalive.capacity, 32);
+        assert!(loc.http11 && loc.reuse_possible(&r.upstreams[0]));
+    }
+
+    #[test]
+    fn what_cannot_run_is_an_error() {
+        let err = |src: &str| resolve(&conf::parse(src, "t.conf").unwrap(), Profile::Legacy).unwrap_err();
+        assert_eq!(err("http {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), ResolveError::UriPart("http://u/x".into()));
+        assert_eq!(err("http {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), ResolveError::NoProxyPass("/".into()));
+        assert_eq!(err("http {\n access_log a.log nope;\n server {\n  listen 1;\n  location / { proxy_pass http://u; }\n }\n}\n"), ResolveError::UnknownLogFormat("nope".into()));
+    }
+}
