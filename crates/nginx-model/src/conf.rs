@@ -63,7 +63,35 @@ pub struct UpstreamServer {
     pub backup: bool,
 }
 
+/// A `server` parameter of an upstream block that nginx rejects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid parameter \"{0}\"")]
+pub struct InvalidParameter(pub String);
+
 impl UpstreamServer {
+    /// A `server ADDR PARAMS...` line (`ngx_http_upstream_server`):
+    /// `weight=`, `max_fails=`, `fail_timeout=`, `down`, `backup`.
+    pub fn with_params(addr: impl Into<String>, params: &[String]) -> Result<Self, InvalidParameter> {
+        let mut srv = UpstreamServer::new(addr);
+        for a in params {
+            let bad = || InvalidParameter(a.clone());
+            if let Some(v) = a.strip_prefix("weight=") {
+                srv.weight = v.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?;
+            } else if let Some(v) = a.strip_prefix("max_fails=") {
+                srv.max_fails = v.parse().map_err(|_| bad())?;
+            } else if let Some(v) = a.strip_prefix("fail_timeout=") {
+                srv.fail_timeout = time::parse(v).ok_or_else(bad)?;
+            } else if a == "down" {
+                srv.down = true;
+            } else if a == "backup" {
+                srv.backup = true;
+            } else {
+                return Err(bad());
+            }
+        }
+        Ok(srv)
+    }
+
     pub fn new(addr: impl Into<String>) -> Self {
         use crate::resolve::defaults;
         UpstreamServer {
@@ -516,23 +544,8 @@ fn parse_upstream(p: &P, d: &Directive) -> Result<Upstream, ConfError> {
                 if s.args.is_empty() {
                     return Err(p.err(s.line, "invalid number of arguments in \"server\" directive"));
                 }
-                let mut srv = UpstreamServer::new(s.args[0].clone());
-                for a in &s.args[1..] {
-                    let bad = || p.err(s.line, format!("invalid parameter \"{a}\""));
-                    if let Some(v) = a.strip_prefix("weight=") {
-                        srv.weight = v.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?;
-                    } else if let Some(v) = a.strip_prefix("max_fails=") {
-                        srv.max_fails = v.parse().map_err(|_| bad())?;
-                    } else if let Some(v) = a.strip_prefix("fail_timeout=") {
-                        srv.fail_timeout = time::parse(v).ok_or_else(bad)?;
-                    } else if a == "down" {
-                        srv.down = true;
-                    } else if a == "backup" {
-                        srv.backup = true;
-                    } else {
-                        return Err(bad());
-                    }
-                }
+                let srv = UpstreamServer::with_params(s.args[0].clone(), &s.args[1..])
+                    .map_err(|bad| p.err(s.line, bad.to_string()))?;
                 u.servers.push(srv);
             }
             "keepalive" => u.keepalive = Some(p.number(s)?),

@@ -105,6 +105,11 @@ pub struct NginxSettings {
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub read_timeout: Option<String>,
+    /// Parameters of each upstream `server` line, in nginx syntax, by
+    /// position (`["max_fails=2 fail_timeout=5s", "backup"]`); durations are
+    /// at article scale.
+    #[serde(default)]
+    pub server_params: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -252,6 +257,13 @@ impl Scenario {
         if let Some(m) = &n.next_upstream {
             let words: Vec<String> = m.split_whitespace().map(String::from).collect();
             nginx_model::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {:?}", bad.0))?;
+        }
+        for params in &n.server_params {
+            let words: Vec<String> = params.split_whitespace().map(String::from).collect();
+            nginx_model::conf::UpstreamServer::with_params("x", &words).map_err(|e| format!("server_params: {e}"))?;
+        }
+        if n.server_params.len() > g.servers.max(1) {
+            return Err(format!("server_params has {} entries for {} servers", n.server_params.len(), g.servers.max(1)));
         }
         if let Some(v) = &n.http_version {
             if v != "1.0" && v != "1.1" {

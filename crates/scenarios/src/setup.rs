@@ -62,7 +62,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
     Config {
         upstreams: vec![Upstream {
             name: "go_upstream".into(),
-            servers: upstreams.iter().map(|a| UpstreamServer::new(a.to_string())).collect(),
+            servers: upstreams.iter().enumerate().map(|(i, a)| upstream_server(n.server_params.get(i), *a, factor)).collect(),
             keepalive: n.keepalive,
             keepalive_timeout: nginx_dur(&n.keepalive_timeout, factor),
             keepalive_requests: None,
@@ -77,3 +77,15 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
     }
 }
 
+
+/// One `server` line: the scenario's parameters for it, with an explicit
+/// `fail_timeout` scaled like every other duration.
+fn upstream_server(params: Option<&String>, addr: SocketAddr, factor: f64) -> UpstreamServer {
+    let words: Vec<String> = params.map(|p| p.split_whitespace().map(String::from).collect()).unwrap_or_default();
+    // Validated when the scenario was read.
+    let mut srv = UpstreamServer::with_params(addr.to_string(), &words).unwrap_or_else(|_| UpstreamServer::new(addr.to_string()));
+    if words.iter().any(|w| w.starts_with("fail_timeout=")) {
+        srv.fail_timeout = scale(srv.fail_timeout, factor);
+    }
+    srv
+}
