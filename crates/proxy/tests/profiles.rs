@@ -1,4 +1,4 @@
-//! The nginx version profiles change what goes on the wire (semantics.md §3–4):
+//! The nginx version profiles change what goes on the wire (`ngx_http_proxy_merge_loc_conf` defaults):
 //! legacy (≤ 1.29.6) sends HTTP/1.0 with `Connection: close` and keeps no
 //! upstream connection; modern (≥ 1.29.7) sends HTTP/1.1 without a Connection
 //! header and caches 32 connections per explicit upstream block by default.
