@@ -2,7 +2,7 @@
 //! what Go 1.19 puts on the wire and how the connection ends.
 //!
 //! It drives the same [`Exchange`] (script interpreter, [response
-//! writer](crate::response), [rules](crate::rules)) the emulator drives over
+//! writer](crate::response), [`rules`]) the emulator drives over
 //! real sockets, with a virtual clock and a kernel model instead of I/O:
 //!
 //! * Time starts when the request head has been read and advances only with
