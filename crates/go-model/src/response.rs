@@ -286,7 +286,7 @@ impl ResponseWriter {
 
     /// `(*response).Flush` (`http.Flusher`): `response.w`, then the head
     /// if not yet written, then `conn.bufw`. Errors are not reported.
-    pub fn flush(&mut self, io: &mut dyn Io) -> Sus<()> {
+    pub fn flush(&mut self, io: &mut dyn Io) -> Result<(), Suspended> {
         self.write_header(200);
         let below = &mut self.below;
         let _ = self.w.flush(&mut |chunk| below.cw_write(io, chunk))?;
@@ -300,7 +300,7 @@ impl ResponseWriter {
     /// `response.w` (with the handler done, a body that fits in it gets a
     /// Content-Length), `chunkWriter.close` (the terminating chunk),
     /// flush `conn.bufw`, then `(*body).Close`.
-    pub fn finish_request(&mut self, io: &mut dyn Io) -> Sus<()> {
+    pub fn finish_request(&mut self, io: &mut dyn Io) -> Result<(), Suspended> {
         self.below.res.handler_done = true;
         self.write_header(200);
         let below = &mut self.below;
@@ -317,7 +317,7 @@ impl ResponseWriter {
 
     /// `(*body).Close`: from `finishRequest`, and from the deferred recover
     /// in `(*conn).serve` after a panic.
-    pub fn close_body(&mut self, io: &mut dyn Io) -> Sus<()> {
+    pub fn close_body(&mut self, io: &mut dyn Io) -> Result<(), Suspended> {
         let body = &mut self.below.res.body;
         if body.closed {
             return Ok(());
@@ -339,7 +339,7 @@ impl ResponseWriter {
 
     /// `(*conn).finalFlush`, in `(*conn).close` and `closeWriteAndWait`:
     /// `conn.bufw` only; after a panic `response.w` is lost.
-    pub fn final_flush(&mut self, io: &mut dyn Io) -> Sus<()> {
+    pub fn final_flush(&mut self, io: &mut dyn Io) -> Result<(), Suspended> {
         let _ = self.below.bufw_flush(io)?;
         Ok(())
     }
