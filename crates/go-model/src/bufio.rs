@@ -1,8 +1,8 @@
-//! Go's `bufio.Writer.Write` algorithm as a plan, so both of Go's response
-//! buffers (the 2 KiB `response.w` and the 4 KiB `conn.bufw`) spill to the
-//! next layer at exactly the moments Go's do. Whether any byte reached the
-//! socket before WriteTimeout fired is what separates a 502 from a truncated
-//! 200, so this matters.
+//! Go's `bufio.Writer.Write` and `WriteString` algorithms as plans, so both
+//! of Go's response buffers (the 2 KiB `response.w` and the 4 KiB
+//! `conn.bufw`) spill to the next layer at exactly the moments Go's do.
+//! Whether any byte reached the socket before WriteTimeout fired is what
+//! separates a 502 from a truncated 200, so this matters.
 
 use std::ops::Range;
 
@@ -37,6 +37,25 @@ pub fn plan_write(mut buffered: usize, size: usize, len: usize) -> Vec<BufOp> {
     ops
 }
 
+/// The operations `bufio.Writer.WriteString(s)` performs (Go 1.19) when the
+/// next layer has no `WriteString` of its own, which holds for both of
+/// Go's response buffers (`chunkWriter` and `checkConnErrorWriter` only have
+/// `Write`): it never writes straight through, it fills and flushes.
+pub fn plan_write_string(mut buffered: usize, size: usize, len: usize) -> Vec<BufOp> {
+    let mut ops = Vec::new();
+    let mut off = 0;
+    while len - off > size - buffered {
+        let n = size - buffered;
+        ops.push(BufOp::FillAndFlush(off..off + n));
+        off += n;
+        buffered = 0;
+    }
+    if off < len {
+        ops.push(BufOp::Buffer(off..len));
+    }
+    ops
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +69,13 @@ mod tests {
         assert_eq!(plan_write(100, 2048, 5000), vec![FillAndFlush(0..1948), WriteDirect(1948..5000)]);
         assert_eq!(plan_write(2000, 2048, 100), vec![FillAndFlush(0..48), Buffer(48..100)]);
         assert_eq!(plan_write(0, 2048, 0), vec![]);
+    }
+
+    #[test]
+    fn write_string_never_writes_through() {
+        assert_eq!(plan_write_string(0, 4096, 10), vec![Buffer(0..10)]);
+        assert_eq!(plan_write_string(0, 4096, 5000), vec![FillAndFlush(0..4096), Buffer(4096..5000)]);
+        assert_eq!(plan_write_string(4000, 4096, 200), vec![FillAndFlush(0..96), Buffer(96..200)]);
+        assert_eq!(plan_write_string(0, 4096, 8192), vec![FillAndFlush(0..4096), Buffer(4096..8192)]);
     }
 }

@@ -56,7 +56,8 @@ pub struct ServerConfig {
     /// Lab knob: see [`IdleRace`].
     pub idle_race: Option<IdleRace>,
     /// Lab knob: Shutdown's idle sweep closes each idle connection exactly
-    /// as its next request arrives (the race of R34), instead of at once.
+    /// as its next request arrives (the race between `closeIdleConns` and a
+    /// request the proxy is just sending), instead of at once.
     pub shutdown_race: Option<IdleRace>,
     /// Set SO_REUSEPORT, so a new server can take over the port (listener
     /// handoff) before the old one stops.

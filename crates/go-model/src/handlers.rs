@@ -1,9 +1,47 @@
-//! The handler behaviours a Go test server exposes, selected by request path.
+//! The handler behaviours a Go test server exposes, selected by request path,
+//! as data: each [`Handler`] is a [`script`](Handler::script) of [`Op`]s,
+//! the calls a Go handler makes on its `http.ResponseWriter`. One
+//! interpreter runs any script ([`crate::exchange`]), for the emulator and
+//! for [`crate::serve`] alike.
+//!
 //! `fixtures/go-upstream/main.go` implements the same paths with the real
 //! `net/http`; bodies and statuses are identical so conformance can compare.
+//! A new behaviour is one [`Handler`] arm, its script, and the Go case.
 
 use std::fmt;
 use std::time::Duration;
+
+/// One call a handler makes, in order.
+///
+/// Scripts set `Content-Type` themselves: Go's `DetectContentType` sniffing
+/// is not modelled. Hop-by-hop headers (`Connection`, `Transfer-Encoding`)
+/// and `Date` are Go's to choose, so scripts do not set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `w.Header().Set(name, value)`; ignored once the header was written
+    /// (`WriteHeader` snapshots it).
+    SetHeader(String, String),
+    /// `w.WriteHeader(status)`; later calls are superfluous.
+    WriteHeader(u16),
+    /// `w.Write(bytes)` (the error it returns is ignored, as the fixture does).
+    Write(Vec<u8>),
+    /// `w.(http.Flusher).Flush()`.
+    Flush,
+    /// `time.Sleep(d)`: nothing interrupts it, WriteTimeout included.
+    Sleep(Duration),
+    /// `panic(...)`: the rest of the script does not run.
+    Panic(PanicKind),
+}
+
+/// What a handler panics with; `(*conn).serve`'s deferred recover treats
+/// both alike on the wire and differs only in logging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PanicKind {
+    /// `panic("boom")`: Go logs `http: panic serving <addr>: boom` and the stack.
+    Value,
+    /// `panic(http.ErrAbortHandler)`: the same, without the log line.
+    AbortHandler,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handler {
@@ -88,6 +126,66 @@ impl Handler {
     pub fn sleep(ms: u64) -> Duration {
         Duration::from_millis(ms)
     }
+
+    /// What the handler does, call by call (the same calls as the case of
+    /// the same path in `fixtures/go-upstream/main.go`).
+    pub fn script(&self) -> Vec<Op> {
+        use Op::*;
+        let text = || SetHeader("Content-Type".into(), TEXT.into());
+        let fill = |n: usize| Write(vec![FILL; n]);
+        let declared = |cl: bool, bytes: usize| cl.then(|| SetHeader("Content-Length".into(), (2 * bytes).to_string()));
+        match *self {
+            Handler::Ok => vec![text(), Write(b"ok\n".to_vec())],
+            Handler::Sleep { ms } => vec![Sleep(Self::sleep(ms)), text(), Write(b"slept\n".to_vec())],
+            Handler::Panic => vec![Panic(PanicKind::Value)],
+            Handler::Abort => vec![Panic(PanicKind::AbortHandler)],
+            Handler::PanicAfterFlush { bytes, ms, cl } => [Some(text()), declared(cl, bytes)]
+                .into_iter()
+                .flatten()
+                .chain([WriteHeader(200), fill(bytes), Flush, Sleep(Self::sleep(ms)), Panic(PanicKind::Value)])
+                .collect(),
+            Handler::Partial { bytes, ms, cl } => [Some(text()), declared(cl, bytes)]
+                .into_iter()
+                .flatten()
+                .chain([fill(bytes), Flush, Sleep(Self::sleep(ms)), fill(bytes)])
+                .collect(),
+            Handler::Big { bytes } => vec![text(), fill(bytes)],
+            // The middleware's deferred recover answers with http.Error.
+            Handler::RecoverPanic => http_error(500, "Internal Server Error"),
+            // http.TimeoutHandler buffers the inner handler: at its limit it
+            // answers 503 with its message; otherwise it copies the inner
+            // handler's header and body out, WriteHeader first.
+            Handler::TimeoutHandler { ms, limit } if ms > limit => {
+                vec![Sleep(Self::sleep(limit)), text(), WriteHeader(503), Write(TIMEOUT_HANDLER_BODY.as_bytes().to_vec())]
+            }
+            Handler::TimeoutHandler { ms, .. } => {
+                vec![Sleep(Self::sleep(ms)), text(), WriteHeader(200), Write(b"slept\n".to_vec())]
+            }
+            Handler::NotFound => http_error(404, "404 page not found"),
+        }
+    }
+}
+
+/// The `Content-Type` every handler sets.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Go's `http.Error(w, msg, status)`.
+pub fn http_error(status: u16, msg: &str) -> Vec<Op> {
+    vec![
+        Op::SetHeader("Content-Type".into(), TEXT.into()),
+        Op::SetHeader("X-Content-Type-Options".into(), "nosniff".into()),
+        Op::WriteHeader(status),
+        Op::Write(format!("{msg}\n").into_bytes()),
+    ]
+}
+
+/// The script for a request target: its handler's, or the fixture's
+/// `http.Error(w, "<name>=<value>: not a whole number", 400)` for a bad query.
+pub fn script_for_target(target: &str) -> Vec<Op> {
+    match Handler::from_target(target) {
+        Ok(h) => h.script(),
+        Err(bad) => http_error(400, &bad.0),
+    }
 }
 
 /// The paths and what they do, for `--help`.
@@ -119,5 +217,27 @@ mod tests {
         );
         assert_eq!(Handler::from_target("/nope"), Ok(Handler::NotFound));
         assert!(Handler::from_target("/sleep?ms=abc").is_err());
+    }
+
+    #[test]
+    fn scripts() {
+        use Op::*;
+        assert_eq!(
+            Handler::Partial { bytes: 2, ms: 5, cl: true }.script(),
+            vec![
+                SetHeader("Content-Type".into(), TEXT.into()),
+                SetHeader("Content-Length".into(), "4".into()),
+                Write(b"xx".to_vec()),
+                Flush,
+                Sleep(Duration::from_millis(5)),
+                Write(b"xx".to_vec()),
+            ]
+        );
+        assert_eq!(Handler::Abort.script(), vec![Panic(PanicKind::AbortHandler)]);
+        assert_eq!(Handler::PanicAfterFlush { bytes: 1, ms: 0, cl: false }.script().last(), Some(&Panic(PanicKind::Value)));
+        assert_eq!(script_for_target("/nope"), http_error(404, "404 page not found"));
+        assert_eq!(script_for_target("/sleep?ms=x")[3], Write(b"ms=x: not a whole number\n".to_vec()));
+        let late = Handler::TimeoutHandler { ms: 300, limit: 50 }.script();
+        assert_eq!((&late[0], &late[2]), (&Sleep(Duration::from_millis(50)), &WriteHeader(503)));
     }
 }

@@ -1,10 +1,13 @@
-//! Go 1.19 `net/http` server rules as pure functions (semantics.md R27–R35).
+//! Go 1.19 `net/http` server rules as pure functions.
 //!
-//! The connection loop in `conn.rs` asks these functions every question whose
-//! answer decides a 502: when a deadline is armed and for how long, what the
-//! idle wait is, how a response is framed, whether an unread body is drained,
-//! and whether a close is a FIN or an RST. The scenario oracle calls the same
-//! functions, so the rule lives in one place.
+//! Every question whose answer decides a 502 is answered here, once: when a
+//! deadline is armed and for how long (`(*conn).readRequest`), what the idle
+//! wait is (`(*conn).serve`), how a response is framed
+//! (`chunkWriter.writeHeader`), what happens to an unread request body
+//! (`chunkWriter.writeHeader`, `(*body).Close`), whether the connection is
+//! reused (`(*response).shouldReuseConnection`) and whether a close is a FIN
+//! or an RST. upstream-sim's connection loop, [`crate::response`],
+//! [`crate::serve`] and the scenario oracle all ask these functions.
 
 use crate::config::{GoVersion, ServerConfig};
 use std::time::Duration;
@@ -23,18 +26,21 @@ fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// R27: the header deadline, from the start of `readRequest`:
-/// ReadHeaderTimeout, else ReadTimeout.
+/// The header deadline, from the start of `(*conn).readRequest`:
+/// ReadHeaderTimeout, else ReadTimeout (`(*Server).readHeaderTimeout`).
 pub fn header_timeout(cfg: &ServerConfig) -> Option<Duration> {
     nonzero(cfg.read_header_timeout).or(nonzero(cfg.read_timeout))
 }
 
-/// R27: the whole-request (body) deadline, from the same start.
+/// The whole-request (body) deadline, from the same start: `readRequest`
+/// switches the read deadline to it once the header is parsed.
 pub fn request_timeout(cfg: &ServerConfig) -> Option<Duration> {
     nonzero(cfg.read_timeout)
 }
 
-/// R28: the write deadline, armed right after the request header was read.
+/// The write deadline, armed right after the request header was read
+/// (`defer c.rwc.SetWriteDeadline(...)` in `readRequest`): it covers the
+/// body, the handler and the response, and never interrupts a handler.
 pub fn write_timeout(cfg: &ServerConfig) -> Option<Duration> {
     nonzero(cfg.write_timeout)
 }
@@ -44,7 +50,7 @@ pub fn idle_timeout(cfg: &ServerConfig) -> Option<Duration> {
     nonzero(cfg.idle_timeout).or(nonzero(cfg.read_timeout))
 }
 
-/// How the keep-alive loop waits for the next request (R29).
+/// How the keep-alive loop in `(*conn).serve` waits for the next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleWait {
     /// `bufr.Peek(4)` under a read deadline (`None`: no deadline at all).
@@ -78,7 +84,9 @@ pub fn header_limit(cfg: &ServerConfig) -> usize {
     cfg.max_header_bytes + 4096
 }
 
-/// How the kernel ends a connection on a plain `close()` (R30).
+/// How the kernel ends a connection: a plain `close()` (`(*conn).close`,
+/// used for idle expiry, read and write errors, panics, `Connection: close`
+/// replies and Shutdown's sweep) or `closeWriteAndWait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CloseKind {
     /// Orderly close: the receive buffer was empty.
@@ -110,6 +118,17 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
+    /// The facts of a parsed request head, as `(*conn).readRequest` records
+    /// them (`wantsClose`, `wantsHttp10KeepAlive`).
+    pub fn from_head(h: &labkit::wire::RequestHead) -> RequestFacts {
+        RequestFacts {
+            http11: h.http11,
+            wants_close: h.http11 && h.connection_has("close"),
+            wants_10_keep_alive: !h.http11 && h.connection_has("keep-alive"),
+            head: h.method == "HEAD",
+        }
+    }
+
     /// Go's `shouldClose` for the request (`t.Close` in `readTransfer`):
     /// HTTP/1.0 without keep-alive, or `Connection: close`.
     pub fn closing(&self) -> bool {
@@ -139,8 +158,9 @@ pub fn close_before_body_check(
     (close, connection)
 }
 
-/// What happens to an unread request body when the response header is
-/// written (R32).
+/// What `chunkWriter.writeHeader` does with an unread request body: Go
+/// reads it away before answering, up to a limit, so the connection stays
+/// reusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyAtHeaderWrite {
     /// Nothing unread, or the connection closes anyway.
@@ -162,8 +182,9 @@ pub fn body_at_header_write(remaining: u64, closing_already: bool) -> BodyAtHead
     }
 }
 
-/// What `body.Close()` does with an unread request body (after the handler,
-/// and in the panic path), `transfer.go` GO-1.19 l.967.
+/// What `(*body).Close` does with an unread request body (from
+/// `(*response).finishRequest`, and from the deferred recover in
+/// `(*conn).serve` after a panic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyOnClose {
     /// The connection closes after this reply anyway (HTTP/1.0 without
@@ -173,7 +194,9 @@ pub enum BodyOnClose {
     LeaveForClose,
     /// More than 256 KiB left: not read; `earlyClose` → `closeWriteAndWait`.
     EarlyClose,
-    /// Read and discard the rest (at most 256 KiB).
+    /// Read and discard the rest (at most 256 KiB): `io.CopyN(io.Discard,
+    /// body, maxPostHandlerReadBytes)`. Reading exactly the limit still
+    /// flags an early close ([`drain_closes_early`]).
     Drain(u64),
 }
 
@@ -189,6 +212,13 @@ pub fn body_on_close(remaining: u64, request_closing: bool) -> BodyOnClose {
     }
 }
 
+/// `(*body).Close` flags an early close when its drain read the whole limit
+/// (`if n == maxPostHandlerReadBytes { b.earlyClose = true }`), even if that
+/// was exactly the end of the body.
+pub fn drain_closes_early(drained: u64) -> bool {
+    drained == MAX_POST_HANDLER_READ_BYTES
+}
+
 /// The framing Go chooses for a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Framing {
@@ -199,9 +229,27 @@ pub struct Framing {
     pub close_after_reply: bool,
 }
 
+/// The `Content-Length` `chunkWriter.writeHeader` adds by itself: when the
+/// handler has returned (`done_len` is `Some(n)`) and its whole body, `n`
+/// bytes, is this first and last chunk; not if the handler declared a
+/// length, the status has no body, or a HEAD was answered with nothing.
+pub fn auto_content_length(
+    req: &RequestFacts,
+    status: u16,
+    handler_content_length: Option<u64>,
+    done_len: Option<usize>,
+) -> Option<u64> {
+    match done_len {
+        Some(n) if handler_content_length.is_none() && body_allowed_for_status(status) && (!req.head || n > 0) => {
+            Some(n as u64)
+        }
+        _ => None,
+    }
+}
+
 /// Step two of `chunkWriter.writeHeader`. `done_len` is `Some(n)` when the
 /// handler has returned and its whole body (`n` bytes) is in the first chunk:
-/// Go then sends `Content-Length: n` itself.
+/// Go then sends `Content-Length: n` itself ([`auto_content_length`]).
 pub fn response_framing(
     req: &RequestFacts,
     status: u16,
@@ -211,14 +259,8 @@ pub fn response_framing(
     mut connection: Option<&'static str>,
 ) -> Framing {
     let body_allowed = body_allowed_for_status(status);
-    let mut content_length = handler_content_length;
-    if content_length.is_none() && body_allowed {
-        if let Some(n) = done_len {
-            if !req.head || n > 0 {
-                content_length = Some(n as u64);
-            }
-        }
-    }
+    let content_length =
+        handler_content_length.or_else(|| auto_content_length(req, status, handler_content_length, done_len));
     let mut chunked = false;
     if req.head || !body_allowed || status == 204 || content_length.is_some() {
         // Length known or no body.
@@ -228,8 +270,10 @@ pub fn response_framing(
         // HTTP/1.0 without a length: the body ends when the connection closes.
         close = true;
     }
-    if close {
-        connection = if req.http11 { Some("close") } else { None };
+    // `delConnectionHeader`: an HTTP/1.1 reply that closes says so; an
+    // HTTP/1.0 one keeps whatever Connection value was chosen before.
+    if close && req.http11 {
+        connection = Some("close");
     }
     Framing {
         http11_status_line: req.http11,
@@ -240,8 +284,68 @@ pub fn response_framing(
     }
 }
 
+/// Go's `bodyAllowedForStatus`.
 pub fn body_allowed_for_status(status: u16) -> bool {
-    !((100..200).contains(&status) || status == 204 || status == 304)
+    labkit::wire::body_allowed(status)
+}
+
+/// What `(*response).shouldReuseConnection` and the close after it look at,
+/// once `(*response).finishRequest` has run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyState {
+    /// `w.closeAfterReply`: the request or the header decision said close.
+    pub close_after_reply: bool,
+    pub head: bool,
+    /// `w.contentLength`: declared by the handler, or set by `writeHeader`.
+    pub content_length: Option<u64>,
+    /// `w.written`: body bytes the handler wrote.
+    pub written: u64,
+    /// `w.bodyAllowed()`: the status may carry a body.
+    pub body_allowed: bool,
+    /// `c.werr`: a socket write failed.
+    pub write_failed: bool,
+    /// `w.requestBodyLimitHit`: too much unread body at header time.
+    pub request_body_limit_hit: bool,
+    /// `w.closedRequestBodyEarly()`: `(*body).Close` gave up on the body.
+    pub closed_request_body_early: bool,
+}
+
+/// `(*response).shouldReuseConnection`.
+pub fn should_reuse_connection(s: &ReplyState) -> bool {
+    if s.close_after_reply {
+        return false;
+    }
+    // "Did not write enough. Avoid getting out of sync."
+    if !s.head && s.body_allowed && s.content_length.is_some_and(|cl| cl != s.written) {
+        return false;
+    }
+    !s.write_failed && !s.closed_request_body_early
+}
+
+/// What `(*conn).serve` does with the connection after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Reuse {
+    /// Wait for the next request (if `doKeepAlives()` still holds).
+    Keep,
+    /// Return, and the deferred `(*conn).close`: FIN, or RST over unread bytes.
+    Close,
+    /// `(*conn).closeWriteAndWait`: FIN at once, the full close
+    /// `rstAvoidanceDelay` later, so the peer can read the reply before an
+    /// RST over its unread body could destroy it.
+    CloseWriteAndWait,
+}
+
+/// The branch after `w.finishRequest()` in `(*conn).serve`: keep the
+/// connection if `shouldReuseConnection`, else `closeWriteAndWait` when
+/// the request body was too big to read away, else a plain close.
+pub fn after_reply(s: &ReplyState) -> Reuse {
+    if should_reuse_connection(s) {
+        Reuse::Keep
+    } else if s.request_body_limit_hit || s.closed_request_body_early {
+        Reuse::CloseWriteAndWait
+    } else {
+        Reuse::Close
+    }
 }
 
 #[cfg(test)]
@@ -270,7 +374,7 @@ mod tests {
         // (read, read_header, idle, version) -> wait, effective limit
         let table = [
             (0, 0, 100, Go119, Peek(Some(ms(100))), Some(ms(100))),
-            (100, 0, 0, Go119, Peek(Some(ms(100))), Some(ms(100))), // R29 fallback
+            (100, 0, 0, Go119, Peek(Some(ms(100))), Some(ms(100))), // (*Server).idleTimeout fallback
             (100, 0, 300, Go119, Peek(Some(ms(300))), Some(ms(300))),
             (0, 50, 0, Go119, StraightToReadRequest, Some(ms(50))), // #54784
             (0, 0, 0, Go119, StraightToReadRequest, None),
@@ -335,5 +439,51 @@ mod tests {
         // Declared length wins over chunking.
         let f = response_framing(&GET11, 200, Some(10), None, false, None);
         assert_eq!((f.content_length, f.chunked), (Some(10), false));
+        // HTTP/1.0 keep-alive with a too-big body: "close" stays (Go only
+        // rewrites the header for HTTP/1.1 replies).
+        let f = response_framing(&GET10, 200, Some(3), None, true, Some("close"));
+        assert_eq!((f.connection, f.close_after_reply), (Some("close"), true));
+    }
+
+    #[test]
+    fn auto_content_length_table() {
+        const HEAD11: RequestFacts = RequestFacts { head: true, ..GET11 };
+        assert_eq!(auto_content_length(&GET11, 200, None, Some(3)), Some(3));
+        assert_eq!(auto_content_length(&GET11, 200, None, Some(0)), Some(0));
+        assert_eq!(auto_content_length(&GET11, 200, None, None), None, "handler still running");
+        assert_eq!(auto_content_length(&GET11, 200, Some(7), Some(3)), None, "declared by the handler");
+        assert_eq!(auto_content_length(&GET11, 204, None, Some(0)), None, "no body allowed");
+        assert_eq!(auto_content_length(&HEAD11, 200, None, Some(0)), None, "HEAD answered with nothing");
+        assert_eq!(auto_content_length(&HEAD11, 200, None, Some(5)), Some(5));
+    }
+
+    #[test]
+    fn reuse_table() {
+        let ok = ReplyState {
+            close_after_reply: false,
+            head: false,
+            content_length: Some(3),
+            written: 3,
+            body_allowed: true,
+            write_failed: false,
+            request_body_limit_hit: false,
+            closed_request_body_early: false,
+        };
+        let cases = [
+            (ok, Reuse::Keep),
+            (ReplyState { close_after_reply: true, ..ok }, Reuse::Close),
+            (ReplyState { written: 2, ..ok }, Reuse::Close),
+            (ReplyState { written: 2, head: true, ..ok }, Reuse::Keep),
+            (ReplyState { written: 0, body_allowed: false, ..ok }, Reuse::Keep),
+            (ReplyState { content_length: None, written: 10, ..ok }, Reuse::Keep),
+            (ReplyState { write_failed: true, ..ok }, Reuse::Close),
+            (ReplyState { close_after_reply: true, request_body_limit_hit: true, ..ok }, Reuse::CloseWriteAndWait),
+            (ReplyState { closed_request_body_early: true, ..ok }, Reuse::CloseWriteAndWait),
+        ];
+        for (s, want) in cases {
+            assert_eq!(after_reply(&s), want, "{s:?}");
+            assert_eq!(should_reuse_connection(&s), want == Reuse::Keep, "{s:?}");
+        }
+        assert!(drain_closes_early(MAX_POST_HANDLER_READ_BYTES) && !drain_closes_early(100));
     }
 }

@@ -1,18 +1,24 @@
 //! One connection, served the way Go 1.19's `(*conn).serve` serves it.
 //!
 //! The loop: `readRequest` (header deadline, then whole-request deadline,
-//! both from its start; the write deadline armed as it returns), the handler
-//! (never interrupted by a deadline), `finishRequest` (flush the buffers, close
-//! the body), then either close or the idle wait (`Peek(4)` under IdleTimeout,
-//! or Go 1.19's straight-to-readRequest when no idle timeout applies).
-//! Every close is a plain `close()`, so the kernel picks FIN or RST, except
-//! `closeWriteAndWait`. The rules come from `rules.rs`; this file is the I/O.
+//! both from its start; the write deadline armed as it returns), the
+//! handler and its reply, then either a close or the idle wait (`Peek(4)`
+//! under IdleTimeout, or Go 1.19's straight-to-readRequest when no idle
+//! timeout applies). Every close is a plain `close()`, so the kernel picks
+//! FIN or RST, except `closeWriteAndWait`.
+//!
+//! The handler and its reply are [`go_model::exchange::Exchange`]: the
+//! handler's script, Go's response writer and the reuse rules, without I/O.
+//! This file is the I/O: [`Conn::run_exchange`] does what the exchange asks
+//! (sleep, write, read the body away, close) on the real socket.
 
-use go_model::bufio::{plan_write, BufOp};
 use crate::events::{CloseReason, EventKind};
-use go_model::handlers::{Handler, FILL, TIMEOUT_HANDLER_BODY};
-use go_model::rules::{self, BodyAtHeaderWrite, CloseKind, IdleWait, RequestFacts};
 use crate::server::{ConnState, Shared};
+use go_model::exchange::{Ended, Exchange, HandlerEnd, Step};
+use go_model::handlers::{self, PanicKind};
+use go_model::response::{self, BodyRead, HeaderInputs, WriteFailed};
+use go_model::rules::{self, CloseKind, IdleWait, RequestFacts, Reuse};
+use labkit::wire::{BodyFraming, RequestHead};
 use std::io;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -39,16 +45,8 @@ impl ReadErr {
     }
 }
 
-struct Head {
-    method: String,
-    target: String,
-    facts: RequestFacts,
-    body_len: u64,
-    chunked_body: bool,
-}
-
 enum HeadResult {
-    Head(Head),
+    Head(RequestHead),
     TooLarge,
     Bad,
 }
@@ -58,28 +56,13 @@ pub(crate) struct Conn {
     stream: Option<TcpStream>,
     /// Go's `bufio.Reader`: bytes read from the socket, not yet consumed.
     rbuf: Vec<u8>,
-    /// Go's `conn.bufw`.
-    bufw: Vec<u8>,
-    bufw_err: bool,
     write_deadline: Option<Instant>,
-    /// `c.werr`: a socket write failed.
-    werr: bool,
     /// Unread bytes of the current request body.
     body_remaining: u64,
     body_deadline: Option<Instant>,
-    /// `body.Close()` left more than 256 KiB unread.
-    closed_body_early: bool,
-    /// The current request closes the connection after its reply (`t.Close`).
-    req_closing: bool,
     closed: bool,
     shared: Arc<Shared>,
     ctl: CancellationToken,
-}
-
-/// How the handler ended, for the serve loop.
-enum Outcome {
-    Returned,
-    Panicked { abort: bool },
 }
 
 impl Conn {
@@ -88,14 +71,9 @@ impl Conn {
             id,
             stream: Some(stream),
             rbuf: Vec::with_capacity(rules::CONN_BUFFER),
-            bufw: Vec::with_capacity(rules::CONN_BUFFER),
-            bufw_err: false,
             write_deadline: None,
-            werr: false,
             body_remaining: 0,
             body_deadline: None,
-            closed_body_early: false,
-            req_closing: false,
             closed: false,
             shared,
             ctl,
@@ -118,23 +96,24 @@ impl Conn {
             let head = match self.read_head(hdr_deadline, rules::header_limit(&cfg)).await {
                 Ok(HeadResult::Head(h)) => h,
                 Ok(HeadResult::TooLarge) => {
-                    self.write_error_response(431, "Request Header Fields Too Large").await;
+                    // errTooLarge: 431 straight to the socket, then closeWriteAndWait.
+                    let _ = self.sock_write(&response::conn_error_response(431)).await;
                     return self.close_write_and_wait(CloseReason::HeaderTooLarge).await;
                 }
                 Ok(HeadResult::Bad) => {
-                    self.write_error_response(400, "Bad Request").await;
+                    let _ = self.sock_write(&response::conn_error_response(400)).await;
                     return self.close(CloseReason::BadRequest);
                 }
                 Err(ReadErr::Shutdown) => {
                     let reason = self.shutdown_close().await;
                     return self.close(reason);
                 }
+                // isCommonNetReadError: return without a reply.
                 Err(e) => return self.close(e.close_reason()),
             };
             self.shared.set_state(self.id, ConnState::Active);
-            self.body_remaining = head.body_len;
-            self.closed_body_early = false;
-            self.req_closing = head.facts.closing();
+            let body_len = head.content_length.unwrap_or(0);
+            self.body_remaining = body_len;
             self.body_deadline = rules::request_timeout(&cfg).map(|d| t0 + d);
             if let Some(d) = rules::write_timeout(&cfg) {
                 // `defer c.rwc.SetWriteDeadline(...)` in readRequest: armed
@@ -145,54 +124,44 @@ impl Conn {
             self.event(EventKind::HeadRead {
                 method: head.method.clone(),
                 target: head.target.clone(),
-                http11: head.facts.http11,
-                body_len: head.body_len,
+                http11: head.http11,
+                body_len,
             });
-            if head.chunked_body {
-                // nginx always sends buffered request bodies with a length.
-                self.write_error_response(501, "Not Implemented").await;
+            if head.chunked {
+                // A lab limit, not Go's: nginx always sends buffered request
+                // bodies with a length, so chunked request bodies are refused.
+                let _ = self.sock_write(&response::conn_error_response(501)).await;
                 return self.close(CloseReason::BadRequest);
             }
 
             let path = head.target.split('?').next().unwrap_or("").to_string();
             self.shared.count_handler_run(&path);
             self.event(EventKind::HandlerStart { path });
-            let mut w = Response::new(&mut self, head.facts);
-            let outcome = match Handler::from_target(&head.target) {
-                Ok(h) => run_handler(&h, &mut w).await,
-                Err(bad) => {
-                    w.error(400, &bad.0).await;
-                    Outcome::Returned
-                }
+            let script = handlers::script_for_target(&head.target);
+            let ended = self.run_exchange(Exchange::new(script, RequestFacts::from_head(&head), body_len)).await;
+            let outcome = match ended.handler {
+                HandlerEnd::Returned => "returned",
+                HandlerEnd::Panicked(PanicKind::Value) => "panic",
+                HandlerEnd::Panicked(PanicKind::AbortHandler) => "abort-handler",
             };
-            match outcome {
-                Outcome::Panicked { abort } => {
-                    drop(w);
-                    self.event(EventKind::HandlerEnd { outcome: if abort { "abort-handler" } else { "panic" } });
-                    if !abort {
-                        tracing::warn!(target: "upstream_sim", "http: panic serving conn {}: boom", self.id);
-                    }
-                    // The deferred recover in conn.serve: reqBody.Close(),
-                    // then c.close() = finalFlush (conn.bufw only) + Close.
-                    self.close_body().await;
-                    let _ = self.bufw_flush().await;
-                    return self.close(CloseReason::Panic);
+            self.event(EventKind::HandlerEnd { outcome });
+            if ended.handler == HandlerEnd::Panicked(PanicKind::Value) {
+                tracing::warn!(target: "upstream_sim", "http: panic serving conn {}: boom", self.id);
+            }
+            match (ended.handler, ended.reuse) {
+                (HandlerEnd::Panicked(_), _) => return self.close(CloseReason::Panic),
+                (_, Reuse::CloseWriteAndWait) => return self.close_write_and_wait(CloseReason::CloseAfterReply).await,
+                (_, Reuse::Close) => {
+                    let reason = if ended.write_failed { CloseReason::WriteFailed } else { CloseReason::CloseAfterReply };
+                    return self.close(reason);
                 }
-                Outcome::Returned => {
-                    let reuse = w.finish().await;
-                    self.event(EventKind::HandlerEnd { outcome: "returned" });
-                    if let Some(limit_hit) = reuse {
-                        if limit_hit || self.closed_body_early {
-                            return self.close_write_and_wait(CloseReason::CloseAfterReply).await;
-                        }
-                        let reason = if self.werr { CloseReason::WriteFailed } else { CloseReason::CloseAfterReply };
-                        return self.close(reason);
-                    }
-                }
+                (_, Reuse::Keep) => {}
             }
 
             self.shared.set_state(self.id, ConnState::Idle);
             if !self.shared.do_keep_alives() {
+                // "We're in shutdown mode. We might've replied to the user
+                // without "Connection: close" ..., but such is life."
                 return self.close(CloseReason::KeepAlivesDisabled);
             }
             match rules::idle_wait(&cfg) {
@@ -205,6 +174,38 @@ impl Conn {
                 IdleWait::StraightToReadRequest => {
                     self.event(EventKind::IdleWait { limit_ms: rules::header_timeout(&cfg).map(ms) });
                 }
+            }
+        }
+    }
+
+    /// Runs one request's handler and reply: does on the socket whatever
+    /// the exchange asks, for any script.
+    async fn run_exchange(&mut self, mut ex: Exchange) -> Ended {
+        loop {
+            match ex.step() {
+                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Header => ex.header(HeaderInputs {
+                    keep_alives: self.shared.do_keep_alives(),
+                    date: httpdate::fmt_http_date(std::time::SystemTime::now()),
+                }),
+                Step::HeadDecided { status, framing } => {
+                    let framing = match framing {
+                        BodyFraming::Chunked => "chunked".to_string(),
+                        BodyFraming::Length(n) => format!("content-length {n}"),
+                        BodyFraming::CloseDelimited => "close-delimited".to_string(),
+                    };
+                    self.event(EventKind::ResponseHead { status, framing });
+                }
+                Step::DiscardBody { max } => {
+                    let read = self.discard_body(max).await;
+                    ex.body_read(read);
+                }
+                Step::Write(bytes) => {
+                    let r = self.sock_write(&bytes).await;
+                    ex.wrote(r);
+                }
+                Step::CloseSocket => self.close_now(CloseReason::WriteFailed),
+                Step::Done(ended) => return ended,
             }
         }
     }
@@ -246,15 +247,12 @@ impl Conn {
     async fn read_head(&mut self, deadline: Option<Instant>, limit: usize) -> Result<HeadResult, ReadErr> {
         loop {
             if !self.rbuf.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; 100];
-                let mut req = httparse::Request::new(&mut headers);
-                match req.parse(&self.rbuf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let head = head_from(&req);
+                match RequestHead::parse(&self.rbuf) {
+                    Ok(Some((head, n))) => {
                         self.rbuf.drain(..n);
-                        return Ok(head);
+                        return Ok(HeadResult::Head(head));
                     }
-                    Ok(httparse::Status::Partial) => {}
+                    Ok(None) => {}
                     Err(_) => return Ok(HeadResult::Bad),
                 }
             }
@@ -265,33 +263,20 @@ impl Conn {
         }
     }
 
-    /// Reads and discards up to `max` body bytes under the request deadline.
-    /// Returns how many were discarded.
-    async fn discard_body(&mut self, max: u64) -> Result<u64, ReadErr> {
+    /// Reads and discards up to `max` body bytes under the request
+    /// deadline (`io.CopyN(io.Discard, body, max)`).
+    async fn discard_body(&mut self, max: u64) -> BodyRead {
         let mut done = 0;
         while done < max && self.body_remaining > 0 {
-            if self.rbuf.is_empty() {
-                self.fill(self.body_deadline).await?;
+            if self.rbuf.is_empty() && self.fill(self.body_deadline).await.is_err() {
+                return BodyRead { bytes: done, failed: true };
             }
             let n = (self.rbuf.len() as u64).min(self.body_remaining).min(max - done) as usize;
             self.rbuf.drain(..n);
             self.body_remaining -= n as u64;
             done += n as u64;
         }
-        Ok(done)
-    }
-
-    /// `body.Close()` (R32 and the closing-request case before it).
-    async fn close_body(&mut self) {
-        match rules::body_on_close(self.body_remaining, self.req_closing) {
-            rules::BodyOnClose::LeaveForClose => {}
-            rules::BodyOnClose::EarlyClose => self.closed_body_early = true,
-            rules::BodyOnClose::Drain(n) => {
-                if n > 0 && self.discard_body(n).await.is_err() {
-                    self.closed_body_early = true;
-                }
-            }
-        }
+        BodyRead { bytes: done, failed: false }
     }
 
     /// `bufr.Peek(4)` under the idle deadline.
@@ -374,16 +359,17 @@ impl Conn {
 
     // ---- writing -------------------------------------------------------
 
-    /// One socket write under the write deadline (`checkConnErrorWriter`).
-    async fn sock_write(&mut self, p: &[u8]) -> Result<(), ()> {
-        if self.werr || p.is_empty() {
-            return if self.werr { Err(()) } else { Ok(()) };
+    /// One socket write under the write deadline (`checkConnErrorWriter`),
+    /// all or nothing as far as the model is concerned.
+    async fn sock_write(&mut self, p: &[u8]) -> Result<(), WriteFailed> {
+        if p.is_empty() {
+            return Ok(());
         }
         let Some(stream) = self.stream.as_mut() else {
-            self.werr = true;
-            return Err(());
+            return Err(WriteFailed);
         };
         let res = match self.write_deadline {
+            // The poller fails a write whose deadline has passed before trying it.
             Some(d) if Instant::now() >= d => Err("i/o timeout".to_string()),
             Some(d) => match timeout_at(d, stream.write_all(p)).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
@@ -397,58 +383,10 @@ impl Conn {
                 Ok(())
             }
             Err(error) => {
-                self.werr = true;
                 self.event(EventKind::WriteFailed { error });
-                Err(())
+                Err(WriteFailed)
             }
         }
-    }
-
-    async fn bufw_write(&mut self, p: &[u8]) -> Result<(), ()> {
-        if self.bufw_err {
-            return Err(());
-        }
-        for op in plan_write(self.bufw.len(), rules::CONN_BUFFER, p.len()) {
-            let r = match op {
-                BufOp::WriteDirect(r) => self.sock_write(&p[r]).await,
-                BufOp::FillAndFlush(r) => {
-                    self.bufw.extend_from_slice(&p[r]);
-                    self.bufw_flush().await
-                }
-                BufOp::Buffer(r) => {
-                    self.bufw.extend_from_slice(&p[r]);
-                    Ok(())
-                }
-            };
-            if r.is_err() {
-                self.bufw_err = true;
-                return Err(());
-            }
-        }
-        Ok(())
-    }
-
-    async fn bufw_flush(&mut self) -> Result<(), ()> {
-        if self.bufw_err {
-            return Err(());
-        }
-        let buf = std::mem::take(&mut self.bufw);
-        let r = self.sock_write(&buf).await;
-        self.bufw = buf;
-        self.bufw.clear();
-        if r.is_err() {
-            self.bufw_err = true;
-        }
-        r
-    }
-
-    /// A bare error response straight from the connection loop (400/431/501).
-    async fn write_error_response(&mut self, status: u16, text: &str) {
-        let resp = format!(
-            "HTTP/1.1 {status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{status} {text}"
-        );
-        let _ = self.bufw_write(resp.as_bytes()).await;
-        let _ = self.bufw_flush().await;
     }
 
     // ---- closing -------------------------------------------------------
@@ -476,8 +414,12 @@ impl Conn {
     }
 
     /// `closeWriteAndWait`: FIN now, full close after `rstAvoidanceDelay`.
+    /// (Its `finalFlush` has nothing left to write: the reply flushed
+    /// `conn.bufw`, and the 431 went straight to the socket.)
     async fn close_write_and_wait(mut self, reason: CloseReason) {
-        let _ = self.bufw_flush().await;
+        if self.closed {
+            return;
+        }
         if let Some(s) = self.stream.as_mut() {
             let _ = s.shutdown().await;
         }
@@ -506,333 +448,4 @@ fn has_unread(s: &TcpStream) -> bool {
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn head_from(req: &httparse::Request) -> HeadResult {
-    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return HeadResult::Bad;
-    };
-    let mut body_len = 0;
-    let mut chunked_body = false;
-    let mut connection = String::new();
-    for h in req.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        if h.name.eq_ignore_ascii_case("content-length") {
-            match value.trim().parse() {
-                Ok(n) => body_len = n,
-                Err(_) => return HeadResult::Bad,
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked_body = value.to_ascii_lowercase().contains("chunked");
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            connection = value.to_ascii_lowercase();
-        }
-    }
-    let http11 = version >= 1;
-    let has = |tok: &str| connection.split(',').any(|t| t.trim() == tok);
-    HeadResult::Head(Head {
-        method: method.to_string(),
-        target: target.to_string(),
-        facts: RequestFacts {
-            http11,
-            wants_close: http11 && has("close"),
-            wants_10_keep_alive: !http11 && has("keep-alive"),
-            head: method == "HEAD",
-        },
-        body_len,
-        chunked_body,
-    })
-}
-
-/// Go's `response` + `chunkWriter`: what a handler writes to.
-struct Response<'a> {
-    conn: &'a mut Conn,
-    req: RequestFacts,
-    headers: Vec<(String, String)>,
-    status: Option<u16>,
-    handler_content_length: Option<u64>,
-    written: u64,
-    /// `response.w`, the 2 KiB buffer in front of the chunkWriter.
-    w: Vec<u8>,
-    w_err: bool,
-    wrote_header: bool,
-    chunking: bool,
-    close_after_reply: bool,
-    body_limit_hit: bool,
-    handler_done: bool,
-}
-
-impl<'a> Response<'a> {
-    fn new(conn: &'a mut Conn, req: RequestFacts) -> Self {
-        Response {
-            conn,
-            req,
-            headers: Vec::new(),
-            status: None,
-            handler_content_length: None,
-            written: 0,
-            w: Vec::with_capacity(rules::RESPONSE_BUFFER),
-            w_err: false,
-            wrote_header: false,
-            chunking: false,
-            close_after_reply: false,
-            body_limit_hit: false,
-            handler_done: false,
-        }
-    }
-
-    fn set_header(&mut self, name: &str, value: &str) {
-        if name.eq_ignore_ascii_case("content-length") {
-            self.handler_content_length = value.parse().ok();
-        }
-        self.headers.push((name.to_string(), value.to_string()));
-    }
-
-    fn write_header(&mut self, status: u16) {
-        if self.status.is_none() {
-            self.status = Some(status);
-        }
-    }
-
-    /// `response.Write`.
-    async fn write(&mut self, p: &[u8]) -> Result<(), ()> {
-        self.write_header(200);
-        if p.is_empty() {
-            return Ok(());
-        }
-        self.written += p.len() as u64;
-        if self.w_err {
-            return Err(());
-        }
-        for op in plan_write(self.w.len(), rules::RESPONSE_BUFFER, p.len()) {
-            let r = match op {
-                BufOp::WriteDirect(r) => self.cw_write(&p[r]).await,
-                BufOp::FillAndFlush(r) => {
-                    self.w.extend_from_slice(&p[r]);
-                    self.w_flush().await
-                }
-                BufOp::Buffer(r) => {
-                    self.w.extend_from_slice(&p[r]);
-                    Ok(())
-                }
-            };
-            if r.is_err() {
-                self.w_err = true;
-                return Err(());
-            }
-        }
-        Ok(())
-    }
-
-    async fn w_flush(&mut self) -> Result<(), ()> {
-        if self.w.is_empty() {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.w);
-        let r = self.cw_write(&buf).await;
-        self.w = buf;
-        self.w.clear();
-        r
-    }
-
-    /// `http.Flusher.Flush`.
-    async fn flush(&mut self) {
-        self.write_header(200);
-        let _ = self.w_flush().await;
-        if !self.wrote_header {
-            let _ = self.cw_write_header(&[]).await;
-        }
-        let _ = self.conn.bufw_flush().await;
-    }
-
-    /// `chunkWriter.Write`: on a write error Go closes the socket at once.
-    async fn cw_write(&mut self, p: &[u8]) -> Result<(), ()> {
-        if !self.wrote_header {
-            self.cw_write_header(p).await?;
-        }
-        let mut r = Ok(());
-        if self.chunking {
-            r = self.conn.bufw_write(format!("{:x}\r\n", p.len()).as_bytes()).await;
-        }
-        if r.is_ok() {
-            r = self.conn.bufw_write(p).await;
-        }
-        if r.is_ok() && self.chunking {
-            r = self.conn.bufw_write(b"\r\n").await;
-        }
-        if r.is_err() {
-            self.conn.close_now(CloseReason::WriteFailed);
-        }
-        r
-    }
-
-    /// `chunkWriter.writeHeader(p)`: pick the framing, deal with the unread
-    /// request body, and put the header into `conn.bufw`.
-    async fn cw_write_header(&mut self, first: &[u8]) -> Result<(), ()> {
-        self.wrote_header = true;
-        let status = self.status.unwrap_or(200);
-        let keep_alives = self.conn.shared.do_keep_alives();
-        let body_allowed = rules::body_allowed_for_status(status);
-        let (mut close, mut connection) =
-            rules::close_before_body_check(&self.req, self.handler_content_length, body_allowed, keep_alives);
-        match rules::body_at_header_write(self.conn.body_remaining, close) {
-            BodyAtHeaderWrite::Nothing => {}
-            BodyAtHeaderWrite::Discard => {
-                match self.conn.discard_body(rules::MAX_POST_HANDLER_READ_BYTES + 1).await {
-                    Ok(_) if self.conn.body_remaining == 0 => {}
-                    Ok(_) => self.body_limit_hit = true,
-                    Err(_) => close = true,
-                }
-            }
-            BodyAtHeaderWrite::TooBig => self.body_limit_hit = true,
-        }
-        if self.body_limit_hit {
-            close = true;
-            connection = Some("close");
-        }
-        let done_len = self.handler_done.then_some(first.len());
-        let f = rules::response_framing(&self.req, status, self.handler_content_length, done_len, close, connection);
-        self.chunking = f.chunked;
-        self.close_after_reply = f.close_after_reply;
-
-        let mut head = format!(
-            "HTTP/1.{} {} {}\r\n",
-            if f.http11_status_line { 1 } else { 0 },
-            status,
-            status_text(status)
-        );
-        let mut headers = self.headers.clone();
-        headers.sort_by(|a, b| a.0.cmp(&b.0));
-        for (k, v) in &headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if let Some(c) = f.connection {
-            head.push_str(&format!("Connection: {c}\r\n"));
-        }
-        if f.chunked {
-            head.push_str("Transfer-Encoding: chunked\r\n");
-        }
-        head.push_str(&format!("Date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now())));
-        if self.handler_content_length.is_none() {
-            if let Some(n) = f.content_length {
-                head.push_str(&format!("Content-Length: {n}\r\n"));
-            }
-        }
-        head.push_str("\r\n");
-        let framing = match (f.chunked, f.content_length) {
-            (true, _) => "chunked".to_string(),
-            (false, Some(n)) => format!("content-length {n}"),
-            (false, None) => "close-delimited".to_string(),
-        };
-        self.conn.event(EventKind::ResponseHead { status, framing });
-        self.conn.bufw_write(head.as_bytes()).await
-    }
-
-    async fn error(&mut self, status: u16, msg: &str) {
-        self.set_header("Content-Type", "text/plain; charset=utf-8");
-        self.set_header("X-Content-Type-Options", "nosniff");
-        self.write_header(status);
-        let _ = self.write(format!("{msg}\n").as_bytes()).await;
-    }
-
-    /// `finishRequest` plus `shouldReuseConnection`. Returns `None` when the
-    /// connection may be reused, else `Some(request_body_limit_hit)`.
-    async fn finish(mut self) -> Option<bool> {
-        self.handler_done = true;
-        self.write_header(200);
-        let _ = self.w_flush().await;
-        if !self.wrote_header {
-            let _ = self.cw_write_header(&[]).await;
-        }
-        if self.chunking {
-            let _ = self.conn.bufw_write(b"0\r\n\r\n").await;
-        }
-        let _ = self.conn.bufw_flush().await;
-        self.conn.close_body().await;
-        let short = self.handler_content_length.is_some_and(|cl| cl != self.written) && !self.req.head;
-        let reuse = !(self.close_after_reply || self.conn.werr || short || self.conn.closed_body_early);
-        if reuse {
-            None
-        } else {
-            Some(self.body_limit_hit)
-        }
-    }
-}
-
-fn status_text(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "",
-    }
-}
-
-const TEXT: &str = "text/plain; charset=utf-8";
-
-async fn sleep_ms(ms: u64) {
-    tokio::time::sleep(Handler::sleep(ms)).await;
-}
-
-async fn run_handler(h: &Handler, w: &mut Response<'_>) -> Outcome {
-    match *h {
-        Handler::Ok => {
-            w.set_header("Content-Type", TEXT);
-            let _ = w.write(b"ok\n").await;
-        }
-        Handler::Sleep { ms } => {
-            sleep_ms(ms).await;
-            w.set_header("Content-Type", TEXT);
-            let _ = w.write(b"slept\n").await;
-        }
-        Handler::Panic => return Outcome::Panicked { abort: false },
-        Handler::Abort => return Outcome::Panicked { abort: true },
-        Handler::PanicAfterFlush { bytes, ms, cl } => {
-            w.set_header("Content-Type", TEXT);
-            if cl {
-                w.set_header("Content-Length", &(2 * bytes).to_string());
-            }
-            w.write_header(200);
-            let _ = w.write(&vec![FILL; bytes]).await;
-            w.flush().await;
-            sleep_ms(ms).await;
-            return Outcome::Panicked { abort: false };
-        }
-        Handler::Partial { bytes, ms, cl } => {
-            w.set_header("Content-Type", TEXT);
-            if cl {
-                w.set_header("Content-Length", &(2 * bytes).to_string());
-            }
-            let _ = w.write(&vec![FILL; bytes]).await;
-            w.flush().await;
-            sleep_ms(ms).await;
-            let _ = w.write(&vec![FILL; bytes]).await;
-        }
-        Handler::Big { bytes } => {
-            w.set_header("Content-Type", TEXT);
-            let _ = w.write(&vec![FILL; bytes]).await;
-        }
-        Handler::RecoverPanic => {
-            tracing::warn!(target: "upstream_sim", "recovered panic: boom");
-            w.error(500, "Internal Server Error").await;
-        }
-        Handler::TimeoutHandler { ms, limit } => {
-            if ms > limit {
-                sleep_ms(limit).await;
-                w.set_header("Content-Type", TEXT);
-                w.write_header(503);
-                let _ = w.write(TIMEOUT_HANDLER_BODY.as_bytes()).await;
-            } else {
-                sleep_ms(ms).await;
-                w.set_header("Content-Type", TEXT);
-                let _ = w.write(b"slept\n").await;
-            }
-        }
-        Handler::NotFound => w.error(404, "404 page not found").await,
-    }
-    Outcome::Returned
 }
