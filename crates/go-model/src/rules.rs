@@ -9,7 +9,7 @@
 //! or an RST. upstream-sim's connection loop, [`crate::response`],
 //! [`crate::serve`] and the scenario oracle all ask these functions.
 
-use crate::config::{GoVersion, ServerConfig};
+use crate::config::{GoVersion, IdleRace, ServerConfig};
 use std::time::Duration;
 
 /// `maxPostHandlerReadBytes`: how much unread request body Go will discard to
@@ -75,6 +75,30 @@ pub fn effective_idle_limit(cfg: &ServerConfig) -> Option<Duration> {
     match idle_wait(cfg) {
         IdleWait::Peek(d) => d,
         IdleWait::StraightToReadRequest => header_timeout(cfg),
+    }
+}
+
+/// When an idle keep-alive connection closes if no request comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleClose {
+    /// No deadline: Go waits for the next request forever.
+    Never,
+    /// Go closes it once it has been idle this long.
+    After(Duration),
+    /// Lab knob ([`IdleRace`]): the deadline is held until the next request
+    /// arrives; if by then the connection was idle this long, Go closes it
+    /// at that very moment (FIN or RST as the knob says). Only `Peek` waits
+    /// have a deadline to hold.
+    AtNextRequest(Duration, IdleRace),
+}
+
+/// The idle close of a server configured by `cfg`.
+pub fn idle_close(cfg: &ServerConfig) -> IdleClose {
+    match (idle_wait(cfg), cfg.idle_race) {
+        (IdleWait::Peek(Some(limit)), Some(race)) => IdleClose::AtNextRequest(limit, race),
+        (IdleWait::Peek(Some(limit)), None) => IdleClose::After(limit),
+        (IdleWait::Peek(None), _) => IdleClose::Never,
+        (IdleWait::StraightToReadRequest, _) => header_timeout(cfg).map_or(IdleClose::Never, IdleClose::After),
     }
 }
 
@@ -386,6 +410,18 @@ mod tests {
             assert_eq!(idle_wait(&c), wait, "{r} {h} {i} {v:?}");
             assert_eq!(effective_idle_limit(&c), limit, "{r} {h} {i} {v:?}");
         }
+    }
+
+    #[test]
+    fn idle_close_table() {
+        use IdleClose::*;
+        let knob = |c: ServerConfig| ServerConfig { idle_race: Some(IdleRace::Fin), ..c };
+        assert_eq!(idle_close(&cfg(0, 0, 100, GoVersion::Go119)), After(ms(100)));
+        assert_eq!(idle_close(&knob(cfg(0, 0, 100, GoVersion::Go119))), AtNextRequest(ms(100), IdleRace::Fin));
+        // Go 1.19's ReadHeaderTimeout-as-idle has no Peek: the knob does not apply.
+        assert_eq!(idle_close(&knob(cfg(0, 50, 0, GoVersion::Go119))), After(ms(50)));
+        assert_eq!(idle_close(&knob(cfg(0, 0, 0, GoVersion::Go119))), Never);
+        assert_eq!(idle_close(&cfg(0, 50, 0, GoVersion::Go120)), Never);
     }
 
     #[test]

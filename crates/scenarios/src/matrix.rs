@@ -55,12 +55,6 @@ pub fn cell_scenario(idle: Duration, keepalive_timeout: Duration, method: &str, 
     }
 }
 
-/// What the rules say about a cell: can nginx reuse a connection Go has
-/// already closed?
-pub fn race_possible(go: &go_model::ServerConfig, keepalive_timeout: Duration) -> bool {
-    go_model::rules::effective_idle_limit(go).is_some_and(|limit| keepalive_timeout > limit)
-}
-
 pub async fn run(
     idle: &[Duration],
     keepalive: &[Duration],
@@ -84,7 +78,7 @@ pub async fn run(
                     requests: r.observations.len(),
                     client_502: r.count_status(502),
                     retried: r.observations.iter().filter(|o| o.upstream_status.len() > 1).count(),
-                    race_possible: race_possible(&crate::setup::go_config(&s, 1.0), k),
+                    race_possible: crate::oracle::idle_race_possible(&crate::setup::go_config(&s, 1.0), k),
                 });
             }
         }

@@ -281,7 +281,10 @@ impl Conn {
 
     /// `bufr.Peek(4)` under the idle deadline.
     async fn idle_peek(&mut self, deadline: Option<Instant>) -> Result<(), CloseReason> {
-        let race = self.shared.cfg.idle_race;
+        let race = match rules::idle_close(&self.shared.cfg) {
+            rules::IdleClose::AtNextRequest(_, race) => Some(race),
+            _ => None,
+        };
         while self.rbuf.len() < 4 {
             if let (Some(race), Some(limit)) = (race, deadline) {
                 // Lab knob: hold the deadline until the request arrives.
