@@ -15,7 +15,7 @@
 use crate::runner::Observation;
 use crate::scenario::{scale_path, Action, Scenario};
 use crate::setup::{dur, go_config, nginx_config};
-use go_model::serve::{serve, End, RequestSpec, Served};
+use go_model::serve::{serve, End, RequestSpec, Served, Transmit};
 use go_model::{rules, CloseKind, IdleRace, ServerConfig};
 use labkit::wire::{BodyDecoder, BodyFraming, ResponseHead, Step as Wire};
 use nginx_model::attempt::{Attempts, Step};
@@ -34,15 +34,26 @@ use std::time::{Duration, Instant};
 pub struct Prediction {
     pub status: u16,
     pub upstream_status: Vec<u16>,
-    /// One entry per `[error]` line: the classes it may have (whether nginx
-    /// is still writing a request body when an RST comes decides between
-    /// `reset` and `send-failed`).
+    /// One entry per `[error]` line before the response was passed on: the
+    /// classes it may have (whether nginx is still writing a request body
+    /// when an RST comes decides between `reset` and `send-failed`).
     pub errors: Vec<Vec<Class>>,
     pub handler_runs: u64,
+    /// How the response body may end for the client: one outcome, or two
+    /// when Go's last writes and its RST leave together (Linux drops what
+    /// is still unsent on a reset; the socket buffers decide how much).
+    pub body: Vec<BodyOutcome>,
+}
+
+/// What the client gets of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyOutcome {
     /// Body bytes the client receives.
-    pub body_bytes: u64,
+    pub bytes: u64,
     /// The response ends before its framing says it should.
     pub truncated: bool,
+    /// The `[error]` line nginx writes while reading the body, if any.
+    pub error: Option<Class>,
 }
 
 /// Whether nginx can reuse a connection Go has already closed: Go arms its
@@ -209,7 +220,7 @@ impl Model {
             head_len: wire_req.len() - req.body,
             body_len: req.body as u64,
         };
-        let mut p = Prediction { status: 0, upstream_status: vec![], errors: vec![], handler_runs: 0, body_bytes: 0, truncated: false };
+        let mut p = Prediction { status: 0, upstream_status: vec![], errors: vec![], handler_runs: 0, body: vec![] };
         let mut conn: Option<(usize, Conn)> = None;
         let mut keep = None;
         let mut fresh = fresh;
@@ -259,13 +270,24 @@ impl Model {
                                     let step = a.header(&mut self.rr, head.status, self.now);
                                     if let Step::Pass { status } = step {
                                         let framing = head.framing(req.method == "HEAD");
-                                        let (bytes, result, end) = read_body(&served, next, leftover, at, self.loc.read_timeout, framing);
+                                        let body = |wire: &[Transmit]| read_body(wire, served.end, next, leftover.clone(), at, self.loc.read_timeout, framing);
+                                        let (bytes, result, end) = body(&served.wire);
+                                        p.body.push(outcome(bytes, &result));
+                                        // An RST that leaves with Go's last writes may drop them.
+                                        if let End::Close { at: reset_at, how: CloseKind::Rst } = served.end {
+                                            if served.wire[next..].iter().any(|w| w.at >= reset_at) {
+                                                let sent: Vec<Transmit> = served.wire.iter().filter(|w| w.at < reset_at).cloned().collect();
+                                                let (b, r, _) = body(&sent);
+                                                let alt = outcome(b, &r);
+                                                if !p.body.contains(&alt) {
+                                                    p.body.push(alt);
+                                                }
+                                            }
+                                        }
                                         self.now = start + end;
                                         let complete = result.is_ok();
                                         a.finished(&mut self.rr, status, result, self.now);
                                         p.status = status;
-                                        p.body_bytes = bytes;
-                                        p.truncated = !complete;
                                         if let (true, End::KeepAlive { at: idle_from }) = (response_keeps_connection(&head, complete, framing.delimited()), served.end) {
                                             if self.cache.settings().admits(c.requests, self.now - c.created) {
                                                 c.go = GoSide::Idle { since: start + idle_from };
@@ -283,7 +305,7 @@ impl Model {
                 Step::Pass { .. } => break,
                 Step::Finalize { status } => {
                     p.status = status;
-                    p.body_bytes = http::error_page(status).len() as u64;
+                    p.body.push(BodyOutcome { bytes: http::error_page(status).len() as u64, truncated: false, error: None });
                     break;
                 }
             };
@@ -291,6 +313,9 @@ impl Model {
         p.upstream_status = a.states().iter().map(|s| s.status).collect();
         for line in a.take_log().into_iter().filter(|l| l.level == Level::Error) {
             let class = class_of_log_line(&line.text).unwrap_or(Class::Status);
+            if matches!(class, Class::PrematureCloseBody | Class::ResetBody | Class::ReadTimeoutBody) {
+                continue; // part of the body outcome
+            }
             p.errors.push(match class {
                 // Whether nginx is still writing when the RST comes decides the line.
                 Class::Reset if req.body > 0 => vec![Class::Reset, Class::SendFailed],
@@ -382,10 +407,10 @@ fn drain(d: &mut BodyDecoder, buf: &mut Vec<u8>, bytes: &mut u64) -> Result<bool
 
 /// Reads the body after the header: the bytes the client gets, how it
 /// ended, and when. `proxy_read_timeout` bounds each wait for more bytes.
-fn read_body(s: &Served, next: usize, leftover: Vec<u8>, header_at: Duration, read_timeout: Duration, framing: BodyFraming) -> (u64, Result<(), BodyFailure>, Duration) {
+fn read_body(wire: &[Transmit], end: End, next: usize, leftover: Vec<u8>, header_at: Duration, read_timeout: Duration, framing: BodyFraming) -> (u64, Result<(), BodyFailure>, Duration) {
     let mut d = BodyDecoder::new(framing);
     let (mut buf, mut bytes, mut last) = (leftover, 0u64, header_at);
-    let mut pending = s.wire[next..].iter();
+    let mut pending = wire.iter().skip(next);
     loop {
         match drain(&mut d, &mut buf, &mut bytes) {
             Ok(true) => return (bytes, Ok(()), last),
@@ -400,7 +425,7 @@ fn read_body(s: &Served, next: usize, leftover: Vec<u8>, header_at: Duration, re
         last = t.at;
     }
     // Nothing more arrives: the connection's end decides.
-    match s.end {
+    match end {
         End::Close { at, how } if at - last < read_timeout => match d.eof() {
             Ok(()) => (bytes, Ok(()), at),
             Err(_) if how == CloseKind::Rst => (bytes, Err(BodyFailure::RecvFailed(104)), at),
@@ -408,6 +433,10 @@ fn read_body(s: &Served, next: usize, leftover: Vec<u8>, header_at: Duration, re
         },
         _ => (bytes, Err(BodyFailure::ReadTimeout), last + read_timeout),
     }
+}
+
+fn outcome(bytes: u64, result: &Result<(), BodyFailure>) -> BodyOutcome {
+    BodyOutcome { bytes, truncated: result.is_err(), error: result.as_ref().err().map(|f| f.class()) }
 }
 
 /// Predicts every request of a deterministic scenario, in order, at the
@@ -456,15 +485,20 @@ pub fn matches(p: &Prediction, o: &Observation) -> Result<(), String> {
     if o.handler_runs != p.handler_runs {
         bad.push(format!("handler runs {} vs predicted {}", o.handler_runs, p.handler_runs));
     }
-    let errors_ok = o.errors.len() == p.errors.len() && o.errors.iter().zip(&p.errors).all(|(e, alts)| alts.iter().any(|c| c.as_str() == e));
-    if !errors_ok {
-        bad.push(format!("errors {:?} vs predicted {:?}", o.errors, p.errors));
-    }
-    if o.body_bytes != p.body_bytes {
-        bad.push(format!("body {} B vs predicted {} B", o.body_bytes, p.body_bytes));
-    }
-    if o.truncated != p.truncated {
-        bad.push(format!("truncated {} vs predicted {}", o.truncated, p.truncated));
+    let errors_before = o.errors.len().min(p.errors.len());
+    let errors_ok = o.errors.len() >= p.errors.len() && o.errors.iter().zip(&p.errors).all(|(e, alts)| alts.iter().any(|c| c.as_str() == e));
+    let body_ok = |b: &BodyOutcome| {
+        let rest: Vec<&str> = o.errors[errors_before..].iter().map(String::as_str).collect();
+        rest == b.error.map(Class::as_str).into_iter().collect::<Vec<_>>() && o.body_bytes == b.bytes && o.truncated == b.truncated
+    };
+    if !errors_ok || !p.body.iter().any(body_ok) {
+        let seen = format!("errors {:?}, {} B{}", o.errors, o.body_bytes, if o.truncated { " truncated" } else { "" });
+        let predicted: Vec<String> = p
+            .body
+            .iter()
+            .map(|b| format!("errors {:?}+{:?}, {} B{}", p.errors, b.error, b.bytes, if b.truncated { " truncated" } else { "" }))
+            .collect();
+        bad.push(format!("{seen} vs predicted {}", predicted.join(" or ")));
     }
     if bad.is_empty() {
         Ok(())
@@ -492,13 +526,13 @@ mod tests {
                         method: g.method.clone(),
                         path: g.path.clone(),
                         status: Some(p.status),
-                        body_bytes: p.body_bytes,
-                        truncated: p.truncated,
+                        body_bytes: p.body[0].bytes,
+                        truncated: p.body[0].truncated,
                         latency_ms: f64::MAX,
                         gap_ms: 0.0,
                         upstream_status: p.upstream_status.clone(),
                         upstream_response_time: vec![],
-                        errors: p.errors.iter().map(|alts| alts[0].to_string()).collect(),
+                        errors: p.errors.iter().map(|alts| alts[0].to_string()).chain(p.body[0].error.map(|c| c.to_string())).collect(),
                         error_lines: vec![],
                         handler_runs: p.handler_runs,
                     };
