@@ -1,46 +1,50 @@
 //! Conformance: the wire probes against the real Go server
 //! (fixtures/go-upstream, built with the `go` on PATH) and against the
-//! emulator. Both must meet each probe's expectation, and agree.
+//! emulator, one trial per probe (`go_conformance::<probe>`). Both must
+//! meet the probe's expectation, and agree.
 //!
-//! Without a Go toolchain this prints why it skipped, unless
-//! BADGATEWAY_REQUIRE_GO=1 (set by .ci/run), which turns a skip into a failure.
+//! Without a Go toolchain a trial is reported as ignored, with the reason;
+//! with BADGATEWAY_REQUIRE_GO=1 (set by .ci/run) it fails instead.
 
 mod common;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probes_agree_with_real_go() {
-    let go = match harness::go::build_go_upstream() {
-        Ok(bin) => bin,
-        Err(why) => {
-            assert!(std::env::var("BADGATEWAY_REQUIRE_GO").as_deref() != Ok("1"), "Go conformance required but unavailable: {why}");
-            eprintln!("SKIP go conformance: {why}");
-            return;
-        }
-    };
-    let mut failures = Vec::new();
-    let mut table = Vec::new();
-    // One probe at a time against Go: each starts its own process.
-    for probe in common::probes() {
-        let real = common::run_probe(probe.clone(), Some(go.clone())).await;
-        let sim = common::run_probe(probe.clone(), None).await;
-        let real_bad = common::check(&probe, &real);
-        let sim_bad = common::check(&probe, &sim);
-        let agree = real.body == sim.body && real.end == sim.end && real.connection_close == sim.connection_close
-            && real.handler_runs == sim.handler_runs;
-        table.push(format!(
-            "{:<75} go {:>7.1} ms {:?}  sim {:>7.1} ms {:?}",
-            probe.name, real.end_ms, real.end, sim.end_ms, sim.end
-        ));
-        if !real_bad.is_empty() {
-            failures.push(format!("{} (real Go): {}", probe.name, real_bad.join("; ")));
-        }
-        if !sim_bad.is_empty() {
-            failures.push(format!("{} (emulator): {}", probe.name, sim_bad.join("; ")));
-        }
-        if !agree {
-            failures.push(format!("{}: Go {real:?} vs emulator {sim:?}", probe.name));
-        }
+use harness::require;
+use harness::UpstreamBackend;
+use libtest_mimic::{Completion, Failed, Trial};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let trials = common::probes()
+        .into_iter()
+        .map(|p| Trial::ignorable_test(format!("go_conformance::{}", common::trial_name(&p)), move || agrees_with_real_go(&p)))
+        .collect();
+    // One probe at a time: each starts a Go process, and its timing windows
+    // are tight.
+    libtest_mimic::run(&common::arguments(1), trials).exit_code()
+}
+
+fn agrees_with_real_go(probe: &common::Probe) -> Result<Completion, Failed> {
+    if let Err(m) = require::go() {
+        return require::trial_outcome(m);
     }
-    eprintln!("go conformance ({} probes):\n{}", table.len(), table.join("\n"));
-    assert!(failures.is_empty(), "conformance failures:\n{}", failures.join("\n"));
+    let real = common::block_on(common::run_probe(probe.clone(), UpstreamBackend::Go));
+    let sim = common::block_on(common::run_probe(probe.clone(), UpstreamBackend::Builtin));
+    let mut failures = Vec::new();
+    let real_bad = common::check(probe, &real);
+    if !real_bad.is_empty() {
+        failures.push(format!("real Go: {}", real_bad.join("; ")));
+    }
+    let sim_bad = common::check(probe, &sim);
+    if !sim_bad.is_empty() {
+        failures.push(format!("emulator: {}", sim_bad.join("; ")));
+    }
+    let agree = real.body == sim.body && real.end == sim.end && real.connection_close == sim.connection_close && real.handler_runs == sim.handler_runs;
+    if !agree {
+        failures.push(format!("Go {real:?} vs emulator {sim:?}"));
+    }
+    if failures.is_empty() {
+        Ok(Completion::Completed)
+    } else {
+        Err(failures.join("\n").into())
+    }
 }

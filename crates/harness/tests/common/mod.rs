@@ -1,15 +1,13 @@
 //! Wire probes shared by `wire.rs` (emulator only, explicit expectations) and
 //! `go_conformance.rs` (the same probes against real Go; both must meet the
-//! expectation and agree with each other).
+//! expectation and agree with each other). A probe runs on any upstream
+//! backend (`harness::UpstreamUnderTest`); each is one named trial.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-use harness::client::{ConnEnd, WireClient};
-use harness::free_port;
-use harness::go::GoServer;
-use upstream_sim::{ServerConfig, UpstreamSim};
+use harness::client::{BodyFraming, ConnEnd, Request, WireClient};
+use harness::{Action, UpstreamBackend};
+use std::time::{Duration, Instant};
+use upstream_sim::ServerConfig;
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -31,8 +29,8 @@ pub enum Script {
     SlowBody(&'static str, usize),
     /// A request header larger than the limit.
     HugeHeader(usize),
-    /// GET /ok on a keep-alive connection, then Shutdown while it is idle.
-    ShutdownIdle,
+    /// GET on a keep-alive connection, then Shutdown while it is idle.
+    ShutdownIdle(&'static str),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -116,7 +114,7 @@ pub fn probes() -> Vec<Probe> {
         p("unknown path: 404", cfg(), Get("/nope"), Resp(404, "cl", 19, true), Open, (0, 300), ("/nope", 1)),
         Probe { connection_close: true, ..p("header over MaxHeaderBytes+4096: 431 and FIN", ServerConfig { max_header_bytes: 1024, ..cfg() },
             HugeHeader(8192), Resp(431, "close", 35, true), Fin, (0, 300), ("/ok", 0)) },
-        p("Shutdown closes an idle keep-alive connection at once", cfg(), ShutdownIdle,
+        p("Shutdown closes an idle keep-alive connection at once", cfg(), ShutdownIdle("/ok"),
             Resp(200, "cl", 3, true), Fin, (0, 300), ("/ok", 1)),
     ]
 }
@@ -133,94 +131,35 @@ pub struct Observed {
     pub refused_after: Option<bool>,
 }
 
-pub enum Running {
-    Sim(UpstreamSim),
-    Go(GoServer),
-}
-
-impl Running {
-    pub async fn start(go: Option<&PathBuf>, cfg: &ServerConfig) -> Running {
-        match go {
-            None => Running::Sim(UpstreamSim::start(cfg.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()),
-            Some(bin) => Running::Go(GoServer::start(bin, cfg, free_port().expect("free port")).await.expect("start go-upstream")),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        match self {
-            Running::Sim(s) => s.local_addr(),
-            Running::Go(g) => g.addr,
-        }
-    }
-
-    async fn handler_runs(&mut self, path: &str, expect: u64) -> u64 {
-        match self {
-            Running::Sim(s) => s.handler_runs_for(path),
-            Running::Go(g) => {
-                // The HANDLER line travels through a pipe: make the log current.
-                if !g.sync_log(ms(2000)).await && expect > 0 {
-                    // No longer accepting (Shutdown): wait for the line itself.
-                    let needle = format!("path={path} ");
-                    g.wait_line(ms(2000), |l| l.contains(&needle)).await;
-                }
-                g.handler_runs(path)
-            }
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        match self {
-            Running::Sim(s) => {
-                s.shutdown(ms(2000)).await;
-            }
-            Running::Go(g) => g.terminate(),
-        }
-    }
-
-    pub async fn stop(self) {
-        match self {
-            Running::Sim(s) => s.crash(),
-            Running::Go(mut g) => g.kill().await,
-        }
-    }
-}
-
-pub async fn run_probe(probe: Probe, go: Option<PathBuf>) -> Observed {
-    let mut server = Running::start(go.as_ref(), &probe.cfg).await;
-    let mut c = WireClient::connect(server.addr()).await.unwrap();
+/// Starts the probe's server on `backend`, runs its script with a raw
+/// client, and reads what the client and the server saw.
+pub async fn run_probe(probe: Probe, backend: UpstreamBackend) -> Observed {
+    let mut server = backend.start(&probe.cfg, 1, Instant::now()).await.unwrap_or_else(|e| panic!("start {}: {e}", backend.name()));
+    let addr = server.addrs()[0];
+    let mut c = WireClient::connect(addr).await.unwrap();
     let start = tokio::time::Instant::now();
     let window = ms(probe.window.1);
     let mut refused_after = None;
     match probe.script {
-        Script::Get(path) => {
-            c.get(path).await.unwrap();
-        }
-        Script::Get10(path) => {
-            c.send(format!("GET {path} HTTP/1.0\r\nHost: lab\r\n\r\n").as_bytes()).await.unwrap();
-        }
+        Script::Get(path) | Script::ShutdownIdle(path) => c.get(path).await.unwrap(),
+        Script::Get10(path) => c.send_request(&Request::get(path).http10()).await.unwrap(),
         Script::Post(path, n) => {
             // The server may reset before the whole body is sent.
             let _ = tokio::time::timeout(ms(2000), c.post(path, n)).await;
         }
         Script::Post10(path, n) => {
-            let mut req = format!("POST {path} HTTP/1.0\r\nHost: lab\r\nContent-Length: {n}\r\n\r\n").into_bytes();
-            req.resize(req.len() + n, b'p');
-            let _ = tokio::time::timeout(ms(2000), c.send(&req)).await;
+            let _ = tokio::time::timeout(ms(2000), c.send_request(&Request::post(path, n).http10())).await;
         }
-        Script::PartialHeader => {
-            c.send(b"GET /ok HTTP/1.1\r\nHost: la").await.unwrap();
-        }
+        Script::PartialHeader => c.send(b"GET /ok HTTP/1.1\r\nHost: la").await.unwrap(),
         Script::SlowBody(path, n) => {
-            let mut req = format!("POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Length: {n}\r\n\r\n").into_bytes();
-            req.resize(req.len() + n / 2, b'p');
+            // The head and only the first half of the body.
+            let mut req = Request::post(path, n).encode();
+            req.truncate(req.len() - (n - n / 2));
             c.send(&req).await.unwrap();
         }
         Script::HugeHeader(n) => {
             let req = format!("GET /ok HTTP/1.1\r\nHost: lab\r\nX-Big: {}\r\n\r\n", "h".repeat(n));
             let _ = c.send(req.as_bytes()).await;
-        }
-        Script::ShutdownIdle => {
-            c.get("/ok").await.unwrap();
         }
     }
     let ex = c.read_response(window).await;
@@ -229,17 +168,17 @@ pub async fn run_probe(probe: Probe, go: Option<PathBuf>) -> Observed {
         Some(r) => Body::Resp(
             r.status,
             match r.framing {
-                harness::client::BodyFraming::ContentLength(_) => "cl",
-                harness::client::BodyFraming::Chunked => "chunked",
-                harness::client::BodyFraming::CloseDelimited => "close",
+                BodyFraming::Length(_) => "cl",
+                BodyFraming::Chunked => "chunked",
+                BodyFraming::CloseDelimited => "close",
             },
             r.body_len,
             r.complete,
         ),
     };
     let connection_close = ex.response.as_ref().is_some_and(|r| r.connection_close);
-    if let Script::ShutdownIdle = probe.script {
-        server.shutdown().await;
+    if let Script::ShutdownIdle(_) = probe.script {
+        server.act(Action::Shutdown).await.unwrap();
     }
     let (end, end_ms) = match ex.end {
         Some(end) => (end, start.elapsed().as_secs_f64() * 1e3),
@@ -249,10 +188,10 @@ pub async fn run_probe(probe: Probe, go: Option<PathBuf>) -> Observed {
             (end, start.elapsed().as_secs_f64() * 1e3)
         }
     };
-    if let Script::ShutdownIdle = probe.script {
-        refused_after = Some(tokio::net::TcpStream::connect(server.addr()).await.is_err());
+    if let Script::ShutdownIdle(_) = probe.script {
+        refused_after = Some(tokio::net::TcpStream::connect(addr).await.is_err());
     }
-    let handler_runs = server.handler_runs(probe.handler_runs.0, probe.handler_runs.1).await;
+    let handler_runs = server.handler_runs(probe.handler_runs.0).await;
     server.stop().await;
     Observed { body, end, end_ms, connection_close, handler_runs, refused_after }
 }
@@ -281,4 +220,41 @@ pub fn check(probe: &Probe, o: &Observed) -> Vec<String> {
         bad.push("a new connect after Shutdown was accepted".into());
     }
     bad
+}
+
+/// A probe's trial name: its description in snake case
+/// ("IdleTimeout 0 falls back" → `idle_timeout_0_falls_back`).
+pub fn trial_name(probe: &Probe) -> String {
+    let chars: Vec<char> = probe.name.chars().collect();
+    let mut name = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_alphanumeric() {
+            // A word boundary inside CamelCase: "eT" in "IdleTimeout".
+            let camel = c.is_ascii_uppercase()
+                && i > 0
+                && chars[i - 1].is_ascii_lowercase()
+                && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if camel {
+                name.push('_');
+            }
+            name.push(c.to_ascii_lowercase());
+        } else if !name.is_empty() && !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    name.trim_end_matches('_').to_string()
+}
+
+/// The command line, with `threads` test threads unless the user chose.
+pub fn arguments(threads: usize) -> libtest_mimic::Arguments {
+    let mut args = libtest_mimic::Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(std::env::var("RUST_TEST_THREADS").ok().and_then(|n| n.parse().ok()).unwrap_or(threads));
+    }
+    args
+}
+
+/// Runs a probe's future on a runtime of its own.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime").block_on(f)
 }
