@@ -1,15 +1,18 @@
 //! A raw TCP HTTP/1.x client that reports what a peer sees on the wire:
 //! status, framing, body bytes, and whether the connection ended with FIN,
 //! RST or not at all. Scenario runs and wire probes use it against any
-//! backend.
+//! backend. Responses are read with `labkit::wire` (the head parser and
+//! body decoder the emulators use), requests are built by [`Request`].
 
-use labkit::chunked::Step;
+use labkit::wire::{BodyDecoder, ResponseHead, Step};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+pub use labkit::wire::BodyFraming;
 
 /// How a connection ended, as its peer saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -22,11 +25,61 @@ pub enum ConnEnd {
     Open,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum BodyFraming {
-    ContentLength(u64),
-    Chunked,
-    CloseDelimited,
+/// One request, as bytes on the wire: `METHOD path HTTP/1.x`, a Host
+/// header, and, when it has a body, `Content-Length` and that many bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// `HTTP/1.0` instead of `HTTP/1.1`.
+    pub http10: bool,
+    /// Body bytes; `None` sends no `Content-Length`.
+    pub body: Option<usize>,
+    /// Adds `Connection: close`.
+    pub close: bool,
+}
+
+impl Request {
+    /// `method path` without a body.
+    pub fn new(method: &str, path: &str) -> Request {
+        Request { method: method.to_string(), path: path.to_string(), http10: false, body: None, close: false }
+    }
+
+    pub fn get(path: &str) -> Request {
+        Request::new("GET", path)
+    }
+
+    /// `POST path` with `body_len` bytes of body.
+    pub fn post(path: &str, body_len: usize) -> Request {
+        Request::new("POST", path).with_body(body_len)
+    }
+
+    pub fn with_body(self, body_len: usize) -> Request {
+        Request { body: Some(body_len), ..self }
+    }
+
+    pub fn http10(self) -> Request {
+        Request { http10: true, ..self }
+    }
+
+    pub fn close(self) -> Request {
+        Request { close: true, ..self }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let version = if self.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+        let mut head = format!("{} {} {version}\r\nHost: lab\r\n", self.method, self.path);
+        if self.close {
+            head.push_str("Connection: close\r\n");
+        }
+        if let Some(n) = self.body {
+            head.push_str(&format!("Content-Length: {n}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.resize(bytes.len() + self.body.unwrap_or(0), b'p');
+        bytes
+    }
 }
 
 /// One response as read off the wire.
@@ -35,6 +88,7 @@ pub struct WireResponse {
     pub status: u16,
     pub http11: bool,
     pub framing: BodyFraming,
+    /// The response carried `Connection: close`.
     pub connection_close: bool,
     pub body_len: usize,
     /// The framing said the body was complete.
@@ -45,6 +99,7 @@ pub struct WireResponse {
 /// ended if it did while we were reading.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Exchange {
+    /// `None` when no complete head arrived, or it was not HTTP/1.
     pub response: Option<WireResponse>,
     /// Set when the connection ended during the read (EOF/RST).
     pub end: Option<ConnEnd>,
@@ -54,17 +109,20 @@ pub struct Exchange {
 pub struct WireClient {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The last request sent with [`WireClient::send_request`] was HEAD: its
+    /// response has no body whatever its head says.
+    head_request: bool,
 }
 
 impl WireClient {
     pub async fn connect(addr: SocketAddr) -> io::Result<WireClient> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(WireClient { stream, buf: Vec::new() })
+        Ok(WireClient { stream, buf: Vec::new(), head_request: false })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.stream.local_addr().expect("local addr")
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
     }
 
     /// Sends bytes; a failure (the peer already reset) is reported, not fatal.
@@ -72,16 +130,19 @@ impl WireClient {
         self.stream.write_all(bytes).await
     }
 
+    pub async fn send_request(&mut self, r: &Request) -> io::Result<()> {
+        self.head_request = r.method == "HEAD";
+        self.send(&r.encode()).await
+    }
+
     /// `GET path HTTP/1.1` with a Host header.
     pub async fn get(&mut self, path: &str) -> io::Result<()> {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n").as_bytes()).await
+        self.send_request(&Request::get(path)).await
     }
 
     /// `POST path` with `body_len` bytes of body.
     pub async fn post(&mut self, path: &str, body_len: usize) -> io::Result<()> {
-        let mut req = format!("POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
-        req.resize(req.len() + body_len, b'p');
-        self.send(&req).await
+        self.send_request(&Request::post(path, body_len)).await
     }
 
     async fn read_more(&mut self, deadline: Instant) -> Result<usize, Option<ConnEnd>> {
@@ -93,7 +154,7 @@ impl WireClient {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(n)
             }
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => Err(Some(ConnEnd::Rst)),
+            // ECONNRESET, and any other read error, ends the connection abruptly.
             Ok(Err(_)) => Err(Some(ConnEnd::Rst)),
         }
     }
@@ -103,89 +164,57 @@ impl WireClient {
         let start = Instant::now();
         let deadline = start + timeout;
         let done = |response, end| Exchange { response, end, elapsed: start.elapsed() };
-        // Head.
-        let (mut resp, head_len) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut headers);
-            if let Ok(httparse::Status::Complete(n)) = r.parse(&self.buf) {
-                let mut framing = BodyFraming::CloseDelimited;
-                let mut connection_close = false;
-                for h in r.headers.iter() {
-                    let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        framing = BodyFraming::ContentLength(v.trim().parse().unwrap_or(0));
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked") {
-                        framing = BodyFraming::Chunked;
-                    } else if h.name.eq_ignore_ascii_case("connection") && v.contains("close") {
-                        connection_close = true;
+        let head = loop {
+            match ResponseHead::parse(&self.buf) {
+                Ok(Some((head, n))) => {
+                    self.buf.drain(..n);
+                    break head;
+                }
+                // Not HTTP/1: nothing to follow.
+                Err(_) => return done(None, None),
+                Ok(None) => {
+                    if let Err(end) = self.read_more(deadline).await {
+                        return done(None, end);
                     }
                 }
-                let resp = WireResponse {
-                    status: r.code.unwrap_or(0),
-                    http11: r.version == Some(1),
-                    framing,
-                    connection_close,
-                    body_len: 0,
-                    complete: false,
-                };
-                break (resp, n);
-            }
-            if let Err(end) = self.read_more(deadline).await {
-                return done(None, end);
             }
         };
-        self.buf.drain(..head_len);
-        // Body.
-        let mut end = None;
-        match resp.framing.clone() {
-            BodyFraming::ContentLength(n) => {
-                while (self.buf.len() as u64) < n {
-                    if let Err(e) = self.read_more(deadline).await {
-                        end = e;
-                        break;
-                    }
+        let framing = head.framing(self.head_request);
+        let (body_len, complete, end) = self.read_body(framing, deadline).await;
+        let connection_close =
+            head.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        let resp = WireResponse { status: head.status, http11: head.http11, framing, connection_close, body_len, complete };
+        done(Some(resp), end)
+    }
+
+    /// Reads a body by its framing: (body bytes, whether it was complete,
+    /// how the connection ended if it did).
+    async fn read_body(&mut self, framing: BodyFraming, deadline: Instant) -> (usize, bool, Option<ConnEnd>) {
+        let mut d = BodyDecoder::new(framing);
+        let mut body_len = 0;
+        loop {
+            match d.step(&self.buf) {
+                Ok(Step::Skip(n)) => drop(self.buf.drain(..n)),
+                Ok(Step::Data(n)) => {
+                    body_len += n;
+                    self.buf.drain(..n);
                 }
-                let take = (self.buf.len() as u64).min(n) as usize;
-                resp.body_len = take;
-                resp.complete = take as u64 == n;
-                self.buf.drain(..take);
-            }
-            BodyFraming::CloseDelimited => loop {
-                if let Err(e) = self.read_more(deadline).await {
-                    end = e;
-                    resp.body_len = self.buf.len();
-                    resp.complete = e == Some(ConnEnd::Fin);
-                    self.buf.clear();
-                    break;
+                Ok(Step::Done(n)) => {
+                    self.buf.drain(..n);
+                    return (body_len, true, None);
                 }
-            },
-            BodyFraming::Chunked => {
-                let mut d = labkit::chunked::Decoder::default();
-                loop {
-                    match d.step(&self.buf) {
-                        Ok(Step::Skip(n)) => drop(self.buf.drain(..n)),
-                        Ok(Step::Data(n)) => {
-                            resp.body_len += n;
-                            self.buf.drain(..n);
-                        }
-                        Ok(Step::Done(n)) => {
-                            resp.complete = true;
-                            self.buf.drain(..n);
-                            break;
-                        }
-                        // A malformed chunk: report what arrived, incomplete.
-                        Err(_) => break,
-                        Ok(Step::NeedMore) => {
-                            if let Err(e) = self.read_more(deadline).await {
-                                end = e;
-                                break;
-                            }
-                        }
+                // A malformed chunk: report what arrived, incomplete.
+                Err(_) => return (body_len, false, None),
+                Ok(Step::NeedMore) => {
+                    if let Err(end) = self.read_more(deadline).await {
+                        // Only a FIN ends a close-delimited body; an RST or
+                        // the deadline leaves any body incomplete.
+                        let complete = end == Some(ConnEnd::Fin) && d.eof().is_ok();
+                        return (body_len, complete, end);
                     }
                 }
             }
         }
-        done(Some(resp), end)
     }
 
     /// Waits for the connection to end (FIN or RST) without sending.
@@ -202,3 +231,15 @@ impl WireClient {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::Request;
+
+    #[test]
+    fn requests_on_the_wire() {
+        assert_eq!(Request::get("/ok").encode(), b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n");
+        assert_eq!(Request::post("/x", 3).encode(), b"POST /x HTTP/1.1\r\nHost: lab\r\nContent-Length: 3\r\n\r\nppp");
+        assert_eq!(Request::new("DELETE", "/x").with_body(0).http10().encode(), b"DELETE /x HTTP/1.0\r\nHost: lab\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(Request::get("/mark?n=1").close().encode(), b"GET /mark?n=1 HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    }
+}

@@ -1,19 +1,31 @@
 //! # harness: the programs under test
 //!
+//! * [`backend`]: the backends behind two traits, [`ProxyUnderTest`] (the
+//!   built-in nginx emulator, real nginx) and [`UpstreamUnderTest`] (the
+//!   built-in Go emulator, the real Go reference server), one file per
+//!   implementation, chosen by [`ProxyBackend`] / [`UpstreamBackend`].
+//! * [`action`]: what a scenario does to the upstream mid-run.
+//! * [`timeline`]: what each backend saw, on one clock.
 //! * [`client`]: a raw HTTP/1 client that reports what a peer sees on the
 //!   wire (status, framing, body bytes, FIN/RST).
 //! * [`nginx`]: real nginx in a private prefix on loopback.
-//! * [`go`]: the real Go reference server (`fixtures/go-upstream`).
+//! * [`go`]: the real Go reference server (`fixtures/go-upstream`) and its log.
 //! * [`require`]: whether a real-program check runs, is ignored (with its
 //!   reason) or fails, decided in one place.
 //!
 //! Real programs are started by us, on loopback, and stopped by the PID we
 //! spawned.
 
+pub mod action;
+pub mod backend;
 pub mod client;
 pub mod go;
 pub mod nginx;
 pub mod require;
+pub mod timeline;
+
+pub use action::Action;
+pub use backend::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, Unsupported, UpstreamBackend, UpstreamUnderTest};
 
 /// A free loopback port (bound, then released) for programs that need a port
 /// number up front.

@@ -58,6 +58,14 @@ pub fn go() -> Result<PathBuf, Missing> {
     crate::go::build_go_upstream().map_err(|e| missing(Tool::Go, format!("needs Go: {e}")))
 }
 
+/// The program `tool`, if a check that needs it can run.
+pub fn tool(tool: Tool) -> Result<PathBuf, Missing> {
+    match tool {
+        Tool::Nginx => nginx(),
+        Tool::Go => go(),
+    }
+}
+
 /// What a libtest-mimic trial returns for a missing tool: ignored with the
 /// reason, or failed where the tool is required.
 pub fn trial_outcome(m: Missing) -> Result<libtest_mimic::Completion, libtest_mimic::Failed> {

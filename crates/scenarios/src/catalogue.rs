@@ -1,6 +1,7 @@
 //! The scenario catalogue: the TOML files in `catalogue/`, compiled in.
 
 use crate::scenario::Scenario;
+use crate::Error;
 
 macro_rules! files {
     ($($name:literal),* $(,)?) => {
@@ -43,21 +44,17 @@ pub const FILES: &[(&str, &str)] = files![
     "backlog-overflow-remedy",
 ];
 
-pub fn all() -> Result<Vec<Scenario>, String> {
+/// Every scenario, in [`FILES`] order.
+pub fn all() -> Result<Vec<Scenario>, Error> {
     FILES.iter().map(|(name, src)| Scenario::from_toml(src, &format!("catalogue/{name}.toml"))).collect()
 }
 
-pub fn find(name: &str) -> Result<Scenario, String> {
+/// The scenario named `name`; if there is none, the names that contain it
+/// or that it contains.
+pub fn find(name: &str) -> Result<Scenario, Error> {
     let all = all()?;
-    let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
-    all.into_iter().find(|s| s.name == name).ok_or_else(|| {
-        let close: Vec<&String> = names.iter().filter(|n| n.contains(name) || name.contains(n.as_str())).collect();
-        if close.is_empty() {
-            format!("no scenario named {name:?}; `scenarios list` shows them")
-        } else {
-            format!("no scenario named {name:?}; did you mean {}?", close.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
-        }
-    })
+    let suggestions = all.iter().map(|s| s.name.clone()).filter(|n| n.contains(name) || name.contains(n.as_str())).collect();
+    all.into_iter().find(|s| s.name == name).ok_or_else(|| Error::UnknownScenario { name: name.to_string(), suggestions })
 }
 
 #[cfg(test)]

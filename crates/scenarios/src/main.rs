@@ -1,10 +1,10 @@
 //! `scenarios`: reproduce, explain and assert nginx → Go 502s.
 
 use clap::{Args, Parser, Subcommand};
-use scenarios::runner::{self, ProxyBackend, RunOptions, RunResult, UpstreamBackend};
-use scenarios::{catalogue, matrix, report, timeline};
+use scenarios::runner::{self, ProxyBackend, RunOptions, RunResult, UpstreamBackend, CONFORMANCE_PAIRS};
+use scenarios::{catalogue, exit, matrix, report, Error};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,14 @@ impl ReportArgs {
     fn json_to_stdout(&self) -> bool {
         self.json.as_deref().is_some_and(|p| p.as_os_str() == "-")
     }
+
+    fn checked_scale(&self) -> Result<f64, Error> {
+        if self.scale > 0.0 && self.scale <= 10.0 {
+            Ok(self.scale)
+        } else {
+            Err(Error::Usage(format!("--scale {}: must be in (0, 10]", self.scale)))
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -91,6 +99,12 @@ struct RunArgs {
     no_timeline: bool,
     #[command(flatten)]
     report: ReportArgs,
+}
+
+impl RunArgs {
+    fn options(&self) -> Result<RunOptions, Error> {
+        Ok(RunOptions { proxy: self.proxy, upstream: self.upstream, scale: self.report.checked_scale()? })
+    }
 }
 
 #[derive(Parser)]
@@ -124,11 +138,6 @@ struct MatrixArgs {
     report: ReportArgs,
 }
 
-fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("scenarios: {msg}");
-    ExitCode::from(2)
-}
-
 fn progress(i: usize, n: usize, what: &str) {
     if std::io::stderr().is_terminal() {
         let width = 30;
@@ -140,104 +149,61 @@ fn progress(i: usize, n: usize, what: &str) {
     }
 }
 
-fn write_reports(r: &ReportArgs, results: &[RunResult], wall_ms: f64, suite: &str) -> Result<(), String> {
+/// Writes `text` to `path`, or to stdout for "-".
+fn write_out(path: &Path, text: &str) -> Result<(), Error> {
+    if path.as_os_str() == "-" {
+        println!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+}
+
+fn write_reports(r: &ReportArgs, results: &[RunResult], wall_ms: f64, suite: &str) -> Result<(), Error> {
     if let Some(p) = &r.json {
-        let j = report::json(results, wall_ms);
-        if p.as_os_str() == "-" {
-            println!("{j}");
-        } else {
-            std::fs::write(p, j).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
-        }
+        write_out(p, &report::json(results, wall_ms)?)?;
     }
     if let Some(p) = &r.junit {
-        std::fs::write(p, report::junit(results, suite)).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        write_out(p, &report::junit(results, suite))?;
     }
     Ok(())
 }
 
-fn check_scale(scale: f64) -> Result<(), String> {
-    if !(scale > 0.0 && scale <= 10.0) {
-        return Err(format!("--scale {scale}: must be in (0, 10]"));
-    }
-    Ok(())
-}
-
-fn backend_names(r: &RunResult) -> (&'static str, &'static str) {
-    (
-        match r.proxy {
-            ProxyBackend::Builtin => "nginx (emulated)",
-            ProxyBackend::Nginx => "nginx (real)",
-        },
-        match r.upstream {
-            UpstreamBackend::Builtin => "Go (emulated)",
-            UpstreamBackend::Go => "Go (real)",
-        },
-    )
-}
-
-async fn run_one(name: &str, args: &RunArgs) -> ExitCode {
-    let s = match catalogue::find(name) {
-        Ok(s) => s,
-        Err(e) => return usage_error(e),
-    };
-    if let Err(e) = check_scale(args.report.scale) {
-        return usage_error(e);
-    }
-    let opts = RunOptions { proxy: args.proxy, upstream: args.upstream, scale: args.report.scale };
+async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
+    let s = catalogue::find(name)?;
+    let opts = args.options()?;
     let started = Instant::now();
-    let r = match runner::run(&s, &opts).await {
-        Ok(r) => r,
-        Err(e) => return usage_error(format!("{name}: cannot run: {e}")),
-    };
-    let quiet_stdout = args.report.json_to_stdout();
-    if !quiet_stdout {
+    let r = runner::run(&s, &opts).await.map_err(|e| e.running(name))?;
+    if !args.report.json_to_stdout() {
         println!("{}", report::verdict(&r));
         if !args.no_timeline && r.skipped.is_none() {
-            let (p, u) = backend_names(&r);
-            println!("timeline:\n{}", timeline::render(&r.timeline, p, u));
+            println!("timeline:\n{}", report::timeline(&r));
         }
         println!("why: {}\n\nfix: {}", s.mechanism.trim(), s.fix.trim());
     }
-    if let Err(e) = write_reports(&args.report, std::slice::from_ref(&r), started.elapsed().as_secs_f64() * 1e3, name) {
-        return usage_error(e);
-    }
-    if r.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    write_reports(&args.report, std::slice::from_ref(&r), started.elapsed().as_secs_f64() * 1e3, name)?;
+    Ok(r.passed)
 }
 
-async fn run_all(args: &RunArgs) -> ExitCode {
-    if let Err(e) = check_scale(args.report.scale) {
-        return usage_error(e);
-    }
-    let all = match catalogue::all() {
-        Ok(a) => a,
-        Err(e) => return usage_error(e),
-    };
-    let opts = RunOptions { proxy: args.proxy, upstream: args.upstream, scale: args.report.scale };
+async fn run_all(args: &RunArgs) -> Result<bool, Error> {
+    let opts = args.options()?;
+    let all = catalogue::all()?;
     let started = Instant::now();
     let mut results = Vec::new();
     let quiet_stdout = args.report.json_to_stdout();
     for (i, s) in all.iter().enumerate() {
         progress(i + 1, all.len(), &s.name);
-        match runner::run(s, &opts).await {
-            Ok(r) => {
-                if !quiet_stdout {
-                    println!("{}", report::summary_line(&r));
-                    if !r.passed || args.timeline {
-                        print!("{}", report::verdict(&r));
-                    }
-                    if args.timeline && r.skipped.is_none() {
-                        let (p, u) = backend_names(&r);
-                        println!("{}", timeline::render(&r.timeline, p, u));
-                    }
-                }
-                results.push(r);
+        let r = runner::run(s, &opts).await.map_err(|e| e.running(&s.name))?;
+        if !quiet_stdout {
+            println!("{}", report::summary_line(&r));
+            if !r.passed || args.timeline {
+                print!("{}", report::verdict(&r));
             }
-            Err(e) => return usage_error(format!("{}: cannot run: {e}", s.name)),
+            if args.timeline && r.skipped.is_none() {
+                println!("{}", report::timeline(&r));
+            }
         }
+        results.push(r);
     }
     let wall = started.elapsed();
     let failed = results.iter().filter(|r| !r.passed).count();
@@ -251,95 +217,60 @@ async fn run_all(args: &RunArgs) -> ExitCode {
             wall.as_secs_f64()
         );
     }
-    if let Err(e) = write_reports(&args.report, &results, wall.as_secs_f64() * 1e3, "scenarios all") {
-        return usage_error(e);
-    }
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    write_reports(&args.report, &results, wall.as_secs_f64() * 1e3, "scenarios all")?;
+    Ok(failed == 0)
 }
 
-async fn run_matrix(a: &MatrixArgs) -> ExitCode {
-    if let Err(e) = check_scale(a.report.scale) {
-        return usage_error(e);
-    }
-    let parse = |v: &[String]| -> Result<Vec<Duration>, String> { v.iter().map(|d| scenarios::scenario::parse_duration(d)).collect() };
-    let (idle, keep) = match (parse(&a.idle_timeouts), parse(&a.keepalive_timeouts)) {
-        (Ok(i), Ok(k)) => (i, k),
-        (Err(e), _) | (_, Err(e)) => return usage_error(e),
+async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
+    let scale = a.report.checked_scale()?;
+    let parse = |v: &[String]| -> Result<Vec<Duration>, Error> {
+        v.iter().map(|d| scenarios::scenario::parse_duration(d).map_err(|e| Error::Usage(e.to_string()))).collect()
     };
+    let (idle, keep) = (parse(&a.idle_timeouts)?, parse(&a.keepalive_timeouts)?);
     if let Some(m) = a.methods.iter().find(|m| !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")) {
-        return usage_error(format!("--methods: unsupported method {m:?}"));
+        return Err(Error::Usage(format!("--methods: unsupported method {m:?}")));
     }
-    let opts = RunOptions { proxy: a.proxy, upstream: a.upstream, scale: a.report.scale };
+    let opts = RunOptions { proxy: a.proxy, upstream: a.upstream, scale };
     let started = Instant::now();
-    match matrix::run(&idle, &keep, &a.methods, a.count, &opts, progress).await {
-        Ok(cells) => {
-            println!("{}", matrix::render(&cells));
-            println!(
-                "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
-                cells.len(),
-                started.elapsed().as_secs_f64(),
-                a.proxy,
-                a.upstream
-            );
-            if let Some(p) = &a.report.json {
-                let j = serde_json::to_string_pretty(&cells).expect("json");
-                if p.as_os_str() == "-" {
-                    println!("{j}");
-                } else if let Err(e) = std::fs::write(p, j) {
-                    return usage_error(format!("cannot write {}: {e}", p.display()));
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => usage_error(e),
+    let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, progress).await?;
+    println!("{}", matrix::render(&cells));
+    println!(
+        "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
+        cells.len(),
+        started.elapsed().as_secs_f64(),
+        a.proxy,
+        a.upstream
+    );
+    if let Some(p) = &a.report.json {
+        write_out(p, &serde_json::to_string_pretty(&cells)?)?;
     }
+    Ok(true)
 }
 
-async fn run_conformance(a: &ReportArgs) -> ExitCode {
-    if let Err(e) = check_scale(a.scale) {
-        return usage_error(e);
-    }
-    let all = match catalogue::all() {
-        Ok(x) => x,
-        Err(e) => return usage_error(e),
-    };
-    if let Err(e) = harness::nginx::available() {
-        return usage_error(format!("conformance needs real nginx: {e}"));
-    }
-    let go_ok = harness::go::build_go_upstream();
-    if let Err(e) = &go_ok {
-        return usage_error(format!("conformance needs Go: {e}"));
-    }
+async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
+    let scale = a.checked_scale()?;
+    let all = catalogue::all()?;
+    ProxyBackend::Nginx.available().map_err(|e| Error::Usage(format!("conformance needs real nginx: {e}")))?;
+    UpstreamBackend::Go.available().map_err(|e| Error::Usage(format!("conformance needs Go: {e}")))?;
     let started = Instant::now();
-    let combos = [
-        (ProxyBackend::Builtin, UpstreamBackend::Builtin),
-        (ProxyBackend::Nginx, UpstreamBackend::Builtin),
-        (ProxyBackend::Nginx, UpstreamBackend::Go),
-    ];
     let mut results = Vec::new();
     let mut rows = Vec::new();
     let mut disagreements = 0;
     for (i, s) in all.iter().enumerate() {
         progress(i + 1, all.len(), &s.name);
         let mut runs = Vec::new();
-        for (p, u) in combos {
-            match runner::run(s, &RunOptions { proxy: p, upstream: u, scale: a.scale }).await {
-                Ok(r) => runs.push(r),
-                Err(e) => return usage_error(format!("{} on {p:?}/{u:?}: {e}", s.name)),
-            }
+        for (proxy, upstream) in CONFORMANCE_PAIRS {
+            let r = runner::run(s, &RunOptions { proxy, upstream, scale }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
+            runs.push(r);
         }
-        let agree = scenarios::runner::agreement(&runs);
+        let agree = runner::agreement(&runs);
         if agree.is_err() {
             disagreements += 1;
         }
         let cell = |r: &RunResult| match (&r.skipped, r.passed) {
-            (Some(_), _) => "n/a".to_string(),
-            (None, true) => "pass".to_string(),
-            (None, false) => "FAIL".to_string(),
+            (Some(_), _) => "n/a",
+            (None, true) => "pass",
+            (None, false) => "FAIL",
         };
         rows.push(format!(
             "{:<32} {:<10} {:<12} {:<12} {}",
@@ -362,13 +293,42 @@ async fn run_conformance(a: &ReportArgs) -> ExitCode {
         }
         println!("\n{} scenarios × 3 backend pairs, {disagreements} disagreements, {:.2} s wall", all.len(), wall.as_secs_f64());
     }
-    if let Err(e) = write_reports(a, &results, wall.as_secs_f64() * 1e3, "scenarios conformance") {
-        return usage_error(e);
+    write_reports(a, &results, wall.as_secs_f64() * 1e3, "scenarios conformance")?;
+    Ok(disagreements == 0 && results.iter().all(|r| r.passed))
+}
+
+fn list() -> Result<bool, Error> {
+    for s in catalogue::all()? {
+        let tag = match &s.remedy_of {
+            Some(of) => format!("remedy of {of}"),
+            None => "problem".into(),
+        };
+        println!("{:<32} {:<36} {}", s.name, tag, s.title);
     }
-    if disagreements == 0 && results.iter().all(|r| r.passed) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    Ok(true)
+}
+
+fn explain(name: &str) -> Result<bool, Error> {
+    let s = catalogue::find(name)?;
+    println!("{} — {}\n\nMechanism:\n{}\n\nFix:\n{}", s.name, s.title, s.mechanism.trim(), s.fix.trim());
+    if let Some(of) = &s.remedy_of {
+        println!("\nRemedy of: {of}");
+    }
+    Ok(true)
+}
+
+async fn command(cmd: Cmd) -> Result<bool, Error> {
+    match cmd {
+        Cmd::List => list(),
+        Cmd::Explain { name } => explain(&name),
+        Cmd::Run { name, args } => run_one(&name, &args).await,
+        Cmd::All(args) => run_all(&args).await,
+        Cmd::Matrix(a) => run_matrix(&a).await,
+        Cmd::Conformance(a) => run_conformance(&a).await,
+        Cmd::Scenario(argv) => {
+            let c = ScenarioCli::try_parse_from(std::iter::once("scenarios".to_string()).chain(argv))?;
+            run_one(&c.name, &c.args).await
+        }
     }
 }
 
@@ -378,41 +338,8 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::List => match catalogue::all() {
-            Ok(all) => {
-                for s in all {
-                    let tag = match &s.remedy_of {
-                        Some(of) => format!("remedy of {of}"),
-                        None => "problem".into(),
-                    };
-                    println!("{:<32} {:<36} {}", s.name, tag, s.title);
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage_error(e),
-        },
-        Cmd::Explain { name } => match catalogue::find(&name) {
-            Ok(s) => {
-                println!("{} — {}\n\nMechanism:\n{}\n\nFix:\n{}", s.name, s.title, s.mechanism.trim(), s.fix.trim());
-                if let Some(of) = &s.remedy_of {
-                    println!("\nRemedy of: {of}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage_error(e),
-        },
-        Cmd::Run { name, args } => run_one(&name, &args).await,
-        Cmd::All(args) => run_all(&args).await,
-        Cmd::Matrix(a) => run_matrix(&a).await,
-        Cmd::Conformance(a) => run_conformance(&a).await,
-        Cmd::Scenario(argv) => match ScenarioCli::try_parse_from(std::iter::once("scenarios".to_string()).chain(argv)) {
-            Ok(c) => run_one(&c.name, &c.args).await,
-            Err(e) => {
-                let _ = e.print();
-                ExitCode::from(2)
-            }
-        },
+    match command(Cli::parse().cmd).await {
+        Ok(passed) => exit(passed),
+        Err(e) => e.report(),
     }
 }

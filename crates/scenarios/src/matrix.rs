@@ -3,6 +3,7 @@
 //! the measured 502 and retry rates next to what the rules predict.
 
 use crate::runner::{self, RunOptions};
+use crate::Error;
 use crate::scenario::{Expect, GoSettings, NginxSettings, RequestGroup, Scenario, Workload};
 use serde::Serialize;
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub async fn run(
     count: u32,
     opts: &RunOptions,
     mut progress: impl FnMut(usize, usize, &str),
-) -> Result<Vec<Cell>, String> {
+) -> Result<Vec<Cell>, Error> {
     let total = idle.len() * keepalive.len() * methods.len();
     let mut cells = Vec::new();
     for &i in idle {

@@ -228,6 +228,8 @@ impl Model {
         loop {
             step = match step {
                 Step::Connect(pid) => {
+                    // Time passed during earlier attempts: idle connections age.
+                    self.age();
                     let server = self.rr.peer(pid).addr;
                     let cached = if fresh { None } else { self.cache.checkout(&server) };
                     fresh = false;
@@ -332,7 +334,6 @@ impl Model {
     }
 
     fn one(&mut self, req: &Req) -> Prediction {
-        self.age();
         let mut a = self.attempts(req.method);
         let first = a.start(&mut self.rr, self.now);
         self.request(req, a, first, false).0
@@ -426,9 +427,11 @@ fn read_body(wire: &[Transmit], end: End, next: usize, leftover: Vec<u8>, header
     }
     // Nothing more arrives: the connection's end decides.
     match end {
-        End::Close { at, how } if at - last < read_timeout => match d.eof() {
+        // A reset makes recv() fail, not return 0: even a body that the
+        // close would have ended is cut by an error.
+        End::Close { at, how: CloseKind::Rst } if at - last < read_timeout => (bytes, Err(BodyFailure::RecvFailed(104)), at),
+        End::Close { at, .. } if at - last < read_timeout => match d.eof() {
             Ok(()) => (bytes, Ok(()), at),
-            Err(_) if how == CloseKind::Rst => (bytes, Err(BodyFailure::RecvFailed(104)), at),
             Err(_) => (bytes, Err(BodyFailure::PrematureClose), at),
         },
         _ => (bytes, Err(BodyFailure::ReadTimeout), last + read_timeout),

@@ -31,8 +31,8 @@ fn expect_text(e: &Expect) -> String {
     if let Some(h) = e.handler_runs {
         parts.push(format!("handler×{h}"));
     }
-    if e.errors.as_ref().is_some_and(|v| !v.is_empty()) {
-        parts.push(format!("[{}]", e.errors.as_ref().unwrap().join(",")));
+    if let Some(errors) = e.errors.as_ref().filter(|v| !v.is_empty()) {
+        parts.push(format!("[{}]", errors.join(",")));
     }
     if let Some(b) = e.body_bytes {
         parts.push(format!("{b} B"));
@@ -71,17 +71,14 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     line
 }
 
+/// "built-in proxy (nginx 1.22 semantics) → real Go, scale 0.02".
 pub fn backends(r: &RunResult) -> String {
-    use crate::runner::{ProxyBackend, UpstreamBackend};
-    let p = match r.proxy {
-        ProxyBackend::Builtin => "built-in proxy (nginx 1.22 semantics)",
-        ProxyBackend::Nginx => "real nginx",
-    };
-    let u = match r.upstream {
-        UpstreamBackend::Builtin => "built-in upstream (Go 1.19 semantics)",
-        UpstreamBackend::Go => "real Go",
-    };
-    format!("{p} → {u}, scale {}", r.scale)
+    format!("{} → {}, scale {}", r.proxy.description(), r.upstream.description(), r.scale)
+}
+
+/// A run's timeline, with its backends' names over the lanes.
+pub fn timeline(r: &RunResult) -> String {
+    crate::timeline::render(&r.timeline, r.proxy.name(), r.upstream.name())
 }
 
 /// The verdict block of one run.
@@ -117,14 +114,13 @@ pub fn summary_line(r: &RunResult) -> String {
     )
 }
 
-pub fn json(results: &[RunResult], wall_ms: f64) -> String {
+pub fn json(results: &[RunResult], wall_ms: f64) -> serde_json::Result<String> {
     let passed = results.iter().all(|r| r.passed);
     serde_json::to_string_pretty(&serde_json::json!({
         "passed": passed,
         "wall_ms": wall_ms,
         "runs": results,
     }))
-    .expect("json")
 }
 
 fn xml(s: &str) -> String {

@@ -4,6 +4,7 @@
 //! articles' scale ("WriteTimeout 3s, handler 5s"); the runner multiplies
 //! them by `--scale` (default 0.02: 3s runs as 60ms).
 
+use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -112,23 +113,9 @@ pub struct NginxSettings {
     pub server_params: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    #[default]
-    None,
-    /// Kill the (first) upstream server after the warm-up.
-    Crash,
-    /// Start a new server on the same port (SO_REUSEPORT), then gracefully
-    /// shut the old one down: the listener is handed over.
-    RestartHandoff,
-    /// Graceful Shutdown of the first server after the warm-up.
-    Shutdown,
-    /// SetKeepAlivesEnabled(false), then Shutdown, of the first server.
-    KeepalivesOffThenShutdown,
-    /// Stop accepting on every upstream and fill its accept queue.
-    FillBacklog,
-}
+/// What the workload does to the upstream after the warm-up (TOML:
+/// `action = "crash"`); the upstream backends perform it.
+pub use harness::Action;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,8 +199,9 @@ pub struct Expect {
     pub min_latency: Option<String>,
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    go_model::godur::parse(s).map_err(|e| e.to_string())
+/// A duration in Go's syntax ("300ms", "1.5s").
+pub fn parse_duration(s: &str) -> Result<Duration, go_model::godur::ParseDurationError> {
+    go_model::godur::parse(s)
 }
 
 /// Scales a duration; the result is rounded to whole milliseconds (nginx's
@@ -239,16 +227,18 @@ pub fn scale_path(path: &str, factor: f64) -> String {
 }
 
 impl Scenario {
-    pub fn from_toml(src: &str, file: &str) -> Result<Scenario, String> {
-        let s: Scenario = toml::from_str(src).map_err(|e| format!("{file}: {e}"))?;
-        s.validate().map_err(|e| format!("{file}: {e}"))?;
+    pub fn from_toml(src: &str, file: &str) -> Result<Scenario, Error> {
+        let invalid = |msg: String| Error::Scenario { file: file.to_string(), msg };
+        let s: Scenario = toml::from_str(src).map_err(|e| invalid(e.to_string()))?;
+        s.validate().map_err(invalid)?;
         Ok(s)
     }
 
+    /// What is wrong with the values serde accepted, as a message.
     fn validate(&self) -> Result<(), String> {
         let g = &self.go;
         for d in [&g.read_timeout, &g.read_header_timeout, &g.write_timeout, &g.idle_timeout].into_iter().flatten() {
-            parse_duration(d)?;
+            parse_duration(d).map_err(|e| e.to_string())?;
         }
         let n = &self.nginx;
         for d in [&n.keepalive_timeout, &n.next_upstream_timeout, &n.connect_timeout, &n.read_timeout].into_iter().flatten() {
@@ -281,11 +271,6 @@ impl Scenario {
         Ok(())
     }
 
-    /// Needs a knob only the emulator has (deterministic races, paused accept).
-    pub fn emulator_only(&self) -> bool {
-        self.go.idle_race.is_some() || self.go.shutdown_race.is_some() || self.workload.action == Action::FillBacklog
-    }
-
     /// Natural-race mode: gaps swept, rates reported.
     pub fn natural(&self) -> bool {
         self.workload.sweep_from.is_some()
@@ -311,7 +296,7 @@ mod tests {
             ("[go]\nidle_race='maybe'\n", "race must be"),
             ("[go]\nbogus=1\n", "unknown field"),
         ] {
-            let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err();
+            let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err().to_string();
             assert!(err.starts_with("f.toml: ") && err.contains(want), "{err}");
         }
     }

@@ -1,25 +1,46 @@
-//! Every catalogue scenario on the built-in emulators meets its expectation,
-//! and every deterministic one matches the oracle request by request.
+//! Every catalogue scenario on the built-in emulators, one trial each
+//! (`cargo test -p scenarios --test catalogue_builtin -- idle_race`): it
+//! meets its expectation, and a deterministic one matches the oracle's
+//! prediction request by request.
 
+mod common;
+
+use libtest_mimic::{Failed, Trial};
 use scenarios::runner::{self, RunOptions};
-use scenarios::{catalogue, oracle};
+use scenarios::scenario::Scenario;
+use scenarios::{catalogue, oracle, report};
+use std::process::ExitCode;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_passes_on_the_emulators_and_matches_the_oracle() {
+fn main() -> ExitCode {
+    let trials = match catalogue::all() {
+        Ok(all) => all.into_iter().map(|s| Trial::test(common::trial_name(&s.name), move || on_the_emulators(&s))).collect(),
+        Err(e) => vec![Trial::test("catalogue", move || Err(e.into()))],
+    };
+    libtest_mimic::run(&common::arguments(), trials).exit_code()
+}
+
+fn on_the_emulators(s: &Scenario) -> Result<(), Failed> {
+    let r = common::block_on(runner::run(s, &RunOptions::default()))?;
+    if let Some(why) = &r.skipped {
+        return Err(format!("the emulators run every scenario, but this one was skipped: {why}").into());
+    }
     let mut failures = Vec::new();
-    for s in catalogue::all().unwrap() {
-        let r = runner::run(&s, &RunOptions::default()).await.unwrap_or_else(|e| panic!("{}: {e}", s.name));
-        if !r.passed {
-            failures.push(scenarios::report::verdict(&r));
+    if !r.passed {
+        failures.push(report::verdict(&r));
+    }
+    if let Some(preds) = oracle::predict(s) {
+        if preds.len() != r.observations.len() {
+            failures.push(format!("the oracle predicts {} requests, {} ran", preds.len(), r.observations.len()));
         }
-        if let Some(preds) = oracle::predict(&s) {
-            assert_eq!(preds.len(), r.observations.len(), "{}", s.name);
-            for (i, (p, o)) in preds.iter().zip(&r.observations).enumerate() {
-                if let Err(e) = oracle::matches(p, o) {
-                    failures.push(format!("{} request {}: live vs oracle: {e}", s.name, i + 1));
-                }
+        for (i, (p, o)) in preds.iter().zip(&r.observations).enumerate() {
+            if let Err(e) = oracle::matches(p, o) {
+                failures.push(format!("request {}: live vs oracle: {e}", i + 1));
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n").into())
+    }
 }

@@ -2,7 +2,7 @@
 //! the real fixtures/go-upstream), and what a peer must see: the response,
 //! how and when the connection ends, how often the handler ran.
 
-use harness::client::{self, ConnEnd, WireClient};
+use harness::client::{ConnEnd, WireClient};
 use harness::free_port;
 use harness::go::GoServer;
 use labkit::wire::BodyFraming;
@@ -456,11 +456,7 @@ pub async fn run_probe(probe: &Probe, go: Option<&Path>) -> Result<Observed, Str
     let ex = c.read_response(window).await;
     let response = ex.response.as_ref().map(|r| Reply {
         status: r.status,
-        framing: match r.framing {
-            client::BodyFraming::ContentLength(n) => BodyFraming::Length(n),
-            client::BodyFraming::Chunked => BodyFraming::Chunked,
-            client::BodyFraming::CloseDelimited => BodyFraming::CloseDelimited,
-        },
+        framing: r.framing,
         body_len: r.body_len,
         complete: r.complete,
     });

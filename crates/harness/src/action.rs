@@ -1,0 +1,31 @@
+//! What a scenario does to the upstream between the warm-up and the
+//! requests. Each upstream backend performs it (or says it cannot:
+//! [`crate::Unsupported`]); scenarios name it in TOML (`action = "crash"`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    #[default]
+    None,
+    /// Kill the (first) upstream server after the warm-up.
+    Crash,
+    /// Start a new server on the same port (SO_REUSEPORT), then gracefully
+    /// shut the old one down: the listener is handed over.
+    RestartHandoff,
+    /// Graceful Shutdown of the first server after the warm-up.
+    Shutdown,
+    /// SetKeepAlivesEnabled(false), then Shutdown, of the first server.
+    KeepalivesOffThenShutdown,
+    /// Stop accepting on every upstream and fill its accept queue.
+    FillBacklog,
+}
+
+impl Action {
+    /// The action closes the first server's connections, so the proxy's
+    /// cached ones to it are dead once it is done.
+    pub fn closes_connections(self) -> bool {
+        matches!(self, Action::Crash | Action::RestartHandoff | Action::KeepalivesOffThenShutdown)
+    }
+}

@@ -1,0 +1,184 @@
+//! The built-in Go emulator (crates/upstream-sim), in-process: every lab
+//! knob and action is available, and its events are waited on.
+
+use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest, LOOPBACK_ANY};
+use crate::timeline::{server_tag, Lane, TimelineEntry};
+use crate::Action;
+use async_trait::async_trait;
+use go_model::ServerConfig;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use upstream_sim::{CloseKind, ConnEvent, EventKind, UpstreamSim};
+
+pub struct BuiltinGo {
+    /// The servers started, then any that took over a listener (handoff).
+    servers: Vec<UpstreamSim>,
+    /// How many were started (the rest are replacements).
+    started: usize,
+    epoch: Instant,
+    /// Connections that hold a paused server's accept queue full.
+    fillers: Vec<TcpStream>,
+}
+
+impl BuiltinGo {
+    /// It runs every configuration and action.
+    pub fn supports(_cfg: &ServerConfig, _action: Action) -> Result<(), Unsupported> {
+        Ok(())
+    }
+
+    pub async fn start(cfg: &ServerConfig, servers: usize, epoch: Instant) -> Result<BuiltinGo, BackendError> {
+        let mut v = Vec::new();
+        for _ in 0..servers.max(1) {
+            v.push(UpstreamSim::start_with_epoch(cfg.clone(), LOOPBACK_ANY, epoch).await.map_err(BackendError::UpstreamSim)?);
+        }
+        Ok(BuiltinGo { started: v.len(), servers: v, epoch, fillers: Vec::new() })
+    }
+
+    /// The emulated servers (the first `addrs().len()` are the ones started).
+    pub fn servers(&self) -> &[UpstreamSim] {
+        &self.servers
+    }
+
+    async fn crash_first(&self) {
+        let first = &self.servers[0];
+        first.crash();
+        first.events().wait_for(Duration::from_secs(2), |ev| ev.iter().any(|e| matches!(e.kind, EventKind::ListenerClosed))).await;
+    }
+
+    /// A new server takes over the first one's port (SO_REUSEPORT), then the
+    /// old one shuts down.
+    async fn hand_off(&mut self) -> Result<(), BackendError> {
+        let old = &self.servers[0];
+        let next = UpstreamSim::start_with_epoch(old.config().clone(), old.local_addr(), self.epoch).await.map_err(BackendError::UpstreamSim)?;
+        old.shutdown(Duration::from_secs(2)).await;
+        self.servers.push(next);
+        Ok(())
+    }
+
+    async fn shut_down_first(&self) {
+        let first = &self.servers[0];
+        // Shutdown waits for the idle connections the race knob holds
+        // open, so it runs in its own task (bounded by its grace).
+        let control = first.control();
+        tokio::spawn(async move { control.shutdown(Duration::from_secs(3)).await });
+        // Not just the listener: the idle sweep must have reached the
+        // cached connections before the next request is sent.
+        first.events().wait_for(Duration::from_secs(2), |ev| ev.iter().any(|e| matches!(e.kind, EventKind::IdleSwept))).await;
+    }
+
+    async fn keepalives_off_then_shut_down_first(&self) {
+        let first = &self.servers[0];
+        let count = |ev: &[upstream_sim::ConnEvent], pred: fn(&EventKind) -> bool| ev.iter().filter(|e| pred(&e.kind)).count();
+        let accepted = count(&first.events().snapshot(), |k| matches!(k, EventKind::Accepted { .. }));
+        first.set_keep_alives_enabled(false);
+        // Every connection of that server has closed before it shuts down.
+        first.events().wait_for(Duration::from_secs(2), |ev| count(ev, |k| matches!(k, EventKind::Closed { .. })) >= accepted).await;
+        first.shutdown(Duration::from_secs(2)).await;
+    }
+
+    /// Stops accepting on every server and opens connections until one
+    /// hangs in SYN_SENT: the accept queue is full.
+    async fn fill_backlogs(&mut self) {
+        for sim in &self.servers {
+            sim.pause_accept(true).await;
+            for _ in 0..64 {
+                match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(sim.local_addr())).await {
+                    Ok(Ok(c)) => self.fillers.push(c),
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UpstreamUnderTest for BuiltinGo {
+    fn backend(&self) -> UpstreamBackend {
+        UpstreamBackend::Builtin
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers[..self.started].iter().map(UpstreamSim::local_addr).collect()
+    }
+
+    async fn handler_runs(&mut self, path: &str) -> u64 {
+        self.servers.iter().map(|s| s.handler_runs_for(path)).sum()
+    }
+
+    fn accepted_ports(&self, server: usize) -> Vec<u16> {
+        let Some(sim) = self.servers.get(server) else { return Vec::new() };
+        sim.events()
+            .snapshot()
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Accepted { peer } => Some(peer.port()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn timeline(&self) -> Vec<TimelineEntry> {
+        let n = self.servers.len();
+        self.servers.iter().enumerate().flat_map(|(i, sim)| timeline_of(&sim.events().snapshot(), i, n)).collect()
+    }
+
+    async fn act(&mut self, action: Action) -> Result<(), BackendError> {
+        match action {
+            Action::None => {}
+            Action::Crash => self.crash_first().await,
+            Action::RestartHandoff => self.hand_off().await?,
+            Action::Shutdown => self.shut_down_first().await,
+            Action::KeepalivesOffThenShutdown => self.keepalives_off_then_shut_down_first().await,
+            Action::FillBacklog => self.fill_backlogs().await,
+        }
+        Ok(())
+    }
+
+    async fn stop(self: Box<Self>) {
+        self.servers.iter().for_each(UpstreamSim::crash);
+    }
+}
+
+/// One Go emulator's events; `server` of `servers` tags the lines when
+/// there are several.
+fn timeline_of(events: &[ConnEvent], server: usize, servers: usize) -> Vec<TimelineEntry> {
+    let tag = server_tag(server, servers);
+    let mut port: HashMap<u64, u16> = HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        let p = |port: &HashMap<u64, u16>| port.get(&e.conn).map_or_else(|| format!("#{}", e.conn), |p| format!(":{p}"));
+        let text = match &e.kind {
+            EventKind::Accepted { peer } => {
+                port.insert(e.conn, peer.port());
+                format!("accept :{}", peer.port())
+            }
+            EventKind::HeadRead { method, target, .. } => format!("{} {method} {target}", p(&port)),
+            EventKind::WriteDeadlineArmed { after_ms } => format!("{} WriteTimeout armed (+{after_ms:.0} ms)", p(&port)),
+            EventKind::HandlerStart { path } => format!("{} handler {path} starts", p(&port)),
+            EventKind::HandlerEnd { outcome } => format!("{} handler ends ({outcome})", p(&port)),
+            EventKind::ResponseHead { status, framing } => format!("{} ◄── {status} ({framing})", p(&port)),
+            EventKind::WriteFailed { error } => format!("{} write failed: {error}", p(&port)),
+            EventKind::IdleWait { limit_ms } => match limit_ms {
+                Some(l) => format!("{} idle (closes after {l:.0} ms)", p(&port)),
+                None => format!("{} idle (no limit)", p(&port)),
+            },
+            EventKind::Closed { how, reason } => {
+                let mark = match how {
+                    CloseKind::Fin => "FIN",
+                    CloseKind::Rst => "RST",
+                    CloseKind::FinThenWait => "FIN (close in 500 ms)",
+                };
+                format!("{} ◄══ {mark} ({reason:?})", p(&port))
+            }
+            EventKind::ShutdownStarted => "Shutdown()".into(),
+            EventKind::ListenerClosed => "listener closed".into(),
+            EventKind::IdleSwept => "Shutdown closes idle connections".into(),
+            EventKind::AcceptPaused => "accept() paused (lab knob)".into(),
+            EventKind::ReadDeadlineArmed { .. } | EventKind::Wrote { .. } => continue,
+        };
+        out.push(TimelineEntry::new(e.at, Lane::Upstream, format!("{tag}{text}")));
+    }
+    out
+}

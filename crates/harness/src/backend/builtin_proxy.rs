@@ -1,0 +1,136 @@
+//! The built-in nginx emulator (crates/proxy), in-process.
+
+use super::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, WorkDir};
+use crate::timeline::{Lane, TimelineEntry};
+use async_trait::async_trait;
+use nginx_model::conf::{self, Config};
+use proxy::events::{ProxyEvent, ProxyEventKind};
+use proxy::{Proxy, ProxyOptions};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub struct BuiltinProxy {
+    // Dropped in this order: the proxy stops before its prefix is removed.
+    proxy: Proxy,
+    _dir: WorkDir,
+}
+
+impl BuiltinProxy {
+    /// Starts on the listen address of `cfg` (port 0 for an ephemeral one).
+    pub async fn start(cfg: Config, label: &str, epoch: Instant) -> Result<BuiltinProxy, BackendError> {
+        let dir = WorkDir::new(label)?;
+        // Read back the same text real nginx would get.
+        let parsed = conf::parse(&cfg.render(), &format!("{label}.conf"))?;
+        let proxy = Proxy::start(&parsed, ProxyOptions { prefix: dir.path().to_path_buf(), epoch, ..ProxyOptions::default() }).await?;
+        Ok(BuiltinProxy { proxy, _dir: dir })
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+}
+
+#[async_trait]
+impl ProxyUnderTest for BuiltinProxy {
+    fn backend(&self) -> ProxyBackend {
+        ProxyBackend::Builtin
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.proxy.addr()
+    }
+
+    fn error_lines(&self) -> Vec<String> {
+        self.proxy.error_log()
+    }
+
+    fn access_entries(&self) -> Vec<AccessRecord> {
+        self.proxy
+            .access_log()
+            .iter()
+            .map(|e| AccessRecord {
+                upstream_status: e.upstream.iter().map(|u| u.status).collect(),
+                upstream_response_time: e.upstream.iter().map(|u| u.response_time.as_secs_f64()).collect(),
+            })
+            .collect()
+    }
+
+    async fn wait_access(&self, n: usize, limit: Duration) -> bool {
+        let responses = |ev: &[ProxyEvent]| ev.iter().filter(|e| matches!(e.kind, ProxyEventKind::ClientResponse { .. })).count();
+        self.proxy.events().wait_for(limit, |ev| responses(ev) >= n).await.0
+    }
+
+    /// Every one of them that the cache stored has left it since (closed, or
+    /// checked out again).
+    async fn wait_dropped(&self, ports: &[u16], limit: Duration) -> bool {
+        self.proxy.events().wait_for(limit, |ev| ports.iter().all(|&port| left_cache(ev, port))).await.0
+    }
+
+    fn timeline(&self) -> Vec<TimelineEntry> {
+        timeline_of(&self.proxy.events().snapshot())
+    }
+}
+
+/// The connection on local port `port` is not in the keepalive cache: it
+/// was never stored, or it was closed or checked out after its last store.
+fn left_cache(ev: &[ProxyEvent], port: u16) -> bool {
+    let last = |pred: &dyn Fn(&ProxyEventKind) -> bool| ev.iter().rposition(|e| pred(&e.kind));
+    let Some(stored) = last(&|k| matches!(k, ProxyEventKind::KeepaliveStored { local_port } if *local_port == port)) else {
+        return true;
+    };
+    let left = last(&|k| matches!(k, ProxyEventKind::KeepaliveClosed { local_port, .. } if *local_port == port))
+        .or_else(|| last(&|k| matches!(k, ProxyEventKind::UpstreamConn { local_port, cached: true, .. } if *local_port == port)));
+    left.is_some_and(|l| l > stored)
+}
+
+/// The proxy's events as timeline entries.
+fn timeline_of(events: &[ProxyEvent]) -> Vec<TimelineEntry> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let text = match &e.kind {
+                ProxyEventKind::UpstreamConn { local_port, cached, .. } => {
+                    format!(":{local_port} {}", if *cached { "from keepalive cache" } else { "new connection" })
+                }
+                ProxyEventKind::RequestSent { local_port, .. } => format!("request ──► :{local_port}"),
+                ProxyEventKind::HeaderReceived { local_port, status } => format!("◄── {status} header :{local_port}"),
+                ProxyEventKind::AttemptFailed { class, log, .. } => match log {
+                    Some(l) => format!("✗ {class}: {l}"),
+                    None => format!("✗ {class}"),
+                },
+                ProxyEventKind::Retry { tries_left } => format!("retry (tries left {tries_left})"),
+                ProxyEventKind::GiveUp { status } => format!("give up → {status}"),
+                ProxyEventKind::BodyFailed { class, .. } => format!("✗ {class} after the header: truncate"),
+                ProxyEventKind::KeepaliveStored { local_port } => format!("keepalive cache ← :{local_port}"),
+                ProxyEventKind::KeepaliveClosed { local_port, why } => format!("cache drops :{local_port} ({why})"),
+                ProxyEventKind::ClientRequest { .. } | ProxyEventKind::ClientResponse { .. } | ProxyEventKind::ConnectFailed { .. } => {
+                    return None
+                }
+            };
+            Some(TimelineEntry::new(e.at, Lane::Proxy, text))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labkit::events::Event;
+
+    fn ev(kind: ProxyEventKind) -> ProxyEvent {
+        Event { at: Duration::ZERO, conn: 0, kind }
+    }
+
+    #[test]
+    fn a_connection_leaves_the_cache_when_closed_or_checked_out_after_its_last_store() {
+        let stored = ev(ProxyEventKind::KeepaliveStored { local_port: 7 });
+        let closed = ev(ProxyEventKind::KeepaliveClosed { local_port: 7, why: proxy::events::CacheClose::Fin });
+        let reused = ev(ProxyEventKind::UpstreamConn { peer: ([127, 0, 0, 1], 80).into(), local_port: 7, cached: true });
+        assert!(left_cache(&[], 7), "never stored");
+        assert!(!left_cache(std::slice::from_ref(&stored), 7));
+        assert!(left_cache(&[stored.clone(), closed.clone()], 7));
+        assert!(left_cache(&[stored.clone(), reused.clone()], 7));
+        assert!(!left_cache(&[stored.clone(), closed, stored.clone()], 7), "stored again");
+        assert!(left_cache(&[stored], 8), "another port");
+    }
+}

@@ -1,0 +1,187 @@
+//! The real Go reference server (see [`crate::go`]): child processes, read
+//! through their logs. It has none of the emulator's lab knobs.
+
+use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest};
+use crate::go::{self, port_of, GoServer, LogLine, What};
+use crate::timeline::{server_tag, Lane, TimelineEntry};
+use crate::Action;
+use async_trait::async_trait;
+use go_model::ServerConfig;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+pub struct RealGo {
+    servers: Vec<GoServer>,
+    /// The wall-clock time of the run's epoch (UTC seconds of the day): the
+    /// log's timestamps are wall-clock.
+    epoch_secs_of_day: f64,
+}
+
+impl RealGo {
+    /// Everything but the emulator's lab knobs.
+    pub fn supports(cfg: &ServerConfig, action: Action) -> Result<(), Unsupported> {
+        let knobs = [
+            (cfg.idle_race.is_some(), "the deterministic idle race"),
+            (cfg.shutdown_race.is_some(), "the deterministic Shutdown race"),
+            (cfg.accept_paused, "a paused accept loop"),
+            (cfg.reuse_port, "a listener handoff"),
+        ];
+        let knob = knobs.iter().find(|(needed, _)| *needed).map(|(_, what)| *what);
+        match knob.or_else(|| action_knob(action)) {
+            Some(what) => Err(Unsupported { backend: "real Go", what }),
+            None => Ok(()),
+        }
+    }
+
+    /// Builds the reference server (once) and starts `servers` of them.
+    pub async fn start(cfg: &ServerConfig, servers: usize, epoch: Instant) -> Result<RealGo, BackendError> {
+        let bin = go::build_go_upstream()?;
+        let mut v = Vec::new();
+        for _ in 0..servers.max(1) {
+            let port = crate::free_port().map_err(BackendError::FreePort)?;
+            v.push(GoServer::start(&bin, cfg, port).await.map_err(BackendError::GoStart)?);
+        }
+        let epoch_wall = SystemTime::now() - epoch.elapsed();
+        let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
+        Ok(RealGo { servers: v, epoch_secs_of_day })
+    }
+
+    pub fn servers(&self) -> &[GoServer] {
+        &self.servers
+    }
+}
+
+#[async_trait]
+impl UpstreamUnderTest for RealGo {
+    fn backend(&self) -> UpstreamBackend {
+        UpstreamBackend::Go
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|g| g.addr).collect()
+    }
+
+    /// The HANDLER lines travel through a pipe: each log is made current
+    /// first (see [`GoServer::sync_log`]).
+    async fn handler_runs(&mut self, path: &str) -> u64 {
+        let mut runs = 0;
+        for g in &mut self.servers {
+            g.sync_log(Duration::from_secs(2)).await;
+            runs += g.handler_runs(path);
+        }
+        runs
+    }
+
+    fn accepted_ports(&self, server: usize) -> Vec<u16> {
+        self.servers.get(server).map(GoServer::accepted_ports).unwrap_or_default()
+    }
+
+    fn timeline(&self) -> Vec<TimelineEntry> {
+        let n = self.servers.len();
+        self.servers.iter().enumerate().flat_map(|(i, g)| timeline_of(&g.lines(), self.epoch_secs_of_day, i, n)).collect()
+    }
+
+    async fn act(&mut self, action: Action) -> Result<(), BackendError> {
+        match action {
+            Action::None => {}
+            Action::Crash => self.servers[0].kill().await,
+            Action::Shutdown => {
+                // SIGTERM: the fixture runs Shutdown and logs when it returns.
+                let first = &mut self.servers[0];
+                first.terminate();
+                first.wait_line(Duration::from_secs(5), |l| l.contains("SHUTDOWN end")).await;
+            }
+            Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog => {
+                let what = action_knob(action).unwrap_or("this action");
+                return Err(Unsupported { backend: "real Go", what }.into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(self: Box<Self>) {
+        for mut g in self.servers {
+            g.kill().await;
+        }
+    }
+}
+
+/// The actions that need a lab knob the reference server does not have.
+fn action_knob(action: Action) -> Option<&'static str> {
+    match action {
+        Action::FillBacklog => Some("a paused accept loop"),
+        Action::RestartHandoff => Some("a listener handoff"),
+        Action::KeepalivesOffThenShutdown => Some("SetKeepAlivesEnabled(false) while serving"),
+        Action::None | Action::Crash | Action::Shutdown => None,
+    }
+}
+
+/// Real Go's log (see [`LogLine`]), placed on the run's clock.
+/// `epoch_secs_of_day` is the wall-clock time (UTC seconds of the day) of
+/// the run's epoch.
+fn timeline_of(lines: &[String], epoch_secs_of_day: f64, server: usize, servers: usize) -> Vec<TimelineEntry> {
+    let tag = server_tag(server, servers);
+    let parsed: Vec<LogLine<'_>> = lines.iter().filter_map(|l| LogLine::parse(l)).collect();
+    // The harness's own /mark connections are not part of the story.
+    let mark_ports: Vec<u16> = parsed.iter().filter_map(LogLine::mark_port).collect();
+    parsed
+        .iter()
+        .filter_map(|l| {
+            let text = match l.what {
+                What::Conn { remote, .. } if port_of(remote).is_some_and(|p| mark_ports.contains(&p)) => return None,
+                What::Conn { remote, state: "closed" } => format!(":{} ◄══ closed (ConnState)", port_text(remote)),
+                What::Conn { remote, state } => format!(":{} {state}", port_text(remote)),
+                What::Handler { path, remote } => format!(":{} handler {path} starts", port_text(remote)),
+                What::Mark { .. } | What::Listen => return None,
+                What::Other(text) => text.to_string(),
+            };
+            let at_ms = (l.secs_of_day - epoch_secs_of_day) * 1e3;
+            (at_ms >= 0.0).then(|| TimelineEntry { at_ms, lane: Lane::Upstream, text: format!("{tag}{text}") })
+        })
+        .collect()
+}
+
+fn port_text(addr: &str) -> &str {
+    addr.rsplit(':').next().unwrap_or(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use go_model::IdleRace;
+
+    #[test]
+    fn lab_knobs_are_unsupported_with_a_reason() {
+        let plain = ServerConfig::default();
+        assert_eq!(RealGo::supports(&plain, Action::None), Ok(()));
+        assert_eq!(RealGo::supports(&plain, Action::Crash), Ok(()));
+        assert_eq!(RealGo::supports(&plain, Action::Shutdown), Ok(()));
+        let race = ServerConfig { idle_race: Some(IdleRace::Fin), ..ServerConfig::default() };
+        let err = RealGo::supports(&race, Action::None).unwrap_err();
+        assert_eq!(err.to_string(), "real Go cannot run the deterministic idle race (an emulator-only knob)");
+        for action in [Action::FillBacklog, Action::RestartHandoff, Action::KeepalivesOffThenShutdown] {
+            assert!(RealGo::supports(&plain, action).is_err(), "{action:?}");
+        }
+        let handoff = ServerConfig { reuse_port: true, ..ServerConfig::default() };
+        assert_eq!(RealGo::supports(&handoff, Action::None).unwrap_err().what, "a listener handoff");
+    }
+
+    #[test]
+    fn the_log_on_the_run_clock_without_mark_connections() {
+        let lines: Vec<String> = [
+            "10:00:00.000000 LISTEN 127.0.0.1:8080",
+            "10:00:00.010000 CONN 127.0.0.1:40000 new",
+            "10:00:00.011000 HANDLER n=1 path=/ok remote=127.0.0.1:40000",
+            "10:00:00.020000 CONN 127.0.0.1:40001 new",
+            "10:00:00.021000 MARK n=0 remote=127.0.0.1:40001",
+            "10:00:00.030000 CONN 127.0.0.1:40000 closed",
+        ]
+        .map(String::from)
+        .into();
+        let texts: Vec<(f64, String)> = timeline_of(&lines, 36_000.0, 0, 1).into_iter().map(|e| ((e.at_ms * 10.0).round() / 10.0, e.text)).collect();
+        assert_eq!(
+            texts,
+            [(10.0, ":40000 new".to_string()), (11.0, ":40000 handler /ok starts".into()), (30.0, ":40000 ◄══ closed (ConnState)".into())]
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Real nginx (see [`crate::nginx`]): a child process in a private prefix.
+//! It gives no events, so its logs are read (the access log polled,
+//! bounded) and the kernel is asked about its upstream connections.
+
+use super::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, WorkDir};
+use crate::nginx::{self, RealNginx};
+use crate::timeline::{Lane, TimelineEntry};
+use async_trait::async_trait;
+use nginx_model::conf::Config;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub struct NginxProxy {
+    // Dropped in this order: nginx stops before its prefix is removed.
+    nginx: RealNginx,
+    _dir: WorkDir,
+}
+
+impl NginxProxy {
+    /// Starts real nginx with `cfg` and the lab's logs (see
+    /// [`nginx::lab_config`]) on a free loopback port.
+    pub async fn start(cfg: Config, label: &str, _epoch: Instant) -> Result<NginxProxy, BackendError> {
+        let dir = WorkDir::new(label)?;
+        let listen: SocketAddr = ([127, 0, 0, 1], crate::free_port().map_err(BackendError::FreePort)?).into();
+        let nginx = RealNginx::start(&nginx::lab_config(cfg, listen), dir.path()).await?;
+        Ok(NginxProxy { nginx, _dir: dir })
+    }
+}
+
+#[async_trait]
+impl ProxyUnderTest for NginxProxy {
+    fn backend(&self) -> ProxyBackend {
+        ProxyBackend::Nginx
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.nginx.addr
+    }
+
+    fn error_lines(&self) -> Vec<String> {
+        self.nginx.error_log()
+    }
+
+    fn access_entries(&self) -> Vec<AccessRecord> {
+        self.nginx
+            .access_log()
+            .iter()
+            .map(|l| {
+                nginx::parse_lab_access(l)
+                    .map(|a| AccessRecord { upstream_status: a.upstream_status, upstream_response_time: a.upstream_response_time })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// nginx writes access.log unbuffered, right after the response; there
+    /// is no event to wait on, so the file is polled, bounded.
+    async fn wait_access(&self, n: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.nginx.access_log().len() >= n {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// nginx gives no event when its keepalive close handler has dropped a
+    /// connection, but the kernel does: none of them is left in CLOSE_WAIT
+    /// on nginx's side.
+    async fn wait_dropped(&self, ports: &[u16], limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let waiting = close_wait_ports();
+            if !ports.iter().any(|p| waiting.contains(p)) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Its error.log lines are placed when they were read (see
+    /// [`ProxyUnderTest::error_timeline`]).
+    fn timeline(&self) -> Vec<TimelineEntry> {
+        Vec::new()
+    }
+
+    /// nginx logs to the second: its lines are placed when they were read.
+    fn error_timeline(&self, lines: &[String], read_at: Duration) -> Vec<TimelineEntry> {
+        errors_read_at(lines, read_at)
+    }
+}
+
+/// Local ports in CLOSE_WAIT (TCP state 08) per /proc/net/tcp{,6}.
+fn close_wait_ports() -> Vec<u16> {
+    let mut out = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 3 && cols[3] == "08" {
+                if let Some(port) = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    out.push(port);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Real nginx's error.log lines, placed when they were read (nginx logs to
+/// the second): the message without the pid/connection prefix and the
+/// client/upstream suffix.
+fn errors_read_at(lines: &[String], read_at: Duration) -> Vec<TimelineEntry> {
+    lines
+        .iter()
+        .map(|l| {
+            let msg = l.split_once(": *").and_then(|(_, r)| r.split_once(' ')).map_or(l.as_str(), |(_, m)| m);
+            let msg = msg.split(", client:").next().unwrap_or(msg);
+            TimelineEntry::new(read_at, Lane::Proxy, format!("error.log: {msg}"))
+        })
+        .collect()
+}
