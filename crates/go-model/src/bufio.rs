@@ -18,33 +18,28 @@ pub enum BufOp {
 
 /// The operations `bufio.Writer.Write(p)` performs with `buffered` bytes
 /// already in a buffer of `size`, for `len(p) == len` (assuming no error).
-pub fn plan_write(mut buffered: usize, size: usize, len: usize) -> Vec<BufOp> {
-    let mut ops = Vec::new();
-    let mut off = 0;
-    while len - off > size - buffered {
-        if buffered == 0 {
-            ops.push(BufOp::WriteDirect(off..len));
-            return ops;
-        }
-        let n = size - buffered;
-        ops.push(BufOp::FillAndFlush(off..off + n));
-        off += n;
-        buffered = 0;
-    }
-    if off < len {
-        ops.push(BufOp::Buffer(off..len));
-    }
-    ops
+pub fn plan_write(buffered: usize, size: usize, len: usize) -> Vec<BufOp> {
+    plan(buffered, size, len, true)
 }
 
 /// The operations `bufio.Writer.WriteString(s)` performs (Go 1.19) when the
 /// next layer has no `WriteString` of its own, which holds for both of
 /// Go's response buffers (`chunkWriter` and `checkConnErrorWriter` only have
 /// `Write`): it never writes straight through, it fills and flushes.
-pub fn plan_write_string(mut buffered: usize, size: usize, len: usize) -> Vec<BufOp> {
+pub fn plan_write_string(buffered: usize, size: usize, len: usize) -> Vec<BufOp> {
+    plan(buffered, size, len, false)
+}
+
+/// `Write` and `WriteString` differ in one branch: with an empty buffer,
+/// `Write` hands a large `p` straight to the next layer.
+fn plan(mut buffered: usize, size: usize, len: usize, write_through: bool) -> Vec<BufOp> {
     let mut ops = Vec::new();
     let mut off = 0;
     while len - off > size - buffered {
+        if buffered == 0 && write_through {
+            ops.push(BufOp::WriteDirect(off..len));
+            return ops;
+        }
         let n = size - buffered;
         ops.push(BufOp::FillAndFlush(off..off + n));
         off += n;

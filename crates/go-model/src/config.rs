@@ -32,6 +32,22 @@ pub enum IdleRace {
     Rst,
 }
 
+/// Not a Go release the emulator knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown Go version {0:?}: use 1.19 (Debian 12's go1.19.8, the default) or 1.20 (any later release)")]
+pub struct UnknownGoVersion(pub String);
+
+impl std::str::FromStr for GoVersion {
+    type Err = UnknownGoVersion;
+    fn from_str(s: &str) -> Result<GoVersion, UnknownGoVersion> {
+        match s {
+            "1.19" | "go1.19" => Ok(GoVersion::Go119),
+            "1.20" | "go1.20" => Ok(GoVersion::Go120),
+            _ => Err(UnknownGoVersion(s.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {

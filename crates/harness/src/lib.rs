@@ -16,7 +16,6 @@
 //! Real programs are started by us, on loopback, and stopped by the PID we
 //! spawned.
 
-pub mod action;
 pub mod backend;
 pub mod client;
 pub mod go;
@@ -24,7 +23,7 @@ pub mod nginx;
 pub mod require;
 pub mod timeline;
 
-pub use action::Action;
+pub use labkit::action::Action;
 pub use backend::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, Unsupported, UpstreamBackend, UpstreamUnderTest};
 
 /// A free loopback port (bound, then released) for programs that need a port

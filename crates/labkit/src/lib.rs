@@ -1,5 +1,6 @@
 //! # labkit: what the lab's crates share
 //!
+//! * [`action`]: the workload actions a scenario can take on the upstream.
 //! * [`wire`]: HTTP/1 heads, body framing and a body decoder (pure).
 //! * [`chunked`]: an incremental HTTP/1.1 chunked-body decoder (pure).
 //! * [`events`]: a timestamped event log that can be waited on (feature
@@ -8,6 +9,7 @@
 //! Neither emulator owns these: the nginx emulator, the Go emulator, the
 //! oracle and the harness all use them, and none links another for them.
 
+pub mod action;
 pub mod chunked;
 pub mod wire;
 #[cfg(feature = "events")]

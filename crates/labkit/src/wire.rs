@@ -169,18 +169,9 @@ impl RequestHead {
     }
 }
 
-/// What the next bytes of a body are (the caller consumes as told).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Not enough bytes to decide; read more.
-    NeedMore,
-    /// The first `n` bytes are framing: drop them.
-    Skip(usize),
-    /// The first `n` bytes are body data.
-    Data(usize),
-    /// The first `n` bytes end the body.
-    Done(usize),
-}
+/// What the next bytes of a body are (the caller consumes as told): the
+/// chunked decoder's steps, for every framing.
+pub use crate::chunked::Step;
 
 /// The connection closed before a delimited body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -239,15 +230,8 @@ impl BodyDecoder {
             Kind::UntilClose => Ok(if buf.is_empty() { Step::NeedMore } else { Step::Data(buf.len()) }),
             Kind::Chunked(d) => {
                 let s = d.step(buf)?;
-                Ok(match s {
-                    chunked::Step::NeedMore => Step::NeedMore,
-                    chunked::Step::Skip(n) => Step::Skip(n),
-                    chunked::Step::Data(n) => Step::Data(n),
-                    chunked::Step::Done(n) => {
-                        self.done = true;
-                        Step::Done(n)
-                    }
-                })
+                self.done = matches!(s, Step::Done(_));
+                Ok(s)
             }
         }
     }

@@ -5,7 +5,7 @@
 //! `proxy_pass http://host:port`, and the access-log format. The proxy binds
 //! and resolves host names from this; the oracle reads the same values.
 
-use crate::conf::{Config, Location, ProxyDirectives};
+use crate::conf::{Config, Location, ProxyDirectives, UpstreamServer};
 use crate::keepalive::KeepaliveSettings;
 use crate::logs;
 use crate::profile::{self, Profile};
@@ -56,22 +56,11 @@ pub enum ResolveError {
     NoServer,
 }
 
-/// One `server` line of an upstream block, with defaults filled in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeerConf {
-    /// `host:port` as written (the proxy resolves it).
-    pub addr: String,
-    pub weight: u32,
-    pub max_fails: u32,
-    pub fail_timeout: Duration,
-    pub down: bool,
-    pub backup: bool,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedUpstream {
     pub name: String,
-    pub peers: Vec<PeerConf>,
+    /// The `server` lines (their defaults are filled in by the parser).
+    pub peers: Vec<UpstreamServer>,
     pub keepalive: KeepaliveSettings,
 }
 
@@ -177,18 +166,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         .iter()
         .map(|u| ResolvedUpstream {
             name: u.name.clone(),
-            peers: u
-                .servers
-                .iter()
-                .map(|s| PeerConf {
-                    addr: s.addr.clone(),
-                    weight: s.weight,
-                    max_fails: s.max_fails,
-                    fail_timeout: s.fail_timeout,
-                    down: s.down,
-                    backup: s.backup,
-                })
-                .collect(),
+            peers: u.servers.clone(),
             keepalive: KeepaliveSettings {
                 capacity: profile::keepalive_capacity(profile, u.keepalive, true),
                 timeout: u.keepalive_timeout.unwrap_or(defaults::KEEPALIVE_TIMEOUT),
@@ -246,14 +224,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
             // implicit upstream of one server, never a keepalive cache.
             upstreams.push(ResolvedUpstream {
                 name: host.to_string(),
-                peers: vec![PeerConf {
-                    addr: host.to_string(),
-                    weight: defaults::WEIGHT,
-                    max_fails: defaults::MAX_FAILS,
-                    fail_timeout: defaults::FAIL_TIMEOUT,
-                    down: false,
-                    backup: false,
-                }],
+                peers: vec![UpstreamServer::new(host)],
                 keepalive: KeepaliveSettings {
                     capacity: profile::keepalive_capacity(profile, None, false),
                     timeout: defaults::KEEPALIVE_TIMEOUT,

@@ -188,7 +188,8 @@ pub fn retry_on_status(status: u16, tries: u32, ctx: &RetryContext, elapsed: Dur
 fn may_retry(ft: Ft, request_sent: bool, ctx: &RetryContext, elapsed: Duration) -> bool {
     let ft = if request_sent && non_idempotent(&ctx.method) { ft.union(Ft::NON_IDEMPOTENT) } else { ft };
     let timed_out = ctx.next_upstream_timeout.is_some_and(|t| !t.is_zero() && elapsed >= t);
-    ctx.mask.contains(ft) && !(request_sent && !ctx.request_buffering) && !timed_out
+    let may_resend = ctx.request_buffering || !request_sent;
+    ctx.mask.contains(ft) && may_resend && !timed_out
 }
 
 /// Initial `peer.tries` (`ngx_http_upstream_init_round_robin_peer`): non-down primaries (+ backups), capped once by

@@ -101,7 +101,9 @@ struct Runtime {
 
 /// The run-time model of a resolved configuration: host names resolved,
 /// log files opened. Binds nothing.
-fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Result<(Vec<ServerRt>, Vec<Arc<UpstreamRt>>, Logs), StartError> {
+type Built = (Vec<ServerRt>, Vec<Arc<UpstreamRt>>, Logs);
+
+fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Result<Built, StartError> {
     let mut upstreams = Vec::new();
     for u in &r.upstreams {
         let (mut primary, mut backup) = (Vec::new(), Vec::new());

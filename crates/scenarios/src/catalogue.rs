@@ -46,7 +46,7 @@ pub const FILES: &[(&str, &str)] = files![
 
 /// Every scenario, in [`FILES`] order.
 pub fn all() -> Result<Vec<Scenario>, Error> {
-    FILES.iter().map(|(name, src)| Scenario::from_toml(src, &format!("catalogue/{name}.toml"))).collect()
+    Ok(FILES.iter().map(|(name, src)| Scenario::from_toml(src, &format!("catalogue/{name}.toml"))).collect::<Result<_, _>>()?)
 }
 
 /// The scenario named `name`; if there is none, the names that contain it

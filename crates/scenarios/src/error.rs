@@ -8,8 +8,8 @@ use std::process::ExitCode;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A scenario file that does not parse or validate.
-    #[error("{file}: {msg}")]
-    Scenario { file: String, msg: String },
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::Invalid),
     #[error("no scenario named {name:?}; {}", hint(suggestions))]
     UnknownScenario { name: String, suggestions: Vec<String> },
     /// A command-line value out of range or unreadable.

@@ -6,8 +6,13 @@
 //! * [`runner`]: runs one on any pair of backends (`harness`'s
 //!   `ProxyUnderTest` and `UpstreamUnderTest`: built-in emulators or real
 //!   nginx / Go), and judges what it saw.
-//! * [`oracle`]: predicts each request's outcome from the configuration,
-//!   with the same rule functions the emulators use.
+//! * [`oracle`]: predicts each request's outcome from the configuration by
+//!   driving `nginx_model`'s and `go_model`'s state machines, the same ones
+//!   the emulators run.
+//! * [`verdict`]: observations checked against expectations.
+//!
+//! `oracle`, `verdict`, `setup` and `scenario` are pure: they import the
+//! models, labkit and each other only (tests/architecture.rs checks it).
 //! * [`timeline`], [`report`]: what the user reads.
 //! * [`matrix`]: sweeps of Go IdleTimeout × nginx keepalive_timeout × method.
 //! * [`Error`]: what stops a command before a verdict, and exit statuses.
@@ -21,5 +26,6 @@ pub mod runner;
 pub mod scenario;
 pub mod setup;
 pub mod timeline;
+pub mod verdict;
 
 pub use error::{exit, Error};

@@ -64,7 +64,7 @@ struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Duration multiplier (article scale → run scale).
-    #[arg(long, default_value_t = runner::DEFAULT_SCALE)]
+    #[arg(long, default_value_t = scenarios::scenario::DEFAULT_SCALE)]
     scale: f64,
 }
 

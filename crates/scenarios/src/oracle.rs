@@ -11,8 +11,14 @@
 //! facts of the workload (a crashed server refuses connections, a full
 //! accept queue times them out) and the lab's deterministic race knobs.
 //! Natural-race scenarios depend on the clock and are not predicted.
+//!
+//! Where the kernel decides, the prediction says so: an RST that leaves
+//! with Go's last writes may drop any part of them, so the body is a range
+//! ([`BodyOutcome`]). When that happens to the response head itself (a
+//! closing HTTP/1.0 request whose large body Go never read), the oracle
+//! predicts as if the head arrived; real runs may see a 502 instead.
 
-use crate::runner::Observation;
+use crate::verdict::Observation;
 use crate::scenario::{scale_path, Action, Scenario};
 use crate::setup::{dur, go_config, nginx_config};
 use go_model::serve::{serve, End, RequestSpec, Served, Transmit};
@@ -27,6 +33,7 @@ use nginx_model::logs::Level;
 use nginx_model::profile::sends_connection_close;
 use nginx_model::resolve::{resolve, ResolvedLocation, ResolvedUpstream};
 use nginx_model::Profile;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 /// The predicted outcome of one request.
@@ -41,15 +48,17 @@ pub struct Prediction {
     pub handler_runs: u64,
     /// How the response body may end for the client: one outcome, or two
     /// when Go's last writes and its RST leave together (Linux drops what
-    /// is still unsent on a reset; the socket buffers decide how much).
+    /// is still unsent on a reset; the socket buffers decide how much, so
+    /// the cut one is a range of byte counts).
     pub body: Vec<BodyOutcome>,
 }
 
 /// What the client gets of the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyOutcome {
-    /// Body bytes the client receives.
-    pub bytes: u64,
+    /// Body bytes the client receives (one value, or a range when the
+    /// kernel decides).
+    pub bytes: RangeInclusive<u64>,
     /// The response ends before its framing says it should.
     pub truncated: bool,
     /// The `[error]` line nginx writes while reading the body, if any.
@@ -272,18 +281,11 @@ impl Model {
                                     let step = a.header(&mut self.rr, head.status, self.now);
                                     if let Step::Pass { status } = step {
                                         let framing = head.framing(req.method == "HEAD");
-                                        let body = |wire: &[Transmit]| read_body(wire, served.end, next, leftover.clone(), at, self.loc.read_timeout, framing);
-                                        let (bytes, result, end) = body(&served.wire);
+                                        let (bytes, result, end) = read_body(&served.wire, served.end, next, leftover.clone(), at, self.loc.read_timeout, framing);
                                         p.body.push(outcome(bytes, &result));
-                                        // An RST that leaves with Go's last writes may drop them.
-                                        if let End::Close { at: reset_at, how: CloseKind::Rst } = served.end {
-                                            if served.wire[next..].iter().any(|w| w.at >= reset_at) {
-                                                let sent: Vec<Transmit> = served.wire.iter().filter(|w| w.at < reset_at).cloned().collect();
-                                                let (b, r, _) = body(&sent);
-                                                let alt = outcome(b, &r);
-                                                if !p.body.contains(&alt) {
-                                                    p.body.push(alt);
-                                                }
+                                        if let Some(cut) = reset_race(&served, next, leftover.len(), framing, bytes) {
+                                            if !p.body.contains(&cut) {
+                                                p.body.push(cut);
                                             }
                                         }
                                         self.now = start + end;
@@ -307,7 +309,8 @@ impl Model {
                 Step::Pass { .. } => break,
                 Step::Finalize { status } => {
                     p.status = status;
-                    p.body.push(BodyOutcome { bytes: http::error_page(status).len() as u64, truncated: false, error: None });
+                    let page = http::error_page(status).len() as u64;
+                    p.body.push(BodyOutcome { bytes: page..=page, truncated: false, error: None });
                     break;
                 }
             };
@@ -439,14 +442,31 @@ fn read_body(wire: &[Transmit], end: End, next: usize, leftover: Vec<u8>, header
 }
 
 fn outcome(bytes: u64, result: &Result<(), BodyFailure>) -> BodyOutcome {
-    BodyOutcome { bytes, truncated: result.is_err(), error: result.as_ref().err().map(|f| f.class()) }
+    BodyOutcome { bytes: bytes..=bytes, truncated: result.is_err(), error: result.as_ref().err().map(|f| f.class()) }
+}
+
+/// Go closed with an RST at the instant of its last writes: Linux drops what
+/// is still unsent when it resets, so any prefix of those writes may reach
+/// nginx, whose next `recv()` then fails. The cut outcome: from the body
+/// bytes written before that instant up to all of them (`delivered`).
+/// `next` and `leftover` say where the head ended (as `read_header` found).
+fn reset_race(s: &Served, next: usize, leftover: usize, framing: BodyFraming, delivered: u64) -> Option<BodyOutcome> {
+    let End::Close { at: reset_at, how: CloseKind::Rst } = s.end else { return None };
+    if !s.wire.iter().any(|w| w.at >= reset_at) {
+        return None;
+    }
+    let stream: Vec<u8> = s.wire.iter().flat_map(|w| w.bytes.iter().copied()).collect();
+    let head_len = s.wire[..next].iter().map(|w| w.bytes.len()).sum::<usize>() - leftover;
+    let before: usize = s.wire.iter().filter(|w| w.at < reset_at).map(|w| w.bytes.len()).sum();
+    let min = if before > head_len { labkit::wire::decode_all(framing, &stream[head_len..before], false).0 as u64 } else { 0 };
+    Some(BodyOutcome { bytes: min.min(delivered)..=delivered, truncated: true, error: Some(Class::ResetBody) })
 }
 
 /// Predicts every request of a deterministic scenario, in order, at the
 /// default run scale. `None` for natural-race scenarios (or a configuration
 /// the proxy would refuse).
 pub fn predict(s: &Scenario) -> Option<Vec<Prediction>> {
-    predict_at(s, crate::runner::DEFAULT_SCALE)
+    predict_at(s, crate::scenario::DEFAULT_SCALE)
 }
 
 /// Like [`predict`], at `scale` (the same durations the runner uses).
@@ -476,8 +496,13 @@ pub fn predict_at(s: &Scenario, scale: f64) -> Option<Vec<Prediction>> {
     Some(out)
 }
 
+/// Where an observation differs from its prediction, one line per field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct Mismatch(pub Vec<String>);
+
 /// Whether an observation matches a prediction.
-pub fn matches(p: &Prediction, o: &Observation) -> Result<(), String> {
+pub fn matches(p: &Prediction, o: &Observation) -> Result<(), Mismatch> {
     let mut bad = Vec::new();
     if o.status != Some(p.status) {
         bad.push(format!("status {:?} vs predicted {}", o.status, p.status));
@@ -492,28 +517,28 @@ pub fn matches(p: &Prediction, o: &Observation) -> Result<(), String> {
     let errors_ok = o.errors.len() >= p.errors.len() && o.errors.iter().zip(&p.errors).all(|(e, alts)| alts.iter().any(|c| c.as_str() == e));
     let body_ok = |b: &BodyOutcome| {
         let rest: Vec<&str> = o.errors[errors_before..].iter().map(String::as_str).collect();
-        rest == b.error.map(Class::as_str).into_iter().collect::<Vec<_>>() && o.body_bytes == b.bytes && o.truncated == b.truncated
+        rest == b.error.map(Class::as_str).into_iter().collect::<Vec<_>>() && b.bytes.contains(&o.body_bytes) && o.truncated == b.truncated
     };
     if !errors_ok || !p.body.iter().any(body_ok) {
         let seen = format!("errors {:?}, {} B{}", o.errors, o.body_bytes, if o.truncated { " truncated" } else { "" });
         let predicted: Vec<String> = p
             .body
             .iter()
-            .map(|b| format!("errors {:?}+{:?}, {} B{}", p.errors, b.error, b.bytes, if b.truncated { " truncated" } else { "" }))
+            .map(|b| format!("errors {:?}+{:?}, {:?} B{}", p.errors, b.error, b.bytes, if b.truncated { " truncated" } else { "" }))
             .collect();
         bad.push(format!("{seen} vs predicted {}", predicted.join(" or ")));
     }
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(bad.join("; "))
+        Err(Mismatch(bad))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::check;
+    use crate::verdict::check;
 
     /// The catalogue's hand-written expectations agree with the model.
     #[test]
@@ -529,7 +554,7 @@ mod tests {
                         method: g.method.clone(),
                         path: g.path.clone(),
                         status: Some(p.status),
-                        body_bytes: p.body[0].bytes,
+                        body_bytes: *p.body[0].bytes.start(),
                         truncated: p.body[0].truncated,
                         latency_ms: f64::MAX,
                         gap_ms: 0.0,

@@ -1,6 +1,7 @@
 //! Output: verdict tables for a terminal, JSON and JUnit for CI.
 
-use crate::runner::{GroupVerdict, RunResult};
+use crate::runner::RunResult;
+use crate::verdict::GroupVerdict;
 use crate::scenario::Expect;
 use std::fmt::Write;
 use std::io::IsTerminal;

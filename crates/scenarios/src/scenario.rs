@@ -4,7 +4,6 @@
 //! articles' scale ("WriteTimeout 3s, handler 5s"); the runner multiplies
 //! them by `--scale` (default 0.02: 3s runs as 60ms).
 
-use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -115,7 +114,7 @@ pub struct NginxSettings {
 
 /// What the workload does to the upstream after the warm-up (TOML:
 /// `action = "crash"`); the upstream backends perform it.
-pub use harness::Action;
+pub use labkit::action::Action;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +199,9 @@ pub struct Expect {
 }
 
 /// A duration in Go's syntax ("300ms", "1.5s").
+/// The default run scale: 3s in an article runs as 60 ms.
+pub const DEFAULT_SCALE: f64 = 0.02;
+
 pub fn parse_duration(s: &str) -> Result<Duration, go_model::godur::ParseDurationError> {
     go_model::godur::parse(s)
 }
@@ -226,9 +228,17 @@ pub fn scale_path(path: &str, factor: f64) -> String {
     format!("{p}?{}", q.join("&"))
 }
 
+/// A scenario file that does not parse or validate: the file and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {msg}")]
+pub struct Invalid {
+    pub file: String,
+    pub msg: String,
+}
+
 impl Scenario {
-    pub fn from_toml(src: &str, file: &str) -> Result<Scenario, Error> {
-        let invalid = |msg: String| Error::Scenario { file: file.to_string(), msg };
+    pub fn from_toml(src: &str, file: &str) -> Result<Scenario, Invalid> {
+        let invalid = |msg: String| Invalid { file: file.to_string(), msg };
         let s: Scenario = toml::from_str(src).map_err(|e| invalid(e.to_string()))?;
         s.validate().map_err(invalid)?;
         Ok(s)

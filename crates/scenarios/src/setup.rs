@@ -45,9 +45,8 @@ pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
 /// The nginx configuration of a scenario, at run scale.
 pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, factor: f64) -> Config {
     let n = &s.nginx;
-    let mask = n.next_upstream.as_deref().map(|m| {
-        nginx_model::retry::Ft::parse_mask(&m.split_whitespace().map(String::from).collect::<Vec<_>>()).expect("validated mask")
-    });
+    // Validated when the scenario was read; an invalid mask cannot get here.
+    let mask = n.next_upstream.as_deref().and_then(|m| nginx_model::retry::Ft::parse_mask(&m.split_whitespace().map(String::from).collect::<Vec<_>>()).ok());
     let proxy = ProxyDirectives {
         pass: Some("http://go_upstream".into()),
         http_version: n.http_version.clone(),

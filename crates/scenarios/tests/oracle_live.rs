@@ -135,7 +135,14 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 action,
                 ..Workload::default()
             },
-            requests,
+            // A closing (HTTP/1.0) request leaves a large body unread, so Go's
+            // close is an RST that may overtake its reply, head included:
+            // the kernel decides the status (see the oracle's limits). Large
+            // bodies go to HTTP/1.1 upstreams only.
+            requests: requests
+                .into_iter()
+                .map(|r| RequestGroup { body: if keepalive.is_none() { r.body.min(100) } else { r.body }, ..r })
+                .collect(),
         }
     })
 }

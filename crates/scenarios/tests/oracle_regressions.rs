@@ -11,8 +11,11 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
-/// (status, upstream_status, handler runs) of every request, live and predicted.
-fn live_and_predicted(s: &Scenario) -> (Vec<(Option<u16>, Vec<u16>, u64)>, Vec<(Option<u16>, Vec<u16>, u64)>) {
+/// (status, upstream_status, handler runs) of one request.
+type Outcome = (Option<u16>, Vec<u16>, u64);
+
+/// Every request's outcome, live and predicted.
+fn live_and_predicted(s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
     let r = rt().block_on(runner::run(s, &RunOptions::default())).expect("run");
     let live = r.observations.iter().map(|o| (o.status, o.upstream_status.clone(), o.handler_runs)).collect();
     let predicted = oracle::predict(s).expect("deterministic").iter().map(|p| (Some(p.status), p.upstream_status.clone(), p.handler_runs)).collect();

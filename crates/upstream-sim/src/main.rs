@@ -6,17 +6,6 @@ use std::time::Duration;
 use go_model::{godur, handlers::HANDLER_HELP};
 use upstream_sim::{GoVersion, ServerConfig, UpstreamSim};
 
-fn duration(s: &str) -> Result<Duration, String> {
-    godur::parse(s).map_err(|e| e.to_string())
-}
-
-fn go_version(s: &str) -> Result<GoVersion, String> {
-    match s {
-        "1.19" | "go1.19" => Ok(GoVersion::Go119),
-        "1.20" | "go1.20" => Ok(GoVersion::Go120),
-        _ => Err(format!("unknown Go version {s:?}: use 1.19 (Debian 12's go1.19.8, the default) or 1.20 (any later release)")),
-    }
-}
 
 /// Emulates a Go 1.19 net/http server, connection by connection.
 ///
@@ -32,16 +21,16 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:18080")]
     addr: SocketAddr,
     /// http.Server.ReadTimeout.
-    #[arg(long, value_parser = duration, default_value = "0")]
+    #[arg(long, value_parser = godur::parse, default_value = "0")]
     read_timeout: Duration,
     /// http.Server.ReadHeaderTimeout.
-    #[arg(long, value_parser = duration, default_value = "0")]
+    #[arg(long, value_parser = godur::parse, default_value = "0")]
     read_header_timeout: Duration,
     /// http.Server.WriteTimeout.
-    #[arg(long, value_parser = duration, default_value = "0")]
+    #[arg(long, value_parser = godur::parse, default_value = "0")]
     write_timeout: Duration,
     /// http.Server.IdleTimeout.
-    #[arg(long, value_parser = duration, default_value = "0")]
+    #[arg(long, value_parser = godur::parse, default_value = "0")]
     idle_timeout: Duration,
     /// http.Server.MaxHeaderBytes.
     #[arg(long, default_value_t = go_model::config::DEFAULT_MAX_HEADER_BYTES)]
@@ -50,13 +39,13 @@ struct Args {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     keepalives: bool,
     /// Which Go release's idle-wait rule to emulate.
-    #[arg(long, value_parser = go_version, default_value = "1.19")]
+    #[arg(long, value_parser = str::parse::<GoVersion>, default_value = "1.19")]
     go_version: GoVersion,
     /// listen(2) backlog.
     #[arg(long, default_value_t = 4096)]
     backlog: u32,
     /// How long Shutdown waits for active requests after SIGTERM / Ctrl-C.
-    #[arg(long, value_parser = duration, default_value = "5s")]
+    #[arg(long, value_parser = godur::parse, default_value = "5s")]
     shutdown_grace: Duration,
 }
 
@@ -88,7 +77,13 @@ async fn main() {
         }
     };
     eprintln!("upstream-sim: listening on {}", sim.local_addr());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("upstream-sim: cannot handle SIGTERM: {e}");
+            std::process::exit(1);
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

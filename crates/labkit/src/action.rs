@@ -1,6 +1,7 @@
 //! What a scenario does to the upstream between the warm-up and the
-//! requests. Each upstream backend performs it (or says it cannot:
-//! [`crate::Unsupported`]); scenarios name it in TOML (`action = "crash"`).
+//! requests. Each of the harness's upstream backends performs it (or says
+//! it cannot); scenarios name it in TOML (`action = "crash"`); the oracle
+//! models it.
 
 use serde::{Deserialize, Serialize};
 
