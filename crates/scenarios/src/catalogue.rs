@@ -62,23 +62,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_file_is_listed_and_valid() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(String::from))
-            .collect();
-        on_disk.sort();
-        let mut listed: Vec<String> = FILES.iter().map(|(n, _)| n.to_string()).collect();
-        listed.sort();
-        assert_eq!(on_disk, listed);
-        let all = all().unwrap();
-        for s in &all {
-            assert_eq!(FILES.iter().find(|(n, _)| *n == s.name).map(|(n, _)| *n), Some(s.name.as_str()), "file name = scenario name");
-        }
-    }
-
-    #[test]
     fn every_502_scenario_has_a_remedy_twin_that_expects_no_502() {
         let all = all().unwrap();
         for s in all.iter().filter(|s| !s.is_remedy()) {
