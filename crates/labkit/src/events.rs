@@ -3,6 +3,7 @@
 //! wait on it (`wait_for`, always bounded) instead of sleeping.
 
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -19,8 +20,26 @@ pub struct Event<K> {
 }
 
 
-/// An append-only, shareable event log that can be waited on. The proxy
-/// records its own event kinds with the same recorder.
+/// How many events a recorder keeps in memory. Every event also goes to
+/// `tracing`; what is kept is for readers in the same process (the harness,
+/// tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep nothing: a long-running server whose memory must stay flat.
+    Off,
+    /// Keep the most recent `n` events.
+    Last(usize),
+}
+
+impl Retention {
+    /// What a lab run keeps: far more than any scenario produces, and a
+    /// bound all the same.
+    pub const LAB: Retention = Retention::Last(1 << 16);
+}
+
+/// A shareable event log that can be waited on, bounded by its
+/// [`Retention`]. The proxy records its own event kinds with the same
+/// recorder.
 pub struct Recorder<K> {
     inner: Arc<Inner<K>>,
 }
@@ -33,14 +52,15 @@ impl<K> Clone for Recorder<K> {
 
 struct Inner<K> {
     epoch: Instant,
-    events: Mutex<Vec<Event<K>>>,
+    retention: Retention,
+    events: Mutex<VecDeque<Event<K>>>,
     version: watch::Sender<u64>,
 }
 
 impl<K: Clone + std::fmt::Debug> Recorder<K> {
-    pub fn new(epoch: Instant) -> Self {
+    pub fn new(epoch: Instant, retention: Retention) -> Self {
         Recorder {
-            inner: Arc::new(Inner { epoch, events: Mutex::new(Vec::new()), version: watch::channel(0).0 }),
+            inner: Arc::new(Inner { epoch, retention, events: Mutex::new(VecDeque::new()), version: watch::channel(0).0 }),
         }
     }
 
@@ -51,12 +71,20 @@ impl<K: Clone + std::fmt::Debug> Recorder<K> {
     pub fn push(&self, conn: u64, kind: K) {
         let at = self.inner.epoch.elapsed();
         tracing::debug!(conn, at_ms = at.as_secs_f64() * 1e3, ?kind);
-        self.inner.events.lock().push(Event { at, conn, kind });
+        let Retention::Last(n) = self.inner.retention else { return };
+        {
+            let mut events = self.inner.events.lock();
+            if events.len() >= n {
+                events.pop_front();
+            }
+            events.push_back(Event { at, conn, kind });
+        }
         self.inner.version.send_modify(|v| *v += 1);
     }
 
+    /// The events kept, oldest first.
     pub fn snapshot(&self) -> Vec<Event<K>> {
-        self.inner.events.lock().clone()
+        self.inner.events.lock().iter().cloned().collect()
     }
 
     /// Waits until `pred` holds for the log, or `timeout` passes. Returns the
@@ -82,3 +110,20 @@ impl<K: Clone + std::fmt::Debug> Recorder<K> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_bounds_what_is_kept() {
+        let r = Recorder::new(Instant::now(), Retention::Last(3));
+        for i in 0..10u32 {
+            r.push(0, i);
+        }
+        assert_eq!(r.snapshot().iter().map(|e| e.kind).collect::<Vec<_>>(), vec![7, 8, 9]);
+        let off = Recorder::new(Instant::now(), Retention::Off);
+        off.push(0, 1u32);
+        assert!(off.snapshot().is_empty());
+    }
+}

@@ -57,7 +57,8 @@ async fn main() -> ExitCode {
     };
     let prefix = args.prefix.unwrap_or_else(|| args.conf.parent().map(|p| p.to_path_buf()).unwrap_or_default());
     let profile = args.profile;
-    let opts = ProxyOptions { profile, prefix, ..ProxyOptions::default() };
+    // A long-running proxy keeps nothing in memory: its logs go to files.
+    let opts = ProxyOptions { profile, prefix, retention: labkit::events::Retention::Off, ..ProxyOptions::default() };
     if args.test {
         return match proxy::check_config(&cfg, &opts) {
             Ok(()) => {

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
+use labkit::events::Retention;
 use labkit::wire::ResponseHead;
 use nginx_model::attempt::{Attempts, LogLine, Step};
 use nginx_model::balancer::{Peer, RoundRobin};
@@ -69,11 +70,15 @@ pub struct ProxyOptions {
     pub prefix: PathBuf,
     /// Event timestamps are relative to this.
     pub epoch: Instant,
+    /// What is kept in memory of events and log lines (the files get
+    /// everything): the harness reads a bounded window; the `proxy` binary
+    /// keeps nothing, so its memory stays flat.
+    pub retention: Retention,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
-        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now() }
+        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB }
     }
 }
 
@@ -140,7 +145,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
     };
     let error_path = r.error_log.as_deref().map(in_prefix);
     let access = r.access_log.as_ref().map(|a| (in_prefix(&a.path), a.format.clone()));
-    let logs = Logs::new(error_path.clone(), access.clone()).map_err(|source| StartError::LogFile {
+    let logs = Logs::new(error_path.clone(), access.clone(), opts.retention).map_err(|source| StartError::LogFile {
         path: error_path.or(access.map(|a| a.0)).unwrap_or_default(),
         source,
     })?;
@@ -150,7 +155,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
 /// Checks a configuration the way `nginx -t` would, without binding ports.
 pub fn check_config(cfg: &Config, opts: &ProxyOptions) -> Result<(), StartError> {
     let r = resolve::resolve(cfg, opts.profile)?;
-    build_runtime(&r, opts, &ProxyEvents::new(opts.epoch)).map(|_| ())
+    build_runtime(&r, opts, &ProxyEvents::new(opts.epoch, Retention::Off)).map(|_| ())
 }
 
 /// A running proxy.
@@ -163,7 +168,7 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start(cfg: &Config, opts: ProxyOptions) -> Result<Proxy, StartError> {
         let r = resolve::resolve(cfg, opts.profile)?;
-        let events = ProxyEvents::new(opts.epoch);
+        let events = ProxyEvents::new(opts.epoch, opts.retention);
         let (servers, upstreams, logs) = build_runtime(&r, &opts, &events)?;
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();

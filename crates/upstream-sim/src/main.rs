@@ -69,7 +69,8 @@ async fn main() {
         backlog: args.backlog,
         ..ServerConfig::default()
     };
-    let sim = match UpstreamSim::start(cfg, args.addr).await {
+    // A long-running server keeps no events in memory (they go to the log).
+    let sim = match UpstreamSim::start_with_epoch(cfg, args.addr, std::time::Instant::now(), labkit::events::Retention::Off).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("upstream-sim: cannot listen on {}: {e}", args.addr);

@@ -5,6 +5,7 @@
 use go_model::config::ServerConfig;
 use crate::conn::Conn;
 use crate::events::{EventKind, EventLog};
+use labkit::events::Retention;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
@@ -28,6 +29,11 @@ struct Tracked {
     since: Instant,
     close: CancellationToken,
 }
+
+/// How many distinct paths get their own handler-run counter.
+pub const MAX_COUNTED_PATHS: usize = 256;
+/// The counter for every path past those.
+pub const OTHER_PATHS: &str = "(other paths)";
 
 pub(crate) struct Shared {
     pub cfg: ServerConfig,
@@ -59,8 +65,12 @@ impl Shared {
         self.conns.lock().remove(&id);
     }
 
+    /// Counts a handler start. Paths are the client's to choose, so only the
+    /// first `MAX_COUNTED_PATHS` get their own counter.
     pub fn count_handler_run(&self, path: &str) {
-        *self.handler_runs.lock().entry(path.to_string()).or_default() += 1;
+        let mut runs = self.handler_runs.lock();
+        let key = if runs.contains_key(path) || runs.len() < MAX_COUNTED_PATHS { path } else { OTHER_PATHS };
+        *runs.entry(key.to_string()).or_default() += 1;
     }
 
     /// `closeIdleConns`: close idle connections, and new ones older than 5 s
@@ -145,18 +155,20 @@ impl UpstreamSim {
     /// Binds (with `cfg.backlog`) and starts serving. Bind `127.0.0.1:0` for
     /// an ephemeral port.
     pub async fn start(cfg: ServerConfig, bind: SocketAddr) -> io::Result<UpstreamSim> {
-        Self::start_with_epoch(cfg, bind, Instant::now()).await
+        Self::start_with_epoch(cfg, bind, Instant::now(), Retention::LAB).await
     }
 
     /// Like `start`, with event timestamps relative to `epoch` (so the
     /// scenario runner can put client, proxy and upstream on one clock).
-    pub async fn start_with_epoch(cfg: ServerConfig, bind: SocketAddr, epoch: Instant) -> io::Result<UpstreamSim> {
+    /// `retention` bounds the events kept in memory (the `upstream-sim`
+    /// binary keeps none).
+    pub async fn start_with_epoch(cfg: ServerConfig, bind: SocketAddr, epoch: Instant, retention: Retention) -> io::Result<UpstreamSim> {
         let listener = listen(bind, cfg.backlog, cfg.reuse_port)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keep_alives: AtomicBool::new(cfg.keep_alives),
             in_shutdown: AtomicBool::new(false),
-            events: EventLog::new(epoch),
+            events: EventLog::new(epoch, retention),
             handler_runs: Mutex::new(BTreeMap::new()),
             conns: Mutex::new(HashMap::new()),
             cfg: cfg.clone(),

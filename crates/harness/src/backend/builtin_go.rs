@@ -31,7 +31,7 @@ impl BuiltinGo {
     pub async fn start(cfg: &ServerConfig, servers: usize, epoch: Instant) -> Result<BuiltinGo, BackendError> {
         let mut v = Vec::new();
         for _ in 0..servers.max(1) {
-            v.push(UpstreamSim::start_with_epoch(cfg.clone(), LOOPBACK_ANY, epoch).await.map_err(BackendError::UpstreamSim)?);
+            v.push(UpstreamSim::start_with_epoch(cfg.clone(), LOOPBACK_ANY, epoch, labkit::events::Retention::LAB).await.map_err(BackendError::UpstreamSim)?);
         }
         Ok(BuiltinGo { started: v.len(), servers: v, epoch, fillers: Vec::new() })
     }
@@ -51,7 +51,7 @@ impl BuiltinGo {
     /// old one shuts down.
     async fn hand_off(&mut self) -> Result<(), BackendError> {
         let old = &self.servers[0];
-        let next = UpstreamSim::start_with_epoch(old.config().clone(), old.local_addr(), self.epoch).await.map_err(BackendError::UpstreamSim)?;
+        let next = UpstreamSim::start_with_epoch(old.config().clone(), old.local_addr(), self.epoch, labkit::events::Retention::LAB).await.map_err(BackendError::UpstreamSim)?;
         old.shutdown(Duration::from_secs(2)).await;
         self.servers.push(next);
         Ok(())
