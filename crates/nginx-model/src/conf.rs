@@ -137,6 +137,12 @@ pub struct ProxyDirectives {
     pub next_upstream_timeout: Option<Duration>,
     pub request_buffering: Option<bool>,
     pub buffer_size: Option<usize>,
+    /// `client_max_body_size` (ngx_http_core_module; merged like proxy_*).
+    pub client_max_body_size: Option<u64>,
+    /// `client_body_buffer_size` (ngx_http_core_module).
+    pub client_body_buffer_size: Option<usize>,
+    /// `server_tokens on|off` (ngx_http_core_module).
+    pub server_tokens: Option<bool>,
 }
 
 impl ProxyDirectives {
@@ -154,6 +160,9 @@ impl ProxyDirectives {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             request_buffering: self.request_buffering.or(parent.request_buffering),
             buffer_size: self.buffer_size.or(parent.buffer_size),
+            client_max_body_size: self.client_max_body_size.or(parent.client_max_body_size),
+            client_body_buffer_size: self.client_body_buffer_size.or(parent.client_body_buffer_size),
+            server_tokens: self.server_tokens.or(parent.server_tokens),
         }
     }
 }
@@ -321,7 +330,6 @@ const IGNORED: &[(&str, &[Ctx])] = &[
     ("default_type", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("sendfile", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("tcp_nodelay", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("server_tokens", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     // The *client-side* keepalive_timeout (in upstream{} it is the upstream one).
     ("keepalive_timeout", &[Ctx::Http, Ctx::Server, Ctx::Location]),
     ("proxy_buffering", &[Ctx::Http, Ctx::Server, Ctx::Location]),
@@ -345,7 +353,8 @@ fn known_contexts(name: &str) -> Option<&'static [Ctx]> {
         "proxy_pass" => &[Ctx::Location],
         "proxy_http_version" | "proxy_set_header" | "proxy_connect_timeout" | "proxy_send_timeout"
         | "proxy_read_timeout" | "proxy_next_upstream" | "proxy_next_upstream_tries"
-        | "proxy_next_upstream_timeout" | "proxy_request_buffering" | "proxy_buffer_size" => PROXY_CTX,
+        | "proxy_next_upstream_timeout" | "proxy_request_buffering" | "proxy_buffer_size" | "client_max_body_size"
+        | "client_body_buffer_size" | "server_tokens" => PROXY_CTX,
         _ => return None,
     })
 }
@@ -369,6 +378,24 @@ impl P<'_> {
     fn time(&self, d: &Directive) -> Result<Duration, ConfError> {
         self.nargs(d, 1, 1)?;
         time::parse(&d.args[0]).ok_or_else(|| self.err(d.line, format!("\"{}\" directive invalid value", d.name)))
+    }
+
+    /// `ngx_parse_size`: a number with an optional k/K or m/M suffix.
+    fn size(&self, d: &Directive) -> Result<u64, ConfError> {
+        self.nargs(d, 1, 1)?;
+        let v = &d.args[0];
+        let (num, mul) = match v.as_bytes().last() {
+            Some(b'k' | b'K') => (&v[..v.len() - 1], 1024),
+            Some(b'm' | b'M') => (&v[..v.len() - 1], 1024 * 1024),
+            _ => (&v[..], 1),
+        };
+        num.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| num.parse::<u64>().ok())
+            .flatten()
+            .and_then(|n| n.checked_mul(mul))
+            .filter(|n| *n <= i64::MAX as u64)
+            .ok_or_else(|| self.err(d.line, format!("\"{}\" directive invalid value", d.name)))
     }
 
     fn number(&self, d: &Directive) -> Result<u32, ConfError> {
@@ -431,17 +458,10 @@ impl P<'_> {
             "proxy_next_upstream_timeout" => p.next_upstream_timeout = Some(self.time(d)?),
             "proxy_next_upstream_tries" => p.next_upstream_tries = Some(self.number(d)?),
             "proxy_request_buffering" => p.request_buffering = Some(self.flag(d)?),
-            "proxy_buffer_size" => {
-                self.nargs(d, 1, 1)?;
-                let v = &d.args[0];
-                let (num, mul) = match v.chars().last() {
-                    Some('k' | 'K') => (&v[..v.len() - 1], 1024),
-                    Some('m' | 'M') => (&v[..v.len() - 1], 1024 * 1024),
-                    _ => (&v[..], 1),
-                };
-                let n: usize = num.parse().map_err(|_| self.err(d.line, "\"proxy_buffer_size\" directive invalid value"))?;
-                p.buffer_size = Some(n * mul);
-            }
+            "proxy_buffer_size" => p.buffer_size = Some(self.size(d)? as usize),
+            "client_max_body_size" => p.client_max_body_size = Some(self.size(d)?),
+            "client_body_buffer_size" => p.client_body_buffer_size = Some(self.size(d)? as usize),
+            "server_tokens" => p.server_tokens = Some(self.flag(d)?),
             "proxy_next_upstream" => {
                 if d.args.is_empty() {
                     return Err(self.err(d.line, "invalid number of arguments in \"proxy_next_upstream\" directive"));
@@ -647,6 +667,15 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     }
     if let Some(v) = p.buffer_size {
         line(format!("proxy_buffer_size {v}"));
+    }
+    if let Some(v) = p.client_max_body_size {
+        line(format!("client_max_body_size {v}"));
+    }
+    if let Some(v) = p.client_body_buffer_size {
+        line(format!("client_body_buffer_size {v}"));
+    }
+    if let Some(v) = p.server_tokens {
+        line(format!("server_tokens {}", if v { "on" } else { "off" }));
     }
 }
 

@@ -26,6 +26,10 @@ pub mod defaults {
     pub const NEXT_UPSTREAM_TRIES: u32 = 0;
     /// `proxy_buffer_size`: one memory page.
     pub const BUFFER_SIZE: usize = 4096;
+    /// `client_max_body_size` (ngx_http_core_module): 1m; 0 = no limit.
+    pub const CLIENT_MAX_BODY_SIZE: u64 = 1024 * 1024;
+    /// `client_body_buffer_size`: two memory pages, 8k on x86-64.
+    pub const CLIENT_BODY_BUFFER_SIZE: usize = 8 * 1024;
     /// Upstream `keepalive_timeout` (`ngx_http_upstream_keepalive_init_upstream`).
     pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
     /// `keepalive_requests` (1000 since nginx 1.19.10).
@@ -102,6 +106,12 @@ pub struct ResolvedLocation {
     pub next_upstream_timeout: Option<Duration>,
     pub request_buffering: bool,
     pub buffer_size: usize,
+    /// `client_max_body_size`; 0 = no limit (413 past it).
+    pub client_max_body_size: u64,
+    /// `client_body_buffer_size`: a larger body is spooled to a temp file.
+    pub client_body_buffer_size: usize,
+    /// `server_tokens`: `Server: nginx/1.22.1` or `Server: nginx`.
+    pub server_tokens: bool,
 }
 
 impl ResolvedLocation {
@@ -250,6 +260,9 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         next_upstream_timeout: p.next_upstream_timeout.filter(|t| !t.is_zero()),
         request_buffering: p.request_buffering.unwrap_or(true),
         buffer_size: p.buffer_size.unwrap_or(defaults::BUFFER_SIZE),
+        client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
+        client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
+        server_tokens: p.server_tokens.unwrap_or(true),
     })
 }
 
