@@ -110,6 +110,8 @@ pub enum Failure {
     RecvFailed(i32),
     ReadTimeout,
     InvalidHeader,
+    /// An invalid header line, with nginx 1.22's excerpt (`X-Bad\x20...`).
+    InvalidHeaderLine(String),
     TooBigHeader,
     /// The upstream answered with a status listed in `proxy_next_upstream`.
     Status(u16),
@@ -121,6 +123,8 @@ pub enum Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum BodyFailure {
     PrematureClose,
+    /// `ngx_http_proxy_chunked_filter` could not parse the chunked body.
+    InvalidChunked,
     RecvFailed(i32),
     ReadTimeout,
 }
@@ -151,7 +155,7 @@ impl Failure {
         match self {
             Failure::NoLive => Ft::NOLIVE,
             Failure::ConnectTimeout | Failure::SendTimeout | Failure::ReadTimeout => Ft::TIMEOUT,
-            Failure::InvalidHeader | Failure::TooBigHeader => Ft::INVALID_HEADER,
+            Failure::InvalidHeader | Failure::InvalidHeaderLine(_) | Failure::TooBigHeader => Ft::INVALID_HEADER,
             Failure::Status(s) => Ft::for_status(*s).unwrap_or(Ft::ERROR),
             _ => Ft::ERROR,
         }
@@ -180,6 +184,7 @@ impl Failure {
             Failure::ConnectTimeout | Failure::SendTimeout | Failure::ReadTimeout => TIMED_OUT.into(),
             Failure::PrematureClose => PREMATURE.into(),
             Failure::InvalidHeader => "upstream sent invalid header".into(),
+            Failure::InvalidHeaderLine(excerpt) => format!("upstream sent invalid header: \"{excerpt}\""),
             Failure::TooBigHeader => "upstream sent too big header".into(),
             Failure::Status(_) => return None,
         })
@@ -201,7 +206,7 @@ impl Failure {
             Failure::PrematureClose => Class::PrematureClose,
             Failure::RecvFailed(_) => Class::Reset,
             Failure::ReadTimeout => Class::ReadTimeout,
-            Failure::InvalidHeader => Class::InvalidHeader,
+            Failure::InvalidHeader | Failure::InvalidHeaderLine(_) => Class::InvalidHeader,
             Failure::TooBigHeader => Class::TooBigHeader,
             Failure::Status(_) => Class::Status,
         }
@@ -219,7 +224,9 @@ impl BodyFailure {
     pub fn log_text(&self) -> String {
         let m = match self {
             BodyFailure::PrematureClose => PREMATURE.to_string(),
-            BodyFailure::RecvFailed(e) => recv_failed(*e),
+            BodyFailure::InvalidChunked => "upstream sent invalid chunked response".to_string(),
+            // With proxy_buffering on, the event pipe reads with readv().
+            BodyFailure::RecvFailed(e) => format!("readv() failed ({e}: {})", strerror(*e)),
             BodyFailure::ReadTimeout => TIMED_OUT.to_string(),
         };
         format!("{m} while reading upstream")
@@ -227,7 +234,7 @@ impl BodyFailure {
 
     pub fn class(&self) -> Class {
         match self {
-            BodyFailure::PrematureClose => Class::PrematureCloseBody,
+            BodyFailure::PrematureClose | BodyFailure::InvalidChunked => Class::PrematureCloseBody,
             BodyFailure::RecvFailed(_) => Class::ResetBody,
             BodyFailure::ReadTimeout => Class::ReadTimeoutBody,
         }

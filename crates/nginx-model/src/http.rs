@@ -1,11 +1,8 @@
-//! What the proxy module puts on the wire, as pure functions: the upstream
-//! request (`ngx_http_proxy_create_request`), the response headers passed
-//! to the client (`ngx_http_proxy_hide_headers` and the upstream module's
-//! hop-by-hop filter), and nginx's own error pages
-//! (`ngx_http_special_response_handler`).
+//! The upstream request nginx's proxy module writes
+//! (`ngx_http_proxy_create_request`), as pure functions. The response side
+//! is [`crate::response`].
 
 use crate::resolve::ResolvedLocation;
-use labkit::wire::ResponseHead;
 
 /// The values of the variables a `proxy_set_header` template may use.
 #[derive(Debug, Clone, Default)]
@@ -19,10 +16,6 @@ pub struct RequestVars {
 /// Client request headers nginx never forwards: hop-by-hop and framing
 /// headers, which it sets itself (`ngx_http_proxy_headers`).
 pub const NOT_FORWARDED: [&str; 8] = ["host", "connection", "keep-alive", "content-length", "transfer-encoding", "te", "upgrade", "expect"];
-
-/// Response headers the upstream module does not pass on (it writes its own
-/// `Server`, `Date`, framing and `Connection`).
-pub const NOT_PASSED: [&str; 6] = ["connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"];
 
 fn substitute(template: &str, loc: &ResolvedLocation, vars: &RequestVars) -> String {
     let host = vars.http_host.split(':').next().unwrap_or("");
@@ -38,6 +31,13 @@ fn substitute(template: &str, loc: &ResolvedLocation, vars: &RequestVars) -> Str
 /// body (always for POST, PUT and PATCH, even when empty), the client's
 /// other headers, then the body (`proxy_request_buffering on`: all of it).
 pub fn encode_request(loc: &ResolvedLocation, method: &str, uri: &str, client_headers: &[(String, String)], body: &[u8], vars: &RequestVars) -> Vec<u8> {
+    let mut out = encode_request_head(loc, method, uri, client_headers, body.len() as u64, vars);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The upstream request's head for a body of `body_len` bytes.
+pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, client_headers: &[(String, String)], body_len: u64, vars: &RequestVars) -> Vec<u8> {
     let mut s = format!("{method} {uri} HTTP/1.{}\r\n", u8::from(loc.http11));
     for (k, v) in &loc.headers {
         let v = substitute(v, loc, vars);
@@ -45,8 +45,8 @@ pub fn encode_request(loc: &ResolvedLocation, method: &str, uri: &str, client_he
             s.push_str(&format!("{k}: {v}\r\n"));
         }
     }
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        s.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if body_len > 0 || matches!(method, "POST" | "PUT" | "PATCH") {
+        s.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
     for (k, v) in client_headers {
         let lower = k.to_ascii_lowercase();
@@ -56,43 +56,17 @@ pub fn encode_request(loc: &ResolvedLocation, method: &str, uri: &str, client_he
         s.push_str(&format!("{k}: {v}\r\n"));
     }
     s.push_str("\r\n");
-    let mut out = s.into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// The upstream's response headers as they go to the client, names as the
-/// upstream wrote them, plus its `Content-Length` when it had one.
-pub fn response_headers(head: &ResponseHead) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> =
-        head.headers.iter().filter(|(k, _)| !NOT_PASSED.contains(&k.to_ascii_lowercase().as_str())).cloned().collect();
-    if let Some(n) = head.content_length {
-        out.push(("Content-Length".into(), n.to_string()));
-    }
-    out
+    s.into_bytes()
 }
 
 /// nginx's reason phrase for the statuses it answers itself.
 pub fn reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        413 => "Request Entity Too Large",
-        429 => "Too Many Requests",
-        499 => "Client Closed Request",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Temporarily Unavailable",
-        504 => "Gateway Time-out",
-        _ => "",
-    }
+    crate::response::reason(status)
 }
 
-/// nginx's built-in error page for `status`.
+/// nginx 1.22.1's built-in error page for `status` (`server_tokens on`).
 pub fn error_page(status: u16) -> String {
-    let t = format!("{status} {}", reason(status));
-    format!("<html>\r\n<head><title>{t}</title></head>\r\n<body>\r\n<center><h1>{t}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+    crate::response::error_page(status, true)
 }
 
 #[cfg(test)]
@@ -127,10 +101,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn response_headers_keep_names_and_drop_hop_by_hop() {
-        let (head, _) = ResponseHead::parse(b"HTTP/1.1 200 OK\r\nX-Connection: a\r\nConnection: close\r\nDate: x\r\nContent-Length: 3\r\n\r\n").unwrap().unwrap();
-        assert_eq!(response_headers(&head), vec![("X-Connection".to_string(), "a".to_string()), ("Content-Length".into(), "3".into())]);
-        assert!(error_page(502).contains("<title>502 Bad Gateway</title>"));
-    }
 }

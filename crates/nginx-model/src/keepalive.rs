@@ -49,7 +49,12 @@ impl KeepaliveSettings {
 /// `Connection: close`, and a body that ended by its framing (length or
 /// chunked, never by the connection's close) and was read whole.
 pub fn response_keeps_connection(head: &ResponseHead, body_complete: bool, delimited: bool) -> bool {
-    head.http11 && !head.connection_close && body_complete && delimited
+    keeps_connection(head.http11, head.connection_close, body_complete, delimited)
+}
+
+/// The same rule on the parts of the head it reads.
+pub fn keeps_connection(http11: bool, connection_close: bool, body_complete: bool, delimited: bool) -> bool {
+    http11 && !connection_close && body_complete && delimited
 }
 
 /// One idle connection in the cache.

@@ -12,6 +12,8 @@
 //! * [`failure`]: failure classes, `ft_type`, and the exact error.log text.
 //! * [`logs`]: error.log and access.log formats.
 //! * [`http`]: the upstream request, the headers passed on, error pages.
+//! * [`response`]: the upstream's head as nginx parses it, the client's head
+//!   as nginx writes it, error pages.
 //! * [`resolve`]: the effective configuration, with nginx's defaults.
 //! * [`keepalive`]: the keepalive cache policy (LIFO checkout, LRU eviction).
 //! * [`attempt`]: one request's upstream attempts, as a state machine.
@@ -25,6 +27,7 @@ pub mod keepalive;
 pub mod logs;
 pub mod profile;
 pub mod resolve;
+pub mod response;
 pub mod retry;
 pub mod time;
 

@@ -36,6 +36,7 @@ pub fn time_local(t: SystemTime) -> String {
 pub enum Level {
     Error,
     Warn,
+    Info,
 }
 
 impl Level {
@@ -43,24 +44,38 @@ impl Level {
         match self {
             Level::Error => "error",
             Level::Warn => "warn",
+            Level::Info => "info",
         }
     }
 }
 
 /// One error.log line in nginx's format (`ngx_log_error_core` with
 /// `ngx_http_log_error`'s request context), written at `time` by `pid`.
+/// `upstream` and `host` are left out when empty, as nginx leaves them out
+/// before an upstream is chosen and for a request without Host.
 pub fn error_line(time: SystemTime, pid: u32, level: Level, text: &str, ctx: &RequestCtx) -> String {
-    format!(
-        "{} [{}] {pid}#0: *{} {text}, client: {}, server: {}, request: \"{}\", upstream: \"{}\", host: \"{}\"",
+    let mut line = format!(
+        "{} [{}] {pid}#0: *{} {text}, client: {}, server: {}, request: \"{}\"",
         log_time(time),
         level.as_str(),
         ctx.conn,
         ctx.client,
         ctx.server,
         ctx.request_line,
-        ctx.upstream,
-        ctx.host
-    )
+    );
+    if !ctx.upstream.is_empty() {
+        line.push_str(&format!(", upstream: \"{}\"", ctx.upstream));
+    }
+    if !ctx.host.is_empty() {
+        line.push_str(&format!(", host: \"{}\"", ctx.host));
+    }
+    line
+}
+
+/// A connection-level line, with no request context
+/// (`client 127.0.0.1 closed keepalive connection`).
+pub fn connection_line(time: SystemTime, pid: u32, level: Level, conn: u64, text: &str) -> String {
+    format!("{} [{}] {pid}#0: *{conn} {text}", log_time(time), level.as_str())
 }
 
 /// One upstream attempt, as `$upstream_*` variables report it.
@@ -118,7 +133,7 @@ impl AccessEntry {
             "args" => if self.args.is_empty() { "-".into() } else { self.args.clone() },
             "request" => self.request_line.clone(),
             "http_host" | "host" => self.host.clone(),
-            "status" => self.status.to_string(),
+            "status" => format!("{:03}", self.status),
             "request_time" => secs3(self.request_time),
             "upstream_status" => self.upstream_status(),
             "upstream_response_time" => self.join(|u| secs3(u.response_time)),

@@ -1,39 +1,25 @@
-//! The proxy's I/O: listeners, client connections (hyper's HTTP/1 server),
-//! the attempt loop, the response pump, and the logs. The loop executes the
-//! steps of `nginx_model::attempt::Attempts`; what to connect to, whether to
-//! retry and what to answer are decided there, not here.
+//! The proxy's run time: the configuration resolved into upstreams (balancer
+//! and keepalive cache each), servers and logs; the listeners. Client
+//! connections are served by [`crate::client`], the attempt loop is
+//! [`crate::pass`].
 
-use crate::events::{ProxyEventKind, ProxyEvents};
-use crate::keepalive::{Keepalive, UpstreamConn};
+use crate::events::ProxyEvents;
+use crate::keepalive::Keepalive;
 use crate::logs::Logs;
-use crate::upstream::{self, BodyReader};
-use bytes::{Bytes, BytesMut};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response};
 use labkit::events::Retention;
-use labkit::wire::ResponseHead;
-use nginx_model::attempt::{Attempts, LogLine, Step};
 use nginx_model::balancer::{Peer, RoundRobin};
 use nginx_model::conf::Config;
-use nginx_model::failure::Failure;
-use nginx_model::http::{self, RequestVars};
-use nginx_model::keepalive::response_keeps_connection;
-use nginx_model::logs::{self, AccessEntry, RequestCtx};
-use nginx_model::resolve::{self, ResolveError, Resolved, ResolvedLocation, ResolvedServer, ResolvedUpstream};
+use nginx_model::logs::AccessEntry;
+use nginx_model::resolve::{self, ResolveError, Resolved, ResolvedServer, ResolvedUpstream};
 use nginx_model::Profile;
 use parking_lot::Mutex;
-use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Why the proxy cannot start (what nginx reports as `[emerg]`).
@@ -83,25 +69,29 @@ impl Default for ProxyOptions {
 }
 
 /// An upstream block at run time: its balancer and its keepalive cache.
-struct UpstreamRt {
-    name: String,
-    conf: ResolvedUpstream,
-    rr: Mutex<RoundRobin<SocketAddr>>,
-    cache: Keepalive,
+pub(crate) struct UpstreamRt {
+    pub(crate) name: String,
+    pub(crate) conf: ResolvedUpstream,
+    pub(crate) rr: Mutex<RoundRobin<SocketAddr>>,
+    pub(crate) cache: Keepalive,
 }
 
-struct ServerRt {
-    listen: SocketAddr,
-    conf: ResolvedServer,
+pub(crate) struct ServerRt {
+    pub(crate) listen: SocketAddr,
+    pub(crate) conf: ResolvedServer,
 }
 
-struct Runtime {
-    servers: Vec<ServerRt>,
-    upstreams: Vec<Arc<UpstreamRt>>,
-    logs: Logs,
-    events: ProxyEvents,
-    next_conn: AtomicU64,
-    next_request: AtomicU64,
+pub(crate) struct Runtime {
+    pub(crate) servers: Vec<ServerRt>,
+    pub(crate) upstreams: Vec<Arc<UpstreamRt>>,
+    pub(crate) logs: Logs,
+    pub(crate) events: ProxyEvents,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) next_request: AtomicU64,
+    /// `client_body_temp_path`'s directory (under the prefix).
+    pub(crate) body_temp: PathBuf,
+    /// The temp file counter (`ngx_next_temp_number`).
+    pub(crate) next_temp: AtomicU64,
 }
 
 /// The run-time model of a resolved configuration: host names resolved,
@@ -177,7 +167,17 @@ impl Proxy {
             addrs.push(l.local_addr().map_err(|source| StartError::Bind { addr: s.listen, source })?);
             listeners.push(l);
         }
-        let rt = Arc::new(Runtime { servers, upstreams, logs, events, next_conn: AtomicU64::new(1), next_request: AtomicU64::new(1) });
+        let body_temp = opts.prefix.join("client_body_temp");
+        let rt = Arc::new(Runtime {
+            servers,
+            upstreams,
+            logs,
+            events,
+            next_conn: AtomicU64::new(1),
+            next_request: AtomicU64::new(1),
+            body_temp,
+            next_temp: AtomicU64::new(1),
+        });
         let stop = CancellationToken::new();
         for (i, l) in listeners.into_iter().enumerate() {
             tokio::spawn(accept_loop(l, i, rt.clone(), stop.clone()));
@@ -228,298 +228,14 @@ async fn accept_loop(l: TcpListener, server: usize, rt: Arc<Runtime>, stop: Canc
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn_no = rt.next_conn.fetch_add(1, Ordering::SeqCst);
+        let conn_no = rt.next_conn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let rt = rt.clone();
         let stop = stop.clone();
-        let requests = Arc::new(AtomicU64::new(0));
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-                handle(rt.clone(), server, client, conn_no, n, req)
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             tokio::select! {
-                _ = conn => {}
+                _ = crate::client::serve(rt, server, stream, client, conn_no) => {}
                 _ = stop.cancelled() => {}
             }
         });
     }
-}
-
-pub type ProxyBody = BoxBody<Bytes, io::Error>;
-
-/// A response body fed by the pump task; an `Err` aborts the client connection.
-struct ChannelBody(mpsc::Receiver<Result<Bytes, io::Error>>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
-    }
-}
-
-fn full(b: impl Into<Bytes>) -> ProxyBody {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
-}
-
-fn error_response(status: u16) -> Response<ProxyBody> {
-    let page = http::error_page(status);
-    let mut resp = Response::new(full(page.clone()));
-    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-    let h = resp.headers_mut();
-    h.insert(hyper::header::SERVER, hyper::header::HeaderValue::from_static("nginx"));
-    h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/html"));
-    h.insert(hyper::header::CONTENT_LENGTH, page.len().into());
-    resp
-}
-
-fn msec_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
-/// The client request, as the logs need it.
-#[derive(Clone)]
-struct ClientRequest {
-    no: u64,
-    ctx: RequestCtx,
-    method: String,
-    uri: String,
-    path: String,
-    args: String,
-    conn_requests: u64,
-    start: Instant,
-}
-
-impl ClientRequest {
-    fn access_entry(&self, status: u16, attempts: &Attempts, body_bytes_sent: u64) -> AccessEntry {
-        AccessEntry {
-            msec: msec_now(),
-            remote_addr: self.ctx.client.clone(),
-            method: self.method.clone(),
-            uri: self.path.clone(),
-            args: self.args.clone(),
-            request_line: self.ctx.request_line.clone(),
-            host: self.ctx.host.clone(),
-            status,
-            request_time: self.start.elapsed(),
-            upstream: attempts.states().to_vec(),
-            body_bytes_sent,
-            connection_requests: self.conn_requests,
-        }
-    }
-}
-
-/// Writes the lines an attempt step produced, with the request's context.
-fn write_log(rt: &Runtime, creq: &ClientRequest, lines: Vec<LogLine>) {
-    for l in lines {
-        let mut ctx = creq.ctx.clone();
-        ctx.upstream = format!("http://{}{}", l.upstream, creq.uri);
-        rt.logs.error(logs::error_line(SystemTime::now(), std::process::id(), l.level, &l.text, &ctx));
-    }
-}
-
-async fn handle(
-    rt: Arc<Runtime>,
-    server: usize,
-    client: SocketAddr,
-    conn_no: u64,
-    conn_requests: u64,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let start = Instant::now();
-    let no = rt.next_request.fetch_add(1, Ordering::SeqCst);
-    let method = req.method().as_str().to_string();
-    let uri = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    let srv = &rt.servers[server];
-    let creq = ClientRequest {
-        no,
-        ctx: RequestCtx {
-            conn: conn_no,
-            client: client.ip().to_string(),
-            server: srv.conf.name.clone(),
-            request_line: format!("{method} {uri} {:?}", req.version()),
-            upstream: String::new(),
-            host: host.clone(),
-        },
-        path: req.uri().path().to_string(),
-        args: req.uri().query().unwrap_or("").to_string(),
-        method,
-        uri,
-        conn_requests,
-        start,
-    };
-    rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
-    let client_headers: Vec<(String, String)> =
-        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
-    // proxy_request_buffering on: the whole client body is read first.
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let Some(loc) = srv.conf.location_for(&creq.path) else {
-        return Ok(error_response(404));
-    };
-    let up = rt.upstreams[loc.upstream].clone();
-    let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
-    let request = http::encode_request(loc, &creq.method, &creq.uri, &client_headers, &body, &vars);
-    Ok(proxy_pass(rt.clone(), loc, up, creq, request).await)
-}
-
-/// `ngx_http_upstream_init_request` to the response: executes the attempt
-/// steps until the response is passed on or nginx answers itself.
-async fn proxy_pass(rt: Arc<Runtime>, loc: &ResolvedLocation, up: Arc<UpstreamRt>, creq: ClientRequest, request: Vec<u8>) -> Response<ProxyBody> {
-    let ctx = loc.retry_context(&creq.method, &up.conf);
-    let live = up.rr.lock().tries();
-    let mut attempts = Attempts::new(ctx, up.name.clone(), live, loc.next_upstream_tries, Instant::now());
-    let mut conn: Option<UpstreamConn> = None;
-    let mut head: Option<(ResponseHead, BytesMut)> = None;
-    let mut step = attempts.start(&mut up.rr.lock(), Instant::now());
-    loop {
-        write_log(&rt, &creq, attempts.take_log());
-        let outcome: Result<Step, Failure> = match step {
-            Step::Connect(pid) => {
-                let peer = up.rr.lock().peer(pid).addr;
-                let c = match up.cache.checkout(peer).await {
-                    Some(c) => Ok((c, true)),
-                    None => upstream::connect(peer, loc.connect_timeout).await.map(|stream| {
-                        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-                        (UpstreamConn { stream, peer, local_port, requests: 0, created: Instant::now() }, false)
-                    }),
-                };
-                match c {
-                    Ok((mut c, cached)) => {
-                        c.requests += 1;
-                        rt.events.push(creq.no, ProxyEventKind::UpstreamConn { peer, local_port: c.local_port, cached });
-                        conn = Some(c);
-                        Ok(attempts.connected(cached, Instant::now()))
-                    }
-                    Err(f) => {
-                        rt.events.push(creq.no, ProxyEventKind::ConnectFailed { peer });
-                        Err(f)
-                    }
-                }
-            }
-            Step::Send => {
-                // The machine only asks to send or read after a connection.
-                let Some(c) = conn.as_mut() else { return give_up(&rt, &creq, &attempts, 502) };
-                match upstream::send(&mut c.stream, &request, loc.send_timeout).await {
-                    Ok(()) => {
-                        rt.events.push(creq.no, ProxyEventKind::RequestSent { local_port: c.local_port, bytes: request.len() });
-                        Ok(attempts.sent())
-                    }
-                    Err(f) => Err(f),
-                }
-            }
-            Step::ReadHeader => {
-                let Some(c) = conn.as_mut() else { return give_up(&rt, &creq, &attempts, 502) };
-                match upstream::read_head(&mut c.stream, loc.read_timeout, loc.buffer_size).await {
-                    Ok((h, leftover)) => {
-                        rt.events.push(creq.no, ProxyEventKind::HeaderReceived { local_port: c.local_port, status: h.status });
-                        let next = attempts.header(&mut up.rr.lock(), h.status, Instant::now());
-                        if matches!(next, Step::Pass { .. }) {
-                            head = Some((h, leftover));
-                        } else {
-                            // A status listed in proxy_next_upstream: that attempt failed.
-                            failed_event(&rt, &creq, conn.take(), Failure::Status(h.status), &attempts, next);
-                        }
-                        Ok(next)
-                    }
-                    Err(f) => Err(f),
-                }
-            }
-            Step::Pass { status } => {
-                let (Some(c), Some((h, leftover))) = (conn.take(), head.take()) else {
-                    return give_up(&rt, &creq, &attempts, 502);
-                };
-                return pump(rt.clone(), loc, up, creq, attempts, c, h, leftover, status);
-            }
-            Step::Finalize { status } => return give_up(&rt, &creq, &attempts, status),
-        };
-        step = match outcome {
-            Ok(next) => next,
-            Err(f) => {
-                let next = attempts.failed(&mut up.rr.lock(), f.clone(), Instant::now());
-                failed_event(&rt, &creq, conn.take(), f, &attempts, next);
-                next
-            }
-        };
-    }
-}
-
-/// Timeline events for a failed attempt; dropping `conn` closes it.
-fn failed_event(rt: &Runtime, creq: &ClientRequest, conn: Option<UpstreamConn>, f: Failure, attempts: &Attempts, next: Step) {
-    let local_port = conn.map(|c| c.local_port).unwrap_or(0);
-    rt.events.push(creq.no, ProxyEventKind::AttemptFailed { local_port, class: f.class(), log: f.log_text() });
-    if let Step::Connect(_) = next {
-        rt.events.push(creq.no, ProxyEventKind::Retry { tries_left: attempts.tries() });
-    }
-}
-
-/// nginx answers with its own error page.
-fn give_up(rt: &Runtime, creq: &ClientRequest, attempts: &Attempts, status: u16) -> Response<ProxyBody> {
-    let page_len = http::error_page(status).len() as u64;
-    // The access entry exists before the event that announces the response.
-    rt.logs.access(creq.access_entry(status, attempts, page_len));
-    rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
-    rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page_len, truncated: false });
-    error_response(status)
-}
-
-/// The header goes to the client now; the body follows from a pump task,
-/// which then finishes the attempt and decides whether to keep the connection.
-#[allow(clippy::too_many_arguments)]
-fn pump(
-    rt: Arc<Runtime>,
-    loc: &ResolvedLocation,
-    up: Arc<UpstreamRt>,
-    creq: ClientRequest,
-    mut attempts: Attempts,
-    mut conn: UpstreamConn,
-    head: ResponseHead,
-    leftover: BytesMut,
-    status: u16,
-) -> Response<ProxyBody> {
-    let framing = head.framing(creq.method == "HEAD");
-    let no_body = framing == labkit::wire::BodyFraming::Length(0);
-    let mut reader = BodyReader::new(framing, leftover, loc.read_timeout);
-    let mut resp = Response::builder().status(status).header("Server", "nginx");
-    if let Some(h) = resp.headers_mut() {
-        for (k, v) in http::response_headers(&head) {
-            // A header the http crate cannot represent is dropped, not fatal.
-            if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::from_bytes(k.as_bytes()), hyper::header::HeaderValue::from_bytes(v.as_bytes())) {
-                h.append(name, value);
-            }
-        }
-    }
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut sent = 0u64;
-        let mut client_gone = false;
-        let body = loop {
-            match reader.next(&mut conn.stream).await {
-                Ok(Some(chunk)) => {
-                    sent += chunk.len() as u64;
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        client_gone = true;
-                        break Ok(());
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(bf) => {
-                    rt.events.push(creq.no, ProxyEventKind::BodyFailed { local_port: conn.local_port, class: bf.class() });
-                    let _ = tx.send(Err(io::Error::other(bf.log_text()))).await;
-                    break Err(bf);
-                }
-            }
-        };
-        let truncated = client_gone || body.is_err();
-        attempts.finished(&mut up.rr.lock(), status, body, Instant::now());
-        write_log(&rt, &creq, attempts.take_log());
-        if !client_gone && response_keeps_connection(&head, reader.is_done(), reader.delimited()) {
-            up.cache.store(conn);
-        }
-        rt.logs.access(creq.access_entry(status, &attempts, sent));
-        rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: sent, truncated });
-    });
-    let body = if no_body { full(Bytes::new()) } else { ChannelBody(rx).boxed() };
-    resp.body(body).unwrap_or_else(|_| error_response(502))
 }

@@ -1,16 +1,18 @@
 //! One upstream attempt's I/O, phase by phase (connecting, sending request,
 //! reading response header, reading upstream), each mapped to the `Failure`
-//! nginx would classify it as. The bytes are read with `labkit::wire`; the
-//! framing is ours rather than a client library's, because nginx's
-//! classification needs to know which syscall failed and how.
+//! nginx would classify it as. The head is read with nginx's own parser
+//! (`nginx_model::response`), the body by nginx's framing rules, because
+//! nginx's classification needs to know which syscall failed and how.
 
-use bytes::{Buf, Bytes, BytesMut};
-use labkit::wire::{BodyDecoder, BodyFraming, ResponseHead, Step};
+use crate::client::RequestBody;
+use bytes::{Buf, BytesMut};
+use labkit::wire::{BodyDecoder, BodyFraming, Step};
 use nginx_model::failure::{errno_of, BodyFailure, Failure};
+use nginx_model::response::{self, HeadParse, UpstreamBody, UpstreamHead};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -26,32 +28,92 @@ pub async fn connect(peer: SocketAddr, limit: Duration) -> Result<TcpStream, Fai
     }
 }
 
-/// Writes the whole request under `proxy_send_timeout`.
-pub async fn send(stream: &mut TcpStream, req: &[u8], limit: Duration) -> Result<(), Failure> {
-    match timeout(limit, stream.write_all(req)).await {
-        Err(_) => Err(Failure::SendTimeout),
-        Ok(Err(e)) => Err(Failure::SendFailed(errno_of(&e))),
-        Ok(Ok(())) => Ok(()),
+/// Writes the request as nginx's output chain does: the head with the
+/// first `piece` bytes of the body, then the rest `piece` bytes at a time
+/// (`u->output.bufs` is one `client_body_buffer_size` buffer, refilled from
+/// the temp file), each write under `proxy_send_timeout`. A reset in the
+/// middle is a `writev()` failure while sending, as nginx logs it.
+pub async fn send(stream: &mut TcpStream, head: &[u8], body: &mut RequestBody, limit: Duration, piece: usize) -> Result<usize, Failure> {
+    let piece = piece.max(1);
+    async fn write(stream: &mut TcpStream, buf: Vec<u8>, limit: Duration) -> Result<(), Failure> {
+        match timeout(limit, stream.write_all(&buf)).await {
+            Err(_) => Err(Failure::SendTimeout),
+            Ok(Err(e)) => Err(Failure::SendFailed(errno_of(&e))),
+            Ok(Ok(())) => Ok(()),
+        }
     }
+    let mut sent = head.len();
+    match body {
+        RequestBody::Memory(b) => {
+            let mut first = head.to_vec();
+            let n = b.len().min(piece);
+            first.extend_from_slice(&b[..n]);
+            write(stream, first, limit).await?;
+            for chunk in b[n..].chunks(piece) {
+                write(stream, chunk.to_vec(), limit).await?;
+            }
+            sent += b.len();
+        }
+        RequestBody::File { file, len, .. } => {
+            // An I/O error on our own temp file: nginx would answer 500; the
+            // lab treats it as a failed send.
+            let io_fail = |_| Failure::SendFailed(5);
+            file.seek(io::SeekFrom::Start(0)).await.map_err(io_fail)?;
+            let mut first = head.to_vec();
+            let mut left = *len;
+            let mut buf = vec![0u8; piece];
+            let mut pending = Some(&mut first);
+            while left > 0 {
+                let want = (left as usize).min(piece);
+                file.read_exact(&mut buf[..want]).await.map_err(io_fail)?;
+                left -= want as u64;
+                let out = match pending.take() {
+                    Some(f) => {
+                        f.extend_from_slice(&buf[..want]);
+                        std::mem::take(f)
+                    }
+                    None => buf[..want].to_vec(),
+                };
+                write(stream, out, limit).await?;
+            }
+            if let Some(f) = pending.take() {
+                write(stream, std::mem::take(f), limit).await?;
+            }
+            sent += *len as usize;
+        }
+    }
+    Ok(sent)
+}
+
+/// The upstream's head, or HTTP/0.9 (no valid status line).
+pub enum Head {
+    Http(UpstreamHead),
+    Http09,
 }
 
 /// Reads until the header is complete, `proxy_read_timeout` bounding each
-/// read, within `proxy_buffer_size`. Returns the head and any body bytes
-/// that came with it.
-pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_size: usize) -> Result<(ResponseHead, BytesMut), Failure> {
-    let mut buf = BytesMut::with_capacity(buffer_size);
+/// read, within `proxy_buffer_size`. Returns the head and the bytes after
+/// it (for HTTP/0.9: every byte read, which the client gets as they are).
+pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_size: usize) -> Result<(Head, BytesMut), Failure> {
+    let mut buf = BytesMut::with_capacity(buffer_size.min(64 * 1024));
+    let mut chunk = vec![0u8; buffer_size.min(64 * 1024)];
     loop {
         if !buf.is_empty() {
-            if let Some((head, n)) = ResponseHead::parse(&buf).map_err(|_| Failure::InvalidHeader)? {
-                buf.advance(n);
-                return Ok((head, buf));
+            match response::parse_head(&buf) {
+                HeadParse::Again => {}
+                HeadParse::Http09 => return Ok((Head::Http09, buf)),
+                HeadParse::Invalid(excerpt) => return Err(Failure::InvalidHeaderLine(excerpt)),
+                HeadParse::Done(h, n) => {
+                    buf.advance(n);
+                    return Ok((Head::Http(h), buf));
+                }
             }
         }
         if buf.len() >= buffer_size {
             return Err(Failure::TooBigHeader);
         }
-        let mut chunk = vec![0u8; buffer_size - buf.len()];
-        match timeout(read_timeout, stream.read(&mut chunk)).await {
+        let room = (buffer_size - buf.len()).min(chunk.len());
+        match timeout(read_timeout, stream.read(&mut chunk[..room])).await {
             Err(_) => return Err(Failure::ReadTimeout),
             Ok(Ok(0)) => return Err(Failure::PrematureClose),
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
@@ -60,21 +122,26 @@ pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_si
     }
 }
 
-/// Reads an upstream body by its framing ("reading upstream").
+/// Reads an upstream body by nginx's framing ("reading upstream"), one
+/// buffer at a time: the data decoded from one read goes out as one piece,
+/// as nginx's event pipe passes one buffer chain per read.
 pub struct BodyReader {
     buf: BytesMut,
     decoder: BodyDecoder,
     read_timeout: Duration,
+    /// Bytes that came after a length-delimited body (nginx warns).
+    pub extra: bool,
 }
 
 impl BodyReader {
-    pub fn new(framing: BodyFraming, leftover: BytesMut, read_timeout: Duration) -> BodyReader {
-        BodyReader { buf: leftover, decoder: BodyDecoder::new(framing), read_timeout }
-    }
-
-    /// The body ended by its framing (or, close-delimited, by EOF).
-    pub fn is_done(&self) -> bool {
-        self.decoder.is_done()
+    pub fn new(body: UpstreamBody, leftover: BytesMut, read_timeout: Duration) -> BodyReader {
+        let framing = match body {
+            UpstreamBody::Empty => BodyFraming::Length(0),
+            UpstreamBody::Length(n) => BodyFraming::Length(n),
+            UpstreamBody::Chunked => BodyFraming::Chunked,
+            UpstreamBody::Close => BodyFraming::CloseDelimited,
+        };
+        BodyReader { buf: leftover, decoder: BodyDecoder::new(framing), read_timeout, extra: false }
     }
 
     /// Whether the body has a known end (length or chunked) rather than EOF.
@@ -82,41 +149,46 @@ impl BodyReader {
         self.decoder.delimited()
     }
 
-    async fn fill(&mut self, stream: &mut TcpStream) -> Result<usize, BodyFailure> {
+    /// Decodes what is buffered: the data, and whether the body is done.
+    pub fn decode(&mut self) -> Result<(Vec<u8>, bool), BodyFailure> {
+        let mut out = Vec::new();
+        loop {
+            match self.decoder.step(&self.buf).map_err(|_| BodyFailure::InvalidChunked)? {
+                Step::Skip(n) => self.buf.advance(n),
+                Step::Data(n) => {
+                    out.extend_from_slice(&self.buf[..n]);
+                    self.buf.advance(n);
+                }
+                Step::Done(n) => {
+                    self.buf.advance(n);
+                    self.extra = !self.buf.is_empty() && self.decoder.delimited();
+                    return Ok((out, true));
+                }
+                Step::NeedMore => return Ok((out, false)),
+            }
+        }
+    }
+
+    /// One read from the upstream; `Ok(false)` at EOF (an error if the body
+    /// was not complete).
+    pub async fn fill(&mut self, stream: &mut TcpStream) -> Result<bool, BodyFailure> {
         let mut chunk = [0u8; 16384];
         match timeout(self.read_timeout, stream.read(&mut chunk)).await {
             Err(_) => Err(BodyFailure::ReadTimeout),
+            Ok(Ok(0)) => match self.decoder.eof() {
+                Ok(()) => Ok(false),
+                Err(_) => Err(BodyFailure::PrematureClose),
+            },
             Ok(Ok(n)) => {
                 self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
+                Ok(true)
             }
             Ok(Err(e)) => Err(BodyFailure::RecvFailed(errno_of(&e))),
         }
     }
 
-    /// The next piece of body, `None` at the end. An EOF before a delimited
-    /// body's end is `PrematureClose`; EOF ends a close-delimited body.
-    pub async fn next(&mut self, stream: &mut TcpStream) -> Result<Option<Bytes>, BodyFailure> {
-        loop {
-            // A malformed chunk is treated like a cut body.
-            match self.decoder.step(&self.buf).map_err(|_| BodyFailure::PrematureClose)? {
-                Step::Skip(n) => {
-                    self.buf.advance(n);
-                    continue;
-                }
-                Step::Data(n) => return Ok(Some(self.buf.split_to(n).freeze())),
-                Step::Done(n) => {
-                    self.buf.advance(n);
-                    return Ok(None);
-                }
-                Step::NeedMore => {}
-            }
-            if self.fill(stream).await? == 0 {
-                return match self.decoder.eof() {
-                    Ok(()) => Ok(None),
-                    Err(_) => Err(BodyFailure::PrematureClose),
-                };
-            }
-        }
+    /// Raw bytes (HTTP/0.9): what is buffered.
+    pub fn take_raw(&mut self) -> Vec<u8> {
+        self.buf.split().to_vec()
     }
 }

@@ -1,0 +1,470 @@
+//! Hostile upstreams behind the proxy and behind real nginx: one named
+//! trial per mode (`upstream::<mode>`), and the client-side cases
+//! (`client::<case>`: aborts, bodies past the limits, resets while sending).
+//!
+//! Each trial starts a raw-TCP upstream that answers every connection with
+//! the mode's bytes and ends it with FIN or RST, then sends the same client
+//! request through real nginx 1.22 and through the proxy, each with the same
+//! nginx.conf text in its own prefix. Compared: every byte the client gets
+//! (the `Date:` value masked), how the connection ends (FIN, RST, open), the
+//! error.log lines (timestamp, pid and connection number masked) and the
+//! access-log line. The expected values are not written here: real nginx
+//! is the reference, run in the same trial.
+//!
+//! An RST sent right behind the upstream's last bytes races real nginx's
+//! own first read of the body (seen both ways on nginx 1.22.1), so the
+//! resets here come 100 ms after the bytes, when nginx has read them.
+//!
+//! Without nginx the trials are reported as ignored, with the reason; with
+//! BADGATEWAY_REQUIRE_NGINX=1 (CI) they fail instead.
+
+use harness::require;
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use nginx_model::conf;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the upstream ends a connection after its reply.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Fin,
+    /// SO_LINGER 0: the close sends an RST.
+    Rst,
+    /// Keep the connection open this long, then FIN.
+    HoldThenFin(u64),
+    /// Keep it open this long, then RST: nginx has read what came before.
+    HoldThenRst(u64),
+}
+
+/// When the upstream replies.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    /// After the request head.
+    AfterHead,
+    /// After the request head and this many body bytes.
+    AfterBody(usize),
+}
+
+#[derive(Clone)]
+struct Case {
+    name: String,
+    /// The upstream's reply bytes.
+    reply: Vec<u8>,
+    when: Reply,
+    end: End,
+    /// The client's request bytes.
+    request: Vec<u8>,
+    /// The client closes its side this long after sending (an abort).
+    client_close_after: Option<u64>,
+    /// Extra directives in the location.
+    location: String,
+}
+
+const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
+
+fn case(name: &str, reply: &[u8], end: End) -> Case {
+    Case {
+        name: name.into(),
+        reply: reply.to_vec(),
+        when: Reply::AfterHead,
+        end,
+        request: GET.to_vec(),
+        client_close_after: None,
+        location: String::new(),
+    }
+}
+
+fn with_headers(n: usize) -> Vec<u8> {
+    let mut r = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..n {
+        r.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    r.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
+    r
+}
+
+fn big_header(size: usize) -> Vec<u8> {
+    let mut r = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    r.extend(std::iter::repeat_n(b'a', size));
+    r.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+    r
+}
+
+fn post(len: usize) -> Vec<u8> {
+    let mut r = format!("POST /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+    r.extend(std::iter::repeat_n(b'p', len));
+    r
+}
+
+fn cases() -> Vec<Case> {
+    use End::*;
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+    let mut v = vec![
+        case("valid_200", ok, Fin),
+        case("valid_200_rst_later", ok, HoldThenRst(100)),
+        case("binary_garbage", b"\x00\xff\xfegarbage bytes\r\n\r\n", Fin),
+        case("text_without_status_line", b"hello, this is not http\r\nat all\r\n", Fin),
+        case("headers_without_status_line", b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("garbage_lf", b"garbage\n", Fin),
+        case("header_5k", &big_header(5 * 1024), Fin),
+        case("header_9k", &big_header(9 * 1024), Fin),
+        case("headers_150", &with_headers(150), Fin),
+        case("chunked_bad_size", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", Fin),
+        case("chunked_bad_size_after_good_chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n0\r\n\r\n", Fin),
+        case("chunked_missing_crlf_after_data", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX5\r\nhello\r\n0\r\n\r\n", Fin),
+        case("chunked_size_overflow", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n", Fin),
+        case("chunked_eof_inside_chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", Fin),
+        case("chunked_valid", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", Fin),
+        case("continue_then_200", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("early_hints_only", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", Fin),
+        case("switching_protocols", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", Fin),
+        case("close_inside_status_line", b"HTTP/1.1 20", Fin),
+        case("close_inside_header", b"HTTP/1.1 200 OK\r\nX-A: b", Fin),
+        case("rst_inside_header", b"HTTP/1.1 200 OK\r\nX-A: b", Rst),
+        case("close_no_bytes", b"", Fin),
+        case("rst_no_bytes", b"", Rst),
+        case("content_length_abc", b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok", Fin),
+        case("two_content_lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nok", Fin),
+        case("content_length_minus_1", b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok", Fin),
+        case("body_shorter_than_length", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", Fin),
+        case("body_longer_than_length", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", Fin),
+        case("status_999_weird", b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("status_two_digits", b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("status_without_reason", b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("custom_reason", b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("http2_status_line", b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("http10_status_line", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("http10_close_delimited", b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", Fin),
+        case("bare_lf_response", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", Fin),
+        case("header_without_colon", b"HTTP/1.1 200 OK\r\nX-Bad header line\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("nul_in_header", b"HTTP/1.1 200 OK\r\nX-Bad: a\x00b\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("space_before_colon", b"HTTP/1.1 200 OK\r\nX-Bad : a\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("obs_fold", b"HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("no_content_with_body", b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\nsurprise", Fin),
+        case("not_modified", b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", Fin),
+        case("header_case_kept", b"HTTP/1.1 200 OK\r\nX-Connection: kept\r\nx-lower: v\r\nSET-COOKIE: a=b\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("hop_by_hop_headers", b"HTTP/1.1 200 OK\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nServer: go\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-Pad: p\r\nX-Accel-Buffering: no\r\nContent-Length: 2\r\n\r\nok", Fin),
+        case("status_line_then_silence", b"HTTP/1.1 200 OK\r\n", HoldThenFin(300)),
+        case("upstream_500", b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom", Fin),
+        case("upstream_502", b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad", Fin),
+        case("rst_inside_chunked_body_later", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", HoldThenRst(100)),
+        // An RST right behind the bytes races nginx's first read of the
+        // body; 100 ms later it does not.
+        case("close_delimited_rst_later", b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil", HoldThenRst(100)),
+        case("rst_inside_body_later", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", HoldThenRst(100)),
+        case("last_modified_and_location", b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nLast-Modified: Mon, 01 Jan 2001 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n", Fin),
+    ];
+    let mut slow = case("read_timeout_inside_body", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", HoldThenFin(1500));
+    slow.location = "proxy_read_timeout 300ms;".into();
+    v.push(slow);
+    let mut body_1000 = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n".to_vec();
+    body_1000.extend(std::iter::repeat_n(b'c', 1000));
+    body_1000.extend_from_slice(b"\r\n0\r\n\r\n");
+    v.push(case("chunked_1000", &body_1000, Fin));
+
+    let mut head_req = case("head_request", ok, Fin);
+    head_req.request = b"HEAD /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
+    v.push(head_req);
+    let mut http10 = case("client_http10", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", Fin);
+    http10.request = b"GET /x HTTP/1.0\r\nHost: lab\r\n\r\n".to_vec();
+    v.push(http10);
+    let mut keep = case("client_keepalive_then_close", ok, Fin);
+    keep.request = b"GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
+    keep.client_close_after = Some(200);
+    v.push(keep);
+
+    // Client-side cases.
+    let mut abort = case("client_abort_before_header", ok, HoldThenFin(1500));
+    abort.name = "client_abort_before_header".into();
+    abort.client_close_after = Some(200);
+    v.push(abort);
+    let mut abort_rst = case("client_abort_rst_before_header", ok, HoldThenFin(1500));
+    abort_rst.client_close_after = Some(200);
+    v.push(abort_rst);
+    let mut abort_body = case("client_abort_during_body", &big_header(10), HoldThenFin(1500));
+    abort_body.reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nstart".to_vec();
+    abort_body.client_close_after = Some(200);
+    v.push(abort_body);
+    let mut too_big = case("body_over_client_max_body_size", ok, Fin);
+    too_big.request = post(2 * 1024 * 1024);
+    v.push(too_big);
+    let mut declared = case("declared_length_over_limit", ok, Fin);
+    declared.request = b"POST /x HTTP/1.1\r\nHost: lab\r\nContent-Length: 5000000\r\n\r\nabc".to_vec();
+    v.push(declared);
+    let mut spooled = case("body_spooled_to_temp_file", ok, Fin);
+    spooled.request = post(100 * 1024);
+    spooled.when = Reply::AfterBody(100 * 1024);
+    v.push(spooled);
+    let mut in_buffer = case("body_in_buffer", ok, Fin);
+    in_buffer.request = post(1000);
+    in_buffer.when = Reply::AfterBody(1000);
+    v.push(in_buffer);
+    let mut unlimited = case("client_max_body_size_0", ok, Fin);
+    unlimited.request = post(2 * 1024 * 1024);
+    unlimited.when = Reply::AfterBody(2 * 1024 * 1024);
+    unlimited.location = "client_max_body_size 0;".into();
+    v.push(unlimited);
+    let mut reset_while_sending = case("reset_while_sending_request", b"", Rst);
+    // Large enough that nginx is still writing when the RST comes.
+    reset_while_sending.request = post(8 * 1024 * 1024);
+    reset_while_sending.location = "client_max_body_size 10m;".into();
+    v.push(reset_while_sending);
+    v
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = args.test_threads.or(Some(2));
+    let trials = cases()
+        .into_iter()
+        .map(|c| {
+            let prefix = if c.name.starts_with("client") || c.request != GET { "client" } else { "upstream" };
+            Trial::ignorable_test(format!("{prefix}::{}", c.name), move || run(&c))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// What a client saw and the proxy logged.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    response: String,
+    end: &'static str,
+    error_log: Vec<String>,
+    access_log: Vec<String>,
+}
+
+fn run(c: &Case) -> Result<Completion, Failed> {
+    let nginx = match require::nginx() {
+        Ok(b) => b,
+        Err(m) => return require::trial_outcome(m),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        // One upstream for both: the same address in both logs.
+        let up = upstream(c).await?;
+        let real = with_free_port(c, up, Some(&nginx)).await?;
+        let emulated = with_free_port(c, up, None).await?;
+        if std::env::var_os("HOSTILE_SHOW").is_some() {
+            eprintln!("real nginx:\n{}", show(&real));
+        }
+        if real == emulated {
+            Ok(Completion::Completed)
+        } else {
+            Err(format!("real nginx:\n{}\nemulated proxy:\n{}", show(&real), show(&emulated)).into())
+        }
+    })
+}
+
+fn show(s: &Seen) -> String {
+    format!(
+        "  client got ({}): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
+        s.end,
+        s.response.chars().take(600).collect::<String>(),
+        s.error_log,
+        s.access_log
+    )
+}
+
+/// The upstream: every connection gets the case's reply.
+async fn upstream(c: &Case) -> std::io::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    let (reply, when, end) = (c.reply.clone(), c.when, c.end);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                let want_body = match when {
+                    Reply::AfterHead => 0,
+                    Reply::AfterBody(n) => n,
+                };
+                loop {
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if got.len() >= end + 4 + want_body {
+                            break;
+                        }
+                    }
+                    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = s.write_all(&reply).await;
+                match end {
+                    End::Fin => {}
+                    End::Rst => {
+                        // SO_LINGER 0 on a socket about to be dropped: the
+                        // close sends an RST and does not block.
+                        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    }
+                    End::HoldThenFin(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                    End::HoldThenRst(ms) => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    }
+                }
+                drop(s);
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
+    let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
+    format!(
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\"';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  location / {{\n   proxy_pass http://u;\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        c.location
+    )
+}
+
+/// The listen port is picked before the server binds it, and another test
+/// may take it in between: a bind failure is retried on a new port (bounded).
+async fn with_free_port(c: &Case, up: SocketAddr, nginx: Option<&Path>) -> Result<Seen, Failed> {
+    let mut last = None;
+    for _ in 0..5 {
+        match through(c, up, nginx).await {
+            Err(e) if e.message().is_some_and(|m| m.contains("Address already in use")) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| "no free port".into()))
+}
+
+/// Sends the case's request through real nginx (`Some(bin)`) or the proxy.
+async fn through(c: &Case, up: SocketAddr, nginx: Option<&Path>) -> Result<Seen, Failed> {
+    let dir = tempdir(&c.name, nginx.is_some())?;
+    for d in ["client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp", "logs"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let listen: SocketAddr = ([127, 0, 0, 1], harness::free_port()?).into();
+    let text = config_text(listen, up, c);
+    std::fs::write(dir.join("nginx.conf"), &text)?;
+    let mut child = None;
+    let _proxy;
+    match nginx {
+        Some(bin) => {
+            child = Some(
+                std::process::Command::new(bin)
+                    .arg("-p")
+                    .arg(format!("{}/", dir.display()))
+                    .args(["-e", "error.log", "-c", "nginx.conf", "-g", "daemon off; master_process off;"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?,
+            );
+        }
+        None => {
+            let cfg = conf::parse(&text, "nginx.conf").map_err(|e| format!("{e}"))?;
+            let opts = proxy::ProxyOptions { prefix: dir.clone(), ..Default::default() };
+            _proxy = proxy::Proxy::start(&cfg, opts).await.map_err(|e| format!("{e}"))?;
+        }
+    }
+    let result = client(c, listen).await;
+    if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
+        // nginx exits when it cannot bind (the port was taken meanwhile).
+        if let Ok(Some(_)) = ch.try_wait() {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("nginx exited: {log}").into());
+        }
+    }
+    // Log lines are written as the request ends; give a bounded wait for the access line.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while read_lines(&dir.join("access.log")).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(mut ch) = child {
+        let _ = ch.kill();
+        let _ = ch.wait();
+    }
+    let (response, end) = result?;
+    let seen = Seen {
+        response: mask_date(&response),
+        end,
+        // The prefixes differ (temp file paths name them).
+        error_log: read_lines(&dir.join("error.log"))
+            .iter()
+            .filter_map(|l| mask_error_line(l))
+            .map(|l| l.replace(&dir.display().to_string(), "PREFIX"))
+            .collect(),
+        access_log: read_lines(&dir.join("access.log")),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(seen)
+}
+
+fn tempdir(name: &str, real: bool) -> std::io::Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("hostile-up-{}-{}-{name}", std::process::id(), if real { "nginx" } else { "proxy" }));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// Connects (bounded retries while the server comes up), sends, reads to the end.
+async fn client(c: &Case, addr: SocketAddr) -> Result<(Vec<u8>, &'static str), Failed> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        match TcpStream::connect(addr).await {
+            Ok(s) => break s,
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(format!("connect {addr}: {e}").into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    // A reset while writing is the server's answer, not the test's failure.
+    let _ = s.write_all(&c.request).await;
+    if let Some(ms) = c.client_close_after {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if c.name.contains("abort_rst") {
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            drop(s);
+            return Ok((Vec::new(), "client reset"));
+        }
+        if c.name.contains("abort") {
+            drop(s);
+            return Ok((Vec::new(), "client closed"));
+        }
+        let _ = s.shutdown().await;
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Err(_) => break "open",
+            Ok(Ok(0)) => break "FIN",
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break "RST",
+            Ok(Err(e)) => return Err(format!("read: {e}").into()),
+        }
+    };
+    Ok((out, end))
+}
+
+fn read_lines(p: &Path) -> Vec<String> {
+    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).lines().map(String::from).collect()).unwrap_or_default()
+}
+
+fn mask_date(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b).into_owned();
+    s.split("\r\n")
+        .map(|l| if l.starts_with("Date: ") { "Date: *" } else { l })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// `2026/11/23 10:00:00 [error] 123#123: *5 text` → `[error] *N text`; the
+/// lines nginx writes at start and stop (no connection) are dropped.
+fn mask_error_line(l: &str) -> Option<String> {
+    let rest = l.get(20..)?;
+    let (level, rest) = rest.split_once(' ')?;
+    let (_pid, rest) = rest.split_once(": ")?;
+    let rest = rest.strip_prefix('*')?;
+    let (_conn, text) = rest.split_once(' ')?;
+    Some(format!("{level} *N {text}"))
+}

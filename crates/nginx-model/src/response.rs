@@ -1,0 +1,582 @@
+//! The response as nginx 1.22 reads it from the upstream and writes it to
+//! the client, as pure functions:
+//!
+//! * the upstream's head: `ngx_http_parse_status_line` (a line it cannot
+//!   parse makes the response HTTP/0.9, passed through raw),
+//!   `ngx_http_parse_header_line` (with its "invalid header" excerpt) and
+//!   `ngx_http_proxy_process_header`; the `ngx_http_upstream_headers_in`
+//!   handlers (Content-Length by `ngx_atoof`, the last one wins;
+//!   Transfer-Encoding containing "chunked"; `Connection: close`);
+//! * which upstream headers reach the client (`ngx_http_proxy_hide_headers`
+//!   and the handlers that do not copy);
+//! * the client's head, byte for byte as `ngx_http_header_filter` lays it
+//!   out, with the chunked filter's and the special-response handler's
+//!   decisions on framing and keepalive.
+
+/// What a client gets on the wire from nginx for the version it runs.
+pub const NGINX_VERSION: &str = "nginx/1.22.1";
+
+/// `ngx_http_write_filter`: output smaller than this waits for more, unless
+/// it is the last or a flush.
+pub const POSTPONE_OUTPUT: usize = 1460;
+
+/// The upstream's response head, as nginx keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamHead {
+    pub status: u16,
+    /// The status line after the version ("200 OK", "999 Weird", "200"):
+    /// nginx sends it to the client as it came.
+    pub status_line: Vec<u8>,
+    /// major * 1000 + minor.
+    pub http_version: u32,
+    /// Every header line, name and value as sent (value trimmed of spaces).
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `ngx_atoof` of the last Content-Length: -1 when absent or invalid.
+    pub content_length: i64,
+    pub chunked: bool,
+    /// `Connection: close`, or an HTTP/1.0 (or older) status line.
+    pub connection_close: bool,
+}
+
+/// How the upstream's body is delimited (`ngx_http_proxy_input_filter_init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamBody {
+    /// No body is read (HEAD, 204, 304, or `Content-Length: 0`).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes.
+    Close,
+}
+
+/// One step of reading the upstream's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadParse {
+    /// More bytes are needed.
+    Again,
+    /// No valid status line: "upstream sent no valid HTTP/1.0 header", and
+    /// the bytes go to the client as they are (status 009 in the access
+    /// log, `$upstream_status` 200).
+    Http09,
+    /// "upstream sent invalid header: \"<excerpt>\\xNN...\"".
+    Invalid(String),
+    /// The head and its length in the buffer.
+    Done(UpstreamHead, usize),
+}
+
+/// The `[error]` text for an HTTP/0.9 response.
+pub const NO_VALID_HEADER: &str = "upstream sent no valid HTTP/1.0 header";
+
+/// `ngx_http_parse_status_line`: `Ok(Some((code, status_line, version, len)))`,
+/// `Ok(None)` for more bytes, `Err(())` for an invalid line.
+#[allow(clippy::type_complexity)]
+fn status_line(buf: &[u8]) -> Result<Option<(u16, Vec<u8>, u32, usize)>, ()> {
+    let prefix = b"HTTP/";
+    for (i, &c) in buf.iter().take(prefix.len()).enumerate() {
+        if c != prefix[i] {
+            return Err(());
+        }
+    }
+    let mut p = prefix.len();
+    let digits = |p: &mut usize, first_min: u8| -> Result<Option<u32>, ()> {
+        let start = *p;
+        let mut v: u32 = 0;
+        loop {
+            let Some(&c) = buf.get(*p) else { return Ok(None) };
+            if *p == start {
+                if !(first_min..=b'9').contains(&c) {
+                    return Err(());
+                }
+            } else if !c.is_ascii_digit() {
+                return Ok(Some(v));
+            } else if v > 99 {
+                return Err(());
+            }
+            v = v * 10 + u32::from(c - b'0');
+            *p += 1;
+        }
+    };
+    let Some(major) = digits(&mut p, b'1')? else { return Ok(None) };
+    match buf.get(p) {
+        None => return Ok(None),
+        Some(b'.') => p += 1,
+        Some(_) => return Err(()),
+    }
+    let Some(minor) = digits(&mut p, b'0')? else { return Ok(None) };
+    match buf.get(p) {
+        None => return Ok(None),
+        Some(b' ') => p += 1,
+        Some(_) => return Err(()),
+    }
+    while buf.get(p) == Some(&b' ') {
+        p += 1;
+    }
+    let start = p;
+    let mut code: u16 = 0;
+    for _ in 0..3 {
+        match buf.get(p) {
+            None => return Ok(None),
+            Some(c) if c.is_ascii_digit() => code = code * 10 + u16::from(c - b'0'),
+            Some(_) => return Err(()),
+        }
+        p += 1;
+    }
+    // Space (or IIS's "403.1" dot), CR or LF after the three digits.
+    match buf.get(p) {
+        None => return Ok(None),
+        Some(b' ' | b'.' | b'\r' | b'\n') => {}
+        Some(_) => return Err(()),
+    }
+    let Some(eol) = buf[p..].iter().position(|&c| c == b'\n' || c == b'\r').map(|i| p + i) else { return Ok(None) };
+    let (end, len) = if buf[eol] == b'\n' {
+        (eol, eol + 1)
+    } else {
+        match buf.get(eol + 1) {
+            None => return Ok(None),
+            Some(b'\n') => (eol, eol + 2),
+            Some(_) => return Err(()),
+        }
+    };
+    Ok(Some((code, buf[start..end].to_vec(), major * 1000 + minor, len)))
+}
+
+enum Line {
+    Again,
+    End(usize),
+    Header(Vec<u8>, Vec<u8>, usize),
+    Invalid(String),
+}
+
+/// `ngx_http_parse_header_line` for one line at `buf[0..]` (underscores allowed).
+fn header_line(buf: &[u8]) -> Line {
+    let invalid = |at: usize| {
+        let mut s = String::new();
+        for &c in &buf[..at] {
+            s.push(char::from(c));
+        }
+        Line::Invalid(format!("{s}\\x{:02x}...", buf[at]))
+    };
+    match buf.first() {
+        None => return Line::Again,
+        Some(b'\n') => return Line::End(1),
+        Some(b'\r') => {
+            return match buf.get(1) {
+                None => Line::Again,
+                Some(b'\n') => Line::End(2),
+                // "\r" then anything: nginx's sw_header_almost_done fails
+                // with header_end at the CR.
+                Some(_) => Line::Invalid("\\x0d...".into()),
+            };
+        }
+        Some(&c) if c <= 0x20 || c == 0x7f || c == b':' => return invalid(0),
+        _ => {}
+    }
+    let mut p = 1;
+    // Name.
+    let name_end = loop {
+        let Some(&c) = buf.get(p) else { return Line::Again };
+        if c == b':' {
+            break p;
+        }
+        if c == b'\r' || c == b'\n' {
+            // A name with no colon ends the line: a header with an empty value.
+            return finish(buf, p, p, p);
+        }
+        if c == b'/' && p == 4 && &buf[..4] == b"HTTP" {
+            // IIS may send a duplicate status line: ignored.
+            return match buf[p..].iter().position(|&c| c == b'\n') {
+                None => Line::Again,
+                Some(i) => Line::Header(Vec::new(), Vec::new(), p + i + 1),
+            };
+        }
+        // Other odd bytes only mark the header invalid, which the proxy
+        // module ignores; controls and spaces end the parse.
+        if c <= 0x20 || c == 0x7f {
+            return invalid(p);
+        }
+        p += 1;
+    };
+    p += 1;
+    // Spaces before the value.
+    loop {
+        match buf.get(p) {
+            None => return Line::Again,
+            Some(b' ') => p += 1,
+            Some(0) => return invalid(p),
+            _ => break,
+        }
+    }
+    let value_start = p;
+    let mut value_end = p;
+    loop {
+        match buf.get(p) {
+            None => return Line::Again,
+            Some(b'\r' | b'\n') => break,
+            Some(0) => return invalid(p),
+            Some(b' ') => {}
+            Some(_) => value_end = p + 1,
+        }
+        p += 1;
+    }
+    let mut h = finish(buf, p, value_start, value_end);
+    if let Line::Header(n, _, _) = &mut h {
+        *n = buf[..name_end].to_vec();
+    }
+    h
+}
+
+/// The line ends at `eol` (CR or LF): CR must be followed by LF (more CRs
+/// are skipped, as nginx's sw_almost_done does).
+fn finish(buf: &[u8], eol: usize, vs: usize, ve: usize) -> Line {
+    let mut p = eol;
+    loop {
+        match buf.get(p) {
+            None => return Line::Again,
+            Some(b'\n') => {
+                let value = if ve > vs { buf[vs..ve].to_vec() } else { Vec::new() };
+                return Line::Header(buf[..eol].to_vec(), value, p + 1);
+            }
+            Some(b'\r') => p += 1,
+            Some(_) => {
+                // nginx: NGX_HTTP_PARSE_INVALID_HEADER with header_end where
+                // the value ended (or at the CR for an empty value).
+                let he = if ve > vs { ve } else { eol };
+                return Line::Invalid(format!("{}\\x{:02x}...", String::from_utf8_lossy(&buf[..he]), buf[he]));
+            }
+        }
+    }
+}
+
+/// `ngx_atoof`: decimal digits only; anything else (a sign, a space, an
+/// overflow) is -1.
+pub fn atoof(v: &[u8]) -> i64 {
+    if v.is_empty() {
+        return -1;
+    }
+    let mut n: i64 = 0;
+    for &c in v {
+        if !c.is_ascii_digit() {
+            return -1;
+        }
+        n = match n.checked_mul(10).and_then(|n| n.checked_add(i64::from(c - b'0'))) {
+            Some(n) => n,
+            None => return -1,
+        };
+    }
+    n
+}
+
+/// Reads the upstream's head from the start of `buf`.
+pub fn parse_head(buf: &[u8]) -> HeadParse {
+    let (status, line, version, mut p) = match status_line(buf) {
+        Err(()) => return HeadParse::Http09,
+        Ok(None) => return HeadParse::Again,
+        Ok(Some(s)) => s,
+    };
+    let mut head = UpstreamHead {
+        status,
+        status_line: line,
+        http_version: version,
+        headers: Vec::new(),
+        content_length: -1,
+        chunked: false,
+        connection_close: version < 1001,
+    };
+    loop {
+        match header_line(&buf[p..]) {
+            Line::Again => return HeadParse::Again,
+            Line::Invalid(excerpt) => return HeadParse::Invalid(excerpt),
+            Line::End(n) => {
+                if head.chunked {
+                    head.content_length = -1;
+                }
+                return HeadParse::Done(head, p + n);
+            }
+            Line::Header(name, value, n) => {
+                p += n;
+                if name.is_empty() {
+                    continue;
+                }
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    head.content_length = atoof(&value);
+                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                    head.chunked |= contains_ci(&value, b"chunked");
+                } else if name.eq_ignore_ascii_case(b"connection") {
+                    head.connection_close |= contains_ci(&value, b"close");
+                }
+                head.headers.push((name, value));
+            }
+        }
+    }
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+impl UpstreamHead {
+    /// How the body is read (`ngx_http_proxy_input_filter_init`).
+    pub fn body(&self, head_request: bool) -> UpstreamBody {
+        if self.status == 204 || self.status == 304 || head_request {
+            UpstreamBody::Empty
+        } else if self.chunked {
+            UpstreamBody::Chunked
+        } else if self.content_length == 0 {
+            UpstreamBody::Empty
+        } else if self.content_length > 0 {
+            UpstreamBody::Length(self.content_length as u64)
+        } else {
+            UpstreamBody::Close
+        }
+    }
+
+    /// The `Content-Type` value, passed on in its own slot of the header.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.headers.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(b"content-type")).map(|(_, v)| v.as_slice())
+    }
+
+    /// The headers the client gets after nginx's own, in the upstream's
+    /// order and spelling: not hidden (`ngx_http_proxy_hide_headers`), not
+    /// handled by nginx itself (framing, Connection, Keep-Alive,
+    /// Content-Type and Content-Length, which have their own slots).
+    pub fn passed_headers(&self) -> impl Iterator<Item = &(Vec<u8>, Vec<u8>)> {
+        const NOT_PASSED: [&[u8]; 13] = [
+            b"date",
+            b"server",
+            b"x-pad",
+            b"x-accel-expires",
+            b"x-accel-redirect",
+            b"x-accel-limit-rate",
+            b"x-accel-buffering",
+            b"x-accel-charset",
+            b"content-length",
+            b"content-type",
+            b"connection",
+            b"keep-alive",
+            b"transfer-encoding",
+        ];
+        self.headers.iter().filter(|(k, _)| !NOT_PASSED.iter().any(|n| k.eq_ignore_ascii_case(n)))
+    }
+}
+
+/// The client's side of one request, as far as the head depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSide {
+    /// The request was HTTP/1.1 (or later).
+    pub http11: bool,
+    /// `r->keepalive`: the client asked for a persistent connection.
+    pub keepalive: bool,
+    pub head_request: bool,
+    /// `server_tokens on`.
+    pub server_tokens: bool,
+}
+
+/// What the client's response looks like on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHead {
+    pub bytes: Vec<u8>,
+    /// The body goes in chunked framing (`ngx_http_chunked_header_filter`).
+    pub chunked: bool,
+    /// The connection stays open after the response.
+    pub keepalive: bool,
+    /// A body is sent at all.
+    pub body: bool,
+}
+
+fn server_line(tokens: bool) -> String {
+    format!("Server: {}\r\n", if tokens { NGINX_VERSION } else { "nginx" })
+}
+
+/// `ngx_http_header_filter` (and `ngx_http_chunked_header_filter`) for an
+/// upstream's response: the status line as the upstream wrote it, nginx's
+/// Server and Date, Content-Type, Content-Length, Transfer-Encoding,
+/// Connection, then the upstream's other headers.
+pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientHead {
+    let mut keepalive = client.keepalive;
+    let no_body_status = up.status == 204 || up.status == 304;
+    let mut chunked = false;
+    if !(no_body_status || up.status < 200 || client.head_request) && up.content_length == -1 {
+        if client.http11 {
+            chunked = true;
+        } else {
+            keepalive = false;
+        }
+    }
+    if up.status == 101 {
+        keepalive = false;
+    }
+    let mut h = Vec::with_capacity(256);
+    h.extend_from_slice(b"HTTP/1.1 ");
+    h.extend_from_slice(&up.status_line);
+    h.extend_from_slice(b"\r\n");
+    h.extend_from_slice(server_line(client.server_tokens).as_bytes());
+    h.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+    if let Some(ct) = up.content_type() {
+        h.extend_from_slice(b"Content-Type: ");
+        h.extend_from_slice(ct);
+        h.extend_from_slice(b"\r\n");
+    }
+    if up.content_length >= 0 {
+        h.extend_from_slice(format!("Content-Length: {}\r\n", up.content_length).as_bytes());
+    }
+    if chunked {
+        h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    h.extend_from_slice(match (up.status == 101, keepalive) {
+        (true, _) => b"Connection: upgrade\r\n".as_slice(),
+        (false, true) => b"Connection: keep-alive\r\n",
+        (false, false) => b"Connection: close\r\n",
+    });
+    for (k, v) in up.passed_headers() {
+        h.extend_from_slice(k);
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(v);
+        h.extend_from_slice(b"\r\n");
+    }
+    h.extend_from_slice(b"\r\n");
+    ClientHead { bytes: h, chunked, keepalive, body: !client.head_request && !no_body_status }
+}
+
+/// nginx's reason phrase for the statuses it answers itself
+/// (`ngx_http_status_lines`).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        408 => "Request Time-out",
+        411 => "Length Required",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        429 => "Too Many Requests",
+        494 => "Request Header Or Cookie Too Large",
+        499 => "Client Closed Request",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// nginx's built-in error page (`ngx_http_special_response_handler`).
+pub fn error_page(status: u16, server_tokens: bool) -> String {
+    let t = format!("{status} {}", reason(status));
+    let tail = if server_tokens { NGINX_VERSION } else { "nginx" };
+    format!("<html>\r\n<head><title>{t}</title></head>\r\n<body>\r\n<center><h1>{t}</h1></center>\r\n<hr><center>{tail}</center>\r\n</body>\r\n</html>\r\n")
+}
+
+/// Whether an error page keeps the client connection open: nginx drops
+/// keepalive for these (`ngx_http_special_response_handler`).
+pub fn error_keeps_connection(status: u16, keepalive: bool) -> bool {
+    keepalive && !matches!(status, 400 | 413 | 414 | 494 | 500 | 501)
+}
+
+/// An error page with its head, for a client that asked for `keepalive`.
+pub fn error_response(status: u16, client: ClientSide, date: &str) -> (Vec<u8>, bool) {
+    let page = error_page(status, client.server_tokens);
+    let keep = error_keeps_connection(status, client.keepalive);
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\n{}Date: {date}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        reason(status),
+        server_line(client.server_tokens),
+        page.len(),
+        if keep { "keep-alive" } else { "close" }
+    )
+    .into_bytes();
+    if !client.head_request {
+        out.extend_from_slice(page.as_bytes());
+    }
+    (out, keep)
+}
+
+/// One chunk of `ngx_http_chunked_body_filter`: hex size, CRLF, data, CRLF.
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The last chunk.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(b: &[u8]) -> UpstreamHead {
+        match parse_head(b) {
+            HeadParse::Done(h, _) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_lines_as_nginx_parses_them() {
+        for (input, want) in [
+            (&b"HTTP/1.1 200 OK\r\n\r\n"[..], Some(("200 OK", 1001))),
+            (b"HTTP/1.1 200\r\n\r\n", Some(("200", 1001))),
+            (b"HTTP/2.0 200 OK\r\n\r\n", Some(("200 OK", 2000))),
+            (b"HTTP/1.0 999 Weird\n\n", Some(("999 Weird", 1000))),
+            (b"HTTP/1.1 403.1 Nope\r\n\r\n", Some(("403.1 Nope", 1001))),
+        ] {
+            let h = done(input);
+            assert_eq!((String::from_utf8_lossy(&h.status_line).as_ref(), h.http_version), want.unwrap(), "{input:?}");
+        }
+        for bad in [&b"garbage\n"[..], b"HTTP/1.1 20 OK\r\n", b"\x00\xff", b"HTTP/0.9 200 OK\r\n", b"Content-Type: x\r\n", b"HTTP/1.1 2000 OK\r\n"] {
+            assert_eq!(parse_head(bad), HeadParse::Http09, "{bad:?}");
+        }
+        for partial in [&b"HTTP/1.1 20"[..], b"HTT", b"", b"HTTP/1.1 200 OK\r"] {
+            assert_eq!(parse_head(partial), HeadParse::Again, "{partial:?}");
+        }
+    }
+
+    #[test]
+    fn header_lines_and_invalid_excerpts() {
+        let h = done(b"HTTP/1.1 200 OK\r\nX-A:  spaced value  \r\nContent-Length: 3\r\nContent-Length: 4\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        assert_eq!(h.headers[0], (b"X-A".to_vec(), b"spaced value".to_vec()));
+        assert!(h.chunked);
+        assert_eq!(h.content_length, -1, "chunked clears the length");
+        assert_eq!(done(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").content_length, 4, "the last wins in 1.22");
+        for (cl, want) in [("abc", -1), ("-1", -1), ("+5", -1), ("007", 7), ("99999999999999999999", -1)] {
+            assert_eq!(done(format!("HTTP/1.1 200 OK\r\nContent-Length: {cl}\r\n\r\n").as_bytes()).content_length, want, "{cl}");
+        }
+        for (input, excerpt) in [
+            (&b"HTTP/1.1 200 OK\r\nX-Bad header line\r\n\r\n"[..], "X-Bad\\x20..."),
+            (b"HTTP/1.1 200 OK\r\nX-Bad: a\x00b\r\n\r\n", "X-Bad: a\\x00..."),
+            (b"HTTP/1.1 200 OK\r\nX-Bad : a\r\n\r\n", "X-Bad\\x20..."),
+            (b"HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\n\r\n", "\\x20..."),
+        ] {
+            assert_eq!(parse_head(input), HeadParse::Invalid(excerpt.into()), "{input:?}");
+        }
+        assert!(done(b"HTTP/1.0 200 OK\r\n\r\n").connection_close);
+        assert!(done(b"HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n").connection_close);
+    }
+
+    #[test]
+    fn client_heads_in_header_filter_order() {
+        let up = done(b"HTTP/1.1 200 Fine\r\nX-One: 1\r\nServer: go\r\nContent-Type: text/plain\r\nDate: x\r\nKeep-Alive: t\r\nContent-Length: 2\r\n\r\n");
+        let client = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true };
+        let h = client_head(&up, client, "D");
+        assert_eq!(
+            String::from_utf8(h.bytes).unwrap(),
+            "HTTP/1.1 200 Fine\r\nServer: nginx/1.22.1\r\nDate: D\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\nX-One: 1\r\n\r\n"
+        );
+        let up = done(b"HTTP/1.0 200 OK\r\n\r\n");
+        assert!(client_head(&up, client, "D").chunked, "unknown length to an HTTP/1.1 client: chunked");
+        let h10 = client_head(&up, ClientSide { http11: false, ..client }, "D");
+        assert!(!h10.chunked && !h10.keepalive, "to HTTP/1.0: raw, then close");
+    }
+
+    #[test]
+    fn error_pages_are_nginx_1_22_1s() {
+        assert_eq!(error_page(502, true).len(), 157);
+        assert_eq!(error_page(413, true).len(), 183);
+        assert_eq!(error_page(502, false).len(), 150);
+        assert!(error_keeps_connection(502, true) && !error_keeps_connection(413, true));
+    }
+}

@@ -1,0 +1,597 @@
+//! The client side of one connection, as nginx's HTTP/1 server handles it:
+//! read a request head, check and read its body (`client_max_body_size` →
+//! 413, a body past `client_body_buffer_size` spooled to a temp file), pass
+//! it upstream ([`crate::pass`]), and write the response the way nginx's
+//! header filter, chunked filter and write filter do (nginx's head layout,
+//! `postpone_output`), byte for byte. Written by hand rather than with an
+//! HTTP library: nginx passes an upstream's status line, header names and
+//! HTTP/0.9 bytes through unchanged, which a library normalises away.
+
+use crate::events::ProxyEventKind;
+use crate::pass::{self, body_line, Answer};
+use crate::server::Runtime;
+use crate::upstream::BodyReader;
+use nginx_model::failure::BodyFailure;
+use nginx_model::http::RequestVars;
+use nginx_model::keepalive;
+use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
+use nginx_model::resolve::ResolvedLocation;
+use nginx_model::response::{self, ClientSide, UpstreamBody, POSTPONE_OUTPUT};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `large_client_header_buffers 4 8k`: the most a request head may take.
+const MAX_HEAD: usize = 4 * 8 * 1024;
+/// `lingering_timeout`: how long a discarded body may pause.
+const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+/// `lingering_time`: the most time spent discarding a body.
+const LINGERING_TIME: Duration = Duration::from_secs(30);
+
+/// A client request body: in memory, or in a temp file.
+pub enum RequestBody {
+    Memory(Vec<u8>),
+    File { file: tokio::fs::File, path: PathBuf, len: u64 },
+}
+
+impl RequestBody {
+    fn len(&self) -> u64 {
+        match self {
+            RequestBody::Memory(b) => b.len() as u64,
+            RequestBody::File { len, .. } => *len,
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // nginx removes a request body's temp file when the request ends.
+        if let RequestBody::File { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The client request, as the logs need it.
+#[derive(Clone)]
+pub struct ClientRequest {
+    pub no: u64,
+    pub ctx: RequestCtx,
+    pub method: String,
+    pub uri: String,
+    path: String,
+    args: String,
+    conn_requests: u64,
+    start: Instant,
+}
+
+impl ClientRequest {
+    /// An error.log line with this request's context (and the upstream's
+    /// address, if one was chosen).
+    pub fn log(&self, rt: &Runtime, level: Level, text: &str, upstream: Option<&str>) {
+        let mut ctx = self.ctx.clone();
+        if let Some(u) = upstream {
+            ctx.upstream = format!("http://{u}{}", self.uri);
+        }
+        rt.logs.error(logs::error_line(SystemTime::now(), std::process::id(), level, text, &ctx));
+    }
+
+    fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
+        AccessEntry {
+            msec: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            remote_addr: self.ctx.client.clone(),
+            method: self.method.clone(),
+            uri: self.path.clone(),
+            args: self.args.clone(),
+            request_line: self.ctx.request_line.clone(),
+            host: self.ctx.host.clone(),
+            status,
+            request_time: self.start.elapsed(),
+            upstream: upstream.to_vec(),
+            body_bytes_sent,
+            connection_requests: self.conn_requests,
+        }
+    }
+}
+
+fn http_date() -> String {
+    httpdate::fmt_http_date(SystemTime::now())
+}
+
+/// The client connection and what has been read from it.
+struct Conn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+}
+
+impl Conn {
+    /// Reads more; `Ok(0)` at EOF.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        self.rbuf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Whether the client has closed its side (`ngx_http_upstream_check_broken_connection`
+    /// with EPOLLRDHUP). Resolves only on a close; pipelined data keeps it pending.
+    async fn closed(&self) {
+        loop {
+            match self.stream.ready(tokio::io::Interest::READABLE).await {
+                Ok(r) if r.is_read_closed() => return,
+                Ok(_) => {
+                    let mut b = [0u8; 1];
+                    match self.stream.peek(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        // Data, not a close: nginx leaves it for the next request.
+                        Ok(_) => std::future::pending::<()>().await,
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Serves one client connection until it closes or a response ends it.
+pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, client: SocketAddr, conn_no: u64) {
+    let mut c = Conn { stream, rbuf: Vec::new() };
+    let mut requests = 0u64;
+    loop {
+        // The request head.
+        let parsed = loop {
+            if !c.rbuf.is_empty() {
+                match parse_request(&c.rbuf) {
+                    Ok(Some(r)) => break Ok(r),
+                    Ok(None) if c.rbuf.len() < MAX_HEAD => {}
+                    Ok(None) | Err(()) => break Err(()),
+                }
+            }
+            match c.fill().await {
+                Ok(0) | Err(_) => {
+                    if requests > 0 && c.rbuf.is_empty() {
+                        let text = format!("client {} closed keepalive connection", client.ip());
+                        rt.logs.error(logs::connection_line(SystemTime::now(), std::process::id(), Level::Info, conn_no, &text));
+                    }
+                    return;
+                }
+                Ok(_) => {}
+            }
+        };
+        requests += 1;
+        let Ok((req, used)) = parsed else {
+            let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
+            let (bytes, _) = response::error_response(400, side, &http_date());
+            let _ = c.stream.write_all(&bytes).await;
+            return;
+        };
+        c.rbuf.drain(..used);
+        let keep = handle(&rt, server, &mut c, client, conn_no, requests, req).await;
+        if !keep {
+            let _ = c.stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A parsed request head.
+struct Request {
+    method: String,
+    target: String,
+    http11: bool,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// httparse with as many header slots as the head needs.
+fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ()> {
+    let mut slots = 64;
+    loop {
+        let mut headers = vec![httparse::EMPTY_HEADER; slots];
+        let mut r = httparse::Request::new(&mut headers);
+        match r.parse(buf) {
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Ok(httparse::Status::Complete(n)) => {
+                return Ok(Some((
+                    Request {
+                        method: r.method.unwrap_or("GET").to_string(),
+                        target: r.path.unwrap_or("/").to_string(),
+                        http11: r.version == Some(1),
+                        headers: r.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect(),
+                    },
+                    n,
+                )))
+            }
+            Err(httparse::Error::TooManyHeaders) if slots < 4096 => slots *= 4,
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// One request, start to end. Returns whether the connection stays open.
+#[allow(clippy::too_many_arguments)]
+async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAddr, conn_no: u64, conn_requests: u64, req: Request) -> bool {
+    let no = rt.next_request.fetch_add(1, Ordering::SeqCst);
+    let srv = &rt.servers[server];
+    let host = req.header("host").unwrap_or("").to_string();
+    let (path, args) = match req.target.split_once('?') {
+        Some((p, a)) => (p.to_string(), a.to_string()),
+        None => (req.target.clone(), String::new()),
+    };
+    let creq = ClientRequest {
+        no,
+        ctx: RequestCtx {
+            conn: conn_no,
+            client: client.ip().to_string(),
+            server: srv.conf.name.clone(),
+            request_line: format!("{} {} HTTP/1.{}", req.method, req.target, u8::from(req.http11)),
+            upstream: String::new(),
+            host: host.clone(),
+        },
+        method: req.method.clone(),
+        uri: req.target.clone(),
+        path,
+        args,
+        conn_requests,
+        start: Instant::now(),
+    };
+    rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
+    let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
+    let keepalive = if req.http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
+    let head_request = req.method == "HEAD";
+    let Some(loc) = srv.conf.location_for(&creq.path) else {
+        let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
+        return error_answer(rt, c, &creq, &[], 404, side).await;
+    };
+    let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: loc.server_tokens };
+    let chunked_body = req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let declared: Option<u64> = match req.header("content-length") {
+        Some(v) => match v.trim().parse() {
+            Ok(n) => Some(n),
+            Err(_) => return error_answer(rt, c, &creq, &[], 400, side).await,
+        },
+        None => None,
+    };
+    // ngx_http_core_find_config_handler: a declared length over the limit
+    // is refused before any of the body is read.
+    if let Some(n) = declared {
+        if loc.client_max_body_size > 0 && n > loc.client_max_body_size {
+            creq.log(rt, Level::Error, &format!("client intended to send too large body: {n} bytes"), None);
+            let keep = error_answer(rt, c, &creq, &[], 413, side).await;
+            discard(c, n).await;
+            return keep;
+        }
+    }
+    let body = match read_body(rt, c, &creq, loc, declared.unwrap_or(0), chunked_body).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(n)) => {
+            creq.log(rt, Level::Error, &format!("client intended to send too large chunked body: {n} bytes"), None);
+            return error_answer(rt, c, &creq, &[], 413, side).await;
+        }
+        Err(BodyError::Bad) => return error_answer(rt, c, &creq, &[], 400, side).await,
+        Err(BodyError::Gone) => return false,
+        Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side).await,
+    };
+    let mut body = body;
+    let up = rt.upstreams[loc.upstream].clone();
+    let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
+    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.uri, &req.headers, body.len(), &vars);
+    match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body).await {
+        Answer::Error { status, attempts } => {
+            rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
+            error_answer(rt, c, &creq, attempts.states(), status, side).await
+        }
+        Answer::Pass { status, mut attempts, mut conn, head, buf } => {
+            let out = respond(rt, c, &creq, loc, side, status, head.as_ref(), buf, &mut conn).await;
+            attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
+            pass::write_log(rt, &creq, attempts.take_log());
+            for (level, text) in out.lines {
+                let line = body_line(level, text, &conn.peer.to_string());
+                creq.log(rt, line.level, &line.text, Some(&line.upstream));
+            }
+            let keeps = match &head {
+                Some(h) => keepalive::keeps_connection(h.http_version >= 1001, h.connection_close, out.complete, out.reusable),
+                None => false,
+            };
+            if keeps {
+                up.cache.store(conn);
+            }
+            let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
+            rt.logs.access(creq.access_entry(logged, attempts.states(), out.body_bytes));
+            rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: out.truncated });
+            out.keepalive
+        }
+    }
+}
+
+/// nginx's own answer: its error page, the access line, keepalive per
+/// `ngx_http_special_response_handler`.
+async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide) -> bool {
+    let (bytes, keep) = response::error_response(status, side, &http_date());
+    let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
+    let _ = c.stream.write_all(&bytes).await;
+    rt.logs.access(creq.access_entry(status, upstream, page));
+    rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page, truncated: false });
+    keep
+}
+
+/// Reads and drops a refused body (nginx's discarded body), bounded by
+/// `lingering_timeout` per read and `lingering_time` in all.
+async fn discard(c: &mut Conn, declared: u64) {
+    let deadline = tokio::time::Instant::now() + LINGERING_TIME;
+    let mut left = declared.saturating_sub(c.rbuf.len() as u64);
+    c.rbuf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    while left > 0 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(LINGERING_TIMEOUT, c.stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n as u64),
+            _ => return,
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge(u64),
+    Bad,
+    Gone,
+    Io,
+}
+
+/// Reads the whole request body (`proxy_request_buffering on`): in memory
+/// up to `client_body_buffer_size`, past it in a temp file, with nginx's
+/// `[warn]` line.
+async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &ResolvedLocation, declared: u64, chunked: bool) -> Result<RequestBody, BodyError> {
+    let mut decoder = labkit::wire::BodyDecoder::new(if chunked { labkit::wire::BodyFraming::Chunked } else { labkit::wire::BodyFraming::Length(declared) });
+    let mut mem: Vec<u8> = Vec::new();
+    let mut file: Option<(tokio::fs::File, PathBuf)> = None;
+    let mut total = 0u64;
+    loop {
+        let mut data = Vec::new();
+        let mut done = false;
+        loop {
+            match decoder.step(&c.rbuf).map_err(|_| BodyError::Bad)? {
+                labkit::wire::Step::Skip(n) => {
+                    c.rbuf.drain(..n);
+                }
+                labkit::wire::Step::Data(n) => {
+                    data.extend_from_slice(&c.rbuf[..n]);
+                    c.rbuf.drain(..n);
+                }
+                labkit::wire::Step::Done(n) => {
+                    c.rbuf.drain(..n);
+                    done = true;
+                    break;
+                }
+                labkit::wire::Step::NeedMore => break,
+            }
+        }
+        total += data.len() as u64;
+        if chunked && loc.client_max_body_size > 0 && total > loc.client_max_body_size {
+            return Err(BodyError::TooLarge(total));
+        }
+        if file.is_none() && mem.len() + data.len() > loc.client_body_buffer_size {
+            let n = rt.next_temp.fetch_add(1, Ordering::SeqCst);
+            let path = rt.body_temp.join(format!("{n:010}"));
+            let _ = tokio::fs::create_dir_all(&rt.body_temp).await;
+            let mut f = tokio::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).await.map_err(|_| BodyError::Io)?;
+            creq.log(rt, Level::Warn, &format!("a client request body is buffered to a temporary file {}", path.display()), None);
+            f.write_all(&mem).await.map_err(|_| BodyError::Io)?;
+            mem = Vec::new();
+            file = Some((f, path));
+        }
+        match file.as_mut() {
+            Some((f, _)) => f.write_all(&data).await.map_err(|_| BodyError::Io)?,
+            None => mem.extend_from_slice(&data),
+        }
+        if done {
+            break;
+        }
+        match c.fill().await {
+            Ok(0) | Err(_) => return Err(BodyError::Gone),
+            Ok(_) => {}
+        }
+    }
+    Ok(match file {
+        Some((mut f, path)) => {
+            f.flush().await.map_err(|_| BodyError::Io)?;
+            RequestBody::File { file: f, path, len: total }
+        }
+        None => RequestBody::Memory(mem),
+    })
+}
+
+/// How a passed response ended.
+struct Passed {
+    upstream_result: Result<(), BodyFailure>,
+    /// The body was read whole.
+    complete: bool,
+    /// Lines for error.log (after the attempt's own).
+    lines: Vec<(Level, String)>,
+    reusable: bool,
+    client_gone: bool,
+    truncated: bool,
+    body_bytes: u64,
+    keepalive: bool,
+}
+
+/// `ngx_http_write_filter` with `postpone_output`: output waits until there
+/// is enough of it, or it is the last, or a flush.
+struct Output {
+    pending: Vec<u8>,
+    /// Bytes of the head not yet written (they do not count as body).
+    head_left: usize,
+    body_sent: u64,
+    failed: bool,
+}
+
+impl Output {
+    async fn push(&mut self, s: &mut TcpStream, data: &[u8], flush: bool) {
+        self.pending.extend_from_slice(data);
+        if flush || self.pending.len() >= POSTPONE_OUTPUT {
+            self.flush(s).await;
+        }
+    }
+
+    async fn flush(&mut self, s: &mut TcpStream) {
+        if self.pending.is_empty() || self.failed {
+            return;
+        }
+        let n = self.pending.len();
+        if s.write_all(&self.pending).await.is_err() {
+            self.failed = true;
+            return;
+        }
+        let head = self.head_left.min(n);
+        self.head_left -= head;
+        self.body_sent += (n - head) as u64;
+        self.pending.clear();
+    }
+}
+
+/// Sends the upstream's response: nginx's head, then the body as it is read
+/// (re-chunked for an HTTP/1.1 client when its length is unknown), and ends
+/// as nginx ends it on each kind of failure.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    rt: &Runtime,
+    c: &mut Conn,
+    creq: &ClientRequest,
+    loc: &ResolvedLocation,
+    side: ClientSide,
+    status: u16,
+    head: Option<&response::UpstreamHead>,
+    buf: bytes::BytesMut,
+    up: &mut crate::keepalive::UpstreamConn,
+) -> Passed {
+    let mut out = Output { pending: Vec::new(), head_left: 0, body_sent: 0, failed: false };
+    let mut lines = Vec::new();
+    let (body_kind, chunked, keepalive, send_body) = match head {
+        Some(h) => {
+            let ch = response::client_head(h, side, &http_date());
+            out.head_left = ch.bytes.len();
+            out.pending = ch.bytes;
+            (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)
+        }
+        // HTTP/0.9: no head, the bytes as they come, then close.
+        None => (UpstreamBody::Close, false, false, true),
+    };
+    let mut reader = BodyReader::new(body_kind, buf, loc.read_timeout);
+    let raw = head.is_none();
+    // Bytes that came with the header are passed on at the next read of a
+    // length- or close-delimited body (the event pipe's preread buffer); a
+    // chunked body's are decoded at once.
+    let mut held: Option<Vec<u8>> = None;
+    let mut first = true;
+    let result: Result<(), BodyFailure> = loop {
+        let decoded = if raw { Ok((reader.take_raw(), false)) } else { reader.decode() };
+        let (data, done) = match decoded {
+            Ok(x) => x,
+            Err(bf) => break Err(bf),
+        };
+        let piece = if chunked && !data.is_empty() { response::chunk(&data) } else { data };
+        if send_body && !piece.is_empty() {
+            if first && body_kind != UpstreamBody::Chunked && !done {
+                held = Some(piece);
+            } else {
+                out.push(&mut c.stream, &piece, false).await;
+            }
+        }
+        if done {
+            // The event pipe reads once even when the preread bytes complete
+            // the body: an RST already waiting is logged (a HEAD is
+            // finalized at its header and never reads).
+            if first && !side.head_request && !raw {
+                let mut probe = [0u8; 1];
+                match up.stream.try_read(&mut probe) {
+                    Ok(n) if n > 0 => reader.extra = true,
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                        break Err(BodyFailure::RecvFailed(nginx_model::failure::errno_of(&e)));
+                    }
+                    _ => {}
+                }
+            }
+            break Ok(());
+        }
+        first = false;
+        let read = tokio::select! {
+            r = reader.fill(&mut up.stream) => Some(r),
+            _ = c.closed() => None,
+        };
+        match read {
+            None => {
+                lines.push((Level::Info, "epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too while reading upstream".to_string()));
+                return Passed {
+                    upstream_result: Ok(()),
+                    complete: false,
+                    lines,
+                    reusable: false,
+                    client_gone: true,
+                    truncated: true,
+                    body_bytes: out.body_sent,
+                    keepalive: false,
+                };
+            }
+            Some(Ok(more)) => {
+                if let Some(h) = held.take() {
+                    out.push(&mut c.stream, &h, false).await;
+                }
+                if !more {
+                    break Ok(());
+                }
+            }
+            Some(Err(bf)) => {
+                if matches!(bf, BodyFailure::PrematureClose) {
+                    if let Some(h) = held.take() {
+                        out.push(&mut c.stream, &h, false).await;
+                    }
+                }
+                break Err(bf);
+            }
+        }
+    };
+    let delimited = reader.delimited();
+    let ok = result.is_ok();
+    match &result {
+        Ok(()) => {
+            if chunked {
+                out.push(&mut c.stream, response::LAST_CHUNK, true).await;
+            } else {
+                out.flush(&mut c.stream).await;
+            }
+        }
+        // An unparsable chunked body: the request ends in an error, and
+        // nothing still postponed (not even the head) is sent.
+        Err(BodyFailure::InvalidChunked) => out.pending.clear(),
+        // A cut body: what was read is flushed, then the connection closes.
+        Err(BodyFailure::PrematureClose) => out.flush(&mut c.stream).await,
+        Err(_) => out.flush(&mut c.stream).await,
+    }
+    if reader.extra && !side.head_request {
+        lines.push((Level::Warn, "upstream sent more data than specified in \"Content-Length\" header while reading upstream".to_string()));
+    }
+    if let Err(bf) = &result {
+        rt.events.push(creq.no, ProxyEventKind::BodyFailed { local_port: up.local_port, class: bf.class() });
+    }
+    let _ = status;
+    Passed {
+        upstream_result: result,
+        complete: ok,
+        lines,
+        // Delimited, with nothing after the body (nginx drops the
+        // connection after "more data than specified").
+        reusable: delimited && (side.head_request || !reader.extra) && !raw,
+        client_gone: false,
+        truncated: !ok || out.failed,
+        body_bytes: out.body_sent,
+        keepalive: ok && keepalive && !out.failed,
+    }
+}
