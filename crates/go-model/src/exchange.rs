@@ -14,14 +14,14 @@
 //! use go_model::response::{BodyRead, HeaderInputs, EPOCH_DATE};
 //! use go_model::rules::{RequestFacts, Reuse};
 //!
-//! let req = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false };
+//! let req = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false, unread_expect_continue: false };
 //! let mut ex = Exchange::new(go_model::handlers::script_for_target("/ok"), req, 0);
 //! let mut wire = Vec::new();
 //! let ended = loop {
 //!     match ex.step() {
 //!         Step::Sleep(_) | Step::HeadDecided { .. } | Step::CloseSocket => {}
 //!         Step::Header => ex.header(HeaderInputs { keep_alives: true, date: EPOCH_DATE.into() }),
-//!         Step::DiscardBody { .. } => ex.body_read(BodyRead { bytes: 0, failed: false }),
+//!         Step::DiscardBody { .. } => ex.body_read(BodyRead { bytes: 0, failed: false, eof: true }),
 //!         Step::Write(bytes) => {
 //!             wire.extend(bytes);
 //!             ex.wrote(Ok(()));
@@ -39,7 +39,7 @@
 //! answer is in. The writer is deterministic, so the replay takes exactly
 //! the path Go takes, and a failed socket write leaves exactly Go's state.
 
-use crate::handlers::{Op, PanicKind};
+use crate::handlers::{Op, PanicKind, FILL, FILL_PIECE};
 use crate::response::{BodyRead, HeaderInputs, Io, ResponseWriter, Suspended, WriteFailed};
 use crate::rules::{self, RequestFacts, Reuse};
 use labkit::wire::BodyFraming;
@@ -95,6 +95,8 @@ enum Answer {
 enum Phase {
     /// Running script op `n`.
     Op(usize),
+    /// Script op `op`, an [`Op::Fill`], with `done` bytes written.
+    Fill { op: usize, done: u64 },
     /// The script ran out: `finishRequest`.
     Finish,
     /// The deferred recover after a panic.
@@ -118,6 +120,11 @@ impl Exchange {
     /// body bytes, whose handler makes the calls of `script`.
     pub fn new(script: Vec<Op>, req: RequestFacts, body_len: u64) -> Exchange {
         Exchange { script, phase: Phase::Op(0), writer: ResponseWriter::new(req, body_len), tape: Vec::new() }
+    }
+
+    /// An exchange for a request with a chunked body (its length unknown).
+    pub fn with_chunked_body(script: Vec<Op>, req: RequestFacts) -> Exchange {
+        Exchange { script, phase: Phase::Op(0), writer: ResponseWriter::with_chunked_body(req), tape: Vec::new() }
     }
 
     /// What to do next. Asking again without answering returns the same step.
@@ -172,11 +179,28 @@ fn run_phase(phase: Phase, script: &[Op], w: &mut ResponseWriter, io: &mut Tape)
                 Op::WriteHeader(status) => w.write_header(*status),
                 // The handler ignores Write's error, as the fixture does.
                 Op::Write(bytes) => drop(w.write(io, bytes)?),
+                Op::Fill(_) => return Ok(Phase::Fill { op: n, done: 0 }),
                 Op::Flush => w.flush(io)?,
                 Op::Sleep(d) => io.ask(Step::Sleep(*d)).map(drop)?,
                 Op::Panic(kind) => return Ok(Phase::Recover(*kind)),
             }
             Phase::Op(n + 1)
+        }
+        Phase::Fill { op, done } => {
+            let total = match script.get(op) {
+                Some(Op::Fill(total)) => *total,
+                other => panic!("Phase::Fill at {other:?}"),
+            };
+            // One bounded piece per phase, so a replay rebuilds at most one.
+            let piece = (total - done).min(FILL_PIECE);
+            if piece > 0 {
+                let _ = w.write(io, &vec![FILL; piece as usize])?;
+            }
+            if done + piece < total {
+                Phase::Fill { op, done: done + piece }
+            } else {
+                Phase::Op(op + 1)
+            }
         }
         Phase::Finish => {
             w.finish_request(io)?;
@@ -267,7 +291,7 @@ mod tests {
     use crate::handlers::script_for_target;
     use crate::response::EPOCH_DATE;
 
-    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false };
+    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false, unread_expect_continue: false };
 
     /// Drives an exchange; socket writes fail from the `fail_from`th on.
     fn drive(target: &str, fail_from: usize) -> (Vec<Step>, Ended) {
@@ -278,7 +302,7 @@ mod tests {
             let s = ex.step();
             match &s {
                 Step::Header => ex.header(HeaderInputs { keep_alives: true, date: EPOCH_DATE.into() }),
-                Step::DiscardBody { .. } => ex.body_read(BodyRead { bytes: 0, failed: false }),
+                Step::DiscardBody { .. } => ex.body_read(BodyRead { bytes: 0, failed: false, eof: true }),
                 Step::Write(_) => {
                     writes += 1;
                     ex.wrote(if writes > fail_from { Err(WriteFailed) } else { Ok(()) });

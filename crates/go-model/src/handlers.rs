@@ -25,6 +25,10 @@ pub enum Op {
     WriteHeader(u16),
     /// `w.Write(bytes)` (the error it returns is ignored, as the fixture does).
     Write(Vec<u8>),
+    /// `w.Write(fill(n))`: `n` bytes of [`FILL`], written in pieces of at
+    /// most [`FILL_PIECE`] so a client-chosen `n` never allocates more
+    /// (Go writes them in one call; see [`FILL_PIECE`]).
+    Fill(u64),
     /// `w.(http.Flusher).Flush()`.
     Flush,
     /// `time.Sleep(d)`: nothing interrupts it, WriteTimeout included.
@@ -34,14 +38,40 @@ pub enum Op {
 }
 
 /// What a handler panics with; `(*conn).serve`'s deferred recover treats
-/// both alike on the wire and differs only in logging.
+/// all alike on the wire and differs only in logging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PanicKind {
     /// `panic("boom")`: Go logs `http: panic serving <addr>: boom` and the stack.
     Value,
     /// `panic(http.ErrAbortHandler)`: the same, without the log line.
     AbortHandler,
+    /// The fixture's `fill(n)` with `n` past the runtime's `maxAlloc`
+    /// (`strings.Repeat` → `Builder.Grow` → `makeslice`): a runtime error,
+    /// recovered and logged like any panic.
+    MakeSliceCap,
 }
+
+impl PanicKind {
+    /// What Go logs after `http: panic serving <addr>: ` (nothing for
+    /// `ErrAbortHandler`).
+    pub fn message(self) -> Option<&'static str> {
+        match self {
+            PanicKind::Value => Some("boom"),
+            PanicKind::AbortHandler => None,
+            PanicKind::MakeSliceCap => Some("runtime error: makeslice: cap out of range"),
+        }
+    }
+}
+
+/// The runtime's `maxAlloc` on linux/amd64 (`1 << heapAddrBits`, 48 bits):
+/// `makeslice` panics "cap out of range" past it.
+pub const MAX_ALLOC: u64 = 1 << 48;
+
+/// The largest piece of a [`Op::Fill`] the emulator materialises at once.
+/// Up to this size the bytes on the wire are Go's exactly; a larger fill is
+/// written as several `Write`s, which changes only the chunk framing of a
+/// chunked body (Go itself would need twice the body in memory).
+pub const FILL_PIECE: u64 = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handler {
@@ -53,13 +83,13 @@ pub enum Handler {
     Panic,
     /// `/panic-after-flush?bytes=N[&ms=M][&cl=1]`: 200, write N bytes, Flush,
     /// sleep M (default 50) ms, panic. `cl=1` declares Content-Length 2N first.
-    PanicAfterFlush { bytes: usize, ms: u64, cl: bool },
+    PanicAfterFlush { bytes: u64, ms: u64, cl: bool },
     /// `/abort`: `panic(http.ErrAbortHandler)`: like panic, nothing logged.
     Abort,
     /// `/partial?bytes=N&ms=M[&cl=1]`: write N bytes, Flush, sleep M ms, write N more.
-    Partial { bytes: usize, ms: u64, cl: bool },
+    Partial { bytes: u64, ms: u64, cl: bool },
     /// `/big?bytes=N`: write N bytes, no Flush.
-    Big { bytes: usize },
+    Big { bytes: u64 },
     /// `/recover-panic`: a recover middleware turns a panic into 500.
     RecoverPanic,
     /// `/timeout-handler?ms=N[&limit=L]`: `http.TimeoutHandler(sleep N, L)`;
@@ -83,19 +113,27 @@ impl fmt::Display for BadQuery {
 }
 
 impl Handler {
-    /// Parses a request target (`/sleep?ms=500`).
+    /// Parses a request target (`/sleep?ms=500`) in origin form: the path
+    /// percent-decoded as `url.ParseRequestURI` does (an invalid escape
+    /// leaves it as sent; the request reader refuses those before).
     pub fn from_target(target: &str) -> Result<Handler, BadQuery> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = percent_decode(path.as_bytes(), false).unwrap_or_else(|| path.as_bytes().to_vec());
+        Handler::from_url(&String::from_utf8_lossy(&path), query)
+    }
+
+    /// The handler for `r.URL.Path` and `r.URL.RawQuery`, as the fixture's
+    /// `switch r.URL.Path` and its `param` (`r.URL.Query().Get`, then
+    /// `strconv.Atoi` and `n < 0`) choose it.
+    pub fn from_url(path: &str, raw_query: &str) -> Result<Handler, BadQuery> {
         let param = |name: &str| -> Result<Option<u64>, BadQuery> {
-            for pair in query.split('&') {
-                if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-                    return v
-                        .parse()
-                        .map(Some)
-                        .map_err(|_| BadQuery(format!("{name}={v}: not a whole number")));
-                }
+            match query_get(raw_query, name).as_deref() {
+                None | Some("") => Ok(None),
+                Some(v) => atoi(v)
+                    .filter(|n| *n >= 0)
+                    .map(|n| Some(n as u64))
+                    .ok_or_else(|| BadQuery(format!("{name}={v}: not a whole number"))),
             }
-            Ok(None)
         };
         let flag = |name: &str| param(name).map(|v| v == Some(1));
         Ok(match path {
@@ -103,17 +141,17 @@ impl Handler {
             "/sleep" => Handler::Sleep { ms: param("ms")?.unwrap_or(0) },
             "/panic" => Handler::Panic,
             "/panic-after-flush" => Handler::PanicAfterFlush {
-                bytes: param("bytes")?.unwrap_or(1000) as usize,
+                bytes: param("bytes")?.unwrap_or(1000),
                 ms: param("ms")?.unwrap_or(50),
                 cl: flag("cl")?,
             },
             "/abort" => Handler::Abort,
             "/partial" => Handler::Partial {
-                bytes: param("bytes")?.unwrap_or(65536) as usize,
+                bytes: param("bytes")?.unwrap_or(65536),
                 ms: param("ms")?.unwrap_or(0),
                 cl: flag("cl")?,
             },
-            "/big" => Handler::Big { bytes: param("bytes")?.unwrap_or(65536) as usize },
+            "/big" => Handler::Big { bytes: param("bytes")?.unwrap_or(65536) },
             "/recover-panic" => Handler::RecoverPanic,
             "/timeout-handler" => Handler::TimeoutHandler {
                 ms: param("ms")?.unwrap_or(0),
@@ -123,8 +161,10 @@ impl Handler {
         })
     }
 
+    /// `time.Duration(ms) * time.Millisecond`: Go's int64 multiplication
+    /// wraps; a duration that is not positive does not sleep.
     pub fn sleep(ms: u64) -> Duration {
-        Duration::from_millis(ms)
+        Duration::from_nanos(go_duration_nanos(ms).max(0) as u64)
     }
 
     /// What the handler does, call by call (the same calls as the case of
@@ -132,8 +172,11 @@ impl Handler {
     pub fn script(&self) -> Vec<Op> {
         use Op::*;
         let text = || SetHeader("Content-Type".into(), TEXT.into());
-        let fill = |n: usize| Write(vec![FILL; n]);
-        let declared = |cl: bool, bytes: usize| cl.then(|| SetHeader("Content-Length".into(), (2 * bytes).to_string()));
+        // fill(n) panics in makeslice past maxAlloc; the body is never built here.
+        let fill = |n: u64| if n > MAX_ALLOC { Panic(PanicKind::MakeSliceCap) } else { Fill(n) };
+        // strconv.Itoa(2*bytes): Go's int arithmetic wraps.
+        let declared =
+            |cl: bool, bytes: u64| cl.then(|| SetHeader("Content-Length".into(), (bytes as i64).wrapping_mul(2).to_string()));
         match *self {
             Handler::Ok => vec![text(), Write(b"ok\n".to_vec())],
             Handler::Sleep { ms } => vec![Sleep(Self::sleep(ms)), text(), Write(b"slept\n".to_vec())],
@@ -155,7 +198,7 @@ impl Handler {
             // http.TimeoutHandler buffers the inner handler: at its limit it
             // answers 503 with its message; otherwise it copies the inner
             // handler's header and body out, WriteHeader first.
-            Handler::TimeoutHandler { ms, limit } if ms > limit => {
+            Handler::TimeoutHandler { ms, limit } if go_duration_nanos(ms) > go_duration_nanos(limit) => {
                 vec![Sleep(Self::sleep(limit)), text(), WriteHeader(503), Write(TIMEOUT_HANDLER_BODY.as_bytes().to_vec())]
             }
             Handler::TimeoutHandler { ms, .. } => {
@@ -164,6 +207,58 @@ impl Handler {
             Handler::NotFound => http_error(404, "404 page not found"),
         }
     }
+}
+
+/// `time.Duration(ms) * time.Millisecond` in nanoseconds, wrapping as Go's int64 does.
+fn go_duration_nanos(ms: u64) -> i64 {
+    (ms as i64).wrapping_mul(1_000_000)
+}
+
+/// `strconv.Atoi`: an optional sign and decimal digits, within int64.
+pub fn atoi(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `url.Values.Get` on `url.ParseQuery(raw)`: the first value for `name`;
+/// pairs that fail to parse (a `;`, a bad escape) are dropped, as
+/// `r.URL.Query()` drops them.
+pub fn query_get(raw: &str, name: &str) -> Option<String> {
+    raw.split('&').filter(|kv| !kv.is_empty() && !kv.contains(';')).find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let k = percent_decode(k.as_bytes(), true)?;
+        let v = percent_decode(v.as_bytes(), true)?;
+        (k == name.as_bytes()).then(|| String::from_utf8_lossy(&v).into_owned())
+    })
+}
+
+/// `url.unescape`: `%XX` escapes (and `+` as space in query mode); `None`
+/// for a malformed escape.
+pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let (hi, lo) = (s.get(i + 1).copied().and_then(hex)?, s.get(i + 2).copied().and_then(hex)?);
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The `Content-Type` every handler sets.
@@ -183,6 +278,23 @@ pub fn http_error(status: u16, msg: &str) -> Vec<Op> {
 /// `http.Error(w, "<name>=<value>: not a whole number", 400)` for a bad query.
 pub fn script_for_target(target: &str) -> Vec<Op> {
     match Handler::from_target(target) {
+        Ok(h) => h.script(),
+        Err(bad) => http_error(400, &bad.0),
+    }
+}
+
+/// The script `(*conn).serve` runs for a request read by
+/// [`crate::request::read_request`]: `sendExpectationFailed` for an
+/// unknown `Expect`, `globalOptionsHandler` for `OPTIONS *`
+/// (`serverHandler.ServeHTTP`), else the fixture's handler for `URL.Path`.
+pub fn script_for_request(req: &crate::request::Request) -> Vec<Op> {
+    if req.expectation() == crate::request::Expectation::Failed {
+        return vec![Op::SetHeader("Connection".into(), "close".into()), Op::WriteHeader(417)];
+    }
+    if req.request_uri == "*" && req.method == "OPTIONS" {
+        return vec![Op::SetHeader("Content-Length".into(), "0".into())];
+    }
+    match Handler::from_url(&req.path, &req.raw_query) {
         Ok(h) => h.script(),
         Err(bad) => http_error(400, &bad.0),
     }
@@ -220,6 +332,35 @@ mod tests {
     }
 
     #[test]
+    fn parameters_as_the_fixture_reads_them() {
+        // r.URL.Query().Get, then strconv.Atoi and n < 0.
+        assert_eq!(Handler::from_target("/sleep?ms=%2B5"), Ok(Handler::Sleep { ms: 5 }));
+        assert_eq!(Handler::from_target("/sleep?ms=+5"), Err(BadQuery("ms= 5: not a whole number".into())), "+ is a space");
+        assert_eq!(Handler::from_target("/sleep?ms=%31"), Ok(Handler::Sleep { ms: 1 }));
+        assert_eq!(Handler::from_target("/big?bytes="), Ok(Handler::Big { bytes: 65536 }));
+        assert_eq!(Handler::from_target("/%6Fk"), Ok(Handler::Ok));
+        for bad in ["-1", "abc", "9223372036854775808", "1_0", " 1"] {
+            assert!(Handler::from_target(&format!("/big?bytes={bad}")).is_err(), "{bad}");
+        }
+        assert_eq!(Handler::from_target("/big?bytes=9223372036854775807"), Ok(Handler::Big { bytes: i64::MAX as u64 }));
+    }
+
+    #[test]
+    fn absurd_parameters_stay_bounded() {
+        use Op::*;
+        // fill(n) past maxAlloc: makeslice panics before anything is written.
+        assert_eq!(Handler::Big { bytes: MAX_ALLOC + 1 }.script()[1], Panic(PanicKind::MakeSliceCap));
+        assert_eq!(Handler::Big { bytes: MAX_ALLOC }.script()[1], Fill(MAX_ALLOC));
+        // strconv.Itoa(2*bytes) wraps like Go's int.
+        let p = Handler::Partial { bytes: 1 << 62, ms: 0, cl: true }.script();
+        assert_eq!(p[1], SetHeader("Content-Length".into(), i64::MIN.to_string()));
+        // time.Duration(ms) * time.Millisecond wraps; negative is no sleep.
+        assert_eq!(Handler::sleep(i64::MAX as u64), Duration::ZERO);
+        let th = Handler::TimeoutHandler { ms: 0, limit: i64::MAX as u64 }.script();
+        assert_eq!(th[2], WriteHeader(503), "a negative limit has expired at once");
+    }
+
+    #[test]
     fn scripts() {
         use Op::*;
         assert_eq!(
@@ -227,10 +368,10 @@ mod tests {
             vec![
                 SetHeader("Content-Type".into(), TEXT.into()),
                 SetHeader("Content-Length".into(), "4".into()),
-                Write(b"xx".to_vec()),
+                Fill(2),
                 Flush,
                 Sleep(Duration::from_millis(5)),
-                Write(b"xx".to_vec()),
+                Fill(2),
             ]
         );
         assert_eq!(Handler::Abort.script(), vec![Panic(PanicKind::AbortHandler)]);

@@ -23,6 +23,7 @@ pub mod config;
 pub mod exchange;
 pub mod godur;
 pub mod handlers;
+pub mod request;
 pub mod response;
 pub mod rules;
 pub mod serve;

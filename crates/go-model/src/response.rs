@@ -69,8 +69,12 @@ pub struct HeaderInputs {
 pub struct BodyRead {
     /// Body bytes read and discarded.
     pub bytes: u64,
-    /// A read failed (read deadline, reset, EOF before the body's end).
+    /// A read failed (read deadline, reset, EOF before the body's end, a
+    /// malformed chunk).
     pub failed: bool,
+    /// The body's end was reached (for a length, implied by the bytes; a
+    /// chunked body says so with its last chunk).
+    pub eof: bool,
 }
 
 /// Everything the writer needs from the connection, asked at the moment Go
@@ -155,6 +159,9 @@ struct Body {
     /// `lr.N`: declared bytes not yet read through the body (bytes already
     /// in Go's `bufio.Reader` count as unread).
     unread: u64,
+    /// Chunked (`unreadDataSizeLocked` is -1): `unread` is 1 until the
+    /// last chunk was read, then 0.
+    chunked: bool,
     /// `t.Close`: the request closes the connection after its reply.
     closing: bool,
     /// `b.closed`.
@@ -221,7 +228,7 @@ impl ResponseWriter {
             handler_done: false,
             close_after_reply: false,
             request_body_limit_hit: false,
-            body: Body { unread: body_len, closing: req.closing(), closed: false, early_close: false },
+            body: Body { unread: body_len, chunked: false, closing: req.closing(), closed: false, early_close: false },
         };
         ResponseWriter {
             w: Buf::new(rules::RESPONSE_BUFFER),
@@ -234,6 +241,13 @@ impl ResponseWriter {
                 rwc_closed: false,
             },
         }
+    }
+
+    /// A response to a request with a chunked body, none read yet.
+    pub fn with_chunked_body(req: RequestFacts) -> ResponseWriter {
+        let mut w = ResponseWriter::new(req, 1);
+        w.below.res.body.chunked = true;
+        w
     }
 
     /// `w.Header().Set(name, value)`. Go snapshots the header at
@@ -322,12 +336,13 @@ impl ResponseWriter {
         if body.closed {
             return Ok(());
         }
-        match rules::body_on_close(body.unread, body.closing) {
+        let rule = if body.chunked { rules::chunked_body_on_close(body.unread == 0) } else { rules::body_on_close(body.unread, body.closing) };
+        match rule {
             BodyOnClose::LeaveForClose | BodyOnClose::Drain(0) => {}
             BodyOnClose::EarlyClose => body.early_close = true,
             BodyOnClose::Drain(_) => {
                 let r = io.discard_body(MAX_POST_HANDLER_READ_BYTES)?;
-                body.unread -= r.bytes.min(body.unread);
+                body.unread = if body.chunked { u64::from(!r.eof) } else { body.unread - r.bytes.min(body.unread) };
                 // A failed read returns an error nobody checks; earlyClose
                 // is set only when the whole limit was read.
                 body.early_close = !r.failed && rules::drain_closes_early(r.bytes);
@@ -447,14 +462,24 @@ impl Below {
         }
         let (mut close, mut connection) =
             rules::close_before_body_check(&req, res.content_length, body_allowed, keep_alives);
+        // `header.get("Connection") == "close"` set by the handler.
+        let handler_close = res.header.iter().any(|(k, v)| k == "Connection" && v == "close");
+        // An expectContinueReader that never saw EOF (golang/go#11549).
+        close |= handler_close || req.unread_expect_continue;
         let mut too_big = false;
-        match rules::body_at_header_write(res.body.unread, close) {
+        let at_header = if res.body.chunked {
+            rules::chunked_body_at_header_write(res.body.unread == 0, close)
+        } else {
+            rules::body_at_header_write(res.body.unread, close)
+        };
+        match at_header {
             BodyAtHeaderWrite::Nothing => {}
             BodyAtHeaderWrite::TooBig => too_big = true,
             BodyAtHeaderWrite::Discard => {
                 let max = MAX_POST_HANDLER_READ_BYTES + 1;
                 let r = io.discard_body(max)?;
-                res.body.unread -= r.bytes.min(res.body.unread);
+                res.body.unread =
+                    if res.body.chunked { u64::from(!r.eof) } else { res.body.unread - r.bytes.min(res.body.unread) };
                 if r.failed || (r.bytes < max && res.body.unread > 0) {
                     // A read error or timeout: what is left on the wire must
                     // not be parsed as another request.
@@ -474,7 +499,11 @@ impl Below {
             close = true;
             connection = Some("close");
         }
-        let f = rules::response_framing(&req, status, res.content_length, None, close, connection);
+        let mut f = rules::response_framing(&req, status, res.content_length, None, close, connection);
+        if handler_close {
+            // delConnectionHeader is false: the handler's "close" stays, once.
+            f.connection = None;
+        }
         res.close_after_reply = f.close_after_reply;
         self.chunking = f.chunked;
         let framing = if f.chunked {
@@ -570,6 +599,7 @@ pub fn status_text(status: u16) -> Option<&'static str> {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Request Entity Too Large",
+        417 => "Expectation Failed",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -577,6 +607,7 @@ pub fn status_text(status: u16) -> Option<&'static str> {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
         _ => return None,
     })
 }
@@ -595,6 +626,15 @@ pub fn conn_error_response(status: u16) -> Vec<u8> {
     format!("HTTP/1.1 {status} {text}{ERROR_HEADERS}{body}").into_bytes()
 }
 
+/// The reply `(*conn).serve` writes for a `statusError` from
+/// `readRequest` (`badRequestError`, the 505): the text in the status line
+/// and the body.
+pub fn status_error_response(status: u16, text: &str) -> Vec<u8> {
+    const ERROR_HEADERS: &str = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n";
+    let status_text = status_text(status).unwrap_or("");
+    format!("HTTP/1.1 {status} {status_text}: {text}{ERROR_HEADERS}{status} {status_text}: {text}").into_bytes()
+}
+
 /// A fixed HTTP date, for callers without a clock (29 bytes, like any).
 pub const EPOCH_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
 
@@ -602,7 +642,7 @@ pub const EPOCH_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
 mod tests {
     use super::*;
 
-    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false };
+    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false, unread_expect_continue: false };
     const GET10: RequestFacts = RequestFacts { http11: false, ..GET11 };
 
     /// A synchronous connection: socket writes succeed until `fail_from`
@@ -643,7 +683,7 @@ mod tests {
         fn discard_body(&mut self, max: u64) -> Result<BodyRead, Suspended> {
             let n = max.min(self.body);
             self.body -= n;
-            Ok(BodyRead { bytes: n, failed: false })
+            Ok(BodyRead { bytes: n, failed: false, eof: self.body == 0 })
         }
         fn write(&mut self, bytes: &[u8]) -> Result<Result<(), WriteFailed>, Suspended> {
             self.attempts += 1;

@@ -139,6 +139,10 @@ pub struct RequestFacts {
     /// HTTP/1.0 with `Connection: keep-alive`.
     pub wants_10_keep_alive: bool,
     pub head: bool,
+    /// `Expect: 100-continue` with a body the handler never read: the
+    /// `expectContinueReader` never saw EOF, so `chunkWriter.writeHeader`
+    /// closes after the reply (golang/go#11549).
+    pub unread_expect_continue: bool,
 }
 
 impl RequestFacts {
@@ -150,6 +154,19 @@ impl RequestFacts {
             wants_close: h.http11 && h.connection_has("close"),
             wants_10_keep_alive: !h.http11 && h.connection_has("keep-alive"),
             head: h.method == "HEAD",
+            unread_expect_continue: false,
+        }
+    }
+
+    /// The facts of a request read by [`crate::request::read_request`]
+    /// (`wantsClose`, `wantsHttp10KeepAlive`, the `expectContinueReader`).
+    pub fn from_request(r: &crate::request::Request) -> RequestFacts {
+        RequestFacts {
+            http11: r.at_least_11(),
+            wants_close: r.wants_close(),
+            wants_10_keep_alive: r.wants_10_keep_alive(),
+            head: r.method == "HEAD",
+            unread_expect_continue: r.expectation() == crate::request::Expectation::Continue,
         }
     }
 
@@ -204,6 +221,24 @@ pub fn body_at_header_write(remaining: u64, closing_already: bool) -> BodyAtHead
     } else {
         BodyAtHeaderWrite::Discard
     }
+}
+
+/// [`body_at_header_write`] for a chunked body, whose unread size is
+/// unknown (`unreadDataSizeLocked` returns -1): Go always tries to discard
+/// it, unless it has already been read to its end.
+pub fn chunked_body_at_header_write(seen_end: bool, closing_already: bool) -> BodyAtHeaderWrite {
+    if seen_end || closing_already {
+        BodyAtHeaderWrite::Nothing
+    } else {
+        BodyAtHeaderWrite::Discard
+    }
+}
+
+/// [`body_on_close`] for a chunked body: it has a header (`b.hdr`), so
+/// even a closing request drains up to the limit (`doEarlyClose`, no
+/// `io.LimitedReader` to give up on).
+pub fn chunked_body_on_close(seen_end: bool) -> BodyOnClose {
+    BodyOnClose::Drain(if seen_end { 0 } else { MAX_POST_HANDLER_READ_BYTES })
 }
 
 /// What `(*body).Close` does with an unread request body (from
@@ -445,13 +480,17 @@ mod tests {
         assert_eq!(body_on_close(1 << 20, true), BodyOnClose::LeaveForClose);
         assert_eq!(body_on_close(100, true), BodyOnClose::LeaveForClose);
         assert_eq!(body_on_close(0, true), BodyOnClose::Drain(0));
+        assert_eq!(chunked_body_at_header_write(false, false), BodyAtHeaderWrite::Discard);
+        assert_eq!(chunked_body_at_header_write(false, true), BodyAtHeaderWrite::Nothing);
+        assert_eq!(chunked_body_on_close(false), BodyOnClose::Drain(MAX_POST_HANDLER_READ_BYTES));
+        assert_eq!(chunked_body_on_close(true), BodyOnClose::Drain(0));
         assert!(GET10.closing() && !GET11.closing());
         assert_eq!(close_kind(true), CloseKind::Rst);
         assert_eq!(close_kind(false), CloseKind::Fin);
     }
 
-    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false };
-    const GET10: RequestFacts = RequestFacts { http11: false, wants_close: false, wants_10_keep_alive: false, head: false };
+    const GET11: RequestFacts = RequestFacts { http11: true, wants_close: false, wants_10_keep_alive: false, head: false, unread_expect_continue: false };
+    const GET10: RequestFacts = RequestFacts { http11: false, wants_close: false, wants_10_keep_alive: false, head: false, unread_expect_continue: false };
 
     #[test]
     fn framing_table() {

@@ -89,6 +89,7 @@ pub fn serve(cfg: &ServerConfig, keep_alives: bool, req: &RequestSpec) -> Served
         wants_close: req.http11 && req.connection_close,
         wants_10_keep_alive: false,
         head: req.method == "HEAD",
+        unread_expect_continue: false,
     };
     let write_deadline = rules::write_timeout(cfg);
     let read_deadline = rules::request_timeout(cfg);
@@ -159,11 +160,11 @@ impl Kernel {
         let from_buffer = want.min(buffered);
         if want > from_buffer && deadline.is_some_and(|d| now >= d) {
             self.body_read += from_buffer;
-            return BodyRead { bytes: from_buffer, failed: true };
+            return BodyRead { bytes: from_buffer, failed: true, eof: false };
         }
         self.taken += want - from_buffer;
         self.body_read += want;
-        BodyRead { bytes: want, failed: false }
+        BodyRead { bytes: want, failed: false, eof: self.body_read == body }
     }
 }
 

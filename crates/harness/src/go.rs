@@ -186,8 +186,13 @@ impl GoServer {
             let log = log.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut rd = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = rd.next_line().await {
+                // Lines are read as bytes: the fixture logs request paths
+                // as sent, and a pipe left unread would kill it (SIGPIPE).
+                let mut rd = BufReader::new(pipe);
+                let mut raw = Vec::new();
+                while matches!(rd.read_until(b'\n', &mut raw).await, Ok(n) if n > 0) {
+                    let line = String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(&raw)).into_owned();
+                    raw.clear();
                     log.lock().lines.push(line);
                     tx.send_modify(|v| *v += 1);
                 }

@@ -16,9 +16,11 @@ use crate::events::{CloseReason, EventKind};
 use crate::server::{ConnState, Shared};
 use go_model::exchange::{Ended, Exchange, HandlerEnd, Step};
 use go_model::handlers::{self, PanicKind};
-use go_model::response::{self, BodyRead, HeaderInputs, WriteFailed};
+use go_model::request::{self, ReadEnd, ReadFailure, ReadInput, ReadRequest, Request, RequestBody};
+use go_model::response::{BodyRead, HeaderInputs, WriteFailed};
 use go_model::rules::{self, CloseKind, IdleWait, RequestFacts, Reuse};
-use labkit::wire::{BodyFraming, RequestHead};
+use labkit::chunked;
+use labkit::wire::BodyFraming;
 use std::io;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -33,6 +35,8 @@ enum ReadErr {
     Reset,
     Shutdown,
     Other(#[allow(dead_code)] io::Error),
+    /// `readRequest` failed on what it read.
+    Failed(ReadFailure),
 }
 
 impl ReadErr {
@@ -45,10 +49,11 @@ impl ReadErr {
     }
 }
 
-enum HeadResult {
-    Head(RequestHead),
-    TooLarge,
-    Bad,
+/// The request body still to be read.
+#[derive(Debug, Clone, Copy)]
+enum BodyLeft {
+    Length(u64),
+    Chunked(chunked::Decoder),
 }
 
 pub(crate) struct Conn {
@@ -57,10 +62,14 @@ pub(crate) struct Conn {
     /// Go's `bufio.Reader`: bytes read from the socket, not yet consumed.
     rbuf: Vec<u8>,
     write_deadline: Option<Instant>,
-    /// Unread bytes of the current request body.
-    body_remaining: u64,
+    /// The unread part of the current request body.
+    body: BodyLeft,
+    /// The previous request was a POST (`c.lastMethod`).
+    after_post: bool,
     body_deadline: Option<Instant>,
     closed: bool,
+    /// Why the last head read ended, if it did.
+    read_end: Option<ReadEnd>,
     shared: Arc<Shared>,
     ctl: CancellationToken,
 }
@@ -72,9 +81,11 @@ impl Conn {
             stream: Some(stream),
             rbuf: Vec::with_capacity(rules::CONN_BUFFER),
             write_deadline: None,
-            body_remaining: 0,
+            body: BodyLeft::Length(0),
+            after_post: false,
             body_deadline: None,
             closed: false,
+            read_end: None,
             shared,
             ctl,
         }
@@ -93,27 +104,39 @@ impl Conn {
                 self.event(EventKind::ReadDeadlineArmed { what: "header", after_ms: ms(d) });
                 t0 + d
             });
-            let head = match self.read_head(hdr_deadline, rules::header_limit(&cfg)).await {
-                Ok(HeadResult::Head(h)) => h,
-                Ok(HeadResult::TooLarge) => {
-                    // errTooLarge: 431 straight to the socket, then closeWriteAndWait.
-                    let _ = self.sock_write(&response::conn_error_response(431)).await;
-                    return self.close_write_and_wait(CloseReason::HeaderTooLarge).await;
-                }
-                Ok(HeadResult::Bad) => {
-                    let _ = self.sock_write(&response::conn_error_response(400)).await;
-                    return self.close(CloseReason::BadRequest);
-                }
+            let req = match self.read_head(hdr_deadline, rules::header_limit(&cfg)).await {
+                Ok(req) => req,
                 Err(ReadErr::Shutdown) => {
                     let reason = self.shutdown_close().await;
                     return self.close(reason);
                 }
-                // isCommonNetReadError: return without a reply.
+                Err(ReadErr::Failed(failure)) => {
+                    // (*conn).serve's replies to readRequest errors go
+                    // straight to the socket, then the connection closes.
+                    if let Some(reply) = failure.reply() {
+                        let _ = self.sock_write(&reply).await;
+                    }
+                    return match failure {
+                        ReadFailure::TooLarge => self.close_write_and_wait(CloseReason::HeaderTooLarge).await,
+                        ReadFailure::Quiet => {
+                            let reason = self.quiet_reason();
+                            self.close(reason)
+                        }
+                        _ => self.close(CloseReason::BadRequest),
+                    };
+                }
                 Err(e) => return self.close(e.close_reason()),
             };
             self.shared.set_state(self.id, ConnState::Active);
-            let body_len = head.content_length.unwrap_or(0);
-            self.body_remaining = body_len;
+            self.after_post = req.method == "POST";
+            let body_len = match req.body {
+                RequestBody::Length(n) => n,
+                _ => 0,
+            };
+            self.body = match req.body {
+                RequestBody::Chunked => BodyLeft::Chunked(chunked::Decoder::default()),
+                _ => BodyLeft::Length(body_len),
+            };
             self.body_deadline = rules::request_timeout(&cfg).map(|d| t0 + d);
             if let Some(d) = rules::write_timeout(&cfg) {
                 // `defer c.rwc.SetWriteDeadline(...)` in readRequest: armed
@@ -122,31 +145,36 @@ impl Conn {
                 self.event(EventKind::WriteDeadlineArmed { after_ms: ms(d) });
             }
             self.event(EventKind::HeadRead {
-                method: head.method.clone(),
-                target: head.target.clone(),
-                http11: head.http11,
+                method: req.method.clone(),
+                target: req.request_uri.clone(),
+                http11: req.at_least_11(),
                 body_len,
             });
-            if head.chunked {
-                // A lab limit, not Go's: nginx always sends buffered request
-                // bodies with a length, so chunked request bodies are refused.
-                let _ = self.sock_write(&response::conn_error_response(501)).await;
-                return self.close(CloseReason::BadRequest);
-            }
 
-            let path = head.target.split('?').next().unwrap_or("").to_string();
+            let path = req.path.clone();
             self.shared.count_handler_run(&path);
             self.event(EventKind::HandlerStart { path });
-            let script = handlers::script_for_target(&head.target);
-            let ended = self.run_exchange(Exchange::new(script, RequestFacts::from_head(&head), body_len)).await;
+            let script = handlers::script_for_request(&req);
+            let facts = RequestFacts::from_request(&req);
+            let exchange = match req.body {
+                RequestBody::Chunked => Exchange::with_chunked_body(script, facts),
+                _ => Exchange::new(script, facts, body_len),
+            };
+            let ended = self.run_exchange(exchange).await;
             let outcome = match ended.handler {
                 HandlerEnd::Returned => "returned",
-                HandlerEnd::Panicked(PanicKind::Value) => "panic",
                 HandlerEnd::Panicked(PanicKind::AbortHandler) => "abort-handler",
+                HandlerEnd::Panicked(_) => "panic",
             };
             self.event(EventKind::HandlerEnd { outcome });
-            if ended.handler == HandlerEnd::Panicked(PanicKind::Value) {
-                tracing::warn!(target: "upstream_sim", "http: panic serving conn {}: boom", self.id);
+            if let HandlerEnd::Panicked(kind) = ended.handler {
+                if let Some(msg) = kind.message() {
+                    tracing::warn!(target: "upstream_sim", "http: panic serving conn {}: {msg}", self.id);
+                }
+            }
+            if req.expectation() == request::Expectation::Failed {
+                // sendExpectationFailed, then `return`: a plain close.
+                return self.close(CloseReason::CloseAfterReply);
             }
             match (ended.handler, ended.reuse) {
                 (HandlerEnd::Panicked(_), _) => return self.close(CloseReason::Panic),
@@ -244,22 +272,55 @@ impl Conn {
         }
     }
 
-    async fn read_head(&mut self, deadline: Option<Instant>, limit: usize) -> Result<HeadResult, ReadErr> {
+    /// `readRequest`: reads until [`request::read_request`] decides. It
+    /// is asked again only where Go decides: after a line end, at the
+    /// first bytes, at the read limit, or when reading ended.
+    async fn read_head(&mut self, deadline: Option<Instant>, limit: usize) -> Result<Request, ReadErr> {
+        let mut ended = None;
+        let mut ask = true;
         loop {
-            if !self.rbuf.is_empty() {
-                match RequestHead::parse(&self.rbuf) {
-                    Ok(Some((head, n))) => {
+            if ask {
+                let input = ReadInput { ended, limit, after_post: self.after_post };
+                match request::read_request(&self.rbuf, input) {
+                    ReadRequest::NeedMore => {}
+                    ReadRequest::Request(req, n) => {
                         self.rbuf.drain(..n);
-                        return Ok(HeadResult::Head(head));
+                        return Ok(req);
                     }
-                    Ok(None) => {}
-                    Err(_) => return Ok(HeadResult::Bad),
+                    ReadRequest::Failed(f) => {
+                        self.read_end = ended;
+                        return Err(ReadErr::Failed(f));
+                    }
+                }
+                if ended.is_some() || self.rbuf.len() >= limit {
+                    // read_request decides once reading ended; this is a guard.
+                    return Err(ReadErr::Failed(ReadFailure::Quiet));
                 }
             }
-            if self.rbuf.len() >= limit {
-                return Ok(HeadResult::TooLarge);
+            let before = self.rbuf.len();
+            match self.fill(deadline).await {
+                Ok(_) => {
+                    let fresh = &self.rbuf[before.saturating_sub(1)..];
+                    ask = before < 8 || fresh.contains(&b'\n') || self.rbuf.len() >= limit;
+                }
+                Err(ReadErr::Shutdown) => return Err(ReadErr::Shutdown),
+                Err(e) => {
+                    ended = Some(match e {
+                        ReadErr::Eof => ReadEnd::Eof,
+                        ReadErr::Timeout => ReadEnd::Timeout,
+                        _ => ReadEnd::Error,
+                    });
+                    ask = true;
+                }
             }
-            self.fill(deadline).await?;
+        }
+    }
+
+    /// Why a quiet `readRequest` failure closes.
+    fn quiet_reason(&self) -> CloseReason {
+        match self.read_end {
+            Some(ReadEnd::Timeout) => CloseReason::ReadTimeout,
+            _ => CloseReason::PeerClosed,
         }
     }
 
@@ -267,16 +328,64 @@ impl Conn {
     /// deadline (`io.CopyN(io.Discard, body, max)`).
     async fn discard_body(&mut self, max: u64) -> BodyRead {
         let mut done = 0;
-        while done < max && self.body_remaining > 0 {
-            if self.rbuf.is_empty() && self.fill(self.body_deadline).await.is_err() {
-                return BodyRead { bytes: done, failed: true };
+        loop {
+            let eof = match &mut self.body {
+                BodyLeft::Length(left) => {
+                    if *left == 0 {
+                        return BodyRead { bytes: done, failed: false, eof: true };
+                    }
+                    if done == max {
+                        return BodyRead { bytes: done, failed: false, eof: false };
+                    }
+                    let n = (self.rbuf.len() as u64).min(*left).min(max - done) as usize;
+                    self.rbuf.drain(..n);
+                    *left -= n as u64;
+                    done += n as u64;
+                    n == 0
+                }
+                // Go's chunkedReader under the body: sizes and CRLFs are
+                // framing, only data counts toward `max`.
+                BodyLeft::Chunked(d) => {
+                    let mut probe = *d;
+                    let step = probe.step(&self.rbuf);
+                    match step {
+                        Ok(chunked::Step::Data(n)) if n as u64 > max - done => {
+                            if done == max {
+                                return BodyRead { bytes: done, failed: false, eof: false };
+                            }
+                            // Only up to `max`: in its data state the decoder
+                            // takes what it is shown.
+                            let take = (max - done) as usize;
+                            let _ = d.step(&self.rbuf[..take]);
+                            self.rbuf.drain(..take);
+                            done += take as u64;
+                            false
+                        }
+                        _ => {
+                            *d = probe;
+                            match step {
+                                Err(chunked::Malformed) => return BodyRead { bytes: done, failed: true, eof: false },
+                                Ok(chunked::Step::Done(n)) => {
+                                    self.rbuf.drain(..n);
+                                    return BodyRead { bytes: done, failed: false, eof: true };
+                                }
+                                Ok(chunked::Step::Skip(n)) | Ok(chunked::Step::Data(n)) => {
+                                    if matches!(step, Ok(chunked::Step::Data(_))) {
+                                        done += n as u64;
+                                    }
+                                    self.rbuf.drain(..n);
+                                    false
+                                }
+                                Ok(chunked::Step::NeedMore) => true,
+                            }
+                        }
+                    }
+                }
+            };
+            if eof && self.fill(self.body_deadline).await.is_err() {
+                return BodyRead { bytes: done, failed: true, eof: false };
             }
-            let n = (self.rbuf.len() as u64).min(self.body_remaining).min(max - done) as usize;
-            self.rbuf.drain(..n);
-            self.body_remaining -= n as u64;
-            done += n as u64;
         }
-        BodyRead { bytes: done, failed: false }
     }
 
     /// `bufr.Peek(4)` under the idle deadline.
