@@ -166,7 +166,7 @@ pub struct ReadInput {
 
 /// Where a line read stopped.
 enum Line<'a> {
-    Line(&'a [u8]),
+    Full(&'a [u8]),
     NeedMore,
     /// No bytes at all, and the read ended.
     End(ReadEnd),
@@ -189,14 +189,14 @@ impl<'a> Lines<'a> {
         if let Some(i) = rest.iter().position(|&b| b == b'\n') {
             self.pos += i + 1;
             let l = &rest[..i];
-            return Line::Line(l.strip_suffix(b"\r").unwrap_or(l));
+            return Line::Full(l.strip_suffix(b"\r").unwrap_or(l));
         }
         match self.ended {
             None => Line::NeedMore,
             Some(end) if rest.is_empty() => Line::End(end),
             Some(_) => {
                 self.pos = self.buf.len();
-                Line::Line(rest)
+                Line::Full(rest)
             }
         }
     }
@@ -238,7 +238,7 @@ fn read(buf: &[u8], ended: Option<ReadEnd>, after_post: bool) -> ReadRequest {
     let line = match r.line() {
         Line::NeedMore => return ReadRequest::NeedMore,
         Line::End(_) => return ReadRequest::Failed(Quiet),
-        Line::Line(l) => l,
+        Line::Full(l) => l,
     };
     // From here on, EOF becomes io.ErrUnexpectedEOF: a 400.
     let at_end = |e: ReadEnd| ReadRequest::Failed(if e == ReadEnd::Eof { BadRequest } else { Quiet });
@@ -251,7 +251,7 @@ fn read(buf: &[u8], ended: Option<ReadEnd>, after_post: bool) -> ReadRequest {
             return match r.line() {
                 Line::NeedMore => ReadRequest::NeedMore,
                 Line::End(e) => at_end(e),
-                Line::Line(_) => ReadRequest::Failed(BadRequest),
+                Line::Full(_) => ReadRequest::Failed(BadRequest),
             }
         }
         Ok(_) => {}
@@ -261,7 +261,7 @@ fn read(buf: &[u8], ended: Option<ReadEnd>, after_post: bool) -> ReadRequest {
         let first = match r.line() {
             Line::NeedMore => return ReadRequest::NeedMore,
             Line::End(e) => return at_end(e),
-            Line::Line(l) => l,
+            Line::Full(l) => l,
         };
         if first.is_empty() {
             break;
@@ -290,7 +290,7 @@ fn read(buf: &[u8], ended: Option<ReadEnd>, after_post: bool) -> ReadRequest {
             match r.line() {
                 Line::NeedMore => return ReadRequest::NeedMore,
                 Line::End(_) => break,
-                Line::Line(l) => {
+                Line::Full(l) => {
                     kv.push(b' ');
                     kv.extend_from_slice(trim(l));
                 }

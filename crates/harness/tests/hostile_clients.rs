@@ -19,7 +19,7 @@
 use harness::go::GoServer;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -139,7 +139,7 @@ fn cases() -> Vec<Case> {
         format!("POST /ok HTTP/{version}\r\nHost: lab\r\n{te}\r\n{body}")
     };
     let req_line = |line: &str| format!("{line}\r\nHost: lab\r\n\r\n");
-    let mut v = vec![
+    vec![
         case("baseline_get_ok", vec![send(get("/ok"))]),
         case("random_64_bytes_without_newline", vec![send(random_bytes(0x5eed, 64, |b| b != b'\n'))]),
         case("random_4096_bytes", vec![send(random_bytes(0xbad, 4096, |_| true))]),
@@ -264,7 +264,10 @@ fn cases() -> Vec<Case> {
         case("partial_bytes_2_pow_62_with_cl", vec![send(get("/partial?bytes=4611686018427387904&cl=1"))]),
         case("panic_after_flush_huge_bytes", vec![send(get("/panic-after-flush?bytes=9223372036854775807&ms=0"))]),
         case("timeout_handler_huge_limit", vec![send(get("/timeout-handler?ms=0&limit=9223372036854775807"))]),
-        case("slowloris_no_timeouts", (0..8).flat_map(|i| [send(format!("X-S{i}: v\r\n")), pause(250)]).collect::<Vec<_>>()),
+        case(
+            "slowloris_no_timeouts",
+            std::iter::once(send("GET /ok HTTP/1.1\r\n")).chain((0..8).flat_map(|i| [pause(250), send(format!("X-S{i}: v\r\n"))])).collect(),
+        ),
         case("byte_by_byte_request", get("/ok").bytes().flat_map(|b| [send([b]), pause(1)]).collect()),
         case_rht(
             "slowloris_with_read_header_timeout",
@@ -277,12 +280,7 @@ fn cases() -> Vec<Case> {
         case("partial_request_line_then_half_close", vec![send("GET /ok HT"), Act::HalfClose]),
         case("partial_header_then_half_close", vec![send("GET /ok HTTP/1.1\r\nHost: lab\r\n"), Act::HalfClose]),
         case("request_then_half_close", vec![send(get("/ok")), Act::HalfClose]),
-    ];
-    // The first slowloris case starts with its request line.
-    if let Some(c) = v.iter_mut().find(|c| c.name == "slowloris_no_timeouts") {
-        c.acts.insert(0, send("GET /ok HTTP/1.1\r\n"));
-    }
-    v
+    ]
 }
 
 /// A TLS 1.2 ClientHello record, as a TLS client's first bytes.
@@ -423,7 +421,7 @@ impl World {
         self.sims.iter().find(|(q, _)| *q == p).map(|(_, s)| s.local_addr()).expect("a server per pair")
     }
 
-    fn go(&self, bin: &PathBuf, p: Pair) -> Result<SocketAddr, String> {
+    fn go(&self, bin: &Path, p: Pair) -> Result<SocketAddr, String> {
         let addrs = self.go.get_or_init(|| {
             self.rt.block_on(async {
                 let mut v = Vec::new();
@@ -492,7 +490,7 @@ fn run_case(c: &Case) -> Result<Completion, Failed> {
     let sim = sim.map_err(|e| format!("emulator: {e}"))?;
     w.rt.block_on(alive(sim_addr)).map_err(|e| format!("the emulator did not survive: {e}"))?;
     let Some(real) = real else {
-        let missing = go.err().expect("no Go address without a missing Go");
+        let missing = go.expect_err("no Go address without a missing Go");
         return harness::require::trial_outcome(missing);
     };
     let real = real.map_err(|e| format!("real Go: {e}"))?;
