@@ -427,6 +427,14 @@ fn nginx_t(bin: &Path, file: &Path, prefix: &Path) -> Result<Option<Rejection>, 
     Ok(Some(split_place(&msg, &file.display().to_string())))
 }
 
+/// The directive of "unknown directive \"x\"" if the emulation does not claim it.
+fn unclaimed(msg: &str) -> Option<String> {
+    let name = msg.strip_prefix("unknown directive \"")?.strip_suffix('"')?;
+    let shown: String = name.chars().take(40).collect();
+    let more = if shown.len() < name.len() { "..." } else { "" };
+    (!conf::claimed().any(|(n, _)| n == name)).then(|| format!("directive \"{shown}{more}\" not claimed"))
+}
+
 enum ProxyVerdict {
     Accept,
     Reject(Rejection),
@@ -436,7 +444,7 @@ enum ProxyVerdict {
 
 fn proxy_t(bytes: &[u8], file: &str, prefix: &Path, nginx_accepts: bool) -> ProxyVerdict {
     let claimed: Vec<&str> = conf::claimed().map(|(n, _)| n).collect();
-    let cfg = match conf::parse_bytes(bytes, file) {
+    let cfg = match conf::parse_with(bytes, file, &proxy::server::dns) {
         Ok(c) => c,
         Err(ConfError { msg, line, .. }) => {
             if nginx_accepts {
@@ -477,6 +485,7 @@ struct Tally {
     disagreements: Vec<String>,
     no_line: Vec<String>,
     both_reject: usize,
+    nginx_no_line: usize,
     same_line: usize,
     same_msg: usize,
     line_diffs: Vec<String>,
@@ -542,10 +551,20 @@ fn run() -> Result<Completion, Failed> {
                 };
                 let outcome = match (&ng, &pv) {
                     (None, ProxyVerdict::Accept) => "both_accept",
+                    (Some(n), ProxyVerdict::Reject(p)) if unclaimed(&p.msg).is_some() && n.msg != p.msg => {
+                        // Both reject, but the proxy stopped at a directive it
+                        // does not claim; nginx failed elsewhere.
+                        *t.outside.entry(format!("{} (nginx rejects for another reason)", unclaimed(&p.msg).unwrap_or_default())).or_default() += 1;
+                        "both_reject_unclaimed"
+                    }
                     (Some(n), ProxyVerdict::Reject(p)) => {
                         t.both_reject += 1;
                         if n.line == p.line {
                             t.same_line += 1;
+                        } else if n.line.is_none() {
+                            // nginx names no place (a later phase: unknown
+                            // variables, binding); the proxy does.
+                            t.nginx_no_line += 1;
                         } else {
                             let d = keep(&mut t, &format!("line: nginx {:?} \"{}\" / proxy {:?} \"{}\"", n.line, n.msg, p.line, p.msg));
                             t.line_diffs.push(d);
@@ -585,9 +604,9 @@ fn run() -> Result<Completion, Failed> {
     let errors = errors.into_inner().unwrap();
     let elapsed = started.elapsed();
     // The summary table: family × outcome.
-    let outcomes = ["both_accept", "both_reject", "outside_subset", "DISAGREE_proxy_accepts", "DISAGREE_proxy_rejects"];
+    let outcomes = ["both_accept", "both_reject", "both_reject_unclaimed", "outside_subset", "DISAGREE_proxy_accepts", "DISAGREE_proxy_rejects"];
     println!("\n{:<18}{}", "family", outcomes.iter().map(|o| format!("{o:>24}")).collect::<String>());
-    let mut totals = [0usize; 5];
+    let mut totals = [0usize; 6];
     for (family, row) in &t.table {
         let cells: Vec<usize> = outcomes.iter().map(|o| row.get(o).copied().unwrap_or(0)).collect();
         for (k, c) in cells.iter().enumerate() {
@@ -596,15 +615,16 @@ fn run() -> Result<Completion, Failed> {
         println!("{family:<18}{}", cells.iter().map(|c| format!("{c:>24}")).collect::<String>());
     }
     println!("{:<18}{}", "total", totals.iter().map(|c| format!("{c:>24}")).collect::<String>());
-    println!("\noutside the emulated subset (nginx accepts, the emulation refuses on purpose):");
+    println!("\noutside the emulated subset (the emulation refuses on purpose; nginx accepts, or rejects for another reason):");
     for (why, n) in &t.outside {
         println!("  {n:>5}  {why}");
     }
     println!(
-        "\nboth reject: {}; same line {} ({:.1} %); same message {} ({:.1} %)",
+        "\nboth reject: {}; same line {} ({:.1} %); nginx names no line {}; same message {} ({:.1} %)",
         t.both_reject,
         t.same_line,
         100.0 * t.same_line as f64 / t.both_reject.max(1) as f64,
+        t.nginx_no_line,
         t.same_msg,
         100.0 * t.same_msg as f64 / t.both_reject.max(1) as f64
     );

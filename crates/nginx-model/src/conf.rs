@@ -85,6 +85,31 @@ pub struct Config {
     pub proxy: ProxyDirectives,
     /// What nginx accepts but this emulation does not run, in file order.
     pub unsupported: Vec<(String, Pos)>,
+    /// Files nginx creates even under `-t` (temp directories, the pid
+    /// file, logs), as written (prefix-relative unless absolute).
+    pub nginx_files: NginxFiles,
+}
+
+/// What nginx creates at start; like [`Pos`], not part of the emulated
+/// configuration's value (`==` ignores it).
+#[derive(Debug, Clone, Default)]
+pub struct NginxFiles(pub Vec<NginxFile>);
+
+impl PartialEq for NginxFiles {
+    fn eq(&self, _: &NginxFiles) -> bool {
+        true
+    }
+}
+
+/// A file or directory nginx itself creates at start and at `-t`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NginxFile {
+    /// `*_temp_path` (`ngx_create_paths`: mkdir).
+    TempDir(String),
+    /// `pid` (`ngx_create_pidfile`).
+    Pid(String),
+    /// An `error_log` or `access_log` file (`ngx_conf_open_file`).
+    Log(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +282,11 @@ impl ProxyDirectives {
 fn show(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// A string as nginx's C functions see it: up to the first NUL.
+pub fn c_str(s: &str) -> &str {
+    s.split('\0').next().unwrap_or("")
 }
 
 /// A token as a value (`%V`: all bytes), lossy UTF-8.
@@ -666,18 +696,82 @@ fn parse_url(s: &[u8], listen: bool, uri_part: bool) -> Result<Url, &'static str
     Ok(Url { host: text(&s[..last]), port, uri: uri.is_some() })
 }
 
-/// A `listen`/`server` address as the proxy binds or connects to it.
+/// A `listen`/`server` address as the proxy binds or connects to it. The
+/// host is what `getaddrinfo` sees: nginx's C string, up to a NUL.
 fn host_port(host: &str, port: u16) -> String {
+    let host = c_str(host);
     let host = if host == "*" { "0.0.0.0" } else { host };
     format!("{host}:{port}")
 }
 
+/// Whether a host name resolves (nginx resolves `listen` and upstream
+/// `server` names while it parses: `ngx_parse_url`). The caller brings the
+/// resolver; [`parse`] resolves nothing.
+pub type Hosts<'a> = &'a dyn Fn(&str, u16) -> bool;
+
+/// The variables nginx 1.22 (Debian nginx-light's modules) defines, from
+/// the `ngx_http_variable_t` tables of `src/http` (`ngx_http_variables.c`,
+/// the upstream, proxy, log, ssl, realip, ... modules).
+const NGINX_VARIABLES: &[&str] = &[
+    "ancient_browser", "args", "binary_remote_addr", "body_bytes_sent", "bytes_sent", "connection",
+    "connection_requests", "connection_time", "connections_active", "connections_reading", "connections_waiting",
+    "connections_writing", "content_length", "content_type", "date_gmt", "date_local", "document_root",
+    "document_uri", "fastcgi_path_info", "fastcgi_script_name", "grpc_internal_trailers", "gzip_ratio", "host",
+    "hostname", "http2", "https", "invalid_referer", "is_args", "limit_conn_status", "limit_rate",
+    "limit_req_status", "modern_browser", "msec", "msie", "nginx_version", "pid", "pipe", "proxy_add_via",
+    "proxy_add_x_forwarded_for", "proxy_host", "proxy_internal_body_length", "proxy_internal_chunked", "proxy_port",
+    "proxy_protocol_addr", "proxy_protocol_port", "proxy_protocol_server_addr", "proxy_protocol_server_port",
+    "query_string", "realip_remote_addr", "realip_remote_port", "realpath_root", "remote_addr", "remote_port",
+    "remote_user", "request", "request_body", "request_body_file", "request_completion", "request_filename",
+    "request_id", "request_length", "request_method", "request_time", "request_uri", "scheme", "secure_link",
+    "secure_link_expires", "server_addr", "server_name", "server_port", "server_protocol", "slice_range",
+    "ssl_alpn_protocol", "ssl_cipher", "ssl_ciphers", "ssl_client_cert", "ssl_client_escaped_cert",
+    "ssl_client_fingerprint", "ssl_client_i_dn", "ssl_client_i_dn_legacy", "ssl_client_raw_cert", "ssl_client_s_dn",
+    "ssl_client_s_dn_legacy", "ssl_client_serial", "ssl_client_v_end", "ssl_client_v_remain", "ssl_client_v_start",
+    "ssl_client_verify", "ssl_curve", "ssl_curves", "ssl_early_data", "ssl_protocol", "ssl_server_name",
+    "ssl_session_id", "ssl_session_reused", "status", "tcpinfo_rcv_space", "tcpinfo_rtt", "tcpinfo_rttvar",
+    "tcpinfo_snd_cwnd", "time_iso8601", "time_local", "uid_got", "uid_reset", "uid_set", "upstream_addr",
+    "upstream_bytes_received", "upstream_bytes_sent", "upstream_cache_etag", "upstream_cache_last_modified",
+    "upstream_cache_status", "upstream_connect_time", "upstream_header_time", "upstream_response_length",
+    "upstream_response_time", "upstream_status", "uri",
+];
+
+/// Prefix variables (`$http_NAME`, `$arg_NAME`, ...).
+const NGINX_VARIABLE_PREFIXES: &[&str] = &["http_", "sent_http_", "sent_trailer_", "cookie_", "arg_", "upstream_http_", "upstream_trailer_", "upstream_cookie_"];
+
+/// The `$name`s and `${name}`s of a script or log format.
+fn variables(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        let name = if let Some(r) = rest.strip_prefix('{') {
+            r.find('}').map(|e| &r[..e]).unwrap_or("")
+        } else {
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        };
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// `ngx_http_variables_init_vars`: every variable used must exist.
+fn known_variable(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    NGINX_VARIABLES.contains(&lower.as_str()) || NGINX_VARIABLE_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
 struct Parser<'a> {
     rd: Reader<'a>,
+    hosts: Hosts<'a>,
     file: &'a str,
     cfg: Config,
     /// Per listen address (`ngx_http_add_listen`): options set, default server.
     listens: Vec<(String, bool, bool)>,
+    /// Scripts and log formats whose variables nginx resolves after http{}.
+    used_variables: Vec<String>,
 }
 
 /// Per-level state of the http{}, server{} and location{} levels.
@@ -791,7 +885,7 @@ impl<'a> Parser<'a> {
 
     /// `ngx_log_set_log` + `ngx_log_set_levels`: a file and at most one level
     /// (plus debug_* bits, only without a level).
-    fn error_log(&self, d: &Dir) -> Result<String, ConfError> {
+    fn error_log(&mut self, d: &Dir) -> Result<String, ConfError> {
         const LEVELS: [&str; 8] = ["emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"];
         const DEBUG: [&str; 7] = ["debug_core", "debug_alloc", "debug_mutex", "debug_event", "debug_http", "debug_mail", "debug_stream"];
         let (mut level, mut debug_bits) = (0usize, false);
@@ -810,13 +904,17 @@ impl<'a> Parser<'a> {
                 return Err(self.at(d, format!("invalid log level \"{}\"", text(a))));
             }
         }
-        Ok(text(d.arg(0)))
+        let path = text(d.arg(0));
+        if path != "stderr" && !path.starts_with("memory:") && !path.starts_with("syslog:") {
+            self.cfg.nginx_files.0.push(NginxFile::Log(path.clone()));
+        }
+        Ok(path)
     }
 
-    /// `ngx_conf_set_path_slot`: a path and up to three levels of 1 or 2.
+    /// `ngx_conf_set_path_slot`: a path and up to three levels, each a positive number.
     fn path(&self, d: &Dir) -> Result<(), ConfError> {
         for l in &d.args[1..] {
-            if !matches!(num::atoi(l), Some(1 | 2)) {
+            if num::atoi(l).is_none_or(|n| n <= 0) {
                 return Err(self.invalid_value(d));
             }
         }
@@ -830,6 +928,7 @@ impl<'a> Parser<'a> {
             "client_body_temp_path" | "proxy_temp_path" | "fastcgi_temp_path" | "uwsgi_temp_path" | "scgi_temp_path" => {
                 lv.seen.once(self, d)?;
                 self.path(d)?;
+                self.cfg.nginx_files.0.push(NginxFile::TempDir(text(d.arg(0))));
             }
             "default_type" => lv.seen.once(self, d)?,
             "sendfile" | "tcp_nodelay" | "proxy_buffering" => {
@@ -878,7 +977,10 @@ impl<'a> Parser<'a> {
                 let i = self.enumerated(d, &["1.0", "1.1"])?;
                 p.http_version = Some(["1.0", "1.1"][i].to_string());
             }
-            "proxy_set_header" => p.set_header.get_or_insert_with(Vec::new).push((text(d.arg(0)), text(d.arg(1)))),
+            "proxy_set_header" => {
+                self.used_variables.push(text(d.arg(1)));
+                p.set_header.get_or_insert_with(Vec::new).push((text(d.arg(0)), text(d.arg(1))));
+            }
             "proxy_connect_timeout" => {
                 lv.seen.once(self, d)?;
                 p.connect_timeout = Some(self.msec(d)?);
@@ -937,8 +1039,8 @@ impl<'a> Parser<'a> {
             return Ok(AccessLog { path: None, format: "combined".into(), pos });
         }
         let name = d.args.get(1).map(|n| text(n)).unwrap_or_else(|| "combined".into());
-        let format = if name == "combined" {
-            name
+        let format = if name.eq_ignore_ascii_case("combined") {
+            "combined".to_string()
         } else {
             self.cfg
                 .log_formats
@@ -970,6 +1072,10 @@ impl<'a> Parser<'a> {
         if flush && !buffer {
             return Err(self.at(d, format!("no buffer is defined for access_log \"{}\"", text(d.arg(0)))));
         }
+        self.used_variables.push(text(d.arg(0)));
+        if !d.arg(0).contains(&b'$') && !d.arg(0).starts_with(b"syslog:") {
+            self.cfg.nginx_files.0.push(NginxFile::Log(text(d.arg(0))));
+        }
         Ok(AccessLog { path: Some(text(d.arg(0))), format, pos })
     }
 
@@ -984,7 +1090,10 @@ impl<'a> Parser<'a> {
                         return Err(self.invalid_value(&d));
                     }
                 }
-                "pid" => seen.once(self, &d)?,
+                "pid" => {
+                    seen.once(self, &d)?;
+                    self.cfg.nginx_files.0.push(NginxFile::Pid(text(d.arg(0))));
+                }
                 "daemon" | "master_process" => {
                     seen.once(self, &d)?;
                     self.flag(&d)?;
@@ -1050,6 +1159,7 @@ impl<'a> Parser<'a> {
                         parts = &parts[1..];
                     }
                     let fmt: String = parts.iter().map(|p| text(p)).collect();
+                    self.used_variables.push(fmt.clone());
                     self.cfg.log_formats.push((name, fmt));
                 }
                 _ => unreachable!("{} is claimed in http", d.name),
@@ -1082,6 +1192,12 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        // ngx_http_variables_init_vars: no file, no line.
+        for v in self.used_variables.iter().flat_map(|s| variables(s)) {
+            if !known_variable(v) {
+                return Err(ConfError { msg: format!("unknown \"{v}\" variable"), file: self.file.into(), line: 0 });
+            }
+        }
         Ok(())
     }
 
@@ -1103,7 +1219,11 @@ impl<'a> Parser<'a> {
                         srv.addr = url;
                     } else {
                         let parsed = parse_url(s.arg(0), false, false).map_err(|e| self.at(&s, format!("{e} in upstream \"{url}\"")))?;
-                        srv.addr = host_port(&parsed.host, parsed.port.unwrap_or(80));
+                        let port = parsed.port.unwrap_or(80);
+                        if parsed.host.parse::<std::net::IpAddr>().is_err() && !(self.hosts)(c_str(&parsed.host), port) {
+                            return Err(self.at(&s, format!("host not found in upstream \"{url}\"")));
+                        }
+                        srv.addr = host_port(&parsed.host, port);
                     }
                     if max_conns {
                         self.unsupported("max_conns= on an upstream server", s.line);
@@ -1177,7 +1297,11 @@ impl<'a> Parser<'a> {
             raw.clone()
         } else {
             let u = parse_url(d.arg(0), true, false).map_err(|e| self.at(d, format!("{e} in \"{raw}\" of the \"listen\" directive")))?;
-            host_port(&u.host, u.port.unwrap_or(80))
+            let port = u.port.unwrap_or(80);
+            if u.host != "*" && u.host.parse::<std::net::IpAddr>().is_err() && !(self.hosts)(c_str(&u.host), port) {
+                return Err(self.at(d, format!("host not found in \"{raw}\" of the \"listen\" directive")));
+            }
+            host_port(&u.host, port)
         };
         if raw.contains('-') && !raw.starts_with("unix:") && !raw.starts_with('[') {
             self.unsupported("a listen port range", d.line);
@@ -1355,9 +1479,17 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfError> {
     parse_bytes(src.as_bytes(), file)
 }
 
-/// Parses nginx.conf bytes (any bytes inside tokens, as nginx allows).
+/// Parses nginx.conf bytes (any bytes inside tokens, as nginx allows);
+/// host names are not resolved.
 pub fn parse_bytes(src: &[u8], file: &str) -> Result<Config, ConfError> {
-    let mut p = Parser { rd: Reader::new(src, file), file, cfg: Config::default(), listens: Vec::new() };
+    parse_with(src, file, &|_, _| true)
+}
+
+/// [`parse_bytes`], resolving `listen` and upstream `server` host names with
+/// `hosts` where nginx does, so a name that does not resolve is reported at
+/// nginx's line, in nginx's order.
+pub fn parse_with(src: &[u8], file: &str, hosts: Hosts) -> Result<Config, ConfError> {
+    let mut p = Parser { rd: Reader::new(src, file), hosts, file, cfg: Config::default(), listens: Vec::new(), used_variables: Vec::new() };
     p.main()?;
     Ok(p.cfg)
 }

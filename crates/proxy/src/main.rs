@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cfg = match conf::parse_bytes(&src, &name) {
+    let cfg = match conf::parse_with(&src, &name, &proxy::server::dns) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("proxy: [emerg] {e}");

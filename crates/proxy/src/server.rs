@@ -15,7 +15,7 @@ use labkit::events::Retention;
 use labkit::wire::ResponseHead;
 use nginx_model::attempt::{Attempts, LogLine, Step};
 use nginx_model::balancer::{Peer, RoundRobin};
-use nginx_model::conf::{Config, Pos};
+use nginx_model::conf::{self, Config, Pos};
 use nginx_model::failure::Failure;
 use nginx_model::http::{self, RequestVars};
 use nginx_model::keepalive::response_keeps_connection;
@@ -53,6 +53,12 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("open() \"{}\" failed ({source})", path.display())]
     LogFile { path: PathBuf, source: io::Error },
+    /// nginx could not allocate what a directive asks for.
+    #[error("malloc({bytes}) failed (12: Cannot allocate memory)")]
+    Alloc { bytes: u64 },
+    /// A file nginx creates at -t too (temp directories, the pid file).
+    #[error("{op}() \"{}\" failed ({source})", path.display())]
+    NginxFile { op: &'static str, path: PathBuf, source: io::Error },
     /// nginx -t accepts a configuration without servers; there is nothing to run.
     #[error("no \"server\" block in \"http\": nothing to listen on")]
     NoServer,
@@ -60,6 +66,27 @@ pub enum StartError {
 
 fn resolve_addr(s: &str) -> Option<SocketAddr> {
     s.to_socket_addrs().ok()?.next()
+}
+
+use nginx_model::conf::c_str;
+
+/// RAM + swap (`/proc/meminfo`): the largest allocation Linux's heuristic
+/// overcommit grants.
+fn memory_limit() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| info.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0);
+    let total = (kb("MemTotal:") + kb("SwapTotal:")) * 1024;
+    if total == 0 {
+        u64::MAX
+    } else {
+        total
+    }
+}
+
+/// The resolver nginx uses while parsing (`getaddrinfo`), for
+/// `conf::parse_with`.
+pub fn dns(host: &str, port: u16) -> bool {
+    (host, port).to_socket_addrs().is_ok_and(|mut a| a.next().is_some())
 }
 
 /// A `listen` address as the parser normalised it (`host:port`, `*` as
@@ -128,6 +155,14 @@ type Built = (Vec<ServerRt>, Vec<Arc<UpstreamRt>>, Logs);
 fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Result<Built, StartError> {
     let mut upstreams = Vec::new();
     for u in &r.upstreams {
+        // ngx_http_upstream_init_keepalive allocates the whole cache at
+        // start (and at -t): N items of 152 bytes on x86-64 nginx 1.22.
+        // What the kernel refuses (heuristic overcommit: more than RAM +
+        // swap) fails as in nginx.
+        let bytes = (u.keepalive.capacity as u64).wrapping_mul(152);
+        if bytes > memory_limit() {
+            return Err(StartError::Alloc { bytes });
+        }
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
         for p in &u.peers {
             let addr = resolve_addr(&p.addr).ok_or_else(|| StartError::HostNotFound { host: p.addr.clone(), pos: p.pos.clone() })?;
@@ -163,7 +198,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         }
     }
     let in_prefix = |p: &str| -> PathBuf {
-        let p = Path::new(p);
+        let p = Path::new(c_str(p));
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -191,10 +226,47 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
 /// passes, as in nginx.
 pub fn check_config(cfg: &Config, opts: &ProxyOptions) -> Result<(), StartError> {
     let r = resolve::resolve(cfg, opts.profile)?;
-    match build_runtime(&r, opts, &ProxyEvents::new(opts.epoch, Retention::Off)) {
-        Ok(_) | Err(StartError::NoServer) => Ok(()),
-        Err(e) => Err(e),
+    // What nginx creates at -t: temp directories (created, as nginx does)
+    // and the pid file (only its name is tried: the proxy writes none).
+    for f in &cfg.nginx_files.0 {
+        let (op, path, result) = match f {
+            conf::NginxFile::TempDir(p) => {
+                let path = opts.prefix.join(c_str(p));
+                let r = std::fs::create_dir_all(&path);
+                ("mkdir", path, r)
+            }
+            conf::NginxFile::Pid(p) => {
+                let path = opts.prefix.join(c_str(p));
+                let r = if path.exists() {
+                    Ok(())
+                } else {
+                    std::fs::File::create(&path).and_then(|_| std::fs::remove_file(&path))
+                };
+                ("open", path, r)
+            }
+            conf::NginxFile::Log(p) => {
+                let path = opts.prefix.join(c_str(p));
+                let r = std::fs::OpenOptions::new().create(true).append(true).open(&path).map(drop);
+                ("open", path, r)
+            }
+        };
+        result.map_err(|source| StartError::NginxFile { op, path, source })?;
     }
+    let servers = match build_runtime(&r, opts, &ProxyEvents::new(opts.epoch, Retention::Off)) {
+        Ok((servers, _, _)) => servers,
+        Err(StartError::NoServer) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // nginx -t binds its listening sockets too: an address that is not this
+    // host's fails; one already in use does not (ngx_open_listening_sockets).
+    for s in &servers {
+        if let Err(source) = std::net::TcpListener::bind(s.listen) {
+            if source.kind() == io::ErrorKind::AddrNotAvailable {
+                return Err(StartError::Bind { addr: s.listen, source });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A running proxy.

@@ -39,3 +39,23 @@ fn semantic_errors_fail_the_test_mode() {
     assert!(!ok && err.contains(&format!("a URI part in proxy_pass is not supported by this emulation in {}:5", f.display())), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn dev_zero_reads_as_an_empty_file() {
+    // nginx reads a config by its stat size: /dev/zero is empty, and an
+    // empty configuration has no events section (nginx's wording, no line).
+    let (ok, err) = proxy(&["-t", "-c", "/dev/zero"]);
+    assert!(!ok);
+    assert!(err.contains("proxy: [emerg] no \"events\" section in configuration\n"), "{err}");
+}
+
+#[test]
+fn non_utf8_bytes_inside_tokens_are_accepted() {
+    let dir = std::env::temp_dir().join(format!("proxy-cli3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("latin1.conf");
+    std::fs::write(&f, b"# caf\xe9\nevents {}\nhttp {\n  server {\n    listen 127.0.0.1:18199;\n    server_name caf\xe9;\n    location / { proxy_pass http://127.0.0.1:18198; }\n  }\n}\n").unwrap();
+    let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
