@@ -772,6 +772,8 @@ struct Parser<'a> {
     listens: Vec<(String, bool, bool)>,
     /// Scripts and log formats whose variables nginx resolves after http{}.
     used_variables: Vec<String>,
+    /// `worker_connections` (default 512).
+    worker_connections: i64,
 }
 
 /// Per-level state of the http{}, server{} and location{} levels.
@@ -978,7 +980,6 @@ impl<'a> Parser<'a> {
                 p.http_version = Some(["1.0", "1.1"][i].to_string());
             }
             "proxy_set_header" => {
-                self.used_variables.push(text(d.arg(1)));
                 p.set_header.get_or_insert_with(Vec::new).push((text(d.arg(0)), text(d.arg(1))));
             }
             "proxy_connect_timeout" => {
@@ -1115,6 +1116,22 @@ impl<'a> Parser<'a> {
             // ngx_event_init_conf: no file, no line.
             return Err(ConfError { msg: "no \"events\" section in configuration".into(), file: self.file.into(), line: 0 });
         }
+        // ngx_event_init_conf: one connection more than listening sockets
+        // (a wildcard address takes the port's specific ones; a server
+        // without listen listens on *:80).
+        let mut addrs: Vec<String> = self.listens.iter().map(|(a, _, _)| a.clone()).collect();
+        if self.cfg.servers.iter().any(|s| s.listen.is_empty()) {
+            addrs.push("0.0.0.0:80".into());
+        }
+        let port = |a: &str| a.rsplit(':').next().unwrap_or("").to_string();
+        let wild: Vec<String> = addrs.iter().filter(|a| a.starts_with("0.0.0.0:")).map(|a| port(a)).collect();
+        let mut sockets: Vec<String> = addrs.iter().map(|a| if wild.contains(&port(a)) { format!("0.0.0.0:{}", port(a)) } else { a.clone() }).collect();
+        sockets.sort();
+        sockets.dedup();
+        if self.worker_connections <= sockets.len() as i64 {
+            let msg = format!("{} worker_connections are not enough for {} listening sockets", self.worker_connections, sockets.len());
+            return Err(ConfError { msg, file: self.file.into(), line: 0 });
+        }
         Ok(())
     }
 
@@ -1124,7 +1141,7 @@ impl<'a> Parser<'a> {
             seen.once(self, &d)?;
             match d.name {
                 "worker_connections" => {
-                    num::atoi(d.arg(0)).ok_or_else(|| self.at(&d, format!("invalid number \"{}\"", text(d.arg(0)))))?;
+                    self.worker_connections = num::atoi(d.arg(0)).ok_or_else(|| self.at(&d, format!("invalid number \"{}\"", text(d.arg(0)))))?;
                 }
                 _ => {
                     self.flag(&d)?;
@@ -1192,8 +1209,19 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        // ngx_http_variables_init_vars: no file, no line.
-        for v in self.used_variables.iter().flat_map(|s| variables(s)) {
+        // ngx_http_variables_init_vars: no file, no line. proxy_set_header
+        // values count where a server or location merges them
+        // (ngx_http_proxy_init_headers), log formats where defined.
+        let mut used = self.used_variables.clone();
+        for s in &self.cfg.servers {
+            let srv = s.proxy.set_header.as_ref().or(self.cfg.proxy.set_header.as_ref());
+            used.extend(srv.iter().flat_map(|h| h.iter().map(|(_, v)| v.clone())));
+            for l in &s.locations {
+                let loc = l.proxy.set_header.as_ref().or(srv);
+                used.extend(loc.iter().flat_map(|h| h.iter().map(|(_, v)| v.clone())));
+            }
+        }
+        for v in used.iter().flat_map(|s| variables(s)) {
             if !known_variable(v) {
                 return Err(ConfError { msg: format!("unknown \"{v}\" variable"), file: self.file.into(), line: 0 });
             }
@@ -1489,7 +1517,7 @@ pub fn parse_bytes(src: &[u8], file: &str) -> Result<Config, ConfError> {
 /// `hosts` where nginx does, so a name that does not resolve is reported at
 /// nginx's line, in nginx's order.
 pub fn parse_with(src: &[u8], file: &str, hosts: Hosts) -> Result<Config, ConfError> {
-    let mut p = Parser { rd: Reader::new(src, file), hosts, file, cfg: Config::default(), listens: Vec::new(), used_variables: Vec::new() };
+    let mut p = Parser { rd: Reader::new(src, file), hosts, file, cfg: Config::default(), listens: Vec::new(), used_variables: Vec::new(), worker_connections: 512 };
     p.main()?;
     Ok(p.cfg)
 }
@@ -1586,7 +1614,9 @@ impl Config {
                     l.push_str(&format!(" max_fails={}", srv.max_fails));
                 }
                 if srv.fail_timeout != crate::resolve::defaults::FAIL_TIMEOUT {
-                    l.push_str(&format!(" fail_timeout={}", time::format(srv.fail_timeout)));
+                    // Seconds only (ngx_parse_time(.., 1)): a lab-scale
+                    // sub-second value is written rounded up.
+                    l.push_str(&format!(" fail_timeout={}s", srv.fail_timeout.as_secs() + u64::from(srv.fail_timeout.subsec_nanos() > 0)));
                 }
                 if srv.down {
                     l.push_str(" down");
@@ -1696,6 +1726,11 @@ mod tests {
             ("﻿events {}\n", Some("unknown directive \"﻿events\" in t.conf:1")),
             ("events {}\n\r\nhttp {\r\n}\r\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server { listen 80; location / { proxy_pass http://127.0.0.1:1; } location /x { proxy_pass http://127.0.0.1:1; } }\n}\n", None),
+            ("events { worker_connections 0; }\n", Some("0 worker_connections are not enough for 0 listening sockets")),
+            ("events { worker_connections 1; }\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server { listen 127.0.0.1:18001; }\n}\n", Some("1 worker_connections are not enough for 1 listening sockets")),
+            ("events { worker_connections 2; }\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server { listen 127.0.0.1:18001; }\n server { listen 127.0.0.1:18002; }\n}\n", Some("2 worker_connections are not enough for 2 listening sockets")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u { server 127.0.0.1:1 \"fail_timeout=1m  30s\"; }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_set_header X $bogus_var;\n}\n", None),
         ];
         for (src, want) in rows {
             let src = src.replace("@LONG@", &"x".repeat(5000));

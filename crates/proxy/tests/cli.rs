@@ -9,8 +9,13 @@ fn proxy(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn test_mode_accepts_the_fixture() {
+    // -t creates what nginx creates (temp directories, logs) in the prefix:
+    // a scratch one, not fixtures/.
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nginx.conf");
-    let (ok, err) = proxy(&["-t", "-c", fixture]);
+    let prefix = std::env::temp_dir().join(format!("proxy-cli0-{}", std::process::id()));
+    std::fs::create_dir_all(&prefix).unwrap();
+    let (ok, err) = proxy(&["-t", "-c", fixture, "-p", prefix.to_str().unwrap()]);
+    std::fs::remove_dir_all(&prefix).ok();
     assert!(ok, "{err}");
     assert!(err.contains("test is successful"), "{err}");
 }

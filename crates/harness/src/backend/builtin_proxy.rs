@@ -28,7 +28,14 @@ impl BuiltinProxy {
             }
         }
         // Read back the same text real nginx would get.
-        let parsed = conf::parse(&cfg.render(), &format!("{label}.conf"))?;
+        let mut parsed = conf::parse(&cfg.render(), &format!("{label}.conf"))?;
+        // Scaled runs use sub-second fail_timeouts, which nginx.conf cannot
+        // state (seconds only; rendered rounded up): keep the lab's value.
+        for (pu, u) in parsed.upstreams.iter_mut().zip(&cfg.upstreams) {
+            for (ps, s) in pu.servers.iter_mut().zip(&u.servers) {
+                ps.fail_timeout = s.fail_timeout;
+            }
+        }
         let opts = ProxyOptions { prefix: dir.path().to_path_buf(), epoch, listen_override, ..ProxyOptions::default() };
         let proxy = Proxy::start(&parsed, opts).await?;
         Ok(BuiltinProxy { proxy, _dir: dir })
