@@ -54,7 +54,7 @@ pub fn lab_config(mut cfg: Config, listen: SocketAddr) -> Config {
     cfg.error_log = Some("error.log".into());
     cfg.log_formats.retain(|(n, _)| n != "lab");
     cfg.log_formats.push(("lab".into(), LAB_FORMAT.into()));
-    cfg.access_log = Some(nginx_model::conf::AccessLog { path: Some("access.log".into()), format: "lab".into() });
+    cfg.access_log = Some(nginx_model::conf::AccessLog { path: Some("access.log".into()), format: "lab".into(), pos: Default::default() });
     for s in &mut cfg.servers {
         s.listen = vec![listen.to_string()];
         s.access_log = None;

@@ -1,9 +1,14 @@
-//! A subset of nginx.conf: the directives that decide upstream 502s, parsed
-//! with nginx's own error messages (`unknown directive "x" in FILE:LINE`),
-//! and rendered back to text that real nginx accepts. Directives real nginx
-//! needs but that do not affect the emulation (pid, temp paths, events) are
-//! accepted and ignored.
+//! The nginx.conf subset that decides upstream 502s, read the way nginx 1.22
+//! reads it: bytes tokenized as `ngx_conf_read_token` does, each directive
+//! checked and applied as soon as its `;` or `{` is read
+//! (`ngx_conf_handler`), with nginx's messages and nginx's line numbers (the
+//! line being read when the error was found). Directives real nginx needs
+//! but that do not change the emulation (pid, temp paths, events) are
+//! checked and ignored. What nginx accepts but the emulation does not run
+//! (regex locations, `proxy_pass` with a URI, ...) is recorded in
+//! [`Config::unsupported`]; `resolve` refuses it, naming FILE:LINE.
 
+use crate::num;
 use crate::retry::Ft;
 use crate::time;
 use std::fmt;
@@ -13,16 +18,61 @@ use std::time::Duration;
 pub struct ConfError {
     pub msg: String,
     pub file: String,
+    /// 0: nginx names no place (e.g. `no "events" section in configuration`).
     pub line: usize,
 }
 
 impl fmt::Display for ConfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} in {}:{}", self.msg, self.file, self.line)
+        if self.line == 0 {
+            write!(f, "{}", self.msg)
+        } else {
+            write!(f, "{} in {}:{}", self.msg, self.file, self.line)
+        }
     }
 }
 
 impl std::error::Error for ConfError {}
+
+/// Where a directive was read (nginx's `FILE:LINE`). Not part of the
+/// configuration's value: two configurations that say the same thing are
+/// equal wherever they were read, so `==` ignores it.
+#[derive(Debug, Clone, Default)]
+pub struct Pos {
+    pub file: String,
+    /// 0: not read from a file (built in code).
+    pub line: usize,
+}
+
+impl Eq for Pos {}
+
+impl PartialEq for Pos {
+    fn eq(&self, _: &Pos) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Pos {
+    /// ` in FILE:LINE`, nginx's suffix, or nothing.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            Ok(())
+        } else {
+            write!(f, " in {}:{}", self.file, self.line)
+        }
+    }
+}
+
+/// Where each of a list of directives was read; like [`Pos`], not part of
+/// the value.
+#[derive(Debug, Clone, Default)]
+pub struct Places(pub Vec<Pos>);
+
+impl PartialEq for Places {
+    fn eq(&self, _: &Places) -> bool {
+        true
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -33,6 +83,33 @@ pub struct Config {
     pub servers: Vec<Server>,
     /// `proxy_*` at http level, inherited by servers and locations.
     pub proxy: ProxyDirectives,
+    /// What nginx accepts but this emulation does not run, in file order.
+    pub unsupported: Vec<(String, Pos)>,
+    /// Files nginx creates even under `-t` (temp directories, the pid
+    /// file, logs), as written (prefix-relative unless absolute).
+    pub nginx_files: NginxFiles,
+}
+
+/// What nginx creates at start; like [`Pos`], not part of the emulated
+/// configuration's value (`==` ignores it).
+#[derive(Debug, Clone, Default)]
+pub struct NginxFiles(pub Vec<NginxFile>);
+
+impl PartialEq for NginxFiles {
+    fn eq(&self, _: &NginxFiles) -> bool {
+        true
+    }
+}
+
+/// A file or directory nginx itself creates at start and at `-t`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NginxFile {
+    /// `*_temp_path` (`ngx_create_paths`: mkdir).
+    TempDir(String),
+    /// `pid` (`ngx_create_pidfile`).
+    Pid(String),
+    /// An `error_log` or `access_log` file (`ngx_conf_open_file`).
+    Log(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +117,7 @@ pub struct AccessLog {
     /// `None` = `access_log off`.
     pub path: Option<String>,
     pub format: String,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,18 +127,22 @@ pub struct Upstream {
     /// `keepalive N`; `None` = not configured (profile decides the default).
     pub keepalive: Option<u32>,
     pub keepalive_timeout: Option<Duration>,
+    /// nginx's ngx_int_t; values past u32::MAX saturate (never reached).
     pub keepalive_requests: Option<u32>,
     pub keepalive_time: Option<Duration>,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamServer {
+    /// `host:port` (nginx's default port 80 filled in).
     pub addr: String,
     pub weight: u32,
     pub max_fails: u32,
     pub fail_timeout: Duration,
     pub down: bool,
     pub backup: bool,
+    pub pos: Pos,
 }
 
 /// A `server` parameter of an upstream block that nginx rejects.
@@ -68,28 +150,44 @@ pub struct UpstreamServer {
 #[error("invalid parameter \"{0}\"")]
 pub struct InvalidParameter(pub String);
 
-impl UpstreamServer {
-    /// A `server ADDR PARAMS...` line (`ngx_http_upstream_server`):
-    /// `weight=`, `max_fails=`, `fail_timeout=`, `down`, `backup`.
-    pub fn with_params(addr: impl Into<String>, params: &[String]) -> Result<Self, InvalidParameter> {
-        let mut srv = UpstreamServer::new(addr);
-        for a in params {
-            let bad = || InvalidParameter(a.clone());
-            if let Some(v) = a.strip_prefix("weight=") {
-                srv.weight = v.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?;
-            } else if let Some(v) = a.strip_prefix("max_fails=") {
-                srv.max_fails = v.parse().map_err(|_| bad())?;
-            } else if let Some(v) = a.strip_prefix("fail_timeout=") {
-                srv.fail_timeout = time::parse(v).ok_or_else(bad)?;
-            } else if a == "down" {
-                srv.down = true;
-            } else if a == "backup" {
-                srv.backup = true;
-            } else {
-                return Err(bad());
-            }
+fn sat_u32(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The parameters of an upstream `server` line (`ngx_http_upstream_server`),
+/// before the address is parsed: `weight=` (atoi, not 0), `max_conns=`,
+/// `max_fails=` (atoi), `fail_timeout=` (`ngx_parse_time(.., 1)`: seconds,
+/// no `ms`), `backup`, `down`. Returns the server and whether `max_conns`
+/// (not emulated) was given.
+fn server_params(mut srv: UpstreamServer, params: &[&[u8]]) -> Result<(UpstreamServer, bool), InvalidParameter> {
+    let mut max_conns = false;
+    for a in params {
+        let bad = || InvalidParameter(show(a));
+        if let Some(v) = a.strip_prefix(b"weight=") {
+            srv.weight = num::atoi(v).filter(|w| *w != 0).map(sat_u32).ok_or_else(bad)?;
+        } else if let Some(v) = a.strip_prefix(b"max_conns=") {
+            num::atoi(v).ok_or_else(bad)?;
+            max_conns = true;
+        } else if let Some(v) = a.strip_prefix(b"max_fails=") {
+            srv.max_fails = num::atoi(v).map(sat_u32).ok_or_else(bad)?;
+        } else if let Some(v) = a.strip_prefix(b"fail_timeout=") {
+            srv.fail_timeout = time::parse_sec(v).ok_or_else(bad)?;
+        } else if *a == b"backup" {
+            srv.backup = true;
+        } else if *a == b"down" {
+            srv.down = true;
+        } else {
+            return Err(bad());
         }
-        Ok(srv)
+    }
+    Ok((srv, max_conns))
+}
+
+impl UpstreamServer {
+    /// A `server ADDR PARAMS...` line's parameters (`ngx_http_upstream_server`).
+    pub fn with_params(addr: impl Into<String>, params: &[String]) -> Result<Self, InvalidParameter> {
+        let bytes: Vec<&[u8]> = params.iter().map(|p| p.as_bytes()).collect();
+        server_params(UpstreamServer::new(addr), &bytes).map(|(s, _)| s)
     }
 
     pub fn new(addr: impl Into<String>) -> Self {
@@ -101,37 +199,49 @@ impl UpstreamServer {
             fail_timeout: defaults::FAIL_TIMEOUT,
             down: false,
             backup: false,
+            pos: Pos::default(),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Server {
+    /// `host:port` of each `listen` (port 80 filled in; `*` and a bare port
+    /// become `0.0.0.0`). Empty: nginx's default, `*:80` (`*:8000` if not root).
     pub listen: Vec<String>,
+    /// Where each `listen` was read (same order; may be shorter when built in code).
+    pub listen_pos: Places,
     pub server_name: Option<String>,
     pub access_log: Option<AccessLog>,
     pub proxy: ProxyDirectives,
     pub locations: Vec<Location>,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Location {
-    /// `=` for an exact match, empty for a prefix match.
+    /// `=` for an exact match, empty for a prefix match (`^~` too: without
+    /// regex locations it is a prefix match).
     pub modifier: String,
     pub path: String,
     pub proxy: ProxyDirectives,
+    pub pos: Pos,
 }
 
 /// The `proxy_*` directives; `None` = not set at this level (inherit).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProxyDirectives {
     pub pass: Option<String>,
+    /// Where `proxy_pass` was read.
+    pub pass_pos: Pos,
     pub http_version: Option<String>,
     /// `proxy_set_header` lines; nginx inherits them only if a level has none.
     pub set_header: Option<Vec<(String, String)>>,
     pub connect_timeout: Option<Duration>,
     pub send_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    /// `proxy_next_upstream`: several lines at one level are OR-ed
+    /// (`ngx_conf_set_bitmask_slot`).
     pub next_upstream: Option<Ft>,
     pub next_upstream_tries: Option<u32>,
     pub next_upstream_timeout: Option<Duration>,
@@ -150,6 +260,7 @@ impl ProxyDirectives {
     pub fn merged_over(&self, parent: &ProxyDirectives) -> ProxyDirectives {
         ProxyDirectives {
             pass: self.pass.clone().or(parent.pass.clone()),
+            pass_pos: if self.pass.is_some() { self.pass_pos.clone() } else { parent.pass_pos.clone() },
             http_version: self.http_version.clone().or(parent.http_version.clone()),
             set_header: self.set_header.clone().or(parent.set_header.clone()),
             connect_timeout: self.connect_timeout.or(parent.connect_timeout),
@@ -167,145 +278,251 @@ impl ProxyDirectives {
     }
 }
 
-// ---- tokenizer -----------------------------------------------------------
+/// A token as nginx prints it with `%s`: up to the first NUL, lossy UTF-8.
+fn show(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Word(String),
+/// A string as nginx's C functions see it: up to the first NUL.
+pub fn c_str(s: &str) -> &str {
+    s.split('\0').next().unwrap_or("")
+}
+
+/// A token as a value (`%V`: all bytes), lossy UTF-8.
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+// ---- tokenizer: ngx_conf_read_token ------------------------------------------
+
+/// nginx reads a file through a buffer of this size (`NGX_CONF_BUFFER`); a
+/// token (or comment) that fills it is "too long".
+pub const CONF_BUFFER: usize = 4096;
+
+/// How a statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// `;` (`NGX_OK`).
     Semi,
+    /// `{` (`NGX_CONF_BLOCK_START`).
     Open,
+    /// `}` with no words before it (`NGX_CONF_BLOCK_DONE`).
     Close,
+    /// End of file with no words pending (`NGX_CONF_FILE_DONE`).
+    Eof,
 }
 
-fn tokenize(src: &str, file: &str) -> Result<Vec<(Tok, usize)>, ConfError> {
-    let mut out = Vec::new();
-    let mut line = 1;
-    let mut chars = src.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        match c {
-            '\n' => {
-                line += 1;
-                chars.next();
-            }
-            c if c.is_whitespace() => {
-                chars.next();
-            }
-            '#' => {
-                while chars.peek().is_some_and(|&c| c != '\n') {
-                    chars.next();
-                }
-            }
-            ';' => {
-                out.push((Tok::Semi, line));
-                chars.next();
-            }
-            '{' => {
-                out.push((Tok::Open, line));
-                chars.next();
-            }
-            '}' => {
-                out.push((Tok::Close, line));
-                chars.next();
-            }
-            '"' | '\'' => {
-                let start_line = line;
-                chars.next();
-                let mut s = String::new();
-                loop {
-                    match chars.next() {
-                        None => {
-                            return Err(ConfError { msg: "unexpected end of file, expecting \";\" or \"}\"".into(), file: file.into(), line: start_line })
-                        }
-                        Some('\\') => {
-                            if let Some(n) = chars.next() {
-                                s.push(n);
-                            }
-                        }
-                        Some(q) if q == c => break,
-                        Some(ch) => {
-                            if ch == '\n' {
-                                line += 1;
-                            }
-                            s.push(ch);
-                        }
+/// The words of one statement, unescaped as nginx does, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub words: Vec<Vec<u8>>,
+    pub end: End,
+}
+
+/// `ngx_conf_read_token` over the bytes of a file: the buffer refills and
+/// the line counter behave as nginx's, so errors name the same line.
+pub struct Reader<'a> {
+    src: &'a [u8],
+    file: &'a str,
+    pos: usize,
+    /// End of what nginx's buffer holds (a file offset).
+    last: usize,
+    /// The line being read (`cf->conf_file->line`).
+    pub line: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(src: &'a [u8], file: &'a str) -> Self {
+        Reader { src, file, pos: 0, last: 0, line: 1 }
+    }
+
+    fn err(&self, msg: String) -> ConfError {
+        ConfError { msg, file: self.file.into(), line: self.line }
+    }
+
+    /// The next statement, or nginx's error at nginx's line.
+    pub fn next_statement(&mut self) -> Result<Statement, ConfError> {
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        let (mut need_space, mut last_space, mut sharp_comment, mut variable) = (false, true, false, false);
+        let (mut quoted, mut s_quoted, mut d_quoted) = (false, false, false);
+        let mut start = self.pos;
+        let mut start_line = self.line;
+        loop {
+            if self.pos >= self.last {
+                if self.last >= self.src.len() {
+                    if !words.is_empty() || !last_space {
+                        return Err(self.err("unexpected end of file, expecting \";\" or \"}\"".into()));
                     }
+                    return Ok(Statement { words, end: End::Eof });
                 }
-                out.push((Tok::Word(s), start_line));
+                if self.pos - start == CONF_BUFFER {
+                    self.line = start_line;
+                    let msg = if d_quoted {
+                        "too long parameter, probably missing terminating \"\"\" character".into()
+                    } else if s_quoted {
+                        "too long parameter, probably missing terminating \"'\" character".into()
+                    } else {
+                        format!("too long parameter \"{}...\" started", show(&self.src[start..start + 10]))
+                    };
+                    return Err(self.err(msg));
+                }
+                // The buffer keeps the current token and is filled up.
+                self.last = (start + CONF_BUFFER).min(self.src.len());
             }
-            _ => {
-                let mut s = String::new();
-                while let Some(&ch) = chars.peek() {
-                    if ch.is_whitespace() || ch == ';' || ch == '{' || ch == '}' {
-                        break;
-                    }
-                    s.push(ch);
-                    chars.next();
+            let ch = self.src[self.pos];
+            self.pos += 1;
+            if ch == b'\n' {
+                self.line += 1;
+                sharp_comment = false;
+            }
+            if sharp_comment {
+                continue;
+            }
+            if quoted {
+                quoted = false;
+                continue;
+            }
+            let space = matches!(ch, b' ' | b'\t' | b'\r' | b'\n');
+            if need_space {
+                if space {
+                    last_space = true;
+                    need_space = false;
+                    continue;
                 }
-                out.push((Tok::Word(s), line));
+                match ch {
+                    b';' => return Ok(Statement { words, end: End::Semi }),
+                    b'{' => return Ok(Statement { words, end: End::Open }),
+                    b')' => {
+                        last_space = true;
+                        need_space = false;
+                    }
+                    _ => return Err(self.err(format!("unexpected \"{}\"", show(&[ch])))),
+                }
+            }
+            if last_space {
+                start = self.pos - 1;
+                start_line = self.line;
+                if space {
+                    continue;
+                }
+                match ch {
+                    b';' | b'{' => {
+                        if words.is_empty() {
+                            return Err(self.err(format!("unexpected \"{}\"", ch as char)));
+                        }
+                        let end = if ch == b'{' { End::Open } else { End::Semi };
+                        return Ok(Statement { words, end });
+                    }
+                    b'}' => {
+                        if !words.is_empty() {
+                            return Err(self.err("unexpected \"}\"".into()));
+                        }
+                        return Ok(Statement { words, end: End::Close });
+                    }
+                    b'#' => sharp_comment = true,
+                    b'\\' => {
+                        quoted = true;
+                        last_space = false;
+                    }
+                    b'"' => {
+                        start += 1;
+                        d_quoted = true;
+                        last_space = false;
+                    }
+                    b'\'' => {
+                        start += 1;
+                        s_quoted = true;
+                        last_space = false;
+                    }
+                    b'$' => {
+                        variable = true;
+                        last_space = false;
+                    }
+                    _ => last_space = false,
+                }
+                continue;
+            }
+            if ch == b'{' && variable {
+                continue;
+            }
+            variable = false;
+            if ch == b'\\' {
+                quoted = true;
+                continue;
+            }
+            if ch == b'$' {
+                variable = true;
+                continue;
+            }
+            let mut found = false;
+            if d_quoted {
+                if ch == b'"' {
+                    d_quoted = false;
+                    need_space = true;
+                    found = true;
+                }
+            } else if s_quoted {
+                if ch == b'\'' {
+                    s_quoted = false;
+                    need_space = true;
+                    found = true;
+                }
+            } else if space || ch == b';' || ch == b'{' {
+                last_space = true;
+                found = true;
+            }
+            if found {
+                words.push(unescape(&self.src[start..self.pos - 1]));
+                match ch {
+                    b';' => return Ok(Statement { words, end: End::Semi }),
+                    b'{' => return Ok(Statement { words, end: End::Open }),
+                    _ => {}
+                }
             }
         }
     }
-    Ok(out)
 }
 
-/// One directive: name, arguments, line, and its block if it has one.
-#[derive(Debug, Clone)]
-struct Directive {
-    name: String,
-    args: Vec<String>,
-    line: usize,
-    block: Option<Vec<Directive>>,
-}
-
-fn parse_block(toks: &[(Tok, usize)], pos: &mut usize, file: &str, top: bool) -> Result<Vec<Directive>, ConfError> {
-    let err = |msg: String, line| ConfError { msg, file: file.into(), line };
-    let mut out = Vec::new();
-    loop {
-        let Some((tok, line)) = toks.get(*pos) else {
-            if top {
-                return Ok(out);
-            }
-            let last = toks.last().map(|t| t.1).unwrap_or(1);
-            return Err(err("unexpected end of file, expecting \"}\"".into(), last));
-        };
-        *pos += 1;
-        match tok {
-            Tok::Close if top => return Err(err("unexpected \"}\"".into(), *line)),
-            Tok::Close => return Ok(out),
-            Tok::Semi => return Err(err("unexpected \";\"".into(), *line)),
-            Tok::Open => return Err(err("unexpected \"{\"".into(), *line)),
-            Tok::Word(name) => {
-                let mut args = Vec::new();
-                loop {
-                    match toks.get(*pos) {
-                        None => return Err(err("unexpected end of file, expecting \";\" or \"}\"".into(), *line)),
-                        Some((Tok::Word(w), _)) => {
-                            args.push(w.clone());
-                            *pos += 1;
-                        }
-                        Some((Tok::Semi, _)) => {
-                            *pos += 1;
-                            out.push(Directive { name: name.clone(), args, line: *line, block: None });
-                            break;
-                        }
-                        Some((Tok::Open, _)) => {
-                            *pos += 1;
-                            let block = parse_block(toks, pos, file, false)?;
-                            out.push(Directive { name: name.clone(), args, line: *line, block: Some(block) });
-                            break;
-                        }
-                        Some((Tok::Close, l)) => return Err(err("unexpected \"}\"".into(), *l)),
-                    }
+/// nginx's copy of a word: `\"`, `\'`, `\\` lose the backslash, `\t` `\r`
+/// `\n` become the control character, any other backslash is kept.
+pub fn unescape(w: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(w.len());
+    let mut i = 0;
+    while i < w.len() {
+        if w[i] == b'\\' {
+            match w.get(i + 1) {
+                Some(b'"' | b'\'' | b'\\') => i += 1,
+                Some(b't') => {
+                    out.push(b'\t');
+                    i += 2;
+                    continue;
                 }
+                Some(b'r') => {
+                    out.push(b'\r');
+                    i += 2;
+                    continue;
+                }
+                Some(b'n') => {
+                    out.push(b'\n');
+                    i += 2;
+                    continue;
+                }
+                _ => {}
             }
         }
+        out.push(w[i]);
+        i += 1;
     }
+    out
 }
 
-// ---- directives ------------------------------------------------------------
+// ---- directives: ngx_conf_handler ----------------------------------------------
 
+/// nginx's configuration contexts (`NGX_MAIN_CONF`, `NGX_EVENT_CONF`,
+/// `NGX_HTTP_MAIN_CONF`, `_SRV_`, `_LOC_`, `_UPS_`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Ctx {
+pub enum Ctx {
     Main,
     Events,
     Http,
@@ -314,315 +531,1001 @@ enum Ctx {
     Location,
 }
 
-/// Directives accepted (for real nginx's sake) but without effect here.
-const IGNORED: &[(&str, &[Ctx])] = &[
-    ("worker_processes", &[Ctx::Main]),
-    ("pid", &[Ctx::Main]),
-    ("daemon", &[Ctx::Main]),
-    ("master_process", &[Ctx::Main]),
-    ("worker_connections", &[Ctx::Events]),
-    ("multi_accept", &[Ctx::Events]),
-    ("client_body_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("proxy_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("fastcgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("uwsgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("scgi_temp_path", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("default_type", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("sendfile", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("tcp_nodelay", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    // The *client-side* keepalive_timeout (in upstream{} it is the upstream one).
-    ("keepalive_timeout", &[Ctx::Http, Ctx::Server, Ctx::Location]),
-    ("proxy_buffering", &[Ctx::Http, Ctx::Server, Ctx::Location]),
+/// Argument counts (`NGX_CONF_NOARGS`, `TAKE*`, `FLAG`, `1MORE`, `2MORE`).
+#[derive(Clone, Copy, Debug)]
+enum Args {
+    /// Bit n set: n arguments allowed (`argument_number[]`).
+    Take(u8),
+    Flag,
+    More1,
+    More2,
+}
+
+const NOARGS: Args = Args::Take(1);
+const TAKE1: Args = Args::Take(1 << 1);
+const TAKE2: Args = Args::Take(1 << 2);
+const TAKE12: Args = Args::Take((1 << 1) | (1 << 2));
+const TAKE1234: Args = Args::Take(0b11110);
+
+const MAIN: &[Ctx] = &[Ctx::Main];
+const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
+
+/// The claimed directives: name, contexts, arguments, block. A name may
+/// appear twice (the core and the upstream `keepalive_timeout`), as in
+/// nginx's module tables.
+const DIRECTIVES: &[(&str, &[Ctx], Args, bool)] = &[
+    ("worker_processes", MAIN, TAKE1, false),
+    ("pid", MAIN, TAKE1, false),
+    ("daemon", MAIN, Args::Flag, false),
+    ("master_process", MAIN, Args::Flag, false),
+    ("error_log", MAIN, Args::More1, false),
+    ("events", MAIN, NOARGS, true),
+    ("http", MAIN, NOARGS, true),
+    ("worker_connections", &[Ctx::Events], TAKE1, false),
+    ("multi_accept", &[Ctx::Events], Args::Flag, false),
+    ("server", &[Ctx::Http], NOARGS, true),
+    ("upstream", &[Ctx::Http], TAKE1, true),
+    ("log_format", &[Ctx::Http], Args::More2, false),
+    ("listen", &[Ctx::Server], Args::More1, false),
+    ("server_name", &[Ctx::Server], Args::More1, false),
+    ("location", &[Ctx::Server, Ctx::Location], TAKE12, true),
+    ("proxy_pass", &[Ctx::Location], TAKE1, false),
+    ("error_log", HSL, Args::More1, false),
+    ("access_log", HSL, Args::More1, false),
+    ("client_body_temp_path", HSL, TAKE1234, false),
+    ("proxy_temp_path", HSL, TAKE1234, false),
+    ("fastcgi_temp_path", HSL, TAKE1234, false),
+    ("uwsgi_temp_path", HSL, TAKE1234, false),
+    ("scgi_temp_path", HSL, TAKE1234, false),
+    ("default_type", HSL, TAKE1, false),
+    ("sendfile", HSL, Args::Flag, false),
+    ("tcp_nodelay", HSL, Args::Flag, false),
+    ("keepalive_timeout", HSL, TAKE12, false),
+    ("keepalive_requests", HSL, TAKE1, false),
+    ("keepalive_time", HSL, TAKE1, false),
+    ("proxy_buffering", HSL, Args::Flag, false),
+    ("proxy_request_buffering", HSL, Args::Flag, false),
+    ("server_tokens", HSL, TAKE1, false),
+    ("client_max_body_size", HSL, TAKE1, false),
+    ("client_body_buffer_size", HSL, TAKE1, false),
+    ("proxy_http_version", HSL, TAKE1, false),
+    ("proxy_set_header", HSL, TAKE2, false),
+    ("proxy_connect_timeout", HSL, TAKE1, false),
+    ("proxy_send_timeout", HSL, TAKE1, false),
+    ("proxy_read_timeout", HSL, TAKE1, false),
+    ("proxy_next_upstream", HSL, Args::More1, false),
+    ("proxy_next_upstream_tries", HSL, TAKE1, false),
+    ("proxy_next_upstream_timeout", HSL, TAKE1, false),
+    ("proxy_buffer_size", HSL, TAKE1, false),
+    ("server", &[Ctx::Upstream], Args::More1, false),
+    ("keepalive", &[Ctx::Upstream], TAKE1, false),
+    ("keepalive_timeout", &[Ctx::Upstream], TAKE1, false),
+    ("keepalive_requests", &[Ctx::Upstream], TAKE1, false),
+    ("keepalive_time", &[Ctx::Upstream], TAKE1, false),
 ];
 
-const PROXY_CTX: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
-
-fn known_contexts(name: &str) -> Option<&'static [Ctx]> {
-    if let Some((_, c)) = IGNORED.iter().find(|(n, _)| *n == name) {
-        return Some(c);
-    }
-    Some(match name {
-        "events" | "http" => &[Ctx::Main],
-        "error_log" => &[Ctx::Main, Ctx::Http, Ctx::Server, Ctx::Location],
-        "upstream" | "log_format" => &[Ctx::Http],
-        "server" => &[Ctx::Http, Ctx::Upstream],
-        "keepalive" | "keepalive_requests" | "keepalive_time" => &[Ctx::Upstream],
-        "listen" | "server_name" => &[Ctx::Server],
-        "location" => &[Ctx::Server, Ctx::Location],
-        "access_log" => &[Ctx::Http, Ctx::Server, Ctx::Location],
-        "proxy_pass" => &[Ctx::Location],
-        "proxy_http_version" | "proxy_set_header" | "proxy_connect_timeout" | "proxy_send_timeout"
-        | "proxy_read_timeout" | "proxy_next_upstream" | "proxy_next_upstream_tries"
-        | "proxy_next_upstream_timeout" | "proxy_request_buffering" | "proxy_buffer_size" | "client_max_body_size"
-        | "client_body_buffer_size" | "server_tokens" => PROXY_CTX,
-        _ => return None,
-    })
+/// The directive names this emulation reads (each in its contexts).
+pub fn claimed() -> impl Iterator<Item = (&'static str, &'static [Ctx])> {
+    DIRECTIVES.iter().map(|(n, c, _, _)| (*n, *c))
 }
 
-struct P<'a> {
+/// One directive as `ngx_conf_handler` hands it to its handler.
+struct Dir {
+    name: &'static str,
+    /// The arguments (without the name).
+    args: Vec<Vec<u8>>,
+    line: usize,
+}
+
+impl Dir {
+    fn arg(&self, i: usize) -> &[u8] {
+        &self.args[i]
+    }
+}
+
+/// The duplicates rule of nginx's `ngx_conf_set_*_slot`s: a slot set once
+/// per configuration level.
+#[derive(Default)]
+struct Seen(Vec<&'static str>);
+
+impl Seen {
+    fn once(&mut self, p: &Parser, d: &Dir) -> Result<(), ConfError> {
+        if self.0.contains(&d.name) {
+            return Err(p.at(d, format!("\"{}\" directive is duplicate", d.name)));
+        }
+        self.0.push(d.name);
+        Ok(())
+    }
+}
+
+/// An address as `ngx_parse_url` splits it (`ngx_parse_inet_url`).
+struct Url {
+    host: String,
+    /// `None`: no port given (nginx's default port applies).
+    port: Option<u16>,
+    /// A `/` or `?` part (only `proxy_pass` may have one).
+    uri: bool,
+}
+
+/// `ngx_parse_inet_url` without name resolution: `Err` is nginx's `u->err`.
+/// `listen` also takes a bare port; `uri_part` allows a path.
+fn parse_url(s: &[u8], listen: bool, uri_part: bool) -> Result<Url, &'static str> {
+    let find = |c: u8| s.iter().position(|&b| b == c);
+    let mut last = s.len();
+    let mut port_at = find(b':');
+    let mut uri = find(b'/');
+    if let Some(a) = find(b'?') {
+        if uri.is_none_or(|u| a < u) {
+            uri = Some(a);
+        }
+    }
+    if let Some(u) = uri {
+        if listen || !uri_part {
+            return Err("invalid host");
+        }
+        last = u;
+        if port_at.is_some_and(|p| u < p) {
+            port_at = None;
+        }
+    }
+    let port_ok = |p: &[u8]| num::atoi(p).filter(|n| (1..=65535).contains(n)).map(|n| n as u16).ok_or("invalid port");
+    let mut port = None;
+    if let Some(c) = port_at {
+        let mut digits = &s[c + 1..last];
+        if listen {
+            if let Some(d) = digits.iter().position(|&b| b == b'-') {
+                let hi = port_ok(&digits[d + 1..])?;
+                let lo = port_ok(&digits[..d])?;
+                if lo > hi {
+                    return Err("invalid port range");
+                }
+                digits = &digits[..d];
+            }
+        }
+        port = Some(port_ok(digits)?);
+        last = c;
+    } else if uri.is_none() && listen {
+        // A bare port (`listen 80`).
+        if let Some(n) = num::atoi(&s[..last]) {
+            return if (1..=65535).contains(&n) { Ok(Url { host: "*".into(), port: Some(n as u16), uri: false }) } else { Err("invalid port") };
+        }
+    }
+    if last == 0 {
+        return Err("no host");
+    }
+    Ok(Url { host: text(&s[..last]), port, uri: uri.is_some() })
+}
+
+/// A `listen`/`server` address as the proxy binds or connects to it. The
+/// host is what `getaddrinfo` sees: nginx's C string, up to a NUL.
+fn host_port(host: &str, port: u16) -> String {
+    let host = c_str(host);
+    let host = if host == "*" { "0.0.0.0" } else { host };
+    format!("{host}:{port}")
+}
+
+/// Whether a host name resolves (nginx resolves `listen` and upstream
+/// `server` names while it parses: `ngx_parse_url`). The caller brings the
+/// resolver; [`parse`] resolves nothing.
+pub type Hosts<'a> = &'a dyn Fn(&str, u16) -> bool;
+
+/// The variables nginx 1.22 (Debian nginx-light's modules) defines, from
+/// the `ngx_http_variable_t` tables of `src/http` (`ngx_http_variables.c`,
+/// the upstream, proxy, log, ssl, realip, ... modules).
+const NGINX_VARIABLES: &[&str] = &[
+    "ancient_browser", "args", "binary_remote_addr", "body_bytes_sent", "bytes_sent", "connection",
+    "connection_requests", "connection_time", "connections_active", "connections_reading", "connections_waiting",
+    "connections_writing", "content_length", "content_type", "date_gmt", "date_local", "document_root",
+    "document_uri", "fastcgi_path_info", "fastcgi_script_name", "grpc_internal_trailers", "gzip_ratio", "host",
+    "hostname", "http2", "https", "invalid_referer", "is_args", "limit_conn_status", "limit_rate",
+    "limit_req_status", "modern_browser", "msec", "msie", "nginx_version", "pid", "pipe", "proxy_add_via",
+    "proxy_add_x_forwarded_for", "proxy_host", "proxy_internal_body_length", "proxy_internal_chunked", "proxy_port",
+    "proxy_protocol_addr", "proxy_protocol_port", "proxy_protocol_server_addr", "proxy_protocol_server_port",
+    "query_string", "realip_remote_addr", "realip_remote_port", "realpath_root", "remote_addr", "remote_port",
+    "remote_user", "request", "request_body", "request_body_file", "request_completion", "request_filename",
+    "request_id", "request_length", "request_method", "request_time", "request_uri", "scheme", "secure_link",
+    "secure_link_expires", "server_addr", "server_name", "server_port", "server_protocol", "slice_range",
+    "ssl_alpn_protocol", "ssl_cipher", "ssl_ciphers", "ssl_client_cert", "ssl_client_escaped_cert",
+    "ssl_client_fingerprint", "ssl_client_i_dn", "ssl_client_i_dn_legacy", "ssl_client_raw_cert", "ssl_client_s_dn",
+    "ssl_client_s_dn_legacy", "ssl_client_serial", "ssl_client_v_end", "ssl_client_v_remain", "ssl_client_v_start",
+    "ssl_client_verify", "ssl_curve", "ssl_curves", "ssl_early_data", "ssl_protocol", "ssl_server_name",
+    "ssl_session_id", "ssl_session_reused", "status", "tcpinfo_rcv_space", "tcpinfo_rtt", "tcpinfo_rttvar",
+    "tcpinfo_snd_cwnd", "time_iso8601", "time_local", "uid_got", "uid_reset", "uid_set", "upstream_addr",
+    "upstream_bytes_received", "upstream_bytes_sent", "upstream_cache_etag", "upstream_cache_last_modified",
+    "upstream_cache_status", "upstream_connect_time", "upstream_header_time", "upstream_response_length",
+    "upstream_response_time", "upstream_status", "uri",
+];
+
+/// Prefix variables (`$http_NAME`, `$arg_NAME`, ...).
+const NGINX_VARIABLE_PREFIXES: &[&str] = &["http_", "sent_http_", "sent_trailer_", "cookie_", "arg_", "upstream_http_", "upstream_trailer_", "upstream_cookie_"];
+
+/// The `$name`s and `${name}`s of a script or log format.
+fn variables(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        let name = if let Some(r) = rest.strip_prefix('{') {
+            r.find('}').map(|e| &r[..e]).unwrap_or("")
+        } else {
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        };
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// `ngx_http_variables_init_vars`: every variable used must exist.
+fn known_variable(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    NGINX_VARIABLES.contains(&lower.as_str()) || NGINX_VARIABLE_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+struct Parser<'a> {
+    rd: Reader<'a>,
+    hosts: Hosts<'a>,
     file: &'a str,
+    cfg: Config,
+    /// Per listen address (`ngx_http_add_listen`): options set, default server.
+    listens: Vec<(String, bool, bool)>,
+    /// Scripts and log formats whose variables nginx resolves after http{}.
+    used_variables: Vec<String>,
+    /// `worker_connections` (default 512).
+    worker_connections: i64,
 }
 
-impl P<'_> {
-    fn err(&self, line: usize, msg: impl Into<String>) -> ConfError {
-        ConfError { msg: msg.into(), file: self.file.into(), line }
+/// Per-level state of the http{}, server{} and location{} levels.
+#[derive(Default)]
+struct Level {
+    seen: Seen,
+    proxy: ProxyDirectives,
+    access_log: Option<AccessLog>,
+}
+
+impl<'a> Parser<'a> {
+    fn pos(&self, line: usize) -> Pos {
+        Pos { file: self.file.into(), line }
     }
 
-    fn nargs(&self, d: &Directive, min: usize, max: usize) -> Result<(), ConfError> {
-        if d.args.len() < min || d.args.len() > max {
-            return Err(self.err(d.line, format!("invalid number of arguments in \"{}\" directive", d.name)));
+    fn at(&self, d: &Dir, msg: String) -> ConfError {
+        ConfError { msg, file: self.file.into(), line: d.line }
+    }
+
+    /// An error at the line being read (nginx's `ngx_conf_log_error`).
+    fn here(&self, msg: impl Into<String>) -> ConfError {
+        ConfError { msg: msg.into(), file: self.file.into(), line: self.rd.line }
+    }
+
+    fn unsupported(&mut self, what: impl Into<String>, line: usize) {
+        let pos = self.pos(line);
+        self.cfg.unsupported.push((what.into(), pos));
+    }
+
+    /// The next directive of a block in `ctx`, checked as `ngx_conf_handler`
+    /// does; `None` at the block's `}` (or the file's end at top level).
+    fn next(&mut self, ctx: Ctx) -> Result<Option<(Dir, bool)>, ConfError> {
+        let st = self.rd.next_statement()?;
+        let open = match st.end {
+            End::Close if ctx == Ctx::Main => return Err(self.here("unexpected \"}\"")),
+            End::Close => return Ok(None),
+            End::Eof if ctx != Ctx::Main => return Err(self.here("unexpected end of file, expecting \"}\"")),
+            End::Eof => return Ok(None),
+            End::Open => true,
+            End::Semi => false,
+        };
+        let name = &st.words[0];
+        let mut found = false;
+        for &(n, ctxs, args, block) in DIRECTIVES {
+            if n.as_bytes() != name.as_slice() {
+                continue;
+            }
+            found = true;
+            if !ctxs.contains(&ctx) {
+                continue;
+            }
+            if !block && open {
+                return Err(self.here(format!("directive \"{n}\" is not terminated by \";\"")));
+            }
+            if block && !open {
+                return Err(self.here(format!("directive \"{n}\" has no opening \"{{\"")));
+            }
+            let nargs = st.words.len() - 1;
+            let ok = match args {
+                Args::Flag => nargs == 1,
+                Args::More1 => nargs >= 1,
+                Args::More2 => nargs >= 2,
+                Args::Take(mask) => nargs < 8 && mask & (1 << nargs) != 0,
+            };
+            if !ok {
+                return Err(self.here(format!("invalid number of arguments in \"{n}\" directive")));
+            }
+            let mut words = st.words;
+            words.remove(0);
+            return Ok(Some((Dir { name: n, args: words, line: self.rd.line }, open)));
+        }
+        let shown = show(name);
+        Err(self.here(if found { format!("\"{shown}\" directive is not allowed here") } else { format!("unknown directive \"{shown}\"") }))
+    }
+
+    fn invalid_value(&self, d: &Dir) -> ConfError {
+        self.at(d, format!("\"{}\" directive invalid value", d.name))
+    }
+
+    /// `ngx_conf_set_msec_slot`.
+    fn msec(&self, d: &Dir) -> Result<Duration, ConfError> {
+        time::parse_bytes(d.arg(0)).ok_or_else(|| self.invalid_value(d))
+    }
+
+    /// `ngx_conf_set_num_slot`.
+    fn num(&self, d: &Dir) -> Result<i64, ConfError> {
+        num::atoi(d.arg(0)).ok_or_else(|| self.at(d, format!("\"{}\" directive invalid number", d.name)))
+    }
+
+    /// `ngx_conf_set_size_slot`.
+    fn size(&self, d: &Dir) -> Result<i64, ConfError> {
+        num::parse_size(d.arg(0)).ok_or_else(|| self.invalid_value(d))
+    }
+
+    /// `ngx_conf_set_flag_slot`: `on`/`off`, any case.
+    fn flag(&self, d: &Dir) -> Result<bool, ConfError> {
+        let v = d.arg(0);
+        if v.eq_ignore_ascii_case(b"on") {
+            Ok(true)
+        } else if v.eq_ignore_ascii_case(b"off") {
+            Ok(false)
+        } else {
+            Err(self.at(d, format!("invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"", show(v), d.name)))
+        }
+    }
+
+    /// `ngx_conf_set_enum_slot`: the index of the value, any case.
+    fn enumerated(&self, d: &Dir, values: &[&str]) -> Result<usize, ConfError> {
+        values.iter().position(|v| v.as_bytes().eq_ignore_ascii_case(d.arg(0))).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", show(d.arg(0)))))
+    }
+
+    /// `ngx_log_set_log` + `ngx_log_set_levels`: a file and at most one level
+    /// (plus debug_* bits, only without a level).
+    fn error_log(&mut self, d: &Dir) -> Result<String, ConfError> {
+        const LEVELS: [&str; 8] = ["emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"];
+        const DEBUG: [&str; 7] = ["debug_core", "debug_alloc", "debug_mutex", "debug_event", "debug_http", "debug_mail", "debug_stream"];
+        let (mut level, mut debug_bits) = (0usize, false);
+        for a in &d.args[1..] {
+            if let Some(i) = LEVELS.iter().position(|l| l.as_bytes() == a.as_slice()) {
+                if level != 0 || debug_bits {
+                    return Err(self.at(d, format!("duplicate log level \"{}\"", text(a))));
+                }
+                level = i + 1;
+            } else if DEBUG.iter().any(|l| l.as_bytes() == a.as_slice()) {
+                if level != 0 {
+                    return Err(self.at(d, format!("invalid log level \"{}\"", text(a))));
+                }
+                debug_bits = true;
+            } else {
+                return Err(self.at(d, format!("invalid log level \"{}\"", text(a))));
+            }
+        }
+        let path = text(d.arg(0));
+        if path != "stderr" && !path.starts_with("memory:") && !path.starts_with("syslog:") {
+            self.cfg.nginx_files.0.push(NginxFile::Log(path.clone()));
+        }
+        Ok(path)
+    }
+
+    /// `ngx_conf_set_path_slot`: a path and up to three levels, each a positive number.
+    fn path(&self, d: &Dir) -> Result<(), ConfError> {
+        for l in &d.args[1..] {
+            if num::atoi(l).is_none_or(|n| n <= 0) {
+                return Err(self.invalid_value(d));
+            }
         }
         Ok(())
     }
 
-    fn time(&self, d: &Directive) -> Result<Duration, ConfError> {
-        self.nargs(d, 1, 1)?;
-        time::parse(&d.args[0]).ok_or_else(|| self.err(d.line, format!("\"{}\" directive invalid value", d.name)))
-    }
-
-    /// `ngx_parse_size`: a number with an optional k/K or m/M suffix.
-    fn size(&self, d: &Directive) -> Result<u64, ConfError> {
-        self.nargs(d, 1, 1)?;
-        let v = &d.args[0];
-        let (num, mul) = match v.as_bytes().last() {
-            Some(b'k' | b'K') => (&v[..v.len() - 1], 1024),
-            Some(b'm' | b'M') => (&v[..v.len() - 1], 1024 * 1024),
-            _ => (&v[..], 1),
-        };
-        num.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| num.parse::<u64>().ok())
-            .flatten()
-            .and_then(|n| n.checked_mul(mul))
-            .filter(|n| *n <= i64::MAX as u64)
-            .ok_or_else(|| self.err(d.line, format!("\"{}\" directive invalid value", d.name)))
-    }
-
-    fn number(&self, d: &Directive) -> Result<u32, ConfError> {
-        self.nargs(d, 1, 1)?;
-        d.args[0].parse().map_err(|_| self.err(d.line, format!("invalid value \"{}\" in \"{}\" directive", d.args[0], d.name)))
-    }
-
-    fn flag(&self, d: &Directive) -> Result<bool, ConfError> {
-        self.nargs(d, 1, 1)?;
-        match d.args[0].as_str() {
-            "on" => Ok(true),
-            "off" => Ok(false),
-            v => Err(self.err(d.line, format!("invalid value \"{v}\" in \"{}\" directive, it must be \"on\" or \"off\"", d.name))),
-        }
-    }
-
-    /// Checks name and context, and that blocks appear where blocks belong.
-    fn check(&self, d: &Directive, ctx: Ctx) -> Result<(), ConfError> {
-        let Some(ctxs) = known_contexts(&d.name) else {
-            return Err(self.err(d.line, format!("unknown directive \"{}\"", d.name)));
-        };
-        if !ctxs.contains(&ctx) {
-            return Err(self.err(d.line, format!("\"{}\" directive is not allowed here", d.name)));
-        }
-        let wants_block = matches!(d.name.as_str(), "events" | "http" | "upstream" | "location")
-            || (d.name == "server" && ctx == Ctx::Http);
-        if wants_block != d.block.is_some() {
-            return Err(self.err(
-                d.line,
-                if wants_block {
-                    format!("directive \"{}\" has no opening \"{{\"", d.name)
-                } else {
-                    format!("directive \"{}\" is not terminated by \";\"", d.name)
-                },
-            ));
-        }
-        Ok(())
-    }
-
-    fn proxy(&self, d: &Directive, p: &mut ProxyDirectives) -> Result<bool, ConfError> {
-        match d.name.as_str() {
-            "proxy_pass" => {
-                self.nargs(d, 1, 1)?;
-                p.pass = Some(d.args[0].clone());
+    /// The directives every http{}, server{} and location{} level takes.
+    fn common(&mut self, d: &Dir, lv: &mut Level) -> Result<bool, ConfError> {
+        let p = &mut lv.proxy;
+        match d.name {
+            "client_body_temp_path" | "proxy_temp_path" | "fastcgi_temp_path" | "uwsgi_temp_path" | "scgi_temp_path" => {
+                lv.seen.once(self, d)?;
+                self.path(d)?;
+                self.cfg.nginx_files.0.push(NginxFile::TempDir(text(d.arg(0))));
+            }
+            "default_type" => lv.seen.once(self, d)?,
+            "sendfile" | "tcp_nodelay" | "proxy_buffering" => {
+                lv.seen.once(self, d)?;
+                self.flag(d)?;
+            }
+            "keepalive_timeout" => {
+                // ngx_http_core_keepalive: the client-side timeout, ignored here.
+                lv.seen.once(self, d)?;
+                self.msec(d)?;
+                if d.args.len() == 2 && time::parse_sec(d.arg(1)).is_none() {
+                    return Err(self.invalid_value(d));
+                }
+            }
+            "keepalive_requests" => {
+                lv.seen.once(self, d)?;
+                self.num(d)?;
+            }
+            "keepalive_time" => {
+                lv.seen.once(self, d)?;
+                self.msec(d)?;
+            }
+            "proxy_request_buffering" => {
+                lv.seen.once(self, d)?;
+                p.request_buffering = Some(self.flag(d)?);
+            }
+            "server_tokens" => {
+                lv.seen.once(self, d)?;
+                // on, off, build (build: the version string, as on).
+                p.server_tokens = Some(self.enumerated(d, &["off", "on", "build"])? != 0);
+            }
+            "client_max_body_size" => {
+                lv.seen.once(self, d)?;
+                p.client_max_body_size = Some(num::parse_offset(d.arg(0)).ok_or_else(|| self.invalid_value(d))? as u64);
+            }
+            "client_body_buffer_size" => {
+                lv.seen.once(self, d)?;
+                p.client_body_buffer_size = Some(self.size(d)? as usize);
+            }
+            "proxy_buffer_size" => {
+                lv.seen.once(self, d)?;
+                p.buffer_size = Some(self.size(d)? as usize);
             }
             "proxy_http_version" => {
-                self.nargs(d, 1, 1)?;
-                if d.args[0] != "1.0" && d.args[0] != "1.1" {
-                    return Err(self.err(d.line, format!("invalid value \"{}\" in \"proxy_http_version\" directive", d.args[0])));
-                }
-                p.http_version = Some(d.args[0].clone());
+                lv.seen.once(self, d)?;
+                let i = self.enumerated(d, &["1.0", "1.1"])?;
+                p.http_version = Some(["1.0", "1.1"][i].to_string());
             }
             "proxy_set_header" => {
-                self.nargs(d, 2, 2)?;
-                p.set_header.get_or_insert_with(Vec::new).push((d.args[0].clone(), d.args[1].clone()));
+                p.set_header.get_or_insert_with(Vec::new).push((text(d.arg(0)), text(d.arg(1))));
             }
-            "proxy_connect_timeout" => p.connect_timeout = Some(self.time(d)?),
-            "proxy_send_timeout" => p.send_timeout = Some(self.time(d)?),
-            "proxy_read_timeout" => p.read_timeout = Some(self.time(d)?),
-            "proxy_next_upstream_timeout" => p.next_upstream_timeout = Some(self.time(d)?),
-            "proxy_next_upstream_tries" => p.next_upstream_tries = Some(self.number(d)?),
-            "proxy_request_buffering" => p.request_buffering = Some(self.flag(d)?),
-            "proxy_buffer_size" => p.buffer_size = Some(self.size(d)? as usize),
-            "client_max_body_size" => p.client_max_body_size = Some(self.size(d)?),
-            "client_body_buffer_size" => p.client_body_buffer_size = Some(self.size(d)? as usize),
-            "server_tokens" => p.server_tokens = Some(self.flag(d)?),
+            "proxy_connect_timeout" => {
+                lv.seen.once(self, d)?;
+                p.connect_timeout = Some(self.msec(d)?);
+            }
+            "proxy_send_timeout" => {
+                lv.seen.once(self, d)?;
+                p.send_timeout = Some(self.msec(d)?);
+            }
+            "proxy_read_timeout" => {
+                lv.seen.once(self, d)?;
+                p.read_timeout = Some(self.msec(d)?);
+            }
+            "proxy_next_upstream_timeout" => {
+                lv.seen.once(self, d)?;
+                p.next_upstream_timeout = Some(self.msec(d)?);
+            }
+            "proxy_next_upstream_tries" => {
+                lv.seen.once(self, d)?;
+                p.next_upstream_tries = Some(sat_u32(self.num(d)?));
+            }
             "proxy_next_upstream" => {
-                if d.args.is_empty() {
-                    return Err(self.err(d.line, "invalid number of arguments in \"proxy_next_upstream\" directive"));
+                // ngx_conf_set_bitmask_slot: OR-ed over lines, any case;
+                // `updating` (cache) has no effect here. `off` wins at merge.
+                let mut mask = p.next_upstream.map(|m| m.0).unwrap_or(0);
+                for a in &d.args {
+                    let lower = a.to_ascii_lowercase();
+                    if lower == b"updating" {
+                        continue;
+                    }
+                    let (_, bit) = Ft::KEYWORDS
+                        .iter()
+                        .find(|(k, _)| k.as_bytes() == lower.as_slice())
+                        .ok_or_else(|| self.at(d, format!("invalid value \"{}\"", show(a))))?;
+                    mask |= bit.0;
                 }
-                let mask = Ft::parse_mask(&d.args).map_err(|bad| self.err(d.line, format!("invalid value \"{}\"", bad.0)))?;
-                p.next_upstream = Some(mask);
+                p.next_upstream = Some(if mask & Ft::OFF.0 != 0 { Ft::OFF } else { Ft(mask) });
             }
+            "error_log" => {
+                let path = self.error_log(d)?;
+                self.cfg.error_log = Some(path);
+            }
+            "access_log" => lv.access_log = Some(self.access_log(d)?),
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    fn access_log(&self, d: &Directive) -> Result<AccessLog, ConfError> {
-        self.nargs(d, 1, 3)?;
-        if d.args[0] == "off" {
-            return Ok(AccessLog { path: None, format: "combined".into() });
+    /// `ngx_http_log_set_log`: the format must already exist (`combined` is
+    /// built in; names match in any case).
+    fn access_log(&mut self, d: &Dir) -> Result<AccessLog, ConfError> {
+        let pos = self.pos(d.line);
+        if d.arg(0) == b"off" {
+            if d.args.len() > 1 {
+                return Err(self.at(d, format!("invalid parameter \"{}\"", text(d.arg(1)))));
+            }
+            return Ok(AccessLog { path: None, format: "combined".into(), pos });
         }
-        Ok(AccessLog { path: Some(d.args[0].clone()), format: d.args.get(1).cloned().unwrap_or_else(|| "combined".into()) })
+        let name = d.args.get(1).map(|n| text(n)).unwrap_or_else(|| "combined".into());
+        let format = if name.eq_ignore_ascii_case("combined") {
+            "combined".to_string()
+        } else {
+            self.cfg
+                .log_formats
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(n, _)| n.clone())
+                .ok_or_else(|| self.at(d, format!("unknown log format \"{name}\"")))?
+        };
+        let (mut buffer, mut flush) = (false, false);
+        for a in d.args.iter().skip(2) {
+            if let Some(v) = a.strip_prefix(b"buffer=") {
+                num::parse_size(v).filter(|n| *n != 0).ok_or_else(|| self.at(d, format!("invalid buffer size \"{}\"", text(v))))?;
+                buffer = true;
+            } else if let Some(v) = a.strip_prefix(b"flush=") {
+                time::parse_bytes(v).filter(|t| !t.is_zero()).ok_or_else(|| self.at(d, format!("invalid flush time \"{}\"", text(v))))?;
+                flush = true;
+            } else if a.starts_with(b"gzip") && (a.len() == 4 || a[4] == b'=') {
+                if a.len() > 4 && !matches!(num::atoi(&a[5..]), Some(1..=9)) {
+                    return Err(self.at(d, format!("invalid compression level \"{}\"", text(a))));
+                }
+                buffer = true;
+                self.unsupported("a gzip-compressed access_log", d.line);
+            } else if a.starts_with(b"if=") {
+                self.unsupported("a conditional access_log (if=)", d.line);
+            } else {
+                return Err(self.at(d, format!("invalid parameter \"{}\"", text(a))));
+            }
+        }
+        if flush && !buffer {
+            return Err(self.at(d, format!("no buffer is defined for access_log \"{}\"", text(d.arg(0)))));
+        }
+        self.used_variables.push(text(d.arg(0)));
+        if !d.arg(0).contains(&b'$') && !d.arg(0).starts_with(b"syslog:") {
+            self.cfg.nginx_files.0.push(NginxFile::Log(text(d.arg(0))));
+        }
+        Ok(AccessLog { path: Some(text(d.arg(0))), format, pos })
+    }
+
+    fn main(&mut self) -> Result<(), ConfError> {
+        let mut seen = Seen::default();
+        let mut events = false;
+        while let Some((d, _)) = self.next(Ctx::Main)? {
+            match d.name {
+                "worker_processes" => {
+                    seen.once(self, &d)?;
+                    if d.arg(0) != b"auto" && num::atoi(d.arg(0)).is_none() {
+                        return Err(self.invalid_value(&d));
+                    }
+                }
+                "pid" => {
+                    seen.once(self, &d)?;
+                    self.cfg.nginx_files.0.push(NginxFile::Pid(text(d.arg(0))));
+                }
+                "daemon" | "master_process" => {
+                    seen.once(self, &d)?;
+                    self.flag(&d)?;
+                }
+                "error_log" => self.cfg.error_log = Some(self.error_log(&d)?),
+                "events" => {
+                    seen.once(self, &d)?;
+                    events = true;
+                    self.events()?;
+                }
+                "http" => {
+                    seen.once(self, &d)?;
+                    self.http()?;
+                }
+                _ => unreachable!("{} is claimed in main", d.name),
+            }
+        }
+        if !events {
+            // ngx_event_init_conf: no file, no line.
+            return Err(ConfError { msg: "no \"events\" section in configuration".into(), file: self.file.into(), line: 0 });
+        }
+        // ngx_event_init_conf: one connection more than listening sockets
+        // (a wildcard address takes the port's specific ones; a server
+        // without listen listens on *:80).
+        let mut addrs: Vec<String> = self.listens.iter().map(|(a, _, _)| a.clone()).collect();
+        if self.cfg.servers.iter().any(|s| s.listen.is_empty()) {
+            addrs.push("0.0.0.0:80".into());
+        }
+        let port = |a: &str| a.rsplit(':').next().unwrap_or("").to_string();
+        let wild: Vec<String> = addrs.iter().filter(|a| a.starts_with("0.0.0.0:")).map(|a| port(a)).collect();
+        let mut sockets: Vec<String> = addrs.iter().map(|a| if wild.contains(&port(a)) { format!("0.0.0.0:{}", port(a)) } else { a.clone() }).collect();
+        sockets.sort();
+        sockets.dedup();
+        if self.worker_connections <= sockets.len() as i64 {
+            let msg = format!("{} worker_connections are not enough for {} listening sockets", self.worker_connections, sockets.len());
+            return Err(ConfError { msg, file: self.file.into(), line: 0 });
+        }
+        Ok(())
+    }
+
+    fn events(&mut self) -> Result<(), ConfError> {
+        let mut seen = Seen::default();
+        while let Some((d, _)) = self.next(Ctx::Events)? {
+            seen.once(self, &d)?;
+            match d.name {
+                "worker_connections" => {
+                    self.worker_connections = num::atoi(d.arg(0)).ok_or_else(|| self.at(&d, format!("invalid number \"{}\"", text(d.arg(0)))))?;
+                }
+                _ => {
+                    self.flag(&d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn http(&mut self) -> Result<(), ConfError> {
+        let mut lv = Level::default();
+        while let Some((d, _)) = self.next(Ctx::Http)? {
+            if self.common(&d, &mut lv)? {
+                continue;
+            }
+            match d.name {
+                "upstream" => self.upstream(&d)?,
+                "server" => {
+                    let s = self.server(&d)?;
+                    self.cfg.servers.push(s);
+                }
+                "log_format" => {
+                    let name = text(d.arg(0));
+                    if name == "combined" || self.cfg.log_formats.iter().any(|(n, _)| *n == name) {
+                        return Err(self.at(&d, format!("duplicate \"log_format\" name \"{name}\"")));
+                    }
+                    let mut parts = &d.args[1..];
+                    if let Some(e) = parts[0].strip_prefix(b"escape=") {
+                        if !matches!(e, b"default" | b"json" | b"none") {
+                            return Err(self.at(&d, format!("unknown log format escaping \"{}\"", text(e))));
+                        }
+                        parts = &parts[1..];
+                    }
+                    let fmt: String = parts.iter().map(|p| text(p)).collect();
+                    self.used_variables.push(fmt.clone());
+                    self.cfg.log_formats.push((name, fmt));
+                }
+                _ => unreachable!("{} is claimed in http", d.name),
+            }
+        }
+        self.cfg.proxy = lv.proxy;
+        self.cfg.access_log = lv.access_log;
+        self.http_done()
+    }
+
+    /// What nginx checks once http{} is read (`ngx_http_block`): the proxy
+    /// module's merge (`ngx_http_proxy_merge_loc_conf`: with the default
+    /// `proxy_buffers 8 4k`, `proxy_busy_buffers_size` = 2 × max(buffer
+    /// size, 4k) must not exceed 7 × 4k), then the location trees
+    /// (duplicate locations).
+    fn http_done(&mut self) -> Result<(), ConfError> {
+        const PAGE: usize = 4096;
+        let too_big = |b: Option<usize>| b.is_some_and(|b| 2 * b.max(PAGE) > 7 * PAGE);
+        for s in &self.cfg.servers {
+            let srv = s.proxy.buffer_size.or(self.cfg.proxy.buffer_size);
+            if too_big(srv) || s.locations.iter().any(|l| too_big(l.proxy.buffer_size.or(srv))) {
+                return Err(self.here("\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer"));
+            }
+        }
+        for s in &self.cfg.servers {
+            for (i, l) in s.locations.iter().enumerate() {
+                let exact = l.modifier == "=";
+                if s.locations[..i].iter().any(|o| (o.modifier == "=") == exact && o.path == l.path) {
+                    return Err(ConfError { msg: format!("duplicate location \"{}\"", l.path), file: self.file.into(), line: l.pos.line });
+                }
+            }
+        }
+        // ngx_http_variables_init_vars: no file, no line. proxy_set_header
+        // values count where a server or location merges them
+        // (ngx_http_proxy_init_headers), log formats where defined.
+        let mut used = self.used_variables.clone();
+        for s in &self.cfg.servers {
+            let srv = s.proxy.set_header.as_ref().or(self.cfg.proxy.set_header.as_ref());
+            used.extend(srv.iter().flat_map(|h| h.iter().map(|(_, v)| v.clone())));
+            for l in &s.locations {
+                let loc = l.proxy.set_header.as_ref().or(srv);
+                used.extend(loc.iter().flat_map(|h| h.iter().map(|(_, v)| v.clone())));
+            }
+        }
+        for v in used.iter().flat_map(|s| variables(s)) {
+            if !known_variable(v) {
+                return Err(ConfError { msg: format!("unknown \"{v}\" variable"), file: self.file.into(), line: 0 });
+            }
+        }
+        Ok(())
+    }
+
+    fn upstream(&mut self, d: &Dir) -> Result<(), ConfError> {
+        let name = text(d.arg(0));
+        if self.cfg.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(&name)) {
+            return Err(self.at(d, format!("duplicate upstream \"{name}\"")));
+        }
+        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, pos: self.pos(d.line) };
+        let mut seen = Seen::default();
+        while let Some((s, _)) = self.next(Ctx::Upstream)? {
+            match s.name {
+                "server" => {
+                    let params: Vec<&[u8]> = s.args[1..].iter().map(|a| a.as_slice()).collect();
+                    let (mut srv, max_conns) = server_params(UpstreamServer::new(String::new()), &params).map_err(|e| self.at(&s, e.to_string()))?;
+                    let url = text(s.arg(0));
+                    if s.arg(0).starts_with(b"unix:") {
+                        self.unsupported(format!("a unix socket upstream server \"{url}\""), s.line);
+                        srv.addr = url;
+                    } else {
+                        let parsed = parse_url(s.arg(0), false, false).map_err(|e| self.at(&s, format!("{e} in upstream \"{url}\"")))?;
+                        let port = parsed.port.unwrap_or(80);
+                        if parsed.host.parse::<std::net::IpAddr>().is_err() && !(self.hosts)(c_str(&parsed.host), port) {
+                            return Err(self.at(&s, format!("host not found in upstream \"{url}\"")));
+                        }
+                        srv.addr = host_port(&parsed.host, port);
+                    }
+                    if max_conns {
+                        self.unsupported("max_conns= on an upstream server", s.line);
+                    }
+                    srv.pos = self.pos(s.line);
+                    u.servers.push(srv);
+                }
+                "keepalive" => {
+                    // ngx_http_upstream_keepalive: 0 and non-numbers are invalid.
+                    if u.keepalive.is_some() {
+                        return Err(self.at(&s, "\"keepalive\" directive is duplicate".into()));
+                    }
+                    let n = num::atoi(s.arg(0)).filter(|n| *n != 0).ok_or_else(|| self.at(&s, format!("invalid value \"{}\" in \"keepalive\" directive", text(s.arg(0)))))?;
+                    u.keepalive = Some(sat_u32(n));
+                }
+                "keepalive_timeout" => {
+                    seen.once(self, &s)?;
+                    u.keepalive_timeout = Some(self.msec(&s)?);
+                }
+                "keepalive_requests" => {
+                    seen.once(self, &s)?;
+                    u.keepalive_requests = Some(sat_u32(self.num(&s)?));
+                }
+                "keepalive_time" => {
+                    seen.once(self, &s)?;
+                    u.keepalive_time = Some(self.msec(&s)?);
+                }
+                _ => unreachable!("{} is claimed in upstream", s.name),
+            }
+        }
+        if u.servers.is_empty() {
+            // Reported where the block ended.
+            return Err(self.here("no servers are inside upstream"));
+        }
+        self.cfg.upstreams.push(u);
+        Ok(())
+    }
+
+    fn server(&mut self, d: &Dir) -> Result<Server, ConfError> {
+        let mut srv = Server { pos: self.pos(d.line), ..Server::default() };
+        let mut lv = Level::default();
+        while let Some((s, _)) = self.next(Ctx::Server)? {
+            if self.common(&s, &mut lv)? {
+                continue;
+            }
+            match s.name {
+                "listen" => self.listen(&s, &mut srv)?,
+                "server_name" => {
+                    if srv.server_name.is_none() {
+                        srv.server_name = Some(text(s.arg(0)));
+                    }
+                }
+                "location" => {
+                    if let Some(l) = self.location(&s, None)? {
+                        srv.locations.push(l);
+                    }
+                }
+                _ => unreachable!("{} is claimed in server", s.name),
+            }
+        }
+        srv.proxy = lv.proxy;
+        srv.access_log = lv.access_log;
+        Ok(srv)
+    }
+
+    /// `ngx_http_core_listen` and `ngx_http_add_listen`.
+    fn listen(&mut self, d: &Dir, srv: &mut Server) -> Result<(), ConfError> {
+        let raw = text(d.arg(0));
+        let addr = if d.arg(0).starts_with(b"unix:") {
+            self.unsupported(format!("listen on a unix socket \"{raw}\""), d.line);
+            raw.clone()
+        } else {
+            let u = parse_url(d.arg(0), true, false).map_err(|e| self.at(d, format!("{e} in \"{raw}\" of the \"listen\" directive")))?;
+            let port = u.port.unwrap_or(80);
+            if u.host != "*" && u.host.parse::<std::net::IpAddr>().is_err() && !(self.hosts)(c_str(&u.host), port) {
+                return Err(self.at(d, format!("host not found in \"{raw}\" of the \"listen\" directive")));
+            }
+            host_port(&u.host, port)
+        };
+        if raw.contains('-') && !raw.starts_with("unix:") && !raw.starts_with('[') {
+            self.unsupported("a listen port range", d.line);
+        }
+        let (mut set, mut default) = (false, false);
+        for a in &d.args[1..] {
+            let bad = |what: &str| self.at(d, format!("invalid {what} \"{}\"", text(a)));
+            let s = a.as_slice();
+            if s == b"default_server" || s == b"default" {
+                default = true;
+            } else if s == b"bind" || s == b"reuseport" || s == b"deferred" {
+                set = true;
+            } else if s == b"ssl" || s == b"http2" || s == b"proxy_protocol" {
+                self.unsupported(format!("listen ... {}", text(s)), d.line);
+            } else if let Some(v) = s.strip_prefix(b"backlog=") {
+                num::atoi(v).filter(|n| *n != 0).ok_or_else(|| bad("backlog"))?;
+                set = true;
+            } else if let Some(v) = s.strip_prefix(b"rcvbuf=") {
+                num::parse_size(v).ok_or_else(|| bad("rcvbuf"))?;
+                set = true;
+            } else if let Some(v) = s.strip_prefix(b"sndbuf=") {
+                num::parse_size(v).ok_or_else(|| bad("sndbuf"))?;
+                set = true;
+            } else if let Some(v) = s.strip_prefix(b"fastopen=") {
+                num::atoi(v).ok_or_else(|| bad("fastopen"))?;
+                set = true;
+            } else if s.starts_with(b"ipv6only=o") || s.starts_with(b"so_keepalive=") || s.starts_with(b"accept_filter=") {
+                set = true;
+            } else {
+                return Err(self.at(d, format!("invalid parameter \"{}\"", text(a))));
+            }
+        }
+        // ngx_http_add_addresses / ngx_http_add_server, at the listen line.
+        if srv.listen.contains(&addr) {
+            return Err(self.at(d, format!("a duplicate listen {addr}")));
+        }
+        match self.listens.iter_mut().find(|(a, _, _)| *a == addr) {
+            Some((_, s, df)) => {
+                if set && *s {
+                    return Err(self.at(d, format!("duplicate listen options for {addr}")));
+                }
+                if default && *df {
+                    return Err(self.at(d, format!("a duplicate default server for {addr}")));
+                }
+                *s |= set;
+                *df |= default;
+            }
+            None => self.listens.push((addr.clone(), set, default)),
+        }
+        srv.listen.push(addr);
+        srv.listen_pos.0.push(self.pos(d.line));
+        Ok(())
+    }
+
+    /// `ngx_http_core_location`; nested, regex and named locations are read
+    /// (and checked) but not emulated. `None`: a location not emulated.
+    fn location(&mut self, d: &Dir, parent: Option<(&str, &str)>) -> Result<Option<Location>, ConfError> {
+        let (modifier, name): (&[u8], Vec<u8>) = if d.args.len() == 2 {
+            let m = d.arg(0);
+            if !matches!(m, b"=" | b"~" | b"~*" | b"^~") {
+                return Err(self.at(d, format!("invalid location modifier \"{}\"", text(m))));
+            }
+            (m, d.arg(1).to_vec())
+        } else {
+            let n = d.arg(0);
+            if let Some(r) = n.strip_prefix(b"=") {
+                (b"=", r.to_vec())
+            } else if let Some(r) = n.strip_prefix(b"~*") {
+                (b"~*", r.to_vec())
+            } else if let Some(r) = n.strip_prefix(b"~") {
+                (b"~", r.to_vec())
+            } else if let Some(r) = n.strip_prefix(b"^~") {
+                (b"^~", r.to_vec())
+            } else {
+                (b"", n.to_vec())
+            }
+        };
+        let name = text(&name);
+        let named = modifier.is_empty() && name.starts_with('@');
+        let regex = modifier.starts_with(b"~");
+        if let Some((pmod, pname)) = parent {
+            if pmod == "=" {
+                return Err(self.at(d, format!("location \"{name}\" cannot be inside the exact location \"{pname}\"")));
+            }
+            if pname.starts_with('@') {
+                return Err(self.at(d, format!("location \"{name}\" cannot be inside the named location \"{pname}\"")));
+            }
+            if named {
+                return Err(self.at(d, format!("named location \"{name}\" can be on the server level only")));
+            }
+            if !regex && !pmod.starts_with('~') && !name.starts_with(pname) {
+                return Err(self.at(d, format!("location \"{name}\" is outside location \"{pname}\"")));
+            }
+        }
+        let what = if parent.is_some() {
+            Some("a nested location")
+        } else if regex {
+            Some("a regex location")
+        } else if named {
+            Some("a named location")
+        } else {
+            None
+        };
+        if let Some(w) = what {
+            self.unsupported(w, d.line);
+        }
+        let modifier = if modifier == b"=" { "=" } else if regex { std::str::from_utf8(modifier).unwrap_or("~") } else { "" }.to_string();
+        let mut loc = Location { modifier, path: name, proxy: ProxyDirectives::default(), pos: self.pos(d.line) };
+        let mut lv = Level::default();
+        while let Some((s, _)) = self.next(Ctx::Location)? {
+            if self.common(&s, &mut lv)? {
+                continue;
+            }
+            match s.name {
+                "location" => {
+                    let pm = if named { "" } else { loc.modifier.as_str() }.to_string();
+                    let pn = if named { format!("@{}", &loc.path[1..]) } else { loc.path.clone() };
+                    self.location(&s, Some((&pm, &pn)))?;
+                }
+                "proxy_pass" => self.proxy_pass(&s, &mut lv)?,
+                _ => unreachable!("{} is claimed in location", s.name),
+            }
+        }
+        loc.proxy = lv.proxy;
+        // access_log in a location: not emulated per location.
+        if lv.access_log.as_ref().is_some_and(|a| a.path.is_some()) {
+            self.unsupported("access_log inside a location", lv.access_log.as_ref().map(|a| a.pos.line).unwrap_or(d.line));
+        }
+        Ok(what.is_none().then_some(loc))
+    }
+
+    /// `ngx_http_proxy_pass`: `http://` or `https://` (any case), then the
+    /// address as `ngx_http_upstream_add` parses it.
+    fn proxy_pass(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
+        if lv.proxy.pass.is_some() {
+            return Err(self.at(d, "\"proxy_pass\" directive is duplicate".into()));
+        }
+        let url = d.arg(0);
+        let raw = text(url);
+        lv.proxy.pass = Some(raw.clone());
+        lv.proxy.pass_pos = self.pos(d.line);
+        if url.contains(&b'$') {
+            self.unsupported("proxy_pass with variables", d.line);
+            return Ok(());
+        }
+        let lower = url.to_ascii_lowercase();
+        let rest = if lower.starts_with(b"http://") {
+            &url[7..]
+        } else if lower.starts_with(b"https://") {
+            self.unsupported("an https upstream", d.line);
+            &url[8..]
+        } else {
+            return Err(self.at(d, format!("invalid URL prefix in \"{raw}\"")));
+        };
+        if rest.starts_with(b"unix:") {
+            self.unsupported("a unix socket upstream", d.line);
+            return Ok(());
+        }
+        let u = parse_url(rest, false, true).map_err(|e| self.at(d, format!("{e} in upstream \"{}\"", text(rest))))?;
+        if u.uri {
+            self.unsupported("a URI part in proxy_pass", d.line);
+        }
+        if let Some(port) = u.port {
+            if self.cfg.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(&u.host)) {
+                return Err(self.at(d, format!("upstream \"{}\" may not have port {port}", u.host)));
+            }
+        }
+        lv.proxy.pass = Some(format!("http://{}{}", u.host, u.port.map(|p| format!(":{p}")).unwrap_or_default()));
+        Ok(())
     }
 }
 
 /// Parses nginx.conf text. `file` names it in error messages.
 pub fn parse(src: &str, file: &str) -> Result<Config, ConfError> {
-    let toks = tokenize(src, file)?;
-    let mut pos = 0;
-    let top = parse_block(&toks, &mut pos, file, true)?;
-    let p = P { file };
-    let mut cfg = Config::default();
-    let mut saw_http = false;
-    for d in &top {
-        p.check(d, Ctx::Main)?;
-        match d.name.as_str() {
-            "error_log" => {
-                p.nargs(d, 1, 2)?;
-                cfg.error_log = Some(d.args[0].clone());
-            }
-            "events" => {
-                for e in d.block.as_deref().unwrap_or(&[]) {
-                    p.check(e, Ctx::Events)?;
-                }
-            }
-            "http" => {
-                saw_http = true;
-                parse_http(&p, d.block.as_deref().unwrap_or(&[]), &mut cfg)?;
-            }
-            _ => {}
-        }
-    }
-    if !saw_http {
-        return Err(p.err(toks.last().map(|t| t.1).unwrap_or(1), "no \"http\" block: nothing to proxy"));
-    }
-    Ok(cfg)
+    parse_bytes(src.as_bytes(), file)
 }
 
-fn parse_http(p: &P, block: &[Directive], cfg: &mut Config) -> Result<(), ConfError> {
-    for d in block {
-        p.check(d, Ctx::Http)?;
-        if p.proxy(d, &mut cfg.proxy)? {
-            continue;
-        }
-        match d.name.as_str() {
-            "upstream" => {
-                p.nargs(d, 1, 1)?;
-                if cfg.upstreams.iter().any(|u| u.name == d.args[0]) {
-                    return Err(p.err(d.line, format!("duplicate upstream \"{}\"", d.args[0])));
-                }
-                cfg.upstreams.push(parse_upstream(p, d)?);
-            }
-            "server" => cfg.servers.push(parse_server(p, d)?),
-            "log_format" => {
-                if d.args.len() < 2 {
-                    return Err(p.err(d.line, "invalid number of arguments in \"log_format\" directive"));
-                }
-                cfg.log_formats.push((d.args[0].clone(), d.args[1..].concat()));
-            }
-            "access_log" => cfg.access_log = Some(p.access_log(d)?),
-            "error_log" => cfg.error_log = d.args.first().cloned(),
-            _ => {}
-        }
-    }
-    Ok(())
+/// Parses nginx.conf bytes (any bytes inside tokens, as nginx allows);
+/// host names are not resolved.
+pub fn parse_bytes(src: &[u8], file: &str) -> Result<Config, ConfError> {
+    parse_with(src, file, &|_, _| true)
 }
 
-fn parse_upstream(p: &P, d: &Directive) -> Result<Upstream, ConfError> {
-    let mut u = Upstream {
-        name: d.args[0].clone(),
-        servers: Vec::new(),
-        keepalive: None,
-        keepalive_timeout: None,
-        keepalive_requests: None,
-        keepalive_time: None,
-    };
-    for s in d.block.as_deref().unwrap_or(&[]) {
-        // Inside upstream{}, keepalive_timeout is the upstream one.
-        if s.name != "keepalive_timeout" {
-            p.check(s, Ctx::Upstream)?;
-        }
-        match s.name.as_str() {
-            "server" => {
-                if s.args.is_empty() {
-                    return Err(p.err(s.line, "invalid number of arguments in \"server\" directive"));
-                }
-                let srv = UpstreamServer::with_params(s.args[0].clone(), &s.args[1..])
-                    .map_err(|bad| p.err(s.line, bad.to_string()))?;
-                u.servers.push(srv);
-            }
-            "keepalive" => u.keepalive = Some(p.number(s)?),
-            "keepalive_timeout" => u.keepalive_timeout = Some(p.time(s)?),
-            "keepalive_requests" => u.keepalive_requests = Some(p.number(s)?),
-            "keepalive_time" => u.keepalive_time = Some(p.time(s)?),
-            _ => {}
-        }
-    }
-    if u.servers.is_empty() {
-        return Err(p.err(d.line, format!("no servers are inside upstream \"{}\"", u.name)));
-    }
-    Ok(u)
-}
-
-fn parse_server(p: &P, d: &Directive) -> Result<Server, ConfError> {
-    let mut srv = Server::default();
-    for s in d.block.as_deref().unwrap_or(&[]) {
-        p.check(s, Ctx::Server)?;
-        if p.proxy(s, &mut srv.proxy)? {
-            continue;
-        }
-        match s.name.as_str() {
-            "listen" => {
-                p.nargs(s, 1, 8)?;
-                srv.listen.push(s.args[0].clone());
-            }
-            "server_name" => srv.server_name = s.args.first().cloned(),
-            "access_log" => srv.access_log = Some(p.access_log(s)?),
-            "location" => srv.locations.push(parse_location(p, s)?),
-            _ => {}
-        }
-    }
-    Ok(srv)
-}
-
-fn parse_location(p: &P, d: &Directive) -> Result<Location, ConfError> {
-    let (modifier, path) = match d.args.as_slice() {
-        [path] => (String::new(), path.clone()),
-        [m, path] if m == "=" => (m.clone(), path.clone()),
-        _ => return Err(p.err(d.line, "invalid number of arguments in \"location\" directive")),
-    };
-    let mut loc = Location { modifier, path, proxy: ProxyDirectives::default() };
-    for s in d.block.as_deref().unwrap_or(&[]) {
-        p.check(s, Ctx::Location)?;
-        if s.name == "location" {
-            return Err(p.err(s.line, "nested locations are not supported by this emulation"));
-        }
-        p.proxy(s, &mut loc.proxy)?;
-    }
-    Ok(loc)
+/// [`parse_bytes`], resolving `listen` and upstream `server` host names with
+/// `hosts` where nginx does, so a name that does not resolve is reported at
+/// nginx's line, in nginx's order.
+pub fn parse_with(src: &[u8], file: &str, hosts: Hosts) -> Result<Config, ConfError> {
+    let mut p = Parser { rd: Reader::new(src, file), hosts, file, cfg: Config::default(), listens: Vec::new(), used_variables: Vec::new(), worker_connections: 512 };
+    p.main()?;
+    Ok(p.cfg)
 }
 
 // ---- rendering ---------------------------------------------------------------
 
 fn q(s: &str) -> String {
-    if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}' || c == '"' || c == '\'' || c == '$') {
+    if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}' || c == '"' || c == '\'' || c == '$' || c == '\\' || c == '#') {
         format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
     } else {
         s.to_string()
@@ -711,7 +1614,9 @@ impl Config {
                     l.push_str(&format!(" max_fails={}", srv.max_fails));
                 }
                 if srv.fail_timeout != crate::resolve::defaults::FAIL_TIMEOUT {
-                    l.push_str(&format!(" fail_timeout={}", time::format(srv.fail_timeout)));
+                    // Seconds only (ngx_parse_time(.., 1)): a lab-scale
+                    // sub-second value is written rounded up.
+                    l.push_str(&format!(" fail_timeout={}s", srv.fail_timeout.as_secs() + u64::from(srv.fail_timeout.subsec_nanos() > 0)));
                 }
                 if srv.down {
                     l.push_str(" down");
@@ -772,21 +1677,77 @@ fn render_access(a: &AccessLog) -> String {
 mod tests {
     use super::*;
 
-    fn err(src: &str) -> String {
-        parse(src, "t.conf").unwrap_err().to_string()
+    /// Each row's expectation is what nginx 1.22.1 `-t` printed for the same
+    /// text (the file named t.conf): the first `[emerg]` line, or `None` when
+    /// it accepted the file. `@LONG@` stands for 5000 `x`s.
+    #[test]
+    fn nginx_t_table() {
+        let rows: &[(&str, Option<&str>)] = &[
+            ("events {}\nhttp {\n  bogus 1;\n}\n", Some("unknown directive \"bogus\" in t.conf:3")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  proxy_pass http://x;\n }\n}\n", Some("\"proxy_pass\" directive is not allowed here in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  keepalive;\n  server 127.0.0.1:1;\n }\n}\n", Some("invalid number of arguments in \"keepalive\" directive in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_read_timeout\n 5x;\n}\n", Some("\"proxy_read_timeout\" directive invalid value in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_next_upstream error sometimes;\n}\n", Some("invalid value \"sometimes\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n\n", Some("unexpected end of file, expecting \"}\" in t.conf:6")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server\n", Some("unexpected end of file, expecting \";\" or \"}\" in t.conf:5")),
+            ("events {}\nhttp { }\n}\n", Some("unexpected \"}\" in t.conf:3")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n }\n}\n", Some("no servers are inside upstream in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1 wieght=2;\n }\n}\n", Some("invalid parameter \"wieght=2\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1 weight=+2;\n }\n}\n", Some("invalid parameter \"weight=+2\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:0;\n }\n}\n", Some("invalid port in upstream \"127.0.0.1:0\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1;\n  keepalive 0;\n }\n}\n", Some("invalid value \"0\" in \"keepalive\" directive in t.conf:6")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1;\n  keepalive 1;\n  keepalive 2;\n }\n}\n", Some("\"keepalive\" directive is duplicate in t.conf:7")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_read_timeout 1s;\n proxy_read_timeout 2s;\n}\n", Some("\"proxy_read_timeout\" directive is duplicate in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  listen 127.0.0.1:0;\n }\n}\n", Some("invalid port in \"127.0.0.1:0\" of the \"listen\" directive in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  listen 80;\n  listen *:80;\n }\n}\n", Some("a duplicate listen 0.0.0.0:80 in t.conf:6")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  server_name;\n }\n}\n", Some("invalid number of arguments in \"server_name\" directive in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server\n {\n  listen 80;\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server;\n}\n", Some("directive \"server\" has no opening \"{\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n access_log a.log nope;\n}\n", Some("unknown log format \"nope\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n access_log a.log lab;\n log_format lab x;\n}\n", Some("unknown log format \"lab\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n log_format lab x;\n log_format lab y;\n}\n", Some("duplicate \"log_format\" name \"lab\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n error_log e.log info warn;\n}\n", Some("duplicate log level \"warn\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n error_log e.log loud;\n}\n", Some("invalid log level \"loud\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n}\nhttp {\n}\n", Some("\"http\" directive is duplicate in t.conf:5")),
+            ("http {\n}\n", Some("no \"events\" section in configuration")),
+            ("", Some("no \"events\" section in configuration")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_request_buffering OFF;\n keepalive_requests 5000000000;\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffer_size 16k;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer in t.conf:8")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffer_size 14k;\n server {\n  listen 80;\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n scgi_temp_path\\; x;\n}\n", Some("unknown directive \"scgi_temp_path\\;\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type a\\;b;\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type \"a\"b;\n}\n", Some("unexpected \"b\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type 'a\n\nb\n;\n}\n", Some("unexpected end of file, expecting \";\" or \"}\" in t.conf:9")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type a@LONG@;\n}\n", Some("too long parameter \"axxxxxxxxx...\" started in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type a}b;\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location /a { proxy_pass http://u; }\n  location /a { proxy_pass http://u; }\n }\n upstream u { server 127.0.0.1:1; }\n}\n", Some("duplicate location \"/a\" in t.conf:6")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u { server 127.0.0.1:1 fail_timeout=300ms; }\n}\n", Some("invalid parameter \"fail_timeout=300ms\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  listen 127.0.0.1;\n  listen 8080 backlog=abc;\n }\n}\n", Some("invalid backlog \"backlog=abc\" in t.conf:6")),
+            ("﻿events {}\n", Some("unknown directive \"﻿events\" in t.conf:1")),
+            ("events {}\n\r\nhttp {\r\n}\r\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server { listen 80; location / { proxy_pass http://127.0.0.1:1; } location /x { proxy_pass http://127.0.0.1:1; } }\n}\n", None),
+            ("events { worker_connections 0; }\n", Some("0 worker_connections are not enough for 0 listening sockets")),
+            ("events { worker_connections 1; }\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server { listen 127.0.0.1:18001; }\n}\n", Some("1 worker_connections are not enough for 1 listening sockets")),
+            ("events { worker_connections 2; }\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server { listen 127.0.0.1:18001; }\n server { listen 127.0.0.1:18002; }\n}\n", Some("2 worker_connections are not enough for 2 listening sockets")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u { server 127.0.0.1:1 \"fail_timeout=1m  30s\"; }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_set_header X $bogus_var;\n}\n", None),
+        ];
+        for (src, want) in rows {
+            let src = src.replace("@LONG@", &"x".repeat(5000));
+            let got = parse(&src, "t.conf").err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), *want, "{src:?}");
+        }
     }
 
     #[test]
-    fn nginx_style_errors() {
-        assert_eq!(err("http {\n  bogus 1;\n}"), "unknown directive \"bogus\" in t.conf:2");
-        assert_eq!(err("http {\n server {\n  proxy_pass http://x;\n }\n}"), "\"proxy_pass\" directive is not allowed here in t.conf:3");
-        assert_eq!(err("http {\n upstream u {\n  keepalive;\n  server a:1;\n }\n}"), "invalid number of arguments in \"keepalive\" directive in t.conf:3");
-        assert_eq!(err("http {\n proxy_read_timeout 5x;\n}"), "\"proxy_read_timeout\" directive invalid value in t.conf:2");
-        assert_eq!(err("http {\n proxy_next_upstream error sometimes;\n}"), "invalid value \"sometimes\" in t.conf:2");
-        assert_eq!(err("http {\n server {\n"), "unexpected end of file, expecting \"}\" in t.conf:2");
-        assert_eq!(err("http { }\n}"), "unexpected \"}\" in t.conf:2");
-        assert_eq!(err("http {\n upstream u {\n }\n}"), "no servers are inside upstream \"u\" in t.conf:2");
-        assert_eq!(err("http {\n upstream u {\n  server a:1 wieght=2;\n }\n}"), "invalid parameter \"wieght=2\" in t.conf:3");
+    fn tokenizer_unescapes_as_nginx() {
+        let words = |src: &[u8]| {
+            let mut r = Reader::new(src, "t.conf");
+            r.next_statement().unwrap().words
+        };
+        assert_eq!(words(br#"a "\"\'\\\t\d" b\;c;"#), vec![b"a".to_vec(), b"\"'\\\t\\d".to_vec(), b"b\\;c".to_vec()]);
+        assert_eq!(words(b"x\xe9\x00y 'a b';"), vec![b"x\xe9\x00y".to_vec(), b"a b".to_vec()]);
+        assert_eq!(words(b"${a}b c}d;"), vec![b"${a}b".to_vec(), b"c}d".to_vec()]);
     }
 
     #[test]

@@ -77,7 +77,7 @@ mod tests {
     use crate::resolve::resolve;
 
     fn location(profile: Profile, location_body: &str) -> ResolvedLocation {
-        let src = format!("http {{\n upstream u {{ server 127.0.0.1:1; }}\n server {{\n  listen 1;\n  location / {{ proxy_pass http://u; {location_body} }}\n }}\n}}\n");
+        let src = format!("events {{}}\nhttp {{\n upstream u {{ server 127.0.0.1:1; }}\n server {{\n  listen 1;\n  location / {{ proxy_pass http://u; {location_body} }}\n }}\n}}\n");
         resolve(&conf::parse(&src, "t.conf").unwrap(), profile).unwrap().servers[0].locations[0].clone()
     }
 

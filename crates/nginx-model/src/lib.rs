@@ -6,6 +6,7 @@
 //!
 //! * [`conf`]: nginx.conf parsing and rendering (nginx's own error messages).
 //! * [`time`]: nginx's time syntax (`ngx_parse_time`).
+//! * [`num`]: nginx's number syntax (`ngx_atoi`, `ngx_parse_size`, `ngx_parse_offset`).
 //! * [`profile`]: version-dependent defaults (nginx ≤ 1.29.6 vs ≥ 1.29.7).
 //! * [`retry`]: `ngx_http_upstream_next` and `ngx_http_upstream_test_next`.
 //! * [`balancer`]: round robin, `tried`, `max_fails`/`fail_timeout`, backups.
@@ -21,6 +22,7 @@
 pub mod balancer;
 pub mod attempt;
 pub mod conf;
+pub mod num;
 pub mod failure;
 pub mod http;
 pub mod keepalive;

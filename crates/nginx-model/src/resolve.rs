@@ -5,7 +5,7 @@
 //! `proxy_pass http://host:port`, and the access-log format. The proxy binds
 //! and resolves host names from this; the oracle reads the same values.
 
-use crate::conf::{Config, Location, ProxyDirectives, UpstreamServer};
+use crate::conf::{Config, Location, Pos, ProxyDirectives, UpstreamServer};
 use crate::keepalive::KeepaliveSettings;
 use crate::logs;
 use crate::profile::{self, Profile};
@@ -42,22 +42,21 @@ pub mod defaults {
     pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
-/// Why a configuration that parses cannot run (what `nginx -t` would say
-/// beyond syntax).
+/// Why a configuration that `nginx -t` accepts cannot run here: what the
+/// emulation does not model, each naming where nginx.conf says it
+/// (` in FILE:LINE`, as nginx's messages do).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    #[error("location \"{0}\" has no \"proxy_pass\"")]
-    NoProxyPass(String),
-    #[error("invalid URL prefix in \"{0}\" (only http:// upstreams are emulated)")]
-    NotHttp(String),
-    #[error("\"proxy_pass {0}\": a URI part is not supported by this emulation")]
-    UriPart(String),
-    #[error("unknown log format \"{0}\"")]
-    UnknownLogFormat(String),
-    #[error(transparent)]
-    LogFormat(#[from] logs::FormatError),
-    #[error("no \"server\" with a \"listen\" directive")]
-    NoServer,
+    #[error("{what} is not supported by this emulation{pos}")]
+    Unsupported { what: String, pos: Pos },
+    #[error("location \"{path}\" has no \"proxy_pass\" (static files are not emulated){pos}")]
+    NoProxyPass { path: String, pos: Pos },
+    #[error("invalid URL prefix in \"{pass}\" (only http:// upstreams are emulated){pos}")]
+    NotHttp { pass: String, pos: Pos },
+    #[error("unknown log format \"{name}\"{pos}")]
+    UnknownLogFormat { name: String, pos: Pos },
+    #[error("{source} (in the log_format used by access_log){pos}")]
+    LogFormat { source: logs::FormatError, pos: Pos },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +133,12 @@ impl ResolvedLocation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedServer {
+    /// `host:port` per `listen`; empty: nginx's default (`*:80`, `*:8000` if not root).
     pub listen: Vec<String>,
+    /// Where each `listen` was read.
+    pub listen_pos: Vec<Pos>,
+    /// Where the server block was read.
+    pub pos: Pos,
     pub name: String,
     pub locations: Vec<ResolvedLocation>,
 }
@@ -185,6 +189,9 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             },
         })
         .collect();
+    if let Some((what, pos)) = cfg.unsupported.first() {
+        return Err(ResolveError::Unsupported { what: what.clone(), pos: pos.clone() });
+    }
     let mut servers = Vec::new();
     for srv in &cfg.servers {
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
@@ -192,12 +199,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         for loc in &srv.locations {
             locations.push(location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile)?);
         }
-        if !srv.listen.is_empty() {
-            servers.push(ResolvedServer { listen: srv.listen.clone(), name: srv.server_name.clone().unwrap_or_default(), locations });
-        }
-    }
-    if servers.is_empty() {
-        return Err(ResolveError::NoServer);
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations });
     }
     let access_log = match &cfg.access_log {
         Some(a) => match &a.path {
@@ -207,11 +209,11 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
                 } else {
                     cfg.log_formats
                         .iter()
-                        .find(|(n, _)| *n == a.format)
+                        .find(|(n, _)| n.eq_ignore_ascii_case(&a.format))
                         .map(|(_, f)| f.clone())
-                        .ok_or_else(|| ResolveError::UnknownLogFormat(a.format.clone()))?
+                        .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
                 };
-                logs::check_format(&format)?;
+                logs::check_format(&format).map_err(|source| ResolveError::LogFormat { source, pos: a.pos.clone() })?;
                 Some(AccessLogSpec { path: path.clone(), format })
             }
             None => None,
@@ -222,19 +224,24 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
 }
 
 fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUpstream>, profile: Profile) -> Result<ResolvedLocation, ResolveError> {
-    let pass = p.pass.as_deref().ok_or_else(|| ResolveError::NoProxyPass(loc.path.clone()))?;
-    let host = pass.strip_prefix("http://").ok_or_else(|| ResolveError::NotHttp(pass.to_string()))?;
+    let pass = p.pass.as_deref().ok_or_else(|| ResolveError::NoProxyPass { path: loc.path.clone(), pos: loc.pos.clone() })?;
+    let host = pass
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &pass[7..])
+        .ok_or_else(|| ResolveError::NotHttp { pass: pass.to_string(), pos: p.pass_pos.clone() })?;
     if host.contains('/') {
-        return Err(ResolveError::UriPart(pass.to_string()));
+        return Err(ResolveError::Unsupported { what: "a URI part in proxy_pass".into(), pos: p.pass_pos.clone() });
     }
-    let upstream = match upstreams.iter().position(|u| u.name == host) {
+    let upstream = match upstreams.iter().position(|u| u.name.eq_ignore_ascii_case(host)) {
         Some(i) => i,
         None => {
             // `proxy_pass http://host:port` without an upstream block: an
             // implicit upstream of one server, never a keepalive cache.
             upstreams.push(ResolvedUpstream {
                 name: host.to_string(),
-                peers: vec![UpstreamServer::new(host)],
+                // nginx's default port 80 when none is given.
+                peers: vec![UpstreamServer { pos: p.pass_pos.clone(), ..UpstreamServer::new(if host.contains(':') { host.to_string() } else { format!("{host}:80") }) }],
                 keepalive: KeepaliveSettings {
                     capacity: profile::keepalive_capacity(profile, None, false),
                     timeout: defaults::KEEPALIVE_TIMEOUT,
@@ -278,7 +285,7 @@ mod tests {
     #[test]
     fn defaults_and_inheritance() {
         let r = resolved(
-            "http {\n proxy_read_timeout 5s;\n upstream u { server 127.0.0.1:1; server 127.0.0.1:2 backup; keepalive 4; }\n server {\n  listen 127.0.0.1:0;\n  location / { proxy_pass http://u; }\n  location = /x { proxy_pass http://127.0.0.1:9; proxy_read_timeout 1s; }\n }\n}\n",
+            "events {}\nhttp {\n proxy_read_timeout 5s;\n upstream u { server 127.0.0.1:1; server 127.0.0.1:2 backup; keepalive 4; }\n server {\n  listen 127.0.0.1:8080;\n  location / { proxy_pass http://u; }\n  location = /x { proxy_pass http://127.0.0.1:9; proxy_read_timeout 1s; }\n }\n}\n",
             Profile::Legacy,
         );
         let u = &r.upstreams[0];
@@ -297,7 +304,7 @@ mod tests {
 
     #[test]
     fn modern_profile_caches_by_default() {
-        let r = resolved("http {\n upstream u { server 127.0.0.1:1; }\n server {\n  listen 127.0.0.1:0;\n  location / { proxy_pass http://u; }\n }\n}\n", Profile::Modern);
+        let r = resolved("events {}\nhttp {\n upstream u { server 127.0.0.1:1; }\n server {\n  listen 127.0.0.1:8080;\n  location / { proxy_pass http://u; }\n }\n}\n", Profile::Modern);
         let loc = &r.servers[0].locations[0];
         assert_eq!(r.upstreams[0].keepalive.capacity, 32);
         assert!(loc.http11 && loc.reuse_possible(&r.upstreams[0]));
@@ -305,9 +312,9 @@ mod tests {
 
     #[test]
     fn what_cannot_run_is_an_error() {
-        let err = |src: &str| resolve(&conf::parse(src, "t.conf").unwrap(), Profile::Legacy).unwrap_err();
-        assert_eq!(err("http {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), ResolveError::UriPart("http://u/x".into()));
-        assert_eq!(err("http {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), ResolveError::NoProxyPass("/".into()));
-        assert_eq!(err("http {\n access_log a.log nope;\n server {\n  listen 1;\n  location / { proxy_pass http://u; }\n }\n}\n"), ResolveError::UnknownLogFormat("nope".into()));
+        let err = |src: &str| resolve(&conf::parse(src, "t.conf").unwrap(), Profile::Legacy).unwrap_err().to_string();
+        assert_eq!(err("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), "a URI part in proxy_pass is not supported by this emulation in t.conf:5");
+        assert_eq!(err("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), "location \"/\" has no \"proxy_pass\" (static files are not emulated) in t.conf:5");
+        assert_eq!(err("events {}\nhttp {\n server {\n  location ~ ^/x { proxy_pass http://u; }\n }\n}\n"), "a regex location is not supported by this emulation in t.conf:4");
     }
 }

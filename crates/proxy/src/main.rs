@@ -33,6 +33,21 @@ struct Args {
     profile: Profile,
 }
 
+/// Reads the file as nginx does (`ngx_conf_parse`): as many bytes as its
+/// size said when opened (`ngx_fd_info`), so `/dev/zero` reads as empty and
+/// nothing grows without bound.
+fn read_conf(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(21));
+    }
+    let mut buf = Vec::with_capacity(meta.len().min(1 << 20) as usize);
+    f.take(meta.len()).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -41,17 +56,20 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let name = args.conf.display().to_string();
-    let src = match std::fs::read_to_string(&args.conf) {
+    let src = match read_conf(&args.conf) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("proxy: [emerg] open() \"{name}\" failed ({e})");
             return ExitCode::FAILURE;
         }
     };
-    let cfg = match conf::parse(&src, &name) {
+    let cfg = match conf::parse_with(&src, &name, &proxy::server::dns) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("proxy: [emerg] {e}");
+            if args.test {
+                eprintln!("proxy: configuration file {name} test failed");
+            }
             return ExitCode::FAILURE;
         }
     };

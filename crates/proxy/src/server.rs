@@ -8,7 +8,7 @@ use crate::keepalive::Keepalive;
 use crate::logs::Logs;
 use labkit::events::Retention;
 use nginx_model::balancer::{Peer, RoundRobin};
-use nginx_model::conf::Config;
+use nginx_model::conf::{self, Config, Pos};
 use nginx_model::logs::AccessEntry;
 use nginx_model::resolve::{self, ResolveError, Resolved, ResolvedServer, ResolvedUpstream};
 use nginx_model::Profile;
@@ -22,30 +22,70 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Why the proxy cannot start (what nginx reports as `[emerg]`).
+/// Why the proxy cannot start (what nginx reports as `[emerg]`), naming
+/// the nginx.conf line where nginx would.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ResolveError),
-    #[error("host not found in \"{host}\" of upstream \"{upstream}\"")]
-    HostNotFound { host: String, upstream: String },
-    #[error("host not found in \"{0}\" of the \"listen\" directive")]
-    ListenNotFound(String),
+    /// `ngx_http_upstream_server` (explicit upstreams: the server line) and
+    /// `ngx_http_upstream_init_round_robin` (implicit ones: the proxy_pass line).
+    #[error("host not found in upstream \"{host}\"{pos}")]
+    HostNotFound { host: String, pos: Pos },
+    /// `ngx_http_core_listen`.
+    #[error("host not found in \"{addr}\" of the \"listen\" directive{pos}")]
+    ListenNotFound { addr: String, pos: Pos },
     #[error("bind() to {addr} failed ({source})")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("cannot open log file {path}: {source}")]
+    #[error("open() \"{}\" failed ({source})", path.display())]
     LogFile { path: PathBuf, source: io::Error },
+    /// nginx could not allocate what a directive asks for.
+    #[error("malloc({bytes}) failed (12: Cannot allocate memory)")]
+    Alloc { bytes: u64 },
+    /// A file nginx creates at -t too (temp directories, the pid file).
+    #[error("{op}() \"{}\" failed ({source})", path.display())]
+    NginxFile { op: &'static str, path: PathBuf, source: io::Error },
+    /// nginx -t accepts a configuration without servers; there is nothing to run.
+    #[error("no \"server\" block in \"http\": nothing to listen on")]
+    NoServer,
 }
 
 fn resolve_addr(s: &str) -> Option<SocketAddr> {
     s.to_socket_addrs().ok()?.next()
 }
 
-fn listen_addr(s: &str) -> Option<SocketAddr> {
-    match s.parse::<u16>() {
-        Ok(port) => Some(SocketAddr::from(([0, 0, 0, 0], port))),
-        Err(_) => resolve_addr(s),
+use nginx_model::conf::c_str;
+
+/// RAM + swap (`/proc/meminfo`): the largest allocation Linux's heuristic
+/// overcommit grants.
+fn memory_limit() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| info.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).unwrap_or(0);
+    let total = (kb("MemTotal:") + kb("SwapTotal:")) * 1024;
+    if total == 0 {
+        u64::MAX
+    } else {
+        total
     }
+}
+
+/// The resolver nginx uses while parsing (`getaddrinfo`), for
+/// `conf::parse_with`.
+pub fn dns(host: &str, port: u16) -> bool {
+    (host, port).to_socket_addrs().is_ok_and(|mut a| a.next().is_some())
+}
+
+/// A `listen` address as the parser normalised it (`host:port`, `*` as
+/// 0.0.0.0); empty means nginx's default, `*:80` for root, else `*:8000`
+/// (`ngx_http_core_merge_srv_conf`).
+fn listen_addr(s: &str) -> Option<SocketAddr> {
+    s.parse().ok().or_else(|| resolve_addr(s))
+}
+
+fn default_listen() -> SocketAddr {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    SocketAddr::from(([0, 0, 0, 0], if root { 80 } else { 8000 }))
 }
 
 /// Options that are not in nginx.conf.
@@ -60,11 +100,15 @@ pub struct ProxyOptions {
     /// everything): the harness reads a bounded window; the `proxy` binary
     /// keeps nothing, so its memory stays flat.
     pub retention: Retention,
+    /// Bind every server here instead of its `listen` addresses (tests ask
+    /// for `127.0.0.1:0`, an ephemeral port, which nginx.conf cannot say:
+    /// nginx rejects port 0).
+    pub listen_override: Option<SocketAddr>,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
-        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB }
+        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB, listen_override: None }
     }
 }
 
@@ -101,9 +145,17 @@ type Built = (Vec<ServerRt>, Vec<Arc<UpstreamRt>>, Logs);
 fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Result<Built, StartError> {
     let mut upstreams = Vec::new();
     for u in &r.upstreams {
+        // ngx_http_upstream_init_keepalive allocates the whole cache at
+        // start (and at -t): N items of 152 bytes on x86-64 nginx 1.22.
+        // What the kernel refuses (heuristic overcommit: more than RAM +
+        // swap) fails as in nginx.
+        let bytes = (u.keepalive.capacity as u64).wrapping_mul(152);
+        if bytes > memory_limit() {
+            return Err(StartError::Alloc { bytes });
+        }
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
         for p in &u.peers {
-            let addr = resolve_addr(&p.addr).ok_or_else(|| StartError::HostNotFound { host: p.addr.clone(), upstream: u.name.clone() })?;
+            let addr = resolve_addr(&p.addr).ok_or_else(|| StartError::HostNotFound { host: p.addr.clone(), pos: p.pos.clone() })?;
             let peer = Peer::new(addr, p.weight, p.max_fails, p.fail_timeout, p.down);
             if p.backup {
                 backup.push(peer);
@@ -120,13 +172,23 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
     }
     let mut servers = Vec::new();
     for s in &r.servers {
-        for l in &s.listen {
-            let listen = listen_addr(l).ok_or_else(|| StartError::ListenNotFound(l.clone()))?;
+        let mut listens = Vec::new();
+        for (i, l) in s.listen.iter().enumerate() {
+            let pos = s.listen_pos.get(i).cloned().unwrap_or_else(|| s.pos.clone());
+            listens.push(listen_addr(l).ok_or_else(|| StartError::ListenNotFound { addr: l.clone(), pos })?);
+        }
+        if listens.is_empty() {
+            listens.push(default_listen());
+        }
+        if let Some(o) = opts.listen_override {
+            listens = vec![o];
+        }
+        for listen in listens {
             servers.push(ServerRt { listen, conf: s.clone() });
         }
     }
     let in_prefix = |p: &str| -> PathBuf {
-        let p = Path::new(p);
+        let p = Path::new(c_str(p));
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -135,17 +197,66 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
     };
     let error_path = r.error_log.as_deref().map(in_prefix);
     let access = r.access_log.as_ref().map(|a| (in_prefix(&a.path), a.format.clone()));
+    // nginx opens every log file at -t too; name the one that failed.
+    for path in error_path.iter().chain(access.iter().map(|a| &a.0)) {
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| StartError::LogFile { path: path.clone(), source })?;
+    }
     let logs = Logs::new(error_path.clone(), access.clone(), opts.retention).map_err(|source| StartError::LogFile {
         path: error_path.or(access.map(|a| a.0)).unwrap_or_default(),
         source,
     })?;
+    if servers.is_empty() {
+        return Err(StartError::NoServer);
+    }
     Ok((servers, upstreams, logs))
 }
 
-/// Checks a configuration the way `nginx -t` would, without binding ports.
+/// Checks a configuration the way `nginx -t` would, without binding ports:
+/// host names resolved, log files opened. A configuration without servers
+/// passes, as in nginx.
 pub fn check_config(cfg: &Config, opts: &ProxyOptions) -> Result<(), StartError> {
     let r = resolve::resolve(cfg, opts.profile)?;
-    build_runtime(&r, opts, &ProxyEvents::new(opts.epoch, Retention::Off)).map(|_| ())
+    // What nginx creates at -t: temp directories (created, as nginx does)
+    // and the pid file (only its name is tried: the proxy writes none).
+    for f in &cfg.nginx_files.0 {
+        let (op, path, result) = match f {
+            conf::NginxFile::TempDir(p) => {
+                let path = opts.prefix.join(c_str(p));
+                let r = std::fs::create_dir_all(&path);
+                ("mkdir", path, r)
+            }
+            conf::NginxFile::Pid(p) => {
+                let path = opts.prefix.join(c_str(p));
+                let r = if path.exists() {
+                    Ok(())
+                } else {
+                    std::fs::File::create(&path).and_then(|_| std::fs::remove_file(&path))
+                };
+                ("open", path, r)
+            }
+            conf::NginxFile::Log(p) => {
+                let path = opts.prefix.join(c_str(p));
+                let r = std::fs::OpenOptions::new().create(true).append(true).open(&path).map(drop);
+                ("open", path, r)
+            }
+        };
+        result.map_err(|source| StartError::NginxFile { op, path, source })?;
+    }
+    let servers = match build_runtime(&r, opts, &ProxyEvents::new(opts.epoch, Retention::Off)) {
+        Ok((servers, _, _)) => servers,
+        Err(StartError::NoServer) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // nginx -t binds its listening sockets too: an address that is not this
+    // host's fails; one already in use does not (ngx_open_listening_sockets).
+    for s in &servers {
+        if let Err(source) = std::net::TcpListener::bind(s.listen) {
+            if source.kind() == io::ErrorKind::AddrNotAvailable {
+                return Err(StartError::Bind { addr: s.listen, source });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A running proxy.

@@ -9,8 +9,13 @@ fn proxy(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn test_mode_accepts_the_fixture() {
+    // -t creates what nginx creates (temp directories, logs) in the prefix:
+    // a scratch one, not fixtures/.
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nginx.conf");
-    let (ok, err) = proxy(&["-t", "-c", fixture]);
+    let prefix = std::env::temp_dir().join(format!("proxy-cli0-{}", std::process::id()));
+    std::fs::create_dir_all(&prefix).unwrap();
+    let (ok, err) = proxy(&["-t", "-c", fixture, "-p", prefix.to_str().unwrap()]);
+    std::fs::remove_dir_all(&prefix).ok();
     assert!(ok, "{err}");
     assert!(err.contains("test is successful"), "{err}");
 }
@@ -20,10 +25,10 @@ fn bad_directive_is_reported_with_file_and_line() {
     let dir = std::env::temp_dir().join(format!("proxy-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("bad.conf");
-    std::fs::write(&f, "http {\n  server {\n    listen 127.0.0.1:0;\n    location / { proxy_pas http://x; }\n  }\n}\n").unwrap();
+    std::fs::write(&f, "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / { proxy_pas http://x; }\n  }\n}\n").unwrap();
     let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains(&format!("unknown directive \"proxy_pas\" in {}:4", f.display())), "{err}");
+    assert!(err.contains(&format!("unknown directive \"proxy_pas\" in {}:5", f.display())), "{err}");
     let (ok, err) = proxy(&["-t", "-c", dir.join("missing.conf").to_str().unwrap()]);
     assert!(!ok && err.contains("failed"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
@@ -34,8 +39,28 @@ fn semantic_errors_fail_the_test_mode() {
     let dir = std::env::temp_dir().join(format!("proxy-cli2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("nohost.conf");
-    std::fs::write(&f, "http {\n  server {\n    listen 127.0.0.1:0;\n    location / { proxy_pass http://up/; }\n  }\n}\n").unwrap();
+    std::fs::write(&f, "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / { proxy_pass http://up/; }\n  }\n}\n").unwrap();
     let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap()]);
-    assert!(!ok && err.contains("URI part is not supported"), "{err}");
+    assert!(!ok && err.contains(&format!("a URI part in proxy_pass is not supported by this emulation in {}:5", f.display())), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dev_zero_reads_as_an_empty_file() {
+    // nginx reads a config by its stat size: /dev/zero is empty, and an
+    // empty configuration has no events section (nginx's wording, no line).
+    let (ok, err) = proxy(&["-t", "-c", "/dev/zero"]);
+    assert!(!ok);
+    assert!(err.contains("proxy: [emerg] no \"events\" section in configuration\n"), "{err}");
+}
+
+#[test]
+fn non_utf8_bytes_inside_tokens_are_accepted() {
+    let dir = std::env::temp_dir().join(format!("proxy-cli3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("latin1.conf");
+    std::fs::write(&f, b"# caf\xe9\nevents {}\nhttp {\n  server {\n    listen 127.0.0.1:18199;\n    server_name caf\xe9;\n    location / { proxy_pass http://127.0.0.1:18198; }\n  }\n}\n").unwrap();
+    let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -17,16 +17,16 @@ proptest! {
             Just("keepalive 16;"), Just("proxy_pass http://u;"), Just("server 127.0.0.1:1;"),
             Just("location / {"), Just("}"), Just("bogus x;"), Just("proxy_read_timeout 5x;"), Just("upstream u {"),
         ], 0..12)) {
-        let src = format!("http {{\n{}\n}}\n", lines.join("\n"));
+        let src = format!("events {{}}\nhttp {{\n{}\n}}\n", lines.join("\n"));
         if let Err(e) = conf::parse(&src, "t.conf") {
-            prop_assert!(e.line >= 1 && e.line <= lines.len() + 3, "{e}");
+            prop_assert!(e.line >= 1 && e.line <= lines.len() + 4, "{e}");
             prop_assert!(e.to_string().contains(" in t.conf:"), "{e}");
         }
     }
 
     #[test]
     fn render_then_parse_is_identity(
-        keepalive in prop::option::of(0u32..64),
+        keepalive in prop::option::of(1u32..64),
         kt_ms in prop::option::of(1u64..100_000),
         servers in 1usize..4,
         mask in prop_oneof![Just(None), Just(Some(Ft::OFF)), Just(Some(Ft::DEFAULT_MASK)), Just(Some(Ft(0x2 | 0x4 | 0x4000)))],
@@ -42,6 +42,7 @@ proptest! {
                 keepalive_timeout: kt_ms.map(Duration::from_millis),
                 keepalive_requests: None,
                 keepalive_time: None,
+                pos: Default::default(),
             }],
             servers: vec![Server {
                 listen: vec!["127.0.0.1:8080".into()],
@@ -57,6 +58,7 @@ proptest! {
                         read_timeout: read_ms.map(Duration::from_millis),
                         ..ProxyDirectives::default()
                     },
+                    pos: Default::default(),
                 }],
                 ..Server::default()
             }],

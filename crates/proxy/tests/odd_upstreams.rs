@@ -19,8 +19,8 @@ async fn through_proxy(reply: &'static [u8]) -> (String, Vec<String>) {
         // Keep the connection until the proxy is done with it.
         let _ = s.read(&mut buf).await;
     });
-    let src = format!("http {{\n server {{\n  listen 127.0.0.1:0;\n  location / {{ proxy_pass http://{addr}; }}\n }}\n}}\n");
-    let p = Proxy::start(&conf::parse(&src, "odd.conf").unwrap(), ProxyOptions::default()).await.unwrap();
+    let src = format!("events {{}}\nhttp {{\n server {{\n  location / {{ proxy_pass http://{addr}; }}\n }}\n}}\n");
+    let p = Proxy::start(&conf::parse(&src, "odd.conf").unwrap(), ProxyOptions { listen_override: Some(([127, 0, 0, 1], 0).into()), ..ProxyOptions::default() }).await.unwrap();
     let mut c = TcpStream::connect(p.addr()).await.unwrap();
     c.write_all(b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut out = Vec::new();

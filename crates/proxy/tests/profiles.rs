@@ -19,10 +19,10 @@ async fn upstream() -> (TcpListener, std::net::SocketAddr) {
 async fn request_head_seen(profile: Profile) -> (String, usize) {
     let (l, addr) = upstream().await;
     let src = format!(
-        "http {{\n upstream up {{ server {addr}; }}\n server {{\n  listen 127.0.0.1:0;\n  location / {{ proxy_pass http://up; }}\n }}\n}}\n"
+        "events {{}}\nhttp {{\n upstream up {{ server {addr}; }}\n server {{\n  location / {{ proxy_pass http://up; }}\n }}\n}}\n"
     );
     let cfg = conf::parse(&src, "profile.conf").unwrap();
-    let p = Proxy::start(&cfg, ProxyOptions { profile, ..ProxyOptions::default() }).await.unwrap();
+    let p = Proxy::start(&cfg, ProxyOptions { profile, listen_override: Some(([127, 0, 0, 1], 0).into()), ..ProxyOptions::default() }).await.unwrap();
     let paddr = p.addr();
     let client = tokio::spawn(async move {
         let mut c = tokio::net::TcpStream::connect(paddr).await.unwrap();

@@ -66,10 +66,11 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
             keepalive_timeout: nginx_dur(&n.keepalive_timeout, factor),
             keepalive_requests: None,
             keepalive_time: None,
+            pos: Default::default(),
         }],
         servers: vec![Server {
             listen: vec![listen.to_string()],
-            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy }],
+            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, pos: Default::default() }],
             ..Server::default()
         }],
         ..Config::default()

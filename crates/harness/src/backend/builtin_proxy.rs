@@ -16,12 +16,28 @@ pub struct BuiltinProxy {
 }
 
 impl BuiltinProxy {
-    /// Starts on the listen address of `cfg` (port 0 for an ephemeral one).
-    pub async fn start(cfg: Config, label: &str, epoch: Instant) -> Result<BuiltinProxy, BackendError> {
+    /// Starts on the listen address of `cfg`'s first server (port 0 for an
+    /// ephemeral one, which nginx.conf cannot say: it is passed beside the
+    /// config, and the rendered text keeps nginx's default listen).
+    pub async fn start(mut cfg: Config, label: &str, epoch: Instant) -> Result<BuiltinProxy, BackendError> {
         let dir = WorkDir::new(label)?;
+        let listen_override = cfg.servers.first().and_then(|s| s.listen.first()).and_then(|l| l.parse::<SocketAddr>().ok());
+        if listen_override.is_some() {
+            for s in &mut cfg.servers {
+                s.listen.clear();
+            }
+        }
         // Read back the same text real nginx would get.
-        let parsed = conf::parse(&cfg.render(), &format!("{label}.conf"))?;
-        let proxy = Proxy::start(&parsed, ProxyOptions { prefix: dir.path().to_path_buf(), epoch, ..ProxyOptions::default() }).await?;
+        let mut parsed = conf::parse(&cfg.render(), &format!("{label}.conf"))?;
+        // Scaled runs use sub-second fail_timeouts, which nginx.conf cannot
+        // state (seconds only; rendered rounded up): keep the lab's value.
+        for (pu, u) in parsed.upstreams.iter_mut().zip(&cfg.upstreams) {
+            for (ps, s) in pu.servers.iter_mut().zip(&u.servers) {
+                ps.fail_timeout = s.fail_timeout;
+            }
+        }
+        let opts = ProxyOptions { prefix: dir.path().to_path_buf(), epoch, listen_override, ..ProxyOptions::default() };
+        let proxy = Proxy::start(&parsed, opts).await?;
         Ok(BuiltinProxy { proxy, _dir: dir })
     }
 

@@ -1,0 +1,70 @@
+//! nginx's number syntax, byte for byte: `ngx_atoi` (`ngx_string.c`),
+//! `ngx_parse_size` and `ngx_parse_offset` (`ngx_parse.c`). No sign, no
+//! spaces, no hex; overflow past `NGX_MAX_INT_T_VALUE` (i64::MAX) is an error.
+
+/// `ngx_atoi`: decimal digits only (no '+', no '-'), at least one.
+pub fn atoi(s: &[u8]) -> Option<i64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+fn scaled(s: &[u8], units: &[(u8, i64)]) -> Option<i64> {
+    let (&last, rest) = s.split_last()?;
+    let (digits, scale) = match units.iter().find(|(u, _)| last.to_ascii_lowercase() == *u) {
+        Some(&(_, scale)) => (rest, scale),
+        None => (s, 1),
+    };
+    let n = atoi(digits)?;
+    (n <= i64::MAX / scale).then(|| n * scale)
+}
+
+/// `ngx_parse_size`: `N`, `Nk`/`NK`, `Nm`/`NM` (size_t slots).
+pub fn parse_size(s: &[u8]) -> Option<i64> {
+    scaled(s, &[(b'k', 1024), (b'm', 1024 * 1024)])
+}
+
+/// `ngx_parse_offset`: as [`parse_size`], plus `Ng`/`NG` (off_t slots such
+/// as `client_max_body_size`).
+pub fn parse_offset(s: &[u8]) -> Option<i64> {
+    scaled(s, &[(b'k', 1024), (b'm', 1024 * 1024), (b'g', 1024 * 1024 * 1024)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each row checked against nginx 1.22.1 (`worker_connections`,
+    // `client_body_buffer_size`, `client_max_body_size` under `nginx -t`).
+    #[test]
+    fn atoi_table() {
+        for (s, want) in [
+            ("0", Some(0)), ("5", Some(5)), ("+5", None), ("-1", None), ("", None), (" 5", None), ("0x10", None),
+            ("9223372036854775807", Some(i64::MAX)), ("9223372036854775808", None), ("18446744073709551616", None),
+            ("5000000000", Some(5_000_000_000)), ("007", Some(7)),
+        ] {
+            assert_eq!(atoi(s.as_bytes()), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn size_and_offset_table() {
+        for (s, size, off) in [
+            ("4k", Some(4096), Some(4096)), ("4K", Some(4096), Some(4096)), ("1m", Some(1 << 20), Some(1 << 20)),
+            ("1g", None, Some(1 << 30)), ("1G", None, Some(1 << 30)), ("k", None, None), ("", None, None),
+            ("1kb", None, None), ("+1k", None, None), ("1.5k", None, None), ("8796093022207k", Some(8796093022207 * 1024), Some(8796093022207 * 1024)),
+            ("9007199254740992k", None, None), ("18014398509481984k", None, None), ("8589934591g", None, Some(8589934591 << 30)),
+        ] {
+            assert_eq!(parse_size(s.as_bytes()), size, "size {s:?}");
+            assert_eq!(parse_offset(s.as_bytes()), off, "offset {s:?}");
+        }
+    }
+}
