@@ -23,6 +23,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use nginx_model::conf;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +38,26 @@ enum End {
     HoldThenFin(u64),
     /// Keep it open this long, then RST: nginx has read what came before.
     HoldThenRst(u64),
+}
+
+/// The client ends its side on an event, never after a guessed time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ClientClose {
+    /// Closes once the upstream has the request (nginx waits for the header).
+    AbortWhenReceived,
+    /// The same with an RST.
+    ResetWhenReceived,
+    /// Closes once the upstream has written its reply (nginx reads the body).
+    AbortWhenReplied,
+    /// Half-closes after reading a whole response (a keepalive client leaving).
+    HalfCloseAfterResponse,
+}
+
+/// What the upstream has done, for the client to wait on.
+#[derive(Default)]
+struct UpstreamEvents {
+    received: tokio::sync::Notify,
+    replied: tokio::sync::Notify,
 }
 
 /// When the upstream replies.
@@ -57,8 +78,10 @@ struct Case {
     end: End,
     /// The client's request bytes.
     request: Vec<u8>,
-    /// The client closes its side this long after sending (an abort).
-    client_close_after: Option<u64>,
+    /// When and how the client ends its side.
+    client_close: Option<ClientClose>,
+    /// The upstream waits this long after the request before it replies.
+    reply_delay_ms: u64,
     /// Extra directives in the location.
     location: String,
 }
@@ -72,7 +95,8 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         when: Reply::AfterHead,
         end,
         request: GET.to_vec(),
-        client_close_after: None,
+        client_close: None,
+        reply_delay_ms: 0,
         location: String::new(),
     }
 }
@@ -173,20 +197,20 @@ fn cases() -> Vec<Case> {
     v.push(http10);
     let mut keep = case("client_keepalive_then_close", ok, Fin);
     keep.request = b"GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
-    keep.client_close_after = Some(200);
+    keep.client_close = Some(ClientClose::HalfCloseAfterResponse);
     v.push(keep);
 
     // Client-side cases.
-    let mut abort = case("client_abort_before_header", ok, HoldThenFin(1500));
-    abort.name = "client_abort_before_header".into();
-    abort.client_close_after = Some(200);
+    let mut abort = case("client_abort_before_header", ok, Fin);
+    abort.reply_delay_ms = 500;
+    abort.client_close = Some(ClientClose::AbortWhenReceived);
     v.push(abort);
-    let mut abort_rst = case("client_abort_rst_before_header", ok, HoldThenFin(1500));
-    abort_rst.client_close_after = Some(200);
+    let mut abort_rst = case("client_abort_rst_before_header", ok, Fin);
+    abort_rst.reply_delay_ms = 500;
+    abort_rst.client_close = Some(ClientClose::ResetWhenReceived);
     v.push(abort_rst);
-    let mut abort_body = case("client_abort_during_body", &big_header(10), HoldThenFin(1500));
-    abort_body.reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nstart".to_vec();
-    abort_body.client_close_after = Some(200);
+    let mut abort_body = case("client_abort_during_body", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nstart", HoldThenFin(1500));
+    abort_body.client_close = Some(ClientClose::AbortWhenReplied);
     v.push(abort_body);
     let mut too_big = case("body_over_client_max_body_size", ok, Fin);
     too_big.request = post(2 * 1024 * 1024);
@@ -245,9 +269,10 @@ fn run(c: &Case) -> Result<Completion, Failed> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         // One upstream for both: the same address in both logs.
-        let up = upstream(c).await?;
-        let real = with_free_port(c, up, Some(&nginx)).await?;
-        let emulated = with_free_port(c, up, None).await?;
+        let events = Arc::new(UpstreamEvents::default());
+        let up = upstream(c, events.clone()).await?;
+        let real = with_free_port(c, up, &events, Some(&nginx)).await?;
+        let emulated = with_free_port(c, up, &events, None).await?;
         if std::env::var_os("HOSTILE_SHOW").is_some() {
             eprintln!("real nginx:\n{}", show(&real));
         }
@@ -270,13 +295,14 @@ fn show(s: &Seen) -> String {
 }
 
 /// The upstream: every connection gets the case's reply.
-async fn upstream(c: &Case) -> std::io::Result<SocketAddr> {
+async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    let (reply, when, end) = (c.reply.clone(), c.when, c.end);
+    let (reply, when, end, delay) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let reply = reply.clone();
+            let events = events.clone();
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 let mut buf = vec![0u8; 65536];
@@ -295,7 +321,13 @@ async fn upstream(c: &Case) -> std::io::Result<SocketAddr> {
                         _ => return,
                     }
                 }
+                events.received.notify_one();
+                if delay > 0 {
+                    // The upstream's own pace (a slow handler), not a wait for the test.
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
                 let _ = s.write_all(&reply).await;
+                events.replied.notify_one();
                 match end {
                     End::Fin => {}
                     End::Rst => {
@@ -326,10 +358,10 @@ fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
 
 /// The listen port is picked before the server binds it, and another test
 /// may take it in between: a bind failure is retried on a new port (bounded).
-async fn with_free_port(c: &Case, up: SocketAddr, nginx: Option<&Path>) -> Result<Seen, Failed> {
+async fn with_free_port(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Option<&Path>) -> Result<Seen, Failed> {
     let mut last = None;
     for _ in 0..5 {
-        match through(c, up, nginx).await {
+        match through(c, up, events, nginx).await {
             Err(e) if e.message().is_some_and(|m| m.contains("Address already in use")) => last = Some(e),
             other => return other,
         }
@@ -338,7 +370,7 @@ async fn with_free_port(c: &Case, up: SocketAddr, nginx: Option<&Path>) -> Resul
 }
 
 /// Sends the case's request through real nginx (`Some(bin)`) or the proxy.
-async fn through(c: &Case, up: SocketAddr, nginx: Option<&Path>) -> Result<Seen, Failed> {
+async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Option<&Path>) -> Result<Seen, Failed> {
     let dir = tempdir(&c.name, nginx.is_some())?;
     for d in ["client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp", "logs"] {
         std::fs::create_dir_all(dir.join(d))?;
@@ -366,7 +398,7 @@ async fn through(c: &Case, up: SocketAddr, nginx: Option<&Path>) -> Result<Seen,
             _proxy = proxy::Proxy::start(&cfg, opts).await.map_err(|e| format!("{e}"))?;
         }
     }
-    let result = client(c, listen).await;
+    let result = client(c, listen, events).await;
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
         // nginx exits when it cannot bind (the port was taken meanwhile).
         if let Ok(Some(_)) = ch.try_wait() {
@@ -408,7 +440,7 @@ fn tempdir(name: &str, real: bool) -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Connects (bounded retries while the server comes up), sends, reads to the end.
-async fn client(c: &Case, addr: SocketAddr) -> Result<(Vec<u8>, &'static str), Failed> {
+async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(Vec<u8>, &'static str), Failed> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut s = loop {
         match TcpStream::connect(addr).await {
@@ -419,19 +451,55 @@ async fn client(c: &Case, addr: SocketAddr) -> Result<(Vec<u8>, &'static str), F
     };
     // A reset while writing is the server's answer, not the test's failure.
     let _ = s.write_all(&c.request).await;
-    if let Some(ms) = c.client_close_after {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        if c.name.contains("abort_rst") {
-            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-            drop(s);
-            return Ok((Vec::new(), "client reset"));
-        }
-        if c.name.contains("abort") {
+    let wait = |n: &'static str| format!("the upstream never {n} the request (5 s)");
+    match c.client_close {
+        Some(ClientClose::AbortWhenReceived | ClientClose::ResetWhenReceived) => {
+            tokio::time::timeout(Duration::from_secs(5), events.received.notified()).await.map_err(|_| wait("received"))?;
+            if c.client_close == Some(ClientClose::ResetWhenReceived) {
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            }
             drop(s);
             return Ok((Vec::new(), "client closed"));
         }
-        let _ = s.shutdown().await;
+        Some(ClientClose::AbortWhenReplied) => {
+            tokio::time::timeout(Duration::from_secs(5), events.replied.notified()).await.map_err(|_| wait("answered"))?;
+            drop(s);
+            return Ok((Vec::new(), "client closed"));
+        }
+        Some(ClientClose::HalfCloseAfterResponse) => {
+            let got = read_response(&mut s).await?;
+            let _ = s.shutdown().await;
+            let (mut rest, end) = read_to_end(&mut s).await?;
+            let mut all = got;
+            all.append(&mut rest);
+            return Ok((all, end));
+        }
+        None => {}
     }
+    read_to_end(&mut s).await
+}
+
+/// Reads one response with a Content-Length (bounded by a 5 s quiet time).
+async fn read_response(s: &mut TcpStream) -> Result<Vec<u8>, Failed> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            if out.len() >= end + 4 + len {
+                return Ok(out);
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return Err(format!("no whole response: {:?}", String::from_utf8_lossy(&out)).into()),
+        }
+    }
+}
+
+/// Reads until FIN, RST, or 1 s without a byte ("open").
+async fn read_to_end(s: &mut TcpStream) -> Result<(Vec<u8>, &'static str), Failed> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 65536];
     let end = loop {

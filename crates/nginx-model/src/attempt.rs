@@ -202,6 +202,15 @@ impl Attempts {
     }
 
     /// The error.log lines since the last call.
+    /// The client closed before the header came (`proxy_ignore_client_abort
+    /// off`: 499): the peer is freed, not failed, and the attempt has no
+    /// status (`$upstream_status` "-").
+    pub fn client_closed<A: Display>(&mut self, rr: &mut RoundRobin<A>, now: Instant) {
+        let Some(cur) = self.current.take() else { return };
+        rr.free_peer(cur.peer, false, now);
+        self.states.push(UpstreamState { status: 0, response_time: now - cur.started, connect_time: cur.connect_time, addr: cur.addr, cached: cur.cached });
+    }
+
     pub fn take_log(&mut self) -> Vec<LogLine> {
         std::mem::take(&mut self.log)
     }

@@ -14,9 +14,9 @@
 //!   idle one is closed after `keepalive_timeout`.
 //!
 //! What the response must look like to be cached at all is
-//! [`response_keeps_connection`].
+//! [`keeps_connection`] (called on an upstream head as
+//! `response::UpstreamHead::keeps_connection`).
 
-use labkit::wire::ResponseHead;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -48,11 +48,6 @@ impl KeepaliveSettings {
 /// `connection_close`, even with `Connection: keep-alive`), no
 /// `Connection: close`, and a body that ended by its framing (length or
 /// chunked, never by the connection's close) and was read whole.
-pub fn response_keeps_connection(head: &ResponseHead, body_complete: bool, delimited: bool) -> bool {
-    keeps_connection(head.http11, head.connection_close, body_complete, delimited)
-}
-
-/// The same rule on the parts of the head it reads.
 pub fn keeps_connection(http11: bool, connection_close: bool, body_complete: bool, delimited: bool) -> bool {
     http11 && !connection_close && body_complete && delimited
 }
@@ -209,12 +204,15 @@ mod tests {
 
     #[test]
     fn only_delimited_complete_http11_responses_keep_the_connection() {
-        let head = |s: &str| ResponseHead::parse(s.as_bytes()).unwrap().unwrap().0;
+        let head = |s: &str| match crate::response::parse_head(s.as_bytes()) {
+            crate::response::HeadParse::Done(h, _) => h,
+            other => panic!("{other:?}"),
+        };
         let ok = head("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
-        assert!(response_keeps_connection(&ok, true, true));
-        assert!(!response_keeps_connection(&ok, false, true), "cut short");
-        assert!(!response_keeps_connection(&ok, true, false), "ended by close");
-        assert!(!response_keeps_connection(&head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"), true, true));
-        assert!(!response_keeps_connection(&head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"), true, true));
+        assert!(ok.keeps_connection(true, true));
+        assert!(!ok.keeps_connection(false, true), "cut short");
+        assert!(!ok.keeps_connection(true, false), "ended by close");
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keeps_connection(true, true));
+        assert!(!head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n").keeps_connection(true, true));
     }
 }

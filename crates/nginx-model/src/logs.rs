@@ -72,6 +72,13 @@ pub fn error_line(time: SystemTime, pid: u32, level: Level, text: &str, ctx: &Re
     line
 }
 
+/// The `[info]` text when the client closes while nginx waits on the
+/// upstream (`ngx_http_upstream_check_broken_connection`); `errno` for an RST.
+pub fn client_closed_text(errno: Option<i32>, action: &str) -> String {
+    let err = errno.map(|e| format!(" ({e}: {})", crate::failure::strerror(e))).unwrap_or_default();
+    format!("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too{err} while {action}")
+}
+
 /// A connection-level line, with no request context
 /// (`client 127.0.0.1 closed keepalive connection`).
 pub fn connection_line(time: SystemTime, pid: u32, level: Level, conn: u64, text: &str) -> String {
@@ -113,7 +120,8 @@ fn secs3(d: Duration) -> String {
 impl AccessEntry {
     /// `$upstream_status` style: "502, 200".
     pub fn upstream_status(&self) -> String {
-        self.join(|u| u.status.to_string())
+        // No status (the client left first) is "-", as nginx prints it.
+        self.join(|u| if u.status == 0 { "-".to_string() } else { u.status.to_string() })
     }
 
     fn join(&self, f: impl Fn(&UpstreamState) -> String) -> String {

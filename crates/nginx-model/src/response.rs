@@ -49,6 +49,24 @@ pub enum UpstreamBody {
     Close,
 }
 
+impl UpstreamBody {
+    /// The wire framing the body decoder reads.
+    pub fn framing(self) -> labkit::wire::BodyFraming {
+        use labkit::wire::BodyFraming;
+        match self {
+            UpstreamBody::Empty => BodyFraming::Length(0),
+            UpstreamBody::Length(n) => BodyFraming::Length(n),
+            UpstreamBody::Chunked => BodyFraming::Chunked,
+            UpstreamBody::Close => BodyFraming::CloseDelimited,
+        }
+    }
+}
+
+/// A chunked body's size line, chunk end or trailer longer than this is
+/// not waited for: it is an invalid body (bounds what a peer can make the
+/// reader buffer).
+pub const MAX_CHUNK_LINE: usize = 64 * 1024;
+
 /// One step of reading the upstream's head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadParse {
@@ -315,6 +333,18 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 impl UpstreamHead {
+    /// What nginx makes of a response with no valid status line: a 200
+    /// read until the upstream closes.
+    pub fn http09() -> UpstreamHead {
+        UpstreamHead { status: 200, status_line: Vec::new(), http_version: 900, headers: Vec::new(), content_length: -1, chunked: false, connection_close: true }
+    }
+
+    /// Whether the connection may be cached after this response
+    /// (`keepalive::keeps_connection`).
+    pub fn keeps_connection(&self, body_complete: bool, delimited: bool) -> bool {
+        crate::keepalive::keeps_connection(self.http_version >= 1001, self.connection_close, body_complete, delimited)
+    }
+
     /// How the body is read (`ngx_http_proxy_input_filter_init`).
     pub fn body(&self, head_request: bool) -> UpstreamBody {
         if self.status == 204 || self.status == 304 || head_request {

@@ -13,7 +13,6 @@ use crate::server::Runtime;
 use crate::upstream::BodyReader;
 use nginx_model::failure::BodyFailure;
 use nginx_model::http::RequestVars;
-use nginx_model::keepalive;
 use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
 use nginx_model::resolve::ResolvedLocation;
 use nginx_model::response::{self, ClientSide, UpstreamBody, POSTPONE_OUTPUT};
@@ -27,6 +26,12 @@ use tokio::net::TcpStream;
 
 /// `large_client_header_buffers 4 8k`: the most a request head may take.
 const MAX_HEAD: usize = 4 * 8 * 1024;
+/// `client_header_timeout`, `client_body_timeout` (between two reads) and
+/// the client-side `keepalive_timeout`: nginx's defaults. A client that
+/// stalls is closed, never waited for without end.
+const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// `lingering_timeout`: how long a discarded body may pause.
 const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
 /// `lingering_time`: the most time spent discarding a body.
@@ -39,7 +44,7 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             RequestBody::Memory(b) => b.len() as u64,
             RequestBody::File { len, .. } => *len,
@@ -109,31 +114,30 @@ struct Conn {
 }
 
 impl Conn {
-    /// Reads more; `Ok(0)` at EOF.
-    async fn fill(&mut self) -> std::io::Result<usize> {
+    /// Reads more within `limit`; `Ok(0)` at EOF, an error on a timeout.
+    async fn fill(&mut self, limit: Duration) -> std::io::Result<usize> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
+        let n = tokio::time::timeout(limit, self.stream.read(&mut chunk)).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
         self.rbuf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
+}
 
-    /// Whether the client has closed its side (`ngx_http_upstream_check_broken_connection`
-    /// with EPOLLRDHUP). Resolves only on a close; pipelined data keeps it pending.
-    async fn closed(&self) {
-        loop {
-            match self.stream.ready(tokio::io::Interest::READABLE).await {
-                Ok(r) if r.is_read_closed() => return,
-                Ok(_) => {
-                    let mut b = [0u8; 1];
-                    match self.stream.peek(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        // Data, not a close: nginx leaves it for the next request.
-                        Ok(_) => std::future::pending::<()>().await,
-                    }
-                }
-                Err(_) => return,
+/// Resolves when the client closes its side (`ngx_http_upstream_check_broken_connection`
+/// with EPOLLRDHUP): `Some(errno)` for a reset. Pipelined data is not a
+/// close: then it stays pending.
+pub(crate) async fn client_closed(stream: &TcpStream) -> Option<i32> {
+    match stream.ready(tokio::io::Interest::READABLE).await {
+        Ok(_) => {
+            let mut b = [0u8; 1];
+            match stream.peek(&mut b).await {
+                Ok(0) => None,
+                Err(e) => Some(nginx_model::failure::errno_of(&e)),
+                // Data, not a close: nginx leaves it for the next request.
+                Ok(_) => std::future::pending().await,
             }
         }
+        Err(e) => Some(nginx_model::failure::errno_of(&e)),
     }
 }
 
@@ -151,7 +155,10 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
                     Ok(None) | Err(()) => break Err(()),
                 }
             }
-            match c.fill().await {
+            // Idle between requests: keepalive_timeout; within a head:
+            // client_header_timeout.
+            let limit = if c.rbuf.is_empty() && requests > 0 { KEEPALIVE_TIMEOUT } else { CLIENT_HEADER_TIMEOUT };
+            match c.fill(limit).await {
                 Ok(0) | Err(_) => {
                     if requests > 0 && c.rbuf.is_empty() {
                         let text = format!("client {} closed keepalive connection", client.ip());
@@ -271,7 +278,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             return keep;
         }
     }
-    let body = match read_body(rt, c, &creq, loc, declared.unwrap_or(0), chunked_body).await {
+    let mut body = match read_body(rt, c, &creq, loc, declared.unwrap_or(0), chunked_body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(n)) => {
             creq.log(rt, Level::Error, &format!("client intended to send too large chunked body: {n} bytes"), None);
@@ -281,17 +288,21 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Err(BodyError::Gone) => return false,
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side).await,
     };
-    let mut body = body;
     let up = rt.upstreams[loc.upstream].clone();
     let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
     let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.uri, &req.headers, body.len(), &vars);
-    match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body).await {
+    match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
+        Answer::ClientClosed { attempts } => {
+            rt.logs.access(creq.access_entry(499, attempts.states(), 0));
+            rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
+            false
+        }
         Answer::Error { status, attempts } => {
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
             error_answer(rt, c, &creq, attempts.states(), status, side).await
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
-            let out = respond(rt, c, &creq, loc, side, status, head.as_ref(), buf, &mut conn).await;
+            let out = respond(rt, c, &creq, loc, side, head.as_ref(), buf, &mut conn).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
             pass::write_log(rt, &creq, attempts.take_log());
             for (level, text) in out.lines {
@@ -299,7 +310,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
                 creq.log(rt, line.level, &line.text, Some(&line.upstream));
             }
             let keeps = match &head {
-                Some(h) => keepalive::keeps_connection(h.http_version >= 1001, h.connection_close, out.complete, out.reusable),
+                Some(h) => h.keeps_connection(out.complete, out.reusable),
                 None => false,
             };
             if keeps {
@@ -371,6 +382,8 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
                     done = true;
                     break;
                 }
+                // A chunk line that never ends is not waited for.
+                labkit::wire::Step::NeedMore if c.rbuf.len() > response::MAX_CHUNK_LINE => return Err(BodyError::Bad),
                 labkit::wire::Step::NeedMore => break,
             }
         }
@@ -395,7 +408,7 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
         if done {
             break;
         }
-        match c.fill().await {
+        match c.fill(CLIENT_BODY_TIMEOUT).await {
             Ok(0) | Err(_) => return Err(BodyError::Gone),
             Ok(_) => {}
         }
@@ -467,7 +480,6 @@ async fn respond(
     creq: &ClientRequest,
     loc: &ResolvedLocation,
     side: ClientSide,
-    status: u16,
     head: Option<&response::UpstreamHead>,
     buf: bytes::BytesMut,
     up: &mut crate::keepalive::UpstreamConn,
@@ -506,29 +518,20 @@ async fn respond(
             }
         }
         if done {
-            // The event pipe reads once even when the preread bytes complete
-            // the body: an RST already waiting is logged (a HEAD is
-            // finalized at its header and never reads).
-            if first && !side.head_request && !raw {
-                let mut probe = [0u8; 1];
-                match up.stream.try_read(&mut probe) {
-                    Ok(n) if n > 0 => reader.extra = true,
-                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                        break Err(BodyFailure::RecvFailed(nginx_model::failure::errno_of(&e)));
-                    }
-                    _ => {}
-                }
-            }
             break Ok(());
         }
         first = false;
+        if out.failed {
+            // The client is gone (its socket refused a write): stop reading.
+            break Ok(());
+        }
         let read = tokio::select! {
-            r = reader.fill(&mut up.stream) => Some(r),
-            _ = c.closed() => None,
+            r = reader.fill(&mut up.stream) => Ok(r),
+            e = client_closed(&c.stream) => Err(e),
         };
         match read {
-            None => {
-                lines.push((Level::Info, "epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too while reading upstream".to_string()));
+            Err(errno) => {
+                lines.push((Level::Info, logs::client_closed_text(errno, "reading upstream")));
                 return Passed {
                     upstream_result: Ok(()),
                     complete: false,
@@ -540,7 +543,7 @@ async fn respond(
                     keepalive: false,
                 };
             }
-            Some(Ok(more)) => {
+            Ok(Ok(more)) => {
                 if let Some(h) = held.take() {
                     out.push(&mut c.stream, &h, false).await;
                 }
@@ -548,7 +551,7 @@ async fn respond(
                     break Ok(());
                 }
             }
-            Some(Err(bf)) => {
+            Ok(Err(bf)) => {
                 if matches!(bf, BodyFailure::PrematureClose) {
                     if let Some(h) = held.take() {
                         out.push(&mut c.stream, &h, false).await;
@@ -559,7 +562,7 @@ async fn respond(
         }
     };
     let delimited = reader.delimited();
-    let ok = result.is_ok();
+    let ok = result.is_ok() && !out.failed;
     match &result {
         Ok(()) => {
             if chunked {
@@ -581,7 +584,6 @@ async fn respond(
     if let Err(bf) = &result {
         rt.events.push(creq.no, ProxyEventKind::BodyFailed { local_port: up.local_port, class: bf.class() });
     }
-    let _ = status;
     Passed {
         upstream_result: result,
         complete: ok,

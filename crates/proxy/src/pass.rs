@@ -3,7 +3,7 @@
 //! retry or not) and hands the chosen response to the client side. What to
 //! connect to, whether to retry and what to answer are decided there.
 
-use crate::client::{ClientRequest, RequestBody};
+use crate::client::{client_closed, ClientRequest, RequestBody};
 use crate::events::ProxyEventKind;
 use crate::keepalive::UpstreamConn;
 use crate::server::{Runtime, UpstreamRt};
@@ -22,6 +22,8 @@ use std::time::Instant;
 pub(crate) enum Answer {
     /// nginx answers with its own error page.
     Error { status: u16, attempts: Attempts },
+    /// The client closed while nginx waited on the upstream: 499.
+    ClientClosed { attempts: Attempts },
     /// The upstream's response goes to the client.
     Pass { status: u16, attempts: Attempts, conn: UpstreamConn, head: Option<UpstreamHead>, buf: BytesMut },
 }
@@ -33,7 +35,15 @@ pub(crate) fn write_log(rt: &Runtime, creq: &ClientRequest, lines: Vec<nginx_mod
     }
 }
 
-pub(crate) async fn proxy_pass(rt: &Arc<Runtime>, loc: &ResolvedLocation, up: &Arc<UpstreamRt>, creq: &ClientRequest, head: &[u8], body: &mut RequestBody) -> Answer {
+pub(crate) async fn proxy_pass(
+    rt: &Arc<Runtime>,
+    loc: &ResolvedLocation,
+    up: &Arc<UpstreamRt>,
+    creq: &ClientRequest,
+    head: &[u8],
+    body: &mut RequestBody,
+    client: &tokio::net::TcpStream,
+) -> Answer {
     let ctx = loc.retry_context(&creq.method, &up.conf);
     let live = up.rr.lock().tries();
     let mut attempts = Attempts::new(ctx, up.name.clone(), live, loc.next_upstream_tries, Instant::now());
@@ -67,7 +77,11 @@ pub(crate) async fn proxy_pass(rt: &Arc<Runtime>, loc: &ResolvedLocation, up: &A
             }
             Step::Send => {
                 let Some(c) = conn.as_mut() else { return Answer::Error { status: 502, attempts } };
-                match upstream::send(&mut c.stream, head, body, loc.send_timeout, loc.client_body_buffer_size).await {
+                let sent = tokio::select! {
+                    r = upstream::send(&mut c.stream, head, body, loc.send_timeout, loc.client_body_buffer_size) => r,
+                    e = client_closed(client) => return client_gone(rt, up, creq, attempts, e, &c.peer.to_string()),
+                };
+                match sent {
                     Ok(n) => {
                         rt.events.push(creq.no, ProxyEventKind::RequestSent { local_port: c.local_port, bytes: n });
                         Ok(attempts.sent())
@@ -77,7 +91,11 @@ pub(crate) async fn proxy_pass(rt: &Arc<Runtime>, loc: &ResolvedLocation, up: &A
             }
             Step::ReadHeader => {
                 let Some(c) = conn.as_mut() else { return Answer::Error { status: 502, attempts } };
-                match upstream::read_head(&mut c.stream, loc.read_timeout, loc.buffer_size).await {
+                let read = tokio::select! {
+                    r = upstream::read_head(&mut c.stream, loc.read_timeout, loc.buffer_size) => r,
+                    e = client_closed(client) => return client_gone(rt, up, creq, attempts, e, &c.peer.to_string()),
+                };
+                match read {
                     Ok((h, buf)) => {
                         // HTTP/0.9: logged, then passed as a 200 (`$upstream_status`).
                         let status = match &h {
@@ -117,6 +135,15 @@ pub(crate) async fn proxy_pass(rt: &Arc<Runtime>, loc: &ResolvedLocation, up: &A
             }
         };
     }
+}
+
+/// The client left while the request was sent or its answer awaited. nginx
+/// is still "sending request to upstream" until the first byte of the
+/// header arrives, so that is the action its `[info]` line names.
+fn client_gone(rt: &Runtime, up: &UpstreamRt, creq: &ClientRequest, mut attempts: Attempts, errno: Option<i32>, peer: &str) -> Answer {
+    creq.log(rt, Level::Info, &nginx_model::logs::client_closed_text(errno, "sending request to upstream"), Some(peer));
+    attempts.client_closed(&mut up.rr.lock(), Instant::now());
+    Answer::ClientClosed { attempts }
 }
 
 /// Timeline events for a failed attempt; dropping `conn` closes it.

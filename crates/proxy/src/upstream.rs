@@ -6,7 +6,7 @@
 
 use crate::client::RequestBody;
 use bytes::{Buf, BytesMut};
-use labkit::wire::{BodyDecoder, BodyFraming, Step};
+use labkit::wire::{BodyDecoder, Step};
 use nginx_model::failure::{errno_of, BodyFailure, Failure};
 use nginx_model::response::{self, HeadParse, UpstreamBody, UpstreamHead};
 use std::io;
@@ -34,55 +34,44 @@ pub async fn connect(peer: SocketAddr, limit: Duration) -> Result<TcpStream, Fai
 /// the temp file), each write under `proxy_send_timeout`. A reset in the
 /// middle is a `writev()` failure while sending, as nginx logs it.
 pub async fn send(stream: &mut TcpStream, head: &[u8], body: &mut RequestBody, limit: Duration, piece: usize) -> Result<usize, Failure> {
-    let piece = piece.max(1);
-    async fn write(stream: &mut TcpStream, buf: Vec<u8>, limit: Duration) -> Result<(), Failure> {
-        match timeout(limit, stream.write_all(&buf)).await {
+    async fn write(stream: &mut TcpStream, buf: &[u8], limit: Duration) -> Result<(), Failure> {
+        match timeout(limit, stream.write_all(buf)).await {
             Err(_) => Err(Failure::SendTimeout),
             Ok(Err(e)) => Err(Failure::SendFailed(errno_of(&e))),
             Ok(Ok(())) => Ok(()),
         }
     }
-    let mut sent = head.len();
+    let piece = piece.max(1);
+    let mut out = head.to_vec();
     match body {
         RequestBody::Memory(b) => {
-            let mut first = head.to_vec();
             let n = b.len().min(piece);
-            first.extend_from_slice(&b[..n]);
-            write(stream, first, limit).await?;
+            out.extend_from_slice(&b[..n]);
+            write(stream, &out, limit).await?;
             for chunk in b[n..].chunks(piece) {
-                write(stream, chunk.to_vec(), limit).await?;
+                write(stream, chunk, limit).await?;
             }
-            sent += b.len();
         }
         RequestBody::File { file, len, .. } => {
-            // An I/O error on our own temp file: nginx would answer 500; the
-            // lab treats it as a failed send.
+            // An I/O error on our own temp file: the lab treats it as a failed send.
             let io_fail = |_| Failure::SendFailed(5);
             file.seek(io::SeekFrom::Start(0)).await.map_err(io_fail)?;
-            let mut first = head.to_vec();
-            let mut left = *len;
             let mut buf = vec![0u8; piece];
-            let mut pending = Some(&mut first);
+            let mut left = *len;
             while left > 0 {
                 let want = (left as usize).min(piece);
                 file.read_exact(&mut buf[..want]).await.map_err(io_fail)?;
                 left -= want as u64;
-                let out = match pending.take() {
-                    Some(f) => {
-                        f.extend_from_slice(&buf[..want]);
-                        std::mem::take(f)
-                    }
-                    None => buf[..want].to_vec(),
-                };
-                write(stream, out, limit).await?;
+                out.extend_from_slice(&buf[..want]);
+                write(stream, &out, limit).await?;
+                out.clear();
             }
-            if let Some(f) = pending.take() {
-                write(stream, std::mem::take(f), limit).await?;
+            if !out.is_empty() {
+                write(stream, &out, limit).await?;
             }
-            sent += *len as usize;
         }
     }
-    Ok(sent)
+    Ok(head.len() + body.len() as usize)
 }
 
 /// The upstream's head, or HTTP/0.9 (no valid status line).
@@ -135,13 +124,7 @@ pub struct BodyReader {
 
 impl BodyReader {
     pub fn new(body: UpstreamBody, leftover: BytesMut, read_timeout: Duration) -> BodyReader {
-        let framing = match body {
-            UpstreamBody::Empty => BodyFraming::Length(0),
-            UpstreamBody::Length(n) => BodyFraming::Length(n),
-            UpstreamBody::Chunked => BodyFraming::Chunked,
-            UpstreamBody::Close => BodyFraming::CloseDelimited,
-        };
-        BodyReader { buf: leftover, decoder: BodyDecoder::new(framing), read_timeout, extra: false }
+        BodyReader { buf: leftover, decoder: BodyDecoder::new(body.framing()), read_timeout, extra: false }
     }
 
     /// Whether the body has a known end (length or chunked) rather than EOF.
@@ -164,6 +147,8 @@ impl BodyReader {
                     self.extra = !self.buf.is_empty() && self.decoder.delimited();
                     return Ok((out, true));
                 }
+                // A line that never ends is not waited for.
+                Step::NeedMore if self.buf.len() > response::MAX_CHUNK_LINE => return Err(BodyFailure::InvalidChunked),
                 Step::NeedMore => return Ok((out, false)),
             }
         }

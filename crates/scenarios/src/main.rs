@@ -182,7 +182,7 @@ async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
         println!("why: {}\n\nfix: {}", s.mechanism.trim(), s.fix.trim());
     }
     write_reports(&args.report, std::slice::from_ref(&r), started.elapsed().as_secs_f64() * 1e3, name)?;
-    Ok(r.passed)
+    Ok(!r.failed())
 }
 
 async fn run_all(args: &RunArgs) -> Result<bool, Error> {
@@ -196,7 +196,7 @@ async fn run_all(args: &RunArgs) -> Result<bool, Error> {
         let r = runner::run(s, &opts).await.map_err(|e| e.running(&s.name))?;
         if !quiet_stdout {
             println!("{}", report::summary_line(&r));
-            if !r.passed || args.timeline {
+            if r.failed() || args.timeline {
                 print!("{}", report::verdict(&r));
             }
             if args.timeline && r.skipped.is_none() {
@@ -206,7 +206,7 @@ async fn run_all(args: &RunArgs) -> Result<bool, Error> {
         results.push(r);
     }
     let wall = started.elapsed();
-    let failed = results.iter().filter(|r| !r.passed).count();
+    let failed = results.iter().filter(|r| r.failed()).count();
     let ran = results.iter().filter(|r| r.skipped.is_none()).count();
     if !quiet_stdout {
         println!(
@@ -294,7 +294,7 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
         println!("\n{} scenarios × 3 backend pairs, {disagreements} disagreements, {:.2} s wall", all.len(), wall.as_secs_f64());
     }
     write_reports(a, &results, wall.as_secs_f64() * 1e3, "scenarios conformance")?;
-    Ok(disagreements == 0 && results.iter().all(|r| r.passed))
+    Ok(disagreements == 0 && !results.iter().any(RunResult::failed))
 }
 
 fn list() -> Result<bool, Error> {

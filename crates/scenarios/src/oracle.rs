@@ -23,12 +23,13 @@ use crate::scenario::{scale_path, Action, Scenario};
 use crate::setup::{dur, go_config, nginx_config};
 use go_model::serve::{serve, End, RequestSpec, Served, Transmit};
 use go_model::{rules, CloseKind, IdleRace, ServerConfig};
-use labkit::wire::{BodyDecoder, BodyFraming, ResponseHead, Step as Wire};
+use labkit::wire::{BodyDecoder, BodyFraming, Step as Wire};
 use nginx_model::attempt::{Attempts, Step};
 use nginx_model::balancer::{Peer, RoundRobin};
 use nginx_model::failure::{class_of_log_line, BodyFailure, Class, Failure};
 use nginx_model::http::{self, RequestVars};
-use nginx_model::keepalive::{response_keeps_connection, KeepaliveCache};
+use nginx_model::keepalive::KeepaliveCache;
+use nginx_model::response::{self, HeadParse, UpstreamHead};
 use nginx_model::logs::Level;
 use nginx_model::profile::sends_connection_close;
 use nginx_model::resolve::{resolve, ResolvedLocation, ResolvedUpstream};
@@ -109,7 +110,7 @@ struct Req<'a> {
 /// How the header read of one attempt ended, relative to the request's send.
 enum Header {
     Failed(Failure, Duration),
-    Read { head: ResponseHead, at: Duration, leftover: Vec<u8>, next: usize },
+    Read { head: UpstreamHead, at: Duration, leftover: Vec<u8>, next: usize },
 }
 
 struct Model {
@@ -280,7 +281,7 @@ impl Model {
                                     self.now = start + at;
                                     let step = a.header(&mut self.rr, head.status, self.now);
                                     if let Step::Pass { status } = step {
-                                        let framing = head.framing(req.method == "HEAD");
+                                        let framing = head.body(req.method == "HEAD").framing();
                                         let (bytes, result, end) = read_body(&served.wire, served.end, next, leftover.clone(), at, self.loc.read_timeout, framing);
                                         p.body.push(outcome(bytes, &result));
                                         if let Some(cut) = reset_race(&served, next, leftover.len(), framing, bytes) {
@@ -292,7 +293,7 @@ impl Model {
                                         let complete = result.is_ok();
                                         a.finished(&mut self.rr, status, result, self.now);
                                         p.status = status;
-                                        if let (true, End::KeepAlive { at: idle_from }) = (response_keeps_connection(&head, complete, framing.delimited()), served.end) {
+                                        if let (true, End::KeepAlive { at: idle_from }) = (head.keeps_connection(complete, framing.delimited()), served.end) {
                                             if self.cache.settings().admits(c.requests, self.now - c.created) {
                                                 c.go = GoSide::Idle { since: start + idle_from };
                                                 keep = Some((server, c));
@@ -378,11 +379,13 @@ fn read_header(s: &Served, read_timeout: Duration, buffer_size: usize) -> Header
         }
         buf.extend_from_slice(&t.bytes);
         let window = &buf[..buf.len().min(buffer_size)];
-        match ResponseHead::parse(window) {
-            Err(_) => return Header::Failed(Failure::InvalidHeader, t.at),
-            Ok(Some((head, n))) => return Header::Read { head, at: t.at, leftover: buf[n..].to_vec(), next: i + 1 },
-            Ok(None) if buf.len() >= buffer_size => return Header::Failed(Failure::TooBigHeader, t.at),
-            Ok(None) => {}
+        // nginx's own parser, as the proxy reads it.
+        match response::parse_head(window) {
+            HeadParse::Invalid(excerpt) => return Header::Failed(Failure::InvalidHeaderLine(excerpt), t.at),
+            HeadParse::Http09 => return Header::Read { head: UpstreamHead::http09(), at: t.at, leftover: buf.clone(), next: i + 1 },
+            HeadParse::Done(head, n) => return Header::Read { head, at: t.at, leftover: buf[n..].to_vec(), next: i + 1 },
+            HeadParse::Again if buf.len() >= buffer_size => return Header::Failed(Failure::TooBigHeader, t.at),
+            HeadParse::Again => {}
         }
     }
     match s.end {

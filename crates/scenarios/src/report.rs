@@ -116,9 +116,12 @@ pub fn summary_line(r: &RunResult) -> String {
 }
 
 pub fn json(results: &[RunResult], wall_ms: f64) -> serde_json::Result<String> {
-    let passed = results.iter().all(|r| r.passed);
+    // Skipped runs are counted apart: "passed" says no run failed.
+    let passed = !results.iter().any(RunResult::failed);
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
     serde_json::to_string_pretty(&serde_json::json!({
         "passed": passed,
+        "skipped": skipped,
         "wall_ms": wall_ms,
         "runs": results,
     }))
@@ -129,7 +132,7 @@ fn xml(s: &str) -> String {
 }
 
 pub fn junit(results: &[RunResult], suite: &str) -> String {
-    let failures = results.iter().filter(|r| !r.passed).count();
+    let failures = results.iter().filter(|r| r.failed()).count();
     let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
     let total: f64 = results.iter().map(|r| r.wall_ms).sum::<f64>() / 1e3;
     let mut s = format!(

@@ -52,6 +52,7 @@ pub struct RunResult {
     pub scale: f64,
     /// Set when the scenario cannot run on these backends (and why).
     pub skipped: Option<String>,
+    /// The run met its expectations; never true for a skipped run.
     pub passed: bool,
     pub verdicts: Vec<GroupVerdict>,
     pub observations: Vec<Observation>,
@@ -60,6 +61,12 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The run happened and missed an expectation (a skip is neither
+    /// passed nor failed).
+    pub fn failed(&self) -> bool {
+        !self.passed && self.skipped.is_none()
+    }
+
     fn skipped(s: &Scenario, opts: &RunOptions, why: &Unsupported) -> RunResult {
         RunResult {
             scenario: s.name.clone(),
@@ -68,7 +75,7 @@ impl RunResult {
             upstream: opts.upstream,
             scale: opts.scale,
             skipped: Some(why.to_string()),
-            passed: true,
+            passed: false,
             verdicts: vec![],
             observations: vec![],
             timeline: vec![],
@@ -446,6 +453,7 @@ mod tests {
         let run = |proxy, status| {
             let mut r = RunResult::skipped(&s, &RunOptions { proxy, ..RunOptions::default() }, &Unsupported { backend: "x", what: "y" });
             r.skipped = None;
+            r.passed = true;
             r.observations = vec![Observation {
                 group: 0,
                 method: "GET".into(),
