@@ -73,6 +73,11 @@ impl Shared {
         *runs.entry(key.to_string()).or_default() += 1;
     }
 
+    /// Every open connection is in `StateIdle` (none mid-request).
+    fn all_idle(&self) -> bool {
+        self.conns.lock().values().all(|t| t.state == ConnState::Idle)
+    }
+
     /// `closeIdleConns`: close idle connections, and new ones older than 5 s
     /// (golang/go#22682). Returns whether no connection is left.
     fn close_idle_conns(&self) -> bool {
@@ -201,6 +206,16 @@ impl UpstreamSim {
 
     pub fn handler_runs_for(&self, path: &str) -> u64 {
         self.handler_runs().get(path).copied().unwrap_or(0)
+    }
+
+    /// Waits (at most `limit`) until every open connection is idle: the
+    /// reply that ended a request reaches the client before Go marks the
+    /// connection `StateIdle` (`c.setState(c.rwc, StateIdle, ...)` in
+    /// `conn.serve`), so a client that saw the response cannot know it.
+    /// The state is set before the `IdleWait` event, which wakes this.
+    pub async fn wait_all_idle(&self, limit: Duration) -> bool {
+        let shared = self.shared.clone();
+        self.shared.events.wait_for(limit, move |_| shared.all_idle()).await.0
     }
 
     /// `SetKeepAlivesEnabled`: disabling also closes idle connections once.

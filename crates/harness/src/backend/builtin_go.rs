@@ -59,6 +59,11 @@ impl BuiltinGo {
 
     async fn shut_down_first(&self) {
         let first = &self.servers[0];
+        // The scenario's premise: nginx's cached connections are idle in Go
+        // when Shutdown starts. A connection still finishing the warm-up's
+        // request would be skipped by the sweep and closed later (with
+        // KeepAlivesDisabled, or with the request unread: a reset).
+        first.wait_all_idle(Duration::from_secs(2)).await;
         // Shutdown waits for the idle connections the race knob holds
         // open, so it runs in its own task (bounded by its grace).
         let control = first.control();
