@@ -269,9 +269,12 @@ fn cases() -> Vec<Case> {
             std::iter::once(send("GET /ok HTTP/1.1\r\n")).chain((0..8).flat_map(|i| [pause(250), send(format!("X-S{i}: v\r\n"))])).collect(),
         ),
         case("byte_by_byte_request", get("/ok").bytes().flat_map(|b| [send([b]), pause(1)]).collect()),
+        // Lines every 200 ms: the 500 ms deadline falls 100 ms from the
+        // lines on either side of it (a line at the deadline itself would
+        // race the close: unread bytes turn its FIN into a RST).
         case_rht(
             "slowloris_with_read_header_timeout",
-            std::iter::once(send("GET /ok HTTP/1.1\r\n")).chain((0..6).flat_map(|i| [pause(250), send(format!("X-S{i}: v\r\n"))])).collect(),
+            std::iter::once(send("GET /ok HTTP/1.1\r\n")).chain((0..6).flat_map(|i| [pause(200), send(format!("X-S{i}: v\r\n"))])).collect(),
         ),
         case_rht("idle_with_read_header_timeout", vec![]),
         case_rht("partial_request_line_then_stall_with_read_header_timeout", vec![send("GET /ok HT")]),

@@ -38,6 +38,9 @@ enum End {
     HoldThenFin(u64),
     /// Keep it open this long, then RST: nginx has read what came before.
     HoldThenRst(u64),
+    /// Read nothing more until nginx has stopped writing (the request
+    /// waits in the socket buffers), then RST.
+    RstWhenBlocked,
 }
 
 /// The client ends its side on an event, never after a guessed time.
@@ -84,6 +87,9 @@ struct Case {
     reply_delay_ms: u64,
     /// Extra directives in the location.
     location: String,
+    /// The reset comes while nginx may be writing or waiting to write: nginx
+    /// itself logs either line, so both count as one.
+    reset_while_writing: bool,
 }
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
@@ -98,6 +104,7 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         client_close: None,
         reply_delay_ms: 0,
         location: String::new(),
+        reset_while_writing: false,
     }
 }
 
@@ -231,11 +238,20 @@ fn cases() -> Vec<Case> {
     unlimited.when = Reply::AfterBody(2 * 1024 * 1024);
     unlimited.location = "client_max_body_size 0;".into();
     v.push(unlimited);
+    // A reset as soon as the head is read: nginx is usually still in its
+    // write loop (writev() fails), but on a loaded machine it may already
+    // wait for the socket, and then its read handler runs first (recv()).
     let mut reset_while_sending = case("reset_while_sending_request", b"", Rst);
-    // Large enough that nginx is still writing when the RST comes.
     reset_while_sending.request = post(8 * 1024 * 1024);
     reset_while_sending.location = "client_max_body_size 10m;".into();
+    reset_while_sending.reset_while_writing = true;
     v.push(reset_while_sending);
+    // A reset once nginx has filled the socket buffers and waits to write:
+    // always the read handler's recv().
+    let mut reset_while_blocked = case("reset_while_waiting_to_send_request", b"", RstWhenBlocked);
+    reset_while_blocked.request = post(8 * 1024 * 1024);
+    reset_while_blocked.location = "client_max_body_size 10m;".into();
+    v.push(reset_while_blocked);
     v
 }
 
@@ -276,12 +292,24 @@ fn run(c: &Case) -> Result<Completion, Failed> {
         if std::env::var_os("HOSTILE_SHOW").is_some() {
             eprintln!("real nginx:\n{}", show(&real));
         }
+        let (real, emulated) = if c.reset_while_writing { (one_reset_line(real), one_reset_line(emulated)) } else { (real, emulated) };
         if real == emulated {
             Ok(Completion::Completed)
         } else {
             Err(format!("real nginx:\n{}\nemulated proxy:\n{}", show(&real), show(&emulated)).into())
         }
     })
+}
+
+/// nginx's two lines for a reset while the request is being sent: its next
+/// `writev()` fails, or (waiting for the socket) its read handler's `recv()`.
+fn one_reset_line(mut s: Seen) -> Seen {
+    const WRITING: &str = "writev() failed (104: Connection reset by peer) while sending request to upstream";
+    const WAITING: &str = "recv() failed (104: Connection reset by peer) while reading response header from upstream";
+    for line in &mut s.error_log {
+        *line = line.replace(WAITING, WRITING);
+    }
+    s
 }
 
 fn show(s: &Seen) -> String {
@@ -336,6 +364,10 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                         let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                     }
                     End::HoldThenFin(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                    End::RstWhenBlocked => {
+                        wait_until_sender_blocked(&s).await;
+                        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                    }
                     End::HoldThenRst(ms) => {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                         let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
@@ -346,6 +378,30 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
         }
     });
     Ok(addr)
+}
+
+/// Waits (at most 5 s) until the bytes waiting in the receive queue have
+/// not grown for 100 ms: the sender has filled the buffers and sleeps in
+/// its event loop (a runnable sender on a busy machine gets the CPU well
+/// within that).
+async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer.
+        unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+        n
+    };
+    let (mut last, mut still) = (queued(), 0);
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = queued();
+        still = if now == last && now > 0 { still + 1 } else { 0 };
+        last = now;
+        if still >= 10 {
+            return;
+        }
+    }
 }
 
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {

@@ -12,7 +12,7 @@ use nginx_model::response::{self, HeadParse, UpstreamBody, UpstreamHead};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -34,22 +34,16 @@ pub async fn connect(peer: SocketAddr, limit: Duration) -> Result<TcpStream, Fai
 /// the temp file), each write under `proxy_send_timeout`. A reset in the
 /// middle is a `writev()` failure while sending, as nginx logs it.
 pub async fn send(stream: &mut TcpStream, head: &[u8], body: &mut RequestBody, limit: Duration, piece: usize) -> Result<usize, Failure> {
-    async fn write(stream: &mut TcpStream, buf: &[u8], limit: Duration) -> Result<(), Failure> {
-        match timeout(limit, stream.write_all(buf)).await {
-            Err(_) => Err(Failure::SendTimeout),
-            Ok(Err(e)) => Err(Failure::SendFailed(errno_of(&e))),
-            Ok(Ok(())) => Ok(()),
-        }
-    }
     let piece = piece.max(1);
+    let mut early = false;
     let mut out = head.to_vec();
     match body {
         RequestBody::Memory(b) => {
             let n = b.len().min(piece);
             out.extend_from_slice(&b[..n]);
-            write(stream, &out, limit).await?;
+            write_piece(stream, &out, limit, &mut early).await?;
             for chunk in b[n..].chunks(piece) {
-                write(stream, chunk, limit).await?;
+                write_piece(stream, chunk, limit, &mut early).await?;
             }
         }
         RequestBody::File { file, len, .. } => {
@@ -63,15 +57,62 @@ pub async fn send(stream: &mut TcpStream, head: &[u8], body: &mut RequestBody, l
                 file.read_exact(&mut buf[..want]).await.map_err(io_fail)?;
                 left -= want as u64;
                 out.extend_from_slice(&buf[..want]);
-                write(stream, &out, limit).await?;
+                write_piece(stream, &out, limit, &mut early).await?;
                 out.clear();
             }
             if !out.is_empty() {
-                write(stream, &out, limit).await?;
+                write_piece(stream, &out, limit, &mut early).await?;
             }
         }
     }
     Ok(head.len() + body.len() as usize)
+}
+
+/// Writes one piece as `ngx_output_chain` does: `writev()` until it would
+/// block, then wait for the socket under `proxy_send_timeout`. While
+/// waiting, nginx's read handler runs before its write handler
+/// (`ngx_epoll_process_events` calls `rev->handler` first, and an error or
+/// hang-up sets both EPOLLIN and EPOLLOUT): a reset that comes while nginx
+/// waits is found by `recv()` in `ngx_http_upstream_process_header`, "while
+/// reading response header"; one that comes while it is writing fails the
+/// next `writev()`. Bytes the upstream sends early are left for the head
+/// reader (`early` remembers them, so they do not wake this wait again).
+async fn write_piece(stream: &TcpStream, mut buf: &[u8], limit: Duration, early: &mut bool) -> Result<(), Failure> {
+    while !buf.is_empty() {
+        match stream.try_write(buf) {
+            Ok(n) => {
+                buf = &buf[n..];
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Failure::SendFailed(errno_of(&e))),
+        }
+        let waited = timeout(limit, async {
+            loop {
+                tokio::select! {
+                    biased;
+                    r = stream.readable(), if !*early => {
+                        r.map_err(|e| Failure::RecvFailed(errno_of(&e)))?;
+                        let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+                        let peeked = stream.try_io(tokio::io::Interest::READABLE, || socket2::SockRef::from(stream).peek(&mut one));
+                        match peeked {
+                            Ok(0) => return Err(Failure::PrematureClose),
+                            Ok(_) => *early = true,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(Failure::RecvFailed(errno_of(&e))),
+                        }
+                    }
+                    r = stream.writable() => return r.map_err(|e| Failure::SendFailed(errno_of(&e))),
+                }
+            }
+        })
+        .await;
+        match waited {
+            Err(_) => return Err(Failure::SendTimeout),
+            Ok(r) => r?,
+        }
+    }
+    Ok(())
 }
 
 /// The upstream's head, or HTTP/0.9 (no valid status line).
