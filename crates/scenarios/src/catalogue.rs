@@ -1,7 +1,10 @@
-//! The scenario catalogue: the TOML files in `catalogue/`, compiled in.
+//! The scenario catalogue: the TOML files in `catalogue/`, compiled in, or
+//! a user's own files read at run time (`scenarios run FILE.toml`,
+//! `scenarios all --catalogue DIR`).
 
 use crate::scenario::Scenario;
 use crate::Error;
+use std::path::Path;
 
 macro_rules! files {
     ($($name:literal),* $(,)?) => {
@@ -47,6 +50,61 @@ pub const FILES: &[(&str, &str)] = files![
 /// Every scenario, in [`FILES`] order.
 pub fn all() -> Result<Vec<Scenario>, Error> {
     Ok(FILES.iter().map(|(name, src)| Scenario::from_toml(src, &format!("catalogue/{name}.toml"))).collect::<Result<_, _>>()?)
+}
+
+/// One scenario file.
+pub fn load_file(path: &Path) -> Result<Scenario, Error> {
+    let src = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    Ok(Scenario::from_toml(&src, &path.display().to_string())?)
+}
+
+/// Every `*.toml` file in `dir`, each problem followed by its remedies.
+/// Names must be unique and every `remedy_of` must name a scenario there.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Read { path: dir.to_path_buf(), source })?;
+    let mut files = Vec::new();
+    for e in entries {
+        let p = e.map_err(|source| Error::Read { path: dir.to_path_buf(), source })?.path();
+        if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Catalogue(format!("{}: no *.toml scenario files", dir.display())));
+    }
+    let mut all: Vec<(Scenario, String)> = Vec::new();
+    for f in &files {
+        let s = load_file(f)?;
+        if let Some((_, other)) = all.iter().find(|(o, _)| o.name == s.name) {
+            return Err(Error::Catalogue(format!("{}: scenario name {:?} is already used by {other}", f.display(), s.name)));
+        }
+        all.push((s, f.display().to_string()));
+    }
+    for (s, f) in &all {
+        if let Some(of) = &s.remedy_of {
+            if !all.iter().any(|(o, _)| &o.name == of) {
+                return Err(Error::Catalogue(format!("{f}: remedy_of {of:?}: no scenario of that name in {}", dir.display())));
+            }
+        }
+    }
+    // Problem, then its remedies; otherwise by name.
+    all.sort_by(|(a, _), (b, _)| {
+        let key = |s: &Scenario| (s.remedy_of.clone().unwrap_or_else(|| s.name.clone()), s.is_remedy(), s.name.clone());
+        key(a).cmp(&key(b))
+    });
+    Ok(all.into_iter().map(|(s, _)| s).collect())
+}
+
+/// A scenario by name from the built-in catalogue, or from a file when
+/// `name` is a path (ends in `.toml` or names an existing file).
+pub fn resolve(name: &str) -> Result<Scenario, Error> {
+    let p = Path::new(name);
+    if name.ends_with(".toml") || p.is_file() {
+        load_file(p)
+    } else {
+        find(name)
+    }
 }
 
 /// The scenario named `name`; if there is none, the names that contain it

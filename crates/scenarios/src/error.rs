@@ -27,6 +27,11 @@ pub enum Error {
     /// The client could not reach the proxy.
     #[error("{what} proxy {addr}: {source}")]
     Client { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Two scenario files with one name, or a remedy of nothing.
+    #[error("{0}")]
+    Catalogue(String),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot render JSON: {0}")]

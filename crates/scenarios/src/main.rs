@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 const EXAMPLES: &str = "\
 EXAMPLES:
   scenarios idle-race                      the main job: the idle race, its verdicts and timeline
+  scenarios run my-case.toml               a scenario file of your own (scenarios schema)
   scenarios list                           every scenario, problem and remedy
   scenarios explain write-timeout          mechanism and fix in prose
   scenarios all --junit report.xml         the whole catalogue, JUnit for CI
@@ -37,15 +38,28 @@ enum Cmd {
     /// List the scenarios.
     List,
     /// Print a scenario's mechanism and fix.
-    Explain { name: String },
+    Explain {
+        /// A catalogue name or a scenario file (FILE.toml).
+        name: String,
+    },
     /// Run one scenario (also: `scenarios NAME`).
     Run {
+        /// A catalogue name (`scenarios list`) or a scenario file (FILE.toml,
+        /// format: docs/SCENARIO-FORMAT.md, `scenarios schema`).
         name: String,
         #[command(flatten)]
         args: RunArgs,
     },
     /// Run the whole catalogue and print the wall time.
-    All(RunArgs),
+    All {
+        /// Run the *.toml scenario files in DIR instead of the built-in catalogue.
+        #[arg(long, value_name = "DIR")]
+        catalogue: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Print the JSON Schema of scenario files.
+    Schema,
     /// 502 rates over Go IdleTimeout × nginx keepalive_timeout × method.
     Matrix(MatrixArgs),
     /// Every scenario on the built-in emulators and on real nginx (and real
@@ -170,7 +184,8 @@ fn write_reports(r: &ReportArgs, results: &[RunResult], wall_ms: f64, suite: &st
 }
 
 async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
-    let s = catalogue::find(name)?;
+    let s = catalogue::resolve(name)?;
+    let name = s.name.as_str();
     let opts = args.options()?;
     let started = Instant::now();
     let r = runner::run(&s, &opts).await.map_err(|e| e.running(name))?;
@@ -185,9 +200,12 @@ async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
     Ok(!r.failed())
 }
 
-async fn run_all(args: &RunArgs) -> Result<bool, Error> {
+async fn run_all(args: &RunArgs, dir: Option<&Path>) -> Result<bool, Error> {
     let opts = args.options()?;
-    let all = catalogue::all()?;
+    let all = match dir {
+        Some(d) => catalogue::load_dir(d)?,
+        None => catalogue::all()?,
+    };
     let started = Instant::now();
     let mut results = Vec::new();
     let quiet_stdout = args.report.json_to_stdout();
@@ -309,7 +327,7 @@ fn list() -> Result<bool, Error> {
 }
 
 fn explain(name: &str) -> Result<bool, Error> {
-    let s = catalogue::find(name)?;
+    let s = catalogue::resolve(name)?;
     println!("{} — {}\n\nMechanism:\n{}\n\nFix:\n{}", s.name, s.title, s.mechanism.trim(), s.fix.trim());
     if let Some(of) = &s.remedy_of {
         println!("\nRemedy of: {of}");
@@ -322,7 +340,11 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::List => list(),
         Cmd::Explain { name } => explain(&name),
         Cmd::Run { name, args } => run_one(&name, &args).await,
-        Cmd::All(args) => run_all(&args).await,
+        Cmd::All { catalogue, args } => run_all(&args, catalogue.as_deref()).await,
+        Cmd::Schema => {
+            println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(scenarios::scenario::Scenario))?);
+            Ok(true)
+        }
         Cmd::Matrix(a) => run_matrix(&a).await,
         Cmd::Conformance(a) => run_conformance(&a).await,
         Cmd::Scenario(argv) => {

@@ -4,18 +4,24 @@
 //! articles' scale ("WriteTimeout 3s, handler 5s"); the runner multiplies
 //! them by `--scale` (default 0.02: 3s runs as 60ms).
 
-use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::time::Duration;
+use toml::Spanned;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The scenario's name: what `scenarios run NAME` takes.
     pub name: String,
+    /// One line: what goes wrong.
     pub title: String,
     /// The scenario whose 502s this one removes (remedy twins), if any.
     #[serde(default)]
     pub remedy_of: Option<String>,
+    /// A paragraph on the mechanism: what each program does, in order.
     pub mechanism: String,
+    /// A paragraph on the fix, with the settings to change.
     pub fix: String,
     #[serde(default)]
     pub go: GoSettings,
@@ -23,29 +29,42 @@ pub struct Scenario {
     pub nginx: NginxSettings,
     #[serde(default)]
     pub workload: Workload,
+    /// The requests, in order, each group with its expectation.
     #[serde(rename = "request")]
     pub requests: Vec<RequestGroup>,
 }
 
 /// The Go server (`http.Server` fields and handler-independent lab knobs).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GoSettings {
-    #[serde(default)]
+    /// `http.Server.ReadTimeout`, in Go's syntax ("10s", "1m30s"); unset = 0.
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub read_timeout: Option<String>,
-    #[serde(default)]
+    /// `http.Server.ReadHeaderTimeout`.
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub read_header_timeout: Option<String>,
-    #[serde(default)]
+    /// `http.Server.WriteTimeout`.
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub write_timeout: Option<String>,
-    #[serde(default)]
+    /// `http.Server.IdleTimeout` (0: ReadTimeout, then Go 1.19's
+    /// ReadHeaderTimeout, stand in).
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub idle_timeout: Option<String>,
+    /// `SetKeepAlivesEnabled` (Go's default: true).
     #[serde(default = "yes")]
     pub keepalives: bool,
     /// "fin" or "rst": the deterministic idle race (emulator only).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "race")]
+    #[schemars(regex(pattern = "^(fin|rst)$"))]
     pub idle_race: Option<String>,
     /// "fin" or "rst": Shutdown closes idle conns as requests arrive (emulator only).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "race")]
+    #[schemars(regex(pattern = "^(fin|rst)$"))]
     pub shutdown_race: Option<String>,
     /// listen(2) backlog.
     #[serde(default)]
@@ -80,43 +99,81 @@ fn one() -> usize {
     1
 }
 
-/// nginx settings, rendered into nginx.conf for both proxies.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// nginx settings, rendered into nginx.conf for both proxies: the short
+/// keys, or real nginx.conf text (`upstream_conf`, `location_conf`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NginxSettings {
     /// `keepalive N` in the upstream block.
     #[serde(default)]
     pub keepalive: Option<u32>,
-    #[serde(default)]
+    /// `keepalive_timeout` in the upstream block, in nginx's syntax ("60s", "1m 30s").
+    #[serde(default, deserialize_with = "nginx_time")]
     pub keepalive_timeout: Option<String>,
-    /// `proxy_http_version` (nginx 1.22 default: 1.0).
-    #[serde(default)]
+    /// `proxy_http_version`: "1.0" (nginx 1.22's default) or "1.1".
+    #[serde(default, deserialize_with = "http_version")]
+    #[schemars(regex(pattern = "^1\\.[01]$"))]
     pub http_version: Option<String>,
     /// `proxy_set_header Connection ""` (needed for upstream keepalive).
     #[serde(default)]
     pub clear_connection: bool,
-    #[serde(default)]
+    /// `proxy_next_upstream`'s words ("error timeout http_502").
+    #[serde(default, deserialize_with = "next_upstream")]
     pub next_upstream: Option<String>,
+    /// `proxy_next_upstream_tries`.
     #[serde(default)]
     pub next_upstream_tries: Option<u32>,
-    #[serde(default)]
+    /// `proxy_next_upstream_timeout`.
+    #[serde(default, deserialize_with = "nginx_time")]
     pub next_upstream_timeout: Option<String>,
-    #[serde(default)]
+    /// `proxy_connect_timeout`.
+    #[serde(default, deserialize_with = "nginx_time")]
     pub connect_timeout: Option<String>,
-    #[serde(default)]
+    /// `proxy_read_timeout`.
+    #[serde(default, deserialize_with = "nginx_time")]
     pub read_timeout: Option<String>,
     /// Parameters of each upstream `server` line, in nginx syntax, by
     /// position (`["max_fails=2 fail_timeout=5s", "backup"]`); durations are
     /// at article scale.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "server_params")]
     pub server_params: Vec<String>,
+    /// nginx.conf text for the inside of the `upstream` block, after the
+    /// lab's `server` lines (`keepalive 16; keepalive_timeout 60s;`).
+    /// Instead of the short upstream keys.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub upstream_conf: Option<Spanned<String>>,
+    /// nginx.conf text for the inside of `location /`, after the lab's
+    /// `proxy_pass` (`proxy_http_version 1.1; proxy_set_header Connection "";`).
+    /// Instead of the short location keys.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub location_conf: Option<Spanned<String>>,
 }
 
 /// What the workload does to the upstream after the warm-up (TOML:
 /// `action = "crash"`); the upstream backends perform it.
 pub use labkit::action::Action;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// [`Action`]'s TOML names, for the JSON Schema (labkit has no schema).
+#[derive(JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+enum ActionName {
+    None,
+    /// Kill the first upstream server after the warm-up.
+    Crash,
+    /// A new server takes the port (SO_REUSEPORT), the old one shuts down.
+    RestartHandoff,
+    /// Graceful Shutdown of the first server.
+    Shutdown,
+    /// SetKeepAlivesEnabled(false), then Shutdown, of the first server.
+    KeepalivesOffThenShutdown,
+    /// Stop accepting on every upstream and fill its accept queue.
+    FillBacklog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// GET /ok requests sent first, one per upstream server, to fill
@@ -126,15 +183,22 @@ pub struct Workload {
     pub warmup: u32,
     #[serde(default)]
     pub warmup_concurrent: bool,
-    /// Pause before each request (article scale).
-    #[serde(default)]
+    /// Pause before each request (article scale, Go's syntax).
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub gap: Option<String>,
     /// Natural race mode: sweep the gap linearly from `sweep_from` to `sweep_to`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub sweep_from: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub sweep_to: Option<String>,
+    /// What happens to the upstream after the warm-up: "none", "crash",
+    /// "shutdown", "keepalives-off-then-shutdown", "restart-handoff",
+    /// "fill-backlog".
     #[serde(default)]
+    #[schemars(with = "ActionName")]
     pub action: Action,
 }
 
@@ -144,9 +208,10 @@ impl Default for Workload {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestGroup {
+    /// The request method (default GET).
     #[serde(default = "get")]
     pub method: String,
     /// Handler path; `ms=` query values are at article scale and get scaled.
@@ -154,6 +219,7 @@ pub struct RequestGroup {
     /// Request body bytes.
     #[serde(default)]
     pub body: usize,
+    /// How many such requests, one after the other.
     #[serde(default = "one_u32")]
     pub count: u32,
     pub expect: Expect,
@@ -167,9 +233,10 @@ fn one_u32() -> u32 {
 }
 
 /// What every request of a group must show. Unset fields are not checked.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The status the client gets.
     #[serde(default)]
     pub status: Option<u16>,
     /// Any of these statuses (natural races).
@@ -178,11 +245,12 @@ pub struct Expect {
     /// `$upstream_status` as a list, e.g. [502, 200].
     #[serde(default)]
     pub upstream_status: Option<Vec<u16>>,
-    /// Error-log classes of this request's lines, in order.
-    #[serde(default)]
+    /// Error-log classes of this request's lines, in order
+    /// ("premature-close", "reset", "connect-refused", ...).
+    #[serde(default, deserialize_with = "classes")]
     pub errors: Option<Vec<String>>,
     /// Each error line's class must be one of these (RST vs FIN races).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "classes")]
     pub errors_in: Option<Vec<String>>,
     /// How many times the upstream handler ran for this request.
     #[serde(default)]
@@ -193,8 +261,9 @@ pub struct Expect {
     /// The response was cut off (framing incomplete).
     #[serde(default)]
     pub truncated: Option<bool>,
-    /// Client latency at least this many handler-times (article scale).
-    #[serde(default)]
+    /// Client latency at least this (article scale, Go's syntax).
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
     pub min_latency: Option<String>,
 }
 
@@ -228,55 +297,233 @@ pub fn scale_path(path: &str, factor: f64) -> String {
     format!("{p}?{}", q.join("&"))
 }
 
-/// A scenario file that does not parse or validate: the file and what is wrong.
+// ---- typed values: checked while the file is read, so an error points at the value
+
+/// Go's `time.ParseDuration` syntax, for the schema.
+const GO_DURATION: &str = "^[0-9.]+(ns|us|µs|ms|s|m|h)([0-9.]+(ns|us|µs|ms|s|m|h))*$";
+
+fn checked<'de, D, T>(d: D, check: impl Fn(&T) -> Result<(), String>) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let v = T::deserialize(d)?;
+    check(&v).map_err(serde::de::Error::custom)?;
+    Ok(Some(v))
+}
+
+fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| parse_duration(v).map(drop).map_err(|e| format!("not a Go duration: {e}")))
+}
+
+fn nginx_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| nginx_model::time::parse(v).map(drop).ok_or_else(|| format!("{v:?} is not an nginx time (ngx_parse_time: \"60s\", \"1m 30s\", \"500ms\")")))
+}
+
+fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| if v == "1.0" || v == "1.1" { Ok(()) } else { Err(format!("must be \"1.0\" or \"1.1\", not {v:?}")) })
+}
+
+fn race<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| if v == "fin" || v == "rst" { Ok(()) } else { Err(format!("race must be \"fin\" or \"rst\", not {v:?}")) })
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn next_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| nginx_model::retry::Ft::parse_mask(&words(v)).map(drop).map_err(|bad| format!("invalid value {:?}", bad.0)))
+}
+
+fn server_params<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = checked(d, |v: &Vec<String>| {
+        v.iter().try_for_each(|p| nginx_model::conf::UpstreamServer::with_params("x", &words(p)).map(drop).map_err(|e| e.to_string()))
+    })?;
+    Ok(v.unwrap_or_default())
+}
+
+fn classes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    use nginx_model::failure::Class;
+    checked(d, |v: &Vec<String>| {
+        v.iter().try_for_each(|c| {
+            c.parse::<Class>().map(drop).map_err(|_| {
+                let known: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
+                format!("unknown error class {c:?}; one of {}", known.join(", "))
+            })
+        })
+    })
+}
+
+/// A scenario file that does not parse or validate: where, which field, what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {msg}")]
+#[error("{file}:{line}:{column}: {}{msg}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
 pub struct Invalid {
     pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The field, as a dotted path (`go.write_timeout`, `request[2].expect.status`).
+    pub field: Option<String>,
     pub msg: String,
+}
+
+/// Line and column (1-based, in characters) of a byte offset.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let mut end = offset;
+    while !src.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &src[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// The dotted field path of the key on `line` (1-based): the nearest table
+/// header above it (`[[request]]` headers counted, so groups have an index)
+/// and the key before `=`.
+fn field_at(src: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let header = |l: &str| -> Option<(String, bool)> {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            return Some((name.trim().to_string(), true));
+        }
+        l.strip_prefix('[').and_then(|r| r.split(']').next()).map(|n| (n.trim().to_string(), false))
+    };
+    let indexed = |upto: usize, name: &str| {
+        // `request.expect` belongs to the latest `[[request]]`.
+        let root = name.split('.').next().unwrap_or(name);
+        let n = lines[..upto].iter().filter(|l| header(l).is_some_and(|(h, arr)| arr && h == root)).count();
+        if n == 0 {
+            name.to_string()
+        } else {
+            format!("{root}[{n}]{}", &name[root.len()..])
+        }
+    };
+    if let Some((name, _)) = header(here) {
+        return Some(indexed(line, &name));
+    }
+    let key = here.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let table = (0..line - 1).rev().find_map(|i| header(lines[i]).map(|(h, _)| (i, h)));
+    Some(match table {
+        Some((i, h)) => format!("{}.{key}", indexed(i + 1, &h)),
+        None => key.to_string(),
+    })
+}
+
+/// The first line that sets `key` (in `[table]` if given), for errors about
+/// a value that is valid alone but not with the others.
+fn key_offset(src: &str, table: Option<&str>, key: &str) -> Option<usize> {
+    let mut in_table = table.is_none();
+    let mut offset = 0;
+    for l in src.split_inclusive('\n') {
+        let t = l.trim();
+        if t.starts_with('[') {
+            in_table = table.is_some_and(|want| t.trim_matches(|c| c == '[' || c == ']').trim() == want);
+        } else if in_table && t.split('=').next().is_some_and(|k| k.trim() == key) && t.contains('=') {
+            return Some(offset + (l.len() - l.trim_start().len()));
+        }
+        offset += l.len();
+    }
+    None
+}
+
+/// The byte offset in `src` of line `line` (1-based) of the string value
+/// that starts at `value_start` (its opening quote). A multi-line string
+/// starts on the next line (TOML drops the newline after `"""`).
+fn snippet_line_offset(src: &str, value_start: usize, line: usize) -> usize {
+    let rest = &src[value_start.min(src.len())..];
+    let mut at = value_start;
+    let triple = rest.starts_with("\"\"\"") || rest.starts_with("'''");
+    if triple {
+        at += 3;
+        if src[at..].starts_with('\n') {
+            at += 1;
+        } else if src[at..].starts_with("\r\n") {
+            at += 2;
+        }
+    } else {
+        at += 1;
+    }
+    for _ in 1..line {
+        match src[at..].find('\n') {
+            Some(i) => at += i + 1,
+            None => break,
+        }
+    }
+    at
+}
+
+/// Cross-field errors, located at the key they are about.
+struct Problem {
+    table: Option<&'static str>,
+    key: &'static str,
+    /// Byte offset in the file, when known more precisely than the key.
+    at: Option<usize>,
+    msg: String,
+}
+
+impl Problem {
+    fn at_key(table: &'static str, key: &'static str, msg: String) -> Problem {
+        Problem { table: Some(table), key, at: None, msg }
+    }
 }
 
 impl Scenario {
     pub fn from_toml(src: &str, file: &str) -> Result<Scenario, Invalid> {
-        let invalid = |msg: String| Invalid { file: file.to_string(), msg };
-        let s: Scenario = toml::from_str(src).map_err(|e| invalid(e.to_string()))?;
-        s.validate().map_err(invalid)?;
+        let s: Scenario = toml::from_str(src).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |r| line_col(src, r.start));
+            Invalid { file: file.to_string(), line, column, field: field_at(src, line), msg: e.message().trim().to_string() }
+        })?;
+        s.validate(src).map_err(|p| {
+            let at = p.at.or_else(|| key_offset(src, p.table, p.key)).unwrap_or(0);
+            let (line, column) = line_col(src, at);
+            let field = Some(match p.table {
+                Some(t) => format!("{t}.{}", p.key),
+                None => p.key.to_string(),
+            });
+            Invalid { file: file.to_string(), line, column, field, msg: p.msg }
+        })?;
         Ok(s)
     }
 
-    /// What is wrong with the values serde accepted, as a message.
-    fn validate(&self) -> Result<(), String> {
-        let g = &self.go;
-        for d in [&g.read_timeout, &g.read_header_timeout, &g.write_timeout, &g.idle_timeout].into_iter().flatten() {
-            parse_duration(d).map_err(|e| e.to_string())?;
-        }
-        let n = &self.nginx;
-        for d in [&n.keepalive_timeout, &n.next_upstream_timeout, &n.connect_timeout, &n.read_timeout].into_iter().flatten() {
-            nginx_model::time::parse(d).ok_or_else(|| format!("bad nginx time {d:?}"))?;
-        }
-        if let Some(m) = &n.next_upstream {
-            let words: Vec<String> = m.split_whitespace().map(String::from).collect();
-            nginx_model::retry::Ft::parse_mask(&words).map_err(|bad| format!("next_upstream: invalid value {:?}", bad.0))?;
-        }
-        for params in &n.server_params {
-            let words: Vec<String> = params.split_whitespace().map(String::from).collect();
-            nginx_model::conf::UpstreamServer::with_params("x", &words).map_err(|e| format!("server_params: {e}"))?;
-        }
+    /// What is wrong with values that are valid one by one.
+    fn validate(&self, src: &str) -> Result<(), Problem> {
+        let (g, n) = (&self.go, &self.nginx);
         if n.server_params.len() > g.servers.max(1) {
-            return Err(format!("server_params has {} entries for {} servers", n.server_params.len(), g.servers.max(1)));
-        }
-        if let Some(v) = &n.http_version {
-            if v != "1.0" && v != "1.1" {
-                return Err(format!("http_version must be \"1.0\" or \"1.1\", not {v:?}"));
-            }
-        }
-        for race in [&g.idle_race, &g.shutdown_race].into_iter().flatten() {
-            if race != "fin" && race != "rst" {
-                return Err(format!("race must be \"fin\" or \"rst\", not {race:?}"));
-            }
+            return Err(Problem::at_key("nginx", "server_params", format!("{} entries for {} servers ([go] servers)", n.server_params.len(), g.servers.max(1))));
         }
         if self.requests.is_empty() {
-            return Err("no [[request]]".into());
+            return Err(Problem { table: None, key: "request", at: Some(0), msg: "no [[request]]: a scenario sends at least one request".into() });
+        }
+        let sugar_upstream = [("keepalive", n.keepalive.is_some()), ("keepalive_timeout", n.keepalive_timeout.is_some())];
+        let sugar_location = [
+            ("http_version", n.http_version.is_some()),
+            ("clear_connection", n.clear_connection),
+            ("next_upstream", n.next_upstream.is_some()),
+            ("next_upstream_tries", n.next_upstream_tries.is_some()),
+            ("next_upstream_timeout", n.next_upstream_timeout.is_some()),
+            ("connect_timeout", n.connect_timeout.is_some()),
+            ("read_timeout", n.read_timeout.is_some()),
+        ];
+        for (text, sugar, name) in [(&n.upstream_conf, &sugar_upstream[..], "upstream_conf"), (&n.location_conf, &sugar_location[..], "location_conf")] {
+            if text.is_some() {
+                if let Some((key, _)) = sugar.iter().find(|(_, set)| *set) {
+                    return Err(Problem::at_key("nginx", key, format!("set in {name} or here, not both")));
+                }
+            }
+        }
+        if let Err(e) = crate::setup::nginx_snippets(n) {
+            let (which, line) = e.place;
+            let text = if which == "upstream_conf" { &n.upstream_conf } else { &n.location_conf };
+            let at = text.as_ref().map(|t| snippet_line_offset(src, t.span().start, line));
+            return Err(Problem { table: Some("nginx"), key: which, at, msg: e.msg });
         }
         Ok(())
     }
@@ -296,18 +543,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_values_are_errors_with_the_file_name() {
+    fn bad_values_are_errors_at_their_line_column_and_field() {
         let base = "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n";
         let req = "[[request]]\npath='/ok'\n[request.expect]\n";
         for (extra, want) in [
-            ("[nginx]\nnext_upstream='error sometimes'\n", "next_upstream: invalid value \"sometimes\""),
-            ("[nginx]\nhttp_version='2'\n", "http_version"),
-            ("[go]\nwrite_timeout='3x'\n", "invalid duration"),
-            ("[go]\nidle_race='maybe'\n", "race must be"),
-            ("[go]\nbogus=1\n", "unknown field"),
+            ("[nginx]\nnext_upstream='error sometimes'\n", "f.toml:6:15: nginx.next_upstream: invalid value \"sometimes\""),
+            ("[nginx]\nhttp_version='2'\n", "f.toml:6:14: nginx.http_version: must be \"1.0\" or \"1.1\""),
+            ("[go]\nwrite_timeout='3x'\n", "f.toml:6:15: go.write_timeout: not a Go duration"),
+            ("[go]\nidle_race='maybe'\n", "f.toml:6:11: go.idle_race: race must be"),
+            ("[go]\nbogus=1\n", "f.toml:6:1: go.bogus: unknown field `bogus`"),
+            ("[nginx]\nkeepalive_timeout='5x'\n", "f.toml:6:19: nginx.keepalive_timeout: \"5x\" is not an nginx time"),
+            ("[nginx]\nserver_params=['wieght=2']\n", "f.toml:6:15: nginx.server_params: invalid parameter \"wieght=2\""),
+            ("[nginx]\nserver_params=['', '']\n", "f.toml:6:1: nginx.server_params: 2 entries for 1 servers"),
+            ("[nginx]\nkeepalive=2\nupstream_conf='keepalive 4;'\n", "f.toml:6:1: nginx.keepalive: set in upstream_conf or here, not both"),
+            ("[nginx]\nlocation_conf=\"\"\"\nproxy_http_version 1.1;\nproxy_read_timeout 5x;\n\"\"\"\n", "f.toml:8:1: nginx.location_conf: \"proxy_read_timeout\" directive invalid value"),
+            ("[nginx]\nupstream_conf='keepalive;'\n", "f.toml:6:16: nginx.upstream_conf: invalid number of arguments in \"keepalive\" directive"),
+            ("[nginx]\nupstream_conf='server 127.0.0.1:2;'\n", "nginx.upstream_conf: the servers are the lab's"),
         ] {
             let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err().to_string();
-            assert!(err.starts_with("f.toml: ") && err.contains(want), "{err}");
+            assert!(err.contains(want), "{extra:?}:\n got  {err}\n want {want}");
+        }
+        let no_requests = Scenario::from_toml(base, "f.toml").unwrap_err().to_string();
+        assert!(no_requests.starts_with("f.toml:1:1: "), "{no_requests}");
+        let bad_expect = Scenario::from_toml(&format!("{base}{req}status=200\n[[request]]\npath='/ok'\n[request.expect]\nerrors=['nope']\n"), "f.toml").unwrap_err();
+        assert_eq!((bad_expect.line, bad_expect.field.as_deref()), (12, Some("request[2].expect.errors")), "{bad_expect}");
+    }
+
+    #[test]
+    fn nginx_conf_text_means_what_the_short_keys_mean() {
+        let head = "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n";
+        let req = "[[request]]\npath='/ok'\n[request.expect]\n";
+        let sugar = Scenario::from_toml(&format!("{head}[nginx]\nkeepalive=16\nkeepalive_timeout='60s'\nhttp_version='1.1'\nclear_connection=true\nread_timeout='3s'\nnext_upstream='error timeout'\n{req}"), "a.toml").unwrap();
+        let text = Scenario::from_toml(
+            &format!("{head}[nginx]\nupstream_conf='''\nkeepalive 16;\nkeepalive_timeout 60s;\n'''\nlocation_conf='''\nproxy_http_version 1.1;\nproxy_set_header Connection \"\";\nproxy_read_timeout 3s;\nproxy_next_upstream error timeout;\n'''\n{req}"),
+            "b.toml",
+        )
+        .unwrap();
+        let addrs = ["127.0.0.1:9".parse().unwrap()];
+        let listen = "127.0.0.1:8".parse().unwrap();
+        for scale in [1.0, 0.02] {
+            let (a, b) = (crate::setup::nginx_config(&sugar, &addrs, listen, scale), crate::setup::nginx_config(&text, &addrs, listen, scale));
+            assert_eq!(a.render(), b.render(), "scale {scale}");
         }
     }
 

@@ -3,7 +3,7 @@
 //! read back by the built-in proxy). The runner starts backends with these;
 //! the oracle resolves the same ones.
 
-use crate::scenario::{parse_duration, scale, Action, Scenario};
+use crate::scenario::{parse_duration, scale, Action, NginxSettings, Scenario};
 use go_model::{IdleRace, ServerConfig};
 use nginx_model::conf::{Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
 use std::net::SocketAddr;
@@ -42,32 +42,108 @@ pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
     }
 }
 
+/// What a scenario's nginx.conf text says, read by the proxy's reader.
+#[derive(Debug, Default)]
+pub struct Snippets {
+    /// The `upstream` block with `upstream_conf` inside (one lab server).
+    pub upstream: Option<Upstream>,
+    /// `location /` with `location_conf` inside.
+    pub location: Option<ProxyDirectives>,
+}
+
+/// An error in a scenario's nginx.conf text: which key, the line in its
+/// text, and nginx's message.
+#[derive(Debug)]
+pub struct SnippetError {
+    pub place: (&'static str, usize),
+    pub msg: String,
+}
+
+/// Reads `upstream_conf` and `location_conf` inside the blocks the lab
+/// writes around them, with the same reader (and messages) as `proxy -t`.
+/// Times stay at article scale here; [`nginx_config`] scales them.
+pub fn nginx_snippets(n: &NginxSettings) -> Result<Snippets, SnippetError> {
+    let up = n.upstream_conf.as_ref().map(|t| t.get_ref().as_str());
+    let loc = n.location_conf.as_ref().map(|t| t.get_ref().as_str());
+    if up.is_none() && loc.is_none() {
+        return Ok(Snippets::default());
+    }
+    let head_up = "events {}\nhttp {\nupstream go_upstream {\nserver 127.0.0.1:1;\n";
+    let mid = "\n}\nserver {\nlisten 127.0.0.1:1;\nlocation / {\nproxy_pass http://go_upstream;\n";
+    let text = format!("{head_up}{}{mid}{}\n}}\n}}\n}}\n", up.unwrap_or(""), loc.unwrap_or(""));
+    let up_first = head_up.lines().count() + 1;
+    let up_lines = up.unwrap_or("").split('\n').count();
+    let loc_first = up_first + up_lines + mid.lines().count() - 1;
+    let place = |line: usize| {
+        if line >= loc_first {
+            ("location_conf", line - loc_first + 1)
+        } else {
+            ("upstream_conf", line.saturating_sub(up_first) + 1)
+        }
+    };
+    let cfg = nginx_model::conf::parse(&text, "scenario").map_err(|e| SnippetError { place: place(e.line), msg: e.msg.clone() })?;
+    let upstream = cfg.upstreams.into_iter().next();
+    if let Some(u) = &upstream {
+        if u.servers.len() > 1 {
+            let line = u.servers[1].pos.line;
+            return Err(SnippetError { place: place(line), msg: "the servers are the lab's ([go] servers; parameters in server_params)".into() });
+        }
+    }
+    let location = cfg.servers.into_iter().next().and_then(|s| s.locations.into_iter().next()).map(|l| l.proxy);
+    Ok(Snippets { upstream: up.and(upstream), location: loc.and(location) })
+}
+
 /// The nginx configuration of a scenario, at run scale.
 pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, factor: f64) -> Config {
     let n = &s.nginx;
     // Validated when the scenario was read; an invalid mask cannot get here.
     let mask = n.next_upstream.as_deref().and_then(|m| nginx_model::retry::Ft::parse_mask(&m.split_whitespace().map(String::from).collect::<Vec<_>>()).ok());
-    let proxy = ProxyDirectives {
-        pass: Some("http://go_upstream".into()),
-        http_version: n.http_version.clone(),
-        set_header: n.clear_connection.then(|| vec![("Connection".to_string(), String::new())]),
-        connect_timeout: nginx_dur(&n.connect_timeout, factor),
-        read_timeout: nginx_dur(&n.read_timeout, factor),
-        next_upstream: mask,
-        next_upstream_tries: n.next_upstream_tries,
-        next_upstream_timeout: nginx_dur(&n.next_upstream_timeout, factor),
-        ..ProxyDirectives::default()
+    // Read when the scenario was; an error cannot get here.
+    let snippets = nginx_snippets(n).unwrap_or_default();
+    let scaled = |d: Option<Duration>| d.map(|d| scale(d, factor));
+    let proxy = match snippets.location {
+        Some(p) => ProxyDirectives {
+            pass: Some("http://go_upstream".into()),
+            connect_timeout: scaled(p.connect_timeout),
+            send_timeout: scaled(p.send_timeout),
+            read_timeout: scaled(p.read_timeout),
+            next_upstream_timeout: scaled(p.next_upstream_timeout),
+            ..p
+        },
+        None => ProxyDirectives {
+            pass: Some("http://go_upstream".into()),
+            http_version: n.http_version.clone(),
+            set_header: n.clear_connection.then(|| vec![("Connection".to_string(), String::new())]),
+            connect_timeout: nginx_dur(&n.connect_timeout, factor),
+            read_timeout: nginx_dur(&n.read_timeout, factor),
+            next_upstream: mask,
+            next_upstream_tries: n.next_upstream_tries,
+            next_upstream_timeout: nginx_dur(&n.next_upstream_timeout, factor),
+            ..ProxyDirectives::default()
+        },
     };
-    Config {
-        upstreams: vec![Upstream {
+    let servers = upstreams.iter().enumerate().map(|(i, a)| upstream_server(n.server_params.get(i), *a, factor)).collect();
+    let upstream = match snippets.upstream {
+        Some(u) => Upstream {
             name: "go_upstream".into(),
-            servers: upstreams.iter().enumerate().map(|(i, a)| upstream_server(n.server_params.get(i), *a, factor)).collect(),
+            servers,
+            keepalive_timeout: scaled(u.keepalive_timeout),
+            keepalive_time: scaled(u.keepalive_time),
+            pos: Default::default(),
+            ..u
+        },
+        None => Upstream {
+            name: "go_upstream".into(),
+            servers,
             keepalive: n.keepalive,
             keepalive_timeout: nginx_dur(&n.keepalive_timeout, factor),
             keepalive_requests: None,
             keepalive_time: None,
             pos: Default::default(),
-        }],
+        },
+    };
+    Config {
+        upstreams: vec![upstream],
         servers: vec![Server {
             listen: vec![listen.to_string()],
             locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, pos: Default::default() }],

@@ -1,0 +1,72 @@
+//! Scenario files read at run time: `scenarios run FILE.toml`,
+//! `scenarios all --catalogue DIR`, `scenarios schema`, and the errors a
+//! user sees for a bad file (file:line:column, the field, exit status 2).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn scenarios(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).output().expect("run scenarios")
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/scenarios")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn a_file_runs_and_a_directory_is_a_catalogue() {
+    let file = examples().join("my-idle-race.toml");
+    let o = scenarios(&["run", file.to_str().unwrap(), "--no-timeline"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("my-idle-race — "), "{}", text(&o));
+    let o = scenarios(&["all", "--catalogue", examples().to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // The problem, then its remedy; both ran.
+    let (a, b) = (out.find("my-idle-race ").expect(&out), out.find("my-idle-race-fixed").expect(&out));
+    assert!(a < b && out.contains("2 scenarios, 2 passed"), "{out}");
+}
+
+#[test]
+fn a_bad_file_names_its_line_column_and_field_and_exits_2() {
+    let dir = tempdir("bad");
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[go]\nwrite_timeout = '3q'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+    let o = scenarios(&["run", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let want = format!("{}:6:17: go.write_timeout: not a Go duration", f.display());
+    assert!(text(&o).contains(&want), "{}\nwant {want}", text(&o));
+    // In a directory: the same error; a remedy of nothing is one too.
+    std::fs::write(dir.join("bad.toml"), "name='x'\ntitle='t'\nremedy_of='y'\nmechanism='m'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+    let o = scenarios(&["all", "--catalogue", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("remedy_of \"y\": no scenario of that name"), "{}", text(&o));
+    let o = scenarios(&["run", dir.join("absent.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("cannot read"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_schema_describes_every_catalogue_field() {
+    let o = scenarios(&["schema"]);
+    assert!(o.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let defs = &schema["$defs"];
+    for (def, field) in [("GoSettings", "idle_timeout"), ("NginxSettings", "location_conf"), ("NginxSettings", "upstream_conf"), ("Expect", "upstream_status"), ("Workload", "action")] {
+        assert!(defs[def]["properties"][field].is_object(), "{def}.{field} missing from the schema");
+    }
+    assert!(schema["properties"]["request"].is_object());
+    // Unknown keys are errors in files, so the schema says so too.
+    assert_eq!(defs["GoSettings"]["additionalProperties"], serde_json::Value::Bool(false));
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("badgateway-scenario-files-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
