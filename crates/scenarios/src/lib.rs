@@ -18,6 +18,7 @@
 //! * [`Error`]: what stops a command before a verdict, and exit statuses.
 
 pub mod catalogue;
+pub mod check;
 mod error;
 pub mod matrix;
 pub mod oracle;

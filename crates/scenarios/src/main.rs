@@ -12,6 +12,8 @@ const EXAMPLES: &str = "\
 EXAMPLES:
   scenarios idle-race                      the main job: the idle race, its verdicts and timeline
   scenarios run my-case.toml               a scenario file of your own (scenarios schema)
+  scenarios check --nginx-conf /etc/nginx/nginx.conf --go 'IdleTimeout=5s,WriteTimeout=30s'
+                                           which 502s your settings allow, and the fix
   scenarios list                           every scenario, problem and remedy
   scenarios explain write-timeout          mechanism and fix in prose
   scenarios all --junit report.xml         the whole catalogue, JUnit for CI
@@ -60,6 +62,14 @@ enum Cmd {
     },
     /// Print the JSON Schema of scenario files.
     Schema,
+    /// Your nginx.conf and Go settings: which 502/504 mechanisms apply, and the fix.
+    ///
+    /// For every location that proxies to an upstream, each mechanism the
+    /// settings decide (the idle race, WriteTimeout against
+    /// proxy_read_timeout, ...) is predicted by the lab's model with your
+    /// exact values. Exit status 1 when one gives clients a 502, 504 or a
+    /// cut response (a CI gate), 0 when all are safe, 2 for bad input.
+    Check(CheckArgs),
     /// 502 rates over Go IdleTimeout × nginx keepalive_timeout × method.
     Matrix(MatrixArgs),
     /// Every scenario on the built-in emulators and on real nginx (and real
@@ -127,6 +137,43 @@ struct ScenarioCli {
     name: String,
     #[command(flatten)]
     args: RunArgs,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Your nginx.conf.
+    #[arg(long, value_name = "FILE")]
+    nginx_conf: PathBuf,
+    /// Only this server (its server_name or a listen address as written).
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// Only this location (its path as written, e.g. /api/).
+    #[arg(long, value_name = "PATH")]
+    location: Option<String>,
+    /// Go's http.Server settings: 'IdleTimeout=5s,ReadTimeout=10s,WriteTimeout=30s,ReadHeaderTimeout=0'.
+    #[arg(long, value_name = "SETTINGS", required_unless_present = "go_config", conflicts_with = "go_config")]
+    go: Option<String>,
+    /// The same settings from a file (one Field=value per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    go_config: Option<PathBuf>,
+    /// Go's release: 1.19 (default) or 1.20 (any later one).
+    #[arg(long, value_name = "VERSION", default_value = "1.19")]
+    go_version: String,
+    /// nginx's defaults: legacy (≤ 1.29.6, e.g. Debian's 1.22), modern (≥ 1.29.7).
+    #[arg(long, value_enum, default_value = "legacy")]
+    profile: nginx_model::Profile,
+    /// Also run each applicable mechanism with your settings and show the verdicts.
+    #[arg(long)]
+    run: bool,
+    /// With --run: which proxy.
+    #[arg(long, value_enum, default_value = "builtin", requires = "run")]
+    proxy: ProxyBackend,
+    /// With --run: which upstream.
+    #[arg(long, value_enum, default_value = "builtin", requires = "run")]
+    upstream: UpstreamBackend,
+    /// Write the findings as JSON to FILE ("-" for stdout).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -315,6 +362,69 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
     Ok(disagreements == 0 && !results.iter().any(RunResult::failed))
 }
 
+async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
+    use scenarios::check;
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| Error::Read { path: p.to_path_buf(), source });
+    let spec = match (&a.go, &a.go_config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(f)) => read(f)?,
+        (None, None) => unreachable!("clap requires --go or --go-config"),
+    };
+    let mut go = check::parse_go(&spec).map_err(|e| Error::Usage(format!("--go: {e}")))?;
+    a.go_version.parse::<go_model::GoVersion>().map_err(|e| Error::Usage(format!("--go-version: {e}")))?;
+    go.go_version = Some(a.go_version.clone());
+    let text = read(&a.nginx_conf)?;
+    let file = a.nginx_conf.display().to_string();
+    let cfg = nginx_model::conf::parse(&text, &file).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
+    let resolved = nginx_model::resolve::resolve(&cfg, a.profile).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
+    let targets = check::targets(&resolved, a.server.as_deref(), a.location.as_deref());
+    if targets.is_empty() {
+        return Err(Error::Usage(format!("{file}: no location with proxy_pass to an upstream{}", if a.server.is_some() || a.location.is_some() { " matches --server/--location" } else { "" })));
+    }
+    let quiet = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let mut all = Vec::new();
+    let mut failing = false;
+    for t in &targets {
+        let findings = check::check(t, &go);
+        failing |= check::gate_fails(&findings);
+        if !quiet {
+            print!("{}", check::render(t, &go, &findings));
+        }
+        let mut runs = Vec::new();
+        if a.run {
+            let opts = RunOptions { proxy: a.proxy, upstream: a.upstream, scale: scenarios::scenario::DEFAULT_SCALE };
+            for f in findings.iter().filter(|f| f.verdict != check::Verdict::CannotHappen) {
+                let Some(probe) = &f.probe else { continue };
+                let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;
+                if !quiet {
+                    println!("  run {:<26} {}", f.mechanism, report::summary_line(&r).trim());
+                }
+                runs.push(serde_json::json!({ "mechanism": f.mechanism, "passed": r.passed, "skipped": r.skipped }));
+                failing |= r.failed();
+            }
+        }
+        all.push(serde_json::json!({
+            "server": t.server,
+            "location": t.location,
+            "upstream": t.up.name,
+            "findings": findings,
+            "runs": runs,
+        }));
+        if !quiet {
+            println!();
+        }
+    }
+    if !quiet {
+        let n = all.iter().flat_map(|t| t["findings"].as_array().cloned().unwrap_or_default()).filter(|f| f["verdict"] == "applies").count();
+        println!("{} location(s), {n} mechanism(s) give clients a 502, 504 or a cut response{}", targets.len(), if n > 0 { " (exit 1)" } else { "" });
+        println!("mechanism and fix in prose: scenarios explain NAME");
+    }
+    if let Some(p) = &a.json {
+        write_out(p, &serde_json::to_string_pretty(&serde_json::json!({ "nginx_conf": file, "go": go, "locations": all }))?)?;
+    }
+    Ok(!failing)
+}
+
 fn list() -> Result<bool, Error> {
     for s in catalogue::all()? {
         let tag = match &s.remedy_of {
@@ -341,6 +451,7 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Explain { name } => explain(&name),
         Cmd::Run { name, args } => run_one(&name, &args).await,
         Cmd::All { catalogue, args } => run_all(&args, catalogue.as_deref()).await,
+        Cmd::Check(a) => run_check(&a).await,
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(scenarios::scenario::Scenario))?);
             Ok(true)

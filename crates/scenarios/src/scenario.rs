@@ -55,6 +55,11 @@ pub struct GoSettings {
     #[serde(default, deserialize_with = "go_duration")]
     #[schemars(regex(pattern = GO_DURATION))]
     pub idle_timeout: Option<String>,
+    /// Which Go's connection loop: "1.19" (the default; Debian 12's) or
+    /// "1.20" (any later release: ReadHeaderTimeout no longer bounds the idle wait).
+    #[serde(default, deserialize_with = "go_version")]
+    #[schemars(regex(pattern = "^1\\.(19|20)$"))]
+    pub go_version: Option<String>,
     /// `SetKeepAlivesEnabled` (Go's default: true).
     #[serde(default = "yes")]
     pub keepalives: bool,
@@ -84,6 +89,7 @@ impl Default for GoSettings {
             write_timeout: None,
             idle_timeout: None,
             keepalives: true,
+            go_version: None,
             idle_race: None,
             shutdown_race: None,
             backlog: None,
@@ -322,6 +328,10 @@ fn nginx_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
 
 fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     checked(d, |v: &String| if v == "1.0" || v == "1.1" { Ok(()) } else { Err(format!("must be \"1.0\" or \"1.1\", not {v:?}")) })
+}
+
+fn go_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| v.parse::<go_model::GoVersion>().map(drop).map_err(|e| e.to_string()))
 }
 
 fn race<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

@@ -34,6 +34,7 @@ pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
         write_timeout: dur(&g.write_timeout, factor),
         idle_timeout: dur(&g.idle_timeout, factor),
         keep_alives: g.keepalives,
+        go_version: g.go_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or_default(),
         backlog: g.backlog.unwrap_or(4096),
         idle_race: race(&g.idle_race),
         shutdown_race: race(&g.shutdown_race),

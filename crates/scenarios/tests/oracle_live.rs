@@ -104,6 +104,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 write_timeout: s(write),
                 idle_timeout: s(idle),
                 keepalives,
+                go_version: None,
                 idle_race: s(race),
                 // The shutdown knob only matters with the Shutdown action.
                 shutdown_race: if action == Action::Shutdown { s(race) } else { None },
@@ -124,6 +125,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 connect_timeout: (action == Action::FillBacklog).then(|| "1s".to_string()),
                 read_timeout: s(read_timeout),
                 server_params,
+                upstream_conf: None,
+                location_conf: None,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real
