@@ -31,3 +31,7 @@ pub use backend::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, Unsu
 pub fn free_port() -> std::io::Result<u16> {
     std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr().map(|a| a.port())
 }
+
+/// nginx.conf read from the file system as `nginx -t` reads it (includes,
+/// globs, the conf prefix): the proxy's reader, for the CLI's `check`.
+pub use proxy::files::read_conf as read_nginx_conf;

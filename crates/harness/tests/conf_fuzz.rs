@@ -444,7 +444,7 @@ enum ProxyVerdict {
 
 fn proxy_t(bytes: &[u8], file: &str, prefix: &Path, nginx_accepts: bool) -> ProxyVerdict {
     let claimed: Vec<&str> = conf::claimed().map(|(n, _)| n).collect();
-    let cfg = match conf::parse_with(bytes, file, &proxy::server::dns) {
+    let cfg = match proxy::files::parse(bytes, file, prefix) {
         Ok(c) => c,
         Err(ConfError { msg, line, .. }) => {
             if nginx_accepts {

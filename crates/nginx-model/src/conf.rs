@@ -8,9 +8,13 @@
 //! (regex locations, `proxy_pass` with a URI, ...) is recorded in
 //! [`Config::unsupported`]; `resolve` refuses it, naming FILE:LINE.
 
+use crate::directive::{self, Lookup, ModType, Slot, SlotError};
+use crate::include::{self, Files};
 use crate::num;
 use crate::retry::Ft;
 use crate::time;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -88,6 +92,19 @@ pub struct Config {
     /// Files nginx creates even under `-t` (temp directories, the pid
     /// file, logs), as written (prefix-relative unless absolute).
     pub nginx_files: NginxFiles,
+    /// Directives read and checked but without effect on the 502 model.
+    pub not_emulated: NotEmulated,
+}
+
+/// The names of the directives nginx would run and the emulation does not
+/// (sorted, each once); like [`Pos`], not part of the value.
+#[derive(Debug, Clone, Default)]
+pub struct NotEmulated(pub BTreeSet<String>);
+
+impl PartialEq for NotEmulated {
+    fn eq(&self, _: &NotEmulated) -> bool {
+        true
+    }
 }
 
 /// What nginx creates at start; like [`Pos`], not part of the emulated
@@ -323,8 +340,8 @@ pub struct Statement {
 /// `ngx_conf_read_token` over the bytes of a file: the buffer refills and
 /// the line counter behave as nginx's, so errors name the same line.
 pub struct Reader<'a> {
-    src: &'a [u8],
-    file: &'a str,
+    src: Cow<'a, [u8]>,
+    file: Cow<'a, str>,
     pos: usize,
     /// End of what nginx's buffer holds (a file offset).
     last: usize,
@@ -334,11 +351,37 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(src: &'a [u8], file: &'a str) -> Self {
-        Reader { src, file, pos: 0, last: 0, line: 1 }
+        Reader {
+            src: Cow::Borrowed(src),
+            file: Cow::Borrowed(file),
+            pos: 0,
+            last: 0,
+            line: 1,
+        }
+    }
+
+    /// A reader of an included file (its bytes read by the parser).
+    pub fn owned(src: Vec<u8>, file: String) -> Reader<'static> {
+        Reader {
+            src: Cow::Owned(src),
+            file: Cow::Owned(file),
+            pos: 0,
+            last: 0,
+            line: 1,
+        }
+    }
+
+    /// The file's name as nginx prints it.
+    pub fn file(&self) -> &str {
+        &self.file
     }
 
     fn err(&self, msg: String) -> ConfError {
-        ConfError { msg, file: self.file.into(), line: self.line }
+        ConfError {
+            msg,
+            file: self.file.to_string(),
+            line: self.line,
+        }
     }
 
     /// The next statement, or nginx's error at nginx's line.
@@ -519,8 +562,11 @@ pub fn unescape(w: &[u8]) -> Vec<u8> {
 
 // ---- directives: ngx_conf_handler ----------------------------------------------
 
-/// nginx's configuration contexts (`NGX_MAIN_CONF`, `NGX_EVENT_CONF`,
-/// `NGX_HTTP_MAIN_CONF`, `_SRV_`, `_LOC_`, `_UPS_`).
+/// nginx's configuration contexts: the block being read, as the module
+/// type and `cmd_type` bits `ngx_conf_handler` matches directives against
+/// (`NGX_MAIN_CONF`, `NGX_EVENT_CONF`, `NGX_HTTP_MAIN_CONF`, `_SRV_`,
+/// `_LOC_`, `_UPS_`, `_SIF_` (if in server), `_LIF_` (if in location),
+/// `_LMT_` (limit_except)).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Ctx {
     Main,
@@ -529,84 +575,109 @@ pub enum Ctx {
     Upstream,
     Server,
     Location,
+    IfServer,
+    IfLocation,
+    LimitExcept,
 }
 
-/// Argument counts (`NGX_CONF_NOARGS`, `TAKE*`, `FLAG`, `1MORE`, `2MORE`).
-#[derive(Clone, Copy, Debug)]
-enum Args {
-    /// Bit n set: n arguments allowed (`argument_number[]`).
-    Take(u8),
-    Flag,
-    More1,
-    More2,
+impl Ctx {
+    /// `cf->module_type` and `cf->cmd_type` while this block is read.
+    pub fn types(self) -> (ModType, u32) {
+        use directive as d;
+        match self {
+            Ctx::Main => (ModType::Core, d::MAIN_CONF),
+            Ctx::Events => (ModType::Event, d::EVENT_CONF),
+            Ctx::Http => (ModType::Http, d::HTTP_MAIN_CONF),
+            Ctx::Upstream => (ModType::Http, d::HTTP_UPS_CONF),
+            Ctx::Server => (ModType::Http, d::HTTP_SRV_CONF),
+            Ctx::Location => (ModType::Http, d::HTTP_LOC_CONF),
+            Ctx::IfServer => (ModType::Http, d::HTTP_SIF_CONF),
+            Ctx::IfLocation => (ModType::Http, d::HTTP_LIF_CONF),
+            Ctx::LimitExcept => (ModType::Http, d::HTTP_LMT_CONF),
+        }
+    }
 }
-
-const NOARGS: Args = Args::Take(1);
-const TAKE1: Args = Args::Take(1 << 1);
-const TAKE2: Args = Args::Take(1 << 2);
-const TAKE12: Args = Args::Take((1 << 1) | (1 << 2));
-const TAKE1234: Args = Args::Take(0b11110);
 
 const MAIN: &[Ctx] = &[Ctx::Main];
 const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
 
-/// The claimed directives: name, contexts, arguments, block. A name may
-/// appear twice (the core and the upstream `keepalive_timeout`), as in
-/// nginx's module tables.
-const DIRECTIVES: &[(&str, &[Ctx], Args, bool)] = &[
-    ("worker_processes", MAIN, TAKE1, false),
-    ("pid", MAIN, TAKE1, false),
-    ("daemon", MAIN, Args::Flag, false),
-    ("master_process", MAIN, Args::Flag, false),
-    ("error_log", MAIN, Args::More1, false),
-    ("events", MAIN, NOARGS, true),
-    ("http", MAIN, NOARGS, true),
-    ("worker_connections", &[Ctx::Events], TAKE1, false),
-    ("multi_accept", &[Ctx::Events], Args::Flag, false),
-    ("server", &[Ctx::Http], NOARGS, true),
-    ("upstream", &[Ctx::Http], TAKE1, true),
-    ("log_format", &[Ctx::Http], Args::More2, false),
-    ("listen", &[Ctx::Server], Args::More1, false),
-    ("server_name", &[Ctx::Server], Args::More1, false),
-    ("location", &[Ctx::Server, Ctx::Location], TAKE12, true),
-    ("proxy_pass", &[Ctx::Location], TAKE1, false),
-    ("error_log", HSL, Args::More1, false),
-    ("access_log", HSL, Args::More1, false),
-    ("client_body_temp_path", HSL, TAKE1234, false),
-    ("proxy_temp_path", HSL, TAKE1234, false),
-    ("fastcgi_temp_path", HSL, TAKE1234, false),
-    ("uwsgi_temp_path", HSL, TAKE1234, false),
-    ("scgi_temp_path", HSL, TAKE1234, false),
-    ("default_type", HSL, TAKE1, false),
-    ("sendfile", HSL, Args::Flag, false),
-    ("tcp_nodelay", HSL, Args::Flag, false),
-    ("keepalive_timeout", HSL, TAKE12, false),
-    ("keepalive_requests", HSL, TAKE1, false),
-    ("keepalive_time", HSL, TAKE1, false),
-    ("proxy_buffering", HSL, Args::Flag, false),
-    ("proxy_request_buffering", HSL, Args::Flag, false),
-    ("server_tokens", HSL, TAKE1, false),
-    ("client_max_body_size", HSL, TAKE1, false),
-    ("client_body_buffer_size", HSL, TAKE1, false),
-    ("proxy_http_version", HSL, TAKE1, false),
-    ("proxy_set_header", HSL, TAKE2, false),
-    ("proxy_connect_timeout", HSL, TAKE1, false),
-    ("proxy_send_timeout", HSL, TAKE1, false),
-    ("proxy_read_timeout", HSL, TAKE1, false),
-    ("proxy_next_upstream", HSL, Args::More1, false),
-    ("proxy_next_upstream_tries", HSL, TAKE1, false),
-    ("proxy_next_upstream_timeout", HSL, TAKE1, false),
-    ("proxy_buffer_size", HSL, TAKE1, false),
-    ("server", &[Ctx::Upstream], Args::More1, false),
-    ("keepalive", &[Ctx::Upstream], TAKE1, false),
-    ("keepalive_timeout", &[Ctx::Upstream], TAKE1, false),
-    ("keepalive_requests", &[Ctx::Upstream], TAKE1, false),
-    ("keepalive_time", &[Ctx::Upstream], TAKE1, false),
+/// The directives this parser reads itself (in these contexts); every other
+/// directive nginx knows is checked from nginx's table ([`directive`]) and
+/// runs as a no-op. Contexts and argument counts come from nginx's table
+/// for all of them.
+const DIRECTIVES: &[(&str, &[Ctx])] = &[
+    ("worker_processes", MAIN),
+    ("pid", MAIN),
+    ("daemon", MAIN),
+    ("master_process", MAIN),
+    ("error_log", MAIN),
+    ("events", MAIN),
+    ("http", MAIN),
+    ("worker_connections", &[Ctx::Events]),
+    ("server", &[Ctx::Http]),
+    ("upstream", &[Ctx::Http]),
+    ("log_format", &[Ctx::Http]),
+    ("listen", &[Ctx::Server]),
+    ("server_name", &[Ctx::Server]),
+    ("location", &[Ctx::Server, Ctx::Location]),
+    ("proxy_pass", &[Ctx::Location]),
+    ("error_log", HSL),
+    ("access_log", HSL),
+    ("client_body_temp_path", HSL),
+    ("proxy_temp_path", HSL),
+    ("fastcgi_temp_path", HSL),
+    ("uwsgi_temp_path", HSL),
+    ("scgi_temp_path", HSL),
+    ("default_type", HSL),
+    ("sendfile", HSL),
+    ("tcp_nodelay", HSL),
+    ("keepalive_timeout", HSL),
+    ("keepalive_requests", HSL),
+    ("keepalive_time", HSL),
+    ("proxy_buffering", HSL),
+    ("proxy_request_buffering", HSL),
+    ("server_tokens", HSL),
+    ("client_max_body_size", HSL),
+    ("client_body_buffer_size", HSL),
+    ("proxy_http_version", HSL),
+    ("proxy_set_header", HSL),
+    ("proxy_connect_timeout", HSL),
+    ("proxy_send_timeout", HSL),
+    ("proxy_read_timeout", HSL),
+    ("proxy_next_upstream", HSL),
+    ("proxy_next_upstream_tries", HSL),
+    ("proxy_next_upstream_timeout", HSL),
+    ("proxy_buffer_size", HSL),
+    ("server", &[Ctx::Upstream]),
+    ("keepalive", &[Ctx::Upstream]),
+    ("keepalive_timeout", &[Ctx::Upstream]),
+    ("keepalive_requests", &[Ctx::Upstream]),
+    ("keepalive_time", &[Ctx::Upstream]),
+];
+
+/// Directives read here whose value has no effect on the 502 model
+/// (listed by `proxy -t` as not emulated, like the ones read from nginx's
+/// table only).
+const READ_NOT_EMULATED: &[&str] = &[
+    "worker_processes",
+    "pid",
+    "daemon",
+    "master_process",
+    "worker_connections",
+    "default_type",
+    "sendfile",
+    "tcp_nodelay",
+    "proxy_buffering",
+    "client_body_temp_path",
+    "proxy_temp_path",
+    "fastcgi_temp_path",
+    "uwsgi_temp_path",
+    "scgi_temp_path",
 ];
 
 /// The directive names this emulation reads (each in its contexts).
 pub fn claimed() -> impl Iterator<Item = (&'static str, &'static [Ctx])> {
-    DIRECTIVES.iter().map(|(n, c, _, _)| (*n, *c))
+    DIRECTIVES.iter().map(|(n, c)| (*n, *c))
 }
 
 /// One directive as `ngx_conf_handler` hands it to its handler.
@@ -614,7 +685,11 @@ struct Dir {
     name: &'static str,
     /// The arguments (without the name).
     args: Vec<Vec<u8>>,
+    /// Where its `;` or `{` was read.
+    file: String,
     line: usize,
+    /// nginx's row for it.
+    def: &'static directive::Directive,
 }
 
 impl Dir {
@@ -650,6 +725,9 @@ struct Url {
 /// `ngx_parse_inet_url` without name resolution: `Err` is nginx's `u->err`.
 /// `listen` also takes a bare port; `uri_part` allows a path.
 fn parse_url(s: &[u8], listen: bool, uri_part: bool) -> Result<Url, &'static str> {
+    if let Some(inner) = s.strip_prefix(b"[") {
+        return parse_inet6_url(inner, uri_part);
+    }
     let find = |c: u8| s.iter().position(|&b| b == c);
     let mut last = s.len();
     let mut port_at = find(b':');
@@ -696,12 +774,45 @@ fn parse_url(s: &[u8], listen: bool, uri_part: bool) -> Result<Url, &'static str
     Ok(Url { host: text(&s[..last]), port, uri: uri.is_some() })
 }
 
+/// `ngx_parse_inet6_url`: `[ADDR]`, `[ADDR]:PORT` (after the `[`); the
+/// address must be IPv6.
+fn parse_inet6_url(s: &[u8], uri_part: bool) -> Result<Url, &'static str> {
+    let close = s.iter().position(|&b| b == b']').ok_or("invalid host")?;
+    let (addr, rest) = (&s[..close], &s[close + 1..]);
+    let (port_part, uri) = match rest.iter().position(|&b| b == b'/' || b == b'?') {
+        Some(i) if uri_part => (&rest[..i], true),
+        Some(_) => return Err("invalid host"),
+        None => (rest, false),
+    };
+    let port = match port_part {
+        b"" => None,
+        p => {
+            let digits = p.strip_prefix(b":").ok_or("invalid host")?;
+            Some(
+                num::atoi(digits)
+                    .filter(|n| (1..=65535).contains(n))
+                    .map(|n| n as u16)
+                    .ok_or("invalid port")?,
+            )
+        }
+    };
+    let host = text(addr);
+    if host.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err("invalid IPv6 address");
+    }
+    Ok(Url { host, port, uri })
+}
+
 /// A `listen`/`server` address as the proxy binds or connects to it. The
 /// host is what `getaddrinfo` sees: nginx's C string, up to a NUL.
 fn host_port(host: &str, port: u16) -> String {
     let host = c_str(host);
     let host = if host == "*" { "0.0.0.0" } else { host };
-    format!("{host}:{port}")
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Whether a host name resolves (nginx resolves `listen` and upstream
@@ -750,12 +861,89 @@ fn variables(s: &str) -> Vec<&str> {
         } else {
             &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
         };
-        if !name.is_empty() {
+        // `$1`..`$9` are regex captures, not variables (ngx_http_script_compile).
+        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
             out.push(name);
         }
     }
     out
 }
+
+/// The names of a regex's named captures (`(?<name>`, `(?P<name>`,
+/// `(?'name'`): nginx defines a variable for each (`ngx_http_regex_compile`).
+fn named_captures(re: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in re.match_indices("(?") {
+        let rest = &re[i + 2..];
+        let rest = rest.strip_prefix('P').unwrap_or(rest);
+        let (open, close) = match rest.chars().next() {
+            Some('<') => ('<', '>'),
+            Some('\'') => ('\'', '\''),
+            _ => continue,
+        };
+        let body = &rest[open.len_utf8()..];
+        if body.starts_with(['=', '!']) {
+            continue; // look-behind, not a name
+        }
+        if let Some(e) = body.find(close) {
+            out.push(body[..e].to_string());
+        }
+    }
+    out
+}
+
+/// Which arguments of a directive nginx compiles as scripts or complex
+/// values, so that their variables must exist (`ngx_http_variables_init_vars`).
+/// `All`: every argument; `From(n)`: argument n on; `At(n)`: argument n;
+/// `Last`: the last one. Complex-value slots (`ngx_http_set_complex_value_slot`)
+/// are `At(0)` without being listed.
+#[derive(Clone, Copy)]
+enum VarArgs {
+    All,
+    From(usize),
+    At(usize),
+    Last,
+}
+
+const VARIABLE_ARGS: &[(&str, VarArgs)] = &[
+    ("add_header", VarArgs::From(1)),
+    ("add_trailer", VarArgs::From(1)),
+    ("return", VarArgs::Last),
+    ("rewrite", VarArgs::At(1)),
+    ("set", VarArgs::At(1)),
+    ("root", VarArgs::At(0)),
+    ("alias", VarArgs::At(0)),
+    ("try_files", VarArgs::All),
+    ("index", VarArgs::All),
+    ("error_page", VarArgs::Last),
+    ("proxy_pass", VarArgs::At(0)),
+    ("proxy_set_header", VarArgs::At(1)),
+    ("proxy_redirect", VarArgs::All),
+    ("proxy_cookie_domain", VarArgs::All),
+    ("proxy_cookie_path", VarArgs::All),
+    ("proxy_set_body", VarArgs::At(0)),
+    ("proxy_cache_key", VarArgs::At(0)),
+    ("proxy_no_cache", VarArgs::All),
+    ("proxy_cache_bypass", VarArgs::All),
+    ("fastcgi_param", VarArgs::At(1)),
+    ("uwsgi_param", VarArgs::At(1)),
+    ("scgi_param", VarArgs::At(1)),
+    ("grpc_set_header", VarArgs::At(1)),
+    ("fastcgi_pass", VarArgs::At(0)),
+    ("uwsgi_pass", VarArgs::At(0)),
+    ("scgi_pass", VarArgs::At(0)),
+    ("grpc_pass", VarArgs::At(0)),
+    ("memcached_pass", VarArgs::At(0)),
+    ("limit_req_zone", VarArgs::At(0)),
+    ("limit_conn_zone", VarArgs::At(0)),
+    ("hash", VarArgs::At(0)),
+    ("map", VarArgs::At(0)),
+    ("split_clients", VarArgs::At(0)),
+    ("auth_request_set", VarArgs::At(1)),
+    ("sub_filter", VarArgs::All),
+    ("charset", VarArgs::At(0)),
+    ("mirror", VarArgs::At(0)),
+];
 
 /// `ngx_http_variables_init_vars`: every variable used must exist.
 fn known_variable(name: &str) -> bool {
@@ -763,15 +951,43 @@ fn known_variable(name: &str) -> bool {
     NGINX_VARIABLES.contains(&lower.as_str()) || NGINX_VARIABLE_PREFIXES.iter().any(|p| lower.starts_with(p))
 }
 
+/// One file being read: `include` suspends the including file's reader.
+struct Frame<'a> {
+    rd: Reader<'a>,
+    /// The block depth at which this file started (its `}` below that
+    /// depth is "unexpected").
+    base: usize,
+    /// A later match of a glob, not opened yet (nginx opens them in turn).
+    pending: bool,
+}
+
+/// nginx keeps every file of an include chain open while it parses the
+/// innermost one, so an include cycle ends when the descriptors run out
+/// (`ulimit -n`, 1024 by default, less stdin/out/err and the error log).
+pub const MAX_INCLUDE_DEPTH: usize = 1020;
+
 struct Parser<'a> {
     rd: Reader<'a>,
+    /// The suspended files, innermost last.
+    stack: Vec<Frame<'a>>,
+    /// Blocks open now (all files together), and where the current file began.
+    depth: usize,
+    base: usize,
+    files: &'a dyn Files,
+    /// nginx's conf prefix (the main file's directory) and prefix (`-p`).
+    conf_prefix: String,
+    prefix: String,
     hosts: Hosts<'a>,
-    file: &'a str,
     cfg: Config,
     /// Per listen address (`ngx_http_add_listen`): options set, default server.
     listens: Vec<(String, bool, bool)>,
     /// Scripts and log formats whose variables nginx resolves after http{}.
     used_variables: Vec<String>,
+    /// Variables the configuration defines (`set`, `map`, `geo`,
+    /// `split_clients`, named regex captures, ...).
+    defined_variables: Vec<String>,
+    /// Slots of the http{} block's main configuration set anywhere in it.
+    http_seen: Seen,
     /// `worker_connections` (default 512).
     worker_connections: i64,
 }
@@ -785,17 +1001,42 @@ struct Level {
 }
 
 impl<'a> Parser<'a> {
+    fn file(&self) -> String {
+        self.rd.file().to_string()
+    }
+
+    /// A place in the file being read.
     fn pos(&self, line: usize) -> Pos {
-        Pos { file: self.file.into(), line }
+        Pos {
+            file: self.file(),
+            line,
+        }
     }
 
     fn at(&self, d: &Dir, msg: String) -> ConfError {
-        ConfError { msg, file: self.file.into(), line: d.line }
+        ConfError {
+            msg,
+            file: d.file.clone(),
+            line: d.line,
+        }
     }
 
     /// An error at the line being read (nginx's `ngx_conf_log_error`).
     fn here(&self, msg: impl Into<String>) -> ConfError {
-        ConfError { msg: msg.into(), file: self.file.into(), line: self.rd.line }
+        ConfError {
+            msg: msg.into(),
+            file: self.file(),
+            line: self.rd.line,
+        }
+    }
+
+    /// An error nginx reports without a place (after parsing).
+    fn nowhere(&self, msg: impl Into<String>) -> ConfError {
+        ConfError {
+            msg: msg.into(),
+            file: self.file(),
+            line: 0,
+        }
     }
 
     fn unsupported(&mut self, what: impl Into<String>, line: usize) {
@@ -803,50 +1044,515 @@ impl<'a> Parser<'a> {
         self.cfg.unsupported.push((what.into(), pos));
     }
 
-    /// The next directive of a block in `ctx`, checked as `ngx_conf_handler`
-    /// does; `None` at the block's `}` (or the file's end at top level).
-    fn next(&mut self, ctx: Ctx) -> Result<Option<(Dir, bool)>, ConfError> {
-        let st = self.rd.next_statement()?;
-        let open = match st.end {
-            End::Close if ctx == Ctx::Main => return Err(self.here("unexpected \"}\"")),
-            End::Close => return Ok(None),
-            End::Eof if ctx != Ctx::Main => return Err(self.here("unexpected end of file, expecting \"}\"")),
-            End::Eof => return Ok(None),
-            End::Open => true,
-            End::Semi => false,
+    /// A directive read but not run: `proxy -t` lists it.
+    fn not_emulated(&mut self, name: &str) {
+        self.cfg.not_emulated.0.insert(name.to_string());
+    }
+
+    /// The next statement of whichever file is being read: at the end of an
+    /// included file, the including file goes on (`ngx_conf_parse` returns
+    /// to `ngx_conf_include`); a block left open in it is nginx's
+    /// "unexpected end of file".
+    fn statement(&mut self) -> Result<Statement, ConfError> {
+        loop {
+            let st = self.rd.next_statement()?;
+            if st.end == End::Eof {
+                if let Some(f) = self.stack.pop() {
+                    if self.depth > self.base {
+                        return Err(self.here("unexpected end of file, expecting \"}\""));
+                    }
+                    self.rd = f.rd;
+                    self.base = f.base;
+                    continue;
+                }
+            }
+            return Ok(st);
+        }
+    }
+
+    /// `ngx_conf_include` (and the `include` of `types`, which does not
+    /// glob): the file's name is taken from the conf prefix; a glob that
+    /// matches nothing includes nothing, a missing plain file is nginx's
+    /// `open() failed` at the include line. The files are read in turn, in
+    /// the context of the block that includes them.
+    fn include(&mut self, arg: &[u8], glob: bool) -> Result<(), ConfError> {
+        let path = include::full_name(&self.conf_prefix, &show(arg));
+        let paths = if glob && include::is_glob(&path) {
+            include::glob(self.files, &path)
+        } else {
+            vec![path]
         };
-        let name = &st.words[0];
-        let mut found = false;
-        for &(n, ctxs, args, block) in DIRECTIVES {
-            if n.as_bytes() != name.as_slice() {
-                continue;
+        let open = 1 + self.stack.iter().filter(|f| !f.pending).count();
+        let mut readers = Vec::new();
+        for p in paths {
+            if open + 1 > MAX_INCLUDE_DEPTH {
+                return Err(self.here(format!(
+                    "open() \"{p}\" failed (24: Too many open files; an include cycle?)"
+                )));
             }
-            found = true;
-            if !ctxs.contains(&ctx) {
-                continue;
-            }
+            let bytes = self.files.read(&p).map_err(|e| {
+                self.here(format!(
+                    "open() \"{p}\" failed ({})",
+                    include::errno_text(&e)
+                ))
+            })?;
+            readers.push(Reader::owned(bytes, p));
+        }
+        let mut pending = false;
+        for r in readers.into_iter().rev() {
+            let prev = std::mem::replace(&mut self.rd, r);
+            self.stack.push(Frame {
+                rd: prev,
+                base: self.base,
+                pending,
+            });
+            self.base = self.depth;
+            pending = true;
+        }
+        Ok(())
+    }
+
+    /// The next directive of a block in `ctx`, checked as `ngx_conf_handler`
+    /// does (nginx's table: name, context, `;` or `{`, argument count);
+    /// `None` at the block's `}` (or the main file's end at top level).
+    /// `include` is followed here, in any block.
+    fn next(&mut self, ctx: Ctx) -> Result<Option<(Dir, bool)>, ConfError> {
+        loop {
+            let st = self.statement()?;
+            let open = match st.end {
+                End::Close if self.depth == self.base => return Err(self.here("unexpected \"}\"")),
+                End::Close => {
+                    self.depth -= 1;
+                    return Ok(None);
+                }
+                End::Eof if self.depth > self.base => {
+                    return Err(self.here("unexpected end of file, expecting \"}\""))
+                }
+                End::Eof => return Ok(None),
+                End::Open => true,
+                End::Semi => false,
+            };
+            let name = &st.words[0];
+            let (module_type, cmd_type) = ctx.types();
+            let def = match directive::lookup(name, module_type, cmd_type) {
+                Lookup::Found(d) => d,
+                Lookup::NotAllowed => {
+                    return Err(
+                        self.here(format!("\"{}\" directive is not allowed here", show(name)))
+                    )
+                }
+                Lookup::Unknown => {
+                    return Err(self.here(format!("unknown directive \"{}\"", show(name))))
+                }
+            };
+            let n = def.name;
+            let block = def.ty & directive::BLOCK != 0;
             if !block && open {
                 return Err(self.here(format!("directive \"{n}\" is not terminated by \";\"")));
             }
             if block && !open {
                 return Err(self.here(format!("directive \"{n}\" has no opening \"{{\"")));
             }
-            let nargs = st.words.len() - 1;
-            let ok = match args {
-                Args::Flag => nargs == 1,
-                Args::More1 => nargs >= 1,
-                Args::More2 => nargs >= 2,
-                Args::Take(mask) => nargs < 8 && mask & (1 << nargs) != 0,
-            };
-            if !ok {
+            if !directive::args_ok(def.ty, st.words.len() - 1) {
                 return Err(self.here(format!("invalid number of arguments in \"{n}\" directive")));
             }
             let mut words = st.words;
             words.remove(0);
-            return Ok(Some((Dir { name: n, args: words, line: self.rd.line }, open)));
+            if n == "include" {
+                self.include(&words[0], true)?;
+                continue;
+            }
+            if open {
+                self.depth += 1;
+            }
+            let d = Dir {
+                name: n,
+                args: words,
+                file: self.file(),
+                line: self.rd.line,
+                def,
+            };
+            if Self::claimed(&d, ctx) {
+                if READ_NOT_EMULATED.contains(&n) {
+                    self.not_emulated(n);
+                } else if n.starts_with("keepalive_") && ctx != Ctx::Upstream {
+                    self.not_emulated(&format!("{n} (client side)"));
+                }
+            }
+            return Ok(Some((d, open)));
         }
-        let shown = show(name);
-        Err(self.here(if found { format!("\"{shown}\" directive is not allowed here") } else { format!("unknown directive \"{shown}\"") }))
+    }
+
+    /// Whether this parser reads `d` itself in `ctx`.
+    fn claimed(d: &Dir, ctx: Ctx) -> bool {
+        DIRECTIVES
+            .iter()
+            .any(|(n, c)| *n == d.name && c.contains(&ctx))
+    }
+
+    /// A directive this parser does not read itself, as nginx's table
+    /// describes it: a generic slot's value and duplicate rule
+    /// (`ngx_conf_set_*_slot`), the custom handlers whose checks matter for
+    /// real configurations, the variables it defines or uses, and its block
+    /// (`if`, `limit_except`, `types`, `map`, `geo`, `split_clients`,
+    /// `charset_map`). It has no effect on the emulation: `proxy -t` lists it.
+    fn generic(&mut self, d: &Dir, open: bool, ctx: Ctx, seen: &mut Seen) -> Result<(), ConfError> {
+        let def = d.def;
+        if directive::has_duplicate_rule(def.slot) {
+            // A slot of the http{} main configuration is one value wherever
+            // in http{} it is set.
+            let set = if def.level == directive::Level::Main && def.module_type == ModType::Http {
+                &mut self.http_seen
+            } else {
+                seen
+            };
+            if set.0.contains(&def.field) {
+                return Err(self.at(d, format!("\"{}\" directive is duplicate", d.name)));
+            }
+            set.0.push(def.field);
+        }
+        directive::check_slot(d.name, def.slot, &d.args).map_err(|e| match e {
+            SlotError::Directive(m) => self.at(d, format!("\"{}\" directive {m}", d.name)),
+            SlotError::Own(m) => self.at(d, m),
+        })?;
+        if def.slot == Slot::Complex {
+            self.used_variables.push(text(d.arg(0)));
+        }
+        if let Some((_, which)) = VARIABLE_ARGS.iter().find(|(n, _)| *n == d.name) {
+            let n = d.args.len();
+            let range = match *which {
+                VarArgs::All => 0..n,
+                VarArgs::From(i) => i.min(n)..n,
+                VarArgs::At(i) => i.min(n)..(i + 1).min(n),
+                VarArgs::Last => n.saturating_sub(1)..n,
+            };
+            for a in &d.args[range] {
+                self.used_variables.push(text(a));
+            }
+        }
+        self.custom(d, ctx)?;
+        self.not_emulated(d.name);
+        if open {
+            match d.name {
+                "if" => self.if_block(d, ctx)?,
+                "limit_except" => self.limit_except(d)?,
+                "types" => self.types_block()?,
+                "map" => self.map_block(d)?,
+                "geo" => self.geo_block(d)?,
+                "split_clients" => self.split_clients_block(d)?,
+                "charset_map" => self.charset_map_block()?,
+                // Every block directive of nginx-light is handled above or
+                // read by this parser; a new one is read as directives of
+                // the same block, so nothing is skipped unchecked.
+                _ => {
+                    let mut inner = Seen::default();
+                    while let Some((s, o)) = self.next(ctx)? {
+                        self.generic(&s, o, ctx, &mut inner)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of custom handlers that real configurations trip over.
+    fn custom(&mut self, d: &Dir, ctx: Ctx) -> Result<(), ConfError> {
+        match d.name {
+            "set" | "auth_request_set" => {
+                // ngx_http_rewrite_set: the name must be a `$variable`.
+                let v = d.arg(0);
+                if v.first() != Some(&b'$') {
+                    return Err(self.at(d, format!("invalid variable name \"{}\"", text(v))));
+                }
+                self.defined_variables.push(text(&v[1..]));
+            }
+            "return" => {
+                // ngx_http_rewrite_return: a code (at most 999), or a lone URL.
+                let a = d.arg(0);
+                let url = d.args.len() == 1
+                    && (a.starts_with(b"http://")
+                        || a.starts_with(b"https://")
+                        || a.starts_with(b"$scheme"));
+                if !url && num::atoi(a).is_none_or(|c| c > 999) {
+                    return Err(self.at(d, format!("invalid return code \"{}\"", text(a))));
+                }
+            }
+            "rewrite" => {
+                // ngx_http_rewrite: the flag, if any.
+                if let Some(f) = d.args.get(2) {
+                    if !matches!(
+                        f.as_slice(),
+                        b"last" | b"break" | b"redirect" | b"permanent"
+                    ) {
+                        return Err(self.at(d, format!("invalid parameter \"{}\"", text(f))));
+                    }
+                }
+                self.defined_variables
+                    .extend(named_captures(&text(d.arg(0))));
+            }
+            "user" if self.files.privileged() => {
+                // ngx_set_user: the user, then the group (the user's name
+                // when none is given).
+                let user = show(d.arg(0));
+                if !self.files.user_exists(&user) {
+                    return Err(self.at(d, format!("getpwnam(\"{user}\") failed")));
+                }
+                let group = d.args.get(1).map(|g| show(g)).unwrap_or(user);
+                if !self.files.group_exists(&group) {
+                    return Err(self.at(d, format!("getgrnam(\"{group}\") failed")));
+                }
+            }
+            "load_module" => {
+                // ngx_load_module: the path is taken from the prefix (-p),
+                // not the conf prefix; the proxy cannot load a module, so its
+                // directives stay unknown here.
+                let name = show(d.arg(0));
+                let path = if name.starts_with('/') {
+                    name
+                } else {
+                    format!("{}{}", self.prefix, name)
+                };
+                if self.files.read(&path).is_err() {
+                    return Err(self.at(d, format!("dlopen() \"{path}\" failed ({path}: cannot open shared object file: No such file or directory)")));
+                }
+            }
+            "limit_except" => {
+                const METHODS: &[&str] = &[
+                    "GET",
+                    "HEAD",
+                    "POST",
+                    "PUT",
+                    "DELETE",
+                    "MKCOL",
+                    "COPY",
+                    "MOVE",
+                    "OPTIONS",
+                    "PROPFIND",
+                    "PROPPATCH",
+                    "LOCK",
+                    "UNLOCK",
+                    "PATCH",
+                ];
+                for m in &d.args {
+                    if !METHODS.iter().any(|x| x.as_bytes() == m.as_slice()) {
+                        return Err(self.at(d, format!("invalid method \"{}\"", text(m))));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// `ngx_http_rewrite_if`: the condition (its variables, its regex's
+    /// named captures), then the block as `NGX_HTTP_SIF_CONF` or `_LIF_`.
+    fn if_block(&mut self, d: &Dir, ctx: Ctx) -> Result<(), ConfError> {
+        let first = d.arg(0);
+        let last = &d.args[d.args.len() - 1];
+        if first.first() != Some(&b'(') || last.last() != Some(&b')') {
+            return Err(self.at(d, format!("invalid condition \"{}\"", text(first))));
+        }
+        let words: Vec<String> = d.args.iter().map(|a| text(a)).collect();
+        for (i, w) in words.iter().enumerate() {
+            let prev = if i > 0 { words[i - 1].as_str() } else { "" };
+            if matches!(prev, "~" | "~*" | "!~" | "!~*") {
+                self.defined_variables.extend(named_captures(w));
+            } else {
+                self.used_variables.push(w.clone());
+            }
+        }
+        let inner = if ctx == Ctx::Server {
+            Ctx::IfServer
+        } else {
+            Ctx::IfLocation
+        };
+        let mut seen = Seen::default();
+        while let Some((s, o)) = self.next(inner)? {
+            self.generic(&s, o, inner, &mut seen)?;
+        }
+        Ok(())
+    }
+
+    /// `ngx_http_core_limit_except`: a block of `NGX_HTTP_LMT_CONF` directives.
+    fn limit_except(&mut self, _d: &Dir) -> Result<(), ConfError> {
+        let mut seen = Seen::default();
+        while let Some((s, o)) = self.next(Ctx::LimitExcept)? {
+            self.generic(&s, o, Ctx::LimitExcept, &mut seen)?;
+        }
+        Ok(())
+    }
+
+    /// One entry of a block read by a custom handler (`cf->handler`:
+    /// types, map, geo, ...): its words, or `None` at the block's `}`.
+    /// nginx refuses a `{` inside such a block (`ngx_conf_parse`).
+    fn entry(&mut self) -> Result<Option<Dir>, ConfError> {
+        let st = self.statement()?;
+        match st.end {
+            End::Close if self.depth == self.base => Err(self.here("unexpected \"}\"")),
+            End::Close => {
+                self.depth -= 1;
+                Ok(None)
+            }
+            End::Eof => Err(self.here("unexpected end of file, expecting \"}\"")),
+            End::Open => Err(self.here("unexpected \"{\"")),
+            End::Semi => {
+                let def = match directive::lookup(b"include", ModType::Conf, directive::MAIN_CONF) {
+                    Lookup::Found(d) => d,
+                    _ => unreachable!("include is in nginx's table"),
+                };
+                Ok(Some(Dir {
+                    name: "",
+                    args: st.words,
+                    file: self.file(),
+                    line: self.rd.line,
+                    def,
+                }))
+            }
+        }
+    }
+
+    /// `ngx_http_core_types` + `ngx_http_core_type`: `TYPE EXT...;` lines;
+    /// `include FILE` (exactly one argument, no glob).
+    fn types_block(&mut self) -> Result<(), ConfError> {
+        while let Some(e) = self.entry()? {
+            if e.args[0] == b"include" {
+                if e.args.len() != 2 {
+                    return Err(self.at(
+                        &e,
+                        "invalid number of arguments in \"include\" directive".into(),
+                    ));
+                }
+                self.include(&e.args[1], false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `ngx_http_map_block` + `ngx_http_map`: the new variable, then
+    /// `KEY VALUE;` lines (`default`, `hostnames`, `volatile`, `include`;
+    /// a repeated key is "conflicting parameter").
+    fn map_block(&mut self, d: &Dir) -> Result<(), ConfError> {
+        let var = d.arg(1);
+        if var.first() != Some(&b'$') {
+            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
+        }
+        self.defined_variables.push(text(&var[1..]));
+        let (mut keys, mut default) = (Vec::<Vec<u8>>::new(), false);
+        while let Some(e) = self.entry()? {
+            let a = &e.args;
+            if a.len() == 1 && (a[0] == b"hostnames" || a[0] == b"volatile") {
+                continue;
+            }
+            if a.len() != 2 {
+                return Err(self.at(&e, "invalid number of the map parameters".into()));
+            }
+            if a[0] == b"include" {
+                self.include(&a[1], true)?;
+                continue;
+            }
+            self.used_variables.push(text(&a[1]));
+            if a[0] == b"default" {
+                if default {
+                    return Err(self.at(&e, "duplicate default map parameter".into()));
+                }
+                default = true;
+                continue;
+            }
+            if let Some(re) = a[0].strip_prefix(b"~") {
+                self.defined_variables.extend(named_captures(&text(re)));
+                continue;
+            }
+            // ngx_hash_add_key lowercases the key in place, so the message
+            // shows it lowercased.
+            let key = a[0]
+                .strip_prefix(b"\\")
+                .unwrap_or(&a[0])
+                .to_ascii_lowercase();
+            if keys.contains(&key) {
+                return Err(self.at(&e, format!("conflicting parameter \"{}\"", show(&key))));
+            }
+            keys.push(key);
+        }
+        Ok(())
+    }
+
+    /// `ngx_http_geo_block` + `ngx_http_geo`: `geo [$src] $var`, then
+    /// `NETWORK VALUE;` lines (`default`, `include`, `delete`, `proxy`,
+    /// `ranges`, `proxy_recursive`). Networks are not checked.
+    fn geo_block(&mut self, d: &Dir) -> Result<(), ConfError> {
+        let var = &d.args[d.args.len() - 1];
+        if var.first() != Some(&b'$') {
+            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
+        }
+        if d.args.len() == 2 {
+            self.used_variables.push(text(d.arg(0)));
+        }
+        self.defined_variables.push(text(&var[1..]));
+        while let Some(e) = self.entry()? {
+            let a = &e.args;
+            if a.len() == 1 && (a[0] == b"ranges" || a[0] == b"proxy_recursive") {
+                continue;
+            }
+            if a.len() != 2 {
+                return Err(self.at(&e, "invalid number of the geo parameters".into()));
+            }
+            if a[0] == b"include" {
+                self.include(&a[1], true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `ngx_http_split_clients_block`: `PERCENT% VALUE;` or `* VALUE;`,
+    /// at most 100 % in all.
+    fn split_clients_block(&mut self, d: &Dir) -> Result<(), ConfError> {
+        let var = d.arg(1);
+        if var.first() != Some(&b'$') {
+            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
+        }
+        self.defined_variables.push(text(&var[1..]));
+        let mut sum: u64 = 0;
+        while let Some(e) = self.entry()? {
+            let p = &e.args[0];
+            if p.as_slice() != b"*" {
+                // ngx_atofp(.., 2): digits with at most two decimals, not 0.
+                let bad = || self.at(&e, format!("invalid percent value \"{}\"", text(p)));
+                let num = p.strip_suffix(b"%").ok_or_else(bad)?;
+                let (int, frac) = match num.iter().position(|&c| c == b'.') {
+                    Some(i) => (&num[..i], &num[i + 1..]),
+                    None => (num, &b""[..]),
+                };
+                if frac.len() > 2
+                    || !int.iter().chain(frac).all(u8::is_ascii_digit)
+                    || int.len() + frac.len() == 0
+                {
+                    return Err(bad());
+                }
+                let mut n: u64 = 0;
+                for &c in int.iter().chain(frac) {
+                    n = n.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+                }
+                n = n.saturating_mul(10u64.pow(2 - frac.len() as u32));
+                if n == 0 {
+                    return Err(bad());
+                }
+                sum = sum.saturating_add(n);
+            }
+            if let Some(v) = e.args.get(1) {
+                self.used_variables.push(text(v));
+            }
+        }
+        if sum > 10000 {
+            return Err(self.here("percent total is greater than 100%"));
+        }
+        Ok(())
+    }
+
+    /// `ngx_http_charset_map_block`: `XX YY;` pairs (not checked further).
+    fn charset_map_block(&mut self) -> Result<(), ConfError> {
+        while self.entry()?.is_some() {}
+        Ok(())
     }
 
     fn invalid_value(&self, d: &Dir) -> ConfError {
@@ -1083,7 +1789,11 @@ impl<'a> Parser<'a> {
     fn main(&mut self) -> Result<(), ConfError> {
         let mut seen = Seen::default();
         let mut events = false;
-        while let Some((d, _)) = self.next(Ctx::Main)? {
+        while let Some((d, open)) = self.next(Ctx::Main)? {
+            if !Self::claimed(&d, Ctx::Main) {
+                self.generic(&d, open, Ctx::Main, &mut seen)?;
+                continue;
+            }
             match d.name {
                 "worker_processes" => {
                     seen.once(self, &d)?;
@@ -1109,12 +1819,16 @@ impl<'a> Parser<'a> {
                     seen.once(self, &d)?;
                     self.http()?;
                 }
-                _ => unreachable!("{} is claimed in main", d.name),
+                _ => self.generic(&d, open, Ctx::Main, &mut seen)?,
             }
         }
         if !events {
             // ngx_event_init_conf: no file, no line.
-            return Err(ConfError { msg: "no \"events\" section in configuration".into(), file: self.file.into(), line: 0 });
+            return Err(ConfError {
+                msg: "no \"events\" section in configuration".into(),
+                file: self.file(),
+                line: 0,
+            });
         }
         // ngx_event_init_conf: one connection more than listening sockets
         // (a wildcard address takes the port's specific ones; a server
@@ -1129,23 +1843,26 @@ impl<'a> Parser<'a> {
         sockets.sort();
         sockets.dedup();
         if self.worker_connections <= sockets.len() as i64 {
-            let msg = format!("{} worker_connections are not enough for {} listening sockets", self.worker_connections, sockets.len());
-            return Err(ConfError { msg, file: self.file.into(), line: 0 });
+            let msg = format!(
+                "{} worker_connections are not enough for {} listening sockets",
+                self.worker_connections,
+                sockets.len()
+            );
+            return Err(self.nowhere(msg));
         }
         Ok(())
     }
 
     fn events(&mut self) -> Result<(), ConfError> {
         let mut seen = Seen::default();
-        while let Some((d, _)) = self.next(Ctx::Events)? {
-            seen.once(self, &d)?;
-            match d.name {
-                "worker_connections" => {
-                    self.worker_connections = num::atoi(d.arg(0)).ok_or_else(|| self.at(&d, format!("invalid number \"{}\"", text(d.arg(0)))))?;
-                }
-                _ => {
-                    self.flag(&d)?;
-                }
+        while let Some((d, open)) = self.next(Ctx::Events)? {
+            if d.name == "worker_connections" {
+                // ngx_event_connections: "is duplicate", then ngx_atoi.
+                seen.once(self, &d)?;
+                self.worker_connections = num::atoi(d.arg(0))
+                    .ok_or_else(|| self.at(&d, format!("invalid number \"{}\"", text(d.arg(0)))))?;
+            } else {
+                self.generic(&d, open, Ctx::Events, &mut seen)?;
             }
         }
         Ok(())
@@ -1153,7 +1870,11 @@ impl<'a> Parser<'a> {
 
     fn http(&mut self) -> Result<(), ConfError> {
         let mut lv = Level::default();
-        while let Some((d, _)) = self.next(Ctx::Http)? {
+        while let Some((d, open)) = self.next(Ctx::Http)? {
+            if !Self::claimed(&d, Ctx::Http) {
+                self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
+                continue;
+            }
             if self.common(&d, &mut lv)? {
                 continue;
             }
@@ -1179,7 +1900,7 @@ impl<'a> Parser<'a> {
                     self.used_variables.push(fmt.clone());
                     self.cfg.log_formats.push((name, fmt));
                 }
-                _ => unreachable!("{} is claimed in http", d.name),
+                _ => self.generic(&d, open, Ctx::Http, &mut lv.seen)?,
             }
         }
         self.cfg.proxy = lv.proxy;
@@ -1204,8 +1925,15 @@ impl<'a> Parser<'a> {
         for s in &self.cfg.servers {
             for (i, l) in s.locations.iter().enumerate() {
                 let exact = l.modifier == "=";
-                if s.locations[..i].iter().any(|o| (o.modifier == "=") == exact && o.path == l.path) {
-                    return Err(ConfError { msg: format!("duplicate location \"{}\"", l.path), file: self.file.into(), line: l.pos.line });
+                if s.locations[..i]
+                    .iter()
+                    .any(|o| (o.modifier == "=") == exact && o.path == l.path)
+                {
+                    return Err(ConfError {
+                        msg: format!("duplicate location \"{}\"", l.path),
+                        file: l.pos.file.clone(),
+                        line: l.pos.line,
+                    });
                 }
             }
         }
@@ -1222,8 +1950,13 @@ impl<'a> Parser<'a> {
             }
         }
         for v in used.iter().flat_map(|s| variables(s)) {
-            if !known_variable(v) {
-                return Err(ConfError { msg: format!("unknown \"{v}\" variable"), file: self.file.into(), line: 0 });
+            if !known_variable(v)
+                && !self
+                    .defined_variables
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(v))
+            {
+                return Err(self.nowhere(format!("unknown \"{v}\" variable")));
             }
         }
         Ok(())
@@ -1236,7 +1969,11 @@ impl<'a> Parser<'a> {
         }
         let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, pos: self.pos(d.line) };
         let mut seen = Seen::default();
-        while let Some((s, _)) = self.next(Ctx::Upstream)? {
+        while let Some((s, open)) = self.next(Ctx::Upstream)? {
+            if !Self::claimed(&s, Ctx::Upstream) {
+                self.generic(&s, open, Ctx::Upstream, &mut seen)?;
+                continue;
+            }
             match s.name {
                 "server" => {
                     let params: Vec<&[u8]> = s.args[1..].iter().map(|a| a.as_slice()).collect();
@@ -1279,7 +2016,7 @@ impl<'a> Parser<'a> {
                     seen.once(self, &s)?;
                     u.keepalive_time = Some(self.msec(&s)?);
                 }
-                _ => unreachable!("{} is claimed in upstream", s.name),
+                _ => self.generic(&s, open, Ctx::Upstream, &mut seen)?,
             }
         }
         if u.servers.is_empty() {
@@ -1293,13 +2030,21 @@ impl<'a> Parser<'a> {
     fn server(&mut self, d: &Dir) -> Result<Server, ConfError> {
         let mut srv = Server { pos: self.pos(d.line), ..Server::default() };
         let mut lv = Level::default();
-        while let Some((s, _)) = self.next(Ctx::Server)? {
+        while let Some((s, open)) = self.next(Ctx::Server)? {
+            if !Self::claimed(&s, Ctx::Server) {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                continue;
+            }
             if self.common(&s, &mut lv)? {
                 continue;
             }
             match s.name {
                 "listen" => self.listen(&s, &mut srv)?,
                 "server_name" => {
+                    for n in s.args.iter().filter(|n| n.starts_with(b"~")) {
+                        self.defined_variables
+                            .extend(named_captures(&text(&n[1..])));
+                    }
                     if srv.server_name.is_none() {
                         srv.server_name = Some(text(s.arg(0)));
                     }
@@ -1309,7 +2054,7 @@ impl<'a> Parser<'a> {
                         srv.locations.push(l);
                     }
                 }
-                _ => unreachable!("{} is claimed in server", s.name),
+                _ => self.generic(&s, open, Ctx::Server, &mut lv.seen)?,
             }
         }
         srv.proxy = lv.proxy;
@@ -1410,6 +2155,9 @@ impl<'a> Parser<'a> {
         let name = text(&name);
         let named = modifier.is_empty() && name.starts_with('@');
         let regex = modifier.starts_with(b"~");
+        if regex {
+            self.defined_variables.extend(named_captures(&name));
+        }
         if let Some((pmod, pname)) = parent {
             if pmod == "=" {
                 return Err(self.at(d, format!("location \"{name}\" cannot be inside the exact location \"{pname}\"")));
@@ -1439,7 +2187,11 @@ impl<'a> Parser<'a> {
         let modifier = if modifier == b"=" { "=" } else if regex { std::str::from_utf8(modifier).unwrap_or("~") } else { "" }.to_string();
         let mut loc = Location { modifier, path: name, proxy: ProxyDirectives::default(), pos: self.pos(d.line) };
         let mut lv = Level::default();
-        while let Some((s, _)) = self.next(Ctx::Location)? {
+        while let Some((s, open)) = self.next(Ctx::Location)? {
+            if !Self::claimed(&s, Ctx::Location) {
+                self.generic(&s, open, Ctx::Location, &mut lv.seen)?;
+                continue;
+            }
             if self.common(&s, &mut lv)? {
                 continue;
             }
@@ -1450,7 +2202,7 @@ impl<'a> Parser<'a> {
                     self.location(&s, Some((&pm, &pn)))?;
                 }
                 "proxy_pass" => self.proxy_pass(&s, &mut lv)?,
-                _ => unreachable!("{} is claimed in location", s.name),
+                _ => self.generic(&s, open, Ctx::Location, &mut lv.seen)?,
             }
         }
         loc.proxy = lv.proxy;
@@ -1508,16 +2260,63 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfError> {
 }
 
 /// Parses nginx.conf bytes (any bytes inside tokens, as nginx allows);
-/// host names are not resolved.
+/// host names are not resolved, and there are no files to include.
 pub fn parse_bytes(src: &[u8], file: &str) -> Result<Config, ConfError> {
     parse_with(src, file, &|_, _| true)
 }
 
 /// [`parse_bytes`], resolving `listen` and upstream `server` host names with
 /// `hosts` where nginx does, so a name that does not resolve is reported at
-/// nginx's line, in nginx's order.
+/// nginx's line, in nginx's order. There are no files to include.
 pub fn parse_with(src: &[u8], file: &str, hosts: Hosts) -> Result<Config, ConfError> {
-    let mut p = Parser { rd: Reader::new(src, file), hosts, file, cfg: Config::default(), listens: Vec::new(), used_variables: Vec::new(), worker_connections: 512 };
+    parse_files(
+        src,
+        file,
+        &Source {
+            files: &include::NoFiles,
+            prefix: String::new(),
+            hosts,
+        },
+    )
+}
+
+/// Where the main file's `include`s and `load_module`s are looked up.
+pub struct Source<'a> {
+    /// The file system (`include`, `load_module`).
+    pub files: &'a dyn Files,
+    /// nginx's `-p` prefix, ending in `/` (for `load_module`).
+    pub prefix: String,
+    pub hosts: Hosts<'a>,
+}
+
+/// The conf prefix nginx derives from the main file's name (`-c`): its
+/// directory, with the slash (`ngx_process_options`).
+pub fn conf_prefix(file: &str) -> String {
+    match file.rfind('/') {
+        Some(i) => file[..=i].to_string(),
+        None => String::new(),
+    }
+}
+
+/// Parses a main configuration file read from `file`, following its
+/// `include`s through `src.files` relative to [`conf_prefix`]`(file)`.
+pub fn parse_files(bytes: &[u8], file: &str, src: &Source) -> Result<Config, ConfError> {
+    let mut p = Parser {
+        rd: Reader::new(bytes, file),
+        stack: Vec::new(),
+        depth: 0,
+        base: 0,
+        files: src.files,
+        conf_prefix: conf_prefix(file),
+        prefix: src.prefix.clone(),
+        hosts: src.hosts,
+        cfg: Config::default(),
+        listens: Vec::new(),
+        used_variables: Vec::new(),
+        defined_variables: Vec::new(),
+        http_seen: Seen::default(),
+        worker_connections: 512,
+    };
     p.main()?;
     Ok(p.cfg)
 }
@@ -1737,6 +2536,210 @@ mod tests {
             let got = parse(&src, "t.conf").err().map(|e| e.to_string());
             assert_eq!(got.as_deref(), *want, "{src:?}");
         }
+    }
+
+    fn parse_tree(files: &[(&str, &str)]) -> Result<Config, String> {
+        let fs = crate::include::tests::MemFiles::with(files);
+        let main = fs.0.get("/c/nginx.conf").cloned().unwrap_or_default();
+        parse_files(
+            &main,
+            "/c/nginx.conf",
+            &Source {
+                files: &fs,
+                prefix: "/p/".into(),
+                hosts: &|_, _| true,
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    const TEMPS: &str = "client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;";
+
+    #[test]
+    fn includes_follow_nginx() {
+        let main = format!(
+            "events {{}}\nhttp {{\n {TEMPS}\n include conf.d/*.conf;\n include mime.types;\n}}\n"
+        );
+        // Globs in file order (sorted), relative to the main file's directory.
+        let cfg = parse_tree(&[
+            ("/c/nginx.conf", &main),
+            (
+                "/c/mime.types",
+                "types {\n text/html html;\n include more.types;\n}\n",
+            ),
+            ("/c/more.types", "text/css css;\n"),
+            (
+                "/c/conf.d/b.conf",
+                "server { listen 127.0.0.1:2; location / { proxy_pass http://u; } }\n",
+            ),
+            (
+                "/c/conf.d/a.conf",
+                "upstream u {\n include /c/servers.inc;\n}\n",
+            ),
+            ("/c/servers.inc", "server 127.0.0.1:9;\n"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.upstreams[0].servers[0].addr, "127.0.0.1:9");
+        assert_eq!(cfg.upstreams[0].servers[0].pos.file, "/c/servers.inc");
+        assert_eq!(cfg.servers[0].listen, vec!["127.0.0.1:2"]);
+        // Errors name the included file and its line.
+        let bad = [
+            ("/c/nginx.conf", main.as_str()),
+            ("/c/mime.types", "types {}\n"),
+            ("/c/conf.d/a.conf", "\n\ngzip on;\ngzip_comp_level 10;\n"),
+        ];
+        assert_eq!(
+            parse_tree(&bad),
+            Err("value must be between 1 and 9 in /c/conf.d/a.conf:4".into())
+        );
+        // A missing plain file is an error at the include line; a glob that matches nothing is not.
+        let missing = format!("events {{}}\nhttp {{\n {TEMPS}\n include nothing/*.conf;\n include missing.conf;\n}}\n");
+        assert_eq!(parse_tree(&[("/c/nginx.conf", &missing)]), Err("open() \"/c/missing.conf\" failed (2: No such file or directory) in /c/nginx.conf:5".into()));
+        // An included file is parsed on its own: its `}` cannot close the includer's block,
+        // and a block it opens must close in it.
+        let brace = [
+            ("/c/nginx.conf", main.as_str()),
+            ("/c/mime.types", "types {}\n"),
+            ("/c/conf.d/a.conf", "}\n"),
+        ];
+        assert_eq!(
+            parse_tree(&brace),
+            Err("unexpected \"}\" in /c/conf.d/a.conf:1".into())
+        );
+        let open = [
+            ("/c/nginx.conf", main.as_str()),
+            ("/c/mime.types", "types {}\n"),
+            ("/c/conf.d/a.conf", "server {\n"),
+        ];
+        assert_eq!(
+            parse_tree(&open),
+            Err("unexpected end of file, expecting \"}\" in /c/conf.d/a.conf:2".into())
+        );
+        // types' include takes exactly one file and does not glob.
+        let types = [
+            ("/c/nginx.conf", main.as_str()),
+            ("/c/mime.types", "types { include a b; }\n"),
+        ];
+        assert_eq!(
+            parse_tree(&types),
+            Err("invalid number of arguments in \"include\" directive in /c/mime.types:1".into())
+        );
+    }
+
+    #[test]
+    fn an_include_cycle_ends_with_an_error() {
+        let err = parse_tree(&[("/c/nginx.conf", "include nginx.conf;\n")]).unwrap_err();
+        assert!(
+            err.starts_with("open() \"/c/nginx.conf\" failed (24: Too many open files"),
+            "{err}"
+        );
+        assert!(err.ends_with(" in /c/nginx.conf:1"), "{err}");
+    }
+
+    #[test]
+    fn directive_table_contexts_and_arguments() {
+        let http = |body: &str| {
+            parse(
+                &format!("events {{}}\nhttp {{\n {TEMPS}\n{body}\n}}\n"),
+                "t.conf",
+            )
+            .err()
+            .map(|e| e.to_string())
+        };
+        assert_eq!(http("gzip on; gzip_types text/css; types_hash_max_size 2048; ssl_protocols TLSv1.2 TLSv1.3;"), None);
+        assert_eq!(http("gzip maybe;"), Some("invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4".into()));
+        assert_eq!(
+            http("gzip on;\ngzip off;"),
+            Some("\"gzip\" directive is duplicate in t.conf:5".into())
+        );
+        assert_eq!(
+            http("gzip;"),
+            Some("invalid number of arguments in \"gzip\" directive in t.conf:4".into())
+        );
+        assert_eq!(
+            http("gzpi on;"),
+            Some("unknown directive \"gzpi\" in t.conf:4".into())
+        );
+        assert_eq!(
+            http("upstream u { server 127.0.0.1:1; gzip on; }"),
+            Some("\"gzip\" directive is not allowed here in t.conf:4".into())
+        );
+        assert_eq!(
+            http("worker_processes 2;"),
+            Some("\"worker_processes\" directive is not allowed here in t.conf:4".into())
+        );
+        assert_eq!(
+            http("geoip_country c.dat;"),
+            Some("unknown directive \"geoip_country\" in t.conf:4".into()),
+            "a dynamic module nginx-light does not load"
+        );
+        assert_eq!(http("server { location / { if ($uri) { return 404; } limit_except GET { deny all; } } }"), None);
+        assert_eq!(
+            http("server { location / { limit_except GET { gzip on; } } }"),
+            Some("\"gzip\" directive is not allowed here in t.conf:4".into())
+        );
+        assert_eq!(
+            http("server { if ($uri) { location / {} } }"),
+            Some("\"location\" directive is not allowed here in t.conf:4".into())
+        );
+        assert_eq!(
+            http("server { return 1000; }"),
+            Some("invalid return code \"1000\" in t.conf:4".into())
+        );
+        assert_eq!(
+            http("map $uri $a { default 1;\n default 2; }"),
+            Some("duplicate default map parameter in t.conf:5".into())
+        );
+        assert_eq!(
+            http("map $uri $a { a b c; }"),
+            Some("invalid number of the map parameters in t.conf:4".into())
+        );
+        assert_eq!(
+            http("map $uri $a { x { } }"),
+            Some("unexpected \"{\" in t.conf:4".into())
+        );
+        assert_eq!(
+            http("split_clients $uri $v { 60% a; 50% b; }"),
+            Some("percent total is greater than 100% in t.conf:4".into())
+        );
+        // Variables: defined by map/set/geo/split_clients/named captures, known to log_format.
+        assert_eq!(http("map $uri $m { default 1; }\ngeo $g { default 1; }\nlog_format f '$m $g $time_iso8601 $request_id';"), None);
+        assert_eq!(
+            http("log_format f '$nope';"),
+            Some("unknown \"nope\" variable".into())
+        );
+        assert_eq!(
+            http("server { set $s 1; location ~ ^/(?<tail>.*)$ { return 200 \"$s $tail $1\"; } }"),
+            None
+        );
+        assert_eq!(
+            http("server { return 200 $undefined; }"),
+            Some("unknown \"undefined\" variable".into())
+        );
+    }
+
+    #[test]
+    fn not_emulated_directives_are_listed_once() {
+        let cfg = parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n gzip on;\n server {{ gzip off; sendfile on; }}\n}}\n"), "t.conf").unwrap();
+        let names: Vec<&str> = cfg.not_emulated.0.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "client_body_temp_path",
+                "fastcgi_temp_path",
+                "gzip",
+                "proxy_temp_path",
+                "scgi_temp_path",
+                "sendfile",
+                "uwsgi_temp_path"
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_listen_addresses() {
+        let cfg = parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n server {{ listen [::]:8080; listen [::1]; }}\n}}\n"), "t.conf").unwrap();
+        assert_eq!(cfg.servers[0].listen, vec!["[::]:8080", "[::1]:80"]);
     }
 
     #[test]

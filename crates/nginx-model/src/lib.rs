@@ -5,6 +5,8 @@
 //! (`scenarios::oracle`) runs the same functions over a model of the upstream.
 //!
 //! * [`conf`]: nginx.conf parsing and rendering (nginx's own error messages).
+//! * [`directive`]: nginx 1.22.1's directive table (generated from nginx's
+//!   source) and `ngx_conf_handler`'s checks; [`include`]: `include` files and globs.
 //! * [`time`]: nginx's time syntax (`ngx_parse_time`).
 //! * [`num`]: nginx's number syntax (`ngx_atoi`, `ngx_parse_size`, `ngx_parse_offset`).
 //! * [`profile`]: version-dependent defaults (nginx ≤ 1.29.6 vs ≥ 1.29.7).
@@ -22,6 +24,10 @@
 pub mod balancer;
 pub mod attempt;
 pub mod conf;
+pub mod directive;
+#[rustfmt::skip]
+mod directives;
+pub mod include;
 pub mod num;
 pub mod failure;
 pub mod http;

@@ -171,6 +171,10 @@ pub struct Resolved {
     pub servers: Vec<ResolvedServer>,
     pub error_log: Option<String>,
     pub access_log: Option<AccessLogSpec>,
+    /// What nginx would run and the emulation runs without (regex, named
+    /// and nested locations, locations that do not proxy, ...), each with
+    /// where it was read: `proxy -t` and the proxy's start list them.
+    pub notes: Vec<(String, Pos)>,
 }
 
 /// Resolves a parsed configuration for one nginx profile.
@@ -189,15 +193,38 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             },
         })
         .collect();
-    if let Some((what, pos)) = cfg.unsupported.first() {
-        return Err(ResolveError::Unsupported { what: what.clone(), pos: pos.clone() });
-    }
+    // What nginx runs and the emulation does not is left out, not refused:
+    // the configuration is nginx's, the 502 model is what it can tell.
+    let mut notes: Vec<(String, Pos)> = cfg.unsupported.clone();
     let mut servers = Vec::new();
     for srv in &cfg.servers {
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
         let mut locations = Vec::new();
         for loc in &srv.locations {
-            locations.push(location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile)?);
+            match location(
+                loc,
+                &loc.proxy.merged_over(&server_proxy),
+                &mut upstreams,
+                profile,
+            ) {
+                Ok(l) => locations.push(l),
+                Err(ResolveError::Unsupported { what, pos }) => notes.push((what, pos)),
+                Err(e @ (ResolveError::NoProxyPass { .. } | ResolveError::NotHttp { .. })) => {
+                    let pos = match &e {
+                        ResolveError::NoProxyPass { pos, .. }
+                        | ResolveError::NotHttp { pos, .. } => pos.clone(),
+                        _ => Pos::default(),
+                    };
+                    let what = match e {
+                        ResolveError::NoProxyPass { path, .. } => {
+                            format!("location \"{path}\" without proxy_pass (answered 404 here)")
+                        }
+                        _ => "a non-http proxy_pass (its location answers 404 here)".to_string(),
+                    };
+                    notes.push((what, pos));
+                }
+                Err(e) => return Err(e),
+            }
         }
         servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations });
     }
@@ -213,14 +240,32 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
                         .map(|(_, f)| f.clone())
                         .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
                 };
-                logs::check_format(&format).map_err(|source| ResolveError::LogFormat { source, pos: a.pos.clone() })?;
-                Some(AccessLogSpec { path: path.clone(), format })
+                match logs::check_format(&format) {
+                    Ok(()) => Some(AccessLogSpec {
+                        path: path.clone(),
+                        format,
+                    }),
+                    Err(e) => {
+                        notes.push((
+                            format!("the access_log (its log_format: {e})"),
+                            a.pos.clone(),
+                        ));
+                        None
+                    }
+                }
             }
             None => None,
         },
         None => None,
     };
-    Ok(Resolved { profile, upstreams, servers, error_log: cfg.error_log.clone(), access_log })
+    Ok(Resolved {
+        profile,
+        upstreams,
+        servers,
+        error_log: cfg.error_log.clone(),
+        access_log,
+        notes,
+    })
 }
 
 fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUpstream>, profile: Profile) -> Result<ResolvedLocation, ResolveError> {
@@ -229,9 +274,16 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         .get(..7)
         .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
         .map(|_| &pass[7..])
-        .ok_or_else(|| ResolveError::NotHttp { pass: pass.to_string(), pos: p.pass_pos.clone() })?;
-    if host.contains('/') {
-        return Err(ResolveError::Unsupported { what: "a URI part in proxy_pass".into(), pos: p.pass_pos.clone() });
+        .ok_or_else(|| ResolveError::NotHttp {
+            pass: pass.to_string(),
+            pos: p.pass_pos.clone(),
+        })?;
+    if host.contains('/') || host.contains('$') {
+        return Err(ResolveError::Unsupported {
+            what: "a proxy_pass with a URI part or variables (its location answers 404 here)"
+                .into(),
+            pos: p.pass_pos.clone(),
+        });
     }
     let upstream = match upstreams.iter().position(|u| u.name.eq_ignore_ascii_case(host)) {
         Some(i) => i,
@@ -311,10 +363,19 @@ mod tests {
     }
 
     #[test]
-    fn what_cannot_run_is_an_error() {
-        let err = |src: &str| resolve(&conf::parse(src, "t.conf").unwrap(), Profile::Legacy).unwrap_err().to_string();
-        assert_eq!(err("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), "a URI part in proxy_pass is not supported by this emulation in t.conf:5");
-        assert_eq!(err("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), "location \"/\" has no \"proxy_pass\" (static files are not emulated) in t.conf:5");
-        assert_eq!(err("events {}\nhttp {\n server {\n  location ~ ^/x { proxy_pass http://u; }\n }\n}\n"), "a regex location is not supported by this emulation in t.conf:4");
+    fn what_cannot_run_is_noted_and_left_out() {
+        let notes = |src: &str| {
+            let r = resolve(&conf::parse(src, "t.conf").unwrap(), Profile::Legacy).unwrap();
+            (
+                r.notes
+                    .iter()
+                    .map(|(w, p)| format!("{w}{p}"))
+                    .collect::<Vec<_>>(),
+                r.servers[0].locations.len(),
+            )
+        };
+        assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), (vec!["a URI part in proxy_pass in t.conf:5".to_string()], 1), "the URI part is dropped");
+        assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), (vec!["location \"/\" without proxy_pass (answered 404 here) in t.conf:5".to_string()], 0));
+        assert_eq!(notes("events {}\nhttp {\n server {\n  location ~ ^/x { proxy_pass http://u; }\n  location /y { proxy_pass http://u; }\n }\n}\n"), (vec!["a regex location in t.conf:4".to_string()], 1));
     }
 }

@@ -18,6 +18,7 @@
 
 mod client;
 pub mod events;
+pub mod files;
 pub mod keepalive;
 pub mod logs;
 mod pass;

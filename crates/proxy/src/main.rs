@@ -33,21 +33,6 @@ struct Args {
     profile: Profile,
 }
 
-/// Reads the file as nginx does (`ngx_conf_parse`): as many bytes as its
-/// size said when opened (`ngx_fd_info`), so `/dev/zero` reads as empty and
-/// nothing grows without bound.
-fn read_conf(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)?;
-    let meta = f.metadata()?;
-    if meta.is_dir() {
-        return Err(std::io::Error::from_raw_os_error(21));
-    }
-    let mut buf = Vec::with_capacity(meta.len().min(1 << 20) as usize);
-    f.take(meta.len()).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -56,14 +41,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let name = args.conf.display().to_string();
-    let src = match read_conf(&args.conf) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("proxy: [emerg] open() \"{name}\" failed ({e})");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cfg = match conf::parse_with(&src, &name, &proxy::server::dns) {
+    let prefix = args.prefix.clone().unwrap_or_else(|| {
+        args.conf
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default()
+    });
+    let cfg = match proxy::files::read_conf(&args.conf, &prefix) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("proxy: [emerg] {e}");
@@ -73,7 +57,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let prefix = args.prefix.unwrap_or_else(|| args.conf.parent().map(|p| p.to_path_buf()).unwrap_or_default());
     let profile = args.profile;
     // A long-running proxy keeps nothing in memory: its logs go to files.
     let opts = ProxyOptions { profile, prefix, retention: labkit::events::Retention::Off, ..ProxyOptions::default() };
@@ -82,6 +65,10 @@ async fn main() -> ExitCode {
             Ok(()) => {
                 eprintln!("proxy: the configuration file {name} syntax is ok");
                 eprintln!("proxy: configuration file {name} test is successful");
+                let notes = conf_notes(&cfg, profile);
+                for l in proxy::files::not_emulated_lines(&cfg, &notes) {
+                    eprintln!("proxy: {l}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -98,7 +85,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("proxy: listening on {} ({profile:?} nginx profile)", proxy.addr());
+    for l in proxy::files::not_emulated_lines(&cfg, &conf_notes(&cfg, profile)) {
+        eprintln!("proxy: {l}");
+    }
+    eprintln!(
+        "proxy: listening on {} ({profile:?} nginx profile)",
+        proxy.addr()
+    );
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {
@@ -112,4 +105,11 @@ async fn main() -> ExitCode {
     }
     proxy.stop();
     ExitCode::SUCCESS
+}
+
+/// What the resolved configuration leaves out (empty if it does not resolve).
+fn conf_notes(cfg: &conf::Config, profile: Profile) -> Vec<(String, conf::Pos)> {
+    nginx_model::resolve::resolve(cfg, profile)
+        .map(|r| r.notes)
+        .unwrap_or_default()
 }

@@ -373,9 +373,10 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
     let mut go = check::parse_go(&spec).map_err(|e| Error::Usage(format!("--go: {e}")))?;
     a.go_version.parse::<go_model::GoVersion>().map_err(|e| Error::Usage(format!("--go-version: {e}")))?;
     go.go_version = Some(a.go_version.clone());
-    let text = read(&a.nginx_conf)?;
     let file = a.nginx_conf.display().to_string();
-    let cfg = nginx_model::conf::parse(&text, &file).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
+    // Includes resolve against the main file's directory, as `nginx -c FILE`'s conf prefix.
+    let prefix = a.nginx_conf.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let cfg = harness::read_nginx_conf(&a.nginx_conf, prefix).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
     let resolved = nginx_model::resolve::resolve(&cfg, a.profile).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
     let targets = check::targets(&resolved, a.server.as_deref(), a.location.as_deref());
     if targets.is_empty() {
