@@ -34,8 +34,6 @@ pub enum GoUnavailable {
     NoToolchain { go: PathBuf, reason: String },
     #[error("go build of the reference server in {dir} failed ({status}): {stderr}")]
     BuildFailed { dir: PathBuf, status: String, stderr: String },
-    #[error("no cache directory: set {CACHE_VAR}, XDG_CACHE_HOME or HOME")]
-    NoCacheDir,
     #[error("cannot prepare {path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }
@@ -126,7 +124,11 @@ fn build(go: &Path) -> Result<GoBuild, GoUnavailable> {
     let out = std::process::Command::new(go).arg("version").env("GOTOOLCHAIN", "local").stdin(Stdio::null()).output().map_err(|e| no_toolchain(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let go_version = parse_go_version(&text).ok_or_else(|| no_toolchain(format!("it printed {:?}", text.trim())))?.to_string();
-    let root = cache_root(|k| std::env::var_os(k)).ok_or(GoUnavailable::NoCacheDir)?;
+    // Without HOME (a bare container, a service unit): a per-user directory
+    // under the system's temp dir.
+    // SAFETY: getuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let root = cache_root(|k| std::env::var_os(k)).unwrap_or_else(|| std::env::temp_dir().join(format!("badgateway-lab-cache-{uid}")));
     let dir = root.join(build_dir_name(&go_version));
     let bin = dir.join("go-upstream");
     if bin.is_file() {

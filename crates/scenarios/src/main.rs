@@ -134,6 +134,9 @@ impl ProgramArgs {
     fn options(&self, proxy: ProxyBackend, upstream: UpstreamBackend, scale: f64) -> Result<RunOptions, Error> {
         let proxy = if self.nginx.is_some() { ProxyBackend::Nginx } else { proxy };
         let upstream = match (&self.upstream_cmd, &self.go) {
+            (Some(_), _) if upstream != UpstreamBackend::Builtin => {
+                return Err(Error::Usage(format!("--upstream-cmd runs your server: it cannot be combined with --upstream {}", format!("{upstream:?}").to_lowercase())));
+            }
             (Some(_), _) => UpstreamBackend::Cmd,
             (None, Some(_)) => UpstreamBackend::Go,
             (None, None) => upstream,
