@@ -101,7 +101,9 @@ pub fn parse_go_version(text: &str) -> Option<&str> {
 /// [`go_command`] names, and returns the binary. Remembered per `go_flag`
 /// for the life of the process.
 pub fn build_go_upstream_with(go_flag: Option<&Path>) -> Result<GoBuild, GoUnavailable> {
-    static BUILT: std::sync::OnceLock<Mutex<Vec<(Option<PathBuf>, Result<GoBuild, GoUnavailable>)>>> = std::sync::OnceLock::new();
+    /// Per `--go` value: its build (or why there is none).
+    type Builds = Vec<(Option<PathBuf>, Result<GoBuild, GoUnavailable>)>;
+    static BUILT: std::sync::OnceLock<Mutex<Builds>> = std::sync::OnceLock::new();
     let cache = BUILT.get_or_init(Default::default);
     // Held while building: this process's threads wait for one build.
     let mut done = cache.lock();

@@ -180,7 +180,9 @@ fn probe(path: &Path, from: Source) -> Result<NginxProgram, NginxUnavailable> {
 /// that is not a runnable nginx is an error, never replaced by another
 /// binary. Remembered per `flag` for the life of the process.
 pub fn locate(flag: Option<&Path>) -> Result<NginxProgram, NginxUnavailable> {
-    static FOUND: std::sync::OnceLock<parking_lot::Mutex<Vec<(Option<PathBuf>, Result<NginxProgram, NginxUnavailable>)>>> = std::sync::OnceLock::new();
+    /// Per `--nginx` value: the binary found (or why there is none).
+    type Found = Vec<(Option<PathBuf>, Result<NginxProgram, NginxUnavailable>)>;
+    static FOUND: std::sync::OnceLock<parking_lot::Mutex<Found>> = std::sync::OnceLock::new();
     let cache = FOUND.get_or_init(Default::default);
     let key = flag.map(Path::to_path_buf);
     if let Some((_, r)) = cache.lock().iter().find(|(k, _)| *k == key) {
