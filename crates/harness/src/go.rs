@@ -1,6 +1,7 @@
-//! The real Go server (`fixtures/go-upstream`, built with the `go` on PATH):
-//! a child process on a loopback port, its log read line by line, stopped
-//! by the PID we spawned.
+//! The real Go server (`fixtures/go-upstream`, embedded in the binary and
+//! built into the lab's cache directory with the `go` on PATH, `--go` or
+//! `BADGATEWAY_GO`): a child process on a loopback port, its log read line
+//! by line, stopped by the PID we spawned.
 
 use crate::client::WireClient;
 use go_model::ServerConfig;
@@ -20,60 +21,181 @@ use tokio::time::Instant;
 const MAIN_GO: &str = include_str!("../../../fixtures/go-upstream/main.go");
 const GO_MOD: &str = include_str!("../../../fixtures/go-upstream/go.mod");
 
+/// The variable that names the `go` command when `--go` is not given.
+pub const GO_VAR: &str = "BADGATEWAY_GO";
+/// The variable that replaces the cache directory.
+pub const CACHE_VAR: &str = "BADGATEWAY_CACHE_DIR";
+
 /// Why the real Go server cannot be used (a skip reason, or a failure where
 /// real programs are required).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GoUnavailable {
-    #[error("no Go toolchain (`go` not runnable: {0}); install golang-go")]
-    NoToolchain(String),
-    #[error("go build of the reference server in {dir} failed: {status}")]
-    BuildFailed { dir: PathBuf, status: String },
+    #[error("no Go toolchain (`{go} version` failed: {reason}); install golang-go, or give one with --go PATH or {GO_VAR}")]
+    NoToolchain { go: PathBuf, reason: String },
+    #[error("go build of the reference server in {dir} failed ({status}): {stderr}")]
+    BuildFailed { dir: PathBuf, status: String, stderr: String },
     #[error("cannot prepare {path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }
 
-/// Builds the reference Go server once per source version (in a directory
-/// keyed by a hash of its sources under the system temp dir) with the `go`
-/// on PATH, and returns the binary.
-pub fn build_go_upstream() -> Result<PathBuf, GoUnavailable> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, GoUnavailable>> = std::sync::OnceLock::new();
-    BUILT.get_or_init(build).clone()
+/// The reference server, built: the binary and the toolchain that built it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoBuild {
+    pub binary: PathBuf,
+    /// `go version`'s word for it: "go1.19.8".
+    pub go_version: String,
 }
 
-fn build() -> Result<PathBuf, GoUnavailable> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (MAIN_GO, GO_MOD).hash(&mut h);
-    let dir = std::env::temp_dir().join(format!("badgateway-lab-go-upstream-{:016x}", h.finish()));
+impl GoBuild {
+    /// "go1.19.8 (reference server, ~/.cache/…/go-upstream)" for a run's header.
+    pub fn describe(&self) -> String {
+        format!("{} (reference server {})", self.go_version, self.binary.display())
+    }
+}
+
+/// The lab's cache directory: `BADGATEWAY_CACHE_DIR` as given, else
+/// `$XDG_CACHE_HOME/badgateway-lab`, else `$HOME/.cache/badgateway-lab`
+/// (the XDG base-directory rule). `env` reads a variable.
+pub fn cache_root(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+    set(CACHE_VAR)
+        .or_else(|| set("XDG_CACHE_HOME").map(|d| d.join("badgateway-lab")))
+        .or_else(|| set("HOME").map(|d| d.join(".cache").join("badgateway-lab")))
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across Rust releases, so
+/// every build of the lab finds the same cache entry for the same sources.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The cache entry for these sources built by this toolchain.
+pub fn build_dir_name(go_version: &str) -> String {
+    format!("go-upstream-{:016x}", fnv1a(&[MAIN_GO, GO_MOD, go_version]))
+}
+
+/// The `go` command to run: `flag` (`--go`), else `BADGATEWAY_GO`, else
+/// `go` on PATH.
+pub fn go_command(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(GO_VAR).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("go"))
+}
+
+/// `go version` → "go1.19.8" (the third word of "go version go1.19.8 linux/amd64").
+pub fn parse_go_version(text: &str) -> Option<&str> {
+    let mut words = text.split_whitespace();
+    (words.next()? == "go" && words.next()? == "version").then_some(())?;
+    words.next().filter(|w| w.starts_with("go"))
+}
+
+/// Builds the reference Go server once per source version and toolchain
+/// into the cache directory (see [`cache_root`]), with the `go` that
+/// [`go_command`] names, and returns the binary. Remembered per `go_flag`
+/// for the life of the process.
+pub fn build_go_upstream_with(go_flag: Option<&Path>) -> Result<GoBuild, GoUnavailable> {
+    /// Per `--go` value: its build (or why there is none).
+    type Builds = Vec<(Option<PathBuf>, Result<GoBuild, GoUnavailable>)>;
+    static BUILT: std::sync::OnceLock<Mutex<Builds>> = std::sync::OnceLock::new();
+    let cache = BUILT.get_or_init(Default::default);
+    // Held while building: this process's threads wait for one build.
+    let mut done = cache.lock();
+    let key = go_flag.map(Path::to_path_buf);
+    if let Some((_, r)) = done.iter().find(|(k, _)| *k == key) {
+        return r.clone();
+    }
+    let r = build(&go_command(go_flag));
+    done.push((key, r.clone()));
+    r
+}
+
+/// [`build_go_upstream_with`] the `go` from `BADGATEWAY_GO` or PATH.
+pub fn build_go_upstream() -> Result<PathBuf, GoUnavailable> {
+    build_go_upstream_with(None).map(|b| b.binary)
+}
+
+fn build(go: &Path) -> Result<GoBuild, GoUnavailable> {
+    let no_toolchain = |reason: String| GoUnavailable::NoToolchain { go: go.to_path_buf(), reason };
+    let out = std::process::Command::new(go).arg("version").env("GOTOOLCHAIN", "local").stdin(Stdio::null()).output().map_err(|e| no_toolchain(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let go_version = parse_go_version(&text).ok_or_else(|| no_toolchain(format!("it printed {:?}", text.trim())))?.to_string();
+    // Without HOME (a bare container, a service unit): a per-user directory
+    // under the system's temp dir.
+    // SAFETY: getuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let root = cache_root(|k| std::env::var_os(k)).unwrap_or_else(|| std::env::temp_dir().join(format!("badgateway-lab-cache-{uid}")));
+    let dir = root.join(build_dir_name(&go_version));
     let bin = dir.join("go-upstream");
-    if bin.exists() {
-        return Ok(bin);
+    if bin.is_file() {
+        return Ok(GoBuild { binary: bin, go_version });
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e: io::Error| GoUnavailable::Io { path, reason: e.to_string() }
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    std::fs::write(dir.join("main.go"), MAIN_GO).map_err(io(&dir))?;
-    std::fs::write(dir.join("go.mod"), GO_MOD).map_err(io(&dir))?;
-    // Build under a private name, then rename: concurrent test processes
-    // never run a half-written binary.
-    let tmp = dir.join(format!("go-upstream.{}", std::process::id()));
-    let status = std::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(&tmp)
-        .arg(".")
-        .current_dir(&dir)
+    // Other processes (parallel test binaries) may build the same entry at
+    // the same time: each builds in its own directory, complete with the
+    // sources, and renames it into place. A rename onto an entry another
+    // process finished first fails, and theirs is used.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = root.join(format!(".{}.tmp-{}-{n}", build_dir_name(&go_version), std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let result = build_in(go, &root, &tmp);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !bin.is_file() {
+            return Err(GoUnavailable::Io { path: dir, reason: "another build left this entry without a binary; remove it".into() });
+        }
+    }
+    Ok(GoBuild { binary: bin, go_version })
+}
+
+/// Writes the sources into `dir` and runs `go build` there.
+fn build_in(go: &Path, root: &Path, dir: &Path) -> Result<(), GoUnavailable> {
+    let io = |e: io::Error| GoUnavailable::Io { path: dir.to_path_buf(), reason: e.to_string() };
+    std::fs::write(dir.join("main.go"), MAIN_GO).map_err(io)?;
+    std::fs::write(dir.join("go.mod"), GO_MOD).map_err(io)?;
+    let mut cmd = std::process::Command::new(go);
+    cmd.args(["build", "-trimpath", "-o", "go-upstream", "."])
+        .current_dir(dir)
+        // The module has no dependencies; never fetch a toolchain.
         .env("GOFLAGS", "-mod=mod")
         .env("GOTOOLCHAIN", "local")
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| GoUnavailable::NoToolchain(e.to_string()))?;
-    if !status.success() {
-        return Err(GoUnavailable::BuildFailed { dir, status: status.to_string() });
+        .stdin(Stdio::null());
+    // go needs a build cache and a GOPATH, which it finds under $HOME; a
+    // HOME-less environment (CI containers, systemd units) gets them inside
+    // the lab's cache.
+    if std::env::var_os("HOME").is_none() {
+        if std::env::var_os("GOCACHE").is_none() && std::env::var_os("XDG_CACHE_HOME").is_none() {
+            cmd.env("GOCACHE", root.join("gocache"));
+        }
+        if std::env::var_os("GOPATH").is_none() {
+            cmd.env("GOPATH", root.join("gopath"));
+        }
     }
-    std::fs::rename(&tmp, &bin).map_err(io(&bin))?;
-    Ok(bin)
+    let out = cmd.output().map_err(|e| GoUnavailable::NoToolchain { go: go.to_path_buf(), reason: e.to_string() })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(GoUnavailable::BuildFailed {
+            dir: dir.to_path_buf(),
+            status: out.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(())
 }
 
 /// The reference server's flags for a config (Go's field names, kebab case).
@@ -297,6 +419,29 @@ impl GoServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+
+    #[test]
+    fn the_cache_follows_xdg_and_the_override() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v));
+        assert_eq!(cache_root(env(&[("HOME", "/home/u")])), Some(PathBuf::from("/home/u/.cache/badgateway-lab")));
+        assert_eq!(cache_root(env(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/xdg")])), Some(PathBuf::from("/xdg/badgateway-lab")));
+        assert_eq!(cache_root(env(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/xdg"), (CACHE_VAR, "/tmp/c")])), Some(PathBuf::from("/tmp/c")));
+        assert_eq!(cache_root(env(&[("XDG_CACHE_HOME", "relative"), ("HOME", "")])), None, "relative or empty values are ignored (XDG)");
+        assert_eq!(cache_root(env(&[])), None);
+    }
+
+    #[test]
+    fn build_entries_are_keyed_by_sources_and_toolchain() {
+        let a = build_dir_name("go1.19.8");
+        assert!(a.starts_with("go-upstream-") && a.len() == "go-upstream-".len() + 16, "{a}");
+        assert_eq!(a, build_dir_name("go1.19.8"));
+        assert_ne!(a, build_dir_name("go1.22.0"));
+        assert_eq!(fnv1a(&[""]), 0xaf63_bd4c_8601_b7df, "FNV-1a of one NUL byte (stable across Rust releases)");
+        assert_eq!(parse_go_version("go version go1.19.8 linux/amd64\n"), Some("go1.19.8"));
+        assert_eq!(parse_go_version("go version devel go1.23-abc linux/amd64"), None);
+        assert_eq!(parse_go_version("bash: go: not found"), None);
+    }
 
     #[test]
     fn reads_the_fixture_log() {

@@ -2,8 +2,17 @@
 //! a private prefix directory, loopback ports, `daemon off`, stopped by the
 //! PID we spawned. The config is rendered from the same [`Config`] model the
 //! emulator reads.
+//!
+//! Which nginx: `--nginx PATH`, else `BADGATEWAY_NGINX`, else `PATH` and the
+//! usual package directories ([`locate`]). Its `nginx -V` says which release
+//! it is; a configuration is checked against that release (a directive it
+//! does not have is an error naming both) and pinned to nginx 1.22's
+//! defaults, which the catalogue's expectations assume
+//! ([`nginx_model::version`]).
 
 use nginx_model::conf::Config;
+use nginx_model::version::{parse_nginx_v, NginxV, TooOld, Unpinnable, Version};
+use nginx_model::Profile;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,15 +28,191 @@ pub struct RealNginx {
     pub addr: SocketAddr,
 }
 
-/// Why real nginx cannot be used (a skip reason, or a failure where real
-/// programs are required).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no nginx binary in /usr/sbin, /usr/local/sbin or /usr/bin (install nginx-light)")]
-pub struct NginxUnavailable;
+/// Where the lab looks for nginx when it is not told (after `PATH`): the
+/// usual package locations, which a non-root `PATH` often lacks (`/usr/sbin`).
+pub const FIXED_DIRS: [&str; 3] = ["/usr/sbin", "/usr/local/sbin", "/usr/bin"];
 
-/// The nginx binary to run.
+/// The variable that names the nginx binary when `--nginx` is not given.
+pub const NGINX_VAR: &str = "BADGATEWAY_NGINX";
+
+/// How the binary was chosen (for messages: which setting to fix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `--nginx PATH`.
+    Flag,
+    /// `BADGATEWAY_NGINX`.
+    Env,
+    /// Found on `PATH` or in [`FIXED_DIRS`].
+    Search,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "--nginx",
+            Source::Env => NGINX_VAR,
+            Source::Search => "found on PATH",
+        })
+    }
+}
+
+/// Where to look for nginx, in order: the flag's path alone, else the
+/// variable's alone (an explicit choice is never replaced by another
+/// binary), else `nginx` in each `PATH` directory, then [`FIXED_DIRS`]. A
+/// name without a slash (`--nginx nginx-1.25`) is looked up on `PATH`.
+pub fn candidates(flag: Option<&Path>, env: Option<&std::ffi::OsStr>, path_var: Option<&std::ffi::OsStr>) -> Vec<(PathBuf, Source)> {
+    let dirs: Vec<PathBuf> = path_var.map(|p| std::env::split_paths(p).filter(|d| d.is_absolute()).collect()).unwrap_or_default();
+    let named = |name: &Path, source| -> Vec<(PathBuf, Source)> {
+        if name.components().count() == 1 && !name.as_os_str().is_empty() && !name.to_string_lossy().starts_with('.') {
+            dirs.iter().map(|d| (d.join(name), source)).collect()
+        } else {
+            vec![(name.to_path_buf(), source)]
+        }
+    };
+    if let Some(f) = flag {
+        return named(f, Source::Flag);
+    }
+    if let Some(e) = env.filter(|e| !e.is_empty()) {
+        return named(Path::new(e), Source::Env);
+    }
+    let mut out: Vec<(PathBuf, Source)> = dirs.iter().map(|d| (d.join("nginx"), Source::Search)).collect();
+    for d in FIXED_DIRS {
+        let p = Path::new(d).join("nginx");
+        if !out.iter().any(|(q, _)| *q == p) {
+            out.push((p, Source::Search));
+        }
+    }
+    out
+}
+
+/// An nginx binary the lab can run: where it is, how it was chosen, and
+/// what its `nginx -V` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NginxProgram {
+    pub path: PathBuf,
+    pub from: Source,
+    pub v: NginxV,
+}
+
+impl NginxProgram {
+    pub fn version(&self) -> Version {
+        self.v.version
+    }
+
+    /// The defaults this binary runs with.
+    pub fn profile(&self) -> Profile {
+        self.v.version.profile()
+    }
+
+    /// "nginx/1.22.1 (/usr/sbin/nginx)" for a run's header.
+    pub fn describe(&self) -> String {
+        format!("{}/{} ({})", self.v.product, self.v.version, self.path.display())
+    }
+}
+
+/// Why real nginx cannot be used (a skip reason, or a failure where real
+/// programs are required, or a usage error for a path given explicitly).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NginxUnavailable {
+    #[error("no nginx binary on PATH or in /usr/sbin, /usr/local/sbin, /usr/bin (install nginx-light, or give one with --nginx PATH or {NGINX_VAR})")]
+    NotFound,
+    #[error("nginx {path} (from {from}) does not exist")]
+    Missing { path: PathBuf, from: Source },
+    #[error("nginx {path} (from {from}) is not an executable file")]
+    NotExecutable { path: PathBuf, from: Source },
+    #[error("cannot run `{path} -V` (from {from}): {reason}")]
+    NotRunnable { path: PathBuf, from: Source, reason: String },
+    #[error("{path} (from {from}) is not nginx: `-V` printed no \"nginx version: NAME/X.Y.Z\" line (it printed {excerpt:?})")]
+    NotNginx { path: PathBuf, from: Source, excerpt: String },
+}
+
+/// Runs `nginx -V` (bounded: a binary that is not nginx may wait on
+/// something) and returns what it printed on stdout and stderr.
+fn run_dash_v(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(path)
+        .arg("-V")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("it did not exit within 5 s".into());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut text = String::new();
+    for pipe in [child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>), child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>)].into_iter().flatten() {
+        let mut buf = Vec::new();
+        let _ = pipe.take(64 * 1024).read_to_end(&mut buf);
+        text.push_str(&String::from_utf8_lossy(&buf));
+    }
+    Ok(text)
+}
+
+/// Asks one candidate what it is.
+fn probe(path: &Path, from: Source) -> Result<NginxProgram, NginxUnavailable> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|_| NginxUnavailable::Missing { path: path.to_path_buf(), from })?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(NginxUnavailable::NotExecutable { path: path.to_path_buf(), from });
+    }
+    let text = run_dash_v(path).map_err(|reason| NginxUnavailable::NotRunnable { path: path.to_path_buf(), from, reason })?;
+    let v = parse_nginx_v(&text).ok_or_else(|| NginxUnavailable::NotNginx {
+        path: path.to_path_buf(),
+        from,
+        excerpt: text.lines().next().unwrap_or("").chars().take(80).collect(),
+    })?;
+    Ok(NginxProgram { path: path.to_path_buf(), from, v })
+}
+
+/// Finds the nginx to run: `flag` (`--nginx`), else [`NGINX_VAR`], else a
+/// search (see [`candidates`]), and reads its version. An explicit choice
+/// that is not a runnable nginx is an error, never replaced by another
+/// binary. Remembered per `flag` for the life of the process.
+pub fn locate(flag: Option<&Path>) -> Result<NginxProgram, NginxUnavailable> {
+    /// Per `--nginx` value: the binary found (or why there is none).
+    type Found = Vec<(Option<PathBuf>, Result<NginxProgram, NginxUnavailable>)>;
+    static FOUND: std::sync::OnceLock<parking_lot::Mutex<Found>> = std::sync::OnceLock::new();
+    let cache = FOUND.get_or_init(Default::default);
+    let key = flag.map(Path::to_path_buf);
+    if let Some((_, r)) = cache.lock().iter().find(|(k, _)| *k == key) {
+        return r.clone();
+    }
+    let found = find(flag);
+    cache.lock().push((key, found.clone()));
+    found
+}
+
+fn find(flag: Option<&Path>) -> Result<NginxProgram, NginxUnavailable> {
+    let env = std::env::var_os(NGINX_VAR);
+    let path_var = std::env::var_os("PATH");
+    let all = candidates(flag, env.as_deref(), path_var.as_deref());
+    let explicit = all.first().is_some_and(|(_, s)| *s != Source::Search);
+    if explicit {
+        // A bare name looked up on PATH: the first directory that has it.
+        let chosen = all.iter().find(|(p, _)| p.exists()).or(all.first());
+        return match chosen {
+            Some((p, s)) => probe(p, *s),
+            None => Err(NginxUnavailable::NotFound),
+        };
+    }
+    let (p, s) = all.iter().find(|(p, _)| p.is_file()).ok_or(NginxUnavailable::NotFound)?;
+    probe(p, *s)
+}
+
+/// The nginx binary to run (found as [`locate`] finds it without a flag).
 pub fn available() -> Result<PathBuf, NginxUnavailable> {
-    ["/usr/sbin", "/usr/local/sbin", "/usr/bin"].iter().map(|d| Path::new(d).join("nginx")).find(|p| p.exists()).ok_or(NginxUnavailable)
+    locate(None).map(|p| p.path)
 }
 
 /// Why real nginx did not start.
@@ -35,6 +220,10 @@ pub fn available() -> Result<PathBuf, NginxUnavailable> {
 pub enum NginxStartError {
     #[error(transparent)]
     Unavailable(#[from] NginxUnavailable),
+    #[error("{program}: {err}")]
+    TooOld { program: String, err: TooOld },
+    #[error("{program}: {err}")]
+    Unpinnable { program: String, err: Unpinnable },
     #[error("the configuration has no listen address")]
     NoListen,
     #[error("listen {0} is not an address")]
@@ -63,11 +252,18 @@ pub fn lab_config(mut cfg: Config, listen: SocketAddr) -> Config {
 }
 
 impl RealNginx {
-    /// Starts nginx with `cfg` (see [`lab_config`]) in a fresh prefix under
-    /// `work`, and waits (bounded) until it accepts connections. nginx signals
-    /// readiness no other way, so the port is tried every few milliseconds.
-    pub async fn start(cfg: &Config, work: &Path) -> Result<RealNginx, NginxStartError> {
-        let bin = available()?;
+    /// Starts `program` with `cfg` (see [`lab_config`]) in a fresh prefix
+    /// under `work`, and waits (bounded) until it accepts connections. nginx
+    /// signals readiness no other way, so the port is tried every few
+    /// milliseconds. `cfg` is checked against the binary's release and
+    /// pinned to nginx 1.22's defaults first.
+    pub async fn start(program: &NginxProgram, cfg: &Config, work: &Path) -> Result<RealNginx, NginxStartError> {
+        nginx_model::version::check(cfg, program.version()).map_err(|err| NginxStartError::TooOld { program: program.describe(), err })?;
+        let mut pinned = cfg.clone();
+        nginx_model::version::pin_legacy_defaults(&mut pinned, program.profile())
+            .map_err(|err| NginxStartError::Unpinnable { program: program.describe(), err })?;
+        let cfg = &pinned;
+        let bin = &program.path;
         let listen = cfg.servers.first().and_then(|s| s.listen.first()).ok_or(NginxStartError::NoListen)?;
         let addr: SocketAddr = listen.parse().map_err(|_| NginxStartError::BadListen(listen.clone()))?;
         let conf = work.join("nginx.conf");
@@ -175,6 +371,56 @@ pub fn parse_lab_access(line: &str) -> Option<LabAccess> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn explicit_choices_are_never_replaced() {
+        let path = Some(OsStr::new("/opt/bin:relative/dir:/usr/sbin"));
+        let flag = candidates(Some(Path::new("/opt/nginx/sbin/nginx")), Some(OsStr::new("/env/nginx")), path);
+        assert_eq!(flag, [(PathBuf::from("/opt/nginx/sbin/nginx"), Source::Flag)]);
+        let env = candidates(None, Some(OsStr::new("/env/nginx")), path);
+        assert_eq!(env, [(PathBuf::from("/env/nginx"), Source::Env)]);
+        // A bare name is looked up on PATH (relative PATH entries are not trusted).
+        let named: Vec<PathBuf> = candidates(Some(Path::new("nginx-1.25")), None, path).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(named, [PathBuf::from("/opt/bin/nginx-1.25"), PathBuf::from("/usr/sbin/nginx-1.25")]);
+        assert_eq!(candidates(Some(Path::new("./nginx")), None, path), [(PathBuf::from("./nginx"), Source::Flag)]);
+        let searched: Vec<PathBuf> = candidates(None, Some(OsStr::new("")), path).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            searched,
+            ["/opt/bin/nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"].map(PathBuf::from),
+            "PATH first, then the fixed directories, each once"
+        );
+    }
+
+    /// A script standing in for an nginx binary.
+    fn fake(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn probes_say_what_is_wrong_with_a_binary() {
+        let dir = std::env::temp_dir().join(format!("badgateway-lab-nginx-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = fake(&dir, "nginx-old", "echo 'nginx version: nginx/1.14.2' >&2; echo 'configure arguments: --prefix=/opt' >&2");
+        let p = probe(&old, Source::Flag).unwrap();
+        assert_eq!((p.version(), p.profile(), p.v.configure_arguments.as_str()), (Version(1, 14, 2), Profile::Legacy, "--prefix=/opt"));
+        assert_eq!(p.describe(), format!("nginx/1.14.2 ({})", old.display()));
+        let not = fake(&dir, "python", "echo 'Python 3.11.2'");
+        let err = probe(&not, Source::Env).unwrap_err().to_string();
+        assert!(err.contains("is not nginx") && err.contains("Python 3.11.2") && err.contains(NGINX_VAR), "{err}");
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "not a program").unwrap();
+        assert!(matches!(probe(&plain, Source::Flag), Err(NginxUnavailable::NotExecutable { .. })));
+        assert!(matches!(probe(&dir.join("absent"), Source::Flag), Err(NginxUnavailable::Missing { .. })));
+        assert!(matches!(probe(&dir, Source::Flag), Err(NginxUnavailable::NotExecutable { .. })), "a directory");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn parses_observed_access_lines() {
         let l = "11.148 GET /ok 200 0.001 \"502, 200\" \"0.000, 0.001\" \"0.000, 0.000\" \"127.0.0.1:18080, 127.0.0.1:18080\" 671 2 \"-\"";

@@ -20,6 +20,8 @@
 //! * [`resolve`]: the effective configuration, with nginx's defaults.
 //! * [`keepalive`]: the keepalive cache policy (LIFO checkout, LRU eviction).
 //! * [`attempt`]: one request's upstream attempts, as a state machine.
+//! * [`version`]: `nginx -V`, the profile a release runs, directives an older
+//!   release lacks, and configurations pinned to nginx 1.22's defaults.
 
 pub mod balancer;
 pub mod attempt;
@@ -38,5 +40,6 @@ pub mod resolve;
 pub mod response;
 pub mod retry;
 pub mod time;
+pub mod version;
 
 pub use profile::Profile;

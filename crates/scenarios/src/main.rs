@@ -1,7 +1,7 @@
 //! `scenarios`: reproduce, explain and assert nginx → Go 502s.
 
 use clap::{Args, Parser, Subcommand};
-use scenarios::runner::{self, ProxyBackend, RunOptions, RunResult, UpstreamBackend, CONFORMANCE_PAIRS};
+use scenarios::runner::{self, Programs, ProxyBackend, RunOptions, RunResult, UpstreamBackend, CONFORMANCE_PAIRS};
 use scenarios::{catalogue, exit, matrix, report, Error};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -122,12 +122,57 @@ struct RunArgs {
     #[arg(long, conflicts_with = "timeline")]
     no_timeline: bool,
     #[command(flatten)]
+    programs: ProgramArgs,
+    #[command(flatten)]
     report: ReportArgs,
 }
 
 impl RunArgs {
     fn options(&self) -> Result<RunOptions, Error> {
-        Ok(RunOptions { proxy: self.proxy, upstream: self.upstream, scale: self.report.checked_scale()? })
+        self.programs.options(self.proxy, self.upstream, self.report.checked_scale()?)
+    }
+}
+
+/// Which real programs run (each flag implies its backend).
+#[derive(Args, Clone)]
+struct ProgramArgs {
+    /// Run this nginx binary (implies --proxy nginx; else $BADGATEWAY_NGINX,
+    /// else nginx on PATH, /usr/sbin, /usr/local/sbin, /usr/bin). Its version
+    /// (nginx -V) decides the defaults; too old for a directive is an error.
+    #[arg(long, value_name = "PATH")]
+    nginx: Option<PathBuf>,
+    /// Build the Go reference server with this `go` (implies --upstream go;
+    /// else $BADGATEWAY_GO, else go on PATH). Built once into
+    /// $BADGATEWAY_CACHE_DIR, else $XDG_CACHE_HOME/badgateway-lab, else
+    /// ~/.cache/badgateway-lab.
+    #[arg(long, value_name = "PATH")]
+    go: Option<PathBuf>,
+    /// Your own server as the upstream: 'CMD {addr}' (see --help).
+    #[arg(long, value_name = "CMD", long_help = harness::backend::UPSTREAM_CMD_HELP, conflicts_with = "go")]
+    upstream_cmd: Option<harness::backend::CmdTemplate>,
+}
+
+impl ProgramArgs {
+    /// The backends the flags imply, checked before anything runs: a
+    /// program named explicitly that cannot run is a usage error.
+    fn options(&self, proxy: ProxyBackend, upstream: UpstreamBackend, scale: f64) -> Result<RunOptions, Error> {
+        let proxy = if self.nginx.is_some() { ProxyBackend::Nginx } else { proxy };
+        let upstream = match (&self.upstream_cmd, &self.go) {
+            (Some(_), _) if upstream != UpstreamBackend::Builtin => {
+                return Err(Error::Usage(format!("--upstream-cmd runs your server: it cannot be combined with --upstream {}", format!("{upstream:?}").to_lowercase())));
+            }
+            (Some(_), _) => UpstreamBackend::Cmd,
+            (None, Some(_)) => UpstreamBackend::Go,
+            (None, None) => upstream,
+        };
+        let programs = Programs { nginx: self.nginx.clone(), go: self.go.clone(), upstream_cmd: self.upstream_cmd.clone() };
+        if self.nginx.is_some() {
+            proxy.available(&programs).map_err(|e| Error::Usage(format!("--nginx: {e}")))?;
+        }
+        if self.go.is_some() {
+            upstream.available(&programs).map_err(|e| Error::Usage(format!("--go: {e}")))?;
+        }
+        Ok(RunOptions { proxy, upstream, scale, programs })
     }
 }
 
@@ -171,6 +216,12 @@ struct CheckArgs {
     /// With --run: which upstream.
     #[arg(long, value_enum, default_value = "builtin", requires = "run")]
     upstream: UpstreamBackend,
+    /// With --run: this nginx binary (implies --proxy nginx).
+    #[arg(long, value_name = "PATH", requires = "run")]
+    nginx: Option<PathBuf>,
+    /// With --run: your own server as the upstream, 'CMD {addr}' (see `scenarios run --help`).
+    #[arg(long, value_name = "CMD", requires = "run")]
+    upstream_cmd: Option<harness::backend::CmdTemplate>,
     /// Write the findings as JSON to FILE ("-" for stdout).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -195,6 +246,8 @@ struct MatrixArgs {
     /// Which upstream measures the rates.
     #[arg(long, value_enum, default_value = "builtin")]
     upstream: UpstreamBackend,
+    #[command(flatten)]
+    programs: ProgramArgs,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -295,7 +348,7 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
     if let Some(m) = a.methods.iter().find(|m| !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")) {
         return Err(Error::Usage(format!("--methods: unsupported method {m:?}")));
     }
-    let opts = RunOptions { proxy: a.proxy, upstream: a.upstream, scale };
+    let opts = a.programs.options(a.proxy, a.upstream, scale)?;
     let started = Instant::now();
     let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, progress).await?;
     println!("{}", matrix::render(&cells));
@@ -303,8 +356,8 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
         cells.len(),
         started.elapsed().as_secs_f64(),
-        a.proxy,
-        a.upstream
+        opts.proxy,
+        opts.upstream
     );
     if let Some(p) = &a.report.json {
         write_out(p, &serde_json::to_string_pretty(&cells)?)?;
@@ -315,8 +368,9 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
 async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
     let scale = a.checked_scale()?;
     let all = catalogue::all()?;
-    ProxyBackend::Nginx.available().map_err(|e| Error::Usage(format!("conformance needs real nginx: {e}")))?;
-    UpstreamBackend::Go.available().map_err(|e| Error::Usage(format!("conformance needs Go: {e}")))?;
+    let programs = Programs::default();
+    ProxyBackend::Nginx.available(&programs).map_err(|e| Error::Usage(format!("conformance needs real nginx: {e}")))?;
+    UpstreamBackend::Go.available(&programs).map_err(|e| Error::Usage(format!("conformance needs Go: {e}")))?;
     let started = Instant::now();
     let mut results = Vec::new();
     let mut rows = Vec::new();
@@ -325,7 +379,7 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
         progress(i + 1, all.len(), &s.name);
         let mut runs = Vec::new();
         for (proxy, upstream) in CONFORMANCE_PAIRS {
-            let r = runner::run(s, &RunOptions { proxy, upstream, scale }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
+            let r = runner::run(s, &RunOptions { proxy, upstream, scale, programs: programs.clone() }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
             runs.push(r);
         }
         let agree = runner::agreement(&runs);
@@ -393,7 +447,9 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
         }
         let mut runs = Vec::new();
         if a.run {
-            let opts = RunOptions { proxy: a.proxy, upstream: a.upstream, scale: scenarios::scenario::DEFAULT_SCALE };
+            // The go binary comes from $BADGATEWAY_GO or PATH here: --go is Go's settings.
+            let programs = ProgramArgs { nginx: a.nginx.clone(), go: None, upstream_cmd: a.upstream_cmd.clone() };
+            let opts = programs.options(a.proxy, a.upstream, scenarios::scenario::DEFAULT_SCALE)?;
             for f in findings.iter().filter(|f| f.verdict != check::Verdict::CannotHappen) {
                 let Some(probe) = &f.probe else { continue };
                 let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;

@@ -50,9 +50,11 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     let upstream = obs.first().map(|o| o.upstream_status.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
     let errors = obs.first().map(|o| o.errors.join(",")).unwrap_or_default();
     // Per request, collapsed when every request saw the same.
-    let mut runs: Vec<u64> = obs.iter().map(|o| o.handler_runs).collect();
+    let mut runs: Vec<Option<u64>> = obs.iter().map(|o| o.handler_runs).collect();
     runs.dedup();
-    let runs = if runs.len() == 1 { runs[0].to_string() } else { format!("{runs:?}") };
+    // "?": the upstream cannot tell (a user's own server); not checked.
+    let show = |r: &Option<u64>| r.map_or("?".to_string(), |n| n.to_string());
+    let runs = if runs.len() == 1 { show(&runs[0]) } else { format!("[{}]", runs.iter().map(show).collect::<Vec<_>>().join(", ")) };
     let mut line = format!(
         "  {:<5}{:<32} ×{:<3} expect {:<32} got {statuses} \"{upstream}\"{} handler×{runs}{}  {}",
         v.method,
@@ -72,9 +74,14 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     line
 }
 
-/// "built-in proxy (nginx 1.22 semantics) → real Go, scale 0.02".
+/// "built-in proxy (nginx 1.22 semantics) → real Go, scale 0.02", with the
+/// programs that ran ("real nginx nginx/1.22.1 (/usr/sbin/nginx), …").
 pub fn backends(r: &RunResult) -> String {
-    format!("{} → {}, scale {}", r.proxy.description(), r.upstream.description(), r.scale)
+    let with = |desc: &str, program: &Option<String>| match program {
+        Some(p) => format!("{desc} {p}"),
+        None => desc.to_string(),
+    };
+    format!("{} → {}, scale {}", with(r.proxy.description(), &r.proxy_program), with(r.upstream.description(), &r.upstream_program), r.scale)
 }
 
 /// A run's timeline, with its backends' names over the lanes.

@@ -18,6 +18,7 @@ use harness::{Action, BackendError, ProxyUnderTest, Unsupported, UpstreamUnderTe
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+pub use harness::backend::Programs;
 pub use harness::{ProxyBackend, UpstreamBackend};
 
 #[derive(Debug, Clone)]
@@ -26,11 +27,13 @@ pub struct RunOptions {
     pub upstream: UpstreamBackend,
     /// Multiplies every duration of the scenario (article scale → run scale).
     pub scale: f64,
+    /// Which real programs (`--nginx`, `--go`, `--upstream-cmd`).
+    pub programs: Programs,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { proxy: ProxyBackend::Builtin, upstream: UpstreamBackend::Builtin, scale: DEFAULT_SCALE }
+        RunOptions { proxy: ProxyBackend::Builtin, upstream: UpstreamBackend::Builtin, scale: DEFAULT_SCALE, programs: Programs::default() }
     }
 }
 
@@ -49,6 +52,10 @@ pub struct RunResult {
     pub title: String,
     pub proxy: ProxyBackend,
     pub upstream: UpstreamBackend,
+    /// The programs that ran ("nginx/1.22.1 (/usr/sbin/nginx), …"); `None`
+    /// for a built-in emulator or a skipped run.
+    pub proxy_program: Option<String>,
+    pub upstream_program: Option<String>,
     pub scale: f64,
     /// Set when the scenario cannot run on these backends (and why).
     pub skipped: Option<String>,
@@ -73,6 +80,8 @@ impl RunResult {
             title: s.title.clone(),
             proxy: opts.proxy,
             upstream: opts.upstream,
+            proxy_program: None,
+            upstream_program: None,
             scale: opts.scale,
             skipped: Some(why.to_string()),
             passed: false,
@@ -95,14 +104,14 @@ impl RunResult {
 pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, Error> {
     let factor = opts.scale;
     let go_cfg = go_config(s, factor);
-    if let Err(why) = opts.upstream.supports(&go_cfg, s.workload.action) {
+    if let Err(why) = opts.upstream.supports(&go_cfg, s.workload.action, &opts.programs) {
         return Ok(RunResult::skipped(s, opts, &why));
     }
     let wall = Instant::now();
     let epoch = Instant::now();
-    let mut upstream = opts.upstream.start(&go_cfg, s.go.servers.max(1), epoch).await?;
+    let mut upstream = opts.upstream.start(&go_cfg, s.go.servers.max(1), epoch, &opts.programs).await?;
     let cfg = nginx_config(s, &upstream.addrs(), LOOPBACK_ANY, factor);
-    let proxy = match opts.proxy.start(cfg, &s.name, epoch).await {
+    let proxy = match opts.proxy.start(cfg, &s.name, epoch, &opts.programs).await {
         Ok(p) => p,
         Err(e) => {
             upstream.stop().await;
@@ -116,6 +125,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, Error> {
     // All three sides on one clock (the real programs' sides are only what
     // their logs tell, so builtin runs are richer).
     let backend_timeline = [proxy.timeline(), upstream.timeline()];
+    let programs = (proxy.program(), upstream.program());
     drop(proxy);
     upstream.stop().await;
     let (observations, mut timeline) = match driven {
@@ -131,6 +141,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, Error> {
         title: s.title.clone(),
         proxy: opts.proxy,
         upstream: opts.upstream,
+        proxy_program: programs.0,
+        upstream_program: programs.1,
         scale: factor,
         skipped: None,
         passed: verdicts.iter().all(|v| v.passed),
@@ -317,7 +329,7 @@ impl<'a> Session<'a> {
                 None => "◄ no response".into(),
             },
         );
-        let handler_runs = self.upstream.handler_runs(&handler_path).await - runs_before;
+        let handler_runs = self.upstream.handler_runs(&handler_path).await.zip(runs_before).map(|(after, before)| after - before);
         if reconnect {
             let addr = self.proxy.addr();
             self.client = WireClient::connect(addr).await.map_err(|source| Error::Client { what: "reconnect to", addr, source })?;
@@ -386,7 +398,7 @@ pub struct Difference {
 pub struct Seen {
     pub status: Option<u16>,
     pub upstream_status: Vec<u16>,
-    pub handler_runs: u64,
+    pub handler_runs: Option<u64>,
 }
 
 impl Seen {
@@ -397,7 +409,7 @@ impl Seen {
 
 impl std::fmt::Display for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?} {:?} ×{}", self.status, self.upstream_status, self.handler_runs)
+        write!(f, "{:?} {:?} ×{}", self.status, self.upstream_status, self.handler_runs.map_or("?".into(), |n| n.to_string()))
     }
 }
 
@@ -451,7 +463,7 @@ mod tests {
     fn agreement_names_the_first_difference() {
         let s = crate::catalogue::find("idle-race").unwrap();
         let run = |proxy, status| {
-            let mut r = RunResult::skipped(&s, &RunOptions { proxy, ..RunOptions::default() }, &Unsupported { backend: "x", what: "y" });
+            let mut r = RunResult::skipped(&s, &RunOptions { proxy, ..RunOptions::default() }, &Unsupported::knob("x", "y"));
             r.skipped = None;
             r.passed = true;
             r.observations = vec![Observation {
@@ -467,7 +479,7 @@ mod tests {
                 upstream_response_time: vec![],
                 errors: vec![],
                 error_lines: vec![],
-                handler_runs: 1,
+                handler_runs: Some(1),
             }];
             r
         };

@@ -17,3 +17,20 @@ fn every_file_is_listed_and_valid() {
         assert!(FILES.iter().any(|(n, _)| *n == s.name), "file name = scenario name: {}", s.name);
     }
 }
+
+/// `--upstream-cmd --help` lists what a user's server must serve: every
+/// path the catalogue requests (and the warm-up's `/ok` and `/sleep`).
+#[test]
+fn the_upstream_cmd_help_lists_every_path_the_catalogue_requests() {
+    let help = harness::backend::UPSTREAM_CMD_HELP;
+    let mut paths: Vec<String> = vec!["/ok".into(), "/sleep".into()];
+    for s in &all().expect("valid catalogue") {
+        paths.extend(s.requests.iter().map(|g| g.path.split('?').next().unwrap_or_default().to_string()));
+    }
+    paths.sort();
+    paths.dedup();
+    for p in paths {
+        let listed = help.lines().any(|l| l.trim_start().starts_with(&p) && l.trim_start()[p.len()..].starts_with([' ', '?']));
+        assert!(listed, "{p} is not in UPSTREAM_CMD_HELP");
+    }
+}

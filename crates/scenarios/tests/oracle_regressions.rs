@@ -17,7 +17,7 @@ type Outcome = (Option<u16>, Vec<u16>, u64);
 /// Every request's outcome, live and predicted.
 fn live_and_predicted(s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
     let r = rt().block_on(runner::run(s, &RunOptions::default())).expect("run");
-    let live = r.observations.iter().map(|o| (o.status, o.upstream_status.clone(), o.handler_runs)).collect();
+    let live = r.observations.iter().map(|o| (o.status, o.upstream_status.clone(), o.handler_runs.expect("the emulator counts handler runs"))).collect();
     let predicted = oracle::predict(s).expect("deterministic").iter().map(|p| (Some(p.status), p.upstream_status.clone(), p.handler_runs)).collect();
     (live, predicted)
 }

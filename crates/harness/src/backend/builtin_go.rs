@@ -108,8 +108,8 @@ impl UpstreamUnderTest for BuiltinGo {
         self.servers[..self.started].iter().map(UpstreamSim::local_addr).collect()
     }
 
-    async fn handler_runs(&mut self, path: &str) -> u64 {
-        self.servers.iter().map(|s| s.handler_runs_for(path)).sum()
+    async fn handler_runs(&mut self, path: &str) -> Option<u64> {
+        Some(self.servers.iter().map(|s| s.handler_runs_for(path)).sum())
     }
 
     fn accepted_ports(&self, server: usize) -> Vec<u16> {

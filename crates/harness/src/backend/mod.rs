@@ -13,11 +13,13 @@ mod builtin_go;
 mod builtin_proxy;
 mod real_go;
 mod real_nginx;
+mod user_server;
 
 pub use builtin_go::BuiltinGo;
 pub use builtin_proxy::BuiltinProxy;
 pub use real_go::RealGo;
 pub use real_nginx::NginxProxy;
+pub use user_server::{CmdTemplate, TemplateError, UserServer, PLACEHOLDERS, READY_WAIT, UPSTREAM_CMD_HELP};
 
 use crate::go::GoUnavailable;
 use crate::nginx::{NginxStartError, NginxUnavailable};
@@ -50,6 +52,21 @@ pub enum UpstreamBackend {
     Builtin,
     /// A real Go server (fixtures/go-upstream, built with the local `go`).
     Go,
+    /// The user's own server, started with `--upstream-cmd`.
+    #[value(skip)]
+    Cmd,
+}
+
+/// Which real programs to run, where the CLI or the environment names
+/// them; `Default` finds them (nginx on PATH, `go` on PATH).
+#[derive(Debug, Clone, Default)]
+pub struct Programs {
+    /// `--nginx PATH` (else `BADGATEWAY_NGINX`, else a search).
+    pub nginx: Option<PathBuf>,
+    /// `--go PATH` (else `BADGATEWAY_GO`, else `go` on PATH).
+    pub go: Option<PathBuf>,
+    /// `--upstream-cmd` for [`UpstreamBackend::Cmd`].
+    pub upstream_cmd: Option<CmdTemplate>,
 }
 
 impl ProxyBackend {
@@ -77,21 +94,21 @@ impl ProxyBackend {
         }
     }
 
-    /// Whether it can run here.
-    pub fn available(self) -> Result<(), BackendError> {
+    /// Whether it can run here; for real nginx, which binary and release.
+    pub fn available(self, programs: &Programs) -> Result<Option<String>, BackendError> {
         match self {
-            ProxyBackend::Builtin => Ok(()),
-            ProxyBackend::Nginx => crate::nginx::available().map(drop).map_err(BackendError::from),
+            ProxyBackend::Builtin => Ok(None),
+            ProxyBackend::Nginx => crate::nginx::locate(programs.nginx.as_deref()).map(|p| Some(p.describe())).map_err(BackendError::from),
         }
     }
 
     /// Starts the proxy with `cfg` on a loopback port (its listen address
     /// is the backend's choice), with a private work directory named after
     /// `label`, its events on the clock of `epoch`.
-    pub async fn start(self, cfg: Config, label: &str, epoch: Instant) -> Result<Box<dyn ProxyUnderTest>, BackendError> {
+    pub async fn start(self, cfg: Config, label: &str, epoch: Instant, programs: &Programs) -> Result<Box<dyn ProxyUnderTest>, BackendError> {
         Ok(match self {
             ProxyBackend::Builtin => Box::new(BuiltinProxy::start(cfg, label, epoch).await?),
-            ProxyBackend::Nginx => Box::new(NginxProxy::start(cfg, label, epoch).await?),
+            ProxyBackend::Nginx => Box::new(NginxProxy::start(cfg, label, epoch, programs.nginx.as_deref()).await?),
         })
     }
 }
@@ -102,6 +119,7 @@ impl UpstreamBackend {
         match self {
             UpstreamBackend::Builtin => "Go (emulated)",
             UpstreamBackend::Go => "Go (real)",
+            UpstreamBackend::Cmd => "your server",
         }
     }
 
@@ -110,6 +128,7 @@ impl UpstreamBackend {
         match self {
             UpstreamBackend::Builtin => "built-in upstream (Go 1.19 semantics)",
             UpstreamBackend::Go => "real Go",
+            UpstreamBackend::Cmd => "your server (--upstream-cmd)",
         }
     }
 
@@ -118,33 +137,46 @@ impl UpstreamBackend {
         match self {
             UpstreamBackend::Builtin => None,
             UpstreamBackend::Go => Some(Tool::Go),
+            // The user's own program: nothing the lab installs.
+            UpstreamBackend::Cmd => None,
         }
     }
 
-    /// Whether it can run here (for real Go: builds the reference server).
-    pub fn available(self) -> Result<(), BackendError> {
+    /// Whether it can run here (for real Go: builds the reference server);
+    /// what it runs, for a report.
+    pub fn available(self, programs: &Programs) -> Result<Option<String>, BackendError> {
         match self {
-            UpstreamBackend::Builtin => Ok(()),
-            UpstreamBackend::Go => crate::go::build_go_upstream().map(drop).map_err(BackendError::from),
+            UpstreamBackend::Builtin => Ok(None),
+            UpstreamBackend::Go => crate::go::build_go_upstream_with(programs.go.as_deref()).map(|b| Some(b.describe())).map_err(BackendError::from),
+            UpstreamBackend::Cmd => programs.upstream_cmd.as_ref().map(|t| Some(t.describe())).ok_or(BackendError::NoUpstreamCmd),
         }
     }
 
     /// Whether this backend can run `cfg` and then `action`, asked before
     /// anything starts.
-    pub fn supports(self, cfg: &ServerConfig, action: Action) -> Result<(), Unsupported> {
+    pub fn supports(self, cfg: &ServerConfig, action: Action, programs: &Programs) -> Result<(), Unsupported> {
         match self {
             UpstreamBackend::Builtin => BuiltinGo::supports(cfg, action),
             UpstreamBackend::Go => RealGo::supports(cfg, action),
+            UpstreamBackend::Cmd => match &programs.upstream_cmd {
+                Some(t) => UserServer::supports(t, cfg, action),
+                // Reported when starting (BackendError::NoUpstreamCmd).
+                None => Ok(()),
+            },
         }
     }
 
     /// Starts `servers` Go servers with `cfg` on loopback ports, their
     /// events on the clock of `epoch`.
-    pub async fn start(self, cfg: &ServerConfig, servers: usize, epoch: Instant) -> Result<Box<dyn UpstreamUnderTest>, BackendError> {
-        self.supports(cfg, Action::None)?;
+    pub async fn start(self, cfg: &ServerConfig, servers: usize, epoch: Instant, programs: &Programs) -> Result<Box<dyn UpstreamUnderTest>, BackendError> {
+        self.supports(cfg, Action::None, programs)?;
         Ok(match self {
             UpstreamBackend::Builtin => Box::new(BuiltinGo::start(cfg, servers, epoch).await?),
-            UpstreamBackend::Go => Box::new(RealGo::start(cfg, servers, epoch).await?),
+            UpstreamBackend::Go => Box::new(RealGo::start(cfg, servers, epoch, programs.go.as_deref()).await?),
+            UpstreamBackend::Cmd => {
+                let t = programs.upstream_cmd.as_ref().ok_or(BackendError::NoUpstreamCmd)?;
+                Box::new(UserServer::start(t, cfg, servers, epoch).await?)
+            }
         })
     }
 }
@@ -186,6 +218,12 @@ pub trait ProxyUnderTest: Send + Sync {
     /// What it recorded, on the run's clock.
     fn timeline(&self) -> Vec<TimelineEntry>;
 
+    /// Which program runs, for a run's header and report ("nginx/1.22.1
+    /// (/usr/sbin/nginx)"); `None` for the built-in emulator.
+    fn program(&self) -> Option<String> {
+        None
+    }
+
     /// Timeline entries for error-log lines read at `read_at`, for a proxy
     /// whose [`timeline`](Self::timeline) does not already hold them.
     fn error_timeline(&self, _lines: &[String], _read_at: Duration) -> Vec<TimelineEntry> {
@@ -206,8 +244,15 @@ pub trait UpstreamUnderTest: Send + Sync {
     fn addrs(&self) -> Vec<SocketAddr>;
 
     /// How many times the handler for `path` has started, on all servers
-    /// (real Go: after making its log current).
-    async fn handler_runs(&mut self, path: &str) -> u64;
+    /// (real Go: after making its log current); `None` where the backend
+    /// cannot see its handlers (a user's own server).
+    async fn handler_runs(&mut self, path: &str) -> Option<u64>;
+
+    /// Which program runs, for a run's header and report; `None` for the
+    /// built-in emulator.
+    fn program(&self) -> Option<String> {
+        None
+    }
 
     /// The peer (proxy-side) ports of every connection server `server` has
     /// accepted.
@@ -227,10 +272,18 @@ pub trait UpstreamUnderTest: Send + Sync {
 /// A backend cannot run a configuration or an action: a skip, with this
 /// reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{backend} cannot run {what} (an emulator-only knob)")]
+#[error("{backend} cannot run {what} ({why})")]
 pub struct Unsupported {
     pub backend: &'static str,
-    pub what: &'static str,
+    pub what: String,
+    pub why: &'static str,
+}
+
+impl Unsupported {
+    /// A lab knob of the emulator that `backend` does not have.
+    pub fn knob(backend: &'static str, what: &str) -> Unsupported {
+        Unsupported { backend, what: what.to_string(), why: "an emulator-only knob" }
+    }
 }
 
 /// A backend that did not start or failed while running.
@@ -246,6 +299,10 @@ pub enum BackendError {
     GoUnavailable(#[from] GoUnavailable),
     #[error("{0}")]
     GoStart(std::io::Error),
+    #[error("--upstream-cmd: {0}")]
+    UserServer(String),
+    #[error("the upstream `cmd` needs --upstream-cmd 'CMD {{addr}}'")]
+    NoUpstreamCmd,
     #[error("upstream-sim: {0}")]
     UpstreamSim(std::io::Error),
     #[error("{0}")]

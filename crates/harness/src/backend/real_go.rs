@@ -15,27 +15,23 @@ pub struct RealGo {
     /// The wall-clock time of the run's epoch (UTC seconds of the day): the
     /// log's timestamps are wall-clock.
     epoch_secs_of_day: f64,
+    build: go::GoBuild,
 }
 
 impl RealGo {
     /// Everything but the emulator's lab knobs.
     pub fn supports(cfg: &ServerConfig, action: Action) -> Result<(), Unsupported> {
-        let knobs = [
-            (cfg.idle_race.is_some(), "the deterministic idle race"),
-            (cfg.shutdown_race.is_some(), "the deterministic Shutdown race"),
-            (cfg.accept_paused, "a paused accept loop"),
-            (cfg.reuse_port, "a listener handoff"),
-        ];
-        let knob = knobs.iter().find(|(needed, _)| *needed).map(|(_, what)| *what);
-        match knob.or_else(|| action_knob(action)) {
-            Some(what) => Err(Unsupported { backend: "real Go", what }),
+        match config_knob(cfg).or_else(|| action_knob(action)) {
+            Some(what) => Err(Unsupported::knob("real Go", what)),
             None => Ok(()),
         }
     }
 
-    /// Builds the reference server (once) and starts `servers` of them.
-    pub async fn start(cfg: &ServerConfig, servers: usize, epoch: Instant) -> Result<RealGo, BackendError> {
-        let bin = go::build_go_upstream()?;
+    /// Builds the reference server (once, with the `go` that `go_flag` or
+    /// the environment names) and starts `servers` of them.
+    pub async fn start(cfg: &ServerConfig, servers: usize, epoch: Instant, go_flag: Option<&std::path::Path>) -> Result<RealGo, BackendError> {
+        let build = go::build_go_upstream_with(go_flag)?;
+        let bin = build.binary.clone();
         let mut v = Vec::new();
         for _ in 0..servers.max(1) {
             let port = crate::free_port().map_err(BackendError::FreePort)?;
@@ -43,7 +39,7 @@ impl RealGo {
         }
         let epoch_wall = SystemTime::now() - epoch.elapsed();
         let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
-        Ok(RealGo { servers: v, epoch_secs_of_day })
+        Ok(RealGo { servers: v, epoch_secs_of_day, build })
     }
 
     pub fn servers(&self) -> &[GoServer] {
@@ -63,13 +59,17 @@ impl UpstreamUnderTest for RealGo {
 
     /// The HANDLER lines travel through a pipe: each log is made current
     /// first (see [`GoServer::sync_log`]).
-    async fn handler_runs(&mut self, path: &str) -> u64 {
+    async fn handler_runs(&mut self, path: &str) -> Option<u64> {
         let mut runs = 0;
         for g in &mut self.servers {
             g.sync_log(Duration::from_secs(2)).await;
             runs += g.handler_runs(path);
         }
-        runs
+        Some(runs)
+    }
+
+    fn program(&self) -> Option<String> {
+        Some(self.build.describe())
     }
 
     fn accepted_ports(&self, server: usize) -> Vec<u16> {
@@ -93,7 +93,7 @@ impl UpstreamUnderTest for RealGo {
             }
             Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog => {
                 let what = action_knob(action).unwrap_or("this action");
-                return Err(Unsupported { backend: "real Go", what }.into());
+                return Err(Unsupported::knob("real Go", what).into());
             }
         }
         Ok(())
@@ -106,8 +106,19 @@ impl UpstreamUnderTest for RealGo {
     }
 }
 
+/// The first lab knob `cfg` sets, which no real Go server has.
+pub(super) fn config_knob(cfg: &ServerConfig) -> Option<&'static str> {
+    let knobs = [
+        (cfg.idle_race.is_some(), "the deterministic idle race"),
+        (cfg.shutdown_race.is_some(), "the deterministic Shutdown race"),
+        (cfg.accept_paused, "a paused accept loop"),
+        (cfg.reuse_port, "a listener handoff"),
+    ];
+    knobs.iter().find(|(needed, _)| *needed).map(|(_, what)| *what)
+}
+
 /// The actions that need a lab knob the reference server does not have.
-fn action_knob(action: Action) -> Option<&'static str> {
+pub(super) fn action_knob(action: Action) -> Option<&'static str> {
     match action {
         Action::FillBacklog => Some("a paused accept loop"),
         Action::RestartHandoff => Some("a listener handoff"),

@@ -14,16 +14,19 @@ pub struct NginxProxy {
     // Dropped in this order: nginx stops before its prefix is removed.
     nginx: RealNginx,
     _dir: WorkDir,
+    program: nginx::NginxProgram,
 }
 
 impl NginxProxy {
-    /// Starts real nginx with `cfg` and the lab's logs (see
-    /// [`nginx::lab_config`]) on a free loopback port.
-    pub async fn start(cfg: Config, label: &str, _epoch: Instant) -> Result<NginxProxy, BackendError> {
+    /// Starts real nginx (`--nginx`, else found: see [`nginx::locate`])
+    /// with `cfg` and the lab's logs (see [`nginx::lab_config`]) on a free
+    /// loopback port.
+    pub async fn start(cfg: Config, label: &str, _epoch: Instant, nginx_flag: Option<&std::path::Path>) -> Result<NginxProxy, BackendError> {
+        let program = nginx::locate(nginx_flag)?;
         let dir = WorkDir::new(label)?;
         let listen: SocketAddr = ([127, 0, 0, 1], crate::free_port().map_err(BackendError::FreePort)?).into();
-        let nginx = RealNginx::start(&nginx::lab_config(cfg, listen), dir.path()).await?;
-        Ok(NginxProxy { nginx, _dir: dir })
+        let nginx = RealNginx::start(&program, &nginx::lab_config(cfg, listen), dir.path()).await?;
+        Ok(NginxProxy { nginx, _dir: dir, program })
     }
 }
 
@@ -35,6 +38,16 @@ impl ProxyUnderTest for NginxProxy {
 
     fn addr(&self) -> SocketAddr {
         self.nginx.addr
+    }
+
+    fn program(&self) -> Option<String> {
+        // The profile says which defaults the rendered configuration was
+        // pinned against (see nginx_model::version::pin_legacy_defaults).
+        let defaults = match self.program.profile() {
+            nginx_model::Profile::Legacy => "nginx ≤ 1.29.6 defaults",
+            nginx_model::Profile::Modern => "nginx ≥ 1.29.7 defaults, pinned to 1.22's",
+        };
+        Some(format!("{}, {defaults}", self.program.describe()))
     }
 
     fn error_lines(&self) -> Vec<String> {
