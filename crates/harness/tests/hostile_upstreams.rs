@@ -381,7 +381,7 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
 }
 
 /// Waits (at most 5 s) until the bytes waiting in the receive queue have
-/// not grown for 100 ms: the sender has filled the buffers and sleeps in
+/// not grown for 300 ms: the sender has filled the buffers and sleeps in
 /// its event loop (a runnable sender on a busy machine gets the CPU well
 /// within that).
 async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
@@ -398,7 +398,7 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
         let now = queued();
         still = if now == last && now > 0 { still + 1 } else { 0 };
         last = now;
-        if still >= 10 {
+        if still >= 30 {
             return;
         }
     }
