@@ -6,8 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
+    /// Nothing happens to the upstream.
     #[default]
     None,
     /// Kill the (first) upstream server after the warm-up.

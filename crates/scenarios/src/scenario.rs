@@ -161,23 +161,6 @@ pub struct NginxSettings {
 /// `action = "crash"`); the upstream backends perform it.
 pub use labkit::action::Action;
 
-/// [`Action`]'s TOML names, for the JSON Schema (labkit has no schema).
-#[derive(JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-#[allow(dead_code)]
-enum ActionName {
-    None,
-    /// Kill the first upstream server after the warm-up.
-    Crash,
-    /// A new server takes the port (SO_REUSEPORT), the old one shuts down.
-    RestartHandoff,
-    /// Graceful Shutdown of the first server.
-    Shutdown,
-    /// SetKeepAlivesEnabled(false), then Shutdown, of the first server.
-    KeepalivesOffThenShutdown,
-    /// Stop accepting on every upstream and fill its accept queue.
-    FillBacklog,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -204,7 +187,6 @@ pub struct Workload {
     /// "shutdown", "keepalives-off-then-shutdown", "restart-handoff",
     /// "fill-backlog".
     #[serde(default)]
-    #[schemars(with = "ActionName")]
     pub action: Action,
 }
 
