@@ -146,18 +146,9 @@ fn ngx_fmt(d: Duration) -> String {
     nginx_model::time::format(d)
 }
 
-/// The Go server as the probes run it (the user's settings at article scale).
+/// The Go server as the user wrote it (article scale: no scaling).
 fn go_server(g: &GoSettings) -> ServerConfig {
-    let d = |s: &Option<String>| s.as_deref().and_then(|v| crate::scenario::parse_duration(v).ok()).unwrap_or_default();
-    ServerConfig {
-        read_timeout: d(&g.read_timeout),
-        read_header_timeout: d(&g.read_header_timeout),
-        write_timeout: d(&g.write_timeout),
-        idle_timeout: d(&g.idle_timeout),
-        keep_alives: g.keepalives,
-        go_version: g.go_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(GoVersion::Go119),
-        ..ServerConfig::default()
-    }
+    crate::setup::go_settings_config(g, 1.0)
 }
 
 /// The user's resolved location and upstream as scenario settings: every
@@ -169,7 +160,7 @@ fn nginx_settings(t: &Target) -> NginxSettings {
         .peers
         .iter()
         .map(|p| {
-            let mut w = vec![format!("weight={}", p.weight), format!("max_fails={}", p.max_fails), format!("fail_timeout={}s", p.fail_timeout.as_secs().max(1))];
+            let mut w = vec![format!("weight={}", p.weight), format!("max_fails={}", p.max_fails), format!("fail_timeout={}s", p.fail_timeout.as_secs())];
             if p.backup {
                 w.push("backup".into());
             }

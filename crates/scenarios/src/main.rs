@@ -422,7 +422,7 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
     let spec = match (&a.go, &a.go_config) {
         (Some(s), _) => s.clone(),
         (None, Some(f)) => read(f)?,
-        (None, None) => unreachable!("clap requires --go or --go-config"),
+        (None, None) => return Err(Error::Usage("check needs Go's settings: --go or --go-config".into())),
     };
     let mut go = check::parse_go(&spec).map_err(|e| Error::Usage(format!("--go: {e}")))?;
     a.go_version.parse::<go_model::GoVersion>().map_err(|e| Error::Usage(format!("--go-version: {e}")))?;

@@ -58,7 +58,7 @@ pub struct GoSettings {
     /// Which Go's connection loop: "1.19" (the default; Debian 12's) or
     /// "1.20" (any later release: ReadHeaderTimeout no longer bounds the idle wait).
     #[serde(default, deserialize_with = "go_version")]
-    #[schemars(regex(pattern = "^1\\.(19|20)$"))]
+    #[schemars(regex(pattern = "^(go)?1\\.(19|20)$"))]
     pub go_version: Option<String>,
     /// `SetKeepAlivesEnabled` (Go's default: true).
     #[serde(default = "yes")]
@@ -288,7 +288,9 @@ pub fn scale_path(path: &str, factor: f64) -> String {
 // ---- typed values: checked while the file is read, so an error points at the value
 
 /// Go's `time.ParseDuration` syntax, for the schema.
-const GO_DURATION: &str = "^[0-9.]+(ns|us|µs|ms|s|m|h)([0-9.]+(ns|us|µs|ms|s|m|h))*$";
+/// What [`parse_duration`] accepts (trimmed): "0", or an optional `+` and
+/// number-unit pairs; checked against it in the tests.
+const GO_DURATION: &str = r"^(0|\+?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$";
 
 fn checked<'de, D, T>(d: D, check: impl Fn(&T) -> Result<(), String>) -> Result<Option<T>, D::Error>
 where
@@ -559,6 +561,14 @@ mod tests {
         assert!(no_requests.starts_with("f.toml:1:1: "), "{no_requests}");
         let bad_expect = Scenario::from_toml(&format!("{base}{req}status=200\n[[request]]\npath='/ok'\n[request.expect]\nerrors=['nope']\n"), "f.toml").unwrap_err();
         assert_eq!((bad_expect.line, bad_expect.field.as_deref()), (12, Some("request[2].expect.errors")), "{bad_expect}");
+    }
+
+    #[test]
+    fn the_schema_pattern_for_go_durations_is_what_the_reader_accepts() {
+        let re = regex::Regex::new(GO_DURATION).unwrap();
+        for d in ["0", "5s", "+5s", "1m30s", "1.5s", ".5s", "5.s", "300ms", "1h2m3.5s", "10µs", "10us", "5", "3x", "s", "", "-3s", "1..5s", ".s", "5s5"] {
+            assert_eq!(re.is_match(d), parse_duration(d).is_ok(), "{d:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! read back by the built-in proxy). The runner starts backends with these;
 //! the oracle resolves the same ones.
 
-use crate::scenario::{parse_duration, scale, Action, NginxSettings, Scenario};
+use crate::scenario::{parse_duration, scale, Action, GoSettings, NginxSettings, Scenario};
 use go_model::{IdleRace, ServerConfig};
 use nginx_model::conf::{Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
 use std::net::SocketAddr;
@@ -27,7 +27,12 @@ fn race(s: &Option<String>) -> Option<IdleRace> {
 
 /// The Go server configuration of a scenario, at run scale.
 pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
-    let g = &s.go;
+    ServerConfig { reuse_port: s.workload.action == Action::RestartHandoff, ..go_settings_config(&s.go, factor) }
+}
+
+/// `[go]` settings as the `http.Server` they describe, at run scale (1.0:
+/// as written, what `check` reasons about).
+pub fn go_settings_config(g: &GoSettings, factor: f64) -> ServerConfig {
     ServerConfig {
         read_timeout: dur(&g.read_timeout, factor),
         read_header_timeout: dur(&g.read_header_timeout, factor),
@@ -38,7 +43,6 @@ pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
         backlog: g.backlog.unwrap_or(4096),
         idle_race: race(&g.idle_race),
         shutdown_race: race(&g.shutdown_race),
-        reuse_port: s.workload.action == Action::RestartHandoff,
         ..ServerConfig::default()
     }
 }
