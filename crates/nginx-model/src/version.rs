@@ -145,25 +145,32 @@ pub fn pin_legacy_defaults(cfg: &mut Config, profile: Profile) -> Result<(), Unp
     if profile == Profile::Legacy {
         return Ok(());
     }
+    // The legacy defaults, from the profile rules themselves.
+    let legacy_version = if profile::http11(Profile::Legacy, None) { "1.1" } else { "1.0" };
+    let legacy_connection: Vec<(String, String)> =
+        profile::default_request_headers(Profile::Legacy).into_iter().filter(|(k, _)| k.eq_ignore_ascii_case("connection")).collect();
     let http = cfg.proxy.clone();
     for srv in &mut cfg.servers {
         let server = srv.proxy.merged_over(&http);
         for loc in &mut srv.locations {
             let eff = loc.proxy.merged_over(&server);
-            let version = eff.http_version.clone().unwrap_or_else(|| "1.0".into());
             let mut headers = eff.set_header.clone().unwrap_or_default();
             if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
-                headers.push(("Connection".into(), "close".into()));
+                headers.extend(legacy_connection.iter().cloned());
             }
-            let reusable = profile::http11(Profile::Legacy, Some(&version)) && !profile::sends_connection_close(&headers);
-            let target = eff.pass.as_deref().and_then(|p| p.strip_prefix("http://")).map(|p| p.split('/').next().unwrap_or(p));
-            if let Some(u) = cfg.upstreams.iter().find(|u| Some(u.name.as_str()) == target) {
-                if reusable && u.keepalive.is_none() {
-                    return Err(Unpinnable { upstream: u.name.clone() });
-                }
-            }
-            loc.proxy.http_version = Some(version);
+            loc.proxy.http_version = Some(eff.http_version.clone().unwrap_or_else(|| legacy_version.into()));
             loc.proxy.set_header = Some(headers);
+        }
+    }
+    // Where connections can still be reused, a modern nginx caches 32 of
+    // them for an upstream without `keepalive`, nginx 1.22 none: resolve
+    // (which finds each location's upstream as nginx does) says where.
+    let Ok(r) = crate::resolve::resolve(cfg, profile) else { return Ok(()) };
+    for loc in r.servers.iter().flat_map(|s| &s.locations) {
+        let Some(up) = r.upstreams.get(loc.upstream) else { continue };
+        let explicit = cfg.upstreams.iter().find(|u| u.name.eq_ignore_ascii_case(&up.name)).map(|u| u.keepalive.is_some());
+        if loc.reuse_possible(up) && explicit == Some(false) {
+            return Err(Unpinnable { upstream: up.name.clone() });
         }
     }
     Ok(())
@@ -242,8 +249,9 @@ mod tests {
             ("proxy_http_version 1.0;", "", true),
             ("proxy_http_version 1.1; proxy_set_header Connection \"\";", "", false),
         ];
-        for (loc, keepalive, pinnable) in cases {
-            let src = format!("events {{}}\nhttp {{\n upstream u {{ server 127.0.0.1:1; {keepalive} }}\n server {{\n  listen 127.0.0.1:8080;\n  location / {{ proxy_pass http://u; {loc} }}\n }}\n}}\n");
+        // nginx finds the upstream by name without regard to case.
+        for (loc, keepalive, pinnable, pass) in cases.iter().map(|&(l, k, p)| (l, k, p, "http://u")).chain([("proxy_http_version 1.1; proxy_set_header Connection \"\";", "", false, "HTTP://U")]) {
+            let src = format!("events {{}}\nhttp {{\n upstream u {{ server 127.0.0.1:1; {keepalive} }}\n server {{\n  listen 127.0.0.1:8080;\n  location / {{ proxy_pass {pass}; {loc} }}\n }}\n}}\n");
             let cfg = conf::parse(&src, "t.conf").unwrap();
             let mut pinned = cfg.clone();
             let res = pin_legacy_defaults(&mut pinned, Profile::Modern);

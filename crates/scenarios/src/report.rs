@@ -71,7 +71,15 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     if v.mismatches.len() > 5 {
         let _ = write!(line, "\n        … {} more", v.mismatches.len() - 5);
     }
+    for u in &v.unchecked {
+        let _ = write!(line, "\n        not checked: {u}");
+    }
     line
+}
+
+/// Expectations no group of the run could check.
+fn unchecked(r: &RunResult) -> usize {
+    r.verdicts.iter().map(|v| v.unchecked.len()).sum()
 }
 
 /// "built-in proxy (nginx 1.22 semantics) → real Go, scale 0.02", with the
@@ -111,14 +119,16 @@ pub fn summary_line(r: &RunResult) -> String {
         return format!("  SKIP  {:<32} {why}", r.scenario);
     }
     let n = r.observations.len();
+    let u = unchecked(r);
     format!(
-        "  {}  {:<32} {:>3} req  {:>3} × 502  {:>7.0} ms  {}",
+        "  {}  {:<32} {:>3} req  {:>3} × 502  {:>7.0} ms  {}{}",
         pass_word(r.passed),
         r.scenario,
         n,
         r.count_status(502),
         r.wall_ms,
-        r.title
+        r.title,
+        if u > 0 { format!(" ({u} expectation(s) not checked)") } else { String::new() }
     )
 }
 
@@ -152,6 +162,9 @@ pub fn junit(results: &[RunResult], suite: &str) -> String {
         let _ = write!(s, "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"", xml(&class), xml(&r.scenario), r.wall_ms / 1e3);
         if let Some(why) = &r.skipped {
             let _ = writeln!(s, "><skipped message=\"{}\"/></testcase>", xml(why));
+        } else if r.passed && unchecked(r) > 0 {
+            let notes: Vec<String> = r.verdicts.iter().flat_map(|v| v.unchecked.iter().map(move |u| format!("{} {}: not checked: {u}", v.method, v.path))).collect();
+            let _ = writeln!(s, "><system-out>{}</system-out></testcase>", xml(&notes.join("\n")));
         } else if r.passed {
             s.push_str("/>\n");
         } else {

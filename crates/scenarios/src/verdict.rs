@@ -45,6 +45,9 @@ pub struct GroupVerdict {
     pub statuses: std::collections::BTreeMap<u16, u32>,
     /// Requests that needed more than one upstream attempt.
     pub retried: u32,
+    /// Expectations that could not be checked on this run, with why (a
+    /// user's own server cannot report handler runs). Shown, never a pass.
+    pub unchecked: Vec<String>,
 }
 
 /// Checks one observation against its group's expectation.
@@ -120,6 +123,10 @@ pub fn judge(groups: &[RequestGroup], obs: &[Observation], scale_factor: f64) ->
                     mismatches.push(format!("request {}: {m}", i + 1));
                 }
             }
+            let mut unchecked = Vec::new();
+            if g.expect.handler_runs.is_some() && mine.iter().any(|o| o.handler_runs.is_none()) {
+                unchecked.push("handler_runs: this upstream cannot report how often its handler ran".to_string());
+            }
             if mine.len() != g.count as usize {
                 mismatches.push(format!("{} of {} requests ran", mine.len(), g.count));
             }
@@ -133,6 +140,7 @@ pub fn judge(groups: &[RequestGroup], obs: &[Observation], scale_factor: f64) ->
                 mismatches,
                 statuses,
                 retried,
+                unchecked,
             }
         })
         .collect()
@@ -140,4 +148,37 @@ pub fn judge(groups: &[RequestGroup], obs: &[Observation], scale_factor: f64) ->
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(handler_runs: Option<u64>) -> Observation {
+        Observation {
+            group: 0,
+            method: "GET".into(),
+            path: "/ok".into(),
+            status: Some(200),
+            body_bytes: 3,
+            truncated: false,
+            latency_ms: 1.0,
+            gap_ms: 0.0,
+            upstream_status: vec![200],
+            upstream_response_time: vec![0.001],
+            errors: vec![],
+            error_lines: vec![],
+            handler_runs,
+        }
+    }
+
+    #[test]
+    fn an_expectation_the_upstream_cannot_report_is_listed_as_unchecked() {
+        let g = RequestGroup { method: "GET".into(), path: "/ok".into(), body: 0, count: 1, expect: Expect { handler_runs: Some(2), ..Expect::default() } };
+        let v = &judge(std::slice::from_ref(&g), &[obs(None)], 1.0)[0];
+        assert_eq!(v.unchecked.len(), 1, "{v:?}");
+        assert!(v.mismatches.is_empty());
+        let v = &judge(std::slice::from_ref(&g), &[obs(Some(1))], 1.0)[0];
+        assert!(v.unchecked.is_empty() && !v.passed, "{v:?}");
+    }
 }
