@@ -391,7 +391,7 @@ fn split_place(s: &str, file: &str) -> Rejection {
 /// `nginx -t` on `file`: `Ok(())` or its first `[emerg]` line; `Err` if it
 /// could not be run or timed out.
 fn nginx_t(bin: &Path, file: &Path, prefix: &Path) -> Result<Option<Rejection>, String> {
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args(["-t", "-q", "-p"])
         .arg(format!("{}/", prefix.display()))
         .args(["-e", "error.log", "-c"])
@@ -400,25 +400,22 @@ fn nginx_t(bin: &Path, file: &Path, prefix: &Path) -> Result<Option<Rejection>, 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run nginx: {e}"))?;
-    let deadline = Instant::now() + NGINX_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    // Exit and stderr awaited together on a thread (a full pipe cannot
+    // stall nginx), the answer bounded by the channel's timeout.
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(NGINX_TIMEOUT) {
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(_) => {
+            // Our child, not yet reaped (the thread is still in wait()).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
             return Err(format!("nginx -t did not finish within {NGINX_TIMEOUT:?}"));
         }
-        std::thread::sleep(Duration::from_millis(2));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let mut b = Vec::new();
-        let _ = e.read_to_end(&mut b);
-        err = String::from_utf8_lossy(&b).into_owned();
-    }
+    let (status, err) = (out.status, String::from_utf8_lossy(&out.stderr).into_owned());
     if status.success() {
         return Ok(None);
     }

@@ -116,27 +116,51 @@ pub fn fnmatch(pat: &[u8], name: &[u8]) -> bool {
     matches(pat, name)
 }
 
+/// Iterative, with one backtrack point (the last `*`): linear in practice,
+/// never exponential (`*a*a*a*a*b` against a long name).
 fn matches(pat: &[u8], name: &[u8]) -> bool {
-    let Some((&p, rest)) = pat.split_first() else {
-        return name.is_empty();
-    };
-    match p {
-        b'*' => (0..=name.len()).any(|i| matches(rest, &name[i..])),
-        b'?' => !name.is_empty() && matches(rest, &name[1..]),
-        b'[' => {
-            let Some((&c, tail)) = name.split_first() else {
-                return false;
-            };
-            match class(rest, c) {
-                Some((hit, after)) => hit && matches(after, tail),
-                // An unclosed `[` is a literal.
-                None => c == b'[' && matches(rest, tail),
+    let (mut p, mut n) = (0, 0);
+    // After the last `*`: where the pattern resumes and the name index it tried.
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if p < pat.len() && pat[p] == b'*' {
+            p += 1;
+            star = Some((p, n));
+            continue;
+        }
+        if p == pat.len() && n == name.len() {
+            return true;
+        }
+        if let (true, Some(&c)) = (p < pat.len(), name.get(n)) {
+            if let Some(next) = one(pat, p, c) {
+                p = next;
+                n += 1;
+                continue;
             }
         }
-        b'\\' if !rest.is_empty() => {
-            name.first() == Some(&rest[0]) && matches(&rest[1..], &name[1..])
+        match star {
+            Some((sp, sn)) if sn < name.len() => {
+                star = Some((sp, sn + 1));
+                p = sp;
+                n = sn + 1;
+            }
+            _ => return false,
         }
-        _ => name.first() == Some(&p) && matches(rest, &name[1..]),
+    }
+}
+
+/// Whether the pattern element at `pat[p]` (not `*`) matches `c`, and where
+/// the pattern goes on.
+fn one(pat: &[u8], p: usize, c: u8) -> Option<usize> {
+    match pat[p] {
+        b'?' => Some(p + 1),
+        b'[' => match class(&pat[p + 1..], c) {
+            Some((hit, after)) => hit.then_some(pat.len() - after.len()),
+            // An unclosed `[` is a literal.
+            None => (c == b'[').then_some(p + 1),
+        },
+        b'\\' if p + 1 < pat.len() => (pat[p + 1] == c).then_some(p + 2),
+        lit => (lit == c).then_some(p + 1),
     }
 }
 
@@ -282,6 +306,31 @@ pub mod tests {
         assert!(fnmatch(b"[]]", b"]") && fnmatch(b"a[", b"a["));
         assert!(fnmatch(b"\\*", b"*") && !fnmatch(b"\\*", b"x"));
         assert!(!fnmatch(b"*", b".dot") && fnmatch(b"*", b"dot"));
+    }
+
+    #[test]
+    fn fnmatch_stars() {
+        let table: &[(&[u8], &[u8], bool)] = &[
+            (b"*.conf", b"a.conf", true),
+            (b"*.conf", b"a.conf.bak", false),
+            (b"a*b*c", b"axxbyyc", true),
+            (b"a*b*c", b"axxbyy", false),
+            (b"*", b"", true),
+            (b"**x", b"abx", true),
+            (b"*?", b"", false),
+            (b"*[0-9]", b"site9", true),
+            (b"*\\*", b"a*", true),
+            (b"*\\*", b"ab", false),
+            // Backtracking past a partial match of the text after `*`.
+            (b"*ab", b"aab", true),
+            // Many stars against a long name that does not match (exponential
+            // for a naive recursive matcher).
+            (b"*a*a*a*a*a*a*a*a*b", &[b'a'; 60], false),
+            (b"*a*a*a*a*a*a*a*a*b", b"aaaaaaaaaaaaaaab", true),
+        ];
+        for (pat, name, want) in table {
+            assert_eq!(fnmatch(pat, name), *want, "{} ~ {}", String::from_utf8_lossy(pat), String::from_utf8_lossy(name));
+        }
     }
 
     #[test]

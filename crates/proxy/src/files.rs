@@ -11,12 +11,21 @@ use std::path::Path;
 /// and nothing grows without bound; a directory is `EISDIR`.
 pub struct Fs;
 
+/// The largest configuration file the emulation reads. nginx streams a
+/// file through a 4 KiB buffer and has no such limit; the proxy holds each
+/// file whole, so a (sparse) file of gigabytes is refused, with its size.
+pub const MAX_CONF_FILE: u64 = 64 << 20;
+
 impl Files for Fs {
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         let f = std::fs::File::open(path)?;
         let meta = f.metadata()?;
         if meta.is_dir() {
             return Err(io::Error::from_raw_os_error(21));
+        }
+        if meta.len() > MAX_CONF_FILE {
+            let msg = format!("{} bytes: larger than this emulation reads ({} MiB)", meta.len(), MAX_CONF_FILE >> 20);
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, msg));
         }
         let mut buf = Vec::with_capacity(meta.len().min(1 << 20) as usize);
         f.take(meta.len()).read_to_end(&mut buf)?;
@@ -103,4 +112,22 @@ pub fn not_emulated_lines(cfg: &conf::Config, notes: &[(String, conf::Pos)]) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_file_is_refused_without_being_read() {
+        let dir = std::env::temp_dir().join(format!("badgateway-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("huge.conf");
+        // Sparse: no disk space, and nothing is read.
+        std::fs::File::create(&path).unwrap().set_len(100 << 30).unwrap();
+        let err = Fs.read(path.to_str().unwrap()).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.to_string().contains("larger than this emulation reads"), "{err}");
+        assert!(Fs.read("/dev/zero").unwrap().is_empty());
+    }
 }

@@ -7,6 +7,26 @@ fn proxy(args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A scratch directory holding `name` with `text`, removed when dropped
+/// (also when an assertion fails).
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn with_conf(tag: &str, name: &str, text: &[u8]) -> (Scratch, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("proxy-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        (Scratch(dir), f)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
 #[test]
 fn test_mode_accepts_the_fixture() {
     // -t creates what nginx creates (temp directories, logs) in the prefix:
@@ -22,24 +42,17 @@ fn test_mode_accepts_the_fixture() {
 
 #[test]
 fn bad_directive_is_reported_with_file_and_line() {
-    let dir = std::env::temp_dir().join(format!("proxy-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("bad.conf");
-    std::fs::write(&f, "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / { proxy_pas http://x; }\n  }\n}\n").unwrap();
+    let (dir, f) = Scratch::with_conf("cli", "bad.conf", b"events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / { proxy_pas http://x; }\n  }\n}\n");
     let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains(&format!("unknown directive \"proxy_pas\" in {}:5", f.display())), "{err}");
-    let (ok, err) = proxy(&["-t", "-c", dir.join("missing.conf").to_str().unwrap()]);
+    let (ok, err) = proxy(&["-t", "-c", dir.0.join("missing.conf").to_str().unwrap()]);
     assert!(!ok && err.contains("failed"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn semantic_errors_fail_the_test_mode() {
-    let dir = std::env::temp_dir().join(format!("proxy-cli2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("nohost.conf");
-    std::fs::write(&f, "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / { proxy_pass http://up/; }\n  }\n}\n").unwrap();
+    let (_dir, f) = Scratch::with_conf("cli2", "nohost.conf", b"events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / { proxy_pass http://up/; }\n  }\n}\n");
     let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap()]);
     // The URI part is not emulated, but the host is resolved as nginx does.
     assert!(
@@ -49,7 +62,6 @@ fn semantic_errors_fail_the_test_mode() {
         )),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -63,11 +75,7 @@ fn dev_zero_reads_as_an_empty_file() {
 
 #[test]
 fn non_utf8_bytes_inside_tokens_are_accepted() {
-    let dir = std::env::temp_dir().join(format!("proxy-cli3-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("latin1.conf");
-    std::fs::write(&f, b"# caf\xe9\nevents {}\nhttp {\n  server {\n    listen 127.0.0.1:18199;\n    server_name caf\xe9;\n    location / { proxy_pass http://127.0.0.1:18198; }\n  }\n}\n").unwrap();
-    let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.to_str().unwrap()]);
+    let (dir, f) = Scratch::with_conf("cli3", "latin1.conf", b"# caf\xe9\nevents {}\nhttp {\n  server {\n    listen 127.0.0.1:18199;\n    server_name caf\xe9;\n    location / { proxy_pass http://127.0.0.1:18198; }\n  }\n}\n");
+    let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.0.to_str().unwrap()]);
     assert!(ok, "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
