@@ -3,16 +3,16 @@
 //! `BADGATEWAY_GO`): a child process on a loopback port, its log read line
 //! by line, stopped by the PID we spawned.
 
+use crate::child::{self, Progress, RunError};
 use crate::client::WireClient;
 use go_model::ServerConfig;
 use parking_lot::Mutex;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -34,6 +34,8 @@ pub enum GoUnavailable {
     NoToolchain { go: PathBuf, reason: String },
     #[error("go build of the reference server in {dir} failed ({status}): {stderr}")]
     BuildFailed { dir: PathBuf, status: String, stderr: String },
+    #[error("go build of the reference server in {dir} did not finish within {} s; its process group was killed", BUILD_LIMIT.as_secs())]
+    BuildTimedOut { dir: PathBuf },
     #[error("cannot prepare {path}: {reason}")]
     Io { path: PathBuf, reason: String },
 }
@@ -89,6 +91,14 @@ pub fn go_command(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("go"))
 }
 
+/// How long `go version` may take.
+const VERSION_LIMIT: Duration = Duration::from_secs(10);
+/// How long `go build` may take (a cold build cache compiles the standard
+/// library first).
+const BUILD_LIMIT: Duration = Duration::from_secs(300);
+/// How much of a `go` command's output is kept.
+const GO_OUTPUT: usize = 256 * 1024;
+
 /// `go version` → "go1.19.8" (the third word of "go version go1.19.8 linux/amd64").
 pub fn parse_go_version(text: &str) -> Option<&str> {
     let mut words = text.split_whitespace();
@@ -99,7 +109,9 @@ pub fn parse_go_version(text: &str) -> Option<&str> {
 /// Builds the reference Go server once per source version and toolchain
 /// into the cache directory (see [`cache_root`]), with the `go` that
 /// [`go_command`] names, and returns the binary. Remembered per `go_flag`
-/// for the life of the process.
+/// for the life of the process. Blocking, bounded (`go version` by 10 s,
+/// `go build` by 5 min): async code calls it through
+/// `tokio::task::spawn_blocking`.
 pub fn build_go_upstream_with(go_flag: Option<&Path>) -> Result<GoBuild, GoUnavailable> {
     /// Per `--go` value: its build (or why there is none).
     type Builds = Vec<(Option<PathBuf>, Result<GoBuild, GoUnavailable>)>;
@@ -123,7 +135,9 @@ pub fn build_go_upstream() -> Result<PathBuf, GoUnavailable> {
 
 fn build(go: &Path) -> Result<GoBuild, GoUnavailable> {
     let no_toolchain = |reason: String| GoUnavailable::NoToolchain { go: go.to_path_buf(), reason };
-    let out = std::process::Command::new(go).arg("version").env("GOTOOLCHAIN", "local").stdin(Stdio::null()).output().map_err(|e| no_toolchain(e.to_string()))?;
+    let mut version = Command::new(go);
+    version.arg("version").env("GOTOOLCHAIN", "local");
+    let out = child::run_bounded(version, VERSION_LIMIT, GO_OUTPUT).map_err(|e| no_toolchain(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let go_version = parse_go_version(&text).ok_or_else(|| no_toolchain(format!("it printed {:?}", text.trim())))?.to_string();
     // Without HOME (a bare container, a service unit): a per-user directory
@@ -131,6 +145,7 @@ fn build(go: &Path) -> Result<GoBuild, GoUnavailable> {
     // SAFETY: getuid(2) cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
     let root = cache_root(|k| std::env::var_os(k)).unwrap_or_else(|| std::env::temp_dir().join(format!("badgateway-lab-cache-{uid}")));
+    remove_stale_builds(&root);
     let dir = root.join(build_dir_name(&go_version));
     let bin = dir.join("go-upstream");
     if bin.is_file() {
@@ -146,7 +161,7 @@ fn build(go: &Path) -> Result<GoBuild, GoUnavailable> {
     // process finished first fails, and theirs is used.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = root.join(format!(".{}.tmp-{}-{n}", build_dir_name(&go_version), std::process::id()));
+    let tmp = root.join(format!(".{}{TMP_MARK}{}-{n}", build_dir_name(&go_version), std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let result = build_in(go, &root, &tmp);
     if let Err(e) = result {
@@ -162,30 +177,57 @@ fn build(go: &Path) -> Result<GoBuild, GoUnavailable> {
     Ok(GoBuild { binary: bin, go_version })
 }
 
+/// What marks a build directory in progress: `.go-upstream-HASH.tmp-PID-N`.
+const TMP_MARK: &str = ".tmp-";
+
+/// The PID in a build directory's name (see [`TMP_MARK`]).
+fn tmp_build_pid(name: &str) -> Option<u32> {
+    let (_, pid_n) = name.strip_prefix(".go-upstream-")?.split_once(TMP_MARK)?;
+    pid_n.split_once('-')?.0.parse().ok()
+}
+
+/// Removes the build directories of processes that died mid-build (their
+/// PID no longer exists). One whose PID is alive, maybe reused by another
+/// process, is left alone.
+fn remove_stale_builds(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(tmp_build_pid) else { continue };
+        let Ok(pid) = i32::try_from(pid) else { continue };
+        // SAFETY: kill(2) with signal 0 sends nothing; it asks whether the PID exists.
+        let gone = pid > 0 && unsafe { libc::kill(pid, 0) } == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Writes the sources into `dir` and runs `go build` there.
 fn build_in(go: &Path, root: &Path, dir: &Path) -> Result<(), GoUnavailable> {
     let io = |e: io::Error| GoUnavailable::Io { path: dir.to_path_buf(), reason: e.to_string() };
     std::fs::write(dir.join("main.go"), MAIN_GO).map_err(io)?;
     std::fs::write(dir.join("go.mod"), GO_MOD).map_err(io)?;
-    let mut cmd = std::process::Command::new(go);
+    let mut cmd = Command::new(go);
     cmd.args(["build", "-trimpath", "-o", "go-upstream", "."])
         .current_dir(dir)
         // The module has no dependencies; never fetch a toolchain.
         .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .stdin(Stdio::null());
+        .env("GOTOOLCHAIN", "local");
     // go needs a build cache and a GOPATH, which it finds under $HOME; a
-    // HOME-less environment (CI containers, systemd units) gets them inside
-    // the lab's cache.
+    // HOME-less environment (CI containers, systemd units) gets them in
+    // `.go/` inside the lab's cache, apart from its entries.
     if std::env::var_os("HOME").is_none() {
         if std::env::var_os("GOCACHE").is_none() && std::env::var_os("XDG_CACHE_HOME").is_none() {
-            cmd.env("GOCACHE", root.join("gocache"));
+            cmd.env("GOCACHE", root.join(".go").join("cache"));
         }
         if std::env::var_os("GOPATH").is_none() {
-            cmd.env("GOPATH", root.join("gopath"));
+            cmd.env("GOPATH", root.join(".go").join("path"));
         }
     }
-    let out = cmd.output().map_err(|e| GoUnavailable::NoToolchain { go: go.to_path_buf(), reason: e.to_string() })?;
+    let out = child::run_bounded(cmd, BUILD_LIMIT, GO_OUTPUT).map_err(|e| match e {
+        RunError::TimedOut(_) => GoUnavailable::BuildTimedOut { dir: dir.to_path_buf() },
+        e => GoUnavailable::NoToolchain { go: go.to_path_buf(), reason: e.to_string() },
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
@@ -198,17 +240,35 @@ fn build_in(go: &Path, root: &Path, dir: &Path) -> Result<(), GoUnavailable> {
     Ok(())
 }
 
-/// The reference server's flags for a config (Go's field names, kebab case).
-pub fn go_flags(cfg: &ServerConfig) -> Vec<String> {
+/// One `http.Server` setting a Go server is given on its command line.
+pub struct GoSetting {
+    /// Its `--upstream-cmd` placeholder: `{read_timeout}`.
+    pub placeholder: &'static str,
+    /// The reference server's flag (Go's field name, kebab case).
+    pub flag: &'static str,
+    /// Its value for a config, as Go reads it ("60ms", "true").
+    pub value: fn(&ServerConfig) -> String,
+    /// What it is, for `--help`.
+    pub help: &'static str,
+}
+
+/// The Go settings the lab passes on: the reference server's flags
+/// ([`go_flags`]), a user's placeholders, and their help, from this one list.
+pub const GO_SETTINGS: [GoSetting; 6] = {
     use go_model::godur::format;
-    vec![
-        format!("--read-timeout={}", format(cfg.read_timeout)),
-        format!("--read-header-timeout={}", format(cfg.read_header_timeout)),
-        format!("--write-timeout={}", format(cfg.write_timeout)),
-        format!("--idle-timeout={}", format(cfg.idle_timeout)),
-        format!("--max-header-bytes={}", cfg.max_header_bytes),
-        format!("--keepalives={}", cfg.keep_alives),
+    [
+        GoSetting { placeholder: "read_timeout", flag: "read-timeout", value: |c| format(c.read_timeout), help: "http.Server.ReadTimeout, a Go duration (\"60ms\")" },
+        GoSetting { placeholder: "read_header_timeout", flag: "read-header-timeout", value: |c| format(c.read_header_timeout), help: "http.Server.ReadHeaderTimeout" },
+        GoSetting { placeholder: "write_timeout", flag: "write-timeout", value: |c| format(c.write_timeout), help: "http.Server.WriteTimeout" },
+        GoSetting { placeholder: "idle_timeout", flag: "idle-timeout", value: |c| format(c.idle_timeout), help: "http.Server.IdleTimeout" },
+        GoSetting { placeholder: "max_header_bytes", flag: "max-header-bytes", value: |c| c.max_header_bytes.to_string(), help: "http.Server.MaxHeaderBytes" },
+        GoSetting { placeholder: "keepalives", flag: "keepalives", value: |c| c.keep_alives.to_string(), help: "SetKeepAlivesEnabled (true/false)" },
     ]
+};
+
+/// The reference server's flags for a config.
+pub fn go_flags(cfg: &ServerConfig) -> Vec<String> {
+    GO_SETTINGS.iter().map(|s| format!("--{}={}", s.flag, (s.value)(cfg))).collect()
 }
 
 /// One line of the reference server's log: a wall-clock timestamp
@@ -276,17 +336,10 @@ pub fn port_of(addr: &str) -> Option<u16> {
 pub struct GoServer {
     child: tokio::process::Child,
     pub addr: SocketAddr,
-    log: Arc<Mutex<Log>>,
-    version: watch::Receiver<u64>,
-}
-
-/// What the process has written so far.
-#[derive(Default)]
-struct Log {
-    lines: Vec<String>,
-    /// Output pipes that have reached EOF (stdout and stderr: 2 when the
-    /// process has exited and everything it wrote has been read).
-    closed_pipes: usize,
+    /// What the process has written so far (stdout and stderr).
+    log: Arc<Mutex<Vec<String>>>,
+    /// Changes after each line is in `log`, and at each pipe's EOF.
+    progress: watch::Receiver<Progress>,
 }
 
 impl GoServer {
@@ -299,30 +352,14 @@ impl GoServer {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
-        let log = Arc::new(Mutex::new(Log::default()));
-        let (tx, version) = watch::channel(0u64);
+        let log = Arc::new(Mutex::new(Vec::new()));
         let not_piped = || io::Error::other("go-upstream: output not piped");
         let stdout = child.stdout.take().ok_or_else(not_piped)?;
         let stderr = child.stderr.take().ok_or_else(not_piped)?;
-        for pipe in [Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(stderr)] {
-            let log = log.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                // Lines are read as bytes: the fixture logs request paths
-                // as sent, and a pipe left unread would kill it (SIGPIPE).
-                let mut rd = BufReader::new(pipe);
-                let mut raw = Vec::new();
-                while matches!(rd.read_until(b'\n', &mut raw).await, Ok(n) if n > 0) {
-                    let line = String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(&raw)).into_owned();
-                    raw.clear();
-                    log.lock().lines.push(line);
-                    tx.send_modify(|v| *v += 1);
-                }
-                log.lock().closed_pipes += 1;
-                tx.send_modify(|v| *v += 1);
-            });
-        }
-        let mut server = GoServer { child, addr, log, version };
+        // Read as bytes: the fixture logs request paths as sent.
+        let sink = log.clone();
+        let progress = child::read_lines(vec![Box::new(stdout), Box::new(stderr)], move |line| sink.lock().push(line));
+        let mut server = GoServer { child, addr, log, progress };
         if !server.wait_line(Duration::from_secs(10), |l| l.contains("LISTEN")).await {
             let _ = server.child.start_kill();
             let log = server.lines().join("\n");
@@ -332,27 +369,22 @@ impl GoServer {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.log.lock().lines.clone()
-    }
-
-    /// Waits (event-driven, bounded) until `pred` holds for the log.
-    async fn wait_log(&mut self, timeout: Duration, pred: impl Fn(&Log) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.version.borrow_and_update();
-            if pred(&self.log.lock()) {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, self.version.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return false,
-            }
-        }
+        self.log.lock().clone()
     }
 
     /// Waits (event-driven, bounded) for a log line matching `pred`.
     pub async fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        self.wait_log(timeout, |log| log.lines.iter().any(|l| pred(l))).await
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.progress.borrow_and_update();
+            if self.log.lock().iter().any(|l| pred(l)) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.progress.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return false,
+            }
+        }
     }
 
     /// Makes the log current: requests `/mark?n=K` and waits (bounded) for
@@ -364,11 +396,11 @@ impl GoServer {
         static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let k = MARK.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let Ok(Ok(mut c)) = tokio::time::timeout(timeout, WireClient::connect(self.addr)).await else {
-            return self.wait_log(timeout, |log| log.closed_pipes == 2).await;
+            return child::wait_pipes_closed(&mut self.progress, timeout).await;
         };
         let mark = crate::client::Request::get(&format!("/mark?n={k}")).close();
         if c.send_request(&mark).await.is_err() {
-            return self.wait_log(timeout, |log| log.closed_pipes == 2).await;
+            return child::wait_pipes_closed(&mut self.progress, timeout).await;
         }
         let needle = format!("MARK n={k} ");
         self.wait_line(timeout, |l| l.contains(&needle)).await
@@ -377,14 +409,14 @@ impl GoServer {
     /// Handler runs for `path` in the log so far.
     pub fn handler_runs(&self, path: &str) -> u64 {
         let log = self.log.lock();
-        log.lines.iter().filter_map(|l| LogLine::parse(l)).filter(|l| matches!(l.what, What::Handler { path: p, .. } if p == path)).count() as u64
+        log.iter().filter_map(|l| LogLine::parse(l)).filter(|l| matches!(l.what, What::Handler { path: p, .. } if p == path)).count() as u64
     }
 
     /// The client ports of every connection the server accepted (ConnState
     /// `new`), except the harness's own `/mark` connections.
     pub fn accepted_ports(&self) -> Vec<u16> {
         let log = self.log.lock();
-        let parsed: Vec<LogLine<'_>> = log.lines.iter().filter_map(|l| LogLine::parse(l)).collect();
+        let parsed: Vec<LogLine<'_>> = log.iter().filter_map(|l| LogLine::parse(l)).collect();
         let marks: Vec<u16> = parsed.iter().filter_map(LogLine::mark_port).collect();
         parsed
             .iter()
@@ -441,6 +473,39 @@ mod tests {
         assert_eq!(parse_go_version("go version go1.19.8 linux/amd64\n"), Some("go1.19.8"));
         assert_eq!(parse_go_version("go version devel go1.23-abc linux/amd64"), None);
         assert_eq!(parse_go_version("bash: go: not found"), None);
+    }
+
+    #[test]
+    fn the_reference_servers_flags_come_from_the_settings_table() {
+        assert_eq!(
+            go_flags(&ServerConfig { write_timeout: Duration::from_millis(60), ..ServerConfig::default() }),
+            ["--read-timeout=0s", "--read-header-timeout=0s", "--write-timeout=60ms", "--idle-timeout=0s", "--max-header-bytes=1048576", "--keepalives=true"],
+            "fixtures/go-upstream/main.go's flag names"
+        );
+    }
+
+    #[test]
+    fn build_dirs_of_dead_processes_are_removed() {
+        let root = std::env::temp_dir().join(format!("badgateway-lab-stale-builds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // A PID that no longer exists: a child of ours, exited and reaped.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let name = build_dir_name("go1.19.8");
+        let dead = root.join(format!(".{name}{TMP_MARK}{}-0", gone.id()));
+        let live = root.join(format!(".{name}{TMP_MARK}{}-1", std::process::id()));
+        for d in [&dead, &live, &root.join(&name), &root.join(".go")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        assert_eq!(tmp_build_pid(&format!(".{name}{TMP_MARK}42-7")), Some(42));
+        assert_eq!(tmp_build_pid(&name), None);
+        remove_stale_builds(&root);
+        let mut left: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        let _ = std::fs::remove_dir_all(&root);
+        let mut want = vec![".go".to_string(), live.file_name().unwrap().to_string_lossy().into_owned(), name];
+        want.sort();
+        assert_eq!(left, want, "the dead process's build dir is gone, the rest stays");
     }
 
     #[test]

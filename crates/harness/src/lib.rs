@@ -8,6 +8,7 @@
 //! * [`timeline`]: what each backend saw, on one clock.
 //! * [`client`]: a raw HTTP/1 client that reports what a peer sees on the
 //!   wire (status, framing, body bytes, FIN/RST).
+//! * [`child`]: child processes run, read and waited on, bounded, one way.
 //! * [`nginx`]: real nginx in a private prefix on loopback.
 //! * [`go`]: the real Go reference server (`fixtures/go-upstream`) and its log.
 //! * [`require`]: whether a real-program check runs, is ignored (with its
@@ -17,6 +18,7 @@
 //! spawned.
 
 pub mod backend;
+pub mod child;
 pub mod client;
 pub mod go;
 pub mod nginx;

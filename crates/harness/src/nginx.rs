@@ -10,6 +10,7 @@
 //! defaults, which the catalogue's expectations assume
 //! ([`nginx_model::version`]).
 
+use crate::child::NotAccepting;
 use nginx_model::conf::Config;
 use nginx_model::version::{parse_nginx_v, NginxV, TooOld, Unpinnable, Version};
 use nginx_model::Profile;
@@ -126,37 +127,18 @@ pub enum NginxUnavailable {
     NotNginx { path: PathBuf, from: Source, excerpt: String },
 }
 
+/// How long `nginx -V` may take.
+const DASH_V_LIMIT: Duration = Duration::from_secs(5);
+
 /// Runs `nginx -V` (bounded: a binary that is not nginx may wait on
-/// something) and returns what it printed on stdout and stderr.
-fn run_dash_v(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut child = std::process::Command::new(path)
-        .arg("-V")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("it did not exit within 5 s".into());
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let mut text = String::new();
-    for pipe in [child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>), child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>)].into_iter().flatten() {
-        let mut buf = Vec::new();
-        let _ = pipe.take(64 * 1024).read_to_end(&mut buf);
-        text.push_str(&String::from_utf8_lossy(&buf));
-    }
-    Ok(text)
+/// something, or leave a process behind that holds its output; see
+/// [`crate::child::run_bounded`]) and returns what it printed on stderr,
+/// then stdout (the first 64 KiB of each).
+fn run_dash_v(path: &Path, limit: Duration) -> Result<String, String> {
+    let mut cmd = std::process::Command::new(path);
+    cmd.arg("-V");
+    let out = crate::child::run_bounded(cmd, limit, 64 * 1024).map_err(|e| e.to_string())?;
+    Ok(format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Asks one candidate what it is.
@@ -166,7 +148,7 @@ fn probe(path: &Path, from: Source) -> Result<NginxProgram, NginxUnavailable> {
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(NginxUnavailable::NotExecutable { path: path.to_path_buf(), from });
     }
-    let text = run_dash_v(path).map_err(|reason| NginxUnavailable::NotRunnable { path: path.to_path_buf(), from, reason })?;
+    let text = run_dash_v(path, DASH_V_LIMIT).map_err(|reason| NginxUnavailable::NotRunnable { path: path.to_path_buf(), from, reason })?;
     let v = parse_nginx_v(&text).ok_or_else(|| NginxUnavailable::NotNginx {
         path: path.to_path_buf(),
         from,
@@ -281,23 +263,28 @@ impl RealNginx {
             .map_err(NginxStartError::Spawn)?;
         let mut n = RealNginx { child, prefix: work.to_path_buf(), addr };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
-                return Ok(n);
-            }
-            if let Ok(Some(status)) = n.child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = n.child.stderr.take() {
+        match crate::child::wait_accepting(addr, deadline, || n.child.try_wait().ok().flatten()).await {
+            Ok(()) => Ok(n),
+            Err(NotAccepting::Exited(status)) => {
+                // daemon off, master_process off: nginx alone holds the
+                // pipe, and it has exited; a wrapper could have left a
+                // process holding it, so the read is bounded.
+                let stderr = n.child.stderr.take();
+                let read = tokio::task::spawn_blocking(move || {
                     use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return Err(NginxStartError::Exited { status, stderr: err });
+                    let mut err = Vec::new();
+                    if let Some(e) = stderr {
+                        let _ = e.take(64 * 1024).read_to_end(&mut err);
+                    }
+                    String::from_utf8_lossy(&err).into_owned()
+                });
+                let stderr = tokio::time::timeout(Duration::from_secs(2), read).await.ok().and_then(Result::ok).unwrap_or_default();
+                Err(NginxStartError::Exited { status, stderr })
             }
-            if std::time::Instant::now() > deadline {
+            Err(NotAccepting::TimedOut) => {
                 n.stop();
-                return Err(NginxStartError::NotListening);
+                Err(NginxStartError::NotListening)
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -418,6 +405,23 @@ mod tests {
         assert!(matches!(probe(&plain, Source::Flag), Err(NginxUnavailable::NotExecutable { .. })));
         assert!(matches!(probe(&dir.join("absent"), Source::Flag), Err(NginxUnavailable::Missing { .. })));
         assert!(matches!(probe(&dir, Source::Flag), Err(NginxUnavailable::NotExecutable { .. })), "a directory");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `-V` through a wrapper: more output than a pipe holds, a process left
+    /// behind holding the pipes, a binary that never exits.
+    #[test]
+    fn dash_v_is_bounded_whatever_the_binary_does() {
+        let dir = std::env::temp_dir().join(format!("badgateway-lab-nginx-dash-v-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let started = std::time::Instant::now();
+        let chatty = fake(&dir, "chatty", "head -c 100000 /dev/zero | tr '\\0' x; echo 'nginx version: nginx/1.22.1' >&2; sleep 30 &");
+        assert_eq!(probe(&chatty, Source::Flag).map(|p| p.version()), Ok(Version(1, 22, 1)));
+        assert!(started.elapsed() < DASH_V_LIMIT, "it exited at once: {:?}", started.elapsed());
+        let stuck = fake(&dir, "stuck", "sleep 30 & wait");
+        let started = std::time::Instant::now();
+        assert_eq!(run_dash_v(&stuck, Duration::from_millis(300)), Err("it did not exit within 0.3 s (its process group was killed)".into()));
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -30,7 +30,13 @@ impl RealGo {
     /// Builds the reference server (once, with the `go` that `go_flag` or
     /// the environment names) and starts `servers` of them.
     pub async fn start(cfg: &ServerConfig, servers: usize, epoch: Instant, go_flag: Option<&std::path::Path>) -> Result<RealGo, BackendError> {
-        let build = go::build_go_upstream_with(go_flag)?;
+        // `go version` and `go build` block (bounded): off the async workers.
+        let flag = go_flag.map(std::path::Path::to_path_buf);
+        let build = match tokio::task::spawn_blocking(move || go::build_go_upstream_with(flag.as_deref())).await {
+            Ok(built) => built?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(BackendError::GoStart(std::io::Error::other(format!("building the reference server: {e}")))),
+        };
         let bin = build.binary.clone();
         let mut v = Vec::new();
         for _ in 0..servers.max(1) {

@@ -7,6 +7,8 @@
 //! that needs more is a skip with the reason.
 
 use super::real_go::{action_knob, config_knob};
+use crate::child::{self, NotAccepting, Progress};
+use crate::go::GO_SETTINGS;
 use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest};
 use crate::timeline::{server_tag, Lane, TimelineEntry};
 use crate::Action;
@@ -18,7 +20,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
 
 /// How long a command may take to listen (a `go run` compiles first).
 pub const READY_WAIT: Duration = Duration::from_secs(30);
@@ -26,38 +28,47 @@ pub const READY_WAIT: Duration = Duration::from_secs(30);
 /// How many of its last output lines an error quotes.
 const TAIL_LINES: usize = 10;
 
-/// The placeholders `--upstream-cmd` expands, and what each becomes. A
-/// scenario that sets a Go server setting runs only if the command passes
-/// it on (its placeholder is in the command).
-pub const PLACEHOLDERS: [(&str, &str); 8] = [
-    ("addr", "127.0.0.1:PORT, the address to listen on (required, or {port})"),
-    ("port", "PORT alone"),
-    ("read_timeout", "http.Server.ReadTimeout as a Go duration (\"0s\", \"60ms\")"),
-    ("read_header_timeout", "http.Server.ReadHeaderTimeout"),
-    ("write_timeout", "http.Server.WriteTimeout"),
-    ("idle_timeout", "http.Server.IdleTimeout"),
-    ("max_header_bytes", "http.Server.MaxHeaderBytes (bytes)"),
-    ("keepalives", "SetKeepAlivesEnabled: true or false"),
-];
+/// After it has exited, or been killed, how long what it wrote may take
+/// to be read (its pipes' EOF).
+const OUTPUT_WAIT: Duration = Duration::from_secs(2);
 
-/// `scenarios --help` for `--upstream-cmd`: what the command gets and what
-/// the server must serve (the paths the catalogue requests, as
-/// `fixtures/go-upstream/main.go` and `go_model::handlers` define them;
-/// `scenarios/tests/catalogue_files.rs` checks that every path the
-/// catalogue requests is listed).
-pub const UPSTREAM_CMD_HELP: &str = "\
+/// The placeholders that say where to listen (one of them is required).
+/// The others are the Go settings, [`GO_SETTINGS`]' placeholders.
+pub const ADDR_PLACEHOLDERS: [(&str, &str); 2] = [("addr", "127.0.0.1:PORT to listen on (required, or {port})"), ("port", "PORT alone")];
+
+/// Every placeholder `--upstream-cmd` expands: [`ADDR_PLACEHOLDERS`], then
+/// [`GO_SETTINGS`]'. A scenario that sets a Go server setting runs only if
+/// the command passes it on (its placeholder is in the command).
+pub const PLACEHOLDERS: [&str; ADDR_PLACEHOLDERS.len() + GO_SETTINGS.len()] = {
+    let mut all = [""; ADDR_PLACEHOLDERS.len() + GO_SETTINGS.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < ADDR_PLACEHOLDERS.len() { ADDR_PLACEHOLDERS[i].0 } else { GO_SETTINGS[i - ADDR_PLACEHOLDERS.len()].placeholder };
+        i += 1;
+    }
+    all
+};
+
+/// `scenarios --help` for `--upstream-cmd`: what the command gets (the
+/// placeholders, from [`ADDR_PLACEHOLDERS`] and [`GO_SETTINGS`]; the wait,
+/// from [`READY_WAIT`]) and what the server must serve (the paths the
+/// catalogue requests, as `fixtures/go-upstream/main.go` and
+/// `go_model::handlers` define them; `scenarios/tests/catalogue_files.rs`
+/// checks that every path the catalogue requests is listed). Assembled at
+/// compile time: clap's `long_help` in scenarios' main.rs takes it as a
+/// `&'static str`.
+pub const UPSTREAM_CMD_HELP: &str = match std::str::from_utf8(HELP.text()) {
+    Ok(text) => text,
+    Err(_) => panic!("the help is UTF-8"),
+};
+
+const HELP_HEAD: &str = "\
 Run your own HTTP server as the upstream (instead of --upstream builtin|go).
 CMD runs under `sh -c`, once per server the scenario needs, each on its own
 free loopback port, after these placeholders are replaced:
-  {addr}                 127.0.0.1:PORT to listen on (required, or {port})
-  {port}                 PORT alone
-  {read_timeout}         http.Server.ReadTimeout, a Go duration (\"60ms\")
-  {read_header_timeout}  http.Server.ReadHeaderTimeout
-  {write_timeout}        http.Server.WriteTimeout
-  {idle_timeout}         http.Server.IdleTimeout
-  {max_header_bytes}     http.Server.MaxHeaderBytes
-  {keepalives}           SetKeepAlivesEnabled (true/false)
-The lab waits up to 30 s for the port to accept connections and, at the end,
+";
+
+const HELP_TAIL: &str = " s for the port to accept connections and, at the end,
 kills the process group it started.
 
 Your server must answer, for any method, as the reference server
@@ -75,6 +86,87 @@ deterministic races, a listener handoff, a full backlog), a Go setting the
 command does not pass on, or a graceful Shutdown. Handler runs inside your
 server are not visible: those checks show \"?\" and are not applied.
 Example: --upstream-cmd './my-server -addr {addr} -write-timeout {write_timeout}'";
+
+/// The help, written into a buffer at compile time.
+const HELP: HelpText<4096> = {
+    let mut h = HelpText::new();
+    h.push(HELP_HEAD);
+    let mut i = 0;
+    while i < ADDR_PLACEHOLDERS.len() + GO_SETTINGS.len() {
+        let (name, what) = if i < ADDR_PLACEHOLDERS.len() {
+            ADDR_PLACEHOLDERS[i]
+        } else {
+            (GO_SETTINGS[i - ADDR_PLACEHOLDERS.len()].placeholder, GO_SETTINGS[i - ADDR_PLACEHOLDERS.len()].help)
+        };
+        h.push("  {");
+        h.push(name);
+        h.push("}");
+        h.pad(2 + "{read_header_timeout}".len() + 2);
+        h.push(what);
+        h.push("\n");
+        i += 1;
+    }
+    h.push("The lab waits up to ");
+    h.push_number(READY_WAIT.as_secs());
+    h.push(HELP_TAIL);
+    h
+};
+
+/// Text built in a const context.
+struct HelpText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    line_start: usize,
+}
+
+impl<const N: usize> HelpText<N> {
+    const fn new() -> Self {
+        HelpText { buf: [0; N], len: 0, line_start: 0 }
+    }
+
+    const fn text(&self) -> &[u8] {
+        self.buf.split_at(self.len).0
+    }
+
+    const fn push(&mut self, s: &str) {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            self.buf[self.len] = b[i];
+            self.len += 1;
+            if b[i] == b'\n' {
+                self.line_start = self.len;
+            }
+            i += 1;
+        }
+    }
+
+    /// Spaces up to column `col` (at least two).
+    const fn pad(&mut self, col: usize) {
+        self.push("  ");
+        while self.len - self.line_start < col {
+            self.push(" ");
+        }
+    }
+
+    const fn push_number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut k = 0;
+        loop {
+            digits[k] = b'0' + (n % 10) as u8;
+            k += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        while k > 0 {
+            k -= 1;
+            self.buf[self.len] = digits[k];
+            self.len += 1;
+        }
+    }
+}
 
 /// A part of a command template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,9 +218,9 @@ impl CmdTemplate {
             let shell_var = before.ends_with('$');
             match name {
                 Some(name) if !shell_var && !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
-                    let slot = PLACEHOLDERS.iter().find(|(n, _)| *n == name).map(|(n, _)| *n).ok_or_else(|| TemplateError::Unknown {
+                    let slot = PLACEHOLDERS.iter().find(|n| **n == name).copied().ok_or_else(|| TemplateError::Unknown {
                         name: name.to_string(),
-                        known: PLACEHOLDERS.iter().map(|(n, _)| format!("{{{n}}}")).collect::<Vec<_>>().join(" "),
+                        known: PLACEHOLDERS.iter().map(|n| format!("{{{n}}}")).collect::<Vec<_>>().join(" "),
                     })?;
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                     pieces.push(Piece::Slot(slot));
@@ -162,38 +254,27 @@ impl CmdTemplate {
 
     /// The command line for one server listening on `addr` with `cfg`.
     pub fn expand(&self, addr: SocketAddr, cfg: &ServerConfig) -> String {
-        use go_model::godur::format;
         self.pieces
             .iter()
             .map(|p| match p {
                 Piece::Text(t) => t.clone(),
                 Piece::Slot("addr") => addr.to_string(),
                 Piece::Slot("port") => addr.port().to_string(),
-                Piece::Slot("read_timeout") => format(cfg.read_timeout),
-                Piece::Slot("read_header_timeout") => format(cfg.read_header_timeout),
-                Piece::Slot("write_timeout") => format(cfg.write_timeout),
-                Piece::Slot("idle_timeout") => format(cfg.idle_timeout),
-                Piece::Slot("max_header_bytes") => cfg.max_header_bytes.to_string(),
-                Piece::Slot("keepalives") => cfg.keep_alives.to_string(),
-                Piece::Slot(other) => format!("{{{other}}}"),
+                Piece::Slot(name) => match GO_SETTINGS.iter().find(|s| s.placeholder == *name) {
+                    Some(s) => (s.value)(cfg),
+                    None => format!("{{{name}}}"),
+                },
             })
             .collect()
     }
 
     /// The first Go setting `cfg` changes from `http.Server`'s zero value
-    /// that the command does not pass on: the scenario would run against
-    /// the user's own setting instead, so it cannot run.
+    /// (its value as passed on differs) that the command does not pass on:
+    /// the scenario would run against the user's own setting instead, so
+    /// it cannot run.
     pub fn missing_setting(&self, cfg: &ServerConfig) -> Option<&'static str> {
         let d = ServerConfig::default();
-        let settings = [
-            (cfg.read_timeout != d.read_timeout, "read_timeout"),
-            (cfg.read_header_timeout != d.read_header_timeout, "read_header_timeout"),
-            (cfg.write_timeout != d.write_timeout, "write_timeout"),
-            (cfg.idle_timeout != d.idle_timeout, "idle_timeout"),
-            (cfg.max_header_bytes != d.max_header_bytes, "max_header_bytes"),
-            (cfg.keep_alives != d.keep_alives, "keepalives"),
-        ];
-        settings.iter().find(|(set, name)| *set && !self.uses(name)).map(|(_, name)| *name)
+        GO_SETTINGS.iter().find(|s| (s.value)(cfg) != (s.value)(&d) && !self.uses(s.placeholder)).map(|s| s.placeholder)
     }
 }
 
@@ -223,26 +304,31 @@ fn peers_now(port: u16) -> Vec<u16> {
 /// One started command: its process group and the last lines it wrote.
 struct Proc {
     child: tokio::process::Child,
-    /// The group we created for it (its PID): the shell and whatever it started.
-    pgid: Option<i32>,
+    /// The group we created for it (its PID): the shell and whatever it
+    /// started. Taken when the group is killed.
+    pgid: Option<u32>,
     addr: SocketAddr,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// Changes as its output is read; every pipe ended: all it wrote is in `tail`.
+    output: watch::Receiver<Progress>,
     /// Its connections' peer ports, read just before it was killed.
     peers_at_kill: Option<Vec<u16>>,
 }
 
 impl Proc {
     /// SIGKILL to the group we created, then reap the shell (bounded).
+    /// Nothing reaps the shell before this ([`wait_ready`] sees its exit
+    /// without reaping it), so the group ID cannot have been reused.
     async fn kill(&mut self) {
         if let Some(pgid) = self.pgid.take() {
-            // SAFETY: kill(2) on a process group we created with
-            // process_group(0) and whose leader we have not reaped yet, so
-            // the group ID cannot have been reused.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+            child::kill_group(pgid);
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+
+    /// Whether the shell has exited, seen without reaping it.
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.pgid.and_then(|pid| child::peek_exit(pid, false).ok().flatten())
     }
 
     fn tail_text(&self) -> String {
@@ -258,10 +344,8 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid.take() {
-            // SAFETY: as in `kill`; the leader is reaped by tokio after this.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+            // As in `kill`; the leader is reaped by tokio after this.
+            child::kill_group(pgid);
         }
     }
 }
@@ -331,49 +415,35 @@ fn spawn(line: &str, addr: SocketAddr) -> Result<Proc, BackendError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| BackendError::UserServer(format!("cannot run sh -c {line:?}: {e}")))?;
-    let pgid = child.id().map(|p| p as i32);
+    let pgid = child.id();
     let tail = Arc::new(Mutex::new(VecDeque::new()));
-    let pipes: [Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>; 2] =
-        [child.stdout.take().map(|p| Box::new(p) as _), child.stderr.take().map(|p| Box::new(p) as _)];
-    for pipe in pipes.into_iter().flatten() {
-        let tail = tail.clone();
-        tokio::spawn(async move {
-            let mut rd = BufReader::new(pipe);
-            let mut raw = Vec::new();
-            while matches!(rd.read_until(b'\n', &mut raw).await, Ok(n) if n > 0) {
-                let l = String::from_utf8_lossy(raw.strip_suffix(b"\n").unwrap_or(&raw)).into_owned();
-                raw.clear();
-                let mut t = tail.lock();
-                if t.len() == TAIL_LINES {
-                    t.pop_front();
-                }
-                t.push_back(l);
-            }
-        });
-    }
-    Ok(Proc { child, pgid, addr, tail, peers_at_kill: None })
+    let pipes: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> =
+        [child.stdout.take().map(|p| Box::new(p) as _), child.stderr.take().map(|p| Box::new(p) as _)].into_iter().flatten().collect();
+    let sink = tail.clone();
+    let output = child::read_lines(pipes, move |l| {
+        let mut t = sink.lock();
+        if t.len() == TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(l);
+    });
+    Ok(Proc { child, pgid, addr, tail, output, peers_at_kill: None })
 }
 
 /// Until the port accepts a connection: a server announces readiness no
 /// other way the lab can rely on. Bounded; an exit ends the wait at once.
+/// Either way out, the group is killed (what is left of it) and its output
+/// read to the end (bounded) before it is quoted.
 async fn wait_ready(p: &mut Proc, line: &str, limit: Duration) -> Result<(), BackendError> {
-    let started = Instant::now();
-    loop {
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(p.addr)).await {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = p.child.try_wait() {
-            // Let the readers take in what it wrote last.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return Err(BackendError::UserServer(format!("{line:?} exited ({status}) before listening on {}; {}", p.addr, p.tail_text())));
-        }
-        if started.elapsed() >= limit {
-            let text = format!("{line:?} did not listen on {} within {:.1} s; {}", p.addr, limit.as_secs_f64(), p.tail_text());
-            p.kill().await;
-            return Err(BackendError::UserServer(text));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waited = child::wait_accepting(p.addr, Instant::now() + limit, || p.exited()).await;
+    let text = match waited {
+        Ok(()) => return Ok(()),
+        Err(NotAccepting::Exited(status)) => format!("{line:?} exited ({status}) before listening on {}", p.addr),
+        Err(NotAccepting::TimedOut) => format!("{line:?} did not listen on {} within {:.1} s", p.addr, limit.as_secs_f64()),
+    };
+    p.kill().await;
+    child::wait_pipes_closed(&mut p.output, OUTPUT_WAIT).await;
+    Err(BackendError::UserServer(format!("{text}; {}", p.tail_text())))
 }
 
 #[async_trait]
@@ -429,6 +499,7 @@ impl UpstreamUnderTest for UserServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::child::tests::live_members;
     use go_model::IdleRace;
 
     fn t(s: &str) -> Result<CmdTemplate, TemplateError> {
@@ -449,6 +520,16 @@ mod tests {
         for (src, want) in cases {
             assert_eq!(t(src).unwrap().expand(addr, &cfg), want, "{src}");
         }
+    }
+
+    #[test]
+    fn the_help_lists_every_placeholder_and_the_wait() {
+        for name in PLACEHOLDERS {
+            let line = UPSTREAM_CMD_HELP.lines().find(|l| l.starts_with(&format!("  {{{name}}} "))).unwrap_or_else(|| panic!("{{{name}}} not listed"));
+            assert!(line.len() > 25 && line[..25].ends_with("  ") && !line[25..].starts_with(' '), "aligned at column 25: {line:?}");
+        }
+        assert!(UPSTREAM_CMD_HELP.contains(&format!("waits up to {} s for the port", READY_WAIT.as_secs())), "{UPSTREAM_CMD_HELP}");
+        assert!(UPSTREAM_CMD_HELP.ends_with("-write-timeout {write_timeout}'"), "the whole text");
     }
 
     #[test]
@@ -487,7 +568,7 @@ mod tests {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let line = "echo warming up; sleep 30 & wait";
         let mut p = spawn(line, addr).unwrap();
-        let pgid = p.pgid.unwrap();
+        let pgid = p.pgid.unwrap() as i32;
         let started = Instant::now();
         let err = wait_ready(&mut p, line, Duration::from_millis(300)).await.unwrap_err().to_string();
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -499,19 +580,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(live_members(pgid), Vec::<u32>::new(), "the group (the shell and its sleep) was killed");
-    }
-
-    /// PIDs in process group `pgid` that are not zombies (/proc/PID/stat:
-    /// "pid (comm) state ppid pgrp …").
-    fn live_members(pgid: i32) -> Vec<u32> {
-        let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
-        dir.filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            (fields.first() != Some(&"Z") && fields.get(2)?.parse::<i32>().ok()? == pgid).then_some(pid)
-        })
-        .collect()
     }
 
     #[tokio::test]
