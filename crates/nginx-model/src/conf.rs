@@ -966,6 +966,12 @@ struct Frame<'a> {
 /// (`ulimit -n`, 1024 by default, less stdin/out/err and the error log).
 pub const MAX_INCLUDE_DEPTH: usize = 1020;
 
+/// How deeply blocks may nest (all files together): an emulation limit,
+/// not nginx's. Each open block is a level of recursion here, so a deeper
+/// file would overflow the stack; past this it is refused with an error at
+/// the `{` that goes too deep. Real configurations nest a handful of levels.
+pub const MAX_BLOCK_DEPTH: usize = 500;
+
 struct Parser<'a> {
     rd: Reader<'a>,
     /// The suspended files, innermost last.
@@ -990,6 +996,27 @@ struct Parser<'a> {
     http_seen: Seen,
     /// `worker_connections` (default 512).
     worker_connections: i64,
+}
+
+/// A `location` line as read (`ngx_http_core_location`).
+struct LocationHead {
+    modifier: String,
+    path: String,
+    named: bool,
+    /// Why it is not emulated, if it is not.
+    what: Option<&'static str>,
+    pos: Pos,
+}
+
+impl LocationHead {
+    /// The modifier and name a nested location is checked against.
+    fn as_parent(&self) -> (String, String) {
+        if self.named {
+            (String::new(), format!("@{}", &self.path[1..]))
+        } else {
+            (self.modifier.clone(), self.path.clone())
+        }
+    }
 }
 
 /// Per-level state of the http{}, server{} and location{} levels.
@@ -1163,6 +1190,11 @@ impl<'a> Parser<'a> {
                 continue;
             }
             if open {
+                if self.depth >= MAX_BLOCK_DEPTH {
+                    return Err(self.here(format!(
+                        "too deeply nested blocks (emulation limit {MAX_BLOCK_DEPTH})"
+                    )));
+                }
                 self.depth += 1;
             }
             let d = Dir {
@@ -2049,11 +2081,7 @@ impl<'a> Parser<'a> {
                         srv.server_name = Some(text(s.arg(0)));
                     }
                 }
-                "location" => {
-                    if let Some(l) = self.location(&s, None)? {
-                        srv.locations.push(l);
-                    }
-                }
+                "location" => self.location(&s, None, Some(&mut srv.locations))?,
                 _ => self.generic(&s, open, Ctx::Server, &mut lv.seen)?,
             }
         }
@@ -2130,8 +2158,54 @@ impl<'a> Parser<'a> {
     }
 
     /// `ngx_http_core_location`; nested, regex and named locations are read
-    /// (and checked) but not emulated. `None`: a location not emulated.
-    fn location(&mut self, d: &Dir, parent: Option<(&str, &str)>) -> Result<Option<Location>, ConfError> {
+    /// (and checked) but not emulated; an emulated one is added to `out`.
+    /// A nested location recurses here; everything else is read in
+    /// [`Self::location_head`] and [`Self::location_directive`], so a level
+    /// of nesting costs one small frame (see [`MAX_BLOCK_DEPTH`]).
+    fn location(&mut self, d: &Dir, parent: Option<(&str, &str)>, out: Option<&mut Vec<Location>>) -> Result<(), ConfError> {
+        let head = Box::new(self.location_head(d, parent)?);
+        let mut lv = Box::<Level>::default();
+        while let Some((s, open)) = self.next(Ctx::Location)? {
+            if s.name == "location" {
+                let (pm, pn) = head.as_parent();
+                self.location(&s, Some((&pm, &pn)), None)?;
+            } else {
+                self.location_directive(&s, open, &mut lv)?;
+            }
+        }
+        self.location_done(*head, *lv, out);
+        Ok(())
+    }
+
+    /// A location's block read: an emulated location goes to `out`.
+    fn location_done(&mut self, head: LocationHead, lv: Level, out: Option<&mut Vec<Location>>) {
+        // access_log in a location: not emulated per location.
+        if let Some(a) = lv.access_log.as_ref().filter(|a| a.path.is_some()) {
+            let line = a.pos.line;
+            self.unsupported("access_log inside a location", line);
+        }
+        if let (None, Some(out)) = (head.what, out) {
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, pos: head.pos });
+        }
+    }
+
+    /// A directive of a location's block other than a nested location.
+    fn location_directive(&mut self, s: &Dir, open: bool, lv: &mut Level) -> Result<(), ConfError> {
+        if !Self::claimed(s, Ctx::Location) {
+            return self.generic(s, open, Ctx::Location, &mut lv.seen);
+        }
+        if self.common(s, lv)? {
+            return Ok(());
+        }
+        match s.name {
+            "proxy_pass" => self.proxy_pass(s, lv),
+            _ => self.generic(s, open, Ctx::Location, &mut lv.seen),
+        }
+    }
+
+    /// A `location` line: its modifier and name, checked against the
+    /// location it is in (`ngx_http_core_location`).
+    fn location_head(&mut self, d: &Dir, parent: Option<(&str, &str)>) -> Result<LocationHead, ConfError> {
         let (modifier, name): (&[u8], Vec<u8>) = if d.args.len() == 2 {
             let m = d.arg(0);
             if !matches!(m, b"=" | b"~" | b"~*" | b"^~") {
@@ -2185,32 +2259,7 @@ impl<'a> Parser<'a> {
             self.unsupported(w, d.line);
         }
         let modifier = if modifier == b"=" { "=" } else if regex { std::str::from_utf8(modifier).unwrap_or("~") } else { "" }.to_string();
-        let mut loc = Location { modifier, path: name, proxy: ProxyDirectives::default(), pos: self.pos(d.line) };
-        let mut lv = Level::default();
-        while let Some((s, open)) = self.next(Ctx::Location)? {
-            if !Self::claimed(&s, Ctx::Location) {
-                self.generic(&s, open, Ctx::Location, &mut lv.seen)?;
-                continue;
-            }
-            if self.common(&s, &mut lv)? {
-                continue;
-            }
-            match s.name {
-                "location" => {
-                    let pm = if named { "" } else { loc.modifier.as_str() }.to_string();
-                    let pn = if named { format!("@{}", &loc.path[1..]) } else { loc.path.clone() };
-                    self.location(&s, Some((&pm, &pn)))?;
-                }
-                "proxy_pass" => self.proxy_pass(&s, &mut lv)?,
-                _ => self.generic(&s, open, Ctx::Location, &mut lv.seen)?,
-            }
-        }
-        loc.proxy = lv.proxy;
-        // access_log in a location: not emulated per location.
-        if lv.access_log.as_ref().is_some_and(|a| a.path.is_some()) {
-            self.unsupported("access_log inside a location", lv.access_log.as_ref().map(|a| a.pos.line).unwrap_or(d.line));
-        }
-        Ok(what.is_none().then_some(loc))
+        Ok(LocationHead { modifier, path: name, named, what, pos: self.pos(d.line) })
     }
 
     /// `ngx_http_proxy_pass`: `http://` or `https://` (any case), then the
@@ -2734,6 +2783,42 @@ mod tests {
                 "uwsgi_temp_path"
             ]
         );
+    }
+
+    /// Each nested block is a level of recursion: past the emulation limit
+    /// the file is refused at the `{` that goes too deep, on a thread with
+    /// the default 2 MiB stack, not by a stack overflow.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let nested = |n: usize, inner: &str| {
+            format!(
+                "events {{}}\nhttp {{\n {TEMPS}\n server {{\n{}{inner}{}}}\n}}\n",
+                "location / {\n".repeat(n),
+                "}\n".repeat(n)
+            )
+        };
+        let deep = nested(10_000, "");
+        let err = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&deep, "t.conf").map(|_| ()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        // http and server are 2 levels, so the limit is reached by the
+        // location on line MAX_BLOCK_DEPTH - 2 + 4.
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            format!("too deeply nested blocks (emulation limit {MAX_BLOCK_DEPTH}) in t.conf:{}", MAX_BLOCK_DEPTH + 3)
+        );
+        // Up to the limit, nesting is read as nginx reads it (if{} too).
+        let ok = nested(MAX_BLOCK_DEPTH - 3, "if ($uri) { return 404; }\n");
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&ok, "t.conf").map(|_| ()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(r, Ok(()));
     }
 
     #[test]
