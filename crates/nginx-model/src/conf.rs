@@ -2262,45 +2262,141 @@ impl<'a> Parser<'a> {
         Ok(LocationHead { modifier, path: name, named, what, pos: self.pos(d.line) })
     }
 
-    /// `ngx_http_proxy_pass`: `http://` or `https://` (any case), then the
-    /// address as `ngx_http_upstream_add` parses it.
+    /// `ngx_http_proxy_pass`: what it names is decided by [`pass_target`];
+    /// what the emulation does not run is noted here, once, and `resolve`
+    /// leaves its location out.
     fn proxy_pass(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
         if lv.proxy.pass.is_some() {
             return Err(self.at(d, "\"proxy_pass\" directive is duplicate".into()));
         }
         let url = d.arg(0);
-        let raw = text(url);
-        lv.proxy.pass = Some(raw.clone());
+        lv.proxy.pass = Some(text(url));
         lv.proxy.pass_pos = self.pos(d.line);
-        if url.contains(&b'$') {
-            self.unsupported("proxy_pass with variables", d.line);
-            return Ok(());
-        }
-        let lower = url.to_ascii_lowercase();
-        let rest = if lower.starts_with(b"http://") {
-            &url[7..]
-        } else if lower.starts_with(b"https://") {
-            self.unsupported("an https upstream", d.line);
-            &url[8..]
-        } else {
-            return Err(self.at(d, format!("invalid URL prefix in \"{raw}\"")));
+        let target = pass_target(url).map_err(|e| self.at(d, e.to_string()))?;
+        let u = match &target {
+            PassTarget::Http(u) | PassTarget::Https(u) => u,
+            PassTarget::Unix | PassTarget::Variables => {
+                self.unsupported(target.not_emulated().unwrap_or_default(), d.line);
+                return Ok(());
+            }
         };
-        if rest.starts_with(b"unix:") {
-            self.unsupported("a unix socket upstream", d.line);
-            return Ok(());
-        }
-        let u = parse_url(rest, false, true).map_err(|e| self.at(d, format!("{e} in upstream \"{}\"", text(rest))))?;
-        if u.uri {
-            self.unsupported("a URI part in proxy_pass", d.line);
-        }
         if let Some(port) = u.port {
-            if self.cfg.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(&u.host)) {
-                return Err(self.at(d, format!("upstream \"{}\" may not have port {port}", u.host)));
+            let host = u.host_text();
+            if self.cfg.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(&host)) {
+                return Err(self.at(d, format!("upstream \"{host}\" may not have port {port}")));
             }
         }
-        lv.proxy.pass = Some(format!("http://{}{}", u.host, u.port.map(|p| format!(":{p}")).unwrap_or_default()));
+        if let Some(why) = target.not_emulated() {
+            self.unsupported(why, d.line);
+        } else if u.uri {
+            self.unsupported("a URI part in proxy_pass", d.line);
+        }
         Ok(())
     }
+}
+
+/// What a `proxy_pass` URL names (`ngx_http_proxy_pass`). Decided here
+/// only: the parser checks and notes it, `resolve` runs [`PassTarget::Http`]
+/// and leaves the rest out (their locations answer 404).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassTarget {
+    /// `http://HOST[:PORT][URI]`.
+    Http(PassUrl),
+    /// `https://HOST[:PORT][URI]`: not emulated.
+    Https(PassUrl),
+    /// `http://unix:PATH`: not emulated.
+    Unix,
+    /// A URL with variables, evaluated per request: not emulated.
+    Variables,
+}
+
+/// The address of an `http(s)://` `proxy_pass` (`ngx_parse_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassUrl {
+    /// As `ngx_parse_url` splits it: an IPv6 address without its brackets.
+    pub host: String,
+    /// `None`: no port given (80 applies; 443 for https).
+    pub port: Option<u16>,
+    /// A `/` or `?` part follows the address (not emulated: dropped).
+    pub uri: bool,
+}
+
+impl PassUrl {
+    /// The host as nginx names it (`u->host`): an IPv6 address in brackets.
+    pub fn host_text(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// The host and port as written, without the URI: the name of the
+    /// upstream a `proxy_pass` without an `upstream` block makes.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host_text()),
+            None => self.host_text(),
+        }
+    }
+
+    /// `$proxy_host` (`ngx_http_proxy_set_vars`): the host alone when no
+    /// port or the default port is given.
+    pub fn proxy_host(&self, default_port: u16) -> String {
+        match self.port {
+            Some(p) if p != default_port => self.authority(),
+            _ => self.host_text(),
+        }
+    }
+
+    /// The address to connect to (nginx's default port filled in).
+    pub fn addr(&self, default_port: u16) -> String {
+        host_port(&self.host, self.port.unwrap_or(default_port))
+    }
+}
+
+impl PassTarget {
+    /// Why the emulation does not run it (`None`: it does).
+    pub fn not_emulated(&self) -> Option<&'static str> {
+        match self {
+            PassTarget::Http(_) => None,
+            PassTarget::Https(_) => Some("an https upstream (its location answers 404 here)"),
+            PassTarget::Unix => Some("a unix socket upstream (its location answers 404 here)"),
+            PassTarget::Variables => Some("proxy_pass with variables (its location answers 404 here)"),
+        }
+    }
+}
+
+/// `proxy_pass` refused: nginx's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PassError {
+    #[error("invalid URL prefix in \"{0}\"")]
+    Prefix(String),
+    #[error("{0} in upstream \"{1}\"")]
+    Url(&'static str, String),
+}
+
+/// `ngx_http_proxy_pass`'s reading of its URL: variables first (the URL is
+/// a script then, nothing else is checked), then the scheme (any case),
+/// then the address as `ngx_http_upstream_add` parses it.
+pub fn pass_target(url: &[u8]) -> Result<PassTarget, PassError> {
+    if url.contains(&b'$') {
+        return Ok(PassTarget::Variables);
+    }
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = if lower.starts_with(b"http://") {
+        (false, &url[7..])
+    } else if lower.starts_with(b"https://") {
+        (true, &url[8..])
+    } else {
+        return Err(PassError::Prefix(text(url)));
+    };
+    if rest.starts_with(b"unix:") {
+        return Ok(PassTarget::Unix);
+    }
+    let u = parse_url(rest, false, true).map_err(|e| PassError::Url(e, text(rest)))?;
+    let u = PassUrl { host: u.host, port: u.port, uri: u.uri };
+    Ok(if https { PassTarget::Https(u) } else { PassTarget::Http(u) })
 }
 
 /// Parses nginx.conf text. `file` names it in error messages.
@@ -2387,7 +2483,7 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
         out.push_str(";\n");
     };
     if let Some(v) = &p.pass {
-        line(format!("proxy_pass {v}"));
+        line(format!("proxy_pass {}", q(v)));
     }
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
