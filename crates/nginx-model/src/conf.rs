@@ -850,25 +850,6 @@ const NGINX_VARIABLES: &[&str] = &[
 /// Prefix variables (`$http_NAME`, `$arg_NAME`, ...).
 const NGINX_VARIABLE_PREFIXES: &[&str] = &["http_", "sent_http_", "sent_trailer_", "cookie_", "arg_", "upstream_http_", "upstream_trailer_", "upstream_cookie_"];
 
-/// The `$name`s and `${name}`s of a script or log format.
-fn variables(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        rest = &rest[i + 1..];
-        let name = if let Some(r) = rest.strip_prefix('{') {
-            r.find('}').map(|e| &r[..e]).unwrap_or("")
-        } else {
-            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
-        };
-        // `$1`..`$9` are regex captures, not variables (ngx_http_script_compile).
-        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
-            out.push(name);
-        }
-    }
-    out
-}
-
 /// The names of a regex's named captures (`(?<name>`, `(?P<name>`,
 /// `(?'name'`): nginx defines a variable for each (`ngx_http_regex_compile`).
 fn named_captures(re: &str) -> Vec<String> {
@@ -1262,12 +1243,12 @@ impl<'a> Parser<'a> {
                 self.used_variables.push(text(a));
             }
         }
-        self.custom(d, ctx)?;
+        self.custom(d)?;
         self.not_emulated(d.name);
         if open {
             match d.name {
                 "if" => self.if_block(d, ctx)?,
-                "limit_except" => self.limit_except(d)?,
+                "limit_except" => self.limit_except()?,
                 "types" => self.types_block()?,
                 "map" => self.map_block(d)?,
                 "geo" => self.geo_block(d)?,
@@ -1287,16 +1268,20 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// A variable a directive defines (`set`, `map`, `geo`,
+    /// `split_clients`, ...): `$name`, else nginx's "invalid variable name".
+    fn define_var(&mut self, d: &Dir, var: &[u8]) -> Result<(), ConfError> {
+        let name = var.strip_prefix(b"$").ok_or_else(|| self.at(d, format!("invalid variable name \"{}\"", text(var))))?;
+        self.defined_variables.push(text(name));
+        Ok(())
+    }
+
     /// The checks of custom handlers that real configurations trip over.
-    fn custom(&mut self, d: &Dir, ctx: Ctx) -> Result<(), ConfError> {
+    fn custom(&mut self, d: &Dir) -> Result<(), ConfError> {
         match d.name {
             "set" | "auth_request_set" => {
                 // ngx_http_rewrite_set: the name must be a `$variable`.
-                let v = d.arg(0);
-                if v.first() != Some(&b'$') {
-                    return Err(self.at(d, format!("invalid variable name \"{}\"", text(v))));
-                }
-                self.defined_variables.push(text(&v[1..]));
+                self.define_var(d, d.arg(0))?;
             }
             "return" => {
                 // ngx_http_rewrite_return: a code (at most 999), or a lone URL.
@@ -1373,7 +1358,6 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        let _ = ctx;
         Ok(())
     }
 
@@ -1407,7 +1391,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `ngx_http_core_limit_except`: a block of `NGX_HTTP_LMT_CONF` directives.
-    fn limit_except(&mut self, _d: &Dir) -> Result<(), ConfError> {
+    fn limit_except(&mut self) -> Result<(), ConfError> {
         let mut seen = Seen::default();
         while let Some((s, o)) = self.next(Ctx::LimitExcept)? {
             self.generic(&s, o, Ctx::LimitExcept, &mut seen)?;
@@ -1465,11 +1449,7 @@ impl<'a> Parser<'a> {
     /// `KEY VALUE;` lines (`default`, `hostnames`, `volatile`, `include`;
     /// a repeated key is "conflicting parameter").
     fn map_block(&mut self, d: &Dir) -> Result<(), ConfError> {
-        let var = d.arg(1);
-        if var.first() != Some(&b'$') {
-            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
-        }
-        self.defined_variables.push(text(&var[1..]));
+        self.define_var(d, d.arg(1))?;
         let (mut keys, mut default) = (Vec::<Vec<u8>>::new(), false);
         while let Some(e) = self.entry()? {
             let a = &e.args;
@@ -1513,14 +1493,10 @@ impl<'a> Parser<'a> {
     /// `NETWORK VALUE;` lines (`default`, `include`, `delete`, `proxy`,
     /// `ranges`, `proxy_recursive`). Networks are not checked.
     fn geo_block(&mut self, d: &Dir) -> Result<(), ConfError> {
-        let var = &d.args[d.args.len() - 1];
-        if var.first() != Some(&b'$') {
-            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
-        }
+        self.define_var(d, &d.args[d.args.len() - 1])?;
         if d.args.len() == 2 {
             self.used_variables.push(text(d.arg(0)));
         }
-        self.defined_variables.push(text(&var[1..]));
         while let Some(e) = self.entry()? {
             let a = &e.args;
             if a.len() == 1 && (a[0] == b"ranges" || a[0] == b"proxy_recursive") {
@@ -1539,11 +1515,7 @@ impl<'a> Parser<'a> {
     /// `ngx_http_split_clients_block`: `PERCENT% VALUE;` or `* VALUE;`,
     /// at most 100 % in all.
     fn split_clients_block(&mut self, d: &Dir) -> Result<(), ConfError> {
-        let var = d.arg(1);
-        if var.first() != Some(&b'$') {
-            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
-        }
-        self.defined_variables.push(text(&var[1..]));
+        self.define_var(d, d.arg(1))?;
         let mut sum: u64 = 0;
         while let Some(e) = self.entry()? {
             let p = &e.args[0];
@@ -1981,7 +1953,7 @@ impl<'a> Parser<'a> {
                 used.extend(loc.iter().flat_map(|h| h.iter().map(|(_, v)| v.clone())));
             }
         }
-        for v in used.iter().flat_map(|s| variables(s)) {
+        for v in used.iter().flat_map(|s| crate::logs::variable_names(s)) {
             if !known_variable(v)
                 && !self
                     .defined_variables
@@ -2861,6 +2833,19 @@ mod tests {
             http("server { return 200 $undefined; }"),
             Some("unknown \"undefined\" variable".into())
         );
+    }
+
+    /// `set`, `map`, `geo` and `split_clients` define `$name`s; anything
+    /// else is nginx's "invalid variable name" at the directive's line.
+    #[test]
+    fn defined_variables_need_a_dollar() {
+        let http = |body: &str| parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n{body}\n}}\n"), "t.conf").err().map(|e| e.to_string());
+        let bad = |v: &str| Some(format!("invalid variable name \"{v}\" in t.conf:4"));
+        assert_eq!(http("server { set s 1; }"), bad("s"));
+        assert_eq!(http("map $uri m { default 1; }"), bad("m"));
+        assert_eq!(http("geo $remote_addr g { default 1; }"), bad("g"));
+        assert_eq!(http("split_clients $uri c { * a; }"), bad("c"));
+        assert_eq!(http("server { set $s 1; }\nmap $uri $m { default 1; }\ngeo $g { default 1; }\nsplit_clients $uri $c { * a; }\nlog_format f '$s$m$g${c}';"), None);
     }
 
     #[test]

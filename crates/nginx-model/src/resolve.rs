@@ -45,9 +45,11 @@ pub mod defaults {
 /// `http://`'s default port.
 const HTTP_PORT: u16 = 80;
 
-/// Why a configuration that `nginx -t` accepts cannot run here: what the
-/// emulation does not model, each naming where nginx.conf says it
-/// (` in FILE:LINE`, as nginx's messages do).
+/// Why a configuration cannot be resolved, naming where nginx.conf says it
+/// (` in FILE:LINE`, as nginx's messages do). [`resolve`] returns only
+/// `UnknownLogFormat` (a configuration built in code): what the emulation
+/// does not run is listed in [`Resolved::notes`] and left out instead. The
+/// other variants are kept for callers that match on them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     #[error("{what} is not supported by this emulation{pos}")]
