@@ -8,7 +8,7 @@
 //! (regex locations, `proxy_pass` with a URI, ...) is recorded in
 //! [`Config::unsupported`]; `resolve` refuses it, naming FILE:LINE.
 
-use crate::directive::{self, Lookup, ModType, Slot, SlotError};
+use crate::directive::{self, show, Lookup, ModType, Slot, SlotError};
 use crate::include::{self, Files};
 use crate::num;
 use crate::retry::Ft;
@@ -295,11 +295,6 @@ impl ProxyDirectives {
     }
 }
 
-/// A token as nginx prints it with `%s`: up to the first NUL, lossy UTF-8.
-fn show(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
 
 /// A string as nginx's C functions see it: up to the first NUL.
 pub fn c_str(s: &str) -> &str {
@@ -1224,10 +1219,7 @@ impl<'a> Parser<'a> {
             }
             set.0.push(def.field);
         }
-        directive::check_slot(d.name, def.slot, &d.args).map_err(|e| match e {
-            SlotError::Directive(m) => self.at(d, format!("\"{}\" directive {m}", d.name)),
-            SlotError::Own(m) => self.at(d, m),
-        })?;
+        directive::check_slot(d.name, def.slot, &d.args).map_err(|e| self.slot_error(d, e))?;
         if def.slot == Slot::Complex {
             self.used_variables.push(text(d.arg(0)));
         }
@@ -1563,36 +1555,37 @@ impl<'a> Parser<'a> {
         self.at(d, format!("\"{}\" directive invalid value", d.name))
     }
 
+    /// A generic slot's refusal, as `ngx_conf_handler` prints it.
+    fn slot_error(&self, d: &Dir, e: SlotError) -> ConfError {
+        match e {
+            SlotError::Directive(m) => self.at(d, format!("\"{}\" directive {m}", d.name)),
+            SlotError::Own(m) => self.at(d, m),
+        }
+    }
+
     /// `ngx_conf_set_msec_slot`.
     fn msec(&self, d: &Dir) -> Result<Duration, ConfError> {
-        time::parse_bytes(d.arg(0)).ok_or_else(|| self.invalid_value(d))
+        directive::msec(d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
     /// `ngx_conf_set_num_slot`.
     fn num(&self, d: &Dir) -> Result<i64, ConfError> {
-        num::atoi(d.arg(0)).ok_or_else(|| self.at(d, format!("\"{}\" directive invalid number", d.name)))
+        directive::num(d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
     /// `ngx_conf_set_size_slot`.
     fn size(&self, d: &Dir) -> Result<i64, ConfError> {
-        num::parse_size(d.arg(0)).ok_or_else(|| self.invalid_value(d))
+        directive::size(d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
-    /// `ngx_conf_set_flag_slot`: `on`/`off`, any case.
+    /// `ngx_conf_set_flag_slot`.
     fn flag(&self, d: &Dir) -> Result<bool, ConfError> {
-        let v = d.arg(0);
-        if v.eq_ignore_ascii_case(b"on") {
-            Ok(true)
-        } else if v.eq_ignore_ascii_case(b"off") {
-            Ok(false)
-        } else {
-            Err(self.at(d, format!("invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"", show(v), d.name)))
-        }
+        directive::flag(d.name, d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
-    /// `ngx_conf_set_enum_slot`: the index of the value, any case.
+    /// `ngx_conf_set_enum_slot`: the index of the value.
     fn enumerated(&self, d: &Dir, values: &[&str]) -> Result<usize, ConfError> {
-        values.iter().position(|v| v.as_bytes().eq_ignore_ascii_case(d.arg(0))).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", show(d.arg(0)))))
+        directive::enumerated(values, d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
     /// `ngx_log_set_log` + `ngx_log_set_levels`: a file and at most one level
@@ -1623,14 +1616,9 @@ impl<'a> Parser<'a> {
         Ok(path)
     }
 
-    /// `ngx_conf_set_path_slot`: a path and up to three levels, each a positive number.
+    /// `ngx_conf_set_path_slot`.
     fn path(&self, d: &Dir) -> Result<(), ConfError> {
-        for l in &d.args[1..] {
-            if num::atoi(l).is_none_or(|n| n <= 0) {
-                return Err(self.invalid_value(d));
-            }
-        }
-        Ok(())
+        directive::path(&d.args).map_err(|e| self.slot_error(d, e))
     }
 
     /// The directives every http{}, server{} and location{} level takes.
@@ -2846,6 +2834,21 @@ mod tests {
         assert_eq!(http("geo $remote_addr g { default 1; }"), bad("g"));
         assert_eq!(http("split_clients $uri c { * a; }"), bad("c"));
         assert_eq!(http("server { set $s 1; }\nmap $uri $m { default 1; }\ngeo $g { default 1; }\nsplit_clients $uri $c { * a; }\nlog_format f '$s$m$g${c}';"), None);
+    }
+
+    /// The directives this parser reads itself refuse a value with the
+    /// same words as the generic slots of nginx's table (one check each).
+    #[test]
+    fn own_directives_use_the_slot_checks() {
+        let http = |body: &str| parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n{body}\n}}\n"), "t.conf").unwrap_err().to_string();
+        assert_eq!(http("proxy_request_buffering maybe;"), "invalid value \"maybe\" in \"proxy_request_buffering\" directive, it must be \"on\" or \"off\" in t.conf:4");
+        assert_eq!(http("server_tokens maybe;"), "invalid value \"maybe\" in t.conf:4");
+        assert_eq!(http("keepalive_requests x;"), "\"keepalive_requests\" directive invalid number in t.conf:4");
+        assert_eq!(http("proxy_buffer_size x;"), "\"proxy_buffer_size\" directive invalid value in t.conf:4");
+        assert_eq!(http("proxy_read_timeout x;"), "\"proxy_read_timeout\" directive invalid value in t.conf:4");
+        assert_eq!(http("server { proxy_temp_path p 0; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
+        // The same words from the generic slots.
+        assert_eq!(http("gzip maybe;"), "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4");
     }
 
     #[test]
