@@ -8,7 +8,7 @@
 //! (regex locations, `proxy_pass` with a URI, ...) is recorded in
 //! [`Config::unsupported`]; `resolve` refuses it, naming FILE:LINE.
 
-use crate::directive::{self, Lookup, ModType, Slot, SlotError};
+use crate::directive::{self, show, Lookup, ModType, Slot, SlotError};
 use crate::include::{self, Files};
 use crate::num;
 use crate::retry::Ft;
@@ -295,11 +295,6 @@ impl ProxyDirectives {
     }
 }
 
-/// A token as nginx prints it with `%s`: up to the first NUL, lossy UTF-8.
-fn show(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
 
 /// A string as nginx's C functions see it: up to the first NUL.
 pub fn c_str(s: &str) -> &str {
@@ -850,25 +845,6 @@ const NGINX_VARIABLES: &[&str] = &[
 /// Prefix variables (`$http_NAME`, `$arg_NAME`, ...).
 const NGINX_VARIABLE_PREFIXES: &[&str] = &["http_", "sent_http_", "sent_trailer_", "cookie_", "arg_", "upstream_http_", "upstream_trailer_", "upstream_cookie_"];
 
-/// The `$name`s and `${name}`s of a script or log format.
-fn variables(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        rest = &rest[i + 1..];
-        let name = if let Some(r) = rest.strip_prefix('{') {
-            r.find('}').map(|e| &r[..e]).unwrap_or("")
-        } else {
-            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
-        };
-        // `$1`..`$9` are regex captures, not variables (ngx_http_script_compile).
-        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
-            out.push(name);
-        }
-    }
-    out
-}
-
 /// The names of a regex's named captures (`(?<name>`, `(?P<name>`,
 /// `(?'name'`): nginx defines a variable for each (`ngx_http_regex_compile`).
 fn named_captures(re: &str) -> Vec<String> {
@@ -966,6 +942,12 @@ struct Frame<'a> {
 /// (`ulimit -n`, 1024 by default, less stdin/out/err and the error log).
 pub const MAX_INCLUDE_DEPTH: usize = 1020;
 
+/// How deeply blocks may nest (all files together): an emulation limit,
+/// not nginx's. Each open block is a level of recursion here, so a deeper
+/// file would overflow the stack; past this it is refused with an error at
+/// the `{` that goes too deep. Real configurations nest a handful of levels.
+pub const MAX_BLOCK_DEPTH: usize = 500;
+
 struct Parser<'a> {
     rd: Reader<'a>,
     /// The suspended files, innermost last.
@@ -990,6 +972,27 @@ struct Parser<'a> {
     http_seen: Seen,
     /// `worker_connections` (default 512).
     worker_connections: i64,
+}
+
+/// A `location` line as read (`ngx_http_core_location`).
+struct LocationHead {
+    modifier: String,
+    path: String,
+    named: bool,
+    /// Why it is not emulated, if it is not.
+    what: Option<&'static str>,
+    pos: Pos,
+}
+
+impl LocationHead {
+    /// The modifier and name a nested location is checked against.
+    fn as_parent(&self) -> (String, String) {
+        if self.named {
+            (String::new(), format!("@{}", &self.path[1..]))
+        } else {
+            (self.modifier.clone(), self.path.clone())
+        }
+    }
 }
 
 /// Per-level state of the http{}, server{} and location{} levels.
@@ -1163,6 +1166,11 @@ impl<'a> Parser<'a> {
                 continue;
             }
             if open {
+                if self.depth >= MAX_BLOCK_DEPTH {
+                    return Err(self.here(format!(
+                        "too deeply nested blocks (emulation limit {MAX_BLOCK_DEPTH})"
+                    )));
+                }
                 self.depth += 1;
             }
             let d = Dir {
@@ -1211,10 +1219,7 @@ impl<'a> Parser<'a> {
             }
             set.0.push(def.field);
         }
-        directive::check_slot(d.name, def.slot, &d.args).map_err(|e| match e {
-            SlotError::Directive(m) => self.at(d, format!("\"{}\" directive {m}", d.name)),
-            SlotError::Own(m) => self.at(d, m),
-        })?;
+        directive::check_slot(d.name, def.slot, &d.args).map_err(|e| self.slot_error(d, e))?;
         if def.slot == Slot::Complex {
             self.used_variables.push(text(d.arg(0)));
         }
@@ -1230,12 +1235,12 @@ impl<'a> Parser<'a> {
                 self.used_variables.push(text(a));
             }
         }
-        self.custom(d, ctx)?;
+        self.custom(d)?;
         self.not_emulated(d.name);
         if open {
             match d.name {
                 "if" => self.if_block(d, ctx)?,
-                "limit_except" => self.limit_except(d)?,
+                "limit_except" => self.limit_except()?,
                 "types" => self.types_block()?,
                 "map" => self.map_block(d)?,
                 "geo" => self.geo_block(d)?,
@@ -1255,16 +1260,20 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// A variable a directive defines (`set`, `map`, `geo`,
+    /// `split_clients`, ...): `$name`, else nginx's "invalid variable name".
+    fn define_var(&mut self, d: &Dir, var: &[u8]) -> Result<(), ConfError> {
+        let name = var.strip_prefix(b"$").ok_or_else(|| self.at(d, format!("invalid variable name \"{}\"", text(var))))?;
+        self.defined_variables.push(text(name));
+        Ok(())
+    }
+
     /// The checks of custom handlers that real configurations trip over.
-    fn custom(&mut self, d: &Dir, ctx: Ctx) -> Result<(), ConfError> {
+    fn custom(&mut self, d: &Dir) -> Result<(), ConfError> {
         match d.name {
             "set" | "auth_request_set" => {
                 // ngx_http_rewrite_set: the name must be a `$variable`.
-                let v = d.arg(0);
-                if v.first() != Some(&b'$') {
-                    return Err(self.at(d, format!("invalid variable name \"{}\"", text(v))));
-                }
-                self.defined_variables.push(text(&v[1..]));
+                self.define_var(d, d.arg(0))?;
             }
             "return" => {
                 // ngx_http_rewrite_return: a code (at most 999), or a lone URL.
@@ -1341,7 +1350,6 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        let _ = ctx;
         Ok(())
     }
 
@@ -1375,7 +1383,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `ngx_http_core_limit_except`: a block of `NGX_HTTP_LMT_CONF` directives.
-    fn limit_except(&mut self, _d: &Dir) -> Result<(), ConfError> {
+    fn limit_except(&mut self) -> Result<(), ConfError> {
         let mut seen = Seen::default();
         while let Some((s, o)) = self.next(Ctx::LimitExcept)? {
             self.generic(&s, o, Ctx::LimitExcept, &mut seen)?;
@@ -1433,11 +1441,7 @@ impl<'a> Parser<'a> {
     /// `KEY VALUE;` lines (`default`, `hostnames`, `volatile`, `include`;
     /// a repeated key is "conflicting parameter").
     fn map_block(&mut self, d: &Dir) -> Result<(), ConfError> {
-        let var = d.arg(1);
-        if var.first() != Some(&b'$') {
-            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
-        }
-        self.defined_variables.push(text(&var[1..]));
+        self.define_var(d, d.arg(1))?;
         let (mut keys, mut default) = (Vec::<Vec<u8>>::new(), false);
         while let Some(e) = self.entry()? {
             let a = &e.args;
@@ -1481,14 +1485,10 @@ impl<'a> Parser<'a> {
     /// `NETWORK VALUE;` lines (`default`, `include`, `delete`, `proxy`,
     /// `ranges`, `proxy_recursive`). Networks are not checked.
     fn geo_block(&mut self, d: &Dir) -> Result<(), ConfError> {
-        let var = &d.args[d.args.len() - 1];
-        if var.first() != Some(&b'$') {
-            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
-        }
+        self.define_var(d, &d.args[d.args.len() - 1])?;
         if d.args.len() == 2 {
             self.used_variables.push(text(d.arg(0)));
         }
-        self.defined_variables.push(text(&var[1..]));
         while let Some(e) = self.entry()? {
             let a = &e.args;
             if a.len() == 1 && (a[0] == b"ranges" || a[0] == b"proxy_recursive") {
@@ -1507,11 +1507,7 @@ impl<'a> Parser<'a> {
     /// `ngx_http_split_clients_block`: `PERCENT% VALUE;` or `* VALUE;`,
     /// at most 100 % in all.
     fn split_clients_block(&mut self, d: &Dir) -> Result<(), ConfError> {
-        let var = d.arg(1);
-        if var.first() != Some(&b'$') {
-            return Err(self.at(d, format!("invalid variable name \"{}\"", text(var))));
-        }
-        self.defined_variables.push(text(&var[1..]));
+        self.define_var(d, d.arg(1))?;
         let mut sum: u64 = 0;
         while let Some(e) = self.entry()? {
             let p = &e.args[0];
@@ -1559,36 +1555,37 @@ impl<'a> Parser<'a> {
         self.at(d, format!("\"{}\" directive invalid value", d.name))
     }
 
+    /// A generic slot's refusal, as `ngx_conf_handler` prints it.
+    fn slot_error(&self, d: &Dir, e: SlotError) -> ConfError {
+        match e {
+            SlotError::Directive(m) => self.at(d, format!("\"{}\" directive {m}", d.name)),
+            SlotError::Own(m) => self.at(d, m),
+        }
+    }
+
     /// `ngx_conf_set_msec_slot`.
     fn msec(&self, d: &Dir) -> Result<Duration, ConfError> {
-        time::parse_bytes(d.arg(0)).ok_or_else(|| self.invalid_value(d))
+        directive::msec(d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
     /// `ngx_conf_set_num_slot`.
     fn num(&self, d: &Dir) -> Result<i64, ConfError> {
-        num::atoi(d.arg(0)).ok_or_else(|| self.at(d, format!("\"{}\" directive invalid number", d.name)))
+        directive::num(d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
     /// `ngx_conf_set_size_slot`.
     fn size(&self, d: &Dir) -> Result<i64, ConfError> {
-        num::parse_size(d.arg(0)).ok_or_else(|| self.invalid_value(d))
+        directive::size(d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
-    /// `ngx_conf_set_flag_slot`: `on`/`off`, any case.
+    /// `ngx_conf_set_flag_slot`.
     fn flag(&self, d: &Dir) -> Result<bool, ConfError> {
-        let v = d.arg(0);
-        if v.eq_ignore_ascii_case(b"on") {
-            Ok(true)
-        } else if v.eq_ignore_ascii_case(b"off") {
-            Ok(false)
-        } else {
-            Err(self.at(d, format!("invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"", show(v), d.name)))
-        }
+        directive::flag(d.name, d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
-    /// `ngx_conf_set_enum_slot`: the index of the value, any case.
+    /// `ngx_conf_set_enum_slot`: the index of the value.
     fn enumerated(&self, d: &Dir, values: &[&str]) -> Result<usize, ConfError> {
-        values.iter().position(|v| v.as_bytes().eq_ignore_ascii_case(d.arg(0))).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", show(d.arg(0)))))
+        directive::enumerated(values, d.arg(0)).map_err(|e| self.slot_error(d, e))
     }
 
     /// `ngx_log_set_log` + `ngx_log_set_levels`: a file and at most one level
@@ -1619,14 +1616,9 @@ impl<'a> Parser<'a> {
         Ok(path)
     }
 
-    /// `ngx_conf_set_path_slot`: a path and up to three levels, each a positive number.
+    /// `ngx_conf_set_path_slot`.
     fn path(&self, d: &Dir) -> Result<(), ConfError> {
-        for l in &d.args[1..] {
-            if num::atoi(l).is_none_or(|n| n <= 0) {
-                return Err(self.invalid_value(d));
-            }
-        }
-        Ok(())
+        directive::path(&d.args).map_err(|e| self.slot_error(d, e))
     }
 
     /// The directives every http{}, server{} and location{} level takes.
@@ -1949,7 +1941,7 @@ impl<'a> Parser<'a> {
                 used.extend(loc.iter().flat_map(|h| h.iter().map(|(_, v)| v.clone())));
             }
         }
-        for v in used.iter().flat_map(|s| variables(s)) {
+        for v in used.iter().flat_map(|s| crate::logs::variable_names(s)) {
             if !known_variable(v)
                 && !self
                     .defined_variables
@@ -2049,11 +2041,7 @@ impl<'a> Parser<'a> {
                         srv.server_name = Some(text(s.arg(0)));
                     }
                 }
-                "location" => {
-                    if let Some(l) = self.location(&s, None)? {
-                        srv.locations.push(l);
-                    }
-                }
+                "location" => self.location(&s, None, Some(&mut srv.locations))?,
                 _ => self.generic(&s, open, Ctx::Server, &mut lv.seen)?,
             }
         }
@@ -2130,8 +2118,54 @@ impl<'a> Parser<'a> {
     }
 
     /// `ngx_http_core_location`; nested, regex and named locations are read
-    /// (and checked) but not emulated. `None`: a location not emulated.
-    fn location(&mut self, d: &Dir, parent: Option<(&str, &str)>) -> Result<Option<Location>, ConfError> {
+    /// (and checked) but not emulated; an emulated one is added to `out`.
+    /// A nested location recurses here; everything else is read in
+    /// [`Self::location_head`] and [`Self::location_directive`], so a level
+    /// of nesting costs one small frame (see [`MAX_BLOCK_DEPTH`]).
+    fn location(&mut self, d: &Dir, parent: Option<(&str, &str)>, out: Option<&mut Vec<Location>>) -> Result<(), ConfError> {
+        let head = Box::new(self.location_head(d, parent)?);
+        let mut lv = Box::<Level>::default();
+        while let Some((s, open)) = self.next(Ctx::Location)? {
+            if s.name == "location" {
+                let (pm, pn) = head.as_parent();
+                self.location(&s, Some((&pm, &pn)), None)?;
+            } else {
+                self.location_directive(&s, open, &mut lv)?;
+            }
+        }
+        self.location_done(*head, *lv, out);
+        Ok(())
+    }
+
+    /// A location's block read: an emulated location goes to `out`.
+    fn location_done(&mut self, head: LocationHead, lv: Level, out: Option<&mut Vec<Location>>) {
+        // access_log in a location: not emulated per location.
+        if let Some(a) = lv.access_log.as_ref().filter(|a| a.path.is_some()) {
+            let line = a.pos.line;
+            self.unsupported("access_log inside a location", line);
+        }
+        if let (None, Some(out)) = (head.what, out) {
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, pos: head.pos });
+        }
+    }
+
+    /// A directive of a location's block other than a nested location.
+    fn location_directive(&mut self, s: &Dir, open: bool, lv: &mut Level) -> Result<(), ConfError> {
+        if !Self::claimed(s, Ctx::Location) {
+            return self.generic(s, open, Ctx::Location, &mut lv.seen);
+        }
+        if self.common(s, lv)? {
+            return Ok(());
+        }
+        match s.name {
+            "proxy_pass" => self.proxy_pass(s, lv),
+            _ => self.generic(s, open, Ctx::Location, &mut lv.seen),
+        }
+    }
+
+    /// A `location` line: its modifier and name, checked against the
+    /// location it is in (`ngx_http_core_location`).
+    fn location_head(&mut self, d: &Dir, parent: Option<(&str, &str)>) -> Result<LocationHead, ConfError> {
         let (modifier, name): (&[u8], Vec<u8>) = if d.args.len() == 2 {
             let m = d.arg(0);
             if !matches!(m, b"=" | b"~" | b"~*" | b"^~") {
@@ -2185,73 +2219,144 @@ impl<'a> Parser<'a> {
             self.unsupported(w, d.line);
         }
         let modifier = if modifier == b"=" { "=" } else if regex { std::str::from_utf8(modifier).unwrap_or("~") } else { "" }.to_string();
-        let mut loc = Location { modifier, path: name, proxy: ProxyDirectives::default(), pos: self.pos(d.line) };
-        let mut lv = Level::default();
-        while let Some((s, open)) = self.next(Ctx::Location)? {
-            if !Self::claimed(&s, Ctx::Location) {
-                self.generic(&s, open, Ctx::Location, &mut lv.seen)?;
-                continue;
-            }
-            if self.common(&s, &mut lv)? {
-                continue;
-            }
-            match s.name {
-                "location" => {
-                    let pm = if named { "" } else { loc.modifier.as_str() }.to_string();
-                    let pn = if named { format!("@{}", &loc.path[1..]) } else { loc.path.clone() };
-                    self.location(&s, Some((&pm, &pn)))?;
-                }
-                "proxy_pass" => self.proxy_pass(&s, &mut lv)?,
-                _ => self.generic(&s, open, Ctx::Location, &mut lv.seen)?,
-            }
-        }
-        loc.proxy = lv.proxy;
-        // access_log in a location: not emulated per location.
-        if lv.access_log.as_ref().is_some_and(|a| a.path.is_some()) {
-            self.unsupported("access_log inside a location", lv.access_log.as_ref().map(|a| a.pos.line).unwrap_or(d.line));
-        }
-        Ok(what.is_none().then_some(loc))
+        Ok(LocationHead { modifier, path: name, named, what, pos: self.pos(d.line) })
     }
 
-    /// `ngx_http_proxy_pass`: `http://` or `https://` (any case), then the
-    /// address as `ngx_http_upstream_add` parses it.
+    /// `ngx_http_proxy_pass`: what it names is decided by [`pass_target`];
+    /// what the emulation does not run is noted here, once, and `resolve`
+    /// leaves its location out.
     fn proxy_pass(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
         if lv.proxy.pass.is_some() {
             return Err(self.at(d, "\"proxy_pass\" directive is duplicate".into()));
         }
         let url = d.arg(0);
-        let raw = text(url);
-        lv.proxy.pass = Some(raw.clone());
+        lv.proxy.pass = Some(text(url));
         lv.proxy.pass_pos = self.pos(d.line);
-        if url.contains(&b'$') {
-            self.unsupported("proxy_pass with variables", d.line);
-            return Ok(());
-        }
-        let lower = url.to_ascii_lowercase();
-        let rest = if lower.starts_with(b"http://") {
-            &url[7..]
-        } else if lower.starts_with(b"https://") {
-            self.unsupported("an https upstream", d.line);
-            &url[8..]
-        } else {
-            return Err(self.at(d, format!("invalid URL prefix in \"{raw}\"")));
+        let target = pass_target(url).map_err(|e| self.at(d, e.to_string()))?;
+        let u = match &target {
+            PassTarget::Http(u) | PassTarget::Https(u) => u,
+            PassTarget::Unix | PassTarget::Variables => {
+                self.unsupported(target.not_emulated().unwrap_or_default(), d.line);
+                return Ok(());
+            }
         };
-        if rest.starts_with(b"unix:") {
-            self.unsupported("a unix socket upstream", d.line);
-            return Ok(());
-        }
-        let u = parse_url(rest, false, true).map_err(|e| self.at(d, format!("{e} in upstream \"{}\"", text(rest))))?;
-        if u.uri {
-            self.unsupported("a URI part in proxy_pass", d.line);
-        }
         if let Some(port) = u.port {
-            if self.cfg.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(&u.host)) {
-                return Err(self.at(d, format!("upstream \"{}\" may not have port {port}", u.host)));
+            let host = u.host_text();
+            if self.cfg.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(&host)) {
+                return Err(self.at(d, format!("upstream \"{host}\" may not have port {port}")));
             }
         }
-        lv.proxy.pass = Some(format!("http://{}{}", u.host, u.port.map(|p| format!(":{p}")).unwrap_or_default()));
+        if let Some(why) = target.not_emulated() {
+            self.unsupported(why, d.line);
+        } else if u.uri {
+            self.unsupported("a URI part in proxy_pass", d.line);
+        }
         Ok(())
     }
+}
+
+/// What a `proxy_pass` URL names (`ngx_http_proxy_pass`). Decided here
+/// only: the parser checks and notes it, `resolve` runs [`PassTarget::Http`]
+/// and leaves the rest out (their locations answer 404).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassTarget {
+    /// `http://HOST[:PORT][URI]`.
+    Http(PassUrl),
+    /// `https://HOST[:PORT][URI]`: not emulated.
+    Https(PassUrl),
+    /// `http://unix:PATH`: not emulated.
+    Unix,
+    /// A URL with variables, evaluated per request: not emulated.
+    Variables,
+}
+
+/// The address of an `http(s)://` `proxy_pass` (`ngx_parse_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassUrl {
+    /// As `ngx_parse_url` splits it: an IPv6 address without its brackets.
+    pub host: String,
+    /// `None`: no port given (80 applies; 443 for https).
+    pub port: Option<u16>,
+    /// A `/` or `?` part follows the address (not emulated: dropped).
+    pub uri: bool,
+}
+
+impl PassUrl {
+    /// The host as nginx names it (`u->host`): an IPv6 address in brackets.
+    pub fn host_text(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// The host and port as written, without the URI: the name of the
+    /// upstream a `proxy_pass` without an `upstream` block makes.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host_text()),
+            None => self.host_text(),
+        }
+    }
+
+    /// `$proxy_host` (`ngx_http_proxy_set_vars`): the host alone when no
+    /// port or the default port is given.
+    pub fn proxy_host(&self, default_port: u16) -> String {
+        match self.port {
+            Some(p) if p != default_port => self.authority(),
+            _ => self.host_text(),
+        }
+    }
+
+    /// The address to connect to (nginx's default port filled in).
+    pub fn addr(&self, default_port: u16) -> String {
+        host_port(&self.host, self.port.unwrap_or(default_port))
+    }
+}
+
+impl PassTarget {
+    /// Why the emulation does not run it (`None`: it does).
+    pub fn not_emulated(&self) -> Option<&'static str> {
+        match self {
+            PassTarget::Http(_) => None,
+            PassTarget::Https(_) => Some("an https upstream (its location answers 404 here)"),
+            PassTarget::Unix => Some("a unix socket upstream (its location answers 404 here)"),
+            PassTarget::Variables => Some("proxy_pass with variables (its location answers 404 here)"),
+        }
+    }
+}
+
+/// `proxy_pass` refused: nginx's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PassError {
+    #[error("invalid URL prefix in \"{0}\"")]
+    Prefix(String),
+    #[error("{0} in upstream \"{1}\"")]
+    Url(&'static str, String),
+}
+
+/// `ngx_http_proxy_pass`'s reading of its URL: variables first (the URL is
+/// a script then, nothing else is checked), then the scheme (any case),
+/// then the address as `ngx_http_upstream_add` parses it.
+pub fn pass_target(url: &[u8]) -> Result<PassTarget, PassError> {
+    if url.contains(&b'$') {
+        return Ok(PassTarget::Variables);
+    }
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = if lower.starts_with(b"http://") {
+        (false, &url[7..])
+    } else if lower.starts_with(b"https://") {
+        (true, &url[8..])
+    } else {
+        return Err(PassError::Prefix(text(url)));
+    };
+    if rest.starts_with(b"unix:") {
+        return Ok(PassTarget::Unix);
+    }
+    let u = parse_url(rest, false, true).map_err(|e| PassError::Url(e, text(rest)))?;
+    let u = PassUrl { host: u.host, port: u.port, uri: u.uri };
+    Ok(if https { PassTarget::Https(u) } else { PassTarget::Http(u) })
 }
 
 /// Parses nginx.conf text. `file` names it in error messages.
@@ -2338,7 +2443,7 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
         out.push_str(";\n");
     };
     if let Some(v) = &p.pass {
-        line(format!("proxy_pass {v}"));
+        line(format!("proxy_pass {}", q(v)));
     }
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
@@ -2718,6 +2823,34 @@ mod tests {
         );
     }
 
+    /// `set`, `map`, `geo` and `split_clients` define `$name`s; anything
+    /// else is nginx's "invalid variable name" at the directive's line.
+    #[test]
+    fn defined_variables_need_a_dollar() {
+        let http = |body: &str| parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n{body}\n}}\n"), "t.conf").err().map(|e| e.to_string());
+        let bad = |v: &str| Some(format!("invalid variable name \"{v}\" in t.conf:4"));
+        assert_eq!(http("server { set s 1; }"), bad("s"));
+        assert_eq!(http("map $uri m { default 1; }"), bad("m"));
+        assert_eq!(http("geo $remote_addr g { default 1; }"), bad("g"));
+        assert_eq!(http("split_clients $uri c { * a; }"), bad("c"));
+        assert_eq!(http("server { set $s 1; }\nmap $uri $m { default 1; }\ngeo $g { default 1; }\nsplit_clients $uri $c { * a; }\nlog_format f '$s$m$g${c}';"), None);
+    }
+
+    /// The directives this parser reads itself refuse a value with the
+    /// same words as the generic slots of nginx's table (one check each).
+    #[test]
+    fn own_directives_use_the_slot_checks() {
+        let http = |body: &str| parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n{body}\n}}\n"), "t.conf").unwrap_err().to_string();
+        assert_eq!(http("proxy_request_buffering maybe;"), "invalid value \"maybe\" in \"proxy_request_buffering\" directive, it must be \"on\" or \"off\" in t.conf:4");
+        assert_eq!(http("server_tokens maybe;"), "invalid value \"maybe\" in t.conf:4");
+        assert_eq!(http("keepalive_requests x;"), "\"keepalive_requests\" directive invalid number in t.conf:4");
+        assert_eq!(http("proxy_buffer_size x;"), "\"proxy_buffer_size\" directive invalid value in t.conf:4");
+        assert_eq!(http("proxy_read_timeout x;"), "\"proxy_read_timeout\" directive invalid value in t.conf:4");
+        assert_eq!(http("server { proxy_temp_path p 0; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
+        // The same words from the generic slots.
+        assert_eq!(http("gzip maybe;"), "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4");
+    }
+
     #[test]
     fn not_emulated_directives_are_listed_once() {
         let cfg = parse(&format!("events {{}}\nhttp {{\n {TEMPS}\n gzip on;\n server {{ gzip off; sendfile on; }}\n}}\n"), "t.conf").unwrap();
@@ -2734,6 +2867,42 @@ mod tests {
                 "uwsgi_temp_path"
             ]
         );
+    }
+
+    /// Each nested block is a level of recursion: past the emulation limit
+    /// the file is refused at the `{` that goes too deep, on a thread with
+    /// the default 2 MiB stack, not by a stack overflow.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let nested = |n: usize, inner: &str| {
+            format!(
+                "events {{}}\nhttp {{\n {TEMPS}\n server {{\n{}{inner}{}}}\n}}\n",
+                "location / {\n".repeat(n),
+                "}\n".repeat(n)
+            )
+        };
+        let deep = nested(10_000, "");
+        let err = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&deep, "t.conf").map(|_| ()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        // http and server are 2 levels, so the limit is reached by the
+        // location on line MAX_BLOCK_DEPTH - 2 + 4.
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            format!("too deeply nested blocks (emulation limit {MAX_BLOCK_DEPTH}) in t.conf:{}", MAX_BLOCK_DEPTH + 3)
+        );
+        // Up to the limit, nesting is read as nginx reads it (if{} too).
+        let ok = nested(MAX_BLOCK_DEPTH - 3, "if ($uri) { return 404; }\n");
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&ok, "t.conf").map(|_| ()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(r, Ok(()));
     }
 
     #[test]

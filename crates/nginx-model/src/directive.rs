@@ -13,6 +13,7 @@
 
 pub use crate::directives::DIRECTIVES;
 use crate::{num, time};
+use std::time::Duration;
 
 /// A module's type (`NGX_CORE_MODULE`, ...): a directive is looked up only
 /// in modules of the block's type, and in `NGX_CONF_MODULE` (`include`).
@@ -179,7 +180,8 @@ pub enum SlotError {
     Own(String),
 }
 
-fn show(b: &[u8]) -> String {
+/// A token as nginx prints it with `%s`: up to the first NUL, lossy UTF-8.
+pub(crate) fn show(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
@@ -191,25 +193,72 @@ pub fn has_duplicate_rule(slot: Slot) -> bool {
     !matches!(slot, Slot::Multi | Slot::Bitmask(_) | Slot::Custom)
 }
 
+/// `ngx_conf_set_flag_slot`: `on` or `off`, any case.
+pub fn flag(name: &str, a: &[u8]) -> Result<bool, SlotError> {
+    if a.eq_ignore_ascii_case(b"on") {
+        Ok(true)
+    } else if a.eq_ignore_ascii_case(b"off") {
+        Ok(false)
+    } else {
+        Err(SlotError::Own(format!(
+            "invalid value \"{}\" in \"{name}\" directive, it must be \"on\" or \"off\"",
+            show(a)
+        )))
+    }
+}
+
+/// `ngx_conf_set_num_slot`.
+pub fn num(a: &[u8]) -> Result<i64, SlotError> {
+    num::atoi(a).ok_or_else(|| SlotError::Directive("invalid number".into()))
+}
+
+/// `ngx_conf_set_size_slot`.
+pub fn size(a: &[u8]) -> Result<i64, SlotError> {
+    num::parse_size(a).ok_or_else(invalid_value)
+}
+
+/// `ngx_conf_set_msec_slot`.
+pub fn msec(a: &[u8]) -> Result<Duration, SlotError> {
+    time::parse_bytes(a).ok_or_else(invalid_value)
+}
+
+/// `ngx_conf_set_enum_slot`: the index of the value, any case.
+pub fn enumerated(values: &[&str], a: &[u8]) -> Result<usize, SlotError> {
+    values
+        .iter()
+        .position(|v| v.as_bytes().eq_ignore_ascii_case(a))
+        .ok_or_else(|| SlotError::Own(format!("invalid value \"{}\"", show(a))))
+}
+
+/// `ngx_conf_set_path_slot`: a path, then up to three levels, each a
+/// positive number.
+pub fn path(args: &[Vec<u8>]) -> Result<(), SlotError> {
+    for l in &args[1.min(args.len())..] {
+        if num::atoi(l).is_none_or(|n| n <= 0) {
+            return Err(invalid_value());
+        }
+    }
+    Ok(())
+}
+
+fn invalid_value() -> SlotError {
+    SlotError::Directive("invalid value".into())
+}
+
 /// The value check of a generic slot (`ngx_conf_set_flag_slot`, ...), the
 /// duplicate rule aside.
 pub fn check_slot(name: &str, slot: Slot, args: &[Vec<u8>]) -> Result<(), SlotError> {
-    let invalid = || SlotError::Directive("invalid value".into());
+    let invalid = invalid_value;
     let a0 = args.first().map(|a| a.as_slice()).unwrap_or(b"");
     match slot {
         Slot::Flag => {
-            if !(a0.eq_ignore_ascii_case(b"on") || a0.eq_ignore_ascii_case(b"off")) {
-                return Err(SlotError::Own(format!(
-                    "invalid value \"{}\" in \"{name}\" directive, it must be \"on\" or \"off\"",
-                    show(a0)
-                )));
-            }
+            flag(name, a0)?;
         }
         Slot::Num => {
-            num::atoi(a0).ok_or_else(|| SlotError::Directive("invalid number".into()))?;
+            num(a0)?;
         }
         Slot::NumBounded(lo, hi) => {
-            let n = num::atoi(a0).ok_or_else(|| SlotError::Directive("invalid number".into()))?;
+            let n = num(a0)?;
             // ngx_conf_check_num_bounds (logs its own message); -1 as the upper
             // bound means "no upper bound".
             if hi == -1 && n < lo {
@@ -224,13 +273,13 @@ pub fn check_slot(name: &str, slot: Slot, args: &[Vec<u8>]) -> Result<(), SlotEr
             }
         }
         Slot::Size => {
-            num::parse_size(a0).ok_or_else(invalid)?;
+            size(a0)?;
         }
         Slot::Off => {
             num::parse_offset(a0).ok_or_else(invalid)?;
         }
         Slot::Msec => {
-            time::ngx_parse_time(a0, false).ok_or_else(invalid)?;
+            msec(a0)?;
         }
         Slot::Sec => {
             time::ngx_parse_time(a0, true).ok_or_else(invalid)?;
@@ -243,9 +292,7 @@ pub fn check_slot(name: &str, slot: Slot, args: &[Vec<u8>]) -> Result<(), SlotEr
                 .ok_or_else(invalid)?;
         }
         Slot::Enum(values) => {
-            if !values.iter().any(|v| v.as_bytes().eq_ignore_ascii_case(a0)) {
-                return Err(SlotError::Own(format!("invalid value \"{}\"", show(a0))));
-            }
+            enumerated(values, a0)?;
         }
         Slot::Bitmask(values) => {
             for a in args {
@@ -254,13 +301,7 @@ pub fn check_slot(name: &str, slot: Slot, args: &[Vec<u8>]) -> Result<(), SlotEr
                 }
             }
         }
-        Slot::Path => {
-            for l in &args[1.min(args.len())..] {
-                if num::atoi(l).is_none_or(|n| n <= 0) {
-                    return Err(invalid());
-                }
-            }
-        }
+        Slot::Path => path(args)?,
         Slot::Access => {
             // ngx_conf_set_access_slot: user:rw|r, group:rw|r, all:rw|r.
             for a in args {

@@ -172,7 +172,9 @@ enum Piece<'a> {
     Var(&'a str),
 }
 
-/// Splits a format into text and `$variable`s (`ngx_http_log_compile_format`).
+/// Splits a script or log format into text and its `$name`s and
+/// `${name}`s (`ngx_http_script_compile`, `ngx_http_log_compile_format`):
+/// the one reading of variable references, for the parser and the log.
 fn pieces(fmt: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let mut rest = fmt;
@@ -180,15 +182,35 @@ fn pieces(fmt: &str) -> Vec<Piece<'_>> {
         if i > 0 {
             out.push(Piece::Text(&rest[..i]));
         }
-        let name = &rest[i + 1..];
-        let n = name.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(name.len());
-        out.push(Piece::Var(&name[..n]));
-        rest = &name[n..];
+        let after = &rest[i + 1..];
+        // `${name}` up to the closing bracket (a name with other characters
+        // stays one, so that the parser refuses it as unknown); without
+        // one, `$` names nothing.
+        let braced = after.strip_prefix('{').and_then(|r| r.find('}').map(|e| (&r[..e], e + 2)));
+        let (name, len) = braced.unwrap_or_else(|| {
+            let n = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            (&after[..n], n)
+        });
+        out.push(Piece::Var(name));
+        rest = &after[len..];
     }
     if !rest.is_empty() {
         out.push(Piece::Text(rest));
     }
     out
+}
+
+/// The variables a script or log format uses, in order: `$name` and
+/// `${name}`; `$1`..`$9` are regex captures, not variables
+/// (`ngx_http_script_compile`).
+pub fn variable_names(fmt: &str) -> Vec<&str> {
+    pieces(fmt)
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Var(name) if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) => Some(name),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Checks that every `$variable` of a format is one we can produce.
@@ -259,5 +281,26 @@ mod tests {
         assert_eq!(check_format("$status $bogus"), Err(FormatError("bogus".into())));
         assert_eq!(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs(1_794_787_200)), "16/Nov/2026:00:00:00 +0000");
         assert!(check_format(COMBINED).is_ok());
+    }
+
+    #[test]
+    fn variable_references() {
+        assert_eq!(variable_names("${host}x $uri-$1 $ ${} ${a-b}"), ["host", "uri", "a-b"]);
+        assert_eq!(check_format("${bogus}x"), Err(FormatError("bogus".into())));
+        let e = AccessEntry {
+            msec: 0.0,
+            remote_addr: String::new(),
+            method: String::new(),
+            uri: String::new(),
+            args: String::new(),
+            request_line: String::new(),
+            host: String::new(),
+            status: 502,
+            request_time: Duration::ZERO,
+            upstream: vec![],
+            body_bytes_sent: 0,
+            connection_requests: 0,
+        };
+        assert_eq!(render_access("${status}x $status.", &e), "502x 502.");
     }
 }

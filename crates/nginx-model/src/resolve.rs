@@ -5,7 +5,7 @@
 //! `proxy_pass http://host:port`, and the access-log format. The proxy binds
 //! and resolves host names from this; the oracle reads the same values.
 
-use crate::conf::{Config, Location, Pos, ProxyDirectives, UpstreamServer};
+use crate::conf::{self, Config, Location, PassTarget, Pos, ProxyDirectives, UpstreamServer};
 use crate::keepalive::KeepaliveSettings;
 use crate::logs;
 use crate::profile::{self, Profile};
@@ -42,9 +42,14 @@ pub mod defaults {
     pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
-/// Why a configuration that `nginx -t` accepts cannot run here: what the
-/// emulation does not model, each naming where nginx.conf says it
-/// (` in FILE:LINE`, as nginx's messages do).
+/// `http://`'s default port.
+const HTTP_PORT: u16 = 80;
+
+/// Why a configuration cannot be resolved, naming where nginx.conf says it
+/// (` in FILE:LINE`, as nginx's messages do). [`resolve`] returns only
+/// `UnknownLogFormat` (a configuration built in code): what the emulation
+/// does not run is listed in [`Resolved::notes`] and left out instead. The
+/// other variants are kept for callers that match on them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     #[error("{what} is not supported by this emulation{pos}")]
@@ -201,29 +206,10 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
         let mut locations = Vec::new();
         for loc in &srv.locations {
-            match location(
-                loc,
-                &loc.proxy.merged_over(&server_proxy),
-                &mut upstreams,
-                profile,
-            ) {
+            match location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile) {
                 Ok(l) => locations.push(l),
-                Err(ResolveError::Unsupported { what, pos }) => notes.push((what, pos)),
-                Err(e @ (ResolveError::NoProxyPass { .. } | ResolveError::NotHttp { .. })) => {
-                    let pos = match &e {
-                        ResolveError::NoProxyPass { pos, .. }
-                        | ResolveError::NotHttp { pos, .. } => pos.clone(),
-                        _ => Pos::default(),
-                    };
-                    let what = match e {
-                        ResolveError::NoProxyPass { path, .. } => {
-                            format!("location \"{path}\" without proxy_pass (answered 404 here)")
-                        }
-                        _ => "a non-http proxy_pass (its location answers 404 here)".to_string(),
-                    };
-                    notes.push((what, pos));
-                }
-                Err(e) => return Err(e),
+                Err(Some(note)) => notes.push(note),
+                Err(None) => {}
             }
         }
         servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations });
@@ -268,32 +254,29 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
     })
 }
 
-fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUpstream>, profile: Profile) -> Result<ResolvedLocation, ResolveError> {
-    let pass = p.pass.as_deref().ok_or_else(|| ResolveError::NoProxyPass { path: loc.path.clone(), pos: loc.pos.clone() })?;
-    let host = pass
-        .get(..7)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
-        .map(|_| &pass[7..])
-        .ok_or_else(|| ResolveError::NotHttp {
-            pass: pass.to_string(),
-            pos: p.pass_pos.clone(),
-        })?;
-    if host.contains('/') || host.contains('$') {
-        return Err(ResolveError::Unsupported {
-            what: "a proxy_pass with a URI part or variables (its location answers 404 here)"
-                .into(),
-            pos: p.pass_pos.clone(),
-        });
-    }
-    let upstream = match upstreams.iter().position(|u| u.name.eq_ignore_ascii_case(host)) {
+/// A location as the upstream module runs it, or left out (answering 404):
+/// `Err` carries the note to list, `None` when the parser listed it already.
+fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUpstream>, profile: Profile) -> Result<ResolvedLocation, Option<(String, Pos)>> {
+    let Some(pass) = p.pass.as_deref() else {
+        return Err(Some((format!("location \"{}\" without proxy_pass (answered 404 here)", loc.path), loc.pos.clone())));
+    };
+    // What the parser decided (and noted) for this proxy_pass; one built in
+    // code (not read from a file) has no note yet.
+    let built = p.pass_pos.line == 0;
+    let u = match conf::pass_target(pass.as_bytes()) {
+        Ok(PassTarget::Http(u)) => u,
+        Ok(t) => return Err(built.then(|| (t.not_emulated().unwrap_or_default().to_string(), p.pass_pos.clone()))),
+        Err(e) => return Err(built.then(|| (format!("{e} (its location answers 404 here)"), p.pass_pos.clone()))),
+    };
+    let name = u.authority();
+    let upstream = match upstreams.iter().position(|up| up.name.eq_ignore_ascii_case(&name)) {
         Some(i) => i,
         None => {
             // `proxy_pass http://host:port` without an upstream block: an
             // implicit upstream of one server, never a keepalive cache.
             upstreams.push(ResolvedUpstream {
-                name: host.to_string(),
-                // nginx's default port 80 when none is given.
-                peers: vec![UpstreamServer { pos: p.pass_pos.clone(), ..UpstreamServer::new(if host.contains(':') { host.to_string() } else { format!("{host}:80") }) }],
+                name,
+                peers: vec![UpstreamServer { pos: p.pass_pos.clone(), ..UpstreamServer::new(u.addr(HTTP_PORT)) }],
                 keepalive: KeepaliveSettings {
                     capacity: profile::keepalive_capacity(profile, None, false),
                     timeout: defaults::KEEPALIVE_TIMEOUT,
@@ -308,7 +291,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
         path: loc.path.clone(),
         upstream,
-        proxy_host: host.to_string(),
+        proxy_host: u.proxy_host(HTTP_PORT),
         http11: profile::http11(profile, p.http_version.as_deref()),
         headers: profile::request_headers(profile, p.set_header.as_deref().unwrap_or(&[])),
         connect_timeout: p.connect_timeout.unwrap_or(defaults::PROXY_TIMEOUT),
@@ -328,7 +311,6 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf;
 
     fn resolved(src: &str, profile: Profile) -> Resolved {
         resolve(&conf::parse(src, "t.conf").unwrap(), profile).unwrap()
@@ -377,5 +359,45 @@ mod tests {
         assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), (vec!["a URI part in proxy_pass in t.conf:5".to_string()], 1), "the URI part is dropped");
         assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), (vec!["location \"/\" without proxy_pass (answered 404 here) in t.conf:5".to_string()], 0));
         assert_eq!(notes("events {}\nhttp {\n server {\n  location ~ ^/x { proxy_pass http://u; }\n  location /y { proxy_pass http://u; }\n }\n}\n"), (vec!["a regex location in t.conf:4".to_string()], 1));
+    }
+
+    /// Each proxy_pass the emulation does not run is noted once, by the
+    /// parser, and its location is left out (it answers 404): an https one
+    /// is not run as plain http.
+    #[test]
+    fn a_pass_not_run_is_noted_once_and_left_out() {
+        let run = |pass: &str| {
+            let src = format!("events {{}}\nhttp {{\n server {{\n  listen 1;\n  location / {{ proxy_pass {pass}; }}\n  location /ok {{ proxy_pass http://127.0.0.1:9; }}\n }}\n}}\n");
+            let r = resolve(&conf::parse(&src, "t.conf").unwrap(), Profile::Legacy).unwrap();
+            let notes: Vec<String> = r.notes.iter().map(|(w, p)| format!("{w}{p}")).collect();
+            let paths: Vec<&str> = r.servers[0].locations.iter().map(|l| l.path.as_str()).collect();
+            (notes, paths.join(" "))
+        };
+        let left_out = |note: &str| (vec![format!("{note} (its location answers 404 here) in t.conf:5")], "/ok".to_string());
+        assert_eq!(run("http://$host"), left_out("proxy_pass with variables"));
+        assert_eq!(run("http://unix:/tmp/s.sock"), left_out("a unix socket upstream"));
+        assert_eq!(run("HTTPS://127.0.0.1:1"), left_out("an https upstream"));
+        assert_eq!(run("https://u/x"), left_out("an https upstream"));
+        assert_eq!(run("HTTP://127.0.0.1:9"), (vec![], "/ /ok".to_string()), "the scheme in any case");
+        // Built in code (no place read): resolve notes it itself.
+        let mut cfg = conf::parse("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:1; }\n }\n}\n", "t.conf").unwrap();
+        cfg.servers[0].locations[0].proxy.pass = Some("https://x".into());
+        cfg.servers[0].locations[0].proxy.pass_pos = Pos::default();
+        let r = resolve(&cfg, Profile::Legacy).unwrap();
+        assert_eq!((r.notes.len(), r.servers[0].locations.len()), (1, 0));
+    }
+
+    /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is
+    /// given, `$proxy_host` as nginx sets it.
+    #[test]
+    fn ipv6_proxy_pass() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location /a { proxy_pass http://[::1]; }\n  location /b { proxy_pass http://[::1]:8080/x; }\n  location /c { proxy_pass http://127.0.0.1:80; }\n }\n}\n", Profile::Legacy);
+        let peer = |path: &str| {
+            let l = r.servers[0].location_for(path).unwrap();
+            (r.upstreams[l.upstream].peers[0].addr.clone(), l.proxy_host.clone())
+        };
+        assert_eq!(peer("/a"), ("[::1]:80".to_string(), "[::1]".to_string()));
+        assert_eq!(peer("/b"), ("[::1]:8080".to_string(), "[::1]:8080".to_string()));
+        assert_eq!(peer("/c"), ("127.0.0.1:80".to_string(), "127.0.0.1".to_string()));
     }
 }
