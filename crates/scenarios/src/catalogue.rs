@@ -83,8 +83,12 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Error> {
     }
     for (s, f) in &all {
         if let Some(of) = &s.remedy_of {
-            if !all.iter().any(|(o, _)| &o.name == of) {
+            let Some((problem, _)) = all.iter().find(|(o, _)| &o.name == of) else {
                 return Err(Error::Catalogue(format!("{f}: remedy_of {of:?}: no scenario of that name in {}", dir.display())));
+            };
+            // A remedy removes its problem's mechanism: one id for both.
+            if problem.mechanism != s.mechanism {
+                return Err(Error::Catalogue(format!("{f}: mechanism {:?}: a remedy shares its problem's mechanism ({of} has {:?})", s.mechanism, problem.mechanism)));
             }
         }
     }

@@ -294,7 +294,7 @@ async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
         if !args.no_timeline && r.skipped.is_none() {
             println!("timeline:\n{}", report::timeline(&r));
         }
-        println!("why: {}\n\nfix: {}", s.mechanism.trim(), s.fix.trim());
+        println!("why: {}\n\nfix: {}", s.explanation.trim(), s.fix.trim());
     }
     write_reports(&args.report, std::slice::from_ref(&r), started.elapsed().as_secs_f64() * 1e3, name)?;
     Ok(!r.failed())
@@ -495,7 +495,7 @@ fn list() -> Result<bool, Error> {
 
 fn explain(name: &str) -> Result<bool, Error> {
     let s = catalogue::resolve(name)?;
-    println!("{} — {}\n\nMechanism:\n{}\n\nFix:\n{}", s.name, s.title, s.mechanism.trim(), s.fix.trim());
+    println!("{} — {}\nmechanism: {}\n\nHow it happens:\n{}\n\nFix:\n{}", s.name, s.title, s.mechanism, s.explanation.trim(), s.fix.trim());
     if let Some(of) = &s.remedy_of {
         println!("\nRemedy of: {of}");
     }

@@ -19,8 +19,14 @@ pub struct Scenario {
     /// The scenario whose 502s this one removes (remedy twins), if any.
     #[serde(default)]
     pub remedy_of: Option<String>,
-    /// A paragraph on the mechanism: what each program does, in order.
+    /// The mechanism's id ("idle-race", "write-timeout"): the catalogue's
+    /// vocabulary, shared by a problem, its variants and its remedy twins,
+    /// and what `diagnose` and `check` name.
+    #[serde(deserialize_with = "mechanism_id")]
+    #[schemars(regex(pattern = "^[a-z0-9]+(-[a-z0-9]+)*$"))]
     pub mechanism: String,
+    /// A paragraph on the mechanism: what each program does, in order.
+    pub explanation: String,
     /// A paragraph on the fix, with the settings to change.
     pub fix: String,
     #[serde(default)]
@@ -318,6 +324,16 @@ fn go_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
     checked(d, |v: &String| v.parse::<go_model::GoVersion>().map(drop).map_err(|e| e.to_string()))
 }
 
+fn mechanism_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = String::deserialize(d)?;
+    let kebab = !v.is_empty() && v.split('-').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if kebab {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!("a mechanism id is lowercase words joined by '-' (\"idle-race\"), not {v:?}")))
+    }
+}
+
 fn race<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     checked(d, |v: &String| if v == "fin" || v == "rst" { Ok(()) } else { Err(format!("race must be \"fin\" or \"rst\", not {v:?}")) })
 }
@@ -538,20 +554,20 @@ mod tests {
 
     #[test]
     fn bad_values_are_errors_at_their_line_column_and_field() {
-        let base = "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n";
+        let base = "name='x'\ntitle='t'\nmechanism='m'\nexplanation='e'\nfix='f'\n";
         let req = "[[request]]\npath='/ok'\n[request.expect]\n";
         for (extra, want) in [
-            ("[nginx]\nnext_upstream='error sometimes'\n", "f.toml:6:15: nginx.next_upstream: invalid value \"sometimes\""),
-            ("[nginx]\nhttp_version='2'\n", "f.toml:6:14: nginx.http_version: must be \"1.0\" or \"1.1\""),
-            ("[go]\nwrite_timeout='3x'\n", "f.toml:6:15: go.write_timeout: not a Go duration"),
-            ("[go]\nidle_race='maybe'\n", "f.toml:6:11: go.idle_race: race must be"),
-            ("[go]\nbogus=1\n", "f.toml:6:1: go.bogus: unknown field `bogus`"),
-            ("[nginx]\nkeepalive_timeout='5x'\n", "f.toml:6:19: nginx.keepalive_timeout: \"5x\" is not an nginx time"),
-            ("[nginx]\nserver_params=['wieght=2']\n", "f.toml:6:15: nginx.server_params: invalid parameter \"wieght=2\""),
-            ("[nginx]\nserver_params=['', '']\n", "f.toml:6:1: nginx.server_params: 2 entries for 1 servers"),
-            ("[nginx]\nkeepalive=2\nupstream_conf='keepalive 4;'\n", "f.toml:6:1: nginx.keepalive: set in upstream_conf or here, not both"),
-            ("[nginx]\nlocation_conf=\"\"\"\nproxy_http_version 1.1;\nproxy_read_timeout 5x;\n\"\"\"\n", "f.toml:8:1: nginx.location_conf: \"proxy_read_timeout\" directive invalid value"),
-            ("[nginx]\nupstream_conf='keepalive;'\n", "f.toml:6:16: nginx.upstream_conf: invalid number of arguments in \"keepalive\" directive"),
+            ("[nginx]\nnext_upstream='error sometimes'\n", "f.toml:7:15: nginx.next_upstream: invalid value \"sometimes\""),
+            ("[nginx]\nhttp_version='2'\n", "f.toml:7:14: nginx.http_version: must be \"1.0\" or \"1.1\""),
+            ("[go]\nwrite_timeout='3x'\n", "f.toml:7:15: go.write_timeout: not a Go duration"),
+            ("[go]\nidle_race='maybe'\n", "f.toml:7:11: go.idle_race: race must be"),
+            ("[go]\nbogus=1\n", "f.toml:7:1: go.bogus: unknown field `bogus`"),
+            ("[nginx]\nkeepalive_timeout='5x'\n", "f.toml:7:19: nginx.keepalive_timeout: \"5x\" is not an nginx time"),
+            ("[nginx]\nserver_params=['wieght=2']\n", "f.toml:7:15: nginx.server_params: invalid parameter \"wieght=2\""),
+            ("[nginx]\nserver_params=['', '']\n", "f.toml:7:1: nginx.server_params: 2 entries for 1 servers"),
+            ("[nginx]\nkeepalive=2\nupstream_conf='keepalive 4;'\n", "f.toml:7:1: nginx.keepalive: set in upstream_conf or here, not both"),
+            ("[nginx]\nlocation_conf=\"\"\"\nproxy_http_version 1.1;\nproxy_read_timeout 5x;\n\"\"\"\n", "f.toml:9:1: nginx.location_conf: \"proxy_read_timeout\" directive invalid value"),
+            ("[nginx]\nupstream_conf='keepalive;'\n", "f.toml:7:16: nginx.upstream_conf: invalid number of arguments in \"keepalive\" directive"),
             ("[nginx]\nupstream_conf='server 127.0.0.1:2;'\n", "nginx.upstream_conf: the servers are the lab's"),
         ] {
             let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err().to_string();
@@ -560,7 +576,7 @@ mod tests {
         let no_requests = Scenario::from_toml(base, "f.toml").unwrap_err().to_string();
         assert!(no_requests.starts_with("f.toml:1:1: "), "{no_requests}");
         let bad_expect = Scenario::from_toml(&format!("{base}{req}status=200\n[[request]]\npath='/ok'\n[request.expect]\nerrors=['nope']\n"), "f.toml").unwrap_err();
-        assert_eq!((bad_expect.line, bad_expect.field.as_deref()), (12, Some("request[2].expect.errors")), "{bad_expect}");
+        assert_eq!((bad_expect.line, bad_expect.field.as_deref()), (13, Some("request[2].expect.errors")), "{bad_expect}");
     }
 
     #[test]
@@ -573,7 +589,7 @@ mod tests {
 
     #[test]
     fn nginx_conf_text_means_what_the_short_keys_mean() {
-        let head = "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n";
+        let head = "name='x'\ntitle='t'\nmechanism='m'\nexplanation='e'\nfix='f'\n";
         let req = "[[request]]\npath='/ok'\n[request.expect]\n";
         let sugar = Scenario::from_toml(&format!("{head}[nginx]\nkeepalive=16\nkeepalive_timeout='60s'\nhttp_version='1.1'\nclear_connection=true\nread_timeout='3s'\nnext_upstream='error timeout'\n{req}"), "a.toml").unwrap();
         let text = Scenario::from_toml(
@@ -591,10 +607,10 @@ mod tests {
 
     #[test]
     fn an_absent_go_table_means_go_defaults() {
-        let s: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+        let s: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nexplanation='e'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
         assert!(s.go.keepalives);
         assert_eq!(s.go.servers, 1);
-        let t: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[go]\nwrite_timeout='3s'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+        let t: Scenario = toml::from_str("name='x'\ntitle='t'\nmechanism='m'\nexplanation='e'\nfix='f'\n[go]\nwrite_timeout='3s'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
         assert!(t.go.keepalives);
         assert_eq!(t.go.servers, 1);
     }

@@ -97,6 +97,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             title: "random configuration".into(),
             remedy_of: None,
             mechanism: String::new(),
+            explanation: String::new(),
             fix: String::new(),
             go: GoSettings {
                 read_timeout: s(read),

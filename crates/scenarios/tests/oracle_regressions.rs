@@ -29,6 +29,7 @@ fn http_500_in_proxy_next_upstream_runs_the_handler_on_both_servers() {
         title: "proxy_next_upstream http_500 with two servers".into(),
         remedy_of: None,
         mechanism: String::new(),
+        explanation: String::new(),
         fix: String::new(),
         go: GoSettings { servers: 2, ..GoSettings::default() },
         nginx: NginxSettings { next_upstream: Some("error timeout http_500".into()), ..NginxSettings::default() },

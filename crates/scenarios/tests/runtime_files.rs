@@ -35,13 +35,13 @@ fn a_file_runs_and_a_directory_is_a_catalogue() {
 fn a_bad_file_names_its_line_column_and_field_and_exits_2() {
     let dir = tempdir("bad");
     let f = dir.join("bad.toml");
-    std::fs::write(&f, "name='x'\ntitle='t'\nmechanism='m'\nfix='f'\n[go]\nwrite_timeout = '3q'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+    std::fs::write(&f, "name='x'\ntitle='t'\nmechanism='m'\nexplanation='e'\nfix='f'\n[go]\nwrite_timeout = '3q'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
     let o = scenarios(&["run", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let want = format!("{}:6:17: go.write_timeout: not a Go duration", f.display());
+    let want = format!("{}:7:17: go.write_timeout: not a Go duration", f.display());
     assert!(text(&o).contains(&want), "{}\nwant {want}", text(&o));
     // In a directory: the same error; a remedy of nothing is one too.
-    std::fs::write(dir.join("bad.toml"), "name='x'\ntitle='t'\nremedy_of='y'\nmechanism='m'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
+    std::fs::write(dir.join("bad.toml"), "name='x'\ntitle='t'\nremedy_of='y'\nmechanism='m'\nexplanation='e'\nfix='f'\n[[request]]\npath='/ok'\n[request.expect]\n").unwrap();
     let o = scenarios(&["all", "--catalogue", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("remedy_of \"y\": no scenario of that name"), "{}", text(&o));
