@@ -10,8 +10,11 @@
 //! * `conn`: the per-connection loop.
 //! * [`server::UpstreamSim`]: listener, Shutdown, keep-alives switch, crash.
 //! * [`events`]: timestamped connection events, readable while running.
+//! * [`control`]: the lab's control endpoint (`--control ADDR`): settings
+//!   and knobs from outside the process, handler-run counters.
 
 mod conn;
+pub mod control;
 pub mod events;
 pub mod server;
 

@@ -4,7 +4,8 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
 use go_model::{godur, handlers::HANDLER_HELP};
-use upstream_sim::{GoVersion, ServerConfig, UpstreamSim};
+use upstream_sim::control::{self, Controlled};
+use upstream_sim::{GoVersion, IdleRace, ServerConfig};
 
 
 /// Emulates a Go 1.19 net/http server, connection by connection.
@@ -47,6 +48,46 @@ struct Args {
     /// How long Shutdown waits for active requests after SIGTERM / Ctrl-C.
     #[arg(long, value_parser = godur::parse, default_value = "5s")]
     shutdown_grace: Duration,
+    /// Lab knob, not a Go setting: the deterministic idle race. The idle
+    /// deadline is held until the next request arrives; if the connection
+    /// was idle for the idle limit by then, it closes at that moment, with
+    /// a FIN ("fin": the request was read) or an RST ("rst": it was not).
+    #[arg(long, value_name = "fin|rst", value_parser = control::parse_race)]
+    idle_race: Option<IdleRace>,
+    /// Serve the lab's control endpoint on this address: GET/PUT /config
+    /// (restart with other flags), GET /handler-runs. No authentication:
+    /// bind it where only the lab reaches it.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<SocketAddr>,
+}
+
+/// The flags that only the command line may set (`PUT /config` takes the rest).
+const PROCESS_FLAGS: [&str; 3] = ["--addr", "--control", "--shutdown-grace"];
+
+impl Args {
+    fn config(&self) -> ServerConfig {
+        ServerConfig {
+            read_timeout: self.read_timeout,
+            read_header_timeout: self.read_header_timeout,
+            write_timeout: self.write_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_bytes: self.max_header_bytes,
+            keep_alives: self.keepalives,
+            go_version: self.go_version,
+            backlog: self.backlog,
+            idle_race: self.idle_race,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// `PUT /config`'s flags, read by the same parser as the command line.
+fn parse_flags(words: &[String]) -> Result<ServerConfig, String> {
+    if let Some(w) = words.iter().find(|w| PROCESS_FLAGS.iter().any(|f| w.split('=').next() == Some(*f))) {
+        return Err(format!("{w}: only the command line sets {}", PROCESS_FLAGS.join(", ")));
+    }
+    let argv = std::iter::once("upstream-sim").chain(words.iter().map(String::as_str));
+    Args::try_parse_from(argv).map(|a| a.config()).map_err(|e| e.render().to_string().trim_end().to_string())
 }
 
 #[tokio::main]
@@ -58,19 +99,9 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cfg = ServerConfig {
-        read_timeout: args.read_timeout,
-        read_header_timeout: args.read_header_timeout,
-        write_timeout: args.write_timeout,
-        idle_timeout: args.idle_timeout,
-        max_header_bytes: args.max_header_bytes,
-        keep_alives: args.keepalives,
-        go_version: args.go_version,
-        backlog: args.backlog,
-        ..ServerConfig::default()
-    };
-    // A long-running server keeps no events in memory (they go to the log).
-    let sim = match UpstreamSim::start_with_epoch(cfg, args.addr, std::time::Instant::now(), labkit::events::Retention::Off).await {
+    let cfg = args.config();
+    // A long-running server keeps a bounded number of events in memory (they go to the log).
+    let sim = match Controlled::start(cfg, args.addr, Box::new(parse_flags)).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("upstream-sim: cannot listen on {}: {e}", args.addr);
@@ -78,6 +109,17 @@ async fn main() {
         }
     };
     eprintln!("upstream-sim: listening on {}", sim.local_addr());
+    if let Some(addr) = args.control {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("upstream-sim: cannot listen on {addr} (--control): {e}");
+                std::process::exit(1);
+            }
+        };
+        eprintln!("upstream-sim: control endpoint on {}", listener.local_addr().map_or(addr, |a| a));
+        tokio::spawn(control::serve(listener, sim.clone()));
+    }
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {
