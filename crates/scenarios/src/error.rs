@@ -34,6 +34,9 @@ pub enum Error {
     Catalogue(String),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// The docker-compose lab is not up, or a docker command failed (`scenarios lab`).
+    #[error("lab: {0}")]
+    Lab(String),
     #[error("cannot render JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -20,6 +20,7 @@ EXAMPLES:
   scenarios idle-race --proxy nginx        the same scenario against real nginx
   scenarios matrix --methods GET,POST      502 rates over IdleTimeout × keepalive_timeout
   scenarios conformance                    built-in emulators vs real nginx and Go
+  scenarios lab --fault pause              the docker-compose lab: both proxies side by side, a 504
 
 Durations in scenarios are written at the articles' scale (WriteTimeout 3s);
 runs use --scale 0.02 by default (3s → 60 ms). --scale 1 runs real seconds.
@@ -75,6 +76,10 @@ enum Cmd {
     /// Every scenario on the built-in emulators and on real nginx (and real
     /// Go where the scenario allows); prints the agreement table.
     Conformance(ReportArgs),
+    /// With the docker-compose lab up: a scenario through real nginx and the
+    /// Rust proxy in their containers, verdicts side by side; then network
+    /// faults between the containers (--fault pause|drop) and their 504s.
+    Lab(scenarios::lab::LabArgs),
     #[command(external_subcommand)]
     Scenario(Vec<String>),
 }
@@ -515,6 +520,7 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         }
         Cmd::Matrix(a) => run_matrix(&a).await,
         Cmd::Conformance(a) => run_conformance(&a).await,
+        Cmd::Lab(a) => scenarios::lab::command(&a).await,
         Cmd::Scenario(argv) => {
             let c = ScenarioCli::try_parse_from(std::iter::once("scenarios".to_string()).chain(argv))?;
             run_one(&c.name, &c.args).await

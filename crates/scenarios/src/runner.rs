@@ -192,7 +192,7 @@ async fn drive(mut session: Session<'_>) -> Result<(Vec<Observation>, Vec<Timeli
 
 /// The pause before request `k` of `total`: the scenario's gap, or in the
 /// natural-race mode a linear sweep from `sweep_from` to `sweep_to`.
-fn gap_before(s: &Scenario, factor: f64, k: u32, total: u32) -> Duration {
+pub(crate) fn gap_before(s: &Scenario, factor: f64, k: u32, total: u32) -> Duration {
     if !s.natural() {
         return dur(&s.workload.gap, factor);
     }
