@@ -204,9 +204,16 @@ struct CheckArgs {
     /// Go's release: 1.19 (default) or 1.20 (any later one).
     #[arg(long, value_name = "VERSION", default_value = "1.19")]
     go_version: String,
-    /// nginx's defaults: legacy (≤ 1.29.6, e.g. Debian's 1.22), modern (≥ 1.29.7).
+    /// nginx's defaults: legacy (≤ 1.29.6, e.g. Debian's 1.22), modern
+    /// (≥ 1.29.7), or auto: from the version of --nginx PATH (else
+    /// $BADGATEWAY_NGINX, else the nginx on PATH or in /usr/sbin).
     #[arg(long, value_enum, default_value = "legacy")]
-    profile: nginx_model::Profile,
+    profile: ProfileChoice,
+    /// Also fail (exit 1) on mechanisms your code, deploys or load set off
+    /// ("exposed": a panic, a crash, a slow handler), not only on those
+    /// your settings cause ("FAILS").
+    #[arg(long)]
+    strict: bool,
     /// Also run each applicable mechanism with your settings and show the verdicts.
     #[arg(long)]
     run: bool,
@@ -216,8 +223,9 @@ struct CheckArgs {
     /// With --run: which upstream.
     #[arg(long, value_enum, default_value = "builtin", requires = "run")]
     upstream: UpstreamBackend,
-    /// With --run: this nginx binary (implies --proxy nginx).
-    #[arg(long, value_name = "PATH", requires = "run")]
+    /// This nginx binary: --profile auto reads its version, and --run runs
+    /// it (implies --proxy nginx).
+    #[arg(long, value_name = "PATH")]
     nginx: Option<PathBuf>,
     /// With --run: your own server as the upstream, 'CMD {addr}' (see `scenarios run --help`).
     #[arg(long, value_name = "CMD", requires = "run")]
@@ -225,6 +233,28 @@ struct CheckArgs {
     /// Write the findings as JSON to FILE ("-" for stdout).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `--profile`: a release's defaults, or the installed nginx's.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ProfileChoice {
+    Legacy,
+    Modern,
+    Auto,
+}
+
+impl ProfileChoice {
+    /// The profile, and where it came from when `auto` read a binary.
+    fn resolve(self, nginx: Option<&Path>) -> Result<(nginx_model::Profile, Option<String>), Error> {
+        match self {
+            ProfileChoice::Legacy => Ok((nginx_model::Profile::Legacy, None)),
+            ProfileChoice::Modern => Ok((nginx_model::Profile::Modern, None)),
+            ProfileChoice::Auto => {
+                let p = harness::nginx::locate(nginx).map_err(|e| Error::Usage(format!("--profile auto needs an nginx binary: {e}")))?;
+                Ok((p.profile(), Some(p.describe())))
+            }
+        }
+    }
 }
 
 #[derive(Args)]
@@ -431,17 +461,28 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
     // Includes resolve against the main file's directory, as `nginx -c FILE`'s conf prefix.
     let prefix = a.nginx_conf.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let cfg = harness::read_nginx_conf(&a.nginx_conf, prefix).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
-    let resolved = nginx_model::resolve::resolve(&cfg, a.profile).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
+    let (profile, from) = a.profile.resolve(a.nginx.as_deref())?;
+    let resolved = nginx_model::resolve::resolve(&cfg, profile).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
     let targets = check::targets(&resolved, a.server.as_deref(), a.location.as_deref());
     if targets.is_empty() {
         return Err(Error::Usage(format!("{file}: no location with proxy_pass to an upstream{}", if a.server.is_some() || a.location.is_some() { " matches --server/--location" } else { "" })));
     }
     let quiet = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if !quiet {
+        let defaults = match profile {
+            nginx_model::Profile::Legacy => "nginx ≤ 1.29.6 defaults",
+            nginx_model::Profile::Modern => "nginx ≥ 1.29.7 defaults",
+        };
+        match &from {
+            Some(prog) => println!("{defaults}, as {prog} runs\n"),
+            None => println!("{defaults} (--profile auto reads your nginx's version)\n"),
+        }
+    }
     let mut all = Vec::new();
     let mut failing = false;
     for t in &targets {
         let findings = check::check(t, &go);
-        failing |= check::gate_fails(&findings);
+        failing |= check::gate_fails(&findings, a.strict);
         if !quiet {
             print!("{}", check::render(t, &go, &findings));
         }
@@ -451,13 +492,15 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
             let programs = ProgramArgs { nginx: a.nginx.clone(), go: None, upstream_cmd: a.upstream_cmd.clone() };
             let opts = programs.options(a.proxy, a.upstream, scenarios::scenario::DEFAULT_SCALE)?;
             for f in findings.iter().filter(|f| f.verdict != check::Verdict::CannotHappen) {
-                let Some(probe) = &f.probe else { continue };
-                let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;
-                if !quiet {
-                    println!("  run {:<26} {}", f.mechanism, report::summary_line(&r).trim());
+                for probe in &f.probes {
+                    let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;
+                    let method = &probe.requests[0].method;
+                    if !quiet {
+                        print!("{}", check::run_line(f.mechanism, &r));
+                    }
+                    runs.push(serde_json::json!({ "mechanism": f.mechanism, "method": method, "passed": r.passed, "skipped": r.skipped }));
+                    failing |= r.failed();
                 }
-                runs.push(serde_json::json!({ "mechanism": f.mechanism, "passed": r.passed, "skipped": r.skipped }));
-                failing |= r.failed();
             }
         }
         all.push(serde_json::json!({
@@ -472,12 +515,16 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
         }
     }
     if !quiet {
-        let n = all.iter().flat_map(|t| t["findings"].as_array().cloned().unwrap_or_default()).filter(|f| f["verdict"] == "applies").count();
-        println!("{} location(s), {n} mechanism(s) give clients a 502, 504 or a cut response{}", targets.len(), if n > 0 { " (exit 1)" } else { "" });
+        let count = |v: &str| all.iter().flat_map(|t| t["findings"].as_array().cloned().unwrap_or_default()).filter(|f| f["verdict"] == v).count();
+        let (n, exposed) = (count("applies"), count("exposed"));
+        println!("{} location(s): {n} mechanism(s) give clients a 502, 504 or a cut response{}", targets.len(), if n > 0 { " (exit 1)" } else { "" });
+        if exposed > 0 {
+            println!("{exposed} more if code, deploys or load set them off (exposed{})", if a.strict { ": --strict, exit 1" } else { "; --strict fails on them" });
+        }
         println!("mechanism and fix in prose: scenarios explain NAME");
     }
     if let Some(p) = &a.json {
-        write_out(p, &serde_json::to_string_pretty(&serde_json::json!({ "nginx_conf": file, "go": go, "locations": all }))?)?;
+        write_out(p, &serde_json::to_string_pretty(&serde_json::json!({ "nginx_conf": file, "profile": profile, "profile_from": from, "go": go, "locations": all }))?)?;
     }
     Ok(!failing)
 }
@@ -522,14 +569,43 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// `println!` panics when stdout's reader has gone (`scenarios list | head
+/// -1`): that is the reader's choice, not a failure. The panic unwinds
+/// (children the run started are stopped by their guards), is not printed,
+/// and the exit status is 0.
+fn is_broken_pipe(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("")
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
         .with_writer(std::io::stderr)
         .init();
-    match command(Cli::parse().cmd).await {
-        Ok(passed) => exit(passed),
-        Err(e) => e.report(),
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe(panic_text(info.payload())) {
+            report_panic(info);
+        }
+    }));
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scenarios: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(command(cli.cmd))));
+    drop(rt);
+    match outcome {
+        Ok(Ok(passed)) => exit(passed),
+        Ok(Err(e)) => e.report(),
+        Err(payload) if is_broken_pipe(panic_text(payload.as_ref())) => ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
     }
 }

@@ -1,0 +1,41 @@
+//! A reader that goes away (`scenarios list | head -1`) ends the command
+//! quietly with exit 0: no panic message, no exit 101.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start scenarios");
+    // Close the read end before anything is written: the first write fails.
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("scenarios {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err)
+}
+
+#[test]
+fn a_closed_stdout_is_exit_0_without_a_panic() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/nginx.conf");
+    for args in [
+        &["list"][..],
+        &["explain", "idle-race"],
+        &["schema"],
+        &["check", "--nginx-conf", conf, "--go", "IdleTimeout=5s"],
+        &["panic", "--no-timeline"],
+    ] {
+        let (code, err) = closed_stdout(args);
+        assert_eq!(code, Some(0), "scenarios {args:?}: {err}");
+        assert!(!err.contains("panicked"), "scenarios {args:?}: {err}");
+    }
+}
