@@ -144,6 +144,8 @@ pub struct Outcome {
     /// Cut, and the response still ends as if complete (HTTP/1.0 upstream:
     /// the close is the end of the body), with nothing in error.log.
     pub silently: bool,
+    /// How long the client waits for it, in seconds (the model's clock).
+    pub latency_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -320,6 +322,7 @@ fn predicted(mut s: Scenario, r: &Req) -> (Scenario, Option<Outcome>) {
         handler_runs: p.handler_runs,
         truncated: framed_cut || short,
         silently: short && !framed_cut,
+        latency_s: p.latency.as_secs_f64(),
     };
     (s, Some(o))
 }
@@ -358,7 +361,8 @@ fn describe(o: &Outcome) -> String {
         (true, false) => " cut short",
         _ => "",
     };
-    format!("{} → {}{cut} (\"{}\", handler ran {}×)", o.method, o.status, ups.join(", "), o.handler_runs)
+    let wait = if o.latency_s < 0.001 { "at once".to_string() } else { format!("after {}", go_fmt(Duration::from_secs_f64(o.latency_s))) };
+    format!("{} → {}{cut} {wait} (\"{}\", handler ran {}×)", o.method, o.status, ups.join(", "), o.handler_runs)
 }
 
 fn not_possible(mechanism: &'static str, trigger: Trigger, verdict: Verdict, when: String, why: String) -> Finding {
@@ -689,7 +693,9 @@ mod tests {
         for m in ["crash", "graceful-shutdown", "backlog-overflow", "panic", "panic-unread-body", "proxy-read-timeout"] {
             assert_eq!(find(&f, m).verdict, Verdict::Exposed, "{m}: {:#?}", find(&f, m));
         }
-        assert_eq!(find(&f, "proxy-read-timeout").outcomes[0].status, 504);
+        let slow = &find(&f, "proxy-read-timeout").outcomes[0];
+        // The client waits proxy_read_timeout (60s by default) for its 504.
+        assert_eq!((slow.status, slow.latency_s), (504, 60.0), "{slow:#?}");
         assert_eq!(find(&f, "backlog-overflow").outcomes[0].status, 504);
         assert!(!gate_fails(&f, false) && gate_fails(&f, true));
         // A second server: a refused connect() is retried there, POST too.
@@ -716,6 +722,8 @@ mod tests {
         let f = check(&target(&conf_with("keepalive_timeout 60s;", "proxy_read_timeout 30s;")), &g);
         let wt = find(&f, "write-timeout");
         assert_eq!((wt.verdict, wt.outcomes[0].status), (Verdict::Applies, 502), "{wt:#?}");
+        // The probe's handler runs 20s (between 10s and 30s); the 502 comes when it ends.
+        assert_eq!(wt.outcomes[0].latency_s, 20.0, "{wt:#?}");
         let ka = find(&f, "write-timeout-keepalive");
         assert_eq!(ka.outcomes[0].handler_runs, 2, "{ka:#?}");
         assert!(find(&f, "partial-write").outcomes[0].truncated);
