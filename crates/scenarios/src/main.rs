@@ -291,14 +291,40 @@ struct MatrixArgs {
     report: ReportArgs,
 }
 
-fn progress(i: usize, n: usize, what: &str) {
-    if std::io::stderr().is_terminal() {
-        let width = 30;
-        let done = width * i / n.max(1);
-        eprint!("\r\x1b[2K[{}{}] {i}/{n} {what}", "#".repeat(done), "-".repeat(width - done));
-        if i == n {
-            eprint!("\r\x1b[2K");
+/// A progress bar on stderr, drawn only on a terminal. Results printed
+/// through [`Progress::above`] appear above it, never glued to it; the bar
+/// is gone when this is dropped.
+struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    fn new() -> Progress {
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {wide_msg}") {
+            bar.set_style(style.progress_chars("#>-"));
         }
+        Progress(bar)
+    }
+
+    /// `i` of `n` done, the last one `what`.
+    fn at(&self, i: usize, n: usize, what: &str) {
+        self.0.set_length(n as u64);
+        self.0.set_position(i as u64);
+        self.0.set_message(what.to_string());
+    }
+
+    /// Prints (to stdout) with the bar out of the way.
+    fn above(&self, print: impl FnOnce()) {
+        self.0.suspend(print)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -374,17 +400,19 @@ async fn run_all(args: &RunArgs, dir: Option<&Path>, jobs: Option<u16>) -> Resul
     }
     let mut slots: Vec<Option<RunResult>> = vec![None; all.len()];
     let (mut printed, mut done) = (0, 0);
+    let bar = Progress::new();
     while let Some(joined) = running.join_next().await {
         // A panic in a run is a bug: it goes on as one.
         let (i, r) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         slots[i] = Some(r?);
         done += 1;
-        progress(done, all.len(), &all[i].name);
+        bar.at(done, all.len(), &all[i].name);
         while let Some(Some(r)) = slots.get(printed) {
-            print(r);
+            bar.above(|| print(r));
             printed += 1;
         }
     }
+    drop(bar);
     let results: Vec<RunResult> = slots.into_iter().flatten().collect();
     let wall = started.elapsed();
     let failed = results.iter().filter(|r| r.failed()).count();
@@ -413,7 +441,9 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
     }
     let opts = a.programs.options(a.proxy, a.upstream, scale)?;
     let started = Instant::now();
-    let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, progress).await?;
+    let bar = Progress::new();
+    let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, |i, n, what| bar.at(i, n, what)).await?;
+    drop(bar);
     println!("{}", matrix::render(&cells));
     println!(
         "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
@@ -438,8 +468,9 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
     let mut results = Vec::new();
     let mut rows = Vec::new();
     let mut disagreements = 0;
+    let bar = Progress::new();
     for (i, s) in all.iter().enumerate() {
-        progress(i + 1, all.len(), &s.name);
+        bar.at(i + 1, all.len(), &s.name);
         let mut runs = Vec::new();
         for (proxy, upstream) in CONFORMANCE_PAIRS {
             let r = runner::run(s, &RunOptions { proxy, upstream, scale, programs: programs.clone() }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
@@ -467,6 +498,7 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
         ));
         results.extend(runs);
     }
+    drop(bar);
     let wall = started.elapsed();
     if !a.json_to_stdout() {
         println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");

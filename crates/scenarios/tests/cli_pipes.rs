@@ -39,3 +39,26 @@ fn a_closed_stdout_is_exit_0_without_a_panic() {
         assert!(!err.contains("panicked"), "scenarios {args:?}: {err}");
     }
 }
+
+/// On a terminal the progress bar (stderr) and the results (stdout) share
+/// the screen: each result line is written on a cleared line, never glued
+/// behind the bar. Run under a pseudo-terminal (`script`, util-linux).
+#[test]
+fn on_a_terminal_results_never_follow_the_progress_bar_on_one_line() {
+    let bin = env!("CARGO_BIN_EXE_scenarios");
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/scenarios");
+    let cmd = format!("{bin} all --jobs 1 --catalogue {examples}");
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::null()).output().expect("script(1) from util-linux");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    assert!(screen.contains("[##"), "no progress bar drawn on the terminal: {screen:?}");
+    let results: Vec<&str> = screen.split('\n').filter(|l| l.contains("my-idle-race")).filter(|l| l.contains("PASS")).collect();
+    assert_eq!(results.len(), 2, "{screen:?}");
+    for line in results {
+        // What the terminal shows: the text after the last carriage return
+        // or line clear.
+        let shown = line.rsplit(['\r']).find(|s| !s.is_empty()).unwrap_or(line);
+        let shown = shown.rsplit("\x1b[2K").next().unwrap_or(shown);
+        assert!(shown.starts_with("  "), "a result glued to the bar: {shown:?} in {line:?}");
+    }
+}
