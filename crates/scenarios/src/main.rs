@@ -33,6 +33,10 @@ Exit status: 0 all expectations met, 1 an expectation failed, 2 bad usage or set
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Colour in the output: auto (on a terminal, unless NO_COLOR is set;
+    /// CLICOLOR_FORCE=1 forces it), always, never.
+    #[arg(long, value_enum, global = true, default_value = "auto")]
+    color: report::Color,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +195,9 @@ struct ScenarioCli {
     name: String,
     #[command(flatten)]
     args: RunArgs,
+    /// Colour in the output: auto, always, never.
+    #[arg(long, value_enum)]
+    color: Option<report::Color>,
 }
 
 #[derive(Args)]
@@ -629,6 +636,9 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Conformance(a) => run_conformance(&a).await,
         Cmd::Scenario(argv) => {
             let c = ScenarioCli::try_parse_from(std::iter::once("scenarios".to_string()).chain(argv))?;
+            if let Some(color) = c.color {
+                report::set_color(color);
+            }
             run_one(&c.name, &c.args).await
         }
     }
@@ -658,6 +668,7 @@ fn main() -> ExitCode {
         }
     }));
     let cli = Cli::parse();
+    report::set_color(cli.color);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

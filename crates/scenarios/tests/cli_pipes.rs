@@ -62,3 +62,21 @@ fn on_a_terminal_results_never_follow_the_progress_bar_on_one_line() {
         assert!(shown.starts_with("  "), "a result glued to the bar: {shown:?} in {line:?}");
     }
 }
+
+/// `--color`, NO_COLOR and CLICOLOR_FORCE (stdout is a pipe here, so
+/// `auto` alone means no colour).
+#[test]
+fn colour_follows_the_flag_and_the_environment() {
+    let coloured = |args: &[&str], env: &[(&str, &str)]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).envs(env.iter().copied()).env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE").envs(env.iter().copied()).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).contains("\x1b[32mPASS")
+    };
+    let run = ["panic", "--no-timeline"];
+    assert!(!coloured(&run, &[]), "auto on a pipe");
+    assert!(coloured(&[&run[..], &["--color", "always"]].concat(), &[]));
+    assert!(coloured(&["--color", "always", "panic", "--no-timeline"], &[]), "the flag before the scenario");
+    assert!(coloured(&run, &[("CLICOLOR_FORCE", "1")]));
+    assert!(!coloured(&run, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]));
+    assert!(!coloured(&[&run[..], &["--color", "never"]].concat(), &[("CLICOLOR_FORCE", "1")]));
+}
