@@ -92,6 +92,8 @@ pub fn outcome(e: &Evidence) -> Option<Outcome> {
         _ if e.body.is_some() && e.status.is_some() => Some(Outcome::Truncated),
         Some(_) if e.attempts.iter().any(Attempt::failed) => Some(Outcome::Retried),
         Some(_) => None,
+        // Only the [info] line: nginx logs 499 for it.
+        None if e.client_closed && e.body.is_none() && !e.attempts.iter().any(Attempt::failed) => Some(Outcome::ClientClosed),
         None if e.body.is_some() || e.attempts.iter().any(Attempt::failed) || e.client_closed => Some(Outcome::LoggedOnly),
         None => None,
     }

@@ -493,6 +493,7 @@ impl<'m> Diagnosis<'m> {
             }
         };
         let wall = logparse::parse_error_time(l.time)?;
+        self.seen(wall);
         let kind = match ErrorText::of(l.text) {
             ErrorText::Failure(Class::Status) | ErrorText::Other => return Some(wall),
             ErrorText::Failure(c) => ErrKind::Failure(c),
@@ -509,7 +510,6 @@ impl<'m> Diagnosis<'m> {
                 return Some(wall);
             }
         };
-        self.seen(wall);
         let (method, path) = split_request(l.request.unwrap_or(""));
         let server = self.server_id(l.upstream.map(server_of).unwrap_or(""));
         if let ErrKind::Failure(c) = kind {
@@ -630,6 +630,7 @@ impl<'m> Diagnosis<'m> {
         let wall_f = self.access_wall(&l);
         let wall = wall_f.map(|w| w.floor() as i64);
         if let Some(w) = wall {
+            self.seen(w);
             if let Err(e) = self.pull_errors(w) {
                 self.io_error.get_or_insert(e);
             }
@@ -710,9 +711,6 @@ impl<'m> Diagnosis<'m> {
         };
         match classify::outcome(&ev) {
             Some(outcome) => {
-                if let Some(w) = wall {
-                    self.seen(w);
-                }
                 if outcome.visible() && outcome != Outcome::ClientClosed {
                     self.access_failures += 1;
                     if group.is_empty() {

@@ -102,7 +102,13 @@ pub fn text(r: &Report) -> String {
     if visible + retried == 0 {
         wrap(&mut out, "", 0, "No 502, 504, 499, cut response or retried upstream failure in these logs.");
     } else {
-        wrap(&mut out, "", 0, &format!("{} failed request(s) seen by clients, {} more failed attempt(s) retried by nginx.", thousands(visible), thousands(retried)));
+        let all = r.findings.iter().map(|f| &f.tally).chain(r.unexplained.iter().map(|u| &u.tally));
+        let alone: u64 = all.map(|t| t.outcomes.get("log-only").copied().unwrap_or(0)).sum();
+        let mut s = format!("{} failed request(s), {} more failed attempt(s) retried by nginx.", thousands(visible), thousands(retried));
+        if alone > 0 {
+            s.push_str(&format!(" {} known from error.log alone (\"log-only\": what the client got is not logged there).", thousands(alone)));
+        }
+        wrap(&mut out, "", 0, &s);
     }
     for f in &r.findings {
         let t = &f.tally;
