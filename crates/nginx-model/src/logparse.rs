@@ -521,7 +521,8 @@ mod tests {
     /// sources), parsed into their parts and their meaning.
     #[test]
     fn nginx_error_lines() {
-        let table: &[(&str, Level, Option<u64>, ErrorText, Option<&str>, Option<&str>)] = &[
+        type Row<'a> = (&'a str, Level, Option<u64>, ErrorText, Option<&'a str>, Option<&'a str>);
+        let table: &[Row] = &[
             (r#"2026/11/22 12:21:10 [error] 2417#2417: *2 upstream prematurely closed connection while reading response header from upstream, client: 127.0.0.1, server: , request: "GET /sleep?ms=500 HTTP/1.1", upstream: "http://127.0.0.1:18080/sleep?ms=500", host: "127.0.0.1:18081""#,
              Level::Error, Some(2), ErrorText::Failure(Class::PrematureClose), Some("GET /sleep?ms=500 HTTP/1.1"), Some("http://127.0.0.1:18080/sleep?ms=500")),
             (r#"2026/11/22 12:21:10 [error] 2417#2417: *9 recv() failed (104: Connection reset by peer) while reading response header from upstream, client: 127.0.0.1, server: , request: "GET /ok HTTP/1.1", upstream: "http://127.0.0.1:18080/ok", host: "127.0.0.1:18081""#,

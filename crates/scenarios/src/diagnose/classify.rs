@@ -171,7 +171,7 @@ fn shape_score(shape: &Shape, f: &Failure, e: &Evidence) -> Option<u32> {
     if f.next == Some(shape.next) {
         score += 1;
     }
-    if !e.method.is_empty() && shape.idempotent == !non_idempotent(&e.method) {
+    if !e.method.is_empty() && shape.idempotent != non_idempotent(&e.method) {
         score += 1;
     }
     if e.status == Some(shape.status) {

@@ -838,7 +838,7 @@ impl<'m> Diagnosis<'m> {
             .collect();
         findings.sort_by(|a, b| b.tally.visible().cmp(&a.tally.visible()).then(b.tally.requests.cmp(&a.tally.requests)));
         let mut unexplained: Vec<Unexplained> = std::mem::take(&mut self.unexplained).into_iter().map(|(reason, (tally, text))| Unexplained { reason, tally, text }).collect();
-        unexplained.sort_by(|a, b| b.tally.requests.cmp(&a.tally.requests));
+        unexplained.sort_by_key(|u| std::cmp::Reverse(u.tally.requests));
         let bursts = self.bursts();
         let missing = self.missing(&findings, &unexplained);
         let mut notes = Vec::new();
@@ -878,7 +878,9 @@ impl<'m> Diagnosis<'m> {
             e.0 += n;
             *e.1.entry(srv).or_default() += n;
         }
-        let mut runs: Vec<(Class, i64, i64, u64, HashMap<u64, u64>)> = Vec::new();
+        // (class, first second, last second, count, count by server)
+        type Run = (Class, i64, i64, u64, HashMap<u64, u64>);
+        let mut runs: Vec<Run> = Vec::new();
         for ((c, s), (n, srv)) in by_class {
             match runs.last_mut() {
                 Some(r) if r.0 == c && s - r.2 <= 2 => {
