@@ -18,6 +18,8 @@ EXAMPLES:
   scenarios explain write-timeout          mechanism and fix in prose
   scenarios all --junit report.xml         the whole catalogue, JUnit for CI
   scenarios idle-race --proxy nginx        the same scenario against real nginx
+  scenarios diagnose --error-log error.log --access-log access.log
+                                           which mechanism your 502s are, and the fix
   scenarios matrix --methods GET,POST      502 rates over IdleTimeout × keepalive_timeout
   scenarios conformance                    built-in emulators vs real nginx and Go
 
@@ -83,6 +85,18 @@ enum Cmd {
     /// exact values. Exit status 1 when one gives clients a 502, 504 or a
     /// cut response (a CI gate), 0 when all are safe, 2 for bad input.
     Check(CheckArgs),
+    /// Your error.log and access.log: which mechanism gave each 502, 504,
+    /// 499 and cut response, the evidence, and the fix.
+    ///
+    /// Reads nginx's error.log (every upstream [crit]/[error]/[warn]/[info]
+    /// line) and access.log (any log_format), joins them per request and
+    /// names the catalogue mechanism each failed or retried request fits
+    /// (`scenarios list`), with a confidence, the evidence, the fix, bursts
+    /// in time, and what the logs lack to decide. Files may be gzip. Exit
+    /// status 0 when the logs were read (whatever they show), 2 for bad
+    /// input (unreadable file, bad log format).
+    #[command(after_help = DIAGNOSE_EXAMPLES)]
+    Diagnose(DiagnoseArgs),
     /// 502 rates over Go IdleTimeout × nginx keepalive_timeout × method.
     Matrix(MatrixArgs),
     /// Every scenario on the built-in emulators and on real nginx (and real
@@ -271,6 +285,55 @@ impl ProfileChoice {
             }
         }
     }
+}
+
+const DIAGNOSE_EXAMPLES: &str = "\
+EXAMPLES:
+  scenarios diagnose --error-log /var/log/nginx/error.log \\
+      --access-log /var/log/nginx/access.log     (access.log in `combined`)
+  scenarios diagnose --error-log error.log.1.gz --access-log access.log.1.gz \\
+      --nginx-conf /etc/nginx/nginx.conf          (its access_log's log_format)
+  scenarios diagnose --access-log access.log --log-format \\
+      '$remote_addr [$time_local] \"$request\" $status \"$upstream_status\"'
+
+Best evidence: $upstream_status, $upstream_response_time and $msec (or
+$time_local) in the log_format, and error_log at level error (info adds 499s).";
+
+#[derive(Args)]
+struct DiagnoseArgs {
+    /// nginx's error.log (plain or gzip).
+    #[arg(long, value_name = "FILE")]
+    error_log: Option<PathBuf>,
+    /// nginx's access.log (plain or gzip).
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
+    /// The access log's log_format text (default: nginx's `combined`).
+    #[arg(long, value_name = "TEXT", conflicts_with = "nginx_conf")]
+    log_format: Option<String>,
+    /// Take the log_format from the access_log of this nginx.conf (includes followed).
+    #[arg(long, value_name = "FILE")]
+    nginx_conf: Option<PathBuf>,
+    /// Write the diagnosis as JSON to FILE ("-" for stdout, instead of the text).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn run_diagnose(a: &DiagnoseArgs) -> Result<bool, Error> {
+    use scenarios::diagnose::{self, FormatFrom};
+    let format = match (&a.log_format, &a.nginx_conf) {
+        (Some(t), _) => FormatFrom::Text(t.clone()),
+        (None, Some(c)) => FormatFrom::NginxConf(c.clone()),
+        (None, None) => FormatFrom::Combined,
+    };
+    let report = diagnose::run_files(a.error_log.as_deref(), a.access_log.as_deref(), &format, diagnose::Options::default())?;
+    let to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if !to_stdout {
+        print!("{}", diagnose::render::text(&report));
+    }
+    if let Some(p) = &a.json {
+        write_out(p, &serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(true)
 }
 
 #[derive(Args)]
@@ -628,6 +691,7 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Run { name, args } => run_one(&name, &args).await,
         Cmd::All { catalogue, jobs, args } => run_all(&args, catalogue.as_deref(), jobs).await,
         Cmd::Check(a) => run_check(&a).await,
+        Cmd::Diagnose(a) => run_diagnose(&a),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(scenarios::scenario::Scenario))?);
             Ok(true)
