@@ -221,17 +221,30 @@ pub enum NginxStartError {
 }
 
 /// Adds the lab's error/access logs to a config and points it at `listen`.
-pub fn lab_config(mut cfg: Config, listen: SocketAddr) -> Config {
-    cfg.error_log = Some("error.log".into());
-    cfg.log_formats.retain(|(n, _)| n != "lab");
-    cfg.log_formats.push(("lab".into(), LAB_FORMAT.into()));
-    cfg.access_log = Some(nginx_model::conf::AccessLog { path: Some("access.log".into()), format: "lab".into(), pos: Default::default() });
+pub fn lab_config(cfg: Config, listen: SocketAddr) -> Config {
+    let mut cfg = lab_logs(cfg);
     for s in &mut cfg.servers {
         s.listen = vec![listen.to_string()];
+    }
+    cfg
+}
+
+/// The lab's logs: `error.log` and `access.log` (format [`LAB_FORMAT`]) in
+/// the prefix, for real nginx and the emulator alike.
+pub fn lab_logs(mut cfg: Config) -> Config {
+    cfg.error_log = Some(ERROR_LOG.into());
+    cfg.log_formats.retain(|(n, _)| n != "lab");
+    cfg.log_formats.push(("lab".into(), LAB_FORMAT.into()));
+    cfg.access_log = Some(nginx_model::conf::AccessLog { path: Some(ACCESS_LOG.into()), format: "lab".into(), pos: Default::default() });
+    for s in &mut cfg.servers {
         s.access_log = None;
     }
     cfg
 }
+
+/// The lab's log files, relative to the prefix.
+pub const ERROR_LOG: &str = "error.log";
+pub const ACCESS_LOG: &str = "access.log";
 
 impl RealNginx {
     /// Starts `program` with `cfg` (see [`lab_config`]) in a fresh prefix
@@ -290,7 +303,7 @@ impl RealNginx {
 
     /// `[error]`/`[warn]` lines of error.log.
     pub fn error_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.prefix.join("error.log"))
+        std::fs::read_to_string(self.prefix.join(ERROR_LOG))
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("[error]") || l.contains("[warn]"))
@@ -300,7 +313,7 @@ impl RealNginx {
 
     /// access.log lines (LAB_FORMAT).
     pub fn access_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.prefix.join("access.log")).unwrap_or_default().lines().map(String::from).collect()
+        std::fs::read_to_string(self.prefix.join(ACCESS_LOG)).unwrap_or_default().lines().map(String::from).collect()
     }
 
     pub fn stop(&mut self) {

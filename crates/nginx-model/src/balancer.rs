@@ -129,7 +129,7 @@ impl<A> RoundRobin<A> {
             if p.max_fails > 0 {
                 p.effective_weight -= p.weight / p.max_fails as i64;
                 if p.fails >= p.max_fails {
-                    warn = Some("upstream server temporarily disabled".to_string());
+                    warn = Some(crate::logs::SERVER_DISABLED.to_string());
                 }
             }
             p.effective_weight = p.effective_weight.max(0);

@@ -147,6 +147,10 @@ pub struct Upstream {
     /// nginx's ngx_int_t; values past u32::MAX saturate (never reached).
     pub keepalive_requests: Option<u32>,
     pub keepalive_time: Option<Duration>,
+    /// nginx.conf text rendered inside the block instead of the fields
+    /// above, after the `server` lines (a scenario's `upstream_conf`, its
+    /// times scaled by [`rescale_times`]); the fields hold what it says.
+    pub verbatim: Option<String>,
     pub pos: Pos,
 }
 
@@ -242,6 +246,9 @@ pub struct Location {
     pub modifier: String,
     pub path: String,
     pub proxy: ProxyDirectives,
+    /// nginx.conf text rendered after `proxy_pass` instead of the other
+    /// directives (a scenario's `location_conf`); `proxy` holds what it says.
+    pub verbatim: Option<String>,
     pub pos: Pos,
 }
 
@@ -364,6 +371,11 @@ impl<'a> Reader<'a> {
             last: 0,
             line: 1,
         }
+    }
+
+    /// How far the reader has read (a byte offset into the file).
+    pub fn offset(&self) -> usize {
+        self.pos
     }
 
     /// The file's name as nginx prints it.
@@ -1959,7 +1971,7 @@ impl<'a> Parser<'a> {
         if self.cfg.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(&name)) {
             return Err(self.at(d, format!("duplicate upstream \"{name}\"")));
         }
-        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, pos: self.pos(d.line) };
+        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, verbatim: None, pos: self.pos(d.line) };
         let mut seen = Seen::default();
         while let Some((s, open)) = self.next(Ctx::Upstream)? {
             if !Self::claimed(&s, Ctx::Upstream) {
@@ -2145,7 +2157,7 @@ impl<'a> Parser<'a> {
             self.unsupported("access_log inside a location", line);
         }
         if let (None, Some(out)) = (head.what, out) {
-            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, pos: head.pos });
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, verbatim: None, pos: head.pos });
         }
     }
 
@@ -2428,6 +2440,61 @@ pub fn parse_files(bytes: &[u8], file: &str, src: &Source) -> Result<Config, Con
 
 // ---- rendering ---------------------------------------------------------------
 
+/// A snippet of nginx.conf text (the inside of an `upstream` or `location`
+/// block, `ctx`) with the value of every time directive at its top level (a
+/// msec or sec slot: `proxy_read_timeout`, `keepalive_timeout`, ...)
+/// rewritten by `f`, and every other byte as written: comments, layout and
+/// directives the lab does not emulate reach nginx unchanged. A sec slot
+/// (`ngx_parse_time(.., 1)`) holds whole seconds: a scaled value rounds up.
+/// Blocks inside the snippet are copied as they are.
+pub fn rescale_times(src: &str, file: &str, ctx: Ctx, f: impl Fn(Duration) -> Duration) -> Result<String, ConfError> {
+    let (module_type, cmd_type) = ctx.types();
+    let mut r = Reader::new(src.as_bytes(), file);
+    let mut out = String::with_capacity(src.len());
+    let (mut copied, mut depth) = (0usize, 0usize);
+    loop {
+        let before = r.offset();
+        let st = r.next_statement()?;
+        match st.end {
+            End::Eof => break,
+            End::Open => depth += 1,
+            End::Close => depth = depth.saturating_sub(1),
+            End::Semi if depth == 0 && st.words.len() == 2 => {
+                let Lookup::Found(d) = directive::lookup(&st.words[0], module_type, cmd_type) else { continue };
+                let new = match d.slot {
+                    Slot::Msec => time::parse_bytes(&st.words[1]).map(|v| time::format(f(v))),
+                    Slot::Sec => time::parse_sec(&st.words[1]).map(|v| {
+                        let v = f(v);
+                        format!("{}s", v.as_secs() + u64::from(v.subsec_nanos() > 0))
+                    }),
+                    _ => None,
+                };
+                let Some(new) = new else { continue };
+                // The statement starts after the blanks and comments before it.
+                let start = statement_start(src.as_bytes(), before);
+                out.push_str(&src[copied..start]);
+                out.push_str(&format!("{} {new};", d.name));
+                copied = r.offset();
+            }
+            End::Semi => {}
+        }
+    }
+    out.push_str(&src[copied..]);
+    Ok(out)
+}
+
+/// The first byte at or after `at` that is neither blank nor in a comment.
+fn statement_start(src: &[u8], mut at: usize) -> usize {
+    while at < src.len() {
+        match src[at] {
+            b' ' | b'\t' | b'\r' | b'\n' | b';' => at += 1,
+            b'#' => at = src[at..].iter().position(|&b| b == b'\n').map_or(src.len(), |n| at + n),
+            _ => break,
+        }
+    }
+    at
+}
+
 fn q(s: &str) -> String {
     if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}' || c == '"' || c == '\'' || c == '$' || c == '\\' || c == '#') {
         format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -2531,6 +2598,11 @@ impl Config {
                 s.push_str(&l);
                 s.push_str(";\n");
             }
+            if let Some(text) = &u.verbatim {
+                push_verbatim(&mut s, text);
+                s.push_str("    }\n");
+                continue;
+            }
             if let Some(k) = u.keepalive {
                 s.push_str(&format!("        keepalive {k};\n"));
             }
@@ -2560,13 +2632,28 @@ impl Config {
             for loc in &srv.locations {
                 let m = if loc.modifier.is_empty() { String::new() } else { format!("{} ", loc.modifier) };
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
-                render_proxy(&mut s, &loc.proxy, "            ");
+                match &loc.verbatim {
+                    Some(text) => {
+                        let pass = ProxyDirectives { pass: loc.proxy.pass.clone(), ..ProxyDirectives::default() };
+                        render_proxy(&mut s, &pass, "            ");
+                        push_verbatim(&mut s, text);
+                    }
+                    None => render_proxy(&mut s, &loc.proxy, "            "),
+                }
                 s.push_str("        }\n");
             }
             s.push_str("    }\n");
         }
         s.push_str("}\n");
         s
+    }
+}
+
+/// Snippet text inside a block, byte for byte (on lines of its own).
+fn push_verbatim(s: &mut String, text: &str) {
+    s.push_str(text);
+    if !text.ends_with('\n') {
+        s.push('\n');
     }
 }
 
@@ -2580,6 +2667,25 @@ fn render_access(a: &AccessLog) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rescale_times_rewrites_time_values_and_keeps_every_other_byte() {
+        let half = |d: Duration| d / 50;
+        for (ctx, src, want) in [
+            // msec slots: scaled; the rest as written, comments included.
+            (Ctx::Location, "proxy_http_version 1.1;  # why\n    proxy_read_timeout 5s; # 100ms here\nproxy_buffering off;\n", "proxy_http_version 1.1;  # why\n    proxy_read_timeout 100ms; # 100ms here\nproxy_buffering off;\n"),
+            (Ctx::Location, "proxy_connect_timeout '1m';proxy_next_upstream_timeout 0;", "proxy_connect_timeout 1200ms;proxy_next_upstream_timeout 0s;"),
+            (Ctx::Upstream, "keepalive 16;\n# a comment; with a semicolon\nkeepalive_timeout 60s;\nkeepalive_time 1h;\n", "keepalive 16;\n# a comment; with a semicolon\nkeepalive_timeout 1200ms;\nkeepalive_time 72s;\n"),
+            // A sec slot holds whole seconds: rounded up.
+            (Ctx::Location, "open_file_cache_valid 5s;\n", "open_file_cache_valid 1s;\n"),
+            // Not a time, or inside a block: untouched.
+            (Ctx::Location, "proxy_read_timeout $x;\nlimit_except GET { proxy_read_timeout 5s; }\n", "proxy_read_timeout $x;\nlimit_except GET { proxy_read_timeout 5s; }\n"),
+            (Ctx::Location, "", ""),
+        ] {
+            assert_eq!(rescale_times(src, "s", ctx, half).unwrap(), want, "{src:?}");
+        }
+        assert!(rescale_times("proxy_read_timeout 5s", "s", Ctx::Location, half).unwrap_err().msg.contains("unexpected end of file"));
+    }
 
     /// Each row's expectation is what nginx 1.22.1 `-t` printed for the same
     /// text (the file named t.conf): the first `[emerg]` line, or `None` when

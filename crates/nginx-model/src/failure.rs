@@ -4,6 +4,7 @@
 //! `ngx_http_upstream_send_request`, `ngx_http_upstream_process_header`,
 //! `ngx_http_upstream_next`, `ngx_http_upstream_process_non_buffered_request`).
 
+use crate::attempt::Phase;
 use crate::retry::Ft;
 use std::fmt;
 use std::io;
@@ -164,12 +165,11 @@ impl Failure {
     /// nginx's `log->action` for the phase the failure happened in.
     pub fn action(&self) -> &'static str {
         match self {
-            Failure::NoLive | Failure::ConnectRefused | Failure::ConnectTimeout | Failure::ConnectFailed(_) => {
-                "connecting to upstream"
-            }
-            Failure::SendFailed(_) | Failure::SendTimeout => "sending request to upstream",
-            _ => "reading response header from upstream",
+            Failure::NoLive | Failure::ConnectRefused | Failure::ConnectTimeout | Failure::ConnectFailed(_) => Phase::Connecting,
+            Failure::SendFailed(_) | Failure::SendTimeout => Phase::SendingRequest,
+            _ => Phase::ReadingHeader,
         }
+        .action()
     }
 
     /// The `[error]` message, without the `while ...` suffix; `None` for a
@@ -185,7 +185,7 @@ impl Failure {
             Failure::PrematureClose => PREMATURE.into(),
             Failure::InvalidHeader => "upstream sent invalid header".into(),
             Failure::InvalidHeaderLine(excerpt) => format!("upstream sent invalid header: \"{excerpt}\""),
-            Failure::TooBigHeader => "upstream sent too big header".into(),
+            Failure::TooBigHeader => TOO_BIG.into(),
             Failure::Status(_) => return None,
         })
     }
@@ -213,8 +213,11 @@ impl Failure {
     }
 }
 
+const TIMED_OUT_MSG: &str = "upstream timed out";
 const TIMED_OUT: &str = "upstream timed out (110: Connection timed out)";
 const PREMATURE: &str = "upstream prematurely closed connection";
+const TOO_BIG: &str = "upstream sent too big header";
+const INVALID_CHUNKED: &str = "upstream sent invalid chunked response";
 
 fn recv_failed(errno: i32) -> String {
     format!("recv() failed ({errno}: {})", strerror(errno))
@@ -224,12 +227,12 @@ impl BodyFailure {
     pub fn log_text(&self) -> String {
         let m = match self {
             BodyFailure::PrematureClose => PREMATURE.to_string(),
-            BodyFailure::InvalidChunked => "upstream sent invalid chunked response".to_string(),
+            BodyFailure::InvalidChunked => INVALID_CHUNKED.to_string(),
             // With proxy_buffering on, the event pipe reads with readv().
             BodyFailure::RecvFailed(e) => format!("readv() failed ({e}: {})", strerror(*e)),
             BodyFailure::ReadTimeout => TIMED_OUT.to_string(),
         };
-        format!("{m} while reading upstream")
+        format!("{m} while {}", Phase::ReadingBody.action())
     }
 
     pub fn class(&self) -> Class {
@@ -241,27 +244,66 @@ impl BodyFailure {
     }
 }
 
-/// The class of an nginx error-log line, read back from its text (for
-/// comparing real nginx's error.log with the emulator's).
+/// What failed, read back from an error.log text: the inverse of
+/// [`Failure::log_text`] and [`BodyFailure::log_text`], from the same
+/// strings, plus the variants nginx 1.22+ writes that the emulator does not
+/// (`send()`/`readv()`, the synchronous `connect() to ADDR failed`, `(110)`
+/// and `(113)` connect errors, 1.23's header checks).
+impl Class {
+    /// The class of `text` ("message while action", as after `*CONN` in a
+    /// line; a trailing `, client: ...` context is ignored). `None` for a
+    /// text that is no upstream failure (a `[warn]`, `[info]` client close,
+    /// `upstream sent no valid HTTP/1.0 header`, which nginx passes on as
+    /// HTTP/0.9).
+    pub fn from_log_text(text: &str) -> Option<Class> {
+        let text = text.find(", client: ").map_or(text, |i| &text[..i]);
+        let (msg, action) = text.rfind(" while ").map_or((text, ""), |i| (&text[..i], &text[i + 7..]));
+        let phase = [Phase::Connecting, Phase::SendingRequest, Phase::ReadingHeader, Phase::ReadingBody].into_iter().find(|p| p.action() == action);
+        let body = phase == Some(Phase::ReadingBody);
+        let errno = || msg.rfind(" (").and_then(|i| msg[i + 2..].split(':').next()?.parse::<i32>().ok());
+        Some(match () {
+            _ if msg.starts_with("no live upstreams") => Class::NoLiveUpstreams,
+            _ if msg.starts_with("connect() ") => match errno() {
+                Some(111) => Class::ConnectRefused,
+                _ => Class::ConnectFailed,
+            },
+            _ if msg.starts_with(TIMED_OUT_MSG) => match phase? {
+                Phase::Connecting => Class::ConnectTimeout,
+                Phase::SendingRequest => Class::SendTimeout,
+                Phase::ReadingHeader => Class::ReadTimeout,
+                Phase::ReadingBody => Class::ReadTimeoutBody,
+            },
+            _ if msg == PREMATURE && body => Class::PrematureCloseBody,
+            _ if msg == PREMATURE => Class::PrematureClose,
+            _ if ["recv() failed", "readv() failed"].iter().any(|m| msg.starts_with(m)) => {
+                if body {
+                    Class::ResetBody
+                } else {
+                    Class::Reset
+                }
+            }
+            _ if ["writev() failed", "send() failed", "sendfile() failed"].iter().any(|m| msg.starts_with(m)) && phase == Some(Phase::SendingRequest) => {
+                Class::SendFailed
+            }
+            _ if msg == TOO_BIG => Class::TooBigHeader,
+            _ if msg == INVALID_CHUNKED && body => BodyFailure::InvalidChunked.class(),
+            // invalid header (with its excerpt), 1.23's duplicate header line,
+            // Content-Length with Transfer-Encoding, invalid status, ...
+            _ if msg.starts_with("upstream sent ") && !msg.starts_with(crate::response::NO_VALID_HEADER) && phase == Some(Phase::ReadingHeader) => {
+                Class::InvalidHeader
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The class of an nginx error-log line (the whole line, or its text),
+/// for comparing real nginx's error.log with the emulator's.
 pub fn class_of_log_line(line: &str) -> Option<Class> {
-    let body = line.contains("while reading upstream");
-    Some(match () {
-        _ if line.contains("no live upstreams") => Class::NoLiveUpstreams,
-        _ if line.contains("connect() ") && line.contains("Connection refused") => Class::ConnectRefused,
-        _ if line.contains("timed out") && line.contains("while connecting") => Class::ConnectTimeout,
-        _ if line.contains("connect() failed") => Class::ConnectFailed,
-        _ if line.contains("timed out") && line.contains("while sending") => Class::SendTimeout,
-        _ if line.contains("timed out") && body => Class::ReadTimeoutBody,
-        _ if line.contains("timed out") => Class::ReadTimeout,
-        _ if line.contains("writev() failed") || line.contains("send() failed") => Class::SendFailed,
-        _ if line.contains("prematurely closed") && body => Class::PrematureCloseBody,
-        _ if line.contains("prematurely closed") => Class::PrematureClose,
-        _ if line.contains("recv() failed") && body => Class::ResetBody,
-        _ if line.contains("recv() failed") => Class::Reset,
-        _ if line.contains("too big header") => Class::TooBigHeader,
-        _ if line.contains("invalid header") => Class::InvalidHeader,
-        _ => return None,
-    })
+    match crate::logparse::parse_error_line(line) {
+        Ok(l) => Class::from_log_text(l.text),
+        Err(_) => Class::from_log_text(line),
+    }
 }
 
 #[cfg(test)]
@@ -292,5 +334,65 @@ mod tests {
             assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{c}\""));
         }
         assert_eq!(Failure::Status(503).log_text(), None);
+    }
+
+    /// Every text the renderers write reads back as its class: the strings
+    /// live once, here.
+    #[test]
+    fn every_rendered_text_reads_back_as_its_class() {
+        let failures = [
+            Failure::NoLive,
+            Failure::ConnectRefused,
+            Failure::ConnectTimeout,
+            Failure::ConnectFailed(110),
+            Failure::ConnectFailed(113),
+            Failure::SendFailed(32),
+            Failure::SendFailed(104),
+            Failure::SendTimeout,
+            Failure::PrematureClose,
+            Failure::RecvFailed(104),
+            Failure::ReadTimeout,
+            Failure::InvalidHeader,
+            Failure::InvalidHeaderLine("X-Bad\\x20...".into()),
+            Failure::TooBigHeader,
+        ];
+        for f in failures {
+            let text = f.log_text().unwrap();
+            assert_eq!(Class::from_log_text(&text), Some(f.class()), "{text}");
+        }
+        for b in [BodyFailure::PrematureClose, BodyFailure::InvalidChunked, BodyFailure::RecvFailed(104), BodyFailure::ReadTimeout] {
+            assert_eq!(Class::from_log_text(&b.log_text()), Some(b.class()), "{}", b.log_text());
+        }
+    }
+
+    /// nginx 1.22+'s own wordings, including those the emulator never writes.
+    #[test]
+    fn nginx_texts_the_emulator_does_not_write() {
+        let table: &[(&str, Option<Class>)] = &[
+            ("connect() to 127.0.0.1:8080 failed (111: Connection refused) while connecting to upstream", Some(Class::ConnectRefused)),
+            ("connect() failed (110: Connection timed out) while connecting to upstream", Some(Class::ConnectFailed)),
+            ("connect() failed (113: No route to host) while connecting to upstream", Some(Class::ConnectFailed)),
+            ("connect() to 10.0.0.1:80 failed (99: Cannot assign requested address) while connecting to upstream", Some(Class::ConnectFailed)),
+            ("connect() to unix:/run/app.sock failed (11: Resource temporarily unavailable) while connecting to upstream", Some(Class::ConnectFailed)),
+            ("upstream timed out (110: Connection timed out) while sending request to upstream", Some(Class::SendTimeout)),
+            ("upstream timed out (110: Connection timed out) while reading upstream", Some(Class::ReadTimeoutBody)),
+            ("send() failed (104: Connection reset by peer) while sending request to upstream", Some(Class::SendFailed)),
+            ("recv() failed (104: Connection reset by peer) while reading upstream", Some(Class::ResetBody)),
+            ("readv() failed (104: Connection reset by peer) while reading upstream", Some(Class::ResetBody)),
+            ("upstream sent duplicate header line: \"Content-Length: 3\", previous value: \"Content-Length: 3\" while reading response header from upstream", Some(Class::InvalidHeader)),
+            ("upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time while reading response header from upstream", Some(Class::InvalidHeader)),
+            ("upstream prematurely closed connection while reading response header from upstream, client: 1.2.3.4, server: x", Some(Class::PrematureClose)),
+            ("upstream sent no valid HTTP/1.0 header while reading response header from upstream", None),
+            ("upstream server temporarily disabled while connecting to upstream", None),
+            ("an upstream response is buffered to a temporary file /var/cache/nginx/proxy_temp/1/00/0000000001 while reading upstream", None),
+            ("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too while sending request to upstream", None),
+            ("client prematurely closed connection while reading upstream", None),
+            ("upstream sent more data than specified in \"Content-Length\" header while reading upstream", None),
+        ];
+        for (text, class) in table {
+            assert_eq!(Class::from_log_text(text), *class, "{text}");
+        }
+        let line = "2026/11/23 10:00:00 [error] 7#7: *2 upstream prematurely closed connection while reading upstream, client: 127.0.0.1, server: , request: \"GET / HTTP/1.1\", upstream: \"http://127.0.0.1:1/\", host: \"h\"";
+        assert_eq!(class_of_log_line(line), Some(Class::PrematureCloseBody));
     }
 }

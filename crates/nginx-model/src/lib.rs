@@ -13,7 +13,7 @@
 //! * [`retry`]: `ngx_http_upstream_next` and `ngx_http_upstream_test_next`.
 //! * [`balancer`]: round robin, `tried`, `max_fails`/`fail_timeout`, backups.
 //! * [`failure`]: failure classes, `ft_type`, and the exact error.log text.
-//! * [`logs`]: error.log and access.log formats.
+//! * [`logs`]: error.log and access.log formats; [`logparse`]: reading them back.
 //! * [`http`]: the upstream request, the headers passed on, error pages.
 //! * [`response`]: the upstream's head as nginx parses it, the client's head
 //!   as nginx writes it, error pages.
@@ -35,6 +35,7 @@ pub mod failure;
 pub mod http;
 pub mod keepalive;
 pub mod logs;
+pub mod logparse;
 pub mod profile;
 pub mod resolve;
 pub mod response;

@@ -22,30 +22,55 @@ pub fn log_time(t: SystemTime) -> String {
     format!("{:04}/{:02}/{:02} {:02}:{:02}:{:02}", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second())
 }
 
+/// Month names as `$time_local` writes them.
+pub(crate) const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// `$time_iso8601`: `2026-11-23T10:00:00+00:00`.
+pub fn time_iso8601(t: SystemTime) -> String {
+    let d = time::OffsetDateTime::from(t);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second())
+}
+
 /// `$time_local`: `23/Nov/2026:10:00:00 +0000`.
 pub fn time_local(t: SystemTime) -> String {
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let d = time::OffsetDateTime::from(t);
     let mon = MON[usize::from(u8::from(d.month())) - 1];
     format!("{:02}/{mon}/{:04}:{:02}:{:02}:{:02} +0000", d.day(), d.year(), d.hour(), d.minute(), d.second())
 }
 
-/// An error.log level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// An error.log level (`err_levels` in `ngx_log.c`), most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    Emerg,
+    Alert,
+    Crit,
     Error,
     Warn,
+    Notice,
     Info,
+    Debug,
 }
 
 impl Level {
+    pub const ALL: [Level; 8] = [Level::Emerg, Level::Alert, Level::Crit, Level::Error, Level::Warn, Level::Notice, Level::Info, Level::Debug];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Level::Emerg => "emerg",
+            Level::Alert => "alert",
+            Level::Crit => "crit",
             Level::Error => "error",
             Level::Warn => "warn",
+            Level::Notice => "notice",
             Level::Info => "info",
+            Level::Debug => "debug",
         }
+    }
+
+    /// The level named as in error.log's `[level]`.
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
     }
 }
 
@@ -72,11 +97,23 @@ pub fn error_line(time: SystemTime, pid: u32, level: Level, text: &str, ctx: &Re
     line
 }
 
+/// `[warn]` when a peer of a multi-server upstream reaches `max_fails`
+/// (`ngx_http_upstream_free_round_robin_peer`).
+pub const SERVER_DISABLED: &str = "upstream server temporarily disabled";
+/// `[warn]` when a response does not fit `proxy_buffers` (`ngx_event_pipe`).
+pub const RESPONSE_BUFFERED: &str = "an upstream response is buffered to a temporary file";
+/// `[warn]` when a request body does not fit `client_body_buffer_size`.
+pub const BODY_BUFFERED: &str = "a client request body is buffered to a temporary file";
+/// The `[info]` texts of a client that went away first (nginx answers 499):
+/// `ngx_http_upstream_check_broken_connection` and the body filters.
+pub const CLIENT_CLOSED: &str = "client prematurely closed connection";
+const CLIENT_CLOSED_EPOLL: &str = "epoll_wait() reported that client prematurely closed connection";
+
 /// The `[info]` text when the client closes while nginx waits on the
 /// upstream (`ngx_http_upstream_check_broken_connection`); `errno` for an RST.
 pub fn client_closed_text(errno: Option<i32>, action: &str) -> String {
     let err = errno.map(|e| format!(" ({e}: {})", crate::failure::strerror(e))).unwrap_or_default();
-    format!("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too{err} while {action}")
+    format!("{CLIENT_CLOSED_EPOLL}, so upstream connection is closed too{err} while {action}")
 }
 
 /// A connection-level line, with no request context
@@ -150,6 +187,7 @@ impl AccessEntry {
             "body_bytes_sent" => self.body_bytes_sent.to_string(),
             "connection_requests" => self.connection_requests.to_string(),
             "time_local" => time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
+            "time_iso8601" => time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
             "remote_user" => "-".into(),
             "http_referer" | "http_user_agent" => "-".into(),
             _ => return None,
@@ -167,7 +205,7 @@ pub const COMBINED: &str =
 pub struct FormatError(pub String);
 
 /// A piece of a `log_format` string.
-enum Piece<'a> {
+pub(crate) enum Piece<'a> {
     Text(&'a str),
     Var(&'a str),
 }
@@ -175,7 +213,7 @@ enum Piece<'a> {
 /// Splits a script or log format into text and its `$name`s and
 /// `${name}`s (`ngx_http_script_compile`, `ngx_http_log_compile_format`):
 /// the one reading of variable references, for the parser and the log.
-fn pieces(fmt: &str) -> Vec<Piece<'_>> {
+pub(crate) fn pieces(fmt: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let mut rest = fmt;
     while let Some(i) = rest.find('$') {

@@ -155,8 +155,29 @@ pub fn pin_legacy_defaults(cfg: &mut Config, profile: Profile) -> Result<(), Unp
         for loc in &mut srv.locations {
             let eff = loc.proxy.merged_over(&server);
             let mut headers = eff.set_header.clone().unwrap_or_default();
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+            let connection_set = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection"));
+            if !connection_set {
                 headers.extend(legacy_connection.iter().cloned());
+            }
+            // Text rendered as written (a scenario's location_conf): the
+            // pins are lines after it, the text itself untouched.
+            if let Some(text) = &mut loc.verbatim {
+                let mut add = String::new();
+                if loc.proxy.http_version.is_none() {
+                    add.push_str(&format!("proxy_http_version {};\n", eff.http_version.clone().unwrap_or_else(|| legacy_version.into())));
+                }
+                // Headers set here replace every inherited one.
+                let lines = if loc.proxy.set_header.is_none() { headers.clone() } else if connection_set { Vec::new() } else { legacy_connection.clone() };
+                for (k, v) in lines {
+                    add.push_str(&format!("proxy_set_header {k} \"{v}\";\n"));
+                }
+                if !add.is_empty() {
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text.push_str("# pinned to nginx 1.22's defaults by badgateway-lab\n");
+                    text.push_str(&add);
+                }
             }
             loc.proxy.http_version = Some(eff.http_version.clone().unwrap_or_else(|| legacy_version.into()));
             loc.proxy.set_header = Some(headers);
@@ -265,6 +286,19 @@ mod tests {
             let mut same = cfg.clone();
             pin_legacy_defaults(&mut same, Profile::Legacy).unwrap();
             assert_eq!(same, cfg, "a legacy nginx gets the configuration as written");
+            // The location as text rendered verbatim: the pins follow it,
+            // and the file nginx reads means the same.
+            if pinnable {
+                let mut text = cfg.clone();
+                text.servers[0].locations[0].verbatim = Some(loc.to_string());
+                pin_legacy_defaults(&mut text, Profile::Modern).unwrap();
+                let rendered = text.render();
+                assert!(rendered.contains(loc), "{rendered}");
+                let back = resolve(&conf::parse(&rendered, "r.conf").unwrap(), Profile::Modern).unwrap();
+                let b = resolve(&cfg, Profile::Legacy).unwrap();
+                let (la, lb) = (&back.servers[0].locations[0], &b.servers[0].locations[0]);
+                assert_eq!((la.http11, &la.headers), (lb.http11, &lb.headers), "verbatim {loc} {keepalive}\n{rendered}");
+            }
         }
     }
 }

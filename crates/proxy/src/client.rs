@@ -396,7 +396,7 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
             let path = rt.body_temp.join(format!("{n:010}"));
             let _ = tokio::fs::create_dir_all(&rt.body_temp).await;
             let mut f = tokio::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).await.map_err(|_| BodyError::Io)?;
-            creq.log(rt, Level::Warn, &format!("a client request body is buffered to a temporary file {}", path.display()), None);
+            creq.log(rt, Level::Warn, &format!("{} {}", logs::BODY_BUFFERED, path.display()), None);
             f.write_all(&mem).await.map_err(|_| BodyError::Io)?;
             mem = Vec::new();
             file = Some((f, path));

@@ -42,6 +42,7 @@ proptest! {
                 keepalive_timeout: kt_ms.map(Duration::from_millis),
                 keepalive_requests: None,
                 keepalive_time: None,
+                verbatim: None,
                 pos: Default::default(),
             }],
             servers: vec![Server {
@@ -58,6 +59,7 @@ proptest! {
                         read_timeout: read_ms.map(Duration::from_millis),
                         ..ProxyDirectives::default()
                     },
+                    verbatim: None,
                     pos: Default::default(),
                 }],
                 ..Server::default()

@@ -11,7 +11,7 @@
 //! verdict is read off the prediction. `--run` runs the same probes on the
 //! emulators or the real programs, with the predictions as expectations.
 
-use crate::oracle::{predict_at, Prediction};
+use crate::oracle::predict_at;
 use crate::scenario::{Expect, GoSettings, NginxSettings, RequestGroup, Scenario, Workload};
 use go_model::{rules, GoVersion, ServerConfig};
 use nginx_model::profile::sends_connection_close;
@@ -87,11 +87,30 @@ pub fn targets(r: &Resolved, server: Option<&str>, location: Option<&str>) -> Ve
 
 // ---- findings ---------------------------------------------------------------
 
+/// What sets a mechanism off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Ordinary traffic, given these settings (a connection reused at Go's
+    /// idle limit, a handler between WriteTimeout and proxy_read_timeout):
+    /// the settings are the cause, and the CI gate fails on it.
+    Settings,
+    /// Your handlers (a panic, a handler slower than proxy_read_timeout).
+    Code,
+    /// A deploy or a crash of the Go process.
+    Deploy,
+    /// More connections than Go accepts (a full accept queue).
+    Load,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
-    /// Clients get a 502, 504 or a cut response.
+    /// Ordinary traffic gives clients a 502, 504 or a cut response.
     Applies,
+    /// When the code, a deploy or load sets it off, clients get a 502, 504
+    /// or a cut response (`--strict` fails the gate on these too).
+    Exposed,
     /// It happens, but nginx retries it away (the access log shows it).
     Retried,
     /// The trigger can happen and does no harm with these settings.
@@ -104,6 +123,7 @@ impl Verdict {
     pub fn word(self) -> &'static str {
         match self {
             Verdict::Applies => "FAILS",
+            Verdict::Exposed => "exposed",
             Verdict::Retried => "retried",
             Verdict::Safe => "safe",
             Verdict::CannotHappen => "n/a",
@@ -118,13 +138,23 @@ pub struct Outcome {
     pub status: u16,
     pub upstream_status: Vec<u16>,
     pub handler_runs: u64,
+    /// The client gets less body than the handler wrote, whether or not
+    /// the response's framing shows it.
     pub truncated: bool,
+    /// Cut, and the response still ends as if complete (HTTP/1.0 upstream:
+    /// the close is the end of the body), with nothing in error.log.
+    pub silently: bool,
+    /// How long the client waits for it, in seconds (the model's clock).
+    pub latency_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     /// The catalogue scenario that shows the mechanism (`scenarios explain`).
     pub mechanism: &'static str,
+    /// Its mechanism id, as `diagnose` names it.
+    pub mechanism_id: String,
+    pub trigger: Trigger,
     pub verdict: Verdict,
     /// The trigger, in the user's numbers.
     pub when: String,
@@ -133,9 +163,10 @@ pub struct Finding {
     pub outcomes: Vec<Outcome>,
     /// Concrete changes, one per side ("nginx: ...", "Go: ...").
     pub fix: Vec<String>,
-    /// The scenario that was predicted (and `--run` runs).
+    /// The scenarios that were predicted, one per request (and `--run`
+    /// runs them).
     #[serde(skip)]
-    pub probe: Option<Scenario>,
+    pub probes: Vec<Scenario>,
 }
 
 fn go_fmt(d: Duration) -> String {
@@ -181,65 +212,128 @@ fn nginx_settings(t: &Target) -> NginxSettings {
         connect_timeout: Some(ngx_fmt(l.connect_timeout)),
         read_timeout: Some(ngx_fmt(l.read_timeout)),
         server_params,
-        upstream_conf: None,
-        location_conf: None,
+        ..NginxSettings::default()
     }
+}
+
+/// One request of a probe.
+struct Req {
+    method: &'static str,
+    path: String,
+    body: usize,
+    /// The body the handler writes in full, when a cut is to be looked for.
+    full: Option<u64>,
+}
+
+fn get(path: impl Into<String>) -> Req {
+    Req { method: "GET", path: path.into(), body: 0, full: None }
+}
+
+fn post(path: impl Into<String>, body: usize) -> Req {
+    Req { method: "POST", path: path.into(), body, full: None }
 }
 
 struct Probe {
     mechanism: &'static str,
+    trigger: Trigger,
     when: String,
     warmup: u32,
+    warmup_concurrent: bool,
     gap: Option<Duration>,
-    requests: Vec<(&'static str, String, usize)>,
+    action: labkit::action::Action,
+    requests: Vec<Req>,
     idle_race: bool,
+    shutdown_race: bool,
+    backlog: Option<u32>,
 }
 
-fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe) -> Scenario {
+impl Probe {
+    fn new(mechanism: &'static str, trigger: Trigger, when: String, requests: Vec<Req>) -> Probe {
+        Probe {
+            mechanism,
+            trigger,
+            when,
+            warmup: 0,
+            warmup_concurrent: false,
+            gap: None,
+            action: labkit::action::Action::None,
+            requests,
+            idle_race: false,
+            shutdown_race: false,
+            backlog: None,
+        }
+    }
+}
+
+/// The catalogue scenario's mechanism id (the scenario's own name if the
+/// catalogue cannot be read, which its tests rule out).
+fn mechanism_id(name: &str) -> String {
+    catalogued(name).map_or_else(|| name.to_string(), |s| s.mechanism.clone())
+}
+
+/// The built-in catalogue's scenario of that name (read once).
+fn catalogued(name: &str) -> Option<&'static Scenario> {
+    static ALL: std::sync::OnceLock<Vec<Scenario>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| crate::catalogue::all().unwrap_or_default()).iter().find(|s| s.name == name)
+}
+
+/// The probe for one request: each request of a finding is its own trial,
+/// from a fresh start (one request's failures would otherwise mark servers
+/// down, `max_fails`, for the next).
+fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe, r: &Req) -> Scenario {
     let mut go = g.clone();
     go.servers = t.up.peers.len().max(1);
     go.idle_race = p.idle_race.then(|| "fin".to_string());
-    let text = crate::catalogue::find(p.mechanism).ok();
+    go.shutdown_race = p.shutdown_race.then(|| "fin".to_string());
+    go.backlog = p.backlog;
+    let text = catalogued(p.mechanism);
     Scenario {
-        name: format!("check-{}", p.mechanism),
-        title: format!("{} on {} {}", p.mechanism, t.server, t.location),
+        name: format!("check-{}-{}", p.mechanism, r.method.to_lowercase()),
+        title: format!("{} ({}) on {} {}", p.mechanism, r.method, t.server, t.location),
         remedy_of: None,
         mechanism: text.as_ref().map(|s| s.mechanism.clone()).unwrap_or_else(|| p.mechanism.to_string()),
         explanation: text.as_ref().map(|s| s.explanation.clone()).unwrap_or_default(),
         fix: text.as_ref().map(|s| s.fix.clone()).unwrap_or_default(),
         go,
         nginx: nginx_settings(t),
-        workload: Workload { warmup: p.warmup, gap: p.gap.map(go_fmt), ..Workload::default() },
-        requests: p
-            .requests
-            .iter()
-            .map(|(m, path, body)| RequestGroup { method: m.to_string(), path: path.clone(), body: *body, count: 1, expect: Expect::default() })
-            .collect(),
+        workload: Workload { warmup: p.warmup, warmup_concurrent: p.warmup_concurrent, gap: p.gap.map(go_fmt), action: p.action, ..Workload::default() },
+        requests: vec![RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, expect: Expect::default() }],
     }
 }
 
-/// The probe with the oracle's predictions as its expectations (what
-/// `--run` checks), and the outcomes.
-fn predicted(mut s: Scenario) -> (Scenario, Vec<Outcome>) {
-    let preds: Vec<Prediction> = predict_at(&s, 1.0).unwrap_or_default();
-    let mut outcomes = Vec::new();
-    for (g, p) in s.requests.iter_mut().zip(&preds) {
-        let truncated = p.body.iter().any(|b| b.truncated);
-        g.expect = Expect {
-            status: Some(p.status),
-            upstream_status: Some(p.upstream_status.clone()),
-            handler_runs: Some(p.handler_runs),
-            truncated: (p.body.len() == 1).then_some(truncated),
-            ..Expect::default()
-        };
-        outcomes.push(Outcome { method: g.method.clone(), status: p.status, upstream_status: p.upstream_status.clone(), handler_runs: p.handler_runs, truncated });
-    }
-    (s, outcomes)
+/// The probe with the oracle's prediction as its expectation (what `--run`
+/// checks), and the outcome.
+fn predicted(mut s: Scenario, r: &Req) -> (Scenario, Option<Outcome>) {
+    let Some(p) = predict_at(&s, 1.0).and_then(|v| v.into_iter().next()) else { return (s, None) };
+    let g = &mut s.requests[0];
+    let framed_cut = p.body.iter().any(|b| b.truncated);
+    let short = r.full.is_some_and(|full| p.status == 200 && p.body.iter().any(|b| *b.bytes.end() < full));
+    g.expect = Expect {
+        status: Some(p.status),
+        upstream_status: Some(p.upstream_status.clone()),
+        handler_runs: Some(p.handler_runs),
+        truncated: (p.body.len() == 1).then_some(framed_cut),
+        ..Expect::default()
+    };
+    let o = Outcome {
+        method: g.method.clone(),
+        status: p.status,
+        upstream_status: p.upstream_status.clone(),
+        handler_runs: p.handler_runs,
+        truncated: framed_cut || short,
+        silently: short && !framed_cut,
+        latency_s: p.latency.as_secs_f64(),
+    };
+    (s, Some(o))
 }
 
-fn verdict_of(outcomes: &[Outcome]) -> Verdict {
+fn verdict_of(outcomes: &[Outcome], trigger: Trigger) -> Verdict {
     if outcomes.iter().any(|o| o.status >= 500 || o.truncated) {
-        Verdict::Applies
+        if trigger == Trigger::Settings {
+            Verdict::Applies
+        } else {
+            Verdict::Exposed
+        }
     } else if outcomes.iter().any(|o| o.upstream_status.len() > 1 || o.handler_runs > 1) {
         Verdict::Retried
     } else {
@@ -247,25 +341,36 @@ fn verdict_of(outcomes: &[Outcome]) -> Verdict {
     }
 }
 
+/// Predicts the probe; the fix is kept unless the outcome is harmless.
 fn finding(t: &Target, g: &GoSettings, p: Probe, fix: Vec<String>, safe_detail: String) -> Finding {
-    let (probe, outcomes) = predicted(probe_scenario(t, g, &p));
-    let verdict = verdict_of(&outcomes);
+    let (probes, outcomes): (Vec<Scenario>, Vec<Outcome>) =
+        p.requests.iter().filter_map(|r| match predicted(probe_scenario(t, g, &p, r), r) { (s, Some(o)) => Some((s, o)), _ => None }).unzip();
+    let verdict = verdict_of(&outcomes, p.trigger);
     let detail = match verdict {
         Verdict::Safe => safe_detail,
         _ => outcomes.iter().map(describe).collect::<Vec<_>>().join("; "),
     };
     let fix = if verdict == Verdict::Safe { Vec::new() } else { fix };
-    Finding { mechanism: p.mechanism, verdict, when: p.when, detail, outcomes, fix, probe: Some(probe) }
+    Finding { mechanism: p.mechanism, mechanism_id: mechanism_id(p.mechanism), trigger: p.trigger, verdict, when: p.when, detail, outcomes, fix, probes }
 }
 
 fn describe(o: &Outcome) -> String {
     let ups: Vec<String> = o.upstream_status.iter().map(u16::to_string).collect();
-    let cut = if o.truncated { " cut short" } else { "" };
-    format!("{} → {}{cut} (\"{}\", handler ran {}×)", o.method, o.status, ups.join(", "), o.handler_runs)
+    let cut = match (o.truncated, o.silently) {
+        (true, true) => " cut short, ending as if complete",
+        (true, false) => " cut short",
+        _ => "",
+    };
+    let wait = if o.latency_s < 0.001 { "at once".to_string() } else { format!("after {}", go_fmt(Duration::from_secs_f64(o.latency_s))) };
+    format!("{} → {}{cut} {wait} (\"{}\", handler ran {}×)", o.method, o.status, ups.join(", "), o.handler_runs)
 }
 
-fn cannot(mechanism: &'static str, when: String, why: String) -> Finding {
-    Finding { mechanism, verdict: Verdict::CannotHappen, when, detail: why, outcomes: Vec::new(), fix: Vec::new(), probe: None }
+fn not_possible(mechanism: &'static str, trigger: Trigger, verdict: Verdict, when: String, why: String) -> Finding {
+    Finding { mechanism, mechanism_id: mechanism_id(mechanism), trigger, verdict, when, detail: why, outcomes: Vec::new(), fix: Vec::new(), probes: Vec::new() }
+}
+
+fn cannot(mechanism: &'static str, trigger: Trigger, when: String, why: String) -> Finding {
+    not_possible(mechanism, trigger, Verdict::CannotHappen, when, why)
 }
 
 /// A margin below or above a limit: 10 %, at least one second.
@@ -273,96 +378,208 @@ fn margin(d: Duration) -> Duration {
     (d / 10).max(Duration::from_secs(1))
 }
 
-/// Every mechanism the settings decide, for one location.
+/// What a location and Go's settings share, for the mechanisms below.
+struct Ctx<'a> {
+    t: &'a Target,
+    g: &'a GoSettings,
+    go: ServerConfig,
+    /// nginx keeps connections to this upstream and Go keeps them open.
+    reuse: bool,
+    peers: u32,
+}
+
+/// Every catalogue mechanism, for one location: settings-driven ones
+/// (`Applies` fails the gate), then those your code, deploys or load set
+/// off (`Exposed`).
 pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     let go = go_server(g);
-    let (l, u) = (&t.loc, &t.up);
-    let reuse = l.reuse_possible(u) && go.keep_alives;
-    let peers = u.peers.len().max(1) as u32;
-    let mut out = Vec::new();
+    let reuse = t.loc.reuse_possible(&t.up) && go.keep_alives;
+    let c = Ctx { t, g, go, reuse, peers: t.up.peers.len().max(1) as u32 };
+    let mut out = vec![idle_race(&c)];
+    out.extend(write_timeout(&c));
+    out.push(read_timeout(&c));
+    out.extend(panics(&c));
+    out.extend(deploys(&c));
+    out
+}
 
-    // The idle race: nginx reuses a connection as Go's idle limit closes it.
-    let limit = rules::effective_idle_limit(&go);
+/// The idle race: nginx reuses a connection as Go's idle limit closes it.
+fn idle_race(c: &Ctx) -> Finding {
+    let (t, g, u) = (c.t, c.g, &c.t.up);
+    let limit = rules::effective_idle_limit(&c.go);
     let when = match limit {
+        // The probe keeps one connection per server, all idle as long.
+        Some(d) if c.peers > 1 => format!("a request reuses a connection idle for Go's {} limit, and so does its retry on the next server", go_fmt(d)),
         Some(d) => format!("a request reuses a connection idle for Go's {} limit", go_fmt(d)),
         None => "a request reuses a connection Go has closed as idle".into(),
     };
-    out.push(match (limit, reuse) {
-        (None, _) => cannot("idle-race", when, "Go never closes an idle connection (IdleTimeout, ReadTimeout and ReadHeaderTimeout are 0)".into()),
-        (_, false) => cannot("idle-race", when, format!("nginx does not keep connections to upstream {} (keepalive, proxy_http_version 1.1 and proxy_set_header Connection \"\" are all needed)", u.name)),
-        (Some(limit), true) => {
-            let kt = u.keepalive.timeout;
-            let fix = vec![
-                format!("nginx: keepalive_timeout {}; in upstream {} (below Go's {})", ngx_fmt(limit.saturating_sub(margin(limit)).max(Duration::from_secs(1))), u.name, go_fmt(limit)),
-                format!("Go: IdleTimeout: {} (above nginx's keepalive_timeout {})", go_fmt(kt + margin(kt)), ngx_fmt(kt)),
-            ];
-            let safe = format!("nginx's keepalive_timeout {} closes idle connections before Go's {}", ngx_fmt(kt), go_fmt(limit));
-            let p = Probe {
-                mechanism: if g.idle_timeout.is_none() { "idle-fallback" } else { "idle-race" },
-                when,
-                warmup: peers,
-                gap: Some(limit),
-                requests: vec![("GET", "/ok".into(), 0), ("POST", "/ok".into(), 100)],
-                idle_race: true,
-            };
-            finding(t, g, p, fix, safe)
-        }
-    });
-
-    // WriteTimeout: Go cuts a slow handler's reply.
-    let w = go.write_timeout;
-    let r = l.read_timeout;
-    if w.is_zero() {
-        for m in ["write-timeout", "write-timeout-keepalive", "partial-write"] {
-            out.push(cannot(m, "a handler outlives WriteTimeout".into(), "WriteTimeout is 0: Go never cuts a reply".into()));
-        }
-    } else if w >= r {
-        let why = format!("proxy_read_timeout {} ≤ WriteTimeout {}: nginx gives up first, with a 504 it names (\"upstream timed out\")", ngx_fmt(r), go_fmt(w));
-        for m in ["write-timeout", "write-timeout-keepalive", "partial-write"] {
-            let f = Finding { mechanism: m, verdict: Verdict::Safe, when: format!("a handler outlives WriteTimeout {}", go_fmt(w)), detail: why.clone(), outcomes: Vec::new(), fix: Vec::new(), probe: None };
-            out.push(f);
-        }
+    // The catalogue scenario that shows this configuration's variant.
+    let name = if g.idle_timeout.is_none() && limit.is_some() {
+        "idle-fallback"
+    } else if !t.loc.next_upstream.contains(nginx_model::retry::Ft::ERROR) {
+        "idle-race-no-retry"
     } else {
-        // A handler between the two limits: Go cuts it before nginx would.
-        let handler = w + (r - w) / 2;
-        let ms = handler.as_millis();
-        let when = format!("a handler runs longer than WriteTimeout {} ({} here)", go_fmt(w), go_fmt(handler));
-        let fix = vec![
-            format!("Go: WriteTimeout: {} (above proxy_read_timeout {}: nginx then answers a slow handler with 504)", go_fmt(r + margin(r)), ngx_fmt(r)),
-            format!("nginx: proxy_read_timeout {}; in location {} (below Go's WriteTimeout)", ngx_fmt(w.saturating_sub(margin(w)).max(Duration::from_secs(1))), t.location),
-        ];
-        let safe = format!("proxy_read_timeout {} ends the wait first: a 504 nginx names (\"upstream timed out\")", ngx_fmt(r));
-        let fresh = Probe { mechanism: "write-timeout", when: when.clone(), warmup: 0, gap: None, requests: vec![("GET", format!("/sleep?ms={ms}"), 0)], idle_race: false };
-        out.push(finding(t, g, fresh, fix.clone(), safe.clone()));
-        if reuse {
-            let cached = Probe {
-                mechanism: "write-timeout-keepalive",
-                when: format!("{when}, on a reused connection"),
-                warmup: peers,
-                gap: None,
-                requests: vec![("GET", format!("/sleep?ms={ms}"), 0)],
-                idle_race: false,
-            };
-            out.push(finding(t, g, cached, fix.clone(), safe.clone()));
+        "idle-race"
+    };
+    let (limit, true) = (limit, c.reuse) else {
+        let why = if c.go.keep_alives {
+            format!("nginx does not keep connections to upstream {} (keepalive, proxy_http_version 1.1 and proxy_set_header Connection \"\" are all needed)", u.name)
         } else {
-            out.push(cannot("write-timeout-keepalive", format!("{when}, on a reused connection"), "nginx does not reuse upstream connections here".into()));
-        }
-        let partial = Probe {
-            mechanism: "partial-write",
-            when: format!("a streaming handler pauses past WriteTimeout {}", go_fmt(w)),
-            warmup: 0,
-            gap: None,
-            requests: vec![("GET", format!("/partial?bytes=1024&ms={ms}"), 0)],
-            idle_race: false,
+            "Go's keep-alives are off: every connection closes after one response".into()
         };
-        out.push(finding(t, g, partial, fix, safe));
+        return cannot(name, Trigger::Settings, when, why);
+    };
+    let Some(limit) = limit else {
+        return cannot(name, Trigger::Settings, when, "Go never closes an idle connection (IdleTimeout, ReadTimeout and ReadHeaderTimeout are 0)".into());
+    };
+    let kt = u.keepalive.timeout;
+    let mut fix = vec![
+        format!("nginx: keepalive_timeout {}; in upstream {} (below Go's {})", ngx_fmt(limit.saturating_sub(margin(limit)).max(Duration::from_secs(1))), u.name, go_fmt(limit)),
+        format!("Go: IdleTimeout: {} (above nginx's keepalive_timeout {})", go_fmt(kt + margin(kt)), ngx_fmt(kt)),
+    ];
+    if name == "idle-race-no-retry" {
+        fix.push(format!("nginx: proxy_next_upstream error timeout; in location {} (a dead cached connection is then retried)", t.location));
+    }
+    let safe = format!("nginx's keepalive_timeout {} closes idle connections before Go's {}", ngx_fmt(kt), go_fmt(limit));
+    let mut p = Probe::new(name, Trigger::Settings, when, vec![get("/ok"), post("/ok", 100)]);
+    (p.warmup, p.gap, p.idle_race) = (c.peers, Some(limit), true);
+    finding(t, g, p, fix, safe)
+}
+
+/// WriteTimeout: Go cuts a slow handler's reply, and what nginx makes of it.
+fn write_timeout(c: &Ctx) -> Vec<Finding> {
+    const NAMES: [&str; 4] = ["write-timeout", "write-timeout-keepalive", "stale-cached-connections", "partial-write"];
+    let (t, g, u) = (c.t, c.g, &c.t.up);
+    let partial_name = if t.loc.http11 { "partial-write" } else { "partial-write-http10" };
+    let names = NAMES.map(|n| if n == "partial-write" { partial_name } else { n });
+    let (w, r) = (c.go.write_timeout, t.loc.read_timeout);
+    if w.is_zero() {
+        return names.iter().map(|m| cannot(m, Trigger::Settings, "a handler outlives WriteTimeout".into(), "WriteTimeout is 0: Go never cuts a reply".into())).collect();
+    }
+    if w >= r {
+        let why = format!("proxy_read_timeout {} ≤ WriteTimeout {}: nginx gives up first, with a 504 it names (\"upstream timed out\")", ngx_fmt(r), go_fmt(w));
+        return names.iter().map(|m| not_possible(m, Trigger::Settings, Verdict::Safe, format!("a handler outlives WriteTimeout {}", go_fmt(w)), why.clone())).collect();
+    }
+    // A handler between the two limits: Go cuts it before nginx would.
+    let handler = w + (r - w) / 2;
+    let ms = handler.as_millis();
+    let when = format!("a handler runs longer than WriteTimeout {} ({} here)", go_fmt(w), go_fmt(handler));
+    let fix = vec![
+        format!("Go: WriteTimeout: {} (above proxy_read_timeout {}: nginx then answers a slow handler with 504)", go_fmt(r + margin(r)), ngx_fmt(r)),
+        format!("nginx: proxy_read_timeout {}; in location {} (below Go's WriteTimeout)", ngx_fmt(w.saturating_sub(margin(w)).max(Duration::from_secs(1))), t.location),
+    ];
+    let safe = format!("proxy_read_timeout {} ends the wait first: a 504 nginx names (\"upstream timed out\")", ngx_fmt(r));
+    let slow = || vec![get(format!("/sleep?ms={ms}"))];
+    let mut out = vec![finding(t, g, Probe::new("write-timeout", Trigger::Settings, when.clone(), slow()), fix.clone(), safe.clone())];
+    let reused = format!("{when}, on a reused connection");
+    if c.reuse {
+        let mut p = Probe::new("write-timeout-keepalive", Trigger::Settings, reused.clone(), slow());
+        p.warmup = c.peers;
+        out.push(finding(t, g, p, fix.clone(), safe.clone()));
+    } else {
+        out.push(cannot("write-timeout-keepalive", Trigger::Settings, reused.clone(), "nginx does not reuse upstream connections here".into()));
+    }
+    // Several idle connections: each failed cached try is given back.
+    let stale_when = format!("{when}, with several idle connections cached");
+    if c.reuse && u.keepalive.capacity >= 2 {
+        let mut p = Probe::new("stale-cached-connections", Trigger::Settings, stale_when, slow());
+        (p.warmup, p.warmup_concurrent) = (2 * c.peers, true);
+        let mut fix = fix.clone();
+        fix.push(format!("nginx: proxy_next_upstream_timeout {}; in location {} (bounds the cached retries; proxy_next_upstream_tries does not)", ngx_fmt(handler), t.location));
+        out.push(finding(t, g, p, fix, safe.clone()));
+    } else {
+        out.push(cannot("stale-cached-connections", Trigger::Settings, stale_when, "nginx caches at most one idle connection here".into()));
+    }
+    let mut fix = fix;
+    if !t.loc.http11 {
+        fix.push(format!("nginx: proxy_http_version 1.1; in location {} (chunked framing makes a cut visible)", t.location));
+    }
+    let full = Req { full: Some(2 * 1024), ..get(format!("/partial?bytes=1024&ms={ms}")) };
+    let p = Probe::new(partial_name, Trigger::Settings, format!("a streaming handler pauses past WriteTimeout {}", go_fmt(w)), vec![full]);
+    out.push(finding(t, g, p, fix, safe));
+    out
+}
+
+/// A handler slower than proxy_read_timeout: nginx's own 504.
+fn read_timeout(c: &Ctx) -> Finding {
+    let (t, g) = (c.t, c.g);
+    let (w, r) = (c.go.write_timeout, t.loc.read_timeout);
+    let when = format!("a handler runs longer than proxy_read_timeout {}", ngx_fmt(r));
+    if !w.is_zero() && w < r {
+        return cannot("proxy-read-timeout", Trigger::Code, when, format!("Go's WriteTimeout {} cuts the handler first (write-timeout above)", go_fmt(w)));
+    }
+    let ms = (r + r / 2).as_millis();
+    let fix = vec![
+        format!("nginx: proxy_read_timeout above your slowest handler in location {} (now {})", t.location, ngx_fmt(r)),
+        "Go: make the handler answer sooner (http.TimeoutHandler answers 503 itself)".to_string(),
+    ];
+    let p = Probe::new("proxy-read-timeout", Trigger::Code, when, vec![get(format!("/sleep?ms={ms}")), post(format!("/sleep?ms={ms}"), 100)]);
+    finding(t, g, p, fix, String::new())
+}
+
+/// A handler panic: Go recovers and closes the connection.
+fn panics(c: &Ctx) -> Vec<Finding> {
+    let (t, g) = (c.t, c.g);
+    let fix = vec!["Go: a recover middleware that answers 500 (the connection stays usable, the client sees the error)".to_string()];
+    let p = Probe::new("panic", Trigger::Code, "a handler panics".into(), vec![get("/panic"), post("/panic", 100)]);
+    let mut out = vec![finding(t, g, p, fix.clone(), String::new())];
+    // A body Go has not read is still in the socket when it closes: RST.
+    let limit = t.loc.client_max_body_size;
+    let when = "a handler panics without reading a large request body".to_string();
+    let body = if limit == 0 { 1 << 20 } else { limit.min(1 << 20) } as usize;
+    if body <= 64 << 10 {
+        out.push(cannot("panic-unread-body", Trigger::Code, when, format!("client_max_body_size {limit} keeps bodies small enough for Go's buffers")));
+    } else {
+        let mut fix = fix;
+        fix.push("Go: http.MaxBytesReader on request bodies".into());
+        let p = Probe::new("panic-unread-body", Trigger::Code, when, vec![post("/panic", body)]);
+        out.push(finding(t, g, p, fix, String::new()));
     }
     out
 }
 
-/// Whether any finding should fail a CI gate.
-pub fn gate_fails(findings: &[Finding]) -> bool {
-    findings.iter().any(|f| f.verdict == Verdict::Applies)
+/// The Go process goes away: a crash, a Shutdown, a full accept queue.
+fn deploys(c: &Ctx) -> Vec<Finding> {
+    let (t, g, u) = (c.t, c.g, &c.t.up);
+    let one = u.peers.iter().filter(|p| !p.down).count() <= 1;
+    let second = format!("nginx: a second server in upstream {} (a refused connect() is retried there, even for POST)", u.name);
+    let mut out = Vec::new();
+
+    let mut fix = vec!["Go: hand the listening socket to the new process (systemd socket activation, tableflip)".to_string()];
+    if one {
+        fix.push(second.clone());
+    }
+    let mut p = Probe::new("crash", Trigger::Deploy, "the Go process exits (crash, OOM kill, a restart with a gap)".into(), vec![get("/ok"), post("/ok", 100)]);
+    (p.warmup, p.action) = (c.peers, labkit::action::Action::Crash);
+    out.push(finding(t, g, p, fix, "the other servers answer".into()));
+
+    let when = "Go's Shutdown runs while nginx holds idle connections to it (a deploy)".to_string();
+    if c.reuse {
+        let fix = vec![
+            "Go: SetKeepAlivesEnabled(false), wait past nginx's keepalive_timeout, then Shutdown".to_string(),
+            format!("nginx: take the server out of upstream {} (and reload) before stopping it", u.name),
+        ];
+        let mut p = Probe::new("graceful-shutdown", Trigger::Deploy, when, vec![post("/ok", 100)]);
+        (p.warmup, p.action, p.shutdown_race) = (c.peers, labkit::action::Action::Shutdown, true);
+        out.push(finding(t, g, p, fix, String::new()));
+    } else {
+        out.push(cannot("graceful-shutdown", Trigger::Deploy, when, format!("nginx keeps no idle connections to upstream {}; after Shutdown, connect() is refused as in crash", u.name)));
+    }
+
+    let mut fix = vec!["Go: a longer listen backlog (net.core.somaxconn) and an accept loop that never blocks".to_string()];
+    if one {
+        fix.push(format!("nginx: a second server in upstream {} and a short proxy_connect_timeout (now {})", u.name, ngx_fmt(t.loc.connect_timeout)));
+    }
+    let mut p = Probe::new("backlog-overflow", Trigger::Load, "Go's accept queue is full (more new connections than it accepts)".into(), vec![get("/ok")]);
+    (p.action, p.backlog) = (labkit::action::Action::FillBacklog, Some(1));
+    out.push(finding(t, g, p, fix, String::new()));
+    out
+}
+
+/// Whether any finding should fail a CI gate: settings-driven ones, and
+/// with `strict` those your code, deploys or load set off.
+pub fn gate_fails(findings: &[Finding], strict: bool) -> bool {
+    findings.iter().any(|f| f.verdict == Verdict::Applies || (strict && f.verdict == Verdict::Exposed))
 }
 
 #[cfg(test)]
@@ -405,13 +622,13 @@ mod tests {
         assert_eq!(race.outcomes[0].upstream_status, vec![502, 200]);
         assert_eq!((race.outcomes[1].status, race.outcomes[1].handler_runs), (502, 0));
         assert!(race.fix.iter().any(|l| l.contains("keepalive_timeout 4s") && l.contains("upstream app")), "{:?}", race.fix);
-        assert!(gate_fails(&f));
+        assert!(gate_fails(&f, false));
         // keepalive_timeout below IdleTimeout: safe, and the gate passes.
         let f = check(&target(&conf_with("keepalive_timeout 4s;", "")), &g);
         let race = find(&f, "idle-race");
         assert_eq!(race.verdict, Verdict::Safe, "{race:#?}");
         assert!(race.detail.contains("4s") && race.fix.is_empty());
-        assert!(!gate_fails(&f), "{f:#?}");
+        assert!(!gate_fails(&f, false), "{f:#?}");
     }
 
     #[test]
@@ -419,7 +636,84 @@ mod tests {
         let t = target("events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n");
         let f = check(&t, &parse_go("IdleTimeout=5s").unwrap());
         assert_eq!(find(&f, "idle-race").verdict, Verdict::CannotHappen);
-        assert!(!gate_fails(&f));
+        assert!(!gate_fails(&f, false));
+    }
+
+    /// Every problem scenario of the catalogue is a mechanism `check` names
+    /// for some configuration: a new scenario without a probe fails here.
+    #[test]
+    fn check_names_every_problem_scenario_of_the_catalogue() {
+        // idle-race-natural is idle-race at natural timing: the same probe.
+        const SAME_PROBE: [&str; 1] = ["idle-race-natural"];
+        let confs = [
+            conf_with("", "proxy_read_timeout 30s;"),
+            conf_with("", "proxy_read_timeout 30s; proxy_next_upstream off;"),
+            "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n".to_string(),
+        ];
+        let gos = ["IdleTimeout=5s,WriteTimeout=10s", "ReadTimeout=5s,WriteTimeout=10s", "IdleTimeout=5s"];
+        let mut named = std::collections::BTreeSet::new();
+        for c in &confs {
+            for g in gos {
+                named.extend(check(&target(c), &parse_go(g).unwrap()).into_iter().map(|f| f.mechanism));
+            }
+        }
+        for s in crate::catalogue::all().unwrap().iter().filter(|s| !s.is_remedy() && !SAME_PROBE.contains(&s.name.as_str())) {
+            assert!(named.contains(s.name.as_str()), "check never names {}: {named:?}", s.name);
+        }
+        // And each finding carries its scenario's mechanism id.
+        let f = check(&target(&confs[0]), &parse_go(gos[0]).unwrap());
+        assert_eq!(find(&f, "stale-cached-connections").mechanism_id, "write-timeout");
+        assert_eq!(find(&f, "panic").mechanism_id, "handler-panic");
+    }
+
+    #[test]
+    fn an_http10_upstream_cuts_a_stream_silently() {
+        let t = target("events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n");
+        let f = check(&t, &parse_go("WriteTimeout=10s").unwrap());
+        let p = find(&f, "partial-write-http10");
+        assert_eq!(p.verdict, Verdict::Applies, "{p:#?}");
+        assert!(p.outcomes[0].truncated && p.outcomes[0].silently && p.outcomes[0].status == 200, "{p:#?}");
+        assert!(p.fix.iter().any(|l| l.contains("proxy_http_version 1.1")), "{:?}", p.fix);
+        assert!(p.detail.contains("ending as if complete"), "{}", p.detail);
+    }
+
+    #[test]
+    fn without_retries_the_idle_race_fails_a_get_too() {
+        let f = check(&target(&conf_with("", "proxy_next_upstream off;")), &parse_go("IdleTimeout=5s").unwrap());
+        let race = find(&f, "idle-race-no-retry");
+        assert_eq!((race.verdict, race.outcomes[0].status, race.outcomes[0].upstream_status.as_slice()), (Verdict::Applies, 502, &[502][..]), "{race:#?}");
+        assert!(race.fix.iter().any(|l| l.contains("proxy_next_upstream error timeout")), "{:?}", race.fix);
+    }
+
+    #[test]
+    fn deploys_and_code_are_exposed_not_gated_unless_strict() {
+        let one = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; keepalive 16; keepalive_timeout 4s; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }\n}\n";
+        let g = parse_go("IdleTimeout=5s").unwrap();
+        let f = check(&target(one), &g);
+        for m in ["crash", "graceful-shutdown", "backlog-overflow", "panic", "panic-unread-body", "proxy-read-timeout"] {
+            assert_eq!(find(&f, m).verdict, Verdict::Exposed, "{m}: {:#?}", find(&f, m));
+        }
+        let slow = &find(&f, "proxy-read-timeout").outcomes[0];
+        // The client waits proxy_read_timeout (60s by default) for its 504.
+        assert_eq!((slow.status, slow.latency_s), (504, 60.0), "{slow:#?}");
+        assert_eq!(find(&f, "backlog-overflow").outcomes[0].status, 504);
+        assert!(!gate_fails(&f, false) && gate_fails(&f, true));
+        // A second server: a refused connect() is retried there, POST too.
+        let two = one.replace("server 127.0.0.1:9000;", "server 127.0.0.1:9000; server 127.0.0.1:9001;");
+        let f = check(&target(&two), &g);
+        let crash = find(&f, "crash");
+        assert_eq!(crash.verdict, Verdict::Retried, "{crash:#?}");
+        assert!(crash.outcomes.iter().all(|o| o.status == 200 && o.upstream_status == [502, 200]), "{crash:#?}");
+        // Each request is its own trial: the GET's failures do not mark
+        // servers down for the POST (max_fails).
+        let panic = find(&f, "panic");
+        assert_eq!((panic.outcomes[0].handler_runs, panic.outcomes[1].handler_runs), (2, 1), "{panic:#?}");
+    }
+
+    #[test]
+    fn a_small_client_max_body_size_rules_out_the_unread_body_reset() {
+        let f = check(&target(&conf_with("", "client_max_body_size 16k;")), &parse_go("IdleTimeout=90s").unwrap());
+        assert_eq!(find(&f, "panic-unread-body").verdict, Verdict::CannotHappen);
     }
 
     #[test]
@@ -428,6 +722,8 @@ mod tests {
         let f = check(&target(&conf_with("keepalive_timeout 60s;", "proxy_read_timeout 30s;")), &g);
         let wt = find(&f, "write-timeout");
         assert_eq!((wt.verdict, wt.outcomes[0].status), (Verdict::Applies, 502), "{wt:#?}");
+        // The probe's handler runs 20s (between 10s and 30s); the 502 comes when it ends.
+        assert_eq!(wt.outcomes[0].latency_s, 20.0, "{wt:#?}");
         let ka = find(&f, "write-timeout-keepalive");
         assert_eq!(ka.outcomes[0].handler_runs, 2, "{ka:#?}");
         assert!(find(&f, "partial-write").outcomes[0].truncated);
@@ -462,7 +758,9 @@ pub fn render(t: &Target, g: &GoSettings, findings: &[Finding]) -> String {
         if l.http11 { "1.1" } else { "1.0" },
         ngx_fmt(l.read_timeout)
     ), 2));
-    for f in findings {
+    // What happens in full; what does not, one entry per reason.
+    let quiet = |f: &&Finding| matches!(f.verdict, Verdict::Safe | Verdict::CannotHappen);
+    for f in findings.iter().filter(|f| !quiet(f)) {
         s.push_str(&format!("\n  {:<8}{}\n", f.verdict.word(), f.mechanism));
         s.push_str(&wrap(&format!("when: {}", f.when), 10));
         s.push_str(&wrap(&f.detail, 10));
@@ -470,7 +768,42 @@ pub fn render(t: &Target, g: &GoSettings, findings: &[Finding]) -> String {
             s.push_str(&wrap(&format!("fix {line}"), 10));
         }
     }
+    let mut groups: Vec<(Verdict, &str, Vec<&str>)> = Vec::new();
+    for f in findings.iter().filter(quiet) {
+        match groups.iter_mut().find(|(v, d, _)| *v == f.verdict && *d == f.detail) {
+            Some((_, _, names)) => names.push(f.mechanism),
+            None => groups.push((f.verdict, &f.detail, vec![f.mechanism])),
+        }
+    }
+    if !groups.is_empty() {
+        s.push('\n');
+    }
+    for (v, detail, names) in groups {
+        let mut first = wrap(&names.join(", "), 10);
+        first.replace_range(..10, &format!("  {:<8}", v.word()));
+        s.push_str(&first);
+        s.push_str(&wrap(&format!("({detail})"), 10));
+    }
     s
+}
+
+/// One `--run` result under its finding, within 80 columns: what the
+/// programs did, and whether it is what the oracle predicted.
+pub fn run_line(mechanism: &str, r: &crate::runner::RunResult) -> String {
+    let what = match (&r.skipped, r.observations.first()) {
+        (Some(why), _) => format!("skipped: {why}"),
+        (None, Some(o)) => {
+            let ups: Vec<String> = o.upstream_status.iter().map(u16::to_string).collect();
+            let status = o.status.map_or("no response".to_string(), |s| s.to_string());
+            format!("{} → {status} (\"{}\") {:.0} ms", o.method, ups.join(", "), o.latency_ms)
+        }
+        (None, None) => "no request ran".into(),
+    };
+    let word = if r.skipped.is_some() { "SKIP".to_string() } else { crate::report::pass_word(r.passed) };
+    let text = format!("{mechanism}: {what}");
+    let mut out = wrap(&text, 16);
+    out.replace_range(..16, &format!("  run {word}      ")[..]);
+    out
 }
 
 /// Words wrapped to 80 columns, each line indented by `indent`.

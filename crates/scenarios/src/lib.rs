@@ -14,14 +14,16 @@
 //! `oracle`, `verdict`, `setup` and `scenario` are pure: they import the
 //! models, labkit and each other only (tests/architecture.rs checks it).
 //! * [`timeline`], [`report`]: what the user reads.
+//! * [`diagnose`]: a user's error.log and access.log → mechanisms and fixes.
 //! * [`lab`]: the docker-compose lab's driver (`scenarios lab`).
 //! * [`matrix`]: sweeps of Go IdleTimeout × nginx keepalive_timeout × method.
 //! * [`Error`]: what stops a command before a verdict, and exit statuses.
 
 pub mod catalogue;
 pub mod check;
-pub mod lab;
+pub mod diagnose;
 mod error;
+pub mod lab;
 pub mod matrix;
 pub mod oracle;
 pub mod report;

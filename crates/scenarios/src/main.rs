@@ -18,6 +18,8 @@ EXAMPLES:
   scenarios explain write-timeout          mechanism and fix in prose
   scenarios all --junit report.xml         the whole catalogue, JUnit for CI
   scenarios idle-race --proxy nginx        the same scenario against real nginx
+  scenarios diagnose --error-log error.log --access-log access.log
+                                           which mechanism your 502s are, and the fix
   scenarios matrix --methods GET,POST      502 rates over IdleTimeout × keepalive_timeout
   scenarios conformance                    built-in emulators vs real nginx and Go
   scenarios lab --fault pause              the docker-compose lab: both proxies side by side, a 504
@@ -34,6 +36,10 @@ Exit status: 0 all expectations met, 1 an expectation failed, 2 bad usage or set
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Colour in the output: auto (on a terminal, unless NO_COLOR is set;
+    /// CLICOLOR_FORCE=1 forces it), always, never.
+    #[arg(long, value_enum, global = true, default_value = "auto")]
+    color: report::Color,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +64,15 @@ enum Cmd {
         /// Run the *.toml scenario files in DIR instead of the built-in catalogue.
         #[arg(long, value_name = "DIR")]
         catalogue: Option<PathBuf>,
+        /// Scenarios run at once, each on its own ports (1: one after the
+        /// other). Most of a scenario's time is waiting (handler sleeps,
+        /// idle timeouts), so they overlap well; results are printed in
+        /// catalogue order either way. Default: all at once on the
+        /// built-in emulators (measured: the same verdicts as one at a
+        /// time, with both cores busy too); one at a time when real nginx
+        /// or Go run (their timing under load changes some verdicts).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         #[command(flatten)]
         args: RunArgs,
     },
@@ -71,6 +86,18 @@ enum Cmd {
     /// exact values. Exit status 1 when one gives clients a 502, 504 or a
     /// cut response (a CI gate), 0 when all are safe, 2 for bad input.
     Check(CheckArgs),
+    /// Your error.log and access.log: which mechanism gave each 502, 504,
+    /// 499 and cut response, the evidence, and the fix.
+    ///
+    /// Reads nginx's error.log (every upstream [crit]/[error]/[warn]/[info]
+    /// line) and access.log (any log_format), joins them per request and
+    /// names the catalogue mechanism each failed or retried request fits
+    /// (`scenarios list`), with a confidence, the evidence, the fix, bursts
+    /// in time, and what the logs lack to decide. Files may be gzip. Exit
+    /// status 0 when the logs were read (whatever they show), 2 for bad
+    /// input (unreadable file, bad log format).
+    #[command(after_help = DIAGNOSE_EXAMPLES)]
+    Diagnose(DiagnoseArgs),
     /// 502 rates over Go IdleTimeout × nginx keepalive_timeout × method.
     Matrix(MatrixArgs),
     /// Every scenario on the built-in emulators and on real nginx (and real
@@ -187,6 +214,9 @@ struct ScenarioCli {
     name: String,
     #[command(flatten)]
     args: RunArgs,
+    /// Colour in the output: auto, always, never.
+    #[arg(long, value_enum)]
+    color: Option<report::Color>,
 }
 
 #[derive(Args)]
@@ -209,9 +239,16 @@ struct CheckArgs {
     /// Go's release: 1.19 (default) or 1.20 (any later one).
     #[arg(long, value_name = "VERSION", default_value = "1.19")]
     go_version: String,
-    /// nginx's defaults: legacy (≤ 1.29.6, e.g. Debian's 1.22), modern (≥ 1.29.7).
+    /// nginx's defaults: legacy (≤ 1.29.6, e.g. Debian's 1.22), modern
+    /// (≥ 1.29.7), or auto: from the version of --nginx PATH (else
+    /// $BADGATEWAY_NGINX, else the nginx on PATH or in /usr/sbin).
     #[arg(long, value_enum, default_value = "legacy")]
-    profile: nginx_model::Profile,
+    profile: ProfileChoice,
+    /// Also fail (exit 1) on mechanisms your code, deploys or load set off
+    /// ("exposed": a panic, a crash, a slow handler), not only on those
+    /// your settings cause ("FAILS").
+    #[arg(long)]
+    strict: bool,
     /// Also run each applicable mechanism with your settings and show the verdicts.
     #[arg(long)]
     run: bool,
@@ -221,8 +258,9 @@ struct CheckArgs {
     /// With --run: which upstream.
     #[arg(long, value_enum, default_value = "builtin", requires = "run")]
     upstream: UpstreamBackend,
-    /// With --run: this nginx binary (implies --proxy nginx).
-    #[arg(long, value_name = "PATH", requires = "run")]
+    /// This nginx binary: --profile auto reads its version, and --run runs
+    /// it (implies --proxy nginx).
+    #[arg(long, value_name = "PATH")]
     nginx: Option<PathBuf>,
     /// With --run: your own server as the upstream, 'CMD {addr}' (see `scenarios run --help`).
     #[arg(long, value_name = "CMD", requires = "run")]
@@ -230,6 +268,77 @@ struct CheckArgs {
     /// Write the findings as JSON to FILE ("-" for stdout).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// `--profile`: a release's defaults, or the installed nginx's.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ProfileChoice {
+    Legacy,
+    Modern,
+    Auto,
+}
+
+impl ProfileChoice {
+    /// The profile, and where it came from when `auto` read a binary.
+    fn resolve(self, nginx: Option<&Path>) -> Result<(nginx_model::Profile, Option<String>), Error> {
+        match self {
+            ProfileChoice::Legacy => Ok((nginx_model::Profile::Legacy, None)),
+            ProfileChoice::Modern => Ok((nginx_model::Profile::Modern, None)),
+            ProfileChoice::Auto => {
+                let p = harness::nginx::locate(nginx).map_err(|e| Error::Usage(format!("--profile auto needs an nginx binary: {e}")))?;
+                Ok((p.profile(), Some(p.describe())))
+            }
+        }
+    }
+}
+
+const DIAGNOSE_EXAMPLES: &str = "\
+EXAMPLES:
+  scenarios diagnose --error-log /var/log/nginx/error.log \\
+      --access-log /var/log/nginx/access.log     (access.log in `combined`)
+  scenarios diagnose --error-log error.log.1.gz --access-log access.log.1.gz \\
+      --nginx-conf /etc/nginx/nginx.conf          (its access_log's log_format)
+  scenarios diagnose --access-log access.log --log-format \\
+      '$remote_addr [$time_local] \"$request\" $status \"$upstream_status\"'
+
+Best evidence: $upstream_status, $upstream_response_time and $msec (or
+$time_local) in the log_format, and error_log at level error (info adds 499s).";
+
+#[derive(Args)]
+struct DiagnoseArgs {
+    /// nginx's error.log (plain or gzip).
+    #[arg(long, value_name = "FILE")]
+    error_log: Option<PathBuf>,
+    /// nginx's access.log (plain or gzip).
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
+    /// The access log's log_format text (default: nginx's `combined`).
+    #[arg(long, value_name = "TEXT", conflicts_with = "nginx_conf")]
+    log_format: Option<String>,
+    /// Take the log_format from the access_log of this nginx.conf (includes followed).
+    #[arg(long, value_name = "FILE")]
+    nginx_conf: Option<PathBuf>,
+    /// Write the diagnosis as JSON to FILE ("-" for stdout, instead of the text).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn run_diagnose(a: &DiagnoseArgs) -> Result<bool, Error> {
+    use scenarios::diagnose::{self, FormatFrom};
+    let format = match (&a.log_format, &a.nginx_conf) {
+        (Some(t), _) => FormatFrom::Text(t.clone()),
+        (None, Some(c)) => FormatFrom::NginxConf(c.clone()),
+        (None, None) => FormatFrom::Combined,
+    };
+    let report = diagnose::run_files(a.error_log.as_deref(), a.access_log.as_deref(), &format, diagnose::Options::default())?;
+    let to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if !to_stdout {
+        print!("{}", diagnose::render::text(&report));
+    }
+    if let Some(p) = &a.json {
+        write_out(p, &serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(true)
 }
 
 #[derive(Args)]
@@ -257,14 +366,40 @@ struct MatrixArgs {
     report: ReportArgs,
 }
 
-fn progress(i: usize, n: usize, what: &str) {
-    if std::io::stderr().is_terminal() {
-        let width = 30;
-        let done = width * i / n.max(1);
-        eprint!("\r\x1b[2K[{}{}] {i}/{n} {what}", "#".repeat(done), "-".repeat(width - done));
-        if i == n {
-            eprint!("\r\x1b[2K");
+/// A progress bar on stderr, drawn only on a terminal. Results printed
+/// through [`Progress::above`] appear above it, never glued to it; the bar
+/// is gone when this is dropped.
+struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    fn new() -> Progress {
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} {wide_msg}") {
+            bar.set_style(style.progress_chars("#>-"));
         }
+        Progress(bar)
+    }
+
+    /// `i` of `n` done, the last one `what`.
+    fn at(&self, i: usize, n: usize, what: &str) {
+        self.0.set_length(n as u64);
+        self.0.set_position(i as u64);
+        self.0.set_message(what.to_string());
+    }
+
+    /// Prints (to stdout) with the bar out of the way.
+    fn above(&self, print: impl FnOnce()) {
+        self.0.suspend(print)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -305,29 +440,55 @@ async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
     Ok(!r.failed())
 }
 
-async fn run_all(args: &RunArgs, dir: Option<&Path>) -> Result<bool, Error> {
+async fn run_all(args: &RunArgs, dir: Option<&Path>, jobs: Option<u16>) -> Result<bool, Error> {
     let opts = args.options()?;
     let all = match dir {
         Some(d) => catalogue::load_dir(d)?,
         None => catalogue::all()?,
     };
+    let emulators = opts.proxy == ProxyBackend::Builtin && opts.upstream == UpstreamBackend::Builtin;
+    let jobs = jobs.map_or(if emulators { all.len().max(1) } else { 1 }, usize::from);
     let started = Instant::now();
-    let mut results = Vec::new();
     let quiet_stdout = args.report.json_to_stdout();
-    for (i, s) in all.iter().enumerate() {
-        progress(i + 1, all.len(), &s.name);
-        let r = runner::run(s, &opts).await.map_err(|e| e.running(&s.name))?;
+    let print = |r: &RunResult| {
         if !quiet_stdout {
-            println!("{}", report::summary_line(&r));
+            println!("{}", report::summary_line(r));
             if r.failed() || args.timeline {
-                print!("{}", report::verdict(&r));
+                print!("{}", report::verdict(r));
             }
             if args.timeline && r.skipped.is_none() {
-                println!("{}", report::timeline(&r));
+                println!("{}", report::timeline(r));
             }
         }
-        results.push(r);
+    };
+    // Up to `jobs` scenarios at once; each result is printed as soon as
+    // every one before it in the catalogue is.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut running = tokio::task::JoinSet::new();
+    for (i, s) in all.iter().cloned().enumerate() {
+        let (gate, opts) = (gate.clone(), opts.clone());
+        running.spawn(async move {
+            let _slot = gate.acquire_owned().await;
+            let r = runner::run(&s, &opts).await.map_err(|e| e.running(&s.name));
+            (i, r)
+        });
     }
+    let mut slots: Vec<Option<RunResult>> = vec![None; all.len()];
+    let (mut printed, mut done) = (0, 0);
+    let bar = Progress::new();
+    while let Some(joined) = running.join_next().await {
+        // A panic in a run is a bug: it goes on as one.
+        let (i, r) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        slots[i] = Some(r?);
+        done += 1;
+        bar.at(done, all.len(), &all[i].name);
+        while let Some(Some(r)) = slots.get(printed) {
+            bar.above(|| print(r));
+            printed += 1;
+        }
+    }
+    drop(bar);
+    let results: Vec<RunResult> = slots.into_iter().flatten().collect();
     let wall = started.elapsed();
     let failed = results.iter().filter(|r| r.failed()).count();
     let ran = results.iter().filter(|r| r.skipped.is_none()).count();
@@ -355,7 +516,9 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
     }
     let opts = a.programs.options(a.proxy, a.upstream, scale)?;
     let started = Instant::now();
-    let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, progress).await?;
+    let bar = Progress::new();
+    let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, |i, n, what| bar.at(i, n, what)).await?;
+    drop(bar);
     println!("{}", matrix::render(&cells));
     println!(
         "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
@@ -380,8 +543,9 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
     let mut results = Vec::new();
     let mut rows = Vec::new();
     let mut disagreements = 0;
+    let bar = Progress::new();
     for (i, s) in all.iter().enumerate() {
-        progress(i + 1, all.len(), &s.name);
+        bar.at(i + 1, all.len(), &s.name);
         let mut runs = Vec::new();
         for (proxy, upstream) in CONFORMANCE_PAIRS {
             let r = runner::run(s, &RunOptions { proxy, upstream, scale, programs: programs.clone() }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
@@ -409,6 +573,7 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
         ));
         results.extend(runs);
     }
+    drop(bar);
     let wall = started.elapsed();
     if !a.json_to_stdout() {
         println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");
@@ -436,17 +601,28 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
     // Includes resolve against the main file's directory, as `nginx -c FILE`'s conf prefix.
     let prefix = a.nginx_conf.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let cfg = harness::read_nginx_conf(&a.nginx_conf, prefix).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
-    let resolved = nginx_model::resolve::resolve(&cfg, a.profile).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
+    let (profile, from) = a.profile.resolve(a.nginx.as_deref())?;
+    let resolved = nginx_model::resolve::resolve(&cfg, profile).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
     let targets = check::targets(&resolved, a.server.as_deref(), a.location.as_deref());
     if targets.is_empty() {
         return Err(Error::Usage(format!("{file}: no location with proxy_pass to an upstream{}", if a.server.is_some() || a.location.is_some() { " matches --server/--location" } else { "" })));
     }
     let quiet = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if !quiet {
+        let defaults = match profile {
+            nginx_model::Profile::Legacy => "nginx ≤ 1.29.6 defaults",
+            nginx_model::Profile::Modern => "nginx ≥ 1.29.7 defaults",
+        };
+        match &from {
+            Some(prog) => println!("{defaults}, as {prog} runs\n"),
+            None => println!("{defaults} (--profile auto reads your nginx's version)\n"),
+        }
+    }
     let mut all = Vec::new();
     let mut failing = false;
     for t in &targets {
         let findings = check::check(t, &go);
-        failing |= check::gate_fails(&findings);
+        failing |= check::gate_fails(&findings, a.strict);
         if !quiet {
             print!("{}", check::render(t, &go, &findings));
         }
@@ -456,13 +632,15 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
             let programs = ProgramArgs { nginx: a.nginx.clone(), go: None, upstream_cmd: a.upstream_cmd.clone() };
             let opts = programs.options(a.proxy, a.upstream, scenarios::scenario::DEFAULT_SCALE)?;
             for f in findings.iter().filter(|f| f.verdict != check::Verdict::CannotHappen) {
-                let Some(probe) = &f.probe else { continue };
-                let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;
-                if !quiet {
-                    println!("  run {:<26} {}", f.mechanism, report::summary_line(&r).trim());
+                for probe in &f.probes {
+                    let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;
+                    let method = &probe.requests[0].method;
+                    if !quiet {
+                        print!("{}", check::run_line(f.mechanism, &r));
+                    }
+                    runs.push(serde_json::json!({ "mechanism": f.mechanism, "method": method, "passed": r.passed, "skipped": r.skipped }));
+                    failing |= r.failed();
                 }
-                runs.push(serde_json::json!({ "mechanism": f.mechanism, "passed": r.passed, "skipped": r.skipped }));
-                failing |= r.failed();
             }
         }
         all.push(serde_json::json!({
@@ -477,12 +655,16 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
         }
     }
     if !quiet {
-        let n = all.iter().flat_map(|t| t["findings"].as_array().cloned().unwrap_or_default()).filter(|f| f["verdict"] == "applies").count();
-        println!("{} location(s), {n} mechanism(s) give clients a 502, 504 or a cut response{}", targets.len(), if n > 0 { " (exit 1)" } else { "" });
+        let count = |v: &str| all.iter().flat_map(|t| t["findings"].as_array().cloned().unwrap_or_default()).filter(|f| f["verdict"] == v).count();
+        let (n, exposed) = (count("applies"), count("exposed"));
+        println!("{} location(s): {n} mechanism(s) give clients a 502, 504 or a cut response{}", targets.len(), if n > 0 { " (exit 1)" } else { "" });
+        if exposed > 0 {
+            println!("{exposed} more if code, deploys or load set them off (exposed{})", if a.strict { ": --strict, exit 1" } else { "; --strict fails on them" });
+        }
         println!("mechanism and fix in prose: scenarios explain NAME");
     }
     if let Some(p) = &a.json {
-        write_out(p, &serde_json::to_string_pretty(&serde_json::json!({ "nginx_conf": file, "go": go, "locations": all }))?)?;
+        write_out(p, &serde_json::to_string_pretty(&serde_json::json!({ "nginx_conf": file, "profile": profile, "profile_from": from, "go": go, "locations": all }))?)?;
     }
     Ok(!failing)
 }
@@ -512,8 +694,9 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::List => list(),
         Cmd::Explain { name } => explain(&name),
         Cmd::Run { name, args } => run_one(&name, &args).await,
-        Cmd::All { catalogue, args } => run_all(&args, catalogue.as_deref()).await,
+        Cmd::All { catalogue, jobs, args } => run_all(&args, catalogue.as_deref(), jobs).await,
         Cmd::Check(a) => run_check(&a).await,
+        Cmd::Diagnose(a) => run_diagnose(&a),
         Cmd::Schema => {
             println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(scenarios::scenario::Scenario))?);
             Ok(true)
@@ -523,19 +706,52 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Lab(a) => scenarios::lab::command(&a).await,
         Cmd::Scenario(argv) => {
             let c = ScenarioCli::try_parse_from(std::iter::once("scenarios".to_string()).chain(argv))?;
+            if let Some(color) = c.color {
+                report::set_color(color);
+            }
             run_one(&c.name, &c.args).await
         }
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// `println!` panics when stdout's reader has gone (`scenarios list | head
+/// -1`): that is the reader's choice, not a failure. The panic unwinds
+/// (children the run started are stopped by their guards), is not printed,
+/// and the exit status is 0.
+fn is_broken_pipe(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("")
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
         .with_writer(std::io::stderr)
         .init();
-    match command(Cli::parse().cmd).await {
-        Ok(passed) => exit(passed),
-        Err(e) => e.report(),
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe(panic_text(info.payload())) {
+            report_panic(info);
+        }
+    }));
+    let cli = Cli::parse();
+    report::set_color(cli.color);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scenarios: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(command(cli.cmd))));
+    drop(rt);
+    match outcome {
+        Ok(Ok(passed)) => exit(passed),
+        Ok(Err(e)) => e.report(),
+        Err(payload) if is_broken_pipe(panic_text(payload.as_ref())) => ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
     }
 }

@@ -6,8 +6,30 @@ use crate::scenario::Expect;
 use std::fmt::Write;
 use std::io::IsTerminal;
 
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Decides, for the rest of the run, whether output is coloured.
+pub fn set_color(choice: Color) {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    let on = match choice {
+        Color::Always => true,
+        Color::Never => false,
+        // https://no-color.org and the CLICOLOR convention.
+        Color::Auto => !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) && (set("CLICOLOR_FORCE") || std::io::stdout().is_terminal()),
+    };
+    COLOR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn paint(ok: bool, s: &str) -> String {
-    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+    if COLOR.load(std::sync::atomic::Ordering::Relaxed) {
         format!("\x1b[{}m{s}\x1b[0m", if ok { "32" } else { "1;31" })
     } else {
         s.to_string()

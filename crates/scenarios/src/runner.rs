@@ -102,6 +102,22 @@ impl RunResult {
 /// start); expectation failures are in the result, and a scenario the
 /// backends cannot run is a result marked skipped, with the reason.
 pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, Error> {
+    run_inner(s, opts, None).await
+}
+
+/// Like [`run`], and copies the proxy's error.log and access.log (the lab's
+/// format, `harness::nginx::LAB_FORMAT`) into `keep` as `error.log` and
+/// `access.log` before the proxy goes away (empty files for a skipped run).
+pub async fn run_keeping_logs(s: &Scenario, opts: &RunOptions, keep: &std::path::Path) -> Result<RunResult, Error> {
+    run_inner(s, opts, Some(keep)).await
+}
+
+async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Path>) -> Result<RunResult, Error> {
+    if let Some(dir) = keep {
+        for name in [harness::nginx::ERROR_LOG, harness::nginx::ACCESS_LOG] {
+            std::fs::write(dir.join(name), "").map_err(|source| Error::Io { path: dir.join(name), source })?;
+        }
+    }
     let factor = opts.scale;
     let go_cfg = go_config(s, factor);
     if let Err(why) = opts.upstream.supports(&go_cfg, s.workload.action, &opts.programs) {
@@ -126,6 +142,11 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunResult, Error> {
     // their logs tell, so builtin runs are richer).
     let backend_timeline = [proxy.timeline(), upstream.timeline()];
     let programs = (proxy.program(), upstream.program());
+    if let (Some(dir), Some((error_log, access_log))) = (keep, proxy.log_files()) {
+        for (from, name) in [(error_log, harness::nginx::ERROR_LOG), (access_log, harness::nginx::ACCESS_LOG)] {
+            std::fs::copy(&from, dir.join(name)).map_err(|source| Error::Io { path: from.clone(), source })?;
+        }
+    }
     drop(proxy);
     upstream.stop().await;
     let (observations, mut timeline) = match driven {

@@ -161,6 +161,13 @@ pub struct NginxSettings {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub location_conf: Option<Spanned<String>>,
+    /// `upstream_conf` read from a file (a path relative to the scenario
+    /// file): the text you include in your own `upstream` block.
+    #[serde(default)]
+    pub upstream_conf_file: Option<String>,
+    /// `location_conf` read from a file (relative to the scenario file).
+    #[serde(default)]
+    pub location_conf_file: Option<String>,
 }
 
 /// What the workload does to the upstream after the warm-up (TOML:
@@ -486,11 +493,42 @@ impl Problem {
 }
 
 impl Scenario {
+    /// A scenario from its TOML text; `file` names it in errors, and
+    /// `*_conf_file` paths are relative to its directory.
     pub fn from_toml(src: &str, file: &str) -> Result<Scenario, Invalid> {
-        let s: Scenario = toml::from_str(src).map_err(|e| {
+        let mut s: Scenario = toml::from_str(src).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |r| line_col(src, r.start));
             Invalid { file: file.to_string(), line, column, field: field_at(src, line), msg: e.message().trim().to_string() }
         })?;
+        let at_key = |key: &str, msg: String| {
+            let (line, column) = line_col(src, key_offset(src, Some("nginx"), key).unwrap_or(0));
+            Invalid { file: file.to_string(), line, column, field: Some(format!("nginx.{key}")), msg }
+        };
+        // Snippets from files: read here, checked below like inline text,
+        // errors named at their own file and line.
+        let mut from_files = Vec::new();
+        let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+        let n = &mut s.nginx;
+        for (key, path, text) in [
+            ("upstream_conf_file", &n.upstream_conf_file, &mut n.upstream_conf),
+            ("location_conf_file", &n.location_conf_file, &mut n.location_conf),
+        ] {
+            let Some(path) = path else { continue };
+            if text.is_some() {
+                return Err(at_key(key, format!("set {} or {key}, not both", key.trim_end_matches("_file"))));
+            }
+            let full = dir.join(path);
+            let body = std::fs::read_to_string(&full).map_err(|e| at_key(key, format!("cannot read {}: {e}", full.display())))?;
+            *text = Some(Spanned::new(0..0, body));
+            from_files.push((key.trim_end_matches("_file"), key, full));
+        }
+        if !from_files.is_empty() {
+            if let Err(e) = crate::setup::nginx_snippets(&s.nginx) {
+                if let Some((_, key, full)) = from_files.iter().find(|(k, _, _)| *k == e.place.0) {
+                    return Err(Invalid { file: full.display().to_string(), line: e.place.1, column: 1, field: Some(format!("nginx.{key}")), msg: e.msg });
+                }
+            }
+        }
         s.validate(src).map_err(|p| {
             let at = p.at.or_else(|| key_offset(src, p.table, p.key)).unwrap_or(0);
             let (line, column) = line_col(src, at);
@@ -599,10 +637,23 @@ mod tests {
         .unwrap();
         let addrs = ["127.0.0.1:9".parse().unwrap()];
         let listen = "127.0.0.1:8".parse().unwrap();
+        // What the model runs (positions in the file aside).
+        let resolved = |c: &nginx_model::conf::Config| {
+            let r = nginx_model::resolve::resolve(c, nginx_model::Profile::Legacy).unwrap();
+            (r.upstreams[0].keepalive, r.servers[0].locations.clone())
+        };
         for scale in [1.0, 0.02] {
             let (a, b) = (crate::setup::nginx_config(&sugar, &addrs, listen, scale), crate::setup::nginx_config(&text, &addrs, listen, scale));
-            assert_eq!(a.render(), b.render(), "scale {scale}");
+            // The same settings, for the oracle and for the proxy, which
+            // reads the rendered file as nginx does.
+            assert_eq!(resolved(&a), resolved(&b), "scale {scale}");
+            let back = nginx_model::conf::parse(&b.render(), "rendered").unwrap();
+            assert_eq!(resolved(&back), resolved(&b), "scale {scale}");
         }
+        // nginx gets the text as written, times at run scale.
+        let r = crate::setup::nginx_config(&text, &addrs, listen, 0.02).render();
+        assert!(r.contains("keepalive 16;\nkeepalive_timeout 1200ms;\n"), "{r}");
+        assert!(r.contains("proxy_http_version 1.1;\nproxy_set_header Connection \"\";\nproxy_read_timeout 60ms;\nproxy_next_upstream error timeout;\n"), "{r}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::scenario::{parse_duration, scale, Action, GoSettings, NginxSettings, Scenario};
 use go_model::{IdleRace, ServerConfig};
-use nginx_model::conf::{Config, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
+use nginx_model::conf::{Config, Ctx, Location, ProxyDirectives, Server, Upstream, UpstreamServer};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -106,6 +106,11 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
     // Read when the scenario was; an error cannot get here.
     let snippets = nginx_snippets(n).unwrap_or_default();
     let scaled = |d: Option<Duration>| d.map(|d| scale(d, factor));
+    // The text itself goes to nginx (and back to the proxy through the
+    // rendered file), its times rewritten at run scale.
+    let verbatim = |text: &Option<toml::Spanned<String>>, key: &str, ctx: Ctx| {
+        text.as_ref().and_then(|t| nginx_model::conf::rescale_times(t.get_ref(), key, ctx, |d| scale(d, factor)).ok())
+    };
     let proxy = match snippets.location {
         Some(p) => ProxyDirectives {
             pass: Some("http://go_upstream".into()),
@@ -134,6 +139,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
             servers,
             keepalive_timeout: scaled(u.keepalive_timeout),
             keepalive_time: scaled(u.keepalive_time),
+            verbatim: verbatim(&n.upstream_conf, "upstream_conf", Ctx::Upstream),
             pos: Default::default(),
             ..u
         },
@@ -144,6 +150,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
             keepalive_timeout: nginx_dur(&n.keepalive_timeout, factor),
             keepalive_requests: None,
             keepalive_time: None,
+            verbatim: None,
             pos: Default::default(),
         },
     };
@@ -151,7 +158,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
         upstreams: vec![upstream],
         servers: vec![Server {
             listen: vec![listen.to_string()],
-            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, pos: Default::default() }],
+            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, verbatim: verbatim(&n.location_conf, "location_conf", Ctx::Location), pos: Default::default() }],
             ..Server::default()
         }],
         ..Config::default()

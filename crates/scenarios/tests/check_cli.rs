@@ -74,3 +74,46 @@ fn bad_input_is_exit_2_with_the_place() {
     let o = scenarios(&["check", "--nginx-conf", fixture().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "--go is required: {}", text(&o));
 }
+
+/// `--profile auto` reads the version of the nginx it is given: a modern
+/// nginx caches connections to every explicit upstream (keepalive 32), so
+/// the idle race applies there and not on 1.22.
+#[test]
+fn profile_auto_follows_the_nginx_binary() {
+    let conf = scratch("nokeepalive.conf", "events {}\nhttp {\n  upstream app { server 127.0.0.1:9000; }\n  server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n");
+    let fake = |version: &str| {
+        let p = scratch(&format!("nginx-{version}"), &format!("#!/bin/sh\necho 'nginx version: nginx/{version}' >&2\necho 'configure arguments: --prefix=/opt' >&2\n"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    for (version, want, code) in [("1.29.8", "applies", 1), ("1.22.1", "cannot-happen", 0)] {
+        let nginx = fake(version);
+        let o = scenarios(&["check", "--nginx-conf", conf.to_str().unwrap(), "--go", "IdleTimeout=5s", "--profile", "auto", "--nginx", nginx.to_str().unwrap(), "--json", "-"]);
+        assert_eq!(o.status.code(), Some(code), "{version}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+        let race = v["locations"][0]["findings"].as_array().unwrap().iter().find(|f| f["mechanism"] == "idle-race").cloned().unwrap();
+        assert_eq!(race["verdict"], want, "{version}: {race}");
+        assert!(v["profile_from"].as_str().unwrap().contains(version), "{v}");
+    }
+    let o = scenarios(&["check", "--nginx-conf", conf.to_str().unwrap(), "--go", "IdleTimeout=5s", "--profile", "auto", "--nginx", "/bin/true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--profile auto needs an nginx binary"), "{}", text(&o));
+}
+
+/// What your code or deploys set off is listed, with its trigger, and
+/// fails the gate only with --strict.
+#[test]
+fn exposed_mechanisms_gate_only_with_strict() {
+    let conf = std::fs::read_to_string(fixture()).unwrap().replace("keepalive 16;", "keepalive 16;\n        keepalive_timeout 4s;");
+    let f = scratch("strict.conf", &conf);
+    let args = ["check", "--nginx-conf", f.to_str().unwrap(), "--go", "IdleTimeout=5s", "--json", "-"];
+    let o = scenarios(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = v["locations"][0]["findings"].as_array().unwrap();
+    let panic = findings.iter().find(|f| f["mechanism"] == "panic").unwrap();
+    assert_eq!((&panic["verdict"], &panic["trigger"], &panic["mechanism_id"]), (&"exposed".into(), &"code".into(), &"handler-panic".into()), "{panic}");
+    let o = scenarios(&[&args[..], &["--strict"]].concat());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

@@ -128,6 +128,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 server_params,
                 upstream_conf: None,
                 location_conf: None,
+                upstream_conf_file: None,
+                location_conf_file: None,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real

@@ -70,3 +70,38 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The nginx side as files: the text reaches nginx as written (times at
+/// run scale), and an error in it names the snippet file and its line.
+#[test]
+fn nginx_conf_files_reach_nginx_as_written() {
+    let file = examples().join("my-idle-race-fixed.toml");
+    let s = scenarios::catalogue::load_file(&file).unwrap();
+    let listen = "127.0.0.1:8".parse().unwrap();
+    let rendered = scenarios::setup::nginx_config(&s, &["127.0.0.1:9".parse().unwrap()], listen, 0.02).render();
+    let location = std::fs::read_to_string(examples().join("conf/location.conf")).unwrap();
+    // Every byte as written but the times, at scale 0.02.
+    assert!(rendered.contains(&location.replace("proxy_read_timeout 30s;", "proxy_read_timeout 600ms;")), "{rendered}");
+    let upstream = std::fs::read_to_string(examples().join("conf/upstream-fixed.conf")).unwrap();
+    assert!(rendered.contains(&upstream.replace("keepalive_timeout 4s;", "keepalive_timeout 80ms;")), "{rendered}");
+
+    let dir = tempdir("conf-file");
+    std::fs::write(dir.join("u.conf"), "keepalive 16;\n# fine so far\nkeepalive_timeout 5x;\n").unwrap();
+    let head = "name='x'\ntitle='t'\nmechanism='m'\nexplanation='e'\nfix='f'\n[nginx]\n";
+    let req = "[[request]]\npath='/ok'\n[request.expect]\n";
+    let f = dir.join("x.toml");
+    std::fs::write(&f, format!("{head}upstream_conf_file='u.conf'\n{req}")).unwrap();
+    let o = scenarios(&["run", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let want = format!("{}:3:1: nginx.upstream_conf_file: \"keepalive_timeout\" directive invalid value", dir.join("u.conf").display());
+    assert!(text(&o).contains(&want), "{}\nwant {want}", text(&o));
+    for (extra, want) in [
+        ("upstream_conf_file='absent.conf'\n", "x.toml:7:1: nginx.upstream_conf_file: cannot read"),
+        ("upstream_conf='keepalive 2;'\nupstream_conf_file='u.conf'\n", "x.toml:8:1: nginx.upstream_conf_file: set upstream_conf or upstream_conf_file, not both"),
+    ] {
+        std::fs::write(&f, format!("{head}{extra}{req}")).unwrap();
+        let o = scenarios(&["run", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(want), "{}\nwant {want}", text(&o));
+    }
+}

@@ -27,8 +27,8 @@ impl BuiltinProxy {
                 s.listen.clear();
             }
         }
-        // Read back the same text real nginx would get.
-        let mut parsed = conf::parse(&cfg.render(), &format!("{label}.conf"))?;
+        // Read back the same text real nginx would get, with the same logs.
+        let mut parsed = conf::parse(&crate::nginx::lab_logs(cfg.clone()).render(), &format!("{label}.conf"))?;
         // Scaled runs use sub-second fail_timeouts, which nginx.conf cannot
         // state (seconds only; rendered rounded up): keep the lab's value.
         for (pu, u) in parsed.upstreams.iter_mut().zip(&cfg.upstreams) {
@@ -84,6 +84,10 @@ impl ProxyUnderTest for BuiltinProxy {
 
     fn timeline(&self) -> Vec<TimelineEntry> {
         timeline_of(&self.proxy.events().snapshot())
+    }
+
+    fn log_files(&self) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+        Some((self._dir.path().join(crate::nginx::ERROR_LOG), self._dir.path().join(crate::nginx::ACCESS_LOG)))
     }
 }
 

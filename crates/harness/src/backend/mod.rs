@@ -224,6 +224,13 @@ pub trait ProxyUnderTest: Send + Sync {
         None
     }
 
+    /// Its error.log and access.log files (the lab's format,
+    /// [`crate::nginx::LAB_FORMAT`]), for readers of the raw logs
+    /// (`scenarios diagnose`'s tests); `None` if it writes none.
+    fn log_files(&self) -> Option<(PathBuf, PathBuf)> {
+        None
+    }
+
     /// Timeline entries for error-log lines read at `read_at`, for a proxy
     /// whose [`timeline`](Self::timeline) does not already hold them.
     fn error_timeline(&self, _lines: &[String], _read_at: Duration) -> Vec<TimelineEntry> {

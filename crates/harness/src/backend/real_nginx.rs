@@ -54,6 +54,10 @@ impl ProxyUnderTest for NginxProxy {
         self.nginx.error_log()
     }
 
+    fn log_files(&self) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+        Some((self.nginx.prefix.join(nginx::ERROR_LOG), self.nginx.prefix.join(nginx::ACCESS_LOG)))
+    }
+
     fn access_entries(&self) -> Vec<AccessRecord> {
         self.nginx
             .access_log()
