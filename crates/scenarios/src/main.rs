@@ -399,7 +399,11 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        // A print that panicked inside `above` (stdout's reader gone) left
+        // the bar's lock poisoned: leave the bar be, the unwinding goes on.
+        if !std::thread::panicking() {
+            self.0.finish_and_clear();
+        }
     }
 }
 
@@ -434,7 +438,7 @@ async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
         if !args.no_timeline && r.skipped.is_none() {
             println!("timeline:\n{}", report::timeline(&r));
         }
-        println!("why: {}\n\nfix: {}", s.explanation.trim(), s.fix.trim());
+        print!("{}\n{}", report::paragraph("why: ", s.explanation.trim()), report::paragraph("fix: ", s.fix.trim()));
     }
     write_reports(&args.report, std::slice::from_ref(&r), started.elapsed().as_secs_f64() * 1e3, name)?;
     Ok(!r.failed())
@@ -682,7 +686,9 @@ fn list() -> Result<bool, Error> {
 
 fn explain(name: &str) -> Result<bool, Error> {
     let s = catalogue::resolve(name)?;
-    println!("{} — {}\nmechanism: {}\n\nHow it happens:\n{}\n\nFix:\n{}", s.name, s.title, s.mechanism, s.explanation.trim(), s.fix.trim());
+    print!("{}", report::paragraph("", &format!("{} — {}", s.name, s.title)));
+    println!("mechanism: {}\n", s.mechanism);
+    print!("{}\n{}", report::paragraph("how it happens: ", s.explanation.trim()), report::paragraph("fix: ", s.fix.trim()));
     if let Some(of) = &s.remedy_of {
         println!("\nRemedy of: {of}");
     }
@@ -739,6 +745,7 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     report::set_color(cli.color);
+    report::set_width(report::detect_width());
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

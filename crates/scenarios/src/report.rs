@@ -28,6 +28,87 @@ pub fn set_color(choice: Color) {
     COLOR.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+static WIDTH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(80);
+
+/// The columns text output fits: the terminal's when stdout is one, else
+/// $COLUMNS, else 80.
+pub fn detect_width() -> usize {
+    if std::io::stdout().is_terminal() {
+        if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size() {
+            return usize::from(w).max(60);
+        }
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()).filter(|&w: &usize| w >= 60).unwrap_or(80)
+}
+
+/// Sets the width [`verdict`], [`summary_line`] and [`timeline`] fit.
+pub fn set_width(w: usize) {
+    WIDTH.store(w.max(60), std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn width() -> usize {
+    WIDTH.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `s` in at most `w` characters, cut with "…".
+pub fn fit(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(w.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Words in lines of at most `w` characters (a word longer than a line
+/// is cut into pieces).
+pub fn wrap_words(text: &str, w: usize) -> Vec<String> {
+    let w = w.max(8);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word.to_string();
+        while word.chars().count() > w {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            let head: String = word.chars().take(w).collect();
+            word = word.chars().skip(w).collect();
+            lines.push(head);
+        }
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > w {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `text` wrapped to the output width, every line indented by `indent`
+/// and the first one starting with `first` (e.g. "expect ").
+fn block(first: &str, text: &str, indent: usize) -> String {
+    let room = width().saturating_sub(indent + first.chars().count());
+    let mut out = String::new();
+    for (i, l) in wrap_words(text, room).into_iter().enumerate() {
+        let lead = if i == 0 { first.to_string() } else { " ".repeat(first.chars().count()) };
+        let _ = writeln!(out, "{}{lead}{l}", " ".repeat(indent));
+    }
+    out
+}
+
+/// A scenario's prose (explanation, fix) under a label, wrapped to the
+/// output width.
+pub fn paragraph(label: &str, text: &str) -> String {
+    block(label, text, 0)
+}
+
 fn paint(ok: bool, s: &str) -> String {
     if COLOR.load(std::sync::atomic::Ordering::Relaxed) {
         format!("\x1b[{}m{s}\x1b[0m", if ok { "32" } else { "1;31" })
@@ -77,26 +158,25 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     // "?": the upstream cannot tell (a user's own server); not checked.
     let show = |r: &Option<u64>| r.map_or("?".to_string(), |n| n.to_string());
     let runs = if runs.len() == 1 { show(&runs[0]) } else { format!("[{}]", runs.iter().map(show).collect::<Vec<_>>().join(", ")) };
-    let mut line = format!(
-        "  {:<5}{:<32} ×{:<3} expect {:<32} got {statuses} \"{upstream}\"{} handler×{runs}{}  {}",
-        v.method,
-        v.path,
-        v.count,
-        expect_text(&v.expect),
+    let got = format!(
+        "{statuses} \"{upstream}\" handler×{runs}{}{}",
         if errors.is_empty() { String::new() } else { format!(" [{errors}]") },
         if v.retried > 0 { format!(" retried×{}", v.retried) } else { String::new() },
-        pass_word(v.passed)
     );
+    let target = fit(&v.path, width().saturating_sub(22));
+    let mut line = format!("  {}  {:<5}{target} ×{}\n", pass_word(v.passed), v.method, v.count);
+    line.push_str(&block("expect ", &expect_text(&v.expect), 8));
+    line.push_str(&block("got    ", &got, 8));
     for m in v.mismatches.iter().take(5) {
-        let _ = write!(line, "\n        {m}");
+        line.push_str(&block("✗ ", m, 8));
     }
     if v.mismatches.len() > 5 {
-        let _ = write!(line, "\n        … {} more", v.mismatches.len() - 5);
+        let _ = writeln!(line, "        … {} more", v.mismatches.len() - 5);
     }
     for u in &v.unchecked {
-        let _ = write!(line, "\n        not checked: {u}");
+        line.push_str(&block("not checked: ", u, 8));
     }
-    line
+    line.trim_end_matches('\n').to_string()
 }
 
 /// Expectations no group of the run could check.
@@ -116,12 +196,13 @@ pub fn backends(r: &RunResult) -> String {
 
 /// A run's timeline, with its backends' names over the lanes.
 pub fn timeline(r: &RunResult) -> String {
-    crate::timeline::render(&r.timeline, r.proxy.name(), r.upstream.name())
+    crate::timeline::render(&r.timeline, r.proxy.name(), r.upstream.name(), width())
 }
 
 /// The verdict block of one run.
 pub fn verdict(r: &RunResult) -> String {
-    let mut s = format!("{} — {}\n  {}\n", r.scenario, r.title, backends(r));
+    let mut s = block("", &format!("{} — {}", r.scenario, r.title), 0);
+    s.push_str(&block("", &backends(r), 2));
     if let Some(why) = &r.skipped {
         let _ = writeln!(s, "  SKIP: {why}");
         return s;
@@ -138,20 +219,17 @@ pub fn verdict(r: &RunResult) -> String {
 /// One line per run, for `all`.
 pub fn summary_line(r: &RunResult) -> String {
     if let Some(why) = &r.skipped {
-        return format!("  SKIP  {:<32} {why}", r.scenario);
+        let head = format!("  SKIP  {:<32} ", r.scenario);
+        let room = width().saturating_sub(head.chars().count());
+        return format!("{head}{}", fit(why, room));
     }
     let n = r.observations.len();
     let u = unchecked(r);
-    format!(
-        "  {}  {:<32} {:>3} req  {:>3} × 502  {:>7.0} ms  {}{}",
-        pass_word(r.passed),
-        r.scenario,
-        n,
-        r.count_status(502),
-        r.wall_ms,
-        r.title,
-        if u > 0 { format!(" ({u} expectation(s) not checked)") } else { String::new() }
-    )
+    let head = format!("  {}  {:<32} {:>3} req  {:>3} × 502  {:>6.0} ms  ", "PASS", r.scenario, n, r.count_status(502), r.wall_ms);
+    let room = width().saturating_sub(head.chars().count());
+    let title = format!("{}{}", r.title, if u > 0 { format!(" ({u} expectation(s) not checked)") } else { String::new() });
+    // The words are measured before the colour codes go in.
+    head.replacen("PASS", &pass_word(r.passed), 1) + &fit(&title, room)
 }
 
 pub fn json(results: &[RunResult], wall_ms: f64) -> serde_json::Result<String> {

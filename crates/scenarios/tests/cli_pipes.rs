@@ -33,6 +33,7 @@ fn a_closed_stdout_is_exit_0_without_a_panic() {
         &["schema"],
         &["check", "--nginx-conf", conf, "--go", "IdleTimeout=5s"],
         &["panic", "--no-timeline"],
+        &["all", "--jobs", "2", "--catalogue", concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/scenarios")],
     ] {
         let (code, err) = closed_stdout(args);
         assert_eq!(code, Some(0), "scenarios {args:?}: {err}");
@@ -79,4 +80,24 @@ fn colour_follows_the_flag_and_the_environment() {
     assert!(coloured(&run, &[("CLICOLOR_FORCE", "1")]));
     assert!(!coloured(&run, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]));
     assert!(!coloured(&[&run[..], &["--color", "never"]].concat(), &[("CLICOLOR_FORCE", "1")]));
+}
+
+/// Output fits the width it is given: $COLUMNS when stdout is not a
+/// terminal (80 by default), the terminal's otherwise.
+#[test]
+fn output_fits_80_and_uses_200_columns() {
+    let widest = |columns: &str, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).env("COLUMNS", columns).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| l.chars().count()).max().unwrap_or(0)
+    };
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/scenarios");
+    for args in [&["idle-race"][..], &["explain", "idle-race"], &["all", "--catalogue", examples], &["write-timeout-keepalive"]] {
+        let narrow = widest("80", args);
+        assert!(narrow <= 80, "{args:?}: {narrow} columns at COLUMNS=80");
+        let wide = widest("200", args);
+        assert!(wide <= 200, "{args:?}: {wide} columns at COLUMNS=200");
+    }
+    // The room is used: the timeline's lanes widen.
+    assert!(widest("200", &["idle-race"]) > 80);
 }
