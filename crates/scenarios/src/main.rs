@@ -122,6 +122,10 @@ struct ReportArgs {
     /// Duration multiplier (article scale → run scale).
     #[arg(long, default_value_t = scenarios::scenario::DEFAULT_SCALE)]
     scale: f64,
+    /// A run that was skipped (these backends cannot run the scenario)
+    /// fails the command (exit 1) instead of being reported and passed over.
+    #[arg(long)]
+    fail_on_skip: bool,
 }
 
 impl ReportArgs {
@@ -441,6 +445,10 @@ async fn run_one(name: &str, args: &RunArgs) -> Result<bool, Error> {
         print!("{}\n{}", report::paragraph("why: ", s.explanation.trim()), report::paragraph("fix: ", s.fix.trim()));
     }
     write_reports(&args.report, std::slice::from_ref(&r), started.elapsed().as_secs_f64() * 1e3, name)?;
+    if let (Some(why), true) = (&r.skipped, args.report.fail_on_skip) {
+        eprintln!("scenarios: {name} was skipped ({why}): --fail-on-skip");
+        return Ok(false);
+    }
     Ok(!r.failed())
 }
 
@@ -506,6 +514,10 @@ async fn run_all(args: &RunArgs, dir: Option<&Path>, jobs: Option<u16>) -> Resul
         );
     }
     write_reports(&args.report, &results, wall.as_secs_f64() * 1e3, "scenarios all")?;
+    if args.report.fail_on_skip && ran < results.len() {
+        eprintln!("scenarios: {} skipped: --fail-on-skip", results.len() - ran);
+        return Ok(false);
+    }
     Ok(failed == 0)
 }
 

@@ -101,3 +101,18 @@ fn output_fits_80_and_uses_200_columns() {
     // The room is used: the timeline's lanes widen.
     assert!(widest("200", &["idle-race"]) > 80);
 }
+
+/// A skip is reported, and with --fail-on-skip it fails the command.
+#[test]
+fn fail_on_skip_turns_a_skip_into_exit_1() {
+    let run = |extra: &[&str]| {
+        let args = [&["idle-race", "--no-timeline", "--upstream-cmd", "true {addr}"][..], extra].concat();
+        Command::new(env!("CARGO_BIN_EXE_scenarios")).args(&args).output().unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SKIP: your server cannot run the deterministic idle race"));
+    let o = run(&["--fail-on-skip"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--fail-on-skip"));
+}
