@@ -232,46 +232,98 @@ pub fn summary_line(r: &RunResult) -> String {
     head.replacen("PASS", &pass_word(r.passed), 1) + &fit(&title, room)
 }
 
+/// The version of the JSON report's shape: bumped when a field changes
+/// meaning or goes away (new fields may appear without it).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Durations in a report: the expectations are at the articles' scale
+/// ("WriteTimeout 3s"); observations, timelines and wall times are what the
+/// run measured, at `scale` times that.
+const SCALE_NOTE: &str = "expectations and scenario settings are at article scale; observations (latency_ms, gap_ms, upstream_response_time), timelines (at_ms) and wall_ms are at run scale = article scale × scale";
+
 pub fn json(results: &[RunResult], wall_ms: f64) -> serde_json::Result<String> {
     // Skipped runs are counted apart: "passed" says no run failed.
     let passed = !results.iter().any(RunResult::failed);
     let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
     serde_json::to_string_pretty(&serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "tool": { "name": "badgateway-lab scenarios", "version": env!("CARGO_PKG_VERSION") },
+        "scales": SCALE_NOTE,
         "passed": passed,
+        "ran": results.len() - skipped,
         "skipped": skipped,
         "wall_ms": wall_ms,
         "runs": results,
     }))
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// This machine's name, for JUnit's `hostname` (empty when unknown).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
+/// A JUnit XML report: one `<testsuite>` per backend pair, the backends,
+/// programs, scale and tool version as properties, a timestamp and the
+/// host; a failed run's verdict and timeline in its `<system-out>`, a
+/// skip as `<skipped>` with the reason (never a pass).
 pub fn junit(results: &[RunResult], suite: &str) -> String {
-    let failures = results.iter().filter(|r| r.failed()).count();
-    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
-    let total: f64 = results.iter().map(|r| r.wall_ms).sum::<f64>() / 1e3;
-    let mut s = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{total:.3}\">\n",
-        xml(suite),
-        results.len()
-    );
+    use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+    let now = chrono::Local::now().fixed_offset();
+    let mut report = Report::new(suite);
+    report.set_timestamp(now);
+    let mut pairs: Vec<(String, Vec<&RunResult>)> = Vec::new();
     for r in results {
-        let class = format!("{:?}-{:?}", r.proxy, r.upstream).to_lowercase();
-        let _ = write!(s, "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"", xml(&class), xml(&r.scenario), r.wall_ms / 1e3);
-        if let Some(why) = &r.skipped {
-            let _ = writeln!(s, "><skipped message=\"{}\"/></testcase>", xml(why));
-        } else if r.passed && unchecked(r) > 0 {
-            let notes: Vec<String> = r.verdicts.iter().flat_map(|v| v.unchecked.iter().map(move |u| format!("{} {}: not checked: {u}", v.method, v.path))).collect();
-            let _ = writeln!(s, "><system-out>{}</system-out></testcase>", xml(&notes.join("\n")));
-        } else if r.passed {
-            s.push_str("/>\n");
-        } else {
-            let msg: Vec<String> = r.verdicts.iter().flat_map(|v| v.mismatches.iter().map(move |m| format!("{} {}: {m}", v.method, v.path))).collect();
-            let _ = writeln!(s, "><failure message=\"{}\">{}</failure></testcase>", xml(msg.first().map(String::as_str).unwrap_or("failed")), xml(&msg.join("\n")));
+        let pair = format!("{}→{}", r.proxy.name(), r.upstream.name());
+        match pairs.iter_mut().find(|(p, _)| *p == pair) {
+            Some((_, v)) => v.push(r),
+            None => pairs.push((pair, vec![r])),
         }
     }
-    s.push_str("</testsuite>\n</testsuites>\n");
-    s
+    let host = hostname();
+    for (pair, runs) in pairs {
+        let mut ts = TestSuite::new(format!("{suite}: {pair}"));
+        ts.set_timestamp(now);
+        ts.set_time(std::time::Duration::from_secs_f64(runs.iter().map(|r| r.wall_ms).sum::<f64>() / 1e3));
+        if !host.is_empty() {
+            ts.extra.insert("hostname".into(), host.clone().into());
+        }
+        let first = runs[0];
+        let programs = |p: &Option<String>, fallback: &str| p.clone().unwrap_or_else(|| fallback.to_string());
+        ts.add_properties([
+            Property::new("tool.version", env!("CARGO_PKG_VERSION")),
+            Property::new("scale", first.scale.to_string()),
+            Property::new("proxy", first.proxy.description()),
+            Property::new("upstream", first.upstream.description()),
+            Property::new("proxy.program", programs(&first.proxy_program, "built-in")),
+            Property::new("upstream.program", programs(&first.upstream_program, "built-in")),
+        ]);
+        for r in runs {
+            let status = if let Some(why) = &r.skipped {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(why.as_str());
+                s
+            } else if r.passed {
+                TestCaseStatus::success()
+            } else {
+                let msg: Vec<String> = r.verdicts.iter().flat_map(|v| v.mismatches.iter().map(move |m| format!("{} {}: {m}", v.method, v.path))).collect();
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(msg.first().cloned().unwrap_or_else(|| "failed".into()));
+                s.set_type("expectation");
+                s.set_description(msg.join("\n"));
+                s
+            };
+            let mut tc = TestCase::new(r.scenario.as_str(), status);
+            tc.set_classname(format!("{:?}-{:?}", r.proxy, r.upstream).to_lowercase());
+            tc.set_time(std::time::Duration::from_secs_f64(r.wall_ms / 1e3));
+            if r.failed() {
+                tc.set_system_out(format!("{}\n{}", verdict(r), timeline(r)));
+            } else if unchecked(r) > 0 {
+                let notes: Vec<String> = r.verdicts.iter().flat_map(|v| v.unchecked.iter().map(move |u| format!("{} {}: not checked: {u}", v.method, v.path))).collect();
+                tc.set_system_out(notes.join("\n"));
+            }
+            ts.add_test_case(tc);
+        }
+        report.add_test_suite(ts);
+    }
+    report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
 }

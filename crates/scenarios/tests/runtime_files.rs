@@ -105,3 +105,31 @@ fn nginx_conf_files_reach_nginx_as_written() {
         assert!(text(&o).contains(want), "{}\nwant {want}", text(&o));
     }
 }
+
+/// JUnit for CI: properties, timestamp and host per backend pair; a failed
+/// run carries its verdict and timeline; a skip is `<skipped>` with the
+/// reason, never a pass. The JSON report says its schema version and scales.
+#[test]
+fn reports_carry_context_and_never_count_a_skip_as_a_pass() {
+    let dir = tempdir("reports");
+    let wrong = std::fs::read_to_string(examples().join("my-idle-race.toml")).unwrap().replace("status = 502", "status = 201");
+    std::fs::write(dir.join("wrong.toml"), wrong.replace("name = \"my-idle-race\"", "name = \"wrong\"")).unwrap();
+    let junit = dir.join("r.xml");
+    let json = dir.join("r.json");
+    let o = scenarios(&["run", dir.join("wrong.toml").to_str().unwrap(), "--junit", junit.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let x = std::fs::read_to_string(&junit).unwrap();
+    for want in ["<property name=\"scale\" value=\"0.02\"/>", "<property name=\"proxy\"", "timestamp=\"", "hostname=\"", "<failure message=\"POST /ok: request 1: status 502, expected 201\"", "<system-out>", "premature-close", "client"] {
+        assert!(x.contains(want), "{want} missing from\n{x}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!((v["schema_version"].as_u64(), v["passed"].as_bool(), v["ran"].as_u64()), (Some(2), Some(false), Some(1)), "{v}");
+    assert!(v["scales"].as_str().unwrap().contains("article scale"));
+
+    let o = scenarios(&["run", examples().join("my-idle-race.toml").to_str().unwrap(), "--upstream-cmd", "true {addr}", "--junit", junit.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("skipped=\"1\"") && x.contains("<skipped message=\"your server cannot run"), "{x}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!((v["ran"].as_u64(), v["skipped"].as_u64()), (Some(0), Some(1)), "{v}");
+}
