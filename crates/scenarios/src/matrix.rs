@@ -108,3 +108,35 @@ pub fn render(cells: &[Cell]) -> String {
     }
     s
 }
+
+/// A cell where nginx cannot hold a connection past Go's idle limit, yet
+/// clients got 502s or nginx retried: the model's premise is broken there.
+pub fn impossible_failures(c: &Cell) -> bool {
+    !c.race_possible && (c.client_502 > 0 || c.retried > 0)
+}
+
+/// The matrix as JUnit: one test case per cell, its rates in
+/// `<system-out>`; a cell fails only where the race cannot happen and
+/// still showed 502s or retries.
+pub fn junit(cells: &[Cell], properties: &[(&str, String)]) -> String {
+    use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut ts = TestSuite::new("scenarios matrix");
+    ts.set_timestamp(chrono::Local::now().fixed_offset());
+    ts.add_properties(properties.iter().map(|(k, v)| Property::new(*k, v.as_str())));
+    for c in cells {
+        let status = if impossible_failures(c) {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(format!("the race cannot happen here (keepalive_timeout {} < IdleTimeout {}), yet {} × 502 and {} retried", c.keepalive_timeout, c.idle_timeout, c.client_502, c.retried));
+            s
+        } else {
+            TestCaseStatus::success()
+        };
+        let mut tc = TestCase::new(format!("IdleTimeout={} keepalive_timeout={} {}", c.idle_timeout, c.keepalive_timeout, c.method), status);
+        tc.set_classname("matrix");
+        tc.set_system_out(format!("{} requests: {} × 502 at the client, {} retried; race possible: {}", c.requests, c.client_502, c.retried, c.race_possible));
+        ts.add_test_case(tc);
+    }
+    let mut report = Report::new("scenarios matrix");
+    report.add_test_suite(ts);
+    report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
+}

@@ -133,3 +133,16 @@ fn reports_carry_context_and_never_count_a_skip_as_a_pass() {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!((v["ran"].as_u64(), v["skipped"].as_u64()), (Some(0), Some(1)), "{v}");
 }
+
+/// `matrix --json -` prints only JSON, and `--junit` writes one case per cell.
+#[test]
+fn matrix_reports_are_written_and_json_on_stdout_is_only_json() {
+    let junit = tempdir("matrix").join("m.xml");
+    let o = scenarios(&["matrix", "--count", "2", "--idle-timeouts", "2s", "--keepalive-timeouts", "1s,3s", "--methods", "GET", "--json", "-", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["cells"].as_array().map(Vec::len), Some(2), "{v}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(x.matches("<testcase ").count(), 2, "{x}");
+    assert!(x.contains("IdleTimeout=2s keepalive_timeout=1s GET"), "{x}");
+}
