@@ -337,7 +337,7 @@ fn run_diagnose(a: &DiagnoseArgs) -> Result<bool, Error> {
     let report = diagnose::run_files(a.error_log.as_deref(), a.access_log.as_deref(), &format, diagnose::Options::default())?;
     let to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if !to_stdout {
-        print!("{}", diagnose::render::text(&report));
+        print!("{}", report::glyphs(&diagnose::render::text(&report)));
     }
     if let Some(p) = &a.json {
         write_out(p, &serde_json::to_string_pretty(&report)?)?;
@@ -536,7 +536,7 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
     let cells = matrix::run(&idle, &keep, &a.methods, a.count, &opts, |i, n, what| bar.at(i, n, what)).await?;
     drop(bar);
     if !a.report.json_to_stdout() {
-        println!("{}", matrix::render(&cells));
+        println!("{}", report::glyphs(&matrix::render(&cells)));
         println!(
             "{} cells in {:.2} s wall ({:?} proxy, {:?} upstream; natural race: gaps swept ±1% around IdleTimeout)",
             cells.len(),
@@ -648,7 +648,7 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
         let findings = check::check(t, &go);
         failing |= check::gate_fails(&findings, a.strict);
         if !quiet {
-            print!("{}", check::render(t, &go, &findings));
+            print!("{}", report::glyphs(&check::render(t, &go, &findings)));
         }
         let mut runs = Vec::new();
         if a.run {
@@ -660,7 +660,7 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
                     let r = runner::run(probe, &opts).await.map_err(|e| e.running(&probe.name))?;
                     let method = &probe.requests[0].method;
                     if !quiet {
-                        print!("{}", check::run_line(f.mechanism, &r));
+                        print!("{}", report::glyphs(&check::run_line(f.mechanism, &r)));
                     }
                     runs.push(serde_json::json!({ "mechanism": f.mechanism, "method": method, "passed": r.passed, "skipped": r.skipped }));
                     failing |= r.failed();
@@ -766,6 +766,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     report::set_color(cli.color);
     report::set_width(report::detect_width());
+    report::set_ascii(report::locale_is_ascii());
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

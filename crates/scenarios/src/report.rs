@@ -103,10 +103,48 @@ fn block(first: &str, text: &str, indent: usize) -> String {
     out
 }
 
+static ASCII: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the locale cannot show the arrows and box lines: the first of
+/// LC_ALL, LC_CTYPE, LANG that is set does not name UTF-8 (unset: the C
+/// locale, ASCII).
+pub fn locale_is_ascii() -> bool {
+    let set = ["LC_ALL", "LC_CTYPE", "LANG"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+    !set.is_some_and(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("utf-8") || l.contains("utf8")
+    })
+}
+
+/// Sets whether output is written in ASCII only (see [`glyphs`]).
+pub fn set_ascii(on: bool) {
+    ASCII.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The output's arrows, box lines and signs in ASCII when the locale is
+/// not UTF-8 (`set_ascii`); as they are otherwise.
+pub fn glyphs(s: &str) -> String {
+    if !ASCII.load(std::sync::atomic::Ordering::Relaxed) {
+        return s.to_string();
+    }
+    const MAP: [(&str, &str); 21] = [
+        ("◄══", "<=="), ("══►", "==>"), ("◄──", "<--"), ("──►", "-->"), ("◄", "<"), ("►", ">"), ("→", "->"), ("←", "<-"),
+        ("─", "-"), ("═", "="), ("✗", "x"), ("×", "x"), ("…", "..."), ("≤", "<="), ("≥", ">="), ("±", "+-"), ("≈", "~"),
+        ("—", "-"), ("–", "-"), ("µ", "u"), ("·", "."),
+    ];
+    let mut out = s.to_string();
+    for (from, to) in MAP {
+        out = out.replace(from, to);
+    }
+    // Anything else outside ASCII (names in a user's files stay readable
+    // as '?' rather than as mojibake).
+    out.chars().map(|c| if c.is_ascii() { c } else { '?' }).collect()
+}
+
 /// A scenario's prose (explanation, fix) under a label, wrapped to the
 /// output width.
 pub fn paragraph(label: &str, text: &str) -> String {
-    block(label, text, 0)
+    glyphs(&block(label, text, 0))
 }
 
 fn paint(ok: bool, s: &str) -> String {
@@ -196,7 +234,7 @@ pub fn backends(r: &RunResult) -> String {
 
 /// A run's timeline, with its backends' names over the lanes.
 pub fn timeline(r: &RunResult) -> String {
-    crate::timeline::render(&r.timeline, r.proxy.name(), r.upstream.name(), width())
+    glyphs(&crate::timeline::render(&r.timeline, r.proxy.name(), r.upstream.name(), width()))
 }
 
 /// The verdict block of one run.
@@ -205,7 +243,7 @@ pub fn verdict(r: &RunResult) -> String {
     s.push_str(&block("", &backends(r), 2));
     if let Some(why) = &r.skipped {
         let _ = writeln!(s, "  SKIP: {why}");
-        return s;
+        return glyphs(&s);
     }
     for v in &r.verdicts {
         let _ = writeln!(s, "{}", group_line(r, v));
@@ -213,7 +251,7 @@ pub fn verdict(r: &RunResult) -> String {
     let n = r.observations.len();
     let e502 = r.count_status(502);
     let _ = writeln!(s, "  {}  {n} requests, {e502} × 502 at the client, {:.0} ms", pass_word(r.passed), r.wall_ms);
-    s
+    glyphs(&s)
 }
 
 /// One line per run, for `all`.
@@ -221,7 +259,7 @@ pub fn summary_line(r: &RunResult) -> String {
     if let Some(why) = &r.skipped {
         let head = format!("  SKIP  {:<32} ", r.scenario);
         let room = width().saturating_sub(head.chars().count());
-        return format!("{head}{}", fit(why, room));
+        return glyphs(&format!("{head}{}", fit(why, room)));
     }
     let n = r.observations.len();
     let u = unchecked(r);
@@ -229,7 +267,7 @@ pub fn summary_line(r: &RunResult) -> String {
     let room = width().saturating_sub(head.chars().count());
     let title = format!("{}{}", r.title, if u > 0 { format!(" ({u} expectation(s) not checked)") } else { String::new() });
     // The words are measured before the colour codes go in.
-    head.replacen("PASS", &pass_word(r.passed), 1) + &fit(&title, room)
+    glyphs(&(head.replacen("PASS", &pass_word(r.passed), 1) + &fit(&title, room)))
 }
 
 /// The version of the JSON report's shape: bumped when a field changes

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn scenarios(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).output().expect("run scenarios")
+    // A UTF-8 locale, whatever the environment: the output's arrows are asserted.
+    Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).env("LC_ALL", "C.UTF-8").output().expect("run scenarios")
 }
 
 fn text(o: &Output) -> String {

@@ -116,3 +116,18 @@ fn fail_on_skip_turns_a_skip_into_exit_1() {
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--fail-on-skip"));
 }
+
+/// Outside a UTF-8 locale the arrows, box lines and signs are ASCII.
+#[test]
+fn a_non_utf8_locale_gets_ascii() {
+    let run = |locale: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_scenarios")).args(["idle-race"]).env("LC_ALL", locale).output().unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let ascii = run("C");
+    assert!(ascii.is_ascii(), "{}", ascii.lines().find(|l| !l.is_ascii()).unwrap_or(""));
+    assert!(ascii.contains("built-in proxy (nginx 1.22 semantics) ->") && ascii.contains("request -->"), "{ascii}");
+    let utf8 = run("C.UTF-8");
+    assert!(utf8.contains("──►") && utf8.contains(" → "), "{utf8}");
+}
