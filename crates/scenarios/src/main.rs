@@ -694,25 +694,50 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
 }
 
 fn list() -> Result<bool, Error> {
-    for s in catalogue::all()? {
-        let tag = match &s.remedy_of {
-            Some(of) => format!("remedy of {of}"),
-            None => "problem".into(),
-        };
-        println!("{:<32} {:<36} {}", s.name, tag, s.title);
+    let w = report::width();
+    let all = catalogue::all()?;
+    // By mechanism (in catalogue order), each scenario with its key settings.
+    let mut ids: Vec<&str> = Vec::new();
+    for s in &all {
+        if !ids.contains(&s.mechanism.as_str()) {
+            ids.push(&s.mechanism);
+        }
     }
+    let mut out = String::from("mechanism\n  scenario (↳ its remedy)          key settings (keepalive N/timeout)\n");
+    for id in ids {
+        out.push_str(&format!("{id}\n"));
+        for s in all.iter().filter(|s| s.mechanism == id) {
+            let name = if s.is_remedy() { format!("↳ {}", s.name) } else { s.name.clone() };
+            let head = format!("  {:<34}", report::fit(&name, 33));
+            let room = w.saturating_sub(head.chars().count());
+            out.push_str(&format!("{head}{}\n", report::fit(&report::key_settings(s), room)));
+        }
+    }
+    print!("{}", report::glyphs(&out));
     Ok(true)
 }
 
 fn explain(name: &str) -> Result<bool, Error> {
     let s = catalogue::resolve(name)?;
-    print!("{}", report::paragraph("", &format!("{} — {}", s.name, s.title)));
-    println!("mechanism: {}\n", s.mechanism);
-    print!("{}\n{}", report::paragraph("how it happens: ", s.explanation.trim()), report::paragraph("fix: ", s.fix.trim()));
+    let mut out = report::paragraph("", &format!("{} — {}", s.name, s.title));
+    out.push_str(&format!("mechanism: {}\n", s.mechanism));
     if let Some(of) = &s.remedy_of {
-        println!("\nRemedy of: {of}");
+        out.push_str(&format!("remedy of: {of}\n"));
     }
+    out.push('\n');
+    out.push_str(&report::paragraph("how it happens: ", s.explanation.trim()));
+    out.push('\n');
+    out.push_str(&report::paragraph("fix: ", s.fix.trim()));
+    out.push_str("\nGo (the http.Server this scenario runs):\n");
+    out.push_str(&indent(&report::go_snippet(&s)));
+    out.push_str("\nnginx (the nginx.conf lines both proxies run, at article scale):\n");
+    out.push_str(&indent(&report::nginx_snippet(&s)));
+    print!("{}", report::glyphs(&out));
     Ok(true)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
 }
 
 async fn command(cmd: Cmd) -> Result<bool, Error> {

@@ -365,3 +365,97 @@ pub fn junit(results: &[RunResult], suite: &str) -> String {
     }
     report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
 }
+
+/// A Go duration as Go source: `5 * time.Second`, `300 * time.Millisecond`.
+fn go_expr(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms >= 60_000 {
+        format!("{} * time.Minute", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{} * time.Second", ms / 1000)
+    } else {
+        format!("{ms} * time.Millisecond")
+    }
+}
+
+/// A scenario's Go side as the `http.Server` it describes (article scale).
+pub fn go_snippet(s: &crate::scenario::Scenario) -> String {
+    let c = crate::setup::go_settings_config(&s.go, 1.0);
+    let fields = [("ReadTimeout", c.read_timeout), ("ReadHeaderTimeout", c.read_header_timeout), ("WriteTimeout", c.write_timeout), ("IdleTimeout", c.idle_timeout)];
+    let set: Vec<_> = fields.iter().filter(|(_, d)| !d.is_zero()).collect();
+    let mut out = String::new();
+    if set.is_empty() {
+        out.push_str("srv := &http.Server{Handler: mux} // no timeouts: Go's defaults\n");
+    } else {
+        // Aligned as gofmt aligns a composite literal's values.
+        let w = set.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max("Handler".len()) + 2;
+        out.push_str("srv := &http.Server{\n");
+        let _ = writeln!(out, "    {:<w$}mux,", "Handler:");
+        for (name, d) in set {
+            let _ = writeln!(out, "    {:<w$}{},", format!("{name}:"), go_expr(*d));
+        }
+        out.push_str("}\n");
+    }
+    if !c.keep_alives {
+        out.push_str("srv.SetKeepAlivesEnabled(false)\n");
+    }
+    let _ = writeln!(out, "// {}", if c.go_version == go_model::GoVersion::Go120 { "Go 1.20 or later" } else { "Go 1.19" });
+    out
+}
+
+/// A scenario's nginx side as the nginx.conf lines both proxies run
+/// (article scale; the lab's addresses).
+pub fn nginx_snippet(s: &crate::scenario::Scenario) -> String {
+    let addrs: Vec<std::net::SocketAddr> = (0..s.go.servers.max(1)).map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 8080 + i as u16))).collect();
+    let cfg = crate::setup::nginx_config(s, &addrs, ([127, 0, 0, 1], 80).into(), 1.0);
+    let text = cfg.render();
+    // From the upstream block on, without the http block's braces.
+    let from = text.find("    upstream ").unwrap_or(0);
+    let body = text[from..].trim_end().trim_end_matches('}');
+    body.lines().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n").trim_end().to_string() + "\n"
+}
+
+/// The settings that make a scenario, in a few words: "IdleTimeout 5s,
+/// keepalive 16, HTTP/1.1".
+pub fn key_settings(s: &crate::scenario::Scenario) -> String {
+    let c = crate::setup::go_settings_config(&s.go, 1.0);
+    let mut parts = Vec::new();
+    for (name, d) in [("ReadTimeout", c.read_timeout), ("ReadHeaderTimeout", c.read_header_timeout), ("WriteTimeout", c.write_timeout), ("IdleTimeout", c.idle_timeout)] {
+        if !d.is_zero() {
+            parts.push(format!("{name} {}", go_model::godur::format(d)));
+        }
+    }
+    if !c.keep_alives {
+        parts.push("keep-alives off".into());
+    }
+    if let Some(b) = s.go.backlog {
+        parts.push(format!("listen backlog {b}"));
+    }
+    let r = nginx_model::resolve::resolve(&crate::setup::nginx_config(s, &[([127, 0, 0, 1], 8080).into()], ([127, 0, 0, 1], 80).into(), 1.0), nginx_model::Profile::Legacy);
+    if let Ok(r) = r {
+        let u = &r.upstreams[0];
+        if u.keepalive.capacity > 0 {
+            parts.push(format!("keepalive {}/{}", u.keepalive.capacity, nginx_model::time::format(u.keepalive.timeout)));
+        }
+        if let Some(l) = r.servers.first().and_then(|s| s.locations.first()) {
+            if l.connect_timeout != std::time::Duration::from_secs(60) {
+                parts.push(format!("proxy_connect_timeout {}", nginx_model::time::format(l.connect_timeout)));
+            }
+            if l.read_timeout != std::time::Duration::from_secs(60) {
+                parts.push(format!("proxy_read_timeout {}", nginx_model::time::format(l.read_timeout)));
+            }
+            if l.next_upstream != nginx_model::retry::Ft::parse_mask(&["error".into(), "timeout".into()]).unwrap_or(l.next_upstream) {
+                parts.push(format!("next_upstream {}", l.next_upstream.keywords().join(" ")));
+            }
+        }
+    }
+    if s.workload.action != labkit::action::Action::None {
+        let action = serde_json::to_value(s.workload.action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        parts.push(format!("action {action}"));
+    }
+    // The handlers, when they are the point (not the plain /ok).
+    let mut paths: Vec<String> = s.requests.iter().filter(|r| r.path != "/ok").map(|r| format!("{} {}", r.method, r.path)).collect();
+    paths.dedup();
+    parts.extend(paths);
+    parts.join(", ")
+}
