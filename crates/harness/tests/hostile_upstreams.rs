@@ -8,7 +8,8 @@
 //! nginx.conf text in its own prefix. Compared: every byte the client gets
 //! (the `Date:` value masked), how the connection ends (FIN, RST, open), the
 //! error.log lines (timestamp, pid and connection number masked) and the
-//! access-log line. The expected values are not written here: real nginx
+//! access-log lines of every file the case names (`access_log` in a
+//! location, a server, several, `off`). The expected values are not written here: real nginx
 //! is the reference, run in the same trial.
 //!
 //! An RST sent right behind the upstream's last bytes races real nginx's
@@ -87,6 +88,13 @@ struct Case {
     reply_delay_ms: u64,
     /// Extra directives in the location.
     location: String,
+    /// Extra directives (and locations) in the server, before `location /`.
+    server: String,
+    /// The access log files compared (relative to the prefix).
+    access_logs: Vec<&'static str>,
+    /// No access line is expected: the logs are complete once error.log
+    /// has a line (the client's keepalive close).
+    settled_by_error_log: bool,
     /// The reset comes while nginx may be writing or waiting to write: nginx
     /// itself logs either line, so both count as one.
     reset_while_writing: bool,
@@ -104,8 +112,20 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         client_close: None,
         reply_delay_ms: 0,
         location: String::new(),
+        server: String::new(),
+        access_logs: vec!["access.log"],
+        settled_by_error_log: false,
         reset_while_writing: false,
     }
+}
+
+/// A case whose access lines go to `location` and `server` directives' logs.
+fn logged(name: &str, server: &str, location: &str, logs: &[&'static str]) -> Case {
+    let mut c = case(name, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", End::Fin);
+    c.server = server.into();
+    c.location = location.into();
+    c.access_logs = logs.to_vec();
+    c
 }
 
 fn with_headers(n: usize) -> Vec<u8> {
@@ -206,6 +226,43 @@ fn cases() -> Vec<Case> {
     keep.request = b"GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
     keep.client_close = Some(ClientClose::HalfCloseAfterResponse);
     v.push(keep);
+
+    // Header names as Go writes them (canonical), as the client gets them.
+    v.push(case(
+        "go_canonical_headers",
+        b"HTTP/1.1 200 OK\r\nX-Connection: kept\r\nX-Request-Id: 7\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        Fin,
+    ));
+    // A body cut short after several reads: what came is passed, then FIN.
+    let mut cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    cut.extend(std::iter::repeat_n(b'b', 60000));
+    v.push(case("body_cut_after_many_reads", &cut, Fin));
+    v.push(case("body_cut_after_pause", &cut, HoldThenFin(100)));
+    v.push(case("chunked_cut_between_chunks", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n", HoldThenFin(100)));
+    // HTTP/1.0 clients get an HTTP/1.1 status line.
+    let mut http10_length = case("client_http10_length", ok, Fin);
+    http10_length.request = b"GET /x HTTP/1.0\r\nHost: lab\r\n\r\n".to_vec();
+    v.push(http10_length);
+    let mut http10_keep = case("client_http10_keepalive", ok, Fin);
+    http10_keep.request = b"GET /x HTTP/1.0\r\nHost: lab\r\nConnection: keep-alive\r\n\r\n".to_vec();
+    http10_keep.client_close = Some(ClientClose::HalfCloseAfterResponse);
+    v.push(http10_keep);
+
+    // access_log in a location and in a server: which files get the line.
+    v.push(logged("access_log_in_location", "", "access_log loc.log t;", &["access.log", "loc.log"]));
+    v.push(logged("access_log_in_server", "access_log srv.log t;", "", &["access.log", "srv.log"]));
+    v.push(logged("access_log_server_and_location", "access_log srv.log t;", "access_log loc.log u;", &["access.log", "srv.log", "loc.log"]));
+    v.push(logged("access_log_two_in_location", "", "access_log loc.log t; access_log loc2.log u;", &["access.log", "loc.log", "loc2.log"]));
+    v.push(logged("access_log_shared_file", "access_log access.log u;", "access_log access.log t; access_log loc.log t;", &["access.log", "loc.log"]));
+    v.push(logged("access_log_other_location", "location /other { proxy_pass http://u; access_log other.log t; }", "", &["access.log", "other.log"]));
+    v.push(logged("access_log_exact_location", "location = /x { proxy_pass http://u; access_log exact.log u; }", "", &["access.log", "exact.log"]));
+    for (name, location) in [("access_log_off_in_location", "access_log off;"), ("access_log_off_with_a_file", "access_log off; access_log loc.log t;")] {
+        let mut off = logged(name, "access_log srv.log t;", location, &["access.log", "srv.log", "loc.log"]);
+        off.request = b"GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
+        off.client_close = Some(ClientClose::HalfCloseAfterResponse);
+        off.settled_by_error_log = true;
+        v.push(off);
+    }
 
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
@@ -407,8 +464,8 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
     let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
     format!(
-        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\"';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  location / {{\n   proxy_pass http://u;\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
-        c.location
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\"';\n log_format u '$request_method $uri $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass http://u;\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        c.server, c.location
     )
 }
 
@@ -463,9 +520,14 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             return Err(format!("nginx exited: {log}").into());
         }
     }
-    // Log lines are written as the request ends; give a bounded wait for the access line.
+    // Log lines are written as the request ends; give a bounded wait for
+    // the access line (or, where none is expected, the error line after it).
+    let access_lines = || -> Vec<String> {
+        c.access_logs.iter().flat_map(|f| read_lines(&dir.join(f)).into_iter().map(move |l| format!("{f}: {l}"))).collect()
+    };
+    let settled = || if c.settled_by_error_log { read_lines(&dir.join("error.log")).iter().any(|l| mask_error_line(l).is_some()) } else { !access_lines().is_empty() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while read_lines(&dir.join("access.log")).is_empty() && tokio::time::Instant::now() < deadline {
+    while !settled() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if let Some(mut ch) = child {
@@ -482,7 +544,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             .filter_map(|l| mask_error_line(l))
             .map(|l| l.replace(&dir.display().to_string(), "PREFIX"))
             .collect(),
-        access_log: read_lines(&dir.join("access.log")),
+        access_log: access_lines(),
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(seen)

@@ -82,7 +82,8 @@ impl PartialEq for Places {
 pub struct Config {
     pub error_log: Option<String>,
     pub log_formats: Vec<(String, String)>,
-    pub access_log: Option<AccessLog>,
+    /// The http level's `access_log` lines (empty: none at this level).
+    pub access_log: Vec<AccessLog>,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
     /// `proxy_*` at http level, inherited by servers and locations.
@@ -233,7 +234,8 @@ pub struct Server {
     /// Where each `listen` was read (same order; may be shorter when built in code).
     pub listen_pos: Places,
     pub server_name: Option<String>,
-    pub access_log: Option<AccessLog>,
+    /// This server's `access_log` lines (empty: inherited from http).
+    pub access_log: Vec<AccessLog>,
     pub proxy: ProxyDirectives,
     pub locations: Vec<Location>,
     pub pos: Pos,
@@ -246,6 +248,8 @@ pub struct Location {
     pub modifier: String,
     pub path: String,
     pub proxy: ProxyDirectives,
+    /// This location's `access_log` lines (empty: inherited from its server).
+    pub access_log: Vec<AccessLog>,
     /// nginx.conf text rendered after `proxy_pass` instead of the other
     /// directives (a scenario's `location_conf`); `proxy` holds what it says.
     pub verbatim: Option<String>,
@@ -1012,7 +1016,8 @@ impl LocationHead {
 struct Level {
     seen: Seen,
     proxy: ProxyDirectives,
-    access_log: Option<AccessLog>,
+    /// Every `access_log` of the level: nginx writes each of them.
+    access_log: Vec<AccessLog>,
 }
 
 impl<'a> Parser<'a> {
@@ -1733,7 +1738,10 @@ impl<'a> Parser<'a> {
                 let path = self.error_log(d)?;
                 self.cfg.error_log = Some(path);
             }
-            "access_log" => lv.access_log = Some(self.access_log(d)?),
+            "access_log" => {
+                let a = self.access_log(d)?;
+                lv.access_log.push(a);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -2151,13 +2159,8 @@ impl<'a> Parser<'a> {
 
     /// A location's block read: an emulated location goes to `out`.
     fn location_done(&mut self, head: LocationHead, lv: Level, out: Option<&mut Vec<Location>>) {
-        // access_log in a location: not emulated per location.
-        if let Some(a) = lv.access_log.as_ref().filter(|a| a.path.is_some()) {
-            let line = a.pos.line;
-            self.unsupported("access_log inside a location", line);
-        }
         if let (None, Some(out)) = (head.what, out) {
-            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, verbatim: None, pos: head.pos });
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, access_log: lv.access_log, verbatim: None, pos: head.pos });
         }
     }
 
@@ -2570,7 +2573,7 @@ impl Config {
         for (name, fmt) in &self.log_formats {
             s.push_str(&format!("    log_format {name} {};\n", q(fmt)));
         }
-        if let Some(a) = &self.access_log {
+        for a in &self.access_log {
             s.push_str(&format!("    access_log {};\n", render_access(a)));
         }
         render_proxy(&mut s, &self.proxy, "    ");
@@ -2625,13 +2628,16 @@ impl Config {
             if let Some(n) = &srv.server_name {
                 s.push_str(&format!("        server_name {n};\n"));
             }
-            if let Some(a) = &srv.access_log {
+            for a in &srv.access_log {
                 s.push_str(&format!("        access_log {};\n", render_access(a)));
             }
             render_proxy(&mut s, &srv.proxy, "        ");
             for loc in &srv.locations {
                 let m = if loc.modifier.is_empty() { String::new() } else { format!("{} ", loc.modifier) };
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
+                for a in &loc.access_log {
+                    s.push_str(&format!("            access_log {};\n", render_access(a)));
+                }
                 match &loc.verbatim {
                     Some(text) => {
                         let pass = ProxyDirectives { pass: loc.proxy.pass.clone(), ..ProxyDirectives::default() };

@@ -72,6 +72,9 @@ pub struct ClientRequest {
     args: String,
     conn_requests: u64,
     start: Instant,
+    /// The access logs this request is written to: its server's until a
+    /// location takes it, then the location's.
+    access_log: Vec<nginx_model::resolve::AccessLogSpec>,
 }
 
 impl ClientRequest {
@@ -83,6 +86,11 @@ impl ClientRequest {
             ctx.upstream = format!("http://{u}{}", self.uri);
         }
         rt.logs.error(logs::error_line(SystemTime::now(), std::process::id(), level, text, &ctx));
+    }
+
+    /// The request's access-log line, in each log that applies.
+    fn log_access(&self, rt: &Runtime, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
+        rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
     }
 
     fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
@@ -234,7 +242,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Some((p, a)) => (p.to_string(), a.to_string()),
         None => (req.target.clone(), String::new()),
     };
-    let creq = ClientRequest {
+    let mut creq = ClientRequest {
         no,
         ctx: RequestCtx {
             conn: conn_no,
@@ -250,6 +258,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         args,
         conn_requests,
         start: Instant::now(),
+        access_log: srv.conf.access_log.clone(),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
@@ -259,6 +268,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
         return error_answer(rt, c, &creq, &[], 404, side).await;
     };
+    creq.access_log.clone_from(&loc.access_log);
     let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: loc.server_tokens };
     let chunked_body = req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let declared: Option<u64> = match req.header("content-length") {
@@ -293,7 +303,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.uri, &req.headers, body.len(), &vars);
     match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
-            rt.logs.access(creq.access_entry(499, attempts.states(), 0));
+            creq.log_access(rt, 499, attempts.states(), 0);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
             false
         }
@@ -317,7 +327,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
                 up.cache.store(conn);
             }
             let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
-            rt.logs.access(creq.access_entry(logged, attempts.states(), out.body_bytes));
+            creq.log_access(rt, logged, attempts.states(), out.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: out.truncated });
             out.keepalive
         }
@@ -330,7 +340,7 @@ async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream
     let (bytes, keep) = response::error_response(status, side, &http_date());
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
-    rt.logs.access(creq.access_entry(status, upstream, page));
+    creq.log_access(rt, status, upstream, page);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page, truncated: false });
     keep
 }
