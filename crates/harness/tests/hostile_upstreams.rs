@@ -62,6 +62,8 @@ enum ClientClose {
 struct UpstreamEvents {
     received: tokio::sync::Notify,
     replied: tokio::sync::Notify,
+    /// The request line of each request the upstream got.
+    request_lines: parking_lot::Mutex<Vec<String>>,
 }
 
 /// When the upstream replies.
@@ -90,6 +92,8 @@ struct Case {
     location: String,
     /// Extra directives (and locations) in the server, before `location /`.
     server: String,
+    /// `location /`'s proxy_pass.
+    pass: String,
     /// The access log files compared (relative to the prefix).
     access_logs: Vec<&'static str>,
     /// No access line is expected: the logs are complete once error.log
@@ -113,10 +117,21 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         reply_delay_ms: 0,
         location: String::new(),
         server: String::new(),
+        pass: "http://u".into(),
         access_logs: vec!["access.log"],
         settled_by_error_log: false,
         reset_while_writing: false,
     }
+}
+
+/// A request for `target` through `location / { proxy_pass PASS; }` and
+/// the `server` text's locations: the upstream's request line is compared.
+fn uri_case(name: &str, pass: &str, server: &str, target: &str, reply: &[u8]) -> Case {
+    let mut c = case(name, reply, End::Fin);
+    c.pass = pass.into();
+    c.server = server.into();
+    c.request = format!("GET {target} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").into_bytes();
+    c
 }
 
 /// A case whose access lines go to `location` and `server` directives' logs.
@@ -264,6 +279,29 @@ fn cases() -> Vec<Case> {
         v.push(off);
     }
 
+    // proxy_pass with a URI part: what replaces the location's prefix.
+    let api = "location /api/ { proxy_pass http://u/v1/; }";
+    for (name, pass, server, target) in [
+        ("no_uri_part_passes_the_request_as_sent", "http://u", "", "/a//b/../c?x=1"),
+        ("slash_uri_part", "http://u/", "", "/a//b/../c?x=1"),
+        ("slash_uri_part_escaped", "http://u/", "", "/a%20b/%7Eu/%2e%2e/c%3F?q=%20"),
+        ("slash_uri_part_dot_segments", "http://u/", "", "/a/./b/.."),
+        ("prefix_replaced", "http://u", api, "/api/users?id=2"),
+        ("prefix_replaced_encoded_slash", "http://u", api, "/api/a%2Fb"),
+        ("prefix_without_slash", "http://u", "location /api { proxy_pass http://u/v1; }", "/apix/y"),
+        ("exact_location", "http://u", "location = /x { proxy_pass http://u/y; }", "/x?z"),
+        ("uri_part_with_args", "http://u", "location /q/ { proxy_pass http://u/p?k=v; }", "/q/r?a=b"),
+        ("location_matched_after_normalising", "http://u", api, "/x/../api//users"),
+    ] {
+        v.push(uri_case(&format!("uri_{name}"), pass, server, target, ok));
+    }
+    // The error.log line names the upstream request's URI.
+    v.push(uri_case("uri_in_error_log", "http://u", api, "/api/gone?id=1", b""));
+    // A path nginx cannot normalise: 400.
+    for (name, target) in [("uri_above_root", "/../x"), ("uri_bad_escape", "/a%zz"), ("uri_nul_escape", "/a%00b")] {
+        v.push(uri_case(name, "http://u/", "", target, ok));
+    }
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;
@@ -318,7 +356,13 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("client") || c.request != GET { "client" } else { "upstream" };
+            let prefix = if c.name.starts_with("uri") {
+                "uri"
+            } else if c.name.starts_with("client") || c.request != GET {
+                "client"
+            } else {
+                "upstream"
+            };
             Trial::ignorable_test(format!("{prefix}::{}", c.name), move || run(&c))
         })
         .collect();
@@ -332,6 +376,8 @@ struct Seen {
     end: &'static str,
     error_log: Vec<String>,
     access_log: Vec<String>,
+    /// The request lines the upstream got.
+    upstream_got: Vec<String>,
 }
 
 fn run(c: &Case) -> Result<Completion, Failed> {
@@ -371,7 +417,8 @@ fn one_reset_line(mut s: Seen) -> Seen {
 
 fn show(s: &Seen) -> String {
     format!(
-        "  client got ({}): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
+        "  upstream got: {:?}\n  client got ({}): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
+        s.upstream_got,
         s.end,
         s.response.chars().take(600).collect::<String>(),
         s.error_log,
@@ -406,6 +453,8 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                         _ => return,
                     }
                 }
+                let line = got.split(|&b| b == b'\n').next().unwrap_or_default();
+                events.request_lines.lock().push(String::from_utf8_lossy(line).trim_end().to_string());
                 events.received.notify_one();
                 if delay > 0 {
                     // The upstream's own pace (a slow handler), not a wait for the test.
@@ -464,8 +513,8 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
     let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
     format!(
-        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\"';\n log_format u '$request_method $uri $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass http://u;\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
-        c.server, c.location
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        c.server, c.pass, c.location
     )
 }
 
@@ -511,6 +560,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             _proxy = proxy::Proxy::start(&cfg, opts).await.map_err(|e| format!("{e}"))?;
         }
     }
+    events.request_lines.lock().clear();
     let result = client(c, listen, events).await;
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
         // nginx exits when it cannot bind (the port was taken meanwhile).
@@ -545,6 +595,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             .map(|l| l.replace(&dir.display().to_string(), "PREFIX"))
             .collect(),
         access_log: access_lines(),
+        upstream_got: std::mem::take(&mut *events.request_lines.lock()),
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(seen)

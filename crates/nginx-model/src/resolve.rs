@@ -97,6 +97,9 @@ pub struct ResolvedLocation {
     pub upstream: usize,
     /// `$proxy_host`.
     pub proxy_host: String,
+    /// The URI part of `proxy_pass` (`http://u/v1/` → `/v1/`), which takes
+    /// the place of the location's prefix ([`crate::http::upstream_uri`]).
+    pub pass_uri: Option<String>,
     /// The upstream request line says HTTP/1.1.
     pub http11: bool,
     /// Request headers nginx sets (name, value template); empty values are not sent.
@@ -336,6 +339,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         path: loc.path.clone(),
         upstream,
         proxy_host: u.proxy_host(HTTP_PORT),
+        pass_uri: u.uri.clone(),
         http11: profile::http11(profile, p.http_version.as_deref()),
         headers: profile::request_headers(profile, p.set_header.as_deref().unwrap_or(&[])),
         connect_timeout: p.connect_timeout.unwrap_or(defaults::PROXY_TIMEOUT),
@@ -401,7 +405,7 @@ mod tests {
                 r.servers[0].locations.len(),
             )
         };
-        assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), (vec!["a URI part in proxy_pass in t.conf:5".to_string()], 1), "the URI part is dropped");
+        assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), (vec![], 1), "the URI part is run");
         assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), (vec!["location \"/\" without proxy_pass (answered 404 here) in t.conf:5".to_string()], 0));
         assert_eq!(notes("events {}\nhttp {\n server {\n  location ~ ^/x { proxy_pass http://u; }\n  location /y { proxy_pass http://u; }\n }\n}\n"), (vec!["a regex location in t.conf:4".to_string()], 1));
     }
