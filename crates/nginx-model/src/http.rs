@@ -65,6 +65,10 @@ pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, clie
 /// NUL, `..` above the root). A path with none of `%`, `//`, `/.` is
 /// returned as it is (nginx does not run the complex parser for it).
 pub fn normalize_uri(raw: &[u8]) -> Option<Vec<u8>> {
+    // Only an origin-form path (absolute-form and `*` are not emulated).
+    if raw.first() != Some(&b'/') {
+        return Some(raw.to_vec());
+    }
     let complex = raw.contains(&b'%') || raw.windows(2).any(|w| w == b"//" || w == b"/.");
     if !complex {
         return Some(raw.to_vec());
@@ -183,6 +187,7 @@ mod tests {
             ("/a%00", None),
             ("/..", None),
             ("/a/../..", None),
+            ("*", Some("*")),
         ] {
             assert_eq!(normalize_uri(raw.as_bytes()).map(|u| String::from_utf8(u).unwrap()), want.map(String::from), "{raw}");
         }
