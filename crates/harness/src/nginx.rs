@@ -235,9 +235,13 @@ pub fn lab_logs(mut cfg: Config) -> Config {
     cfg.error_log = Some(ERROR_LOG.into());
     cfg.log_formats.retain(|(n, _)| n != "lab");
     cfg.log_formats.push(("lab".into(), LAB_FORMAT.into()));
-    cfg.access_log = Some(nginx_model::conf::AccessLog { path: Some(ACCESS_LOG.into()), format: "lab".into(), pos: Default::default() });
+    cfg.access_log = vec![nginx_model::conf::AccessLog { path: Some(ACCESS_LOG.into()), format: "lab".into(), pos: Default::default() }];
+    // Every request in the lab's one access log.
     for s in &mut cfg.servers {
-        s.access_log = None;
+        s.access_log.clear();
+        for l in &mut s.locations {
+            l.access_log.clear();
+        }
     }
     cfg
 }

@@ -8,7 +8,8 @@
 //! nginx.conf text in its own prefix. Compared: every byte the client gets
 //! (the `Date:` value masked), how the connection ends (FIN, RST, open), the
 //! error.log lines (timestamp, pid and connection number masked) and the
-//! access-log line. The expected values are not written here: real nginx
+//! access-log lines of every file the case names (`access_log` in a
+//! location, a server, several, `off`). The expected values are not written here: real nginx
 //! is the reference, run in the same trial.
 //!
 //! An RST sent right behind the upstream's last bytes races real nginx's
@@ -61,6 +62,8 @@ enum ClientClose {
 struct UpstreamEvents {
     received: tokio::sync::Notify,
     replied: tokio::sync::Notify,
+    /// The request line of each request the upstream got.
+    request_lines: parking_lot::Mutex<Vec<String>>,
 }
 
 /// When the upstream replies.
@@ -87,6 +90,15 @@ struct Case {
     reply_delay_ms: u64,
     /// Extra directives in the location.
     location: String,
+    /// Extra directives (and locations) in the server, before `location /`.
+    server: String,
+    /// `location /`'s proxy_pass.
+    pass: String,
+    /// The access log files compared (relative to the prefix).
+    access_logs: Vec<&'static str>,
+    /// No access line is expected: the logs are complete once error.log
+    /// has a line (the client's keepalive close).
+    settled_by_error_log: bool,
     /// The reset comes while nginx may be writing or waiting to write: nginx
     /// itself logs either line, so both count as one.
     reset_while_writing: bool,
@@ -104,8 +116,31 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         client_close: None,
         reply_delay_ms: 0,
         location: String::new(),
+        server: String::new(),
+        pass: "http://u".into(),
+        access_logs: vec!["access.log"],
+        settled_by_error_log: false,
         reset_while_writing: false,
     }
+}
+
+/// A request for `target` through `location / { proxy_pass PASS; }` and
+/// the `server` text's locations: the upstream's request line is compared.
+fn uri_case(name: &str, pass: &str, server: &str, target: &str, reply: &[u8]) -> Case {
+    let mut c = case(name, reply, End::Fin);
+    c.pass = pass.into();
+    c.server = server.into();
+    c.request = format!("GET {target} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").into_bytes();
+    c
+}
+
+/// A case whose access lines go to `location` and `server` directives' logs.
+fn logged(name: &str, server: &str, location: &str, logs: &[&'static str]) -> Case {
+    let mut c = case(name, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", End::Fin);
+    c.server = server.into();
+    c.location = location.into();
+    c.access_logs = logs.to_vec();
+    c
 }
 
 fn with_headers(n: usize) -> Vec<u8> {
@@ -207,6 +242,66 @@ fn cases() -> Vec<Case> {
     keep.client_close = Some(ClientClose::HalfCloseAfterResponse);
     v.push(keep);
 
+    // Header names as Go writes them (canonical), as the client gets them.
+    v.push(case(
+        "go_canonical_headers",
+        b"HTTP/1.1 200 OK\r\nX-Connection: kept\r\nX-Request-Id: 7\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        Fin,
+    ));
+    // A body cut short after several reads: what came is passed, then FIN.
+    let mut cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    cut.extend(std::iter::repeat_n(b'b', 60000));
+    v.push(case("body_cut_after_many_reads", &cut, Fin));
+    v.push(case("body_cut_after_pause", &cut, HoldThenFin(100)));
+    v.push(case("chunked_cut_between_chunks", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n", HoldThenFin(100)));
+    // HTTP/1.0 clients get an HTTP/1.1 status line.
+    let mut http10_length = case("client_http10_length", ok, Fin);
+    http10_length.request = b"GET /x HTTP/1.0\r\nHost: lab\r\n\r\n".to_vec();
+    v.push(http10_length);
+    let mut http10_keep = case("client_http10_keepalive", ok, Fin);
+    http10_keep.request = b"GET /x HTTP/1.0\r\nHost: lab\r\nConnection: keep-alive\r\n\r\n".to_vec();
+    http10_keep.client_close = Some(ClientClose::HalfCloseAfterResponse);
+    v.push(http10_keep);
+
+    // access_log in a location and in a server: which files get the line.
+    v.push(logged("access_log_in_location", "", "access_log loc.log t;", &["access.log", "loc.log"]));
+    v.push(logged("access_log_in_server", "access_log srv.log t;", "", &["access.log", "srv.log"]));
+    v.push(logged("access_log_server_and_location", "access_log srv.log t;", "access_log loc.log u;", &["access.log", "srv.log", "loc.log"]));
+    v.push(logged("access_log_two_in_location", "", "access_log loc.log t; access_log loc2.log u;", &["access.log", "loc.log", "loc2.log"]));
+    v.push(logged("access_log_shared_file", "access_log access.log u;", "access_log access.log t; access_log loc.log t;", &["access.log", "loc.log"]));
+    v.push(logged("access_log_other_location", "location /other { proxy_pass http://u; access_log other.log t; }", "", &["access.log", "other.log"]));
+    v.push(logged("access_log_exact_location", "location = /x { proxy_pass http://u; access_log exact.log u; }", "", &["access.log", "exact.log"]));
+    for (name, location) in [("access_log_off_in_location", "access_log off;"), ("access_log_off_with_a_file", "access_log off; access_log loc.log t;")] {
+        let mut off = logged(name, "access_log srv.log t;", location, &["access.log", "srv.log", "loc.log"]);
+        off.request = b"GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
+        off.client_close = Some(ClientClose::HalfCloseAfterResponse);
+        off.settled_by_error_log = true;
+        v.push(off);
+    }
+
+    // proxy_pass with a URI part: what replaces the location's prefix.
+    let api = "location /api/ { proxy_pass http://u/v1/; }";
+    for (name, pass, server, target) in [
+        ("no_uri_part_passes_the_request_as_sent", "http://u", "", "/a//b/../c?x=1"),
+        ("slash_uri_part", "http://u/", "", "/a//b/../c?x=1"),
+        ("slash_uri_part_escaped", "http://u/", "", "/a%20b/%7Eu/%2e%2e/c%3F?q=%20"),
+        ("slash_uri_part_dot_segments", "http://u/", "", "/a/./b/.."),
+        ("prefix_replaced", "http://u", api, "/api/users?id=2"),
+        ("prefix_replaced_encoded_slash", "http://u", api, "/api/a%2Fb"),
+        ("prefix_without_slash", "http://u", "location /api { proxy_pass http://u/v1; }", "/apix/y"),
+        ("exact_location", "http://u", "location = /x { proxy_pass http://u/y; }", "/x?z"),
+        ("uri_part_with_args", "http://u", "location /q/ { proxy_pass http://u/p?k=v; }", "/q/r?a=b"),
+        ("location_matched_after_normalising", "http://u", api, "/x/../api//users"),
+    ] {
+        v.push(uri_case(&format!("uri_{name}"), pass, server, target, ok));
+    }
+    // The error.log line names the upstream request's URI.
+    v.push(uri_case("uri_in_error_log", "http://u", api, "/api/gone?id=1", b""));
+    // A path nginx cannot normalise: 400.
+    for (name, target) in [("uri_above_root", "/../x"), ("uri_bad_escape", "/a%zz"), ("uri_nul_escape", "/a%00b")] {
+        v.push(uri_case(name, "http://u/", "", target, ok));
+    }
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;
@@ -261,7 +356,13 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("client") || c.request != GET { "client" } else { "upstream" };
+            let prefix = if c.name.starts_with("uri") {
+                "uri"
+            } else if c.name.starts_with("client") || c.request != GET {
+                "client"
+            } else {
+                "upstream"
+            };
             Trial::ignorable_test(format!("{prefix}::{}", c.name), move || run(&c))
         })
         .collect();
@@ -275,6 +376,8 @@ struct Seen {
     end: &'static str,
     error_log: Vec<String>,
     access_log: Vec<String>,
+    /// The request lines the upstream got.
+    upstream_got: Vec<String>,
 }
 
 fn run(c: &Case) -> Result<Completion, Failed> {
@@ -314,7 +417,8 @@ fn one_reset_line(mut s: Seen) -> Seen {
 
 fn show(s: &Seen) -> String {
     format!(
-        "  client got ({}): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
+        "  upstream got: {:?}\n  client got ({}): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
+        s.upstream_got,
         s.end,
         s.response.chars().take(600).collect::<String>(),
         s.error_log,
@@ -349,6 +453,8 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                         _ => return,
                     }
                 }
+                let line = got.split(|&b| b == b'\n').next().unwrap_or_default();
+                events.request_lines.lock().push(String::from_utf8_lossy(line).trim_end().to_string());
                 events.received.notify_one();
                 if delay > 0 {
                     // The upstream's own pace (a slow handler), not a wait for the test.
@@ -407,8 +513,8 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
     let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
     format!(
-        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\"';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  location / {{\n   proxy_pass http://u;\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
-        c.location
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        c.server, c.pass, c.location
     )
 }
 
@@ -454,6 +560,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             _proxy = proxy::Proxy::start(&cfg, opts).await.map_err(|e| format!("{e}"))?;
         }
     }
+    events.request_lines.lock().clear();
     let result = client(c, listen, events).await;
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
         // nginx exits when it cannot bind (the port was taken meanwhile).
@@ -463,9 +570,14 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             return Err(format!("nginx exited: {log}").into());
         }
     }
-    // Log lines are written as the request ends; give a bounded wait for the access line.
+    // Log lines are written as the request ends; give a bounded wait for
+    // the access line (or, where none is expected, the error line after it).
+    let access_lines = || -> Vec<String> {
+        c.access_logs.iter().flat_map(|f| read_lines(&dir.join(f)).into_iter().map(move |l| format!("{f}: {l}"))).collect()
+    };
+    let settled = || if c.settled_by_error_log { read_lines(&dir.join("error.log")).iter().any(|l| mask_error_line(l).is_some()) } else { !access_lines().is_empty() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while read_lines(&dir.join("access.log")).is_empty() && tokio::time::Instant::now() < deadline {
+    while !settled() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if let Some(mut ch) = child {
@@ -482,7 +594,8 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             .filter_map(|l| mask_error_line(l))
             .map(|l| l.replace(&dir.display().to_string(), "PREFIX"))
             .collect(),
-        access_log: read_lines(&dir.join("access.log")),
+        access_log: access_lines(),
+        upstream_got: std::mem::take(&mut *events.request_lines.lock()),
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(seen)

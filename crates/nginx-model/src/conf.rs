@@ -5,8 +5,9 @@
 //! line being read when the error was found). Directives real nginx needs
 //! but that do not change the emulation (pid, temp paths, events) are
 //! checked and ignored. What nginx accepts but the emulation does not run
-//! (regex locations, `proxy_pass` with a URI, ...) is recorded in
-//! [`Config::unsupported`]; `resolve` refuses it, naming FILE:LINE.
+//! (regex locations, `proxy_pass` with variables, ...) is recorded in
+//! [`Config::unsupported`]; `resolve` leaves it out and lists it, naming
+//! FILE:LINE.
 
 use crate::directive::{self, show, Lookup, ModType, Slot, SlotError};
 use crate::include::{self, Files};
@@ -82,7 +83,8 @@ impl PartialEq for Places {
 pub struct Config {
     pub error_log: Option<String>,
     pub log_formats: Vec<(String, String)>,
-    pub access_log: Option<AccessLog>,
+    /// The http level's `access_log` lines (empty: none at this level).
+    pub access_log: Vec<AccessLog>,
     pub upstreams: Vec<Upstream>,
     pub servers: Vec<Server>,
     /// `proxy_*` at http level, inherited by servers and locations.
@@ -233,7 +235,8 @@ pub struct Server {
     /// Where each `listen` was read (same order; may be shorter when built in code).
     pub listen_pos: Places,
     pub server_name: Option<String>,
-    pub access_log: Option<AccessLog>,
+    /// This server's `access_log` lines (empty: inherited from http).
+    pub access_log: Vec<AccessLog>,
     pub proxy: ProxyDirectives,
     pub locations: Vec<Location>,
     pub pos: Pos,
@@ -246,6 +249,8 @@ pub struct Location {
     pub modifier: String,
     pub path: String,
     pub proxy: ProxyDirectives,
+    /// This location's `access_log` lines (empty: inherited from its server).
+    pub access_log: Vec<AccessLog>,
     /// nginx.conf text rendered after `proxy_pass` instead of the other
     /// directives (a scenario's `location_conf`); `proxy` holds what it says.
     pub verbatim: Option<String>,
@@ -725,8 +730,8 @@ struct Url {
     host: String,
     /// `None`: no port given (nginx's default port applies).
     port: Option<u16>,
-    /// A `/` or `?` part (only `proxy_pass` may have one).
-    uri: bool,
+    /// A `/` or `?` part (only `proxy_pass` may have one), as written.
+    uri: Option<String>,
 }
 
 /// `ngx_parse_inet_url` without name resolution: `Err` is nginx's `u->err`.
@@ -772,13 +777,13 @@ fn parse_url(s: &[u8], listen: bool, uri_part: bool) -> Result<Url, &'static str
     } else if uri.is_none() && listen {
         // A bare port (`listen 80`).
         if let Some(n) = num::atoi(&s[..last]) {
-            return if (1..=65535).contains(&n) { Ok(Url { host: "*".into(), port: Some(n as u16), uri: false }) } else { Err("invalid port") };
+            return if (1..=65535).contains(&n) { Ok(Url { host: "*".into(), port: Some(n as u16), uri: None }) } else { Err("invalid port") };
         }
     }
     if last == 0 {
         return Err("no host");
     }
-    Ok(Url { host: text(&s[..last]), port, uri: uri.is_some() })
+    Ok(Url { host: text(&s[..last]), port, uri: uri.map(|u| text(&s[u..])) })
 }
 
 /// `ngx_parse_inet6_url`: `[ADDR]`, `[ADDR]:PORT` (after the `[`); the
@@ -787,9 +792,9 @@ fn parse_inet6_url(s: &[u8], uri_part: bool) -> Result<Url, &'static str> {
     let close = s.iter().position(|&b| b == b']').ok_or("invalid host")?;
     let (addr, rest) = (&s[..close], &s[close + 1..]);
     let (port_part, uri) = match rest.iter().position(|&b| b == b'/' || b == b'?') {
-        Some(i) if uri_part => (&rest[..i], true),
+        Some(i) if uri_part => (&rest[..i], Some(text(&rest[i..]))),
         Some(_) => return Err("invalid host"),
-        None => (rest, false),
+        None => (rest, None),
     };
     let port = match port_part {
         b"" => None,
@@ -1012,7 +1017,8 @@ impl LocationHead {
 struct Level {
     seen: Seen,
     proxy: ProxyDirectives,
-    access_log: Option<AccessLog>,
+    /// Every `access_log` of the level: nginx writes each of them.
+    access_log: Vec<AccessLog>,
 }
 
 impl<'a> Parser<'a> {
@@ -1248,6 +1254,9 @@ impl<'a> Parser<'a> {
             }
         }
         self.custom(d)?;
+        if d.name == "proxy_pass" && matches!(ctx, Ctx::IfLocation | Ctx::LimitExcept) {
+            self.no_uri_part(d)?;
+        }
         self.not_emulated(d.name);
         if open {
             match d.name {
@@ -1733,7 +1742,10 @@ impl<'a> Parser<'a> {
                 let path = self.error_log(d)?;
                 self.cfg.error_log = Some(path);
             }
-            "access_log" => lv.access_log = Some(self.access_log(d)?),
+            "access_log" => {
+                let a = self.access_log(d)?;
+                lv.access_log.push(a);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -2142,7 +2154,8 @@ impl<'a> Parser<'a> {
                 let (pm, pn) = head.as_parent();
                 self.location(&s, Some((&pm, &pn)), None)?;
             } else {
-                self.location_directive(&s, open, &mut lv)?;
+                let regex_or_named = head.named || head.modifier.starts_with('~');
+                self.location_directive(&s, open, &mut lv, regex_or_named)?;
             }
         }
         self.location_done(*head, *lv, out);
@@ -2151,18 +2164,13 @@ impl<'a> Parser<'a> {
 
     /// A location's block read: an emulated location goes to `out`.
     fn location_done(&mut self, head: LocationHead, lv: Level, out: Option<&mut Vec<Location>>) {
-        // access_log in a location: not emulated per location.
-        if let Some(a) = lv.access_log.as_ref().filter(|a| a.path.is_some()) {
-            let line = a.pos.line;
-            self.unsupported("access_log inside a location", line);
-        }
         if let (None, Some(out)) = (head.what, out) {
-            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, verbatim: None, pos: head.pos });
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, access_log: lv.access_log, verbatim: None, pos: head.pos });
         }
     }
 
     /// A directive of a location's block other than a nested location.
-    fn location_directive(&mut self, s: &Dir, open: bool, lv: &mut Level) -> Result<(), ConfError> {
+    fn location_directive(&mut self, s: &Dir, open: bool, lv: &mut Level, regex_or_named: bool) -> Result<(), ConfError> {
         if !Self::claimed(s, Ctx::Location) {
             return self.generic(s, open, Ctx::Location, &mut lv.seen);
         }
@@ -2170,7 +2178,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         match s.name {
-            "proxy_pass" => self.proxy_pass(s, lv),
+            "proxy_pass" => self.proxy_pass(s, lv, regex_or_named),
             _ => self.generic(s, open, Ctx::Location, &mut lv.seen),
         }
     }
@@ -2237,7 +2245,7 @@ impl<'a> Parser<'a> {
     /// `ngx_http_proxy_pass`: what it names is decided by [`pass_target`];
     /// what the emulation does not run is noted here, once, and `resolve`
     /// leaves its location out.
-    fn proxy_pass(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
+    fn proxy_pass(&mut self, d: &Dir, lv: &mut Level, regex_or_named: bool) -> Result<(), ConfError> {
         if lv.proxy.pass.is_some() {
             return Err(self.at(d, "\"proxy_pass\" directive is duplicate".into()));
         }
@@ -2258,10 +2266,23 @@ impl<'a> Parser<'a> {
                 return Err(self.at(d, format!("upstream \"{host}\" may not have port {port}")));
             }
         }
+        if regex_or_named {
+            self.no_uri_part(d)?;
+        }
         if let Some(why) = target.not_emulated() {
             self.unsupported(why, d.line);
-        } else if u.uri {
-            self.unsupported("a URI part in proxy_pass", d.line);
+        }
+        Ok(())
+    }
+
+    /// `ngx_http_proxy_pass`: where nginx cannot tell which part of the URI
+    /// to replace (`clcf->named || clcf->regex || clcf->noname`), a URI part
+    /// is refused.
+    fn no_uri_part(&self, d: &Dir) -> Result<(), ConfError> {
+        if let Ok(PassTarget::Http(u) | PassTarget::Https(u)) = pass_target(d.arg(0)) {
+            if u.uri.is_some() {
+                return Err(self.at(d, "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block".into()));
+            }
         }
         Ok(())
     }
@@ -2289,8 +2310,8 @@ pub struct PassUrl {
     pub host: String,
     /// `None`: no port given (80 applies; 443 for https).
     pub port: Option<u16>,
-    /// A `/` or `?` part follows the address (not emulated: dropped).
-    pub uri: bool,
+    /// The `/` or `?` part after the address, as written.
+    pub uri: Option<String>,
 }
 
 impl PassUrl {
@@ -2570,7 +2591,7 @@ impl Config {
         for (name, fmt) in &self.log_formats {
             s.push_str(&format!("    log_format {name} {};\n", q(fmt)));
         }
-        if let Some(a) = &self.access_log {
+        for a in &self.access_log {
             s.push_str(&format!("    access_log {};\n", render_access(a)));
         }
         render_proxy(&mut s, &self.proxy, "    ");
@@ -2625,13 +2646,16 @@ impl Config {
             if let Some(n) = &srv.server_name {
                 s.push_str(&format!("        server_name {n};\n"));
             }
-            if let Some(a) = &srv.access_log {
+            for a in &srv.access_log {
                 s.push_str(&format!("        access_log {};\n", render_access(a)));
             }
             render_proxy(&mut s, &srv.proxy, "        ");
             for loc in &srv.locations {
                 let m = if loc.modifier.is_empty() { String::new() } else { format!("{} ", loc.modifier) };
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
+                for a in &loc.access_log {
+                    s.push_str(&format!("            access_log {};\n", render_access(a)));
+                }
                 match &loc.verbatim {
                     Some(text) => {
                         let pass = ProxyDirectives { pass: loc.proxy.pass.clone(), ..ProxyDirectives::default() };
@@ -2714,6 +2738,13 @@ mod tests {
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server\n {\n  listen 80;\n }\n}\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server;\n}\n", Some("directive \"server\" has no opening \"{\" in t.conf:4")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n access_log a.log nope;\n}\n", Some("unknown log format \"nope\" in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location ~ ^/x { proxy_pass http://127.0.0.1:9/y; }\n }\n}\n", Some("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location @n { proxy_pass http://127.0.0.1:9/; }\n }\n}\n", Some("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location /a { if ($uri) { proxy_pass http://127.0.0.1:9/; } }\n }\n}\n", Some("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location /a { limit_except GET { proxy_pass http://127.0.0.1:9/x; } }\n }\n}\n", Some("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location ~ ^/x { proxy_pass http://127.0.0.1:9; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location ~ ^/x { proxy_pass http://127.0.0.1:9$uri; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location /a/ { proxy_pass http://127.0.0.1:9/b/; }\n }\n}\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n access_log a.log lab;\n log_format lab x;\n}\n", Some("unknown log format \"lab\" in t.conf:4")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n log_format lab x;\n log_format lab y;\n}\n", Some("duplicate \"log_format\" name \"lab\" in t.conf:5")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n error_log e.log info warn;\n}\n", Some("duplicate log level \"warn\" in t.conf:4")),

@@ -59,6 +59,96 @@ pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, clie
     s.into_bytes()
 }
 
+/// `ngx_http_parse_complex_uri` for a request path (before `?`): `%XX`
+/// decoded, `//` merged (`merge_slashes on`), `.` and `..` segments
+/// resolved. `None` where nginx answers 400 (a bad `%` escape, a decoded
+/// NUL, `..` above the root). A path with none of `%`, `//`, `/.` is
+/// returned as it is (nginx does not run the complex parser for it).
+pub fn normalize_uri(raw: &[u8]) -> Option<Vec<u8>> {
+    // Only an origin-form path (absolute-form and `*` are not emulated).
+    if raw.first() != Some(&b'/') {
+        return Some(raw.to_vec());
+    }
+    let complex = raw.contains(&b'%') || raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    if !complex {
+        return Some(raw.to_vec());
+    }
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hi = raw.get(i + 1).copied().and_then(hex)?;
+            let lo = raw.get(i + 2).copied().and_then(hex)?;
+            let c = (hi << 4) | lo;
+            if c == 0 {
+                return None;
+            }
+            decoded.push(c);
+            i += 3;
+        } else {
+            decoded.push(raw[i]);
+            i += 1;
+        }
+    }
+    // Segments: merged slashes, `.` dropped, `..` pops (400 above the root).
+    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..") || decoded == b"." || decoded == b"..";
+    let mut out: Vec<&[u8]> = Vec::new();
+    for seg in decoded.split(|&c| c == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                out.pop()?;
+            }
+            s => out.push(s),
+        }
+    }
+    let mut uri = Vec::with_capacity(decoded.len());
+    for seg in &out {
+        uri.push(b'/');
+        uri.extend_from_slice(seg);
+    }
+    if uri.is_empty() || trailing {
+        uri.push(b'/');
+    }
+    Some(uri)
+}
+
+/// `ngx_escape_uri(.., NGX_ESCAPE_URI)`: controls, space, `#`, `%`, `?`,
+/// DEL and bytes past ASCII as `%XX` (upper-case hex).
+pub fn escape_uri(uri: &[u8]) -> String {
+    let mut out = String::with_capacity(uri.len());
+    for &c in uri {
+        if c <= 0x20 || matches!(c, b'#' | b'%' | b'?') || c >= 0x7f {
+            out.push_str(&format!("%{c:02X}"));
+        } else {
+            out.push(char::from(c));
+        }
+    }
+    out
+}
+
+/// The URI of the upstream request line (`ngx_http_proxy_create_request`):
+/// without a URI part in `proxy_pass`, the client's as it sent it
+/// (`unparsed`, arguments included); with one, that part in place of the
+/// location's prefix of the normalised `uri` (re-escaped if the client's
+/// had a `%`: `r->quoted_uri`), then `?` and the arguments.
+pub fn upstream_uri(loc: &ResolvedLocation, unparsed: &str, uri: &[u8], args: &str, quoted: bool) -> String {
+    let Some(part) = &loc.pass_uri else { return unparsed.to_string() };
+    let rest = uri.get(loc.path.len().min(uri.len())..).unwrap_or_default();
+    let mut out = part.clone();
+    if quoted {
+        out.push_str(&escape_uri(rest));
+    } else {
+        out.push_str(&String::from_utf8_lossy(rest));
+    }
+    if !args.is_empty() {
+        out.push('?');
+        out.push_str(args);
+    }
+    out
+}
+
 /// nginx's reason phrase for the statuses it answers itself.
 pub fn reason(status: u16) -> &'static str {
     crate::response::reason(status)
@@ -75,6 +165,60 @@ mod tests {
     use crate::conf;
     use crate::profile::Profile;
     use crate::resolve::resolve;
+
+    #[test]
+    fn complex_uris_as_nginx_normalises_them() {
+        for (raw, want) in [
+            ("/a/b", Some("/a/b")),
+            ("/a//b", Some("/a/b")),
+            ("//a", Some("/a")),
+            ("/a/./b", Some("/a/b")),
+            ("/a/../b", Some("/b")),
+            ("/a/b/..", Some("/a/")),
+            ("/a/.", Some("/a/")),
+            ("/a/", Some("/a/")),
+            ("/.well-known/x", Some("/.well-known/x")),
+            ("/a%20b", Some("/a b")),
+            ("/a%2Fb", Some("/a/b")),
+            ("/a%2f..%2fb", Some("/b")),
+            ("/%7Euser", Some("/~user")),
+            ("/a%2", None),
+            ("/a%zz", None),
+            ("/a%00", None),
+            ("/..", None),
+            ("/a/../..", None),
+            ("*", Some("*")),
+        ] {
+            assert_eq!(normalize_uri(raw.as_bytes()).map(|u| String::from_utf8(u).unwrap()), want.map(String::from), "{raw}");
+        }
+        assert_eq!(escape_uri(b"/a b#c%d?e~f\x7f\xc3\xa9"), "/a%20b%23c%25d%3Fe~f%7F%C3%A9");
+    }
+
+    #[test]
+    fn proxy_pass_uri_part_replaces_the_location_prefix() {
+        let at = |path: &str, pass: &str, target: &str| {
+            let src = format!("events {{}}\nhttp {{\n server {{\n  listen 1;\n  location {path} {{ proxy_pass {pass}; }}\n }}\n}}\n");
+            let r = resolve(&conf::parse(&src, "t.conf").unwrap(), Profile::Legacy).unwrap();
+            let loc = &r.servers[0].locations[0];
+            let (p, args) = target.split_once('?').unwrap_or((target, ""));
+            let uri = normalize_uri(p.as_bytes()).unwrap();
+            upstream_uri(loc, target, &uri, args, p.contains('%'))
+        };
+        for (path, pass, target, want) in [
+            ("/", "http://127.0.0.1:9", "/a//b?x=1", "/a//b?x=1"),
+            ("/", "http://127.0.0.1:9/", "/a//b?x=1", "/a/b?x=1"),
+            ("/api/", "http://127.0.0.1:9/", "/api/users", "/users"),
+            ("/api/", "http://127.0.0.1:9/v1/", "/api/users?id=2", "/v1/users?id=2"),
+            ("/api", "http://127.0.0.1:9/v1", "/apix", "/v1x"),
+            ("= /x", "http://127.0.0.1:9/y", "/x", "/y"),
+            ("/api/", "http://127.0.0.1:9/", "/api/a%20b", "/a%20b"),
+            ("/api/", "http://127.0.0.1:9/", "/api/%7Eu", "/~u"),
+            ("/api/", "http://127.0.0.1:9/q?k=v", "/api/z?a=b", "/q?k=vz?a=b"),
+            ("/", "http://[::1]:9/p/", "/x", "/p/x"),
+        ] {
+            assert_eq!(at(path, pass, target), want, "location {path} proxy_pass {pass} {target}");
+        }
+    }
 
     fn location(profile: Profile, location_body: &str) -> ResolvedLocation {
         let src = format!("events {{}}\nhttp {{\n upstream u {{ server 127.0.0.1:1; }}\n server {{\n  listen 1;\n  location / {{ proxy_pass http://u; {location_body} }}\n }}\n}}\n");

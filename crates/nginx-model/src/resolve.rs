@@ -5,7 +5,7 @@
 //! `proxy_pass http://host:port`, and the access-log format. The proxy binds
 //! and resolves host names from this; the oracle reads the same values.
 
-use crate::conf::{self, Config, Location, PassTarget, Pos, ProxyDirectives, UpstreamServer};
+use crate::conf::{self, AccessLog, Config, Location, PassTarget, Pos, ProxyDirectives, UpstreamServer};
 use crate::keepalive::KeepaliveSettings;
 use crate::logs;
 use crate::profile::{self, Profile};
@@ -97,6 +97,9 @@ pub struct ResolvedLocation {
     pub upstream: usize,
     /// `$proxy_host`.
     pub proxy_host: String,
+    /// The URI part of `proxy_pass` (`http://u/v1/` → `/v1/`), which takes
+    /// the place of the location's prefix ([`crate::http::upstream_uri`]).
+    pub pass_uri: Option<String>,
     /// The upstream request line says HTTP/1.1.
     pub http11: bool,
     /// Request headers nginx sets (name, value template); empty values are not sent.
@@ -116,6 +119,8 @@ pub struct ResolvedLocation {
     pub client_body_buffer_size: usize,
     /// `server_tokens`: `Server: nginx/1.22.1` or `Server: nginx`.
     pub server_tokens: bool,
+    /// The access logs a request here is written to ([`merge_access_logs`]).
+    pub access_log: Vec<AccessLogSpec>,
 }
 
 impl ResolvedLocation {
@@ -146,6 +151,9 @@ pub struct ResolvedServer {
     pub pos: Pos,
     pub name: String,
     pub locations: Vec<ResolvedLocation>,
+    /// The access logs of a request no location takes (the server's
+    /// own, else the http level's).
+    pub access_log: Vec<AccessLogSpec>,
 }
 
 impl ResolvedServer {
@@ -162,7 +170,7 @@ impl ResolvedServer {
     }
 }
 
-/// The `access_log` that applies: a path and a format string.
+/// One `access_log` that applies: a path (as written) and a format string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogSpec {
     pub path: String,
@@ -175,7 +183,8 @@ pub struct Resolved {
     pub upstreams: Vec<ResolvedUpstream>,
     pub servers: Vec<ResolvedServer>,
     pub error_log: Option<String>,
-    pub access_log: Option<AccessLogSpec>,
+    /// Every access log file some request may be written to, each once.
+    pub access_logs: Vec<AccessLogSpec>,
     /// What nginx would run and the emulation runs without (regex, named
     /// and nested locations, locations that do not proxy, ...), each with
     /// where it was read: `proxy -t` and the proxy's start list them.
@@ -202,56 +211,94 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
     // the configuration is nginx's, the 502 model is what it can tell.
     let mut notes: Vec<(String, Pos)> = cfg.unsupported.clone();
     let mut servers = Vec::new();
+    let mut access_logs: Vec<AccessLogSpec> = Vec::new();
+    let mut specs = |lines: &[AccessLog], notes: &mut Vec<(String, Pos)>| -> Result<Vec<AccessLogSpec>, ResolveError> {
+        let mut out = Vec::new();
+        for a in merge_access_logs(lines) {
+            if let Some(spec) = access_spec(cfg, a, notes)? {
+                if !access_logs.contains(&spec) {
+                    access_logs.push(spec.clone());
+                }
+                out.push(spec);
+            }
+        }
+        Ok(out)
+    };
     for srv in &cfg.servers {
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
+        let server_logs: &[AccessLog] = if srv.access_log.is_empty() { &cfg.access_log } else { &srv.access_log };
         let mut locations = Vec::new();
         for loc in &srv.locations {
             match location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile) {
-                Ok(l) => locations.push(l),
+                Ok(mut l) => {
+                    l.access_log = specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?;
+                    locations.push(l);
+                }
                 Err(Some(note)) => notes.push(note),
                 Err(None) => {}
             }
         }
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations });
+        let access_log = specs(server_logs, &mut notes)?;
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log });
     }
-    let access_log = match &cfg.access_log {
-        Some(a) => match &a.path {
-            Some(path) => {
-                let format = if a.format == "combined" {
-                    logs::COMBINED.to_string()
-                } else {
-                    cfg.log_formats
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(&a.format))
-                        .map(|(_, f)| f.clone())
-                        .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
-                };
-                match logs::check_format(&format) {
-                    Ok(()) => Some(AccessLogSpec {
-                        path: path.clone(),
-                        format,
-                    }),
-                    Err(e) => {
-                        notes.push((
-                            format!("the access_log (its log_format: {e})"),
-                            a.pos.clone(),
-                        ));
-                        None
-                    }
-                }
-            }
-            None => None,
-        },
-        None => None,
-    };
     Ok(Resolved {
         profile,
         upstreams,
         servers,
         error_log: cfg.error_log.clone(),
-        access_log,
+        access_logs,
         notes,
     })
+}
+
+/// The `access_log` lines of the level that applies, as
+/// `ngx_http_log_merge_loc_conf` inherits them: the nearest level with any
+/// (the caller picks it), all of them written; `access_log off` among them
+/// writes none (`ngx_http_log_handler` returns on `lcf->off`).
+pub fn merge_access_logs(lines: &[AccessLog]) -> Vec<&AccessLog> {
+    if lines.iter().any(|a| a.path.is_none()) {
+        return Vec::new();
+    }
+    lines.iter().collect()
+}
+
+/// One `access_log` line with its format text; `None` (noted) when the
+/// emulated log cannot write the format.
+fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> Result<Option<AccessLogSpec>, ResolveError> {
+    let Some(path) = &a.path else { return Ok(None) };
+    let not_written = if path.contains('$') {
+        Some("an access_log path with variables (not written here)")
+    } else if path.starts_with("syslog:") {
+        Some("an access_log to syslog (not written here)")
+    } else {
+        None
+    };
+    if let Some(what) = not_written {
+        let note = (what.to_string(), a.pos.clone());
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+        return Ok(None);
+    }
+    let format = if a.format == "combined" {
+        logs::COMBINED.to_string()
+    } else {
+        cfg.log_formats
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&a.format))
+            .map(|(_, f)| f.clone())
+            .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
+    };
+    match logs::check_format(&format) {
+        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format })),
+        Err(e) => {
+            let note = (format!("the access_log (its log_format: {e})"), a.pos.clone());
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// A location as the upstream module runs it, or left out (answering 404):
@@ -292,6 +339,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         path: loc.path.clone(),
         upstream,
         proxy_host: u.proxy_host(HTTP_PORT),
+        pass_uri: u.uri.clone(),
         http11: profile::http11(profile, p.http_version.as_deref()),
         headers: profile::request_headers(profile, p.set_header.as_deref().unwrap_or(&[])),
         connect_timeout: p.connect_timeout.unwrap_or(defaults::PROXY_TIMEOUT),
@@ -305,6 +353,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),
+        access_log: Vec::new(),
     })
 }
 
@@ -356,7 +405,7 @@ mod tests {
                 r.servers[0].locations.len(),
             )
         };
-        assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), (vec!["a URI part in proxy_pass in t.conf:5".to_string()], 1), "the URI part is dropped");
+        assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://u/x; }\n }\n}\n"), (vec![], 1), "the URI part is run");
         assert_eq!(notes("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_read_timeout 1s; }\n }\n}\n"), (vec!["location \"/\" without proxy_pass (answered 404 here) in t.conf:5".to_string()], 0));
         assert_eq!(notes("events {}\nhttp {\n server {\n  location ~ ^/x { proxy_pass http://u; }\n  location /y { proxy_pass http://u; }\n }\n}\n"), (vec!["a regex location in t.conf:4".to_string()], 1));
     }
@@ -385,6 +434,33 @@ mod tests {
         cfg.servers[0].locations[0].proxy.pass_pos = Pos::default();
         let r = resolve(&cfg, Profile::Legacy).unwrap();
         assert_eq!((r.notes.len(), r.servers[0].locations.len()), (1, 0));
+    }
+
+    /// `ngx_http_log_merge_loc_conf`: the nearest level with access_log
+    /// lines wins, each of its lines is written, `off` among them writes
+    /// none; a request no location takes gets its server's.
+    #[test]
+    fn access_logs_per_level() {
+        let r = resolved(
+            "events {}\nhttp {\n log_format short '$status';\n access_log h.log;\n server {\n  listen 1;\n  location /a { proxy_pass http://127.0.0.1:9; access_log a.log short; access_log a2.log; }\n  location /b { proxy_pass http://127.0.0.1:9; access_log off; }\n  location /c { proxy_pass http://127.0.0.1:9; }\n  location /d { proxy_pass http://127.0.0.1:9; access_log off; access_log d.log; }\n }\n server {\n  listen 2;\n  access_log s.log short;\n  location /e { proxy_pass http://127.0.0.1:9; }\n  location /f { proxy_pass http://127.0.0.1:9; access_log h.log; }\n }\n}\n",
+            Profile::Legacy,
+        );
+        let files = |logs: &[AccessLogSpec]| logs.iter().map(|a| format!("{} {}", a.path, if a.format == "$status" { "short" } else { "combined" })).collect::<Vec<_>>().join(", ");
+        let at = |srv: usize, path: &str| files(&r.servers[srv].location_for(path).unwrap().access_log);
+        for (srv, path, want) in [
+            (0, "/a", "a.log short, a2.log combined"),
+            (0, "/b", ""),
+            (0, "/c", "h.log combined"),
+            (0, "/d", ""),
+            (1, "/e", "s.log short"),
+            (1, "/f", "h.log combined"),
+        ] {
+            assert_eq!(at(srv, path), want, "server {srv} location {path}");
+        }
+        assert_eq!((files(&r.servers[0].access_log), files(&r.servers[1].access_log)), ("h.log combined".into(), "s.log short".into()));
+        assert_eq!(files(&r.access_logs), "a.log short, a2.log combined, h.log combined, s.log short", "each file once");
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; access_log logs/$host.log; access_log syslog:server=127.0.0.1; }\n }\n}\n", Profile::Legacy);
+        assert!(r.access_logs.is_empty() && r.notes.len() == 2, "{:?}", r.notes);
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is

@@ -67,11 +67,18 @@ pub struct ClientRequest {
     pub no: u64,
     pub ctx: RequestCtx,
     pub method: String,
+    /// The request target as the client sent it (`$request_uri`).
     pub uri: String,
+    /// The URI of the upstream request line, which error.log lines name.
+    upstream_uri: String,
+    /// `$uri`: the path normalised (`ngx_http_parse_complex_uri`).
     path: String,
     args: String,
     conn_requests: u64,
     start: Instant,
+    /// The access logs this request is written to: its server's until a
+    /// location takes it, then the location's.
+    access_log: Vec<nginx_model::resolve::AccessLogSpec>,
 }
 
 impl ClientRequest {
@@ -80,9 +87,14 @@ impl ClientRequest {
     pub fn log(&self, rt: &Runtime, level: Level, text: &str, upstream: Option<&str>) {
         let mut ctx = self.ctx.clone();
         if let Some(u) = upstream {
-            ctx.upstream = format!("http://{u}{}", self.uri);
+            ctx.upstream = format!("http://{u}{}", self.upstream_uri);
         }
         rt.logs.error(logs::error_line(SystemTime::now(), std::process::id(), level, text, &ctx));
+    }
+
+    /// The request's access-log line, in each log that applies.
+    fn log_access(&self, rt: &Runtime, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
+        rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
     }
 
     fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
@@ -230,11 +242,13 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     let no = rt.next_request.fetch_add(1, Ordering::SeqCst);
     let srv = &rt.servers[server];
     let host = req.header("host").unwrap_or("").to_string();
-    let (path, args) = match req.target.split_once('?') {
+    let (raw_path, args) = match req.target.split_once('?') {
         Some((p, a)) => (p.to_string(), a.to_string()),
         None => (req.target.clone(), String::new()),
     };
-    let creq = ClientRequest {
+    let normalized = nginx_model::http::normalize_uri(raw_path.as_bytes());
+    let path = normalized.as_deref().map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_else(|| raw_path.clone());
+    let mut creq = ClientRequest {
         no,
         ctx: RequestCtx {
             conn: conn_no,
@@ -246,19 +260,32 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         },
         method: req.method.clone(),
         uri: req.target.clone(),
+        upstream_uri: req.target.clone(),
         path,
         args,
         conn_requests,
         start: Instant::now(),
+        access_log: srv.conf.access_log.clone(),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
     let keepalive = if req.http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
     let head_request = req.method == "HEAD";
+    let Some(uri) = normalized else {
+        // ngx_http_process_request_uri: a path nginx cannot normalise,
+        // found on the request line (no Host read yet, `$uri` empty).
+        creq.ctx.host.clear();
+        creq.path.clear();
+        creq.log(rt, Level::Info, "client sent invalid request while reading client request line", None);
+        let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true };
+        return error_answer(rt, c, &creq, &[], 400, side).await;
+    };
     let Some(loc) = srv.conf.location_for(&creq.path) else {
         let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
         return error_answer(rt, c, &creq, &[], 404, side).await;
     };
+    creq.access_log.clone_from(&loc.access_log);
+    creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.uri, &uri, &creq.args, raw_path.contains('%'));
     let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: loc.server_tokens };
     let chunked_body = req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let declared: Option<u64> = match req.header("content-length") {
@@ -290,10 +317,10 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     };
     let up = rt.upstreams[loc.upstream].clone();
     let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
-    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.uri, &req.headers, body.len(), &vars);
+    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, &req.headers, body.len(), &vars);
     match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
-            rt.logs.access(creq.access_entry(499, attempts.states(), 0));
+            creq.log_access(rt, 499, attempts.states(), 0);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
             false
         }
@@ -317,7 +344,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
                 up.cache.store(conn);
             }
             let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
-            rt.logs.access(creq.access_entry(logged, attempts.states(), out.body_bytes));
+            creq.log_access(rt, logged, attempts.states(), out.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: out.truncated });
             out.keepalive
         }
@@ -330,7 +357,7 @@ async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream
     let (bytes, keep) = response::error_response(status, side, &http_date());
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
-    rt.logs.access(creq.access_entry(status, upstream, page));
+    creq.log_access(rt, status, upstream, page);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page, truncated: false });
     keep
 }

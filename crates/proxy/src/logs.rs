@@ -1,9 +1,11 @@
 //! The proxy's error.log and access.log sink: lines in nginx's formats
 //! (`nginx_model::logs`), appended to the files the configuration names, as
-//! nginx does, and kept in memory for readers in the same process (the
+//! nginx does (each `access_log` file once, written by every request whose
+//! location, server or http level names it), and kept in memory for readers in the same process (the
 //! harness) only as far as the retention allows.
 
 use nginx_model::logs::{render_access, AccessEntry};
+use nginx_model::resolve::AccessLogSpec;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use labkit::events::Retention;
@@ -24,18 +26,22 @@ struct LogsInner {
     errors: VecDeque<String>,
     access: VecDeque<AccessEntry>,
     error_file: Option<File>,
-    access_file: Option<(File, String)>,
+    /// Each access log file, by its path as nginx.conf writes it.
+    access_files: Vec<(String, File)>,
 }
 
 impl Logs {
-    pub fn new(error_path: Option<PathBuf>, access: Option<(PathBuf, String)>, retention: Retention) -> std::io::Result<Logs> {
+    /// `access`: each access log's path as written and the file it opens.
+    pub fn new(error_path: Option<PathBuf>, access: Vec<(String, PathBuf)>, retention: Retention) -> std::io::Result<Logs> {
         let open = |p: &PathBuf| OpenOptions::new().create(true).append(true).open(p);
         let error_file = error_path.as_ref().map(open).transpose()?;
-        let access_file = match access {
-            Some((p, fmt)) => Some((open(&p)?, fmt)),
-            None => None,
-        };
-        let inner = LogsInner { retention, errors: VecDeque::new(), access: VecDeque::new(), error_file, access_file };
+        let mut access_files: Vec<(String, File)> = Vec::new();
+        for (key, p) in access {
+            if !access_files.iter().any(|(k, _)| *k == key) {
+                access_files.push((key, open(&p)?));
+            }
+        }
+        let inner = LogsInner { retention, errors: VecDeque::new(), access: VecDeque::new(), error_file, access_files };
         Ok(Logs { inner: Arc::new(Mutex::new(inner)) })
     }
 
@@ -49,11 +55,15 @@ impl Logs {
         retain(&mut g.errors, line, keep);
     }
 
-    pub fn access(&self, e: AccessEntry) {
+    /// One request's line in each of `to` (the access logs that apply to
+    /// it); kept in memory once.
+    pub fn access(&self, e: AccessEntry, to: &[AccessLogSpec]) {
         let mut g = self.inner.lock();
-        if let Some((f, fmt)) = g.access_file.as_mut() {
-            let line = render_access(fmt, &e);
-            let _ = writeln!(f, "{line}");
+        for spec in to {
+            if let Some((_, f)) = g.access_files.iter_mut().find(|(k, _)| *k == spec.path) {
+                let line = render_access(&spec.format, &e);
+                let _ = writeln!(f, "{line}");
+            }
         }
         let keep = g.retention;
         retain(&mut g.access, e, keep);

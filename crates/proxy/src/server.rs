@@ -196,13 +196,13 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         }
     };
     let error_path = r.error_log.as_deref().map(in_prefix);
-    let access = r.access_log.as_ref().map(|a| (in_prefix(&a.path), a.format.clone()));
+    let access: Vec<(String, PathBuf)> = r.access_logs.iter().map(|a| (a.path.clone(), in_prefix(&a.path))).collect();
     // nginx opens every log file at -t too; name the one that failed.
-    for path in error_path.iter().chain(access.iter().map(|a| &a.0)) {
+    for path in error_path.iter().chain(access.iter().map(|a| &a.1)) {
         std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| StartError::LogFile { path: path.clone(), source })?;
     }
     let logs = Logs::new(error_path.clone(), access.clone(), opts.retention).map_err(|source| StartError::LogFile {
-        path: error_path.or(access.map(|a| a.0)).unwrap_or_default(),
+        path: error_path.or(access.into_iter().next().map(|a| a.1)).unwrap_or_default(),
         source,
     })?;
     if servers.is_empty() {

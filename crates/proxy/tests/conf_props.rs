@@ -48,6 +48,7 @@ proptest! {
             servers: vec![Server {
                 listen: vec!["127.0.0.1:8080".into()],
                 locations: vec![Location {
+                    access_log: Vec::new(),
                     modifier: String::new(),
                     path: "/".into(),
                     proxy: ProxyDirectives {

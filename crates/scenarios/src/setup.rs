@@ -158,7 +158,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
         upstreams: vec![upstream],
         servers: vec![Server {
             listen: vec![listen.to_string()],
-            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, verbatim: verbatim(&n.location_conf, "location_conf", Ctx::Location), pos: Default::default() }],
+            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, access_log: Vec::new(), verbatim: verbatim(&n.location_conf, "location_conf", Ctx::Location), pos: Default::default() }],
             ..Server::default()
         }],
         ..Config::default()

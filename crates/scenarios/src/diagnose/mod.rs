@@ -1053,7 +1053,7 @@ pub fn format_text(from: &FormatFrom) -> Result<String, crate::Error> {
             let cfg = harness::read_nginx_conf(path, prefix).map_err(|e| Error::Usage(format!("nginx.conf: {e}")))?;
             // The http-level access_log, else the first server's; nginx's
             // default is logs/access.log in `combined`.
-            let log = cfg.access_log.clone().or_else(|| cfg.servers.iter().find_map(|s| s.access_log.clone()));
+            let log = cfg.access_log.first().cloned().or_else(|| cfg.servers.iter().find_map(|s| s.access_log.first().cloned()));
             let name = match log {
                 Some(a) if a.path.is_none() => return Err(Error::Usage(format!("{}: access_log is off", path.display()))),
                 Some(a) => a.format,
