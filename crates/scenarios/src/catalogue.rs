@@ -36,6 +36,8 @@ pub const FILES: &[(&str, &str)] = files![
     "idle-race-natural-remedy",
     "idle-fallback",
     "idle-fallback-remedy",
+    "read-header-timeout-idle",
+    "read-header-timeout-idle-remedy",
     "no-keepalive",
     "panic",
     "panic-remedy",

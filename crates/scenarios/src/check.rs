@@ -417,7 +417,10 @@ fn idle_race(c: &Ctx) -> Finding {
         None => "a request reuses a connection Go has closed as idle".into(),
     };
     // The catalogue scenario that shows this configuration's variant.
-    let name = if g.idle_timeout.is_none() && limit.is_some() {
+    let name = if c.go.idle_timeout.is_zero() && c.go.read_timeout.is_zero() && limit.is_some() {
+        // Go ≤ 1.19: ReadHeaderTimeout alone bounds the idle wait.
+        "read-header-timeout-idle"
+    } else if g.idle_timeout.is_none() && limit.is_some() {
         "idle-fallback"
     } else if !t.loc.next_upstream.contains(nginx_model::retry::Ft::ERROR) {
         "idle-race-no-retry"
@@ -433,7 +436,12 @@ fn idle_race(c: &Ctx) -> Finding {
         return cannot(name, Trigger::Settings, when, why);
     };
     let Some(limit) = limit else {
-        return cannot(name, Trigger::Settings, when, "Go never closes an idle connection (IdleTimeout, ReadTimeout and ReadHeaderTimeout are 0)".into());
+        let why = if c.go.go_version == GoVersion::Go120 && !c.go.read_header_timeout.is_zero() {
+            "Go ≥ 1.20 never closes an idle connection when IdleTimeout and ReadTimeout are 0 (ReadHeaderTimeout starts with the next request's first byte)"
+        } else {
+            "Go never closes an idle connection (IdleTimeout, ReadTimeout and ReadHeaderTimeout are 0)"
+        };
+        return cannot(name, Trigger::Settings, when, why.into());
     };
     let kt = u.keepalive.timeout;
     let mut fix = vec![
@@ -757,6 +765,21 @@ mod tests {
         // servers down for the POST (max_fails).
         let panic = find(&f, "panic");
         assert_eq!((panic.outcomes[0].handler_runs, panic.outcomes[1].handler_runs), (2, 1), "{panic:#?}");
+    }
+
+    #[test]
+    fn go_119_read_header_timeout_alone_is_the_idle_limit() {
+        let g = parse_go("ReadHeaderTimeout=5s").unwrap();
+        let f = check(&target(&conf_with("", "")), &g);
+        let race = find(&f, "read-header-timeout-idle");
+        assert_eq!((race.verdict, race.mechanism_id.as_str()), (Verdict::Applies, "idle-race"), "{race:#?}");
+        assert_eq!(race.outcomes[0].upstream_status, vec![502, 200]);
+        assert!(race.when.contains("5s"), "{}", race.when);
+        // Go 1.20: ReadHeaderTimeout no longer bounds the idle wait.
+        let g = GoSettings { go_version: Some("1.20".into()), ..g };
+        let race = check(&target(&conf_with("", "")), &g).into_iter().find(|f| f.mechanism_id == "idle-race").unwrap();
+        assert_eq!(race.verdict, Verdict::CannotHappen, "{race:#?}");
+        assert!(race.detail.contains("Go ≥ 1.20"), "{}", race.detail);
     }
 
     #[test]
