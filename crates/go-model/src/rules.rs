@@ -459,8 +459,10 @@ mod tests {
         let knob = |c: ServerConfig| ServerConfig { idle_race: Some(IdleRace::Fin), ..c };
         assert_eq!(idle_close(&cfg(0, 0, 100, GoVersion::Go119)), After(ms(100)));
         assert_eq!(idle_close(&knob(cfg(0, 0, 100, GoVersion::Go119))), AtNextRequest(ms(100), IdleRace::Fin));
-        // Go 1.19's ReadHeaderTimeout-as-idle has no Peek: the knob does not apply.
-        assert_eq!(idle_close(&knob(cfg(0, 50, 0, GoVersion::Go119))), After(ms(50)));
+        // Go 1.19's ReadHeaderTimeout-as-idle has no Peek: the knob holds
+        // readRequest's header deadline instead.
+        assert_eq!(idle_close(&cfg(0, 50, 0, GoVersion::Go119)), After(ms(50)));
+        assert_eq!(idle_close(&knob(cfg(0, 50, 0, GoVersion::Go119))), AtNextRequest(ms(50), IdleRace::Fin));
         assert_eq!(idle_close(&knob(cfg(0, 0, 0, GoVersion::Go119))), Never);
         assert_eq!(idle_close(&cfg(0, 50, 0, GoVersion::Go120)), Never);
     }

@@ -211,7 +211,11 @@ fn nginx_settings(t: &Target) -> NginxSettings {
         next_upstream_timeout: l.next_upstream_timeout.map(ngx_fmt),
         connect_timeout: Some(ngx_fmt(l.connect_timeout)),
         read_timeout: Some(ngx_fmt(l.read_timeout)),
-        buffer_size: Some(l.buffer_size.to_string()),
+        // The short key writes proxy_buffer_size alone, which nginx refuses
+        // past 14k with the default proxy_buffers: a larger one stays at the
+        // default in the probes (the too-big-header probe's cookie is the
+        // user's buffer size, too big either way).
+        buffer_size: (2 * l.buffer_size.max(4096) <= 7 * 4096).then(|| l.buffer_size.to_string()),
         server_params,
         ..NginxSettings::default()
     }
@@ -797,6 +801,11 @@ mod tests {
         let big = find(&f, "too-big-header");
         assert!(big.when.contains("proxy_buffer_size 12k") && big.probes[0].requests[0].path == "/big-header?bytes=12288", "{big:#?}");
         assert!(big.fix[0].contains("proxy_buffer_size 24k") && big.fix[0].contains("proxy_buffers 8 24k"), "{:?}", big.fix);
+        // That fix is a configuration nginx (and check) accepts.
+        let f = check(&target(&conf_with("", "proxy_buffer_size 24k; proxy_buffers 8 24k;")), &g);
+        let big = find(&f, "too-big-header");
+        assert!(big.when.contains("proxy_buffer_size 24k") && big.probes[0].requests[0].path == "/big-header?bytes=24576", "{big:#?}");
+        assert_eq!((big.verdict, big.outcomes[0].status), (Verdict::Exposed, 502), "{big:#?}");
     }
 
     #[test]
