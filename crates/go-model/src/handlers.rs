@@ -95,9 +95,26 @@ pub enum Handler {
     /// `/timeout-handler?ms=N[&limit=L]`: `http.TimeoutHandler(sleep N, L)`;
     /// 503 "timeout\n" when N > L (default L = 100 ms).
     TimeoutHandler { ms: u64, limit: u64 },
+    /// `/big-header?bytes=N`: a `Set-Cookie: session=<N bytes>` header
+    /// (a large cookie or JWT), then 200 "ok\n". N at most
+    /// [`MAX_HEADER_FILL`] (else 400, as the fixture answers).
+    BigHeader { bytes: u64 },
+    /// `/sse?events=N&ms=M[&every=H]`: a `text/event-stream` of N events
+    /// (`data: i\n\n`), each flushed, M ms apart; with `every`, a comment
+    /// (`: ping\n\n`, flushed) every H ms within each gap (the heartbeat
+    /// that keeps proxies' read timeouts from firing). At most
+    /// [`MAX_STREAM_WRITES`] events, and heartbeats per gap (else 400).
+    Sse { events: u64, ms: u64, every: u64 },
     /// Anything else: 404 "404 page not found\n" (Go's NotFound).
     NotFound,
 }
+
+/// The largest `bytes` of `/big-header` (1 MiB), on both servers.
+pub const MAX_HEADER_FILL: u64 = 1 << 20;
+/// The most events of `/sse`, and heartbeats in one of its gaps.
+pub const MAX_STREAM_WRITES: u64 = 1000;
+/// The heartbeat comment `/sse` writes.
+pub const SSE_HEARTBEAT: &str = ": ping\n\n";
 
 /// The body byte the sized handlers write.
 pub const FILL: u8 = b'x';
@@ -157,6 +174,23 @@ impl Handler {
                 ms: param("ms")?.unwrap_or(0),
                 limit: param("limit")?.unwrap_or(100),
             },
+            "/big-header" => {
+                let bytes = param("bytes")?.unwrap_or(8192);
+                if bytes > MAX_HEADER_FILL {
+                    return Err(BadQuery(format!("bytes={bytes}: at most {MAX_HEADER_FILL}")));
+                }
+                Handler::BigHeader { bytes }
+            }
+            "/sse" => {
+                let (events, ms, every) = (param("events")?.unwrap_or(2), param("ms")?.unwrap_or(0), param("every")?.unwrap_or(0));
+                if events > MAX_STREAM_WRITES {
+                    return Err(BadQuery(format!("events={events}: at most {MAX_STREAM_WRITES}")));
+                }
+                if every > 0 && sse_beats(ms, every) > MAX_STREAM_WRITES {
+                    return Err(BadQuery(format!("every={every}: at most {MAX_STREAM_WRITES} heartbeats in a gap")));
+                }
+                Handler::Sse { events, ms, every }
+            }
             _ => Handler::NotFound,
         })
     }
@@ -204,8 +238,39 @@ impl Handler {
             Handler::TimeoutHandler { ms, .. } => {
                 vec![Sleep(Self::sleep(ms)), text(), WriteHeader(200), Write(b"slept\n".to_vec())]
             }
+            Handler::BigHeader { bytes } => {
+                let mut cookie = String::with_capacity(8 + bytes as usize);
+                cookie.push_str("session=");
+                cookie.extend(std::iter::repeat(FILL as char).take(bytes as usize));
+                vec![SetHeader("Set-Cookie".into(), cookie), text(), Write(b"ok\n".to_vec())]
+            }
+            Handler::Sse { events, ms, every } => {
+                let mut ops = vec![SetHeader("Content-Type".into(), "text/event-stream".into()), SetHeader("Cache-Control".into(), "no-cache".into())];
+                for i in 1..=events {
+                    if i > 1 {
+                        let beats = if every > 0 { sse_beats(ms, every) } else { 0 };
+                        for _ in 0..beats {
+                            ops.extend([Sleep(Self::sleep(every)), Write(SSE_HEARTBEAT.as_bytes().to_vec()), Flush]);
+                        }
+                        ops.push(Sleep(Self::sleep(ms - beats * every)));
+                    }
+                    ops.extend([Write(format!("data: {i}\n\n").into_bytes()), Flush]);
+                }
+                ops
+            }
             Handler::NotFound => http_error(404, "404 page not found"),
         }
+    }
+}
+
+/// The heartbeats in one gap of `/sse` (the fixture's
+/// `for left := ms; left > every; left -= every`): one each `every` ms
+/// strictly before the gap ends.
+fn sse_beats(ms: u64, every: u64) -> u64 {
+    if ms == 0 {
+        0
+    } else {
+        (ms - 1) / every
     }
 }
 
@@ -313,6 +378,9 @@ HANDLERS (by request path; the same paths as fixtures/go-upstream/main.go):
   /big?bytes=N                         N bytes, no flush
   /recover-panic                       recover middleware: the panic becomes a 500
   /timeout-handler?ms=N[&limit=L]      http.TimeoutHandler(limit L ms, default 100): 503 if N > L
+  /big-header?bytes=N                  Set-Cookie: session=<N bytes> (default 8192, at most 1 MiB), 200 \"ok\\n\"
+  /sse?events=N&ms=M[&every=H]         text/event-stream: N events (default 2) M ms apart, each flushed;
+                                       a \": ping\" comment every H ms within each gap
   cl=1 declares Content-Length (2N) before writing; otherwise Go picks the framing.";
 
 #[cfg(test)]
@@ -358,6 +426,41 @@ mod tests {
         assert_eq!(Handler::sleep(i64::MAX as u64), Duration::ZERO);
         let th = Handler::TimeoutHandler { ms: 0, limit: i64::MAX as u64 }.script();
         assert_eq!(th[2], WriteHeader(503), "a negative limit has expired at once");
+    }
+
+    #[test]
+    fn big_header_and_sse_as_the_fixture_reads_them() {
+        use Op::*;
+        assert_eq!(Handler::from_target("/big-header"), Ok(Handler::BigHeader { bytes: 8192 }));
+        assert_eq!(Handler::from_target("/big-header?bytes=1048577"), Err(BadQuery("bytes=1048577: at most 1048576".into())));
+        let h = Handler::BigHeader { bytes: 3 }.script();
+        assert_eq!(h[0], SetHeader("Set-Cookie".into(), "session=xxx".into()));
+        assert_eq!(Handler::from_target("/sse?ms=5"), Ok(Handler::Sse { events: 2, ms: 5, every: 0 }));
+        assert!(Handler::from_target("/sse?events=1001").is_err());
+        assert!(Handler::from_target("/sse?ms=1002&every=1").is_err(), "1001 heartbeats in a gap");
+        assert!(Handler::from_target("/sse?ms=1001&every=1").is_ok());
+        // A gap of exactly 3 heartbeat intervals: beats at 1× and 2×, the event at 3×.
+        let s = Handler::Sse { events: 2, ms: 30, every: 10 }.script();
+        let beat = || Write(SSE_HEARTBEAT.as_bytes().to_vec());
+        let ten = Sleep(Duration::from_millis(10));
+        assert_eq!(
+            s[2..],
+            [
+                Write(b"data: 1\n\n".to_vec()),
+                Flush,
+                ten.clone(),
+                beat(),
+                Flush,
+                ten.clone(),
+                beat(),
+                Flush,
+                ten,
+                Write(b"data: 2\n\n".to_vec()),
+                Flush
+            ]
+        );
+        // No heartbeat: one sleep per gap.
+        assert_eq!(Handler::Sse { events: 2, ms: 30, every: 0 }.script()[4], Sleep(Duration::from_millis(30)));
     }
 
     #[test]

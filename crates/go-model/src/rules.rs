@@ -87,8 +87,10 @@ pub enum IdleClose {
     After(Duration),
     /// Lab knob ([`IdleRace`]): the deadline is held until the next request
     /// arrives; if by then the connection was idle this long, Go closes it
-    /// at that very moment (FIN or RST as the knob says). Only `Peek` waits
-    /// have a deadline to hold.
+    /// at that very moment (FIN or RST as the knob says). The deadline is
+    /// the `Peek`'s, or in Go ≤ 1.19 with no idle limit the header deadline
+    /// `readRequest` armed when the connection went idle (a read timeout
+    /// with nothing read: `(*conn).serve` returns quietly and closes).
     AtNextRequest(Duration, IdleRace),
 }
 
@@ -98,7 +100,11 @@ pub fn idle_close(cfg: &ServerConfig) -> IdleClose {
         (IdleWait::Peek(Some(limit)), Some(race)) => IdleClose::AtNextRequest(limit, race),
         (IdleWait::Peek(Some(limit)), None) => IdleClose::After(limit),
         (IdleWait::Peek(None), _) => IdleClose::Never,
-        (IdleWait::StraightToReadRequest, _) => header_timeout(cfg).map_or(IdleClose::Never, IdleClose::After),
+        (IdleWait::StraightToReadRequest, race) => match (header_timeout(cfg), race) {
+            (None, _) => IdleClose::Never,
+            (Some(limit), Some(race)) => IdleClose::AtNextRequest(limit, race),
+            (Some(limit), None) => IdleClose::After(limit),
+        },
     }
 }
 
@@ -453,8 +459,10 @@ mod tests {
         let knob = |c: ServerConfig| ServerConfig { idle_race: Some(IdleRace::Fin), ..c };
         assert_eq!(idle_close(&cfg(0, 0, 100, GoVersion::Go119)), After(ms(100)));
         assert_eq!(idle_close(&knob(cfg(0, 0, 100, GoVersion::Go119))), AtNextRequest(ms(100), IdleRace::Fin));
-        // Go 1.19's ReadHeaderTimeout-as-idle has no Peek: the knob does not apply.
-        assert_eq!(idle_close(&knob(cfg(0, 50, 0, GoVersion::Go119))), After(ms(50)));
+        // Go 1.19's ReadHeaderTimeout-as-idle has no Peek: the knob holds
+        // readRequest's header deadline instead.
+        assert_eq!(idle_close(&cfg(0, 50, 0, GoVersion::Go119)), After(ms(50)));
+        assert_eq!(idle_close(&knob(cfg(0, 50, 0, GoVersion::Go119))), AtNextRequest(ms(50), IdleRace::Fin));
         assert_eq!(idle_close(&knob(cfg(0, 0, 0, GoVersion::Go119))), Never);
         assert_eq!(idle_close(&cfg(0, 50, 0, GoVersion::Go120)), Never);
     }

@@ -276,6 +276,10 @@ pub struct ProxyDirectives {
     pub next_upstream_timeout: Option<Duration>,
     pub request_buffering: Option<bool>,
     pub buffer_size: Option<usize>,
+    /// `proxy_buffers N size` (`ngx_conf_set_bufs_slot`).
+    pub buffers: Option<(usize, usize)>,
+    /// `proxy_busy_buffers_size`.
+    pub busy_buffers_size: Option<usize>,
     /// `client_max_body_size` (ngx_http_core_module; merged like proxy_*).
     pub client_max_body_size: Option<u64>,
     /// `client_body_buffer_size` (ngx_http_core_module).
@@ -300,6 +304,8 @@ impl ProxyDirectives {
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             request_buffering: self.request_buffering.or(parent.request_buffering),
             buffer_size: self.buffer_size.or(parent.buffer_size),
+            buffers: self.buffers.or(parent.buffers),
+            busy_buffers_size: self.busy_buffers_size.or(parent.busy_buffers_size),
             client_max_body_size: self.client_max_body_size.or(parent.client_max_body_size),
             client_body_buffer_size: self.client_body_buffer_size.or(parent.client_body_buffer_size),
             server_tokens: self.server_tokens.or(parent.server_tokens),
@@ -660,6 +666,8 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("proxy_next_upstream_tries", HSL),
     ("proxy_next_upstream_timeout", HSL),
     ("proxy_buffer_size", HSL),
+    ("proxy_buffers", HSL),
+    ("proxy_busy_buffers_size", HSL),
     ("server", &[Ctx::Upstream]),
     ("keepalive", &[Ctx::Upstream]),
     ("keepalive_timeout", &[Ctx::Upstream]),
@@ -1693,6 +1701,17 @@ impl<'a> Parser<'a> {
                 lv.seen.once(self, d)?;
                 p.buffer_size = Some(self.size(d)? as usize);
             }
+            "proxy_buffers" => {
+                lv.seen.once(self, d)?;
+                // ngx_conf_set_bufs_slot: a number and a size, neither 0.
+                let n = num::atoi(d.arg(0)).filter(|n| *n > 0).ok_or_else(|| self.invalid_value(d))?;
+                let size = num::parse_size(d.arg(1)).filter(|s| *s > 0).ok_or_else(|| self.invalid_value(d))?;
+                p.buffers = Some((n as usize, size as usize));
+            }
+            "proxy_busy_buffers_size" => {
+                lv.seen.once(self, d)?;
+                p.busy_buffers_size = Some(self.size(d)? as usize);
+            }
             "proxy_http_version" => {
                 lv.seen.once(self, d)?;
                 let i = self.enumerated(d, &["1.0", "1.1"])?;
@@ -1925,17 +1944,32 @@ impl<'a> Parser<'a> {
     }
 
     /// What nginx checks once http{} is read (`ngx_http_block`): the proxy
-    /// module's merge (`ngx_http_proxy_merge_loc_conf`: with the default
-    /// `proxy_buffers 8 4k`, `proxy_busy_buffers_size` = 2 × max(buffer
-    /// size, 4k) must not exceed 7 × 4k), then the location trees
-    /// (duplicate locations).
+    /// module's merge (`ngx_http_proxy_merge_loc_conf`: at least 2
+    /// `proxy_buffers` (default 8 4k); `proxy_busy_buffers_size`, default
+    /// 2 × max(proxy_buffer_size, one of proxy_buffers), between that
+    /// maximum and all the buffers but one), then the location trees
+    /// (duplicate locations). Messages as nginx 1.22.1 prints them.
     fn http_done(&mut self) -> Result<(), ConfError> {
         const PAGE: usize = 4096;
-        let too_big = |b: Option<usize>| b.is_some_and(|b| 2 * b.max(PAGE) > 7 * PAGE);
+        let refused = |p: &ProxyDirectives| -> Option<&'static str> {
+            let (num, one) = p.buffers.unwrap_or((8, PAGE));
+            if num < 2 {
+                return Some("there must be at least 2 \"proxy_buffers\"");
+            }
+            let size = p.buffer_size.unwrap_or(PAGE).max(one);
+            let busy = p.busy_buffers_size.unwrap_or(2 * size);
+            if busy < size {
+                Some("\"proxy_busy_buffers_size\" must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\"")
+            } else if busy > (num - 1) * one {
+                Some("\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer")
+            } else {
+                None
+            }
+        };
         for s in &self.cfg.servers {
-            let srv = s.proxy.buffer_size.or(self.cfg.proxy.buffer_size);
-            if too_big(srv) || s.locations.iter().any(|l| too_big(l.proxy.buffer_size.or(srv))) {
-                return Err(self.here("\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer"));
+            let srv = s.proxy.merged_over(&self.cfg.proxy);
+            if let Some(msg) = refused(&srv).or_else(|| s.locations.iter().find_map(|l| refused(&l.proxy.merged_over(&srv)))) {
+                return Err(self.here(msg));
             }
         }
         for s in &self.cfg.servers {
@@ -2563,6 +2597,12 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     if let Some(v) = p.buffer_size {
         line(format!("proxy_buffer_size {v}"));
     }
+    if let Some((n, size)) = p.buffers {
+        line(format!("proxy_buffers {n} {size}"));
+    }
+    if let Some(v) = p.busy_buffers_size {
+        line(format!("proxy_busy_buffers_size {v}"));
+    }
     if let Some(v) = p.client_max_body_size {
         line(format!("client_max_body_size {v}"));
     }
@@ -2755,6 +2795,14 @@ mod tests {
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_request_buffering OFF;\n keepalive_requests 5000000000;\n}\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffer_size 16k;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer in t.conf:8")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffer_size 14k;\n server {\n  listen 80;\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffer_size 16k; proxy_buffers 8 16k;\n server {\n  listen 80;\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffers 1 4k;\n server {\n  listen 80;\n }\n}\n", Some("there must be at least 2 \"proxy_buffers\" in t.conf:8")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffers 0 4k;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_buffers\" directive invalid value in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffers 8 0;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_buffers\" directive invalid value in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffers 8 4k; proxy_buffers 8 4k;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_buffers\" directive is duplicate in t.conf:4")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_busy_buffers_size 2k;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_busy_buffers_size\" must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\" in t.conf:8")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_busy_buffers_size 28k;\n server {\n  listen 80;\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n proxy_buffers x 4k;\n server {\n  listen 80;\n }\n}\n", Some("\"proxy_buffers\" directive invalid value in t.conf:4")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n scgi_temp_path\\; x;\n}\n", Some("unknown directive \"scgi_temp_path\\;\" in t.conf:4")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type a\\;b;\n}\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n default_type \"a\"b;\n}\n", Some("unexpected \"b\" in t.conf:4")),

@@ -22,6 +22,8 @@ pub const FILES: &[(&str, &str)] = files![
     "stale-cached-connections-remedy",
     "proxy-read-timeout",
     "proxy-read-timeout-remedy",
+    "sse-idle",
+    "sse-idle-remedy",
     "partial-write",
     "partial-write-remedy",
     "partial-write-http10",
@@ -34,6 +36,8 @@ pub const FILES: &[(&str, &str)] = files![
     "idle-race-natural-remedy",
     "idle-fallback",
     "idle-fallback-remedy",
+    "read-header-timeout-idle",
+    "read-header-timeout-idle-remedy",
     "no-keepalive",
     "panic",
     "panic-remedy",
@@ -45,6 +49,8 @@ pub const FILES: &[(&str, &str)] = files![
     "graceful-shutdown-remedy",
     "backlog-overflow",
     "backlog-overflow-remedy",
+    "too-big-header",
+    "too-big-header-remedy",
 ];
 
 /// Every scenario, in [`FILES`] order.

@@ -211,6 +211,11 @@ fn nginx_settings(t: &Target) -> NginxSettings {
         next_upstream_timeout: l.next_upstream_timeout.map(ngx_fmt),
         connect_timeout: Some(ngx_fmt(l.connect_timeout)),
         read_timeout: Some(ngx_fmt(l.read_timeout)),
+        // The short key writes proxy_buffer_size alone, which nginx refuses
+        // past 14k with the default proxy_buffers: a larger one stays at the
+        // default in the probes (the too-big-header probe's cookie is the
+        // user's buffer size, too big either way).
+        buffer_size: (2 * l.buffer_size.max(4096) <= 7 * 4096).then(|| l.buffer_size.to_string()),
         server_params,
         ..NginxSettings::default()
     }
@@ -398,6 +403,8 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     let mut out = vec![idle_race(&c)];
     out.extend(write_timeout(&c));
     out.push(read_timeout(&c));
+    out.push(stream_idle(&c));
+    out.push(big_header(&c));
     out.extend(panics(&c));
     out.extend(deploys(&c));
     out
@@ -414,7 +421,10 @@ fn idle_race(c: &Ctx) -> Finding {
         None => "a request reuses a connection Go has closed as idle".into(),
     };
     // The catalogue scenario that shows this configuration's variant.
-    let name = if g.idle_timeout.is_none() && limit.is_some() {
+    let name = if c.go.idle_timeout.is_zero() && c.go.read_timeout.is_zero() && limit.is_some() {
+        // Go ≤ 1.19: ReadHeaderTimeout alone bounds the idle wait.
+        "read-header-timeout-idle"
+    } else if g.idle_timeout.is_none() && limit.is_some() {
         "idle-fallback"
     } else if !t.loc.next_upstream.contains(nginx_model::retry::Ft::ERROR) {
         "idle-race-no-retry"
@@ -430,7 +440,12 @@ fn idle_race(c: &Ctx) -> Finding {
         return cannot(name, Trigger::Settings, when, why);
     };
     let Some(limit) = limit else {
-        return cannot(name, Trigger::Settings, when, "Go never closes an idle connection (IdleTimeout, ReadTimeout and ReadHeaderTimeout are 0)".into());
+        let why = if c.go.go_version == GoVersion::Go120 && !c.go.read_header_timeout.is_zero() {
+            "Go ≥ 1.20 never closes an idle connection when IdleTimeout and ReadTimeout are 0 (ReadHeaderTimeout starts with the next request's first byte)"
+        } else {
+            "Go never closes an idle connection (IdleTimeout, ReadTimeout and ReadHeaderTimeout are 0)"
+        };
+        return cannot(name, Trigger::Settings, when, why.into());
     };
     let kt = u.keepalive.timeout;
     let mut fix = vec![
@@ -515,6 +530,52 @@ fn read_timeout(c: &Ctx) -> Finding {
     ];
     let p = Probe::new("proxy-read-timeout", Trigger::Code, when, vec![get(format!("/sleep?ms={ms}")), post(format!("/sleep?ms={ms}"), 100)]);
     finding(t, g, p, fix, String::new())
+}
+
+/// A stream (SSE, long poll) silent longer than proxy_read_timeout after
+/// its header: nginx's timeout cuts a 200.
+fn stream_idle(c: &Ctx) -> Finding {
+    let (t, g) = (c.t, c.g);
+    let (w, r) = (c.go.write_timeout, t.loc.read_timeout);
+    let when = format!("a stream (SSE, long poll) sends nothing for longer than proxy_read_timeout {} after its header", ngx_fmt(r));
+    if !w.is_zero() && w < r {
+        return cannot("sse-idle", Trigger::Code, when, format!("Go's WriteTimeout {} ends any stream first (partial-write above)", go_fmt(w)));
+    }
+    let gap = r + r / 2;
+    let fix = vec![
+        format!("Go: a heartbeat (an SSE comment, \": ping\") more often than proxy_read_timeout {}, e.g. every {}", ngx_fmt(r), go_fmt(r / 4)),
+        format!("nginx: a streaming location with proxy_read_timeout above the longest silence (now {}) and proxy_buffering off", ngx_fmt(r)),
+    ];
+    // Two 9-byte events, the second after the silence.
+    let req = Req { full: Some(18), ..get(format!("/sse?events=2&ms={}", gap.as_millis())) };
+    let p = Probe::new("sse-idle", Trigger::Code, when, vec![req]);
+    finding(t, g, p, fix, String::new())
+}
+
+/// A response header larger than proxy_buffer_size: nginx's 502, never retried.
+fn big_header(c: &Ctx) -> Finding {
+    let (t, g) = (c.t, c.g);
+    let b = t.loc.buffer_size;
+    let when = format!("a handler sends a response header larger than proxy_buffer_size {} (a large cookie or JWT)", size_fmt(b));
+    // A cookie as large as the buffer: the header around it cannot fit.
+    let bytes = (b as u64).min(go_model::handlers::MAX_HEADER_FILL);
+    let bigger = (2 * b).max(8 << 10);
+    let mut fix = vec![format!("nginx: proxy_buffer_size {}; in location {} (above your largest response header)", size_fmt(bigger), t.location)];
+    if 2 * bigger > 7 * 4096 {
+        fix[0].push_str(&format!(", with proxy_buffers 8 {} (nginx refuses a buffer size past 14k with the default proxy_buffers 8 4k)", size_fmt(bigger)));
+    }
+    fix.push("Go: keep large state out of headers (a session id in the cookie, the session server-side)".into());
+    let p = Probe::new("too-big-header", Trigger::Code, when, vec![get(format!("/big-header?bytes={bytes}"))]);
+    finding(t, g, p, fix, format!("proxy_buffer_size {} holds a {bytes}-byte cookie", size_fmt(b)))
+}
+
+/// A size as nginx.conf writes it: `12k` when a whole number of KiB.
+fn size_fmt(b: usize) -> String {
+    if b >= 1024 && b % 1024 == 0 {
+        format!("{}k", b / 1024)
+    } else {
+        b.to_string()
+    }
 }
 
 /// A handler panic: Go recovers and closes the connection.
@@ -650,7 +711,7 @@ mod tests {
             conf_with("", "proxy_read_timeout 30s; proxy_next_upstream off;"),
             "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n".to_string(),
         ];
-        let gos = ["IdleTimeout=5s,WriteTimeout=10s", "ReadTimeout=5s,WriteTimeout=10s", "IdleTimeout=5s"];
+        let gos = ["IdleTimeout=5s,WriteTimeout=10s", "ReadTimeout=5s,WriteTimeout=10s", "IdleTimeout=5s", "ReadHeaderTimeout=5s"];
         let mut named = std::collections::BTreeSet::new();
         for c in &confs {
             for g in gos {
@@ -708,6 +769,55 @@ mod tests {
         // servers down for the POST (max_fails).
         let panic = find(&f, "panic");
         assert_eq!((panic.outcomes[0].handler_runs, panic.outcomes[1].handler_runs), (2, 1), "{panic:#?}");
+    }
+
+    #[test]
+    fn go_119_read_header_timeout_alone_is_the_idle_limit() {
+        let g = parse_go("ReadHeaderTimeout=5s").unwrap();
+        let f = check(&target(&conf_with("", "")), &g);
+        let race = find(&f, "read-header-timeout-idle");
+        assert_eq!((race.verdict, race.mechanism_id.as_str()), (Verdict::Applies, "idle-race"), "{race:#?}");
+        assert_eq!(race.outcomes[0].upstream_status, vec![502, 200]);
+        assert!(race.when.contains("5s"), "{}", race.when);
+        // Go 1.20: ReadHeaderTimeout no longer bounds the idle wait.
+        let g = GoSettings { go_version: Some("1.20".into()), ..g };
+        let race = check(&target(&conf_with("", "")), &g).into_iter().find(|f| f.mechanism_id == "idle-race").unwrap();
+        assert_eq!(race.verdict, Verdict::CannotHappen, "{race:#?}");
+        assert!(race.detail.contains("Go ≥ 1.20"), "{}", race.detail);
+    }
+
+    #[test]
+    fn a_header_past_proxy_buffer_size_is_a_502_never_retried() {
+        let g = parse_go("IdleTimeout=90s").unwrap();
+        let f = check(&target(&conf_with("", "")), &g);
+        let big = find(&f, "too-big-header");
+        assert_eq!(big.verdict, Verdict::Exposed, "{big:#?}");
+        let o = &big.outcomes[0];
+        // FT_INVALID_HEADER is not in the default proxy_next_upstream.
+        assert_eq!((o.status, o.upstream_status.as_slice(), o.handler_runs), (502, &[502][..], 1), "{big:#?}");
+        assert!(big.when.contains("proxy_buffer_size 4k"), "{}", big.when);
+        // The probe carries the user's buffer size, and the fix doubles it.
+        let f = check(&target(&conf_with("", "proxy_buffer_size 12k;")), &g);
+        let big = find(&f, "too-big-header");
+        assert!(big.when.contains("proxy_buffer_size 12k") && big.probes[0].requests[0].path == "/big-header?bytes=12288", "{big:#?}");
+        assert!(big.fix[0].contains("proxy_buffer_size 24k") && big.fix[0].contains("proxy_buffers 8 24k"), "{:?}", big.fix);
+        // That fix is a configuration nginx (and check) accepts.
+        let f = check(&target(&conf_with("", "proxy_buffer_size 24k; proxy_buffers 8 24k;")), &g);
+        let big = find(&f, "too-big-header");
+        assert!(big.when.contains("proxy_buffer_size 24k") && big.probes[0].requests[0].path == "/big-header?bytes=24576", "{big:#?}");
+        assert_eq!((big.verdict, big.outcomes[0].status), (Verdict::Exposed, 502), "{big:#?}");
+    }
+
+    #[test]
+    fn a_silent_stream_is_cut_by_proxy_read_timeout() {
+        let f = check(&target(&conf_with("", "proxy_read_timeout 30s;")), &parse_go("IdleTimeout=90s").unwrap());
+        let sse = find(&f, "sse-idle");
+        let o = &sse.outcomes[0];
+        assert_eq!((sse.verdict, o.status, o.truncated), (Verdict::Exposed, 200, true), "{sse:#?}");
+        assert!(sse.fix.iter().any(|l| l.contains("heartbeat") && l.contains("30s")), "{:?}", sse.fix);
+        // WriteTimeout below proxy_read_timeout: Go ends the stream first.
+        let f = check(&target(&conf_with("", "proxy_read_timeout 30s;")), &parse_go("WriteTimeout=10s").unwrap());
+        assert_eq!(find(&f, "sse-idle").verdict, Verdict::CannotHappen);
     }
 
     #[test]

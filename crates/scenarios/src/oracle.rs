@@ -420,23 +420,37 @@ fn drain(d: &mut BodyDecoder, buf: &mut Vec<u8>, bytes: &mut u64) -> Result<bool
 
 /// Reads the body after the header: the bytes the client gets, how it
 /// ended, and when. `proxy_read_timeout` bounds each wait for more bytes.
+///
+/// Body bytes that came in the header's read of a length- or
+/// close-delimited body sit in nginx's preread buffer until the next read
+/// from the upstream (the event pipe passes them on then, or at EOF); a
+/// read timeout first loses them: a stream that sends its header and first
+/// event together, then falls silent, gets none of it to the client
+/// (observed on nginx 1.22.1, `sse-idle`), as the built-in proxy does.
 fn read_body(wire: &[Transmit], end: End, next: usize, leftover: Vec<u8>, header_at: Duration, read_timeout: Duration, framing: BodyFraming) -> (u64, Result<(), BodyFailure>, Duration) {
     let mut d = BodyDecoder::new(framing);
     let (mut buf, mut bytes, mut last) = (leftover, 0u64, header_at);
     let mut pending = wire.iter().skip(next);
+    // Preread bytes not yet passed on (until the first read after the header).
+    let mut held: Option<u64> = None;
     loop {
         match drain(&mut d, &mut buf, &mut bytes) {
             Ok(true) => return (bytes, Ok(()), last),
             Err(e) => return (bytes, Err(e), last),
             Ok(false) => {}
         }
+        if held.is_none() {
+            held = Some(if framing == BodyFraming::Chunked { 0 } else { bytes });
+        }
         let Some(t) = pending.next() else { break };
         if t.at - last >= read_timeout {
-            return (bytes, Err(BodyFailure::ReadTimeout), last + read_timeout);
+            return (bytes - held.unwrap_or(0), Err(BodyFailure::ReadTimeout), last + read_timeout);
         }
         buf.extend_from_slice(&t.bytes);
         last = t.at;
+        held = Some(0);
     }
+    let held = held.unwrap_or(0);
     // Nothing more arrives: the connection's end decides.
     match end {
         // A reset makes recv() fail, not return 0: even a body that the
@@ -446,7 +460,7 @@ fn read_body(wire: &[Transmit], end: End, next: usize, leftover: Vec<u8>, header
             Ok(()) => (bytes, Ok(()), at),
             Err(_) => (bytes, Err(BodyFailure::PrematureClose), at),
         },
-        _ => (bytes, Err(BodyFailure::ReadTimeout), last + read_timeout),
+        _ => (bytes - held, Err(BodyFailure::ReadTimeout), last + read_timeout),
     }
 }
 

@@ -125,7 +125,12 @@ async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Pat
     }
     let wall = Instant::now();
     let epoch = Instant::now();
-    let mut upstream = opts.upstream.start(&go_cfg, s.go.servers.max(1), epoch, &opts.programs).await?;
+    let mut upstream = match opts.upstream.start(&go_cfg, s.go.servers.max(1), epoch, &opts.programs).await {
+        Ok(u) => u,
+        // Known only once the program is there (real Go's release).
+        Err(harness::BackendError::Unsupported(why)) => return Ok(RunResult::skipped(s, opts, &why)),
+        Err(e) => return Err(e.into()),
+    };
     let cfg = nginx_config(s, &upstream.addrs(), LOOPBACK_ANY, factor);
     let proxy = match opts.proxy.start(cfg, &s.name, epoch, &opts.programs).await {
         Ok(p) => p,

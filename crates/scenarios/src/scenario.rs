@@ -144,6 +144,11 @@ pub struct NginxSettings {
     /// `proxy_read_timeout`.
     #[serde(default, deserialize_with = "nginx_time")]
     pub read_timeout: Option<String>,
+    /// `proxy_buffer_size`, in nginx's size syntax ("4k", "12k"): the
+    /// buffer the response header must fit in. Above 14k nginx 1.22 also
+    /// needs larger `proxy_buffers`, which the lab does not write.
+    #[serde(default, deserialize_with = "nginx_buffer_size")]
+    pub buffer_size: Option<String>,
     /// Parameters of each upstream `server` line, in nginx syntax, by
     /// position (`["max_fails=2 fail_timeout=5s", "backup"]`); durations are
     /// at article scale.
@@ -290,9 +295,13 @@ pub fn scale_path(path: &str, factor: f64) -> String {
     let Some((p, q)) = path.split_once('?') else { return path.to_string() };
     let q: Vec<String> = q
         .split('&')
-        .map(|kv| match kv.strip_prefix("ms=").and_then(|v| v.parse::<u64>().ok()) {
-            Some(ms) => format!("ms={}", scale(Duration::from_millis(ms), factor).as_millis()),
-            None => kv.to_string(),
+        .map(|kv| {
+            // Milliseconds: a handler's sleep (`ms=`) and `/sse`'s heartbeat interval (`every=`).
+            let key = ["ms=", "every="].into_iter().find(|k| kv.starts_with(k));
+            match key.and_then(|k| Some((k, kv[k.len()..].parse::<u64>().ok()?))) {
+                Some((k, ms)) => format!("{k}{}", scale(Duration::from_millis(ms), factor).as_millis()),
+                None => kv.to_string(),
+            }
         })
         .collect();
     format!("{p}?{}", q.join("&"))
@@ -321,6 +330,17 @@ fn go_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 
 fn nginx_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     checked(d, |v: &String| nginx_model::time::parse(v).map(drop).ok_or_else(|| format!("{v:?} is not an nginx time (ngx_parse_time: \"60s\", \"1m 30s\", \"500ms\")")))
+}
+
+fn nginx_buffer_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| match nginx_model::num::parse_size(v.as_bytes()) {
+        None => Err(format!("{v:?} is not an nginx size (ngx_parse_size: \"4k\", \"12k\", \"8192\")")),
+        // ngx_http_proxy_merge_loc_conf with the default proxy_buffers 8 4k.
+        Some(b) if 2 * b.max(4096) > 7 * 4096 => {
+            Err(format!("{v:?}: above 14k nginx also needs larger proxy_buffers (\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer)"))
+        }
+        Some(_) => Ok(()),
+    })
 }
 
 fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -559,6 +579,7 @@ impl Scenario {
             ("next_upstream_timeout", n.next_upstream_timeout.is_some()),
             ("connect_timeout", n.connect_timeout.is_some()),
             ("read_timeout", n.read_timeout.is_some()),
+            ("buffer_size", n.buffer_size.is_some()),
         ];
         for (text, sugar, name) in [(&n.upstream_conf, &sugar_upstream[..], "upstream_conf"), (&n.location_conf, &sugar_location[..], "location_conf")] {
             if text.is_some() {

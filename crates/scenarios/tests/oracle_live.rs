@@ -43,6 +43,11 @@ const HANDLERS: &[&str] = &[
     "/big?bytes=10000",
     "/recover-panic",
     "/timeout-handler?ms=4000&limit=20",
+    "/big-header?bytes=8192",
+    // No heartbeat: nginx moves its read timer only by 300 ms or more
+    // (NGX_TIMER_LAZY_DELAY), which neither emulator models, and at this
+    // scale heartbeats would be closer together than that.
+    "/sse?events=2&ms=3000",
     "/nope",
 ];
 
@@ -125,6 +130,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 next_upstream_timeout: if read_timeout.is_some() { None } else { s(nu_timeout) },
                 connect_timeout: (action == Action::FillBacklog).then(|| "1s".to_string()),
                 read_timeout: s(read_timeout),
+                buffer_size: None,
                 server_params,
                 upstream_conf: None,
                 location_conf: None,

@@ -97,9 +97,12 @@ impl Conn {
 
     pub(crate) async fn serve(mut self) {
         let cfg = self.shared.cfg.clone();
+        // When the lab's idle race held Go ≤ 1.19's header read back, the
+        // instant that read really began (the connection went idle).
+        let mut started: Option<Instant> = None;
         loop {
             // readRequest: both read deadlines count from here.
-            let t0 = Instant::now();
+            let t0 = started.take().unwrap_or_else(Instant::now);
             let hdr_deadline = rules::header_timeout(&cfg).map(|d| {
                 self.event(EventKind::ReadDeadlineArmed { what: "header", after_ms: ms(d) });
                 t0 + d
@@ -201,6 +204,19 @@ impl Conn {
                 }
                 IdleWait::StraightToReadRequest => {
                     self.event(EventKind::IdleWait { limit_ms: rules::header_timeout(&cfg).map(ms) });
+                    if let rules::IdleClose::AtNextRequest(limit, race) = rules::idle_close(&cfg) {
+                        // Lab knob: readRequest's header deadline, armed
+                        // now, is held until the next request arrives.
+                        let idle_from = Instant::now();
+                        if let Err(reason) = self.await_readable().await {
+                            return self.close(reason);
+                        }
+                        if Instant::now() >= idle_from + limit {
+                            let reason = self.race_close(race).await;
+                            return self.close(reason);
+                        }
+                        started = Some(idle_from);
+                    }
                 }
             }
         }

@@ -139,6 +139,9 @@ async fn serve_matches_the_emulator() {
         tokio::spawn(agree(go(), "POST", "/ok", true, 300 << 10)),
         tokio::spawn(agree(go(), "GET", "/timeout-handler?ms=300&limit=30", true, 0)),
         tokio::spawn(agree(go(), "GET", "/recover-panic", true, 0)),
+        tokio::spawn(agree(go(), "GET", "/big-header?bytes=8192", true, 0)),
+        tokio::spawn(agree(go(), "GET", "/sse?events=3&ms=40&every=15", true, 0)),
+        tokio::spawn(agree(go(), "GET", "/sse?events=2&ms=30", false, 0)),
         tokio::spawn(agree(ServerConfig { keep_alives: false, ..go() }, "GET", "/ok", true, 0)),
     ];
     for case in cases {

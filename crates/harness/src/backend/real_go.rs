@@ -6,7 +6,7 @@ use crate::go::{self, port_of, GoServer, LogLine, What};
 use crate::timeline::{server_tag, Lane, TimelineEntry};
 use crate::Action;
 use async_trait::async_trait;
-use go_model::ServerConfig;
+use go_model::{rules, GoVersion, ServerConfig};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,6 +37,9 @@ impl RealGo {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => return Err(BackendError::GoStart(std::io::Error::other(format!("building the reference server: {e}")))),
         };
+        if let Some(u) = release_differs(cfg, &build.go_version) {
+            return Err(u.into());
+        }
         let bin = build.binary.clone();
         let mut v = Vec::new();
         for _ in 0..servers.max(1) {
@@ -123,6 +126,21 @@ pub(super) fn config_knob(cfg: &ServerConfig) -> Option<&'static str> {
     knobs.iter().find(|(needed, _)| *needed).map(|(_, what)| *what)
 }
 
+/// The reference server runs the installed Go's `net/http`: a scenario
+/// whose `go_version` would make its connection loop wait differently
+/// (Go 1.19's ReadHeaderTimeout as the idle limit, golang/go#54784) cannot
+/// run on it. `installed` is `go version`'s word ("go1.19.8").
+pub(super) fn release_differs(cfg: &ServerConfig, installed: &str) -> Option<Unsupported> {
+    let minor: u32 = installed.strip_prefix("go1.")?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let real = if minor >= 20 { GoVersion::Go120 } else { GoVersion::Go119 };
+    let as_installed = ServerConfig { go_version: real, ..cfg.clone() };
+    (rules::effective_idle_limit(cfg) != rules::effective_idle_limit(&as_installed)).then(|| Unsupported {
+        backend: "real Go",
+        what: format!("go_version {} with these timeouts (the installed go is {installed})", if cfg.go_version == GoVersion::Go120 { "1.20" } else { "1.19" }),
+        why: "the reference server is built with the installed go, whose idle wait differs here",
+    })
+}
+
 /// The actions that need a lab knob the reference server does not have.
 pub(super) fn action_knob(action: Action) -> Option<&'static str> {
     match action {
@@ -181,6 +199,20 @@ mod tests {
         }
         let handoff = ServerConfig { reuse_port: true, ..ServerConfig::default() };
         assert_eq!(RealGo::supports(&handoff, Action::None).unwrap_err().what, "a listener handoff");
+    }
+
+    #[test]
+    fn a_go_release_whose_idle_wait_differs_is_unsupported() {
+        let rht = ServerConfig { read_header_timeout: Duration::from_secs(5), ..ServerConfig::default() };
+        let go120 = ServerConfig { go_version: GoVersion::Go120, ..rht.clone() };
+        assert_eq!(release_differs(&rht, "go1.19.8"), None);
+        let u = release_differs(&go120, "go1.19.8").expect("1.20 loop on go1.19");
+        assert_eq!(u.what, "go_version 1.20 with these timeouts (the installed go is go1.19.8)");
+        assert!(release_differs(&rht, "go1.22.1").is_some());
+        // With an IdleTimeout both releases wait alike: no reason to skip.
+        let idle = ServerConfig { idle_timeout: Duration::from_secs(5), ..go120 };
+        assert_eq!(release_differs(&idle, "go1.19.8"), None);
+        assert_eq!(release_differs(&ServerConfig { go_version: GoVersion::Go120, ..ServerConfig::default() }, "go1.19.8"), None);
     }
 
     #[test]

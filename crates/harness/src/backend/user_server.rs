@@ -78,6 +78,10 @@ Your server must answer, for any method, as the reference server
   /panic                   panic in the handler (net/http closes the connection)
   /recover-panic           panic caught by a recover middleware: 500
   /partial?bytes=N&ms=M    write N bytes, flush, sleep M ms, write N more
+  /big-header?bytes=N      a Set-Cookie header of \"session=\" and N bytes, 200 \"ok\\n\"
+  /sse?events=N&ms=M&every=H
+                           text/event-stream: N events \"data: i\\n\\n\", each flushed,
+                           M ms apart, a \": ping\\n\\n\" comment every H ms between
   /panic-after-flush?bytes=N&ms=M, /abort, /big?bytes=N,
   /timeout-handler?ms=N&limit=M   (see main.go; no catalogue scenario needs them)
 

@@ -287,6 +287,33 @@ pub fn probes() -> Vec<Probe> {
             },
         },
         Probe {
+            name: "big_header_sends_an_8k_cookie_go_does_not_limit",
+            cfg: cfg(),
+            request: Get("/big-header?bytes=8192"),
+            expect: Expect {
+                response: Reply::complete(200, Length(3), 3),
+                connection_close: false,
+                end: Open,
+                within_ms: (0, 300),
+                handler: "/big-header",
+                runs: 1,
+            },
+        },
+        Probe {
+            // Three 9-byte events 60 ms apart, two 8-byte heartbeats in each gap.
+            name: "sse_streams_events_and_heartbeats_chunked",
+            cfg: cfg(),
+            request: Get("/sse?events=3&ms=60&every=25"),
+            expect: Expect {
+                response: Reply::complete(200, Chunked, 3 * 9 + 2 * 2 * 8),
+                connection_close: false,
+                end: Open,
+                within_ms: (110, 400),
+                handler: "/sse",
+                runs: 1,
+            },
+        },
+        Probe {
             name: "unknown_path_404",
             cfg: cfg(),
             request: Get("/nope"),

@@ -317,6 +317,9 @@ mod tests {
             (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout))]), &answered, "proxy-read-timeout", Confidence::High),
             (ev("GET", 504, &[(504, 2.0, Some(Class::ConnectTimeout))]), &answered, "backlog-overflow", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::ConnectRefused))]), &answered, "upstream-down", Confidence::High),
+            (ev("GET", 502, &[(502, 0.0, Some(Class::TooBigHeader))]), &answered, "too-big-header", Confidence::High),
+            // A stream cut by proxy_read_timeout after its header: a 200 whose body timed out.
+            (Evidence { body: Some(Class::ReadTimeoutBody), ..ev("GET", 200, &[(200, 60.0, None)]) }, &answered, "sse-idle", Confidence::High),
             // No error.log: the access log alone, less sure.
             (ev("GET", 200, &[(502, 0.0, None), (200, 0.001, None)]), &answered, "idle-race", Confidence::Medium),
         ];
@@ -331,7 +334,6 @@ mod tests {
     fn what_no_scenario_shows_is_not_named() {
         let ms = ms();
         for e in [
-            ev("GET", 502, &[(502, 0.0, Some(Class::TooBigHeader))]),
             ev("GET", 502, &[(502, 0.0, Some(Class::NoLiveUpstreams))]),
             // A refused connect takes no time: 3 s contradicts every shape of it.
             ev("GET", 502, &[(502, 3.0, Some(Class::ConnectRefused))]),
