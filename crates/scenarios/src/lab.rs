@@ -809,29 +809,6 @@ fn cell(r: &RunResult, group: usize) -> String {
     )
 }
 
-fn expect_cell(e: &Expect) -> String {
-    let mut parts = Vec::new();
-    if let Some(s) = e.status {
-        parts.push(s.to_string());
-    }
-    if let Some(s) = &e.status_in {
-        parts.push(format!("{s:?}"));
-    }
-    if let Some(u) = &e.upstream_status {
-        parts.push(format!("\"{}\"", u.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")));
-    }
-    if let Some(h) = e.handler_runs {
-        parts.push(format!("handler×{h}"));
-    }
-    if let Some(errors) = e.errors.as_ref().filter(|v| !v.is_empty()) {
-        parts.push(format!("[{}]", errors.join(",")));
-    }
-    if let Some(l) = &e.min_latency {
-        parts.push(format!("≥ {l}"));
-    }
-    parts.join(" ")
-}
-
 /// Pads to `w` characters (not bytes: the cells hold "×" and "≥").
 fn pad(s: &str, w: usize) -> String {
     let n = s.chars().count();
@@ -880,7 +857,7 @@ fn side_by_side(s: &Scenario, sides: &[Side], runs: &[RunResult]) -> String {
         h
     }];
     for (gi, g) in s.requests.iter().enumerate() {
-        let mut row = vec![format!("{} {} ×{}", pad(&g.method, 4), g.path, g.count), expect_cell(&g.expect)];
+        let mut row = vec![format!("{} {} ×{}", pad(&g.method, 4), g.path, g.count), crate::report::expect_text(&g.expect)];
         row.extend(runs.iter().map(|r| cell(r, gi)));
         rows.push(row);
     }
@@ -902,7 +879,7 @@ fn fault_table(sides: &[Side], runs: &[FaultRun]) -> String {
         h
     }];
     let Some(first) = runs.first() else { return String::new() };
-    let mut row = vec![format!("{} {}", pad(&first.observation.method, 4), first.observation.path), expect_cell(&first.expect)];
+    let mut row = vec![format!("{} {}", pad(&first.observation.method, 4), first.observation.path), crate::report::expect_text(&first.expect)];
     for f in runs {
         let o = &f.observation;
         row.push(format!(

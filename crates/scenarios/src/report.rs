@@ -159,7 +159,8 @@ pub fn pass_word(ok: bool) -> String {
     paint(ok, if ok { "PASS" } else { "FAIL" })
 }
 
-fn expect_text(e: &Expect) -> String {
+/// An expectation in a few words: `200 "502, 200" handler×1 [premature-close]`.
+pub fn expect_text(e: &Expect) -> String {
     let mut parts = Vec::new();
     if let Some(s) = e.status {
         parts.push(s.to_string());
@@ -181,6 +182,9 @@ fn expect_text(e: &Expect) -> String {
     }
     if e.truncated == Some(true) {
         parts.push("truncated".into());
+    }
+    if let Some(l) = &e.min_latency {
+        parts.push(format!("≥ {l}"));
     }
     parts.join(" ")
 }
