@@ -241,7 +241,7 @@ impl Handler {
             Handler::BigHeader { bytes } => {
                 let mut cookie = String::with_capacity(8 + bytes as usize);
                 cookie.push_str("session=");
-                cookie.extend(std::iter::repeat(FILL as char).take(bytes as usize));
+                cookie.extend(std::iter::repeat_n(FILL as char, bytes as usize));
                 vec![SetHeader("Set-Cookie".into(), cookie), text(), Write(b"ok\n".to_vec())]
             }
             Handler::Sse { events, ms, every } => {

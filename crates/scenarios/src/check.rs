@@ -571,7 +571,7 @@ fn big_header(c: &Ctx) -> Finding {
 
 /// A size as nginx.conf writes it: `12k` when a whole number of KiB.
 fn size_fmt(b: usize) -> String {
-    if b >= 1024 && b % 1024 == 0 {
+    if b >= 1024 && b.is_multiple_of(1024) {
         format!("{}k", b / 1024)
     } else {
         b.to_string()

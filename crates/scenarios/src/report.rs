@@ -23,7 +23,7 @@ pub fn set_color(choice: Color) {
         Color::Always => true,
         Color::Never => false,
         // https://no-color.org and the CLICOLOR convention.
-        Color::Auto => !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) && (set("CLICOLOR_FORCE") || std::io::stdout().is_terminal()),
+        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && (set("CLICOLOR_FORCE") || std::io::stdout().is_terminal()),
     };
     COLOR.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -373,9 +373,9 @@ pub fn junit(results: &[RunResult], suite: &str) -> String {
 /// A Go duration as Go source: `5 * time.Second`, `300 * time.Millisecond`.
 fn go_expr(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms >= 60_000 {
+    if ms.is_multiple_of(60_000) && ms >= 60_000 {
         format!("{} * time.Minute", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{} * time.Second", ms / 1000)
     } else {
         format!("{ms} * time.Millisecond")
