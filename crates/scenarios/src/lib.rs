@@ -13,7 +13,8 @@
 //!
 //! `oracle`, `verdict`, `setup` and `scenario` are pure: they import the
 //! models, labkit and each other only (tests/architecture.rs checks it).
-//! * [`timeline`], [`report`]: what the user reads.
+//! * [`timeline`], [`report`], [`html`]: what the user reads (the HTML report:
+//!   verdict tables, SVG timelines, matrix heatmaps).
 //! * [`diagnose`]: a user's error.log and access.log → mechanisms and fixes.
 //! * [`lab`]: the docker-compose lab's driver (`scenarios lab`).
 //! * [`matrix`]: sweeps of Go IdleTimeout × nginx keepalive_timeout × method.
@@ -21,6 +22,7 @@
 
 pub mod catalogue;
 pub mod check;
+pub mod html;
 pub mod diagnose;
 mod error;
 pub mod lab;

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use scenarios::runner::{self, Programs, ProxyBackend, RunOptions, RunResult, UpstreamBackend, CONFORMANCE_PAIRS};
-use scenarios::{catalogue, exit, matrix, report, Error};
+use scenarios::{catalogue, exit, html, matrix, report, Error};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -119,6 +119,10 @@ struct ReportArgs {
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Write a self-contained HTML report to FILE: verdict tables and SVG
+    /// timelines (for `matrix`: heatmaps of the 502 rate).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Duration multiplier (article scale → run scale).
     #[arg(long, default_value_t = scenarios::scenario::DEFAULT_SCALE)]
     scale: f64,
@@ -428,6 +432,9 @@ fn write_reports(r: &ReportArgs, results: &[RunResult], wall_ms: f64, suite: &st
     if let Some(p) = &r.junit {
         write_out(p, &report::junit(results, suite))?;
     }
+    if let Some(p) = &r.html {
+        write_out(p, &html::runs_page(results, suite))?;
+    }
     Ok(())
 }
 
@@ -552,6 +559,10 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
     if let Some(p) = &a.report.junit {
         let props = [("scale", scale.to_string()), ("proxy", opts.proxy.description().to_string()), ("upstream", opts.upstream.description().to_string()), ("tool.version", env!("CARGO_PKG_VERSION").to_string())];
         write_out(p, &matrix::junit(&cells, &props))?;
+    }
+    if let Some(p) = &a.report.html {
+        let about = format!("{} → {}, scale {scale}", opts.proxy.description(), opts.upstream.description());
+        write_out(p, &html::matrix_page(&cells, &about))?;
     }
     // Where the race cannot happen, a 502 is a broken premise.
     Ok(!cells.iter().any(matrix::impossible_failures))

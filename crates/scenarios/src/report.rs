@@ -189,7 +189,9 @@ pub fn expect_text(e: &Expect) -> String {
     parts.join(" ")
 }
 
-fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
+/// What a request group got, in the words of [`expect_text`]:
+/// `18×200 2×502 "502" handler×1 [premature-close] retried×2`.
+pub fn got_text(r: &RunResult, v: &GroupVerdict) -> String {
     let obs: Vec<_> = r.observations.iter().filter(|o| o.group == v.group).collect();
     let statuses = v.statuses.iter().map(|(s, n)| format!("{n}×{s}")).collect::<Vec<_>>().join(" ");
     let upstream = obs.first().map(|o| o.upstream_status.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
@@ -200,11 +202,15 @@ fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
     // "?": the upstream cannot tell (a user's own server); not checked.
     let show = |r: &Option<u64>| r.map_or("?".to_string(), |n| n.to_string());
     let runs = if runs.len() == 1 { show(&runs[0]) } else { format!("[{}]", runs.iter().map(show).collect::<Vec<_>>().join(", ")) };
-    let got = format!(
+    format!(
         "{statuses} \"{upstream}\" handler×{runs}{}{}",
         if errors.is_empty() { String::new() } else { format!(" [{errors}]") },
         if v.retried > 0 { format!(" retried×{}", v.retried) } else { String::new() },
-    );
+    )
+}
+
+fn group_line(r: &RunResult, v: &GroupVerdict) -> String {
+    let got = got_text(r, v);
     let target = fit(&v.path, width().saturating_sub(22));
     let mut line = format!("  {}  {:<5}{target} ×{}\n", pass_word(v.passed), v.method, v.count);
     line.push_str(&block("expect ", &expect_text(&v.expect), 8));
