@@ -29,6 +29,8 @@ pub const FILES: &[(&str, &str)] = files![
     "partial-write",
     "partial-write-remedy",
     "partial-write-http10",
+    "content-length-short",
+    "content-length-short-remedy",
     "idle-race",
     "idle-race-remedy",
     "idle-race-non-idempotent",

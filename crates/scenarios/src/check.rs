@@ -411,6 +411,7 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     out.push(timeout_retried(&c));
     out.push(stream_idle(&c));
     out.push(big_header(&c));
+    out.push(short_body(&c));
     out.extend(panics(&c));
     out.push(max_fails(&c));
     out.extend(deploys(&c));
@@ -601,6 +602,17 @@ fn big_header(c: &Ctx) -> Finding {
     fix.push("Go: keep large state out of headers (a session id in the cookie, the session server-side)".into());
     let p = Probe::new("too-big-header", Trigger::Code, when, vec![get(format!("/big-header?bytes={bytes}"))]);
     finding(t, g, p, fix, format!("proxy_buffer_size {} holds a {bytes}-byte cookie", size_fmt(b)))
+}
+
+/// A hand-set Content-Length above the body written: Go closes after the
+/// short body, nginx has passed the header, the client's 200 is cut.
+fn short_body(c: &Ctx) -> Finding {
+    let fix = vec![
+        "Go: do not set Content-Length by hand where a middleware may change the body; a compression middleware deletes it before writing".to_string(),
+    ];
+    let when = "a handler or middleware declares a Content-Length larger than the body it writes (compression keeping the uncompressed length)".to_string();
+    let p = Probe::new("content-length-short", Trigger::Code, when, vec![get("/content-length?bytes=1024&declared=4096")]);
+    finding(c.t, c.g, p, fix, String::new())
 }
 
 /// A size as nginx.conf writes it: `12k` when a whole number of KiB.
@@ -880,6 +892,14 @@ mod tests {
         // WriteTimeout below proxy_read_timeout: Go ends the stream first.
         let f = check(&target(&conf_with("", "proxy_read_timeout 30s;")), &parse_go("WriteTimeout=10s").unwrap());
         assert_eq!(find(&f, "sse-idle").verdict, Verdict::CannotHappen);
+    }
+
+    #[test]
+    fn a_short_body_under_its_content_length_is_a_cut_200() {
+        let f = check(&target(&conf_with("", "")), &parse_go("IdleTimeout=90s").unwrap());
+        let m = find(&f, "content-length-short");
+        let o = &m.outcomes[0];
+        assert_eq!((m.verdict, o.status, o.truncated, o.silently, o.handler_runs), (Verdict::Exposed, 200, true, false, 1), "{m:#?}");
     }
 
     #[test]
