@@ -105,12 +105,19 @@ pub enum Handler {
     /// that keeps proxies' read timeouts from firing). At most
     /// [`MAX_STREAM_WRITES`] events, and heartbeats per gap (else 400).
     Sse { events: u64, ms: u64, every: u64 },
+    /// `/content-length?bytes=M[&declared=N]`: with `declared`, sets
+    /// `Content-Length: N` by hand (a compression middleware that keeps the
+    /// uncompressed length), then writes M bytes and returns; without it,
+    /// Go frames the M bytes itself. Both at most [`MAX_BODY_FILL`] (else 400).
+    ContentLength { bytes: u64, declared: Option<u64> },
     /// Anything else: 404 "404 page not found\n" (Go's NotFound).
     NotFound,
 }
 
 /// The largest `bytes` of `/big-header` (1 MiB), on both servers.
 pub const MAX_HEADER_FILL: u64 = 1 << 20;
+/// The largest `bytes` and `declared` of `/content-length` (1 MiB).
+pub const MAX_BODY_FILL: u64 = 1 << 20;
 /// The most events of `/sse`, and heartbeats in one of its gaps.
 pub const MAX_STREAM_WRITES: u64 = 1000;
 /// The heartbeat comment `/sse` writes.
@@ -191,6 +198,13 @@ impl Handler {
                 }
                 Handler::Sse { events, ms, every }
             }
+            "/content-length" => {
+                let (bytes, declared) = (param("bytes")?.unwrap_or(1024), param("declared")?);
+                if let Some(n) = Some(bytes).into_iter().chain(declared).find(|&n| n > MAX_BODY_FILL) {
+                    return Err(BadQuery(format!("{n}: at most {MAX_BODY_FILL}")));
+                }
+                Handler::ContentLength { bytes, declared }
+            }
             _ => Handler::NotFound,
         })
     }
@@ -258,6 +272,10 @@ impl Handler {
                 }
                 ops
             }
+            Handler::ContentLength { bytes, declared } => [Some(text()), declared.map(|n| SetHeader("Content-Length".into(), n.to_string())), Some(fill(bytes))]
+                .into_iter()
+                .flatten()
+                .collect(),
             Handler::NotFound => http_error(404, "404 page not found"),
         }
     }
@@ -381,6 +399,7 @@ HANDLERS (by request path; the same paths as fixtures/go-upstream/main.go):
   /big-header?bytes=N                  Set-Cookie: session=<N bytes> (default 8192, at most 1 MiB), 200 \"ok\\n\"
   /sse?events=N&ms=M[&every=H]         text/event-stream: N events (default 2) M ms apart, each flushed;
                                        a \": ping\" comment every H ms within each gap
+  /content-length?bytes=M[&declared=N] Content-Length: N set by hand (when given), then M bytes
   cl=1 declares Content-Length (2N) before writing; otherwise Go picks the framing.";
 
 #[cfg(test)]
@@ -426,6 +445,17 @@ mod tests {
         assert_eq!(Handler::sleep(i64::MAX as u64), Duration::ZERO);
         let th = Handler::TimeoutHandler { ms: 0, limit: i64::MAX as u64 }.script();
         assert_eq!(th[2], WriteHeader(503), "a negative limit has expired at once");
+    }
+
+    #[test]
+    fn content_length_declared_by_hand() {
+        use Op::*;
+        assert_eq!(Handler::from_target("/content-length?bytes=10&declared=40"), Ok(Handler::ContentLength { bytes: 10, declared: Some(40) }));
+        assert_eq!(Handler::from_target("/content-length"), Ok(Handler::ContentLength { bytes: 1024, declared: None }));
+        assert_eq!(Handler::from_target("/content-length?declared=1048577"), Err(BadQuery("1048577: at most 1048576".into())));
+        let s = Handler::ContentLength { bytes: 10, declared: Some(40) }.script();
+        assert_eq!(s[1..], [SetHeader("Content-Length".into(), "40".into()), Fill(10)]);
+        assert_eq!(Handler::ContentLength { bytes: 10, declared: None }.script()[1..], [Fill(10)]);
     }
 
     #[test]

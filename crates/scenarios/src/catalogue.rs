@@ -22,11 +22,15 @@ pub const FILES: &[(&str, &str)] = files![
     "stale-cached-connections-remedy",
     "proxy-read-timeout",
     "proxy-read-timeout-remedy",
+    "read-timeout-retried",
+    "read-timeout-retried-remedy",
     "sse-idle",
     "sse-idle-remedy",
     "partial-write",
     "partial-write-remedy",
     "partial-write-http10",
+    "content-length-short",
+    "content-length-short-remedy",
     "idle-race",
     "idle-race-remedy",
     "idle-race-non-idempotent",
@@ -49,6 +53,8 @@ pub const FILES: &[(&str, &str)] = files![
     "graceful-shutdown-remedy",
     "backlog-overflow",
     "backlog-overflow-remedy",
+    "max-fails-cascade",
+    "max-fails-cascade-remedy",
     "too-big-header",
     "too-big-header-remedy",
 ];
@@ -141,7 +147,11 @@ mod tests {
             assert!(!twins.is_empty(), "{} has no remedy twin", s.name);
             for t in twins {
                 for r in &t.requests {
-                    assert_ne!(r.expect.status, Some(502), "remedy {} expects a 502", t.name);
+                    // The one 502 a remedy may keep is its problem's trigger,
+                    // sent as the problem sends it (max-fails-cascade-remedy's
+                    // panic: the fix is about what follows it).
+                    let trigger = s.requests.iter().any(|p| (&p.method, &p.path, p.body, p.expect.status, &p.expect.upstream_status) == (&r.method, &r.path, r.body, r.expect.status, &r.expect.upstream_status));
+                    assert!(r.expect.status != Some(502) || trigger, "remedy {} expects a 502", t.name);
                     assert!(r.expect.status.is_some() || r.expect.status_in.as_ref().is_some_and(|v| !v.contains(&502)), "remedy {} must pin its status", t.name);
                 }
             }

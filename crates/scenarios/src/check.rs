@@ -247,6 +247,9 @@ struct Probe {
     gap: Option<Duration>,
     action: labkit::action::Action,
     requests: Vec<Req>,
+    /// Requests sent first, in the same trial, whose outcome is not the
+    /// finding's (the errors that mark servers down before the probe).
+    before: Vec<Req>,
     idle_race: bool,
     shutdown_race: bool,
     backlog: Option<u32>,
@@ -263,6 +266,7 @@ impl Probe {
             gap: None,
             action: labkit::action::Action::None,
             requests,
+            before: Vec::new(),
             idle_race: false,
             shutdown_race: false,
             backlog: None,
@@ -302,15 +306,16 @@ fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe, r: &Req) -> Scenario {
         go,
         nginx: nginx_settings(t),
         workload: Workload { warmup: p.warmup, warmup_concurrent: p.warmup_concurrent, gap: p.gap.map(go_fmt), action: p.action, ..Workload::default() },
-        requests: vec![RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, expect: Expect::default() }],
+        requests: p.before.iter().chain(std::iter::once(r)).map(|r| RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, expect: Expect::default() }).collect(),
     }
 }
 
 /// The probe with the oracle's prediction as its expectation (what `--run`
 /// checks), and the outcome.
 fn predicted(mut s: Scenario, r: &Req) -> (Scenario, Option<Outcome>) {
-    let Some(p) = predict_at(&s, 1.0).and_then(|v| v.into_iter().next()) else { return (s, None) };
-    let g = &mut s.requests[0];
+    // The probed request is the last (after the probe's `before`).
+    let Some(p) = predict_at(&s, 1.0).and_then(|v| v.into_iter().last()) else { return (s, None) };
+    let Some(g) = s.requests.last_mut() else { return (s, None) };
     let framed_cut = p.body.iter().any(|b| b.truncated);
     let short = r.full.is_some_and(|full| p.status == 200 && p.body.iter().any(|b| *b.bytes.end() < full));
     g.expect = Expect {
@@ -403,9 +408,12 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     let mut out = vec![idle_race(&c)];
     out.extend(write_timeout(&c));
     out.push(read_timeout(&c));
+    out.push(timeout_retried(&c));
     out.push(stream_idle(&c));
     out.push(big_header(&c));
+    out.push(short_body(&c));
     out.extend(panics(&c));
+    out.push(max_fails(&c));
     out.extend(deploys(&c));
     out
 }
@@ -532,6 +540,33 @@ fn read_timeout(c: &Ctx) -> Finding {
     finding(t, g, p, fix, String::new())
 }
 
+/// A read timeout retried on the next server: the handler runs on each.
+fn timeout_retried(c: &Ctx) -> Finding {
+    let (t, g, l) = (c.t, c.g, &c.t.loc);
+    let (w, r) = (c.go.write_timeout, l.read_timeout);
+    let name = "read-timeout-retried";
+    let when = format!("a handler runs longer than proxy_read_timeout {} and nginx retries the timeout on the next server", ngx_fmt(r));
+    if c.peers < 2 {
+        return cannot(name, Trigger::Code, when, format!("upstream {} has a single server: a timeout has nowhere else to go", t.up.name));
+    }
+    if !l.next_upstream.contains(nginx_model::retry::Ft::TIMEOUT) {
+        return cannot(name, Trigger::Code, when, format!("proxy_next_upstream {} does not retry timeouts", l.next_upstream.keywords().join(" ")));
+    }
+    if l.next_upstream_tries == 1 {
+        return cannot(name, Trigger::Code, when, "proxy_next_upstream_tries 1: one attempt per request".into());
+    }
+    if !w.is_zero() && w < r {
+        return cannot(name, Trigger::Code, when, format!("Go's WriteTimeout {} cuts the handler first (write-timeout above)", go_fmt(w)));
+    }
+    let ms = (r + r / 2).as_millis();
+    let fix = vec![
+        format!("nginx: proxy_next_upstream error; (without timeout) in location {}, or proxy_next_upstream_tries 1 where a handler must not run twice", t.location),
+        format!("nginx: proxy_next_upstream_timeout to bound the client's wait, and proxy_read_timeout above the slowest handler (now {})", ngx_fmt(r)),
+    ];
+    let p = Probe::new(name, Trigger::Code, when, vec![get(format!("/sleep?ms={ms}")), post(format!("/sleep?ms={ms}"), 100)]);
+    finding(t, g, p, fix, String::new())
+}
+
 /// A stream (SSE, long poll) silent longer than proxy_read_timeout after
 /// its header: nginx's timeout cuts a 200.
 fn stream_idle(c: &Ctx) -> Finding {
@@ -569,6 +604,17 @@ fn big_header(c: &Ctx) -> Finding {
     finding(t, g, p, fix, format!("proxy_buffer_size {} holds a {bytes}-byte cookie", size_fmt(b)))
 }
 
+/// A hand-set Content-Length above the body written: Go closes after the
+/// short body, nginx has passed the header, the client's 200 is cut.
+fn short_body(c: &Ctx) -> Finding {
+    let fix = vec![
+        "Go: do not set Content-Length by hand where a middleware may change the body; a compression middleware deletes it before writing".to_string(),
+    ];
+    let when = "a handler or middleware declares a Content-Length larger than the body it writes (compression keeping the uncompressed length)".to_string();
+    let p = Probe::new("content-length-short", Trigger::Code, when, vec![get("/content-length?bytes=1024&declared=4096")]);
+    finding(c.t, c.g, p, fix, String::new())
+}
+
 /// A size as nginx.conf writes it: `12k` when a whole number of KiB.
 fn size_fmt(b: usize) -> String {
     if b >= 1024 && b.is_multiple_of(1024) {
@@ -597,6 +643,33 @@ fn panics(c: &Ctx) -> Vec<Finding> {
         out.push(finding(t, g, p, fix, String::new()));
     }
     out
+}
+
+/// One error per server within fail_timeout marks every server down: nginx's
+/// own "no live upstreams" 502 for healthy requests too.
+fn max_fails(c: &Ctx) -> Finding {
+    let (t, g, u) = (c.t, c.g, &c.t.up);
+    let counted: Vec<_> = u.peers.iter().filter(|p| !p.down && p.max_fails > 0).collect();
+    let when = match counted.iter().map(|p| (p.max_fails, p.fail_timeout)).min() {
+        Some((n, ft)) => format!("every server of upstream {} fails {n}× within fail_timeout {} (a panic retried on each, timeouts, a restart)", u.name, ngx_fmt(ft)),
+        None => format!("every server of upstream {} fails within fail_timeout", u.name),
+    };
+    if u.peers.len() < 2 {
+        return cannot("max-fails-cascade", Trigger::Code, when, format!("upstream {} has a single server, which nginx never marks down: max_fails does not apply", u.name));
+    }
+    if counted.is_empty() {
+        return cannot("max-fails-cascade", Trigger::Code, when, format!("max_fails=0 on every server of upstream {}: errors never take a server out", u.name));
+    }
+    let fix = vec![
+        format!("nginx: max_fails=0 on the server lines of upstream {} (or a larger max_fails with a shorter fail_timeout)", u.name),
+        "Go: fix what fails on every server (a recover middleware for panics)".to_string(),
+    ];
+    // Enough failing requests to reach max_fails on every server with or
+    // without retries, then a healthy GET.
+    let n = counted.iter().map(|p| p.max_fails).max().unwrap_or(1) * c.peers;
+    let mut p = Probe::new("max-fails-cascade", Trigger::Code, when, vec![get("/ok")]);
+    p.before = (0..n.min(64)).map(|_| get("/panic")).collect();
+    finding(t, g, p, fix, String::new())
 }
 
 /// The Go process goes away: a crash, a Shutdown, a full accept queue.
@@ -710,6 +783,7 @@ mod tests {
             conf_with("", "proxy_read_timeout 30s;"),
             conf_with("", "proxy_read_timeout 30s; proxy_next_upstream off;"),
             "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n".to_string(),
+            "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; server 127.0.0.1:9001; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n".to_string(),
         ];
         let gos = ["IdleTimeout=5s,WriteTimeout=10s", "ReadTimeout=5s,WriteTimeout=10s", "IdleTimeout=5s", "ReadHeaderTimeout=5s"];
         let mut named = std::collections::BTreeSet::new();
@@ -818,6 +892,50 @@ mod tests {
         // WriteTimeout below proxy_read_timeout: Go ends the stream first.
         let f = check(&target(&conf_with("", "proxy_read_timeout 30s;")), &parse_go("WriteTimeout=10s").unwrap());
         assert_eq!(find(&f, "sse-idle").verdict, Verdict::CannotHappen);
+    }
+
+    #[test]
+    fn a_short_body_under_its_content_length_is_a_cut_200() {
+        let f = check(&target(&conf_with("", "")), &parse_go("IdleTimeout=90s").unwrap());
+        let m = find(&f, "content-length-short");
+        let o = &m.outcomes[0];
+        assert_eq!((m.verdict, o.status, o.truncated, o.silently, o.handler_runs), (Verdict::Exposed, 200, true, false, 1), "{m:#?}");
+    }
+
+    #[test]
+    fn a_timeout_is_retried_on_every_server_for_a_get_only() {
+        let two = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; server 127.0.0.1:9001; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; proxy_read_timeout 2s; NU } }\n}\n";
+        let g = parse_go("IdleTimeout=90s").unwrap();
+        let f = check(&target(&two.replace("NU", "")), &g);
+        let m = find(&f, "read-timeout-retried");
+        let (get, post) = (&m.outcomes[0], &m.outcomes[1]);
+        assert_eq!((m.verdict, get.status, get.upstream_status.as_slice(), get.handler_runs, get.latency_s), (Verdict::Exposed, 504, &[504, 504][..], 2, 4.0), "{m:#?}");
+        // A POST is not retried (nginx 1.9.13 and later).
+        assert_eq!((post.upstream_status.as_slice(), post.handler_runs), (&[504][..], 1), "{m:#?}");
+        assert!(m.fix[0].contains("proxy_next_upstream error;"), "{:?}", m.fix);
+        for nu in ["proxy_next_upstream error;", "proxy_next_upstream_tries 1;"] {
+            assert_eq!(find(&check(&target(&two.replace("NU", nu)), &g), "read-timeout-retried").verdict, Verdict::CannotHappen, "{nu}");
+        }
+        assert_eq!(find(&check(&target(&conf_with("", "")), &g), "read-timeout-retried").verdict, Verdict::CannotHappen);
+    }
+
+    #[test]
+    fn one_error_per_server_leaves_no_live_upstreams() {
+        let two = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; server 127.0.0.1:9001 P; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n";
+        let g = parse_go("IdleTimeout=90s").unwrap();
+        let f = check(&target(&two.replace(" P", "")), &g);
+        let m = find(&f, "max-fails-cascade");
+        let o = &m.outcomes[0];
+        // The healthy GET after the panics: nginx's own 502, no server contacted.
+        assert_eq!((m.verdict, o.status, o.upstream_status.as_slice(), o.handler_runs), (Verdict::Exposed, 502, &[502][..], 0), "{m:#?}");
+        assert!(m.when.contains("fail_timeout 10s") && m.fix[0].contains("max_fails=0"), "{m:#?}");
+        // A `down` entry still makes two server lines: no single-server exemption.
+        assert_eq!(find(&check(&target(&two.replace(" P", " down")), &g), "max-fails-cascade").outcomes[0].status, 502);
+        // max_fails=0 on the live server: the healthy GET is answered.
+        let safe = check(&target(&two.replace("9000;", "9000 max_fails=0;").replace(" P", " max_fails=0")), &g);
+        assert_eq!(find(&safe, "max-fails-cascade").verdict, Verdict::CannotHappen);
+        let single = check(&target(&conf_with("", "")), &g);
+        assert_eq!(find(&single, "max-fails-cascade").verdict, Verdict::CannotHappen);
     }
 
     #[test]

@@ -51,10 +51,23 @@ impl Scratch {
 
     /// Runs the copied binary from this directory, its cache in here too:
     /// in a process group of its own, killed at [`RUN_LIMIT`].
+    ///
+    /// A copy made while another trial forks is briefly held open for
+    /// writing by that child, until it execs: exec fails with ETXTBSY
+    /// ("Text file busy") meanwhile, so that error is waited out.
     fn run(&self, bin: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bin);
-        cmd.args(args).current_dir(&self.0).env("BADGATEWAY_CACHE_DIR", self.0.join("cache")).env("NO_COLOR", "1");
-        harness::child::run_bounded(cmd, RUN_LIMIT, 16 << 20).unwrap_or_else(|e| panic!("the copied binary {args:?}: {e}"))
+        let mut tries = 0;
+        loop {
+            let mut cmd = Command::new(bin);
+            cmd.args(args).current_dir(&self.0).env("BADGATEWAY_CACHE_DIR", self.0.join("cache")).env("NO_COLOR", "1");
+            match harness::child::run_bounded(cmd, RUN_LIMIT, 16 << 20) {
+                Err(harness::child::RunError::Spawn(e)) if e.raw_os_error() == Some(26) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r.unwrap_or_else(|e| panic!("the copied binary {args:?}: {e}")),
+            }
+        }
     }
 }
 

@@ -48,6 +48,8 @@ const HANDLERS: &[&str] = &[
     // (NGX_TIMER_LAZY_DELAY), which neither emulator models, and at this
     // scale heartbeats would be closer together than that.
     "/sse?events=2&ms=3000",
+    "/content-length?bytes=1024&declared=4096",
+    "/content-length?bytes=1024",
     "/nope",
 ];
 

@@ -142,6 +142,8 @@ async fn serve_matches_the_emulator() {
         tokio::spawn(agree(go(), "GET", "/big-header?bytes=8192", true, 0)),
         tokio::spawn(agree(go(), "GET", "/sse?events=3&ms=40&every=15", true, 0)),
         tokio::spawn(agree(go(), "GET", "/sse?events=2&ms=30", false, 0)),
+        tokio::spawn(agree(go(), "GET", "/content-length?bytes=1024&declared=4096", true, 0)),
+        tokio::spawn(agree(go(), "GET", "/content-length?bytes=1024", true, 0)),
         tokio::spawn(agree(ServerConfig { keep_alives: false, ..go() }, "GET", "/ok", true, 0)),
     ];
     for case in cases {

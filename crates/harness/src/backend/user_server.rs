@@ -82,6 +82,9 @@ Your server must answer, for any method, as the reference server
   /sse?events=N&ms=M&every=H
                            text/event-stream: N events \"data: i\\n\\n\", each flushed,
                            M ms apart, a \": ping\\n\\n\" comment every H ms between
+  /content-length?bytes=M&declared=N
+                           Content-Length: N set by hand (when declared is given), then
+                           M bytes (fewer than N: Go closes after them)
   /panic-after-flush?bytes=N&ms=M, /abort, /big?bytes=N,
   /timeout-handler?ms=N&limit=M   (see main.go; no catalogue scenario needs them)
 

@@ -314,6 +314,34 @@ pub fn probes() -> Vec<Probe> {
             },
         },
         Probe {
+            // Content-Length 4096 set by hand, 1024 bytes written: Go closes
+            // after the short body.
+            name: "content_length_above_the_body_written_short_body_then_close",
+            cfg: cfg(),
+            request: Get("/content-length?bytes=1024&declared=4096"),
+            expect: Expect {
+                response: Reply::cut(200, Length(4096), 1024),
+                connection_close: false,
+                end: Fin,
+                within_ms: (0, 300),
+                handler: "/content-length",
+                runs: 1,
+            },
+        },
+        Probe {
+            name: "content_length_left_to_go_complete_and_open",
+            cfg: cfg(),
+            request: Get("/content-length?bytes=1024"),
+            expect: Expect {
+                response: Reply::complete(200, Length(1024), 1024),
+                connection_close: false,
+                end: Open,
+                within_ms: (0, 300),
+                handler: "/content-length",
+                runs: 1,
+            },
+        },
+        Probe {
             name: "unknown_path_404",
             cfg: cfg(),
             request: Get("/nope"),

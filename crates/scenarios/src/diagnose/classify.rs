@@ -108,6 +108,8 @@ struct Failure {
     status: Option<u16>,
     time: Option<f64>,
     next: Option<Next>,
+    /// Another attempt of the request came before it (it is a retry).
+    retry: bool,
 }
 
 fn failures(e: &Evidence) -> Vec<Failure> {
@@ -124,10 +126,10 @@ fn failures(e: &Evidence) -> Vec<Failure> {
             None => None,
         };
         debug_assert!(i < n);
-        out.push(Failure { class: a.class, status: a.status, time: a.time, next });
+        out.push(Failure { class: a.class, status: a.status, time: a.time, next, retry: i > 0 });
     }
     if let Some(c) = e.body {
-        out.push(Failure { class: Some(c), status: None, time: e.attempts.last().and_then(|a| a.time), next: Some(Next::Final) });
+        out.push(Failure { class: Some(c), status: None, time: e.attempts.last().and_then(|a| a.time), next: Some(Next::Final), retry: n > 1 });
     }
     out
 }
@@ -169,6 +171,10 @@ fn shape_score(shape: &Shape, f: &Failure, e: &Evidence) -> Option<u32> {
         score += 1;
     }
     if f.next == Some(shape.next) {
+        score += 1;
+    }
+    // Not known (a natural race's expectations) fits either way.
+    if shape.retry.is_none_or(|r| r == f.retry) {
         score += 1;
     }
     if !e.method.is_empty() && shape.idempotent != non_idempotent(&e.method) {
@@ -318,6 +324,10 @@ mod tests {
             (ev("GET", 504, &[(504, 2.0, Some(Class::ConnectTimeout))]), &answered, "backlog-overflow", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::ConnectRefused))]), &answered, "upstream-down", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::TooBigHeader))]), &answered, "too-big-header", Confidence::High),
+            // A timeout retried on the next server, which times out too.
+            (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout)), (504, 2.0, Some(Class::ReadTimeout))]), &answered, "read-timeout-retried", Confidence::High),
+            // Every server marked down: nginx's own 502, no server contacted.
+            (ev("GET", 502, &[(502, 0.0, Some(Class::NoLiveUpstreams))]), &answered, "max-fails-cascade", Confidence::High),
             // A stream cut by proxy_read_timeout after its header: a 200 whose body timed out.
             (Evidence { body: Some(Class::ReadTimeoutBody), ..ev("GET", 200, &[(200, 60.0, None)]) }, &answered, "sse-idle", Confidence::High),
             // No error.log: the access log alone, less sure.
@@ -333,13 +343,9 @@ mod tests {
     #[test]
     fn what_no_scenario_shows_is_not_named() {
         let ms = ms();
-        for e in [
-            ev("GET", 502, &[(502, 0.0, Some(Class::NoLiveUpstreams))]),
-            // A refused connect takes no time: 3 s contradicts every shape of it.
-            ev("GET", 502, &[(502, 3.0, Some(Class::ConnectRefused))]),
-        ] {
-            assert_eq!(candidates(&e, &ms), vec![], "{e:?}");
-        }
+        // A refused connect takes no time: 3 s contradicts every shape of it.
+        let e = ev("GET", 502, &[(502, 3.0, Some(Class::ConnectRefused))]);
+        assert_eq!(candidates(&e, &ms), vec![], "{e:?}");
         let no_failure = Evidence { client_closed: true, ..ev("GET", 499, &[]) };
         assert_eq!(outcome(&no_failure), Some(Outcome::ClientClosed));
         assert!(candidates(&no_failure, &ms).is_empty());

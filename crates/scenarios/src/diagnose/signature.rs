@@ -66,6 +66,9 @@ pub struct Shape {
     pub handler_ran: Option<bool>,
     pub timing: Timing,
     pub next: Next,
+    /// The failed attempt was itself a retry (`None`: not known, a
+    /// natural-race scenario).
+    pub retry: Option<bool>,
     pub idempotent: bool,
     /// The client's status.
     pub status: u16,
@@ -118,8 +121,8 @@ fn is_failure(status: u16) -> bool {
 /// The shapes one scenario's requests show.
 fn shapes_of(s: &Scenario) -> Vec<Shape> {
     let mut out = Vec::new();
-    let push = |out: &mut Vec<Shape>, class, handler_ran, timing, next, method: &str, status| {
-        out.push(Shape { class, handler_ran, timing, next, idempotent: !non_idempotent(method), status, scenario: s.name.clone() });
+    let push = |out: &mut Vec<Shape>, class, handler_ran, timing, next, retry, method: &str, status| {
+        out.push(Shape { class, handler_ran, timing, next, retry, idempotent: !non_idempotent(method), status, scenario: s.name.clone() });
     };
     match oracle::predict(s) {
         Some(preds) => {
@@ -144,12 +147,12 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
                             Some(_) => Next::RetryAnswered,
                         };
                         for &class in alts {
-                            push(&mut out, class, ran, timing(class, ran.unwrap_or(false), &g.path), next, &g.method, p.status);
+                            push(&mut out, class, ran, timing(class, ran.unwrap_or(false), &g.path), next, Some(i > 0), &g.method, p.status);
                         }
                     }
                     for b in &p.body {
                         if let Some(class) = b.error {
-                            push(&mut out, class, Some(true), timing(class, true, &g.path), Next::Final, &g.method, p.status);
+                            push(&mut out, class, Some(true), timing(class, true, &g.path), Next::Final, Some(p.upstream_status.len() > 1), &g.method, p.status);
                         }
                     }
                 }
@@ -163,7 +166,7 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
                 for class in classes {
                     for &st in &statuses {
                         let next = if is_failure(st) { Next::Final } else { Next::RetryAnswered };
-                        push(&mut out, class, None, timing(class, false, &g.path), next, &g.method, st);
+                        push(&mut out, class, None, timing(class, false, &g.path), next, None, &g.method, st);
                     }
                 }
             }
@@ -204,7 +207,7 @@ pub fn mechanisms(catalogue: &[Scenario]) -> Vec<Mechanism> {
         let m = &mut out[i];
         m.scenarios.push((s.name.clone(), s.fix.trim().to_string()));
         for shape in shapes_of(s) {
-            if !m.shapes.iter().any(|x| (x.class, x.handler_ran, x.timing, x.next, x.idempotent, x.status) == (shape.class, shape.handler_ran, shape.timing, shape.next, shape.idempotent, shape.status)) {
+            if !m.shapes.iter().any(|x| (x.class, x.handler_ran, x.timing, x.next, x.retry, x.idempotent, x.status) == (shape.class, shape.handler_ran, shape.timing, shape.next, shape.retry, shape.idempotent, shape.status)) {
                 m.shapes.push(shape);
             }
         }
