@@ -383,6 +383,22 @@ fn cannot(mechanism: &'static str, trigger: Trigger, when: String, why: String) 
     not_possible(mechanism, trigger, Verdict::CannotHappen, when, why)
 }
 
+/// The body bytes a handler writes in full, read off its script (the
+/// fixture's rule, in go-model), up to a panic.
+fn body_written(target: &str) -> u64 {
+    use go_model::handlers::Op;
+    let mut n = 0;
+    for op in go_model::handlers::script_for_target(target) {
+        match op {
+            Op::Write(b) => n += b.len() as u64,
+            Op::Fill(k) => n += k,
+            Op::Panic(_) => break,
+            _ => {}
+        }
+    }
+    n
+}
+
 /// A margin below or above a limit: 10 %, at least one second.
 fn margin(d: Duration) -> Duration {
     (d / 10).max(Duration::from_secs(1))
@@ -517,7 +533,8 @@ fn write_timeout(c: &Ctx) -> Vec<Finding> {
     if !t.loc.http11 {
         fix.push(format!("nginx: proxy_http_version 1.1; in location {} (chunked framing makes a cut visible)", t.location));
     }
-    let full = Req { full: Some(2 * 1024), ..get(format!("/partial?bytes=1024&ms={ms}")) };
+    let path = format!("/partial?bytes=1024&ms={ms}");
+    let full = Req { full: Some(body_written(&path)), ..get(path) };
     let p = Probe::new(partial_name, Trigger::Settings, format!("a streaming handler pauses past WriteTimeout {}", go_fmt(w)), vec![full]);
     out.push(finding(t, g, p, fix, safe));
     out

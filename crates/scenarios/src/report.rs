@@ -448,13 +448,14 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
             parts.push(format!("keepalive {}/{}", u.keepalive.capacity, nginx_model::time::format(u.keepalive.timeout)));
         }
         if let Some(l) = r.servers.first().and_then(|s| s.locations.first()) {
-            if l.connect_timeout != std::time::Duration::from_secs(60) {
+            use nginx_model::resolve::defaults;
+            if l.connect_timeout != defaults::PROXY_TIMEOUT {
                 parts.push(format!("proxy_connect_timeout {}", nginx_model::time::format(l.connect_timeout)));
             }
-            if l.read_timeout != std::time::Duration::from_secs(60) {
+            if l.read_timeout != defaults::PROXY_TIMEOUT {
                 parts.push(format!("proxy_read_timeout {}", nginx_model::time::format(l.read_timeout)));
             }
-            if l.next_upstream != nginx_model::retry::Ft::parse_mask(&["error".into(), "timeout".into()]).unwrap_or(l.next_upstream) {
+            if l.next_upstream != defaults::NEXT_UPSTREAM {
                 parts.push(format!("next_upstream {}", l.next_upstream.keywords().join(" ")));
             }
         }

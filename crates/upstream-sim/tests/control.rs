@@ -121,3 +121,17 @@ fn the_idle_race_armed_from_outside_closes_the_reused_connection() {
     assert_eq!(call(sim.control, "GET", "/handler-runs", "").1, "{}\n");
     assert_eq!(call(sim.addr, "GET", "/ok", "").1, "ok\n", "the new server answers on the same address");
 }
+
+/// A Content-Length at usize::MAX is refused (400), not added up past the
+/// bound; the endpoint goes on serving.
+#[test]
+fn a_huge_content_length_is_a_400_and_the_endpoint_lives_on() {
+    let sim = start(&[]);
+    let mut s = TcpStream::connect(sim.control).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "PUT /config HTTP/1.1\r\nHost: lab\r\nContent-Length: {}\r\n\r\n", usize::MAX).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    assert_eq!(call(sim.control, "GET", "/config", "").0, 200);
+}
