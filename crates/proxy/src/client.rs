@@ -75,7 +75,7 @@ pub struct ClientRequest {
     path: String,
     args: String,
     conn_requests: u64,
-    start: Instant,
+    pub(crate) start: Instant,
     /// The access logs this request is written to: its server's until a
     /// location takes it, then the location's.
     access_log: Vec<nginx_model::resolve::AccessLogSpec>,

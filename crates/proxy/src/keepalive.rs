@@ -26,10 +26,21 @@ pub struct UpstreamConn {
     pub created: Instant,
 }
 
-type Handoff = oneshot::Sender<UpstreamConn>;
-/// What the cache holds for an idle connection: send a reply channel to
-/// take it over; drop it to close the connection.
+/// A checkout's request to the watcher: the connection goes to `reply`.
+struct Handoff {
+    /// When the event-loop pass that wants the connection began (see
+    /// [`watch_idle`]).
+    pass: Instant,
+    reply: oneshot::Sender<UpstreamConn>,
+}
+/// What the cache holds for an idle connection: send a handoff to take it
+/// over; drop it to close the connection.
 type Take = oneshot::Sender<Handoff>;
+
+/// How long a watcher that saw its connection close keeps it for a pass
+/// that began before (bounded: such a pass reaches checkout within
+/// microseconds).
+const PASS_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 #[derive(Clone)]
 pub struct Keepalive {
@@ -54,13 +65,15 @@ impl Keepalive {
         self.len() == 0
     }
 
-    /// `ngx_http_upstream_get_keepalive_peer`: the most recently stored live
-    /// connection to `peer`, if any.
-    pub async fn checkout(&self, peer: SocketAddr) -> Option<UpstreamConn> {
+    /// `ngx_http_upstream_get_keepalive_peer`: the most recently stored
+    /// connection to `peer` not known closed when the event-loop pass that
+    /// asks began (`pass`: when the client's request, or the failure a
+    /// retry follows, was read).
+    pub async fn checkout(&self, peer: SocketAddr, pass: Instant) -> Option<UpstreamConn> {
         loop {
             let item = self.policy.lock().checkout(&peer)?;
             let (tx, rx) = oneshot::channel();
-            if item.conn.send(tx).is_err() {
+            if item.conn.send(Handoff { pass, reply: tx }).is_err() {
                 continue;
             }
             if let Ok(conn) = rx.await {
@@ -98,8 +111,8 @@ async fn watch_idle(conn: UpstreamConn, mut take: oneshot::Receiver<Handoff>, ca
     let port = conn.local_port;
     let mut buf = [0u8; 1];
     let why = tokio::select! {
-        // Biased: an event that already arrived (FIN, RST) is handled before
-        // a checkout that comes after it, as nginx's event loop would.
+        // Biased: an event that already arrived (FIN, RST) is seen before
+        // a checkout that comes after it.
         biased;
         r = conn.stream.peek(&mut buf) => match r {
             Ok(0) => CacheClose::Fin,
@@ -110,12 +123,36 @@ async fn watch_idle(conn: UpstreamConn, mut take: oneshot::Receiver<Handoff>, ca
         msg = &mut take => match msg {
             Ok(handoff) => {
                 // If the receiver gave up, the connection is simply dropped.
-                let _ = handoff.send(conn);
+                let _ = handoff.reply.send(conn);
                 return;
             }
             Err(_) => CacheClose::Evicted,
         },
     };
+    if why != CacheClose::Evicted {
+        // nginx learns of the close from its read event, which
+        // `ngx_http_upstream_keepalive_close_handler` handles in the event
+        // loop's next pass: a pass already under way when the close
+        // arrived (reading a client's request, or the failure before a
+        // retry) still takes the connection from the cache, sends on it and
+        // meets the close on its first read. The idle race's window is that
+        // wide on nginx's side.
+        let seen = Instant::now();
+        let linger = tokio::time::sleep(PASS_LINGER);
+        tokio::pin!(linger);
+        tokio::select! {
+            biased;
+            msg = &mut take => {
+                if let Ok(handoff) = msg {
+                    if handoff.pass < seen {
+                        let _ = handoff.reply.send(conn);
+                        return;
+                    }
+                }
+            }
+            _ = &mut linger => {}
+        }
+    }
     cache.policy.lock().remove(id);
     drop(conn);
     cache.events.push(0, ProxyEventKind::KeepaliveClosed { local_port: port, why });

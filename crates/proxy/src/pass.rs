@@ -50,12 +50,15 @@ pub(crate) async fn proxy_pass(
     let mut conn: Option<UpstreamConn> = None;
     let mut got: Option<(Option<UpstreamHead>, BytesMut)> = None;
     let mut step = attempts.start(&mut up.rr.lock(), Instant::now());
+    // When the event-loop pass that asks for a connection began: the
+    // client's request for the first try, each failure for a retry.
+    let mut pass = creq.start;
     loop {
         write_log(rt, creq, attempts.take_log());
         let outcome: Result<Step, Failure> = match step {
             Step::Connect(pid) => {
                 let peer = up.rr.lock().peer(pid).addr;
-                let c = match up.cache.checkout(peer).await {
+                let c = match up.cache.checkout(peer, pass).await {
                     Some(c) => Ok((c, true)),
                     None => upstream::connect(peer, loc.connect_timeout).await.map(|stream| {
                         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -129,6 +132,7 @@ pub(crate) async fn proxy_pass(
         step = match outcome {
             Ok(next) => next,
             Err(f) => {
+                pass = Instant::now();
                 let next = attempts.failed(&mut up.rr.lock(), f.clone(), Instant::now());
                 failed_event(rt, creq, conn.take(), f, &attempts, next);
                 next

@@ -4,9 +4,27 @@
 
 use crate::runner::{self, RunOptions};
 use crate::Error;
-use crate::scenario::{Expect, GoSettings, NginxSettings, RequestGroup, Scenario, Workload};
+use crate::scenario::{Expect, GoSettings, NginxSettings, RequestGroup, Scenario, Sweep, Workload};
 use serde::Serialize;
 use std::time::Duration;
+
+/// What a matrix measures: the cells (IdleTimeout × keepalive_timeout ×
+/// method) and how each cell's request gaps are drawn.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    #[serde(skip)]
+    pub idle: Vec<Duration>,
+    #[serde(skip)]
+    pub keepalive: Vec<Duration>,
+    pub methods: Vec<String>,
+    /// Requests per cell.
+    pub count: u32,
+    /// The gaps' range at article scale; `None`: ±1 % around IdleTimeout.
+    #[serde(skip)]
+    pub gaps: Option<(Duration, Duration)>,
+    pub sweep: Sweep,
+    pub seed: u64,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
@@ -16,16 +34,117 @@ pub struct Cell {
     pub requests: usize,
     pub client_502: usize,
     pub retried: usize,
+    /// 95 % Wilson score intervals of the two rates, as fractions.
+    pub client_502_ci: (f64, f64),
+    pub retried_ci: (f64, f64),
     /// nginx can hold a connection past Go's idle limit: the race is possible.
     pub race_possible: bool,
+    /// Failures (a 502 at the client, or a retry) by achieved gap, in
+    /// buckets of [`BUCKET_MS`] at run scale.
+    pub buckets: Vec<Bucket>,
+    /// The bucket with the highest failure rate (run scale, its middle);
+    /// `None` without failures.
+    pub centre_gap_ms: Option<f64>,
+    /// nginx's error classes over the cell's requests ("premature-close":
+    /// Go's FIN came first; "reset": request bytes reached Go between its
+    /// deadline and its close).
+    pub errors: std::collections::BTreeMap<String, usize>,
+    /// How far the achieved gaps landed from the planned ones (ms).
+    pub gap_error_mean_ms: f64,
+    pub gap_error_max_ms: f64,
+}
+
+/// Width of the gap buckets the window is located in (run scale).
+pub const BUCKET_MS: f64 = 0.1;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bucket {
+    /// The bucket's lower edge (run scale).
+    pub gap_ms: f64,
+    pub requests: usize,
+    pub failures: usize,
+}
+
+impl Cell {
+    fn rate(&self, n: usize) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            n as f64 / self.requests as f64
+        }
+    }
+
+    pub fn client_502_rate(&self) -> f64 {
+        self.rate(self.client_502)
+    }
+
+    pub fn retried_rate(&self) -> f64 {
+        self.rate(self.retried)
+    }
+}
+
+/// The 95 % Wilson score interval of `k` successes in `n` trials: unlike
+/// the normal approximation it stays inside [0, 1] and is honest at 0 of n.
+pub fn wilson(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
+    let z2 = Z * Z;
+    let mid = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt() / (1.0 + z2 / n);
+    ((mid - half).max(0.0), (mid + half).min(1.0))
+}
+
+/// Failures by gap, in [`BUCKET_MS`] buckets, and the middle of the bucket
+/// with the highest failure rate (among buckets with at least 5 requests,
+/// so one unlucky request does not make a peak).
+pub fn locate(samples: &[(f64, bool)]) -> (Vec<Bucket>, Option<f64>) {
+    let mut buckets: Vec<Bucket> = Vec::new();
+    for &(gap, failed) in samples {
+        let edge = (gap / BUCKET_MS).floor() * BUCKET_MS;
+        let edge = (edge * 1e6).round() / 1e6;
+        match buckets.iter_mut().find(|b| b.gap_ms == edge) {
+            Some(b) => {
+                b.requests += 1;
+                b.failures += usize::from(failed);
+            }
+            None => buckets.push(Bucket { gap_ms: edge, requests: 1, failures: usize::from(failed) }),
+        }
+    }
+    buckets.sort_by(|a, b| a.gap_ms.total_cmp(&b.gap_ms));
+    let rate = |b: &Bucket| b.failures as f64 / b.requests as f64;
+    let peak = buckets
+        .iter()
+        .filter(|b| b.requests >= 5 && b.failures > 0)
+        .max_by(|a, b| rate(a).total_cmp(&rate(b)))
+        .map(|b| ((b.gap_ms + BUCKET_MS / 2.0) * 1e6).round() / 1e6);
+    (buckets, peak)
 }
 
 fn fmt_secs(d: Duration) -> String {
     nginx_model::time::format(d)
 }
 
-/// The scenario one cell runs.
+/// The scenario one cell runs; `gaps` at article scale, by default ±1 %
+/// around IdleTimeout.
 pub fn cell_scenario(idle: Duration, keepalive_timeout: Duration, method: &str, count: u32) -> Scenario {
+    let plan = Plan {
+        idle: vec![idle],
+        keepalive: vec![keepalive_timeout],
+        methods: vec![method.into()],
+        count,
+        gaps: None,
+        sweep: Sweep::Linear,
+        seed: 0,
+    };
+    plan_scenario(&plan, idle, keepalive_timeout, method)
+}
+
+fn plan_scenario(plan: &Plan, idle: Duration, keepalive_timeout: Duration, method: &str) -> Scenario {
+    let (from, to) = plan.gaps.unwrap_or((idle.mul_f64(0.99), idle.mul_f64(1.01)));
     Scenario {
         name: format!("matrix-{}-{}-{method}", fmt_secs(idle), fmt_secs(keepalive_timeout)),
         title: "matrix cell".into(),
@@ -43,68 +162,101 @@ pub fn cell_scenario(idle: Duration, keepalive_timeout: Duration, method: &str, 
         },
         workload: Workload {
             warmup: 1,
-            sweep_from: Some(fmt_secs(idle.mul_f64(0.99))),
-            sweep_to: Some(fmt_secs(idle.mul_f64(1.01))),
+            // Go's syntax keeps sub-millisecond gaps (nginx's rounds to ms).
+            sweep_from: Some(go_model::godur::format(from)),
+            sweep_to: Some(go_model::godur::format(to)),
+            sweep: plan.sweep,
+            seed: plan.seed,
             ..Workload::default()
         },
         requests: vec![RequestGroup {
             method: method.into(),
             path: "/ok".into(),
             body: if method == "POST" { 100 } else { 0 },
-            count,
+            count: plan.count,
             expect: Expect::default(),
         }],
     }
 }
 
-pub async fn run(
-    idle: &[Duration],
-    keepalive: &[Duration],
-    methods: &[String],
-    count: u32,
-    opts: &RunOptions,
-    mut progress: impl FnMut(usize, usize, &str),
-) -> Result<Vec<Cell>, Error> {
-    let total = idle.len() * keepalive.len() * methods.len();
+pub async fn run(plan: &Plan, opts: &RunOptions, mut progress: impl FnMut(usize, usize, &str)) -> Result<Vec<Cell>, Error> {
+    let total = plan.idle.len() * plan.keepalive.len() * plan.methods.len();
     let mut cells = Vec::new();
-    for &i in idle {
-        for &k in keepalive {
-            for m in methods {
-                let s = cell_scenario(i, k, m, count);
+    for &i in &plan.idle {
+        for &k in &plan.keepalive {
+            for m in &plan.methods {
+                let s = plan_scenario(plan, i, k, m);
                 progress(cells.len() + 1, total, &s.name);
                 let r = runner::run(&s, opts).await?;
-                cells.push(Cell {
-                    idle_timeout: fmt_secs(i),
-                    keepalive_timeout: fmt_secs(k),
-                    method: m.clone(),
-                    requests: r.observations.len(),
-                    client_502: r.count_status(502),
-                    retried: r.observations.iter().filter(|o| o.upstream_status.len() > 1).count(),
-                    race_possible: crate::oracle::idle_race_possible(&crate::setup::go_config(&s, 1.0), k),
-                });
+                cells.push(measure(&s, &r, opts.scale, i, k, m));
             }
         }
     }
     Ok(cells)
 }
 
+/// One cell's figures from its run: rates with their intervals, where the
+/// failures fall, and how well the gaps kept to plan.
+fn measure(s: &Scenario, r: &runner::RunResult, scale: f64, idle: Duration, keepalive: Duration, method: &str) -> Cell {
+    let n = r.observations.len();
+    let client_502 = r.count_status(502);
+    let retried = r.observations.iter().filter(|o| o.upstream_status.len() > 1).count();
+    let samples: Vec<(f64, bool)> = r
+        .observations
+        .iter()
+        .map(|o| (o.gap_ms, o.status == Some(502) || o.upstream_status.len() > 1))
+        .collect();
+    let (buckets, centre_gap_ms) = locate(&samples);
+    let errors: Vec<f64> = (0u32..)
+        .zip(&r.observations)
+        .map(|(k, o)| (o.gap_ms - runner::gap_before(s, scale, k, n as u32).as_secs_f64() * 1e3).abs())
+        .collect();
+    Cell {
+        idle_timeout: fmt_secs(idle),
+        keepalive_timeout: fmt_secs(keepalive),
+        method: method.to_string(),
+        requests: n,
+        client_502,
+        retried,
+        client_502_ci: wilson(client_502, n),
+        retried_ci: wilson(retried, n),
+        race_possible: crate::oracle::idle_race_possible(&crate::setup::go_config(s, 1.0), keepalive),
+        buckets,
+        centre_gap_ms,
+        errors: r.observations.iter().flat_map(|o| o.errors.iter()).fold(Default::default(), |mut m, e| {
+            *m.entry(e.clone()).or_insert(0) += 1;
+            m
+        }),
+        gap_error_mean_ms: if errors.is_empty() { 0.0 } else { errors.iter().sum::<f64>() / errors.len() as f64 },
+        gap_error_max_ms: errors.iter().copied().fold(0.0, f64::max),
+    }
+}
+
 pub fn render(cells: &[Cell]) -> String {
+    let pct = |x: f64| x * 100.0;
+    let ci = |(lo, hi): (f64, f64)| format!("[{:.1}-{:.1}]", pct(lo), pct(hi));
     let mut s = format!(
-        "{:<14}{:<20}{:<8}{:>10}{:>10}{:>10}   {}\n",
-        "IdleTimeout", "keepalive_timeout", "method", "requests", "502 %", "retried %", "rules say"
+        "{:<6} {:<9} {:<6} {:>5} {:>5} {:<11} {:>6} {:<11} {:>8} {}\n",
+        "Idle", "keepalive", "method", "req", "502%", "95% CI", "retry%", "95% CI", "peak", "rule"
     );
     for c in cells {
-        let pct = |n: usize| if c.requests == 0 { 0.0 } else { 100.0 * n as f64 / c.requests as f64 };
-        s.push_str(&format!(
-            "{:<14}{:<20}{:<8}{:>10}{:>9.1}%{:>9.1}%   {}\n",
-            c.idle_timeout,
-            c.keepalive_timeout,
-            c.method,
-            c.requests,
-            pct(c.client_502),
-            pct(c.retried),
-            if c.race_possible { "race possible" } else { "safe (nginx lets go first)" }
+        s.push_str(&crate::report::fit(
+            &format!(
+                "{:<6} {:<9} {:<6} {:>5} {:>5.1} {:<11} {:>6.1} {:<11} {:>8} {}",
+                c.idle_timeout,
+                c.keepalive_timeout,
+                c.method,
+                c.requests,
+                pct(c.client_502_rate()),
+                ci(c.client_502_ci),
+                pct(c.retried_rate()),
+                ci(c.retried_ci),
+                c.centre_gap_ms.map(|g| format!("{g:.2}ms")).unwrap_or_else(|| "-".into()),
+                if c.race_possible { "race" } else { "safe" }
+            ),
+            crate::report::width(),
         ));
+        s.push('\n');
     }
     s
 }

@@ -7,7 +7,7 @@
 //! checked against the expectation. The runner only drives the traits: what
 //! a backend can do, and how, is the backend's business.
 
-use crate::scenario::{scale, scale_path, RequestGroup, Scenario, DEFAULT_SCALE};
+use crate::scenario::{scale, scale_path, RequestGroup, Scenario, Sweep, DEFAULT_SCALE};
 use crate::setup::{dur, go_config, nginx_config};
 use crate::verdict::{judge, GroupVerdict, Observation};
 use crate::timeline::{Lane, TimelineEntry};
@@ -207,11 +207,8 @@ async fn drive(mut session: Session<'_>) -> Result<(Vec<Observation>, Vec<Timeli
     let mut out = Vec::new();
     for (k, (gi, g)) in (0..).zip(requests) {
         let gap = gap_before(s, session.factor, k, total);
-        if !gap.is_zero() {
-            // Workload pacing (the scenario's request gap), not a wait for an event.
-            tokio::time::sleep(gap).await;
-        }
-        out.push(session.request(gi, g, gap).await?);
+        let achieved = session.pace(gap).await;
+        out.push(session.request(gi, g, achieved).await?);
     }
     Ok((out, session.timeline))
 }
@@ -222,9 +219,29 @@ pub(crate) fn gap_before(s: &Scenario, factor: f64, k: u32, total: u32) -> Durat
     if !s.natural() {
         return dur(&s.workload.gap, factor);
     }
-    let (from, to) = (dur(&s.workload.sweep_from, factor), dur(&s.workload.sweep_to, factor));
-    let f = if total > 1 { f64::from(k) / f64::from(total - 1) } else { 0.0 };
+    // A sweep spans a window a millisecond wide: scaled to the microsecond,
+    // not rounded to whole milliseconds as settings are.
+    let fine = |d: &Option<String>| {
+        let d = d.as_deref().and_then(|d| crate::scenario::parse_duration(d).ok()).unwrap_or_default();
+        Duration::from_micros((d.as_secs_f64() * factor * 1e6).round() as u64)
+    };
+    let (from, to) = (fine(&s.workload.sweep_from), fine(&s.workload.sweep_to));
+    let f = match s.workload.sweep {
+        Sweep::Linear if total > 1 => f64::from(k) / f64::from(total - 1),
+        Sweep::Linear => 0.0,
+        Sweep::Uniform => unit_draw(s.workload.seed, k),
+    };
     from + to.saturating_sub(from).mul_f64(f)
+}
+
+/// Draw `k` of a seeded sequence, uniform in [0, 1): splitmix64 of
+/// (seed, k), so any request's gap is known without the ones before it.
+fn unit_draw(seed: u64, k: u32) -> f64 {
+    let mut z = seed.wrapping_add(u64::from(k).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The client's side of a run: its connection to the proxy, the backends
@@ -241,6 +258,8 @@ struct Session<'a> {
     /// A response never takes longer than the longest scaled duration plus slack.
     read_limit: Duration,
     timeline: Vec<TimelineEntry>,
+    /// When the last response's final byte arrived: the gaps count from it.
+    last_response: Option<Instant>,
 }
 
 impl<'a> Session<'a> {
@@ -263,6 +282,7 @@ impl<'a> Session<'a> {
             seen: proxy.access_entries().len(),
             read_limit: Duration::from_secs(5) + scale(Duration::from_secs(120), factor),
             timeline: Vec::new(),
+            last_response: None,
         })
     }
 
@@ -295,6 +315,7 @@ impl<'a> Session<'a> {
             for _ in 0..n {
                 self.client.get("/ok").await.map_err(|source| Error::Client { what: "send to", addr, source })?;
                 self.client.read_response(self.read_limit).await;
+                self.last_response = Some(Instant::now());
             }
         }
         self.seen += n as usize;
@@ -324,12 +345,29 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Waits until `gap` after the last response arrived (the upstream
+    /// connection's idle time is what a gap stands for, not the time after
+    /// this side's bookkeeping) and returns the gap achieved: measured,
+    /// never assumed. A sub-millisecond clock: tokio's would add 0–2 ms.
+    async fn pace(&mut self, gap: Duration) -> Duration {
+        let from = self.last_response.unwrap_or_else(Instant::now);
+        if !gap.is_zero() {
+            // Workload pacing (the scenario's request gap), not a wait for an event.
+            labkit::clock::sleep_until(from + gap).await;
+        }
+        from.elapsed()
+    }
+
     /// Sends one request of group `gi` and reads what the client, the
     /// proxy's logs and the upstream saw of it.
     async fn request(&mut self, gi: usize, g: &RequestGroup, gap: Duration) -> Result<Observation, Error> {
         let path = scale_path(&g.path, self.factor);
         let handler_path = path.split('?').next().unwrap_or_default().to_string();
-        let runs_before = self.upstream.handler_runs(&handler_path).await;
+        // Asking real Go for its handler count is a request of its own
+        // (`/mark`), which would wake Go's runtime inside the race window
+        // and delay this request: a natural sweep does not ask.
+        let count_runs = !self.s.natural();
+        let runs_before = if count_runs { self.upstream.handler_runs(&handler_path).await } else { None };
         let errors_before = self.proxy.error_lines().len();
         let t0 = Instant::now();
         self.note(Lane::Client, format!("{} {path}", g.method));
@@ -355,7 +393,8 @@ impl<'a> Session<'a> {
                 None => "◄ no response".into(),
             },
         );
-        let handler_runs = self.upstream.handler_runs(&handler_path).await.zip(runs_before).map(|(after, before)| after - before);
+        let runs_after = if count_runs { self.upstream.handler_runs(&handler_path).await } else { None };
+        let handler_runs = runs_after.zip(runs_before).map(|(after, before)| after - before);
         if reconnect {
             let addr = self.proxy.addr();
             self.client = WireClient::connect(addr).await.map_err(|source| Error::Client { what: "reconnect to", addr, source })?;
@@ -388,10 +427,12 @@ impl<'a> Session<'a> {
         // A 1 MiB body to an upstream that resets: nginx may answer before
         // it has read everything; the write is bounded so it cannot hang.
         let sent = tokio::time::timeout(Duration::from_secs(5), self.client.send_request(&req)).await.unwrap_or(Ok(()));
-        match sent {
+        let ex = match sent {
             Ok(()) => Some(self.client.read_response(self.read_limit).await),
             Err(_) => None,
-        }
+        };
+        self.last_response = Some(Instant::now());
+        ex
     }
 }
 

@@ -201,6 +201,13 @@ pub struct Workload {
     #[serde(default, deserialize_with = "go_duration")]
     #[schemars(regex(pattern = GO_DURATION))]
     pub sweep_to: Option<String>,
+    /// How the swept gaps spread: "linear" (evenly, in order) or "uniform"
+    /// (independent draws, reproducible from `seed`).
+    #[serde(default)]
+    pub sweep: Sweep,
+    /// The seed of a uniform sweep.
+    #[serde(default)]
+    pub seed: u64,
     /// What happens to the upstream after the warm-up: "none", "crash",
     /// "shutdown", "keepalives-off-then-shutdown", "restart-handoff",
     /// "fill-backlog".
@@ -210,8 +217,17 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { warmup: 0, warmup_concurrent: false, gap: None, sweep_from: None, sweep_to: None, action: Action::None }
+        Workload { warmup: 0, warmup_concurrent: false, gap: None, sweep_from: None, sweep_to: None, sweep: Sweep::Linear, seed: 0, action: Action::None }
     }
+}
+
+/// The order and spread of a natural-race sweep's gaps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Sweep {
+    #[default]
+    Linear,
+    Uniform,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -25,7 +25,8 @@ use std::io;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
+use labkit::clock::timeout_at;
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug)]
@@ -227,7 +228,7 @@ impl Conn {
     async fn run_exchange(&mut self, mut ex: Exchange) -> Ended {
         loop {
             match ex.step() {
-                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Sleep(d) => labkit::clock::sleep(d).await,
                 Step::Header => ex.header(HeaderInputs {
                     keep_alives: self.shared.do_keep_alives(),
                     date: httpdate::fmt_http_date(std::time::SystemTime::now()),
@@ -271,7 +272,7 @@ impl Conn {
                 }
             };
             match deadline {
-                Some(d) => timeout_at(d, ready).await.map_err(|_| ReadErr::Timeout)??,
+                Some(d) => timeout_at(go_notices(d), ready).await.map_err(|_| ReadErr::Timeout)??,
                 None => ready.await?,
             }
             let old = self.rbuf.len();
@@ -499,7 +500,7 @@ impl Conn {
         let res = match self.write_deadline {
             // The poller fails a write whose deadline has passed before trying it.
             Some(d) if Instant::now() >= d => Err("i/o timeout".to_string()),
-            Some(d) => match timeout_at(d, stream.write_all(p)).await {
+            Some(d) => match timeout_at(go_notices(d), stream.write_all(p)).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(_) => Err("i/o timeout".to_string()),
             },
@@ -566,6 +567,13 @@ impl Drop for Conn {
             self.close_now(CloseReason::Crash);
         }
     }
+}
+
+/// When Go's timed-out reader runs if its goroutine parks now (see
+/// [`rules::netpoll_notice`] and [`rules::RUNTIME_WAKE`]).
+fn go_notices(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    now + rules::netpoll_notice(deadline.saturating_duration_since(now)) + rules::RUNTIME_WAKE
 }
 
 fn has_unread(s: &TcpStream) -> bool {
