@@ -22,6 +22,7 @@ pub mod child;
 pub mod client;
 pub mod go;
 pub mod nginx;
+pub mod relay;
 pub mod require;
 pub mod timeline;
 

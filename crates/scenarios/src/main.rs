@@ -212,7 +212,7 @@ impl ProgramArgs {
         if self.go.is_some() {
             upstream.available(&programs).map_err(|e| Error::Usage(format!("--go: {e}")))?;
         }
-        Ok(RunOptions { proxy, upstream, scale, programs })
+        Ok(RunOptions { proxy, upstream, scale, programs, rtt: None })
     }
 }
 
@@ -373,6 +373,15 @@ struct MatrixArgs {
     /// Seed of the uniform gaps (the same seed draws the same gaps).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A round trip of delay between nginx and Go (a relay in the runner,
+    /// half each way; not scaled): distance moves and widens the window.
+    #[arg(long, value_name = "DURATION")]
+    rtt: Option<String>,
+    /// Compare with a matrix measured before (`--json` of another run, e.g.
+    /// real nginx + Go): each cell's failure rate as a ratio and its peak's
+    /// distance; exit 1 outside 0.67–1.5× or beyond 0.2 ms.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
     /// Exit 1 when a cell's client 502 rate is above this (a fraction, `0.01`,
     /// or a percentage, `1%`): a CI threshold.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
@@ -578,10 +587,16 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         }
     };
     let plan = matrix::Plan { idle, keepalive: keep, methods: a.methods.clone(), count: a.count, gaps, sweep: a.sweep, seed: a.seed };
-    let opts = a.programs.options(a.proxy, a.upstream, scale)?;
+    let mut opts = a.programs.options(a.proxy, a.upstream, scale)?;
+    opts.rtt = a.rtt.as_ref().map(|d| parse(std::slice::from_ref(d)).map(|v| v[0])).transpose()?;
+    let baseline = match &a.baseline {
+        Some(p) => Some(matrix::read_baseline(p)?),
+        None => None,
+    };
     let started = Instant::now();
     let bar = Progress::new();
     let cells = matrix::run(&plan, &opts, |i, n, what| bar.at(i, n, what)).await?;
+    let compared = baseline.as_ref().map(|b| matrix::compare(&cells, b));
     drop(bar);
     let over: Vec<&matrix::Cell> = match a.max_502_rate {
         Some(max) => cells.iter().filter(|c| c.client_502_rate() > max).collect(),
@@ -601,6 +616,9 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
             a.sweep,
             a.seed
         );
+        if let Some(cmp) = &compared {
+            print!("{}", report::glyphs(&matrix::render_comparison(cmp)));
+        }
         for c in &over {
             println!(
                 "over --max-502-rate: IdleTimeout {} keepalive_timeout {} {}: {:.2}% 502",
@@ -612,7 +630,7 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         }
     }
     if let Some(p) = &a.report.json {
-        let doc = serde_json::json!({ "schema_version": report::SCHEMA_VERSION, "scale": scale, "proxy": opts.proxy, "upstream": opts.upstream, "plan": plan, "gaps": a.gaps, "max_502_rate": a.max_502_rate, "cells": cells });
+        let doc = serde_json::json!({ "schema_version": report::SCHEMA_VERSION, "scale": scale, "proxy": opts.proxy, "upstream": opts.upstream, "plan": plan, "gaps": a.gaps, "rtt": a.rtt, "max_502_rate": a.max_502_rate, "cells": cells, "baseline": compared });
         write_out(p, &serde_json::to_string_pretty(&doc)?)?;
     }
     if let Some(p) = &a.report.junit {
@@ -623,8 +641,9 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         let about = format!("{} → {}, scale {scale}", opts.proxy.description(), opts.upstream.description());
         write_out(p, &html::matrix_page(&cells, &about))?;
     }
+    let agrees = compared.as_ref().is_none_or(|c| c.iter().all(|x| x.agrees));
     // Where the race cannot happen, a 502 is a broken premise.
-    Ok(over.is_empty() && !cells.iter().any(matrix::impossible_failures))
+    Ok(agrees && over.is_empty() && !cells.iter().any(matrix::impossible_failures))
 }
 
 async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
@@ -642,7 +661,7 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
         bar.at(i + 1, all.len(), &s.name);
         let mut runs = Vec::new();
         for (proxy, upstream) in CONFORMANCE_PAIRS {
-            let r = runner::run(s, &RunOptions { proxy, upstream, scale, programs: programs.clone() }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
+            let r = runner::run(s, &RunOptions { proxy, upstream, scale, programs: programs.clone(), rtt: None }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
             runs.push(r);
         }
         let agree = runner::agreement(&runs);

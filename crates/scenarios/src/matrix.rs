@@ -261,6 +261,110 @@ pub fn render(cells: &[Cell]) -> String {
     s
 }
 
+/// The cells of a matrix measured before (its `--json`).
+pub fn read_baseline(path: &std::path::Path) -> Result<Vec<BaselineCell>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        cells: Vec<BaselineCell>,
+    }
+    serde_json::from_str::<Doc>(&text)
+        .map(|d| d.cells)
+        .map_err(|e| Error::Usage(format!("--baseline {}: not a `scenarios matrix --json` report: {e}", path.display())))
+}
+
+/// What a comparison needs of a baseline cell.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BaselineCell {
+    pub idle_timeout: String,
+    pub keepalive_timeout: String,
+    pub method: String,
+    pub requests: usize,
+    pub client_502: usize,
+    pub retried: usize,
+    pub centre_gap_ms: Option<f64>,
+}
+
+/// Rates within this factor of the baseline's agree.
+pub const RATIO_BOUNDS: (f64, f64) = (0.67, 1.5);
+/// Peaks this close (ms, run scale) agree.
+pub const CENTRE_TOLERANCE_MS: f64 = 0.2;
+
+/// One cell against its baseline: the failure rate (502s plus retries)
+/// as a ratio, the peaks' distance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub idle_timeout: String,
+    pub keepalive_timeout: String,
+    pub method: String,
+    pub rate: f64,
+    pub baseline_rate: f64,
+    /// rate / baseline_rate; `None` when the baseline has no failures.
+    pub ratio: Option<f64>,
+    pub centre_gap_ms: Option<f64>,
+    pub baseline_centre_gap_ms: Option<f64>,
+    pub agrees: bool,
+}
+
+pub fn compare(cells: &[Cell], baseline: &[BaselineCell]) -> Vec<Comparison> {
+    cells
+        .iter()
+        .filter_map(|c| {
+            let b = baseline.iter().find(|b| b.idle_timeout == c.idle_timeout && b.keepalive_timeout == c.keepalive_timeout && b.method == c.method)?;
+            let rate = c.rate(c.client_502 + c.retried);
+            let baseline_rate = if b.requests == 0 { 0.0 } else { (b.client_502 + b.retried) as f64 / b.requests as f64 };
+            let ratio = (baseline_rate > 0.0).then(|| rate / baseline_rate);
+            let near = match (c.centre_gap_ms, b.centre_gap_ms) {
+                (Some(x), Some(y)) => (x - y).abs() <= CENTRE_TOLERANCE_MS + 1e-9,
+                (None, None) => true,
+                _ => false,
+            };
+            let in_bounds = match ratio {
+                Some(r) => (RATIO_BOUNDS.0..=RATIO_BOUNDS.1).contains(&r),
+                None => rate == 0.0,
+            };
+            Some(Comparison {
+                idle_timeout: c.idle_timeout.clone(),
+                keepalive_timeout: c.keepalive_timeout.clone(),
+                method: c.method.clone(),
+                rate,
+                baseline_rate,
+                ratio,
+                centre_gap_ms: c.centre_gap_ms,
+                baseline_centre_gap_ms: b.centre_gap_ms,
+                agrees: in_bounds && near,
+            })
+        })
+        .collect()
+}
+
+pub fn render_comparison(cmp: &[Comparison]) -> String {
+    let mut s = format!(
+        "\nagainst the baseline (failures = 502s + retries; agree: {}–{}×, peaks within {} ms)\n{:<6} {:<9} {:<6} {:>7} {:>9} {:>6} {:>8} {:>9}  {}\n",
+        RATIO_BOUNDS.0, RATIO_BOUNDS.1, CENTRE_TOLERANCE_MS, "Idle", "keepalive", "method", "rate", "baseline", "ratio", "peak", "baseline", "verdict"
+    );
+    let peak = |g: Option<f64>| g.map(|g| format!("{g:.2}ms")).unwrap_or_else(|| "-".into());
+    for c in cmp {
+        s.push_str(&crate::report::fit(
+            &format!(
+                "{:<6} {:<9} {:<6} {:>6.1}% {:>8.1}% {:>6} {:>8} {:>9}  {}",
+                c.idle_timeout,
+                c.keepalive_timeout,
+                c.method,
+                c.rate * 100.0,
+                c.baseline_rate * 100.0,
+                c.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+                peak(c.centre_gap_ms),
+                peak(c.baseline_centre_gap_ms),
+                if c.agrees { "agrees" } else { "DIFFERS" }
+            ),
+            crate::report::width(),
+        ));
+        s.push('\n');
+    }
+    s
+}
+
 /// A cell where nginx cannot hold a connection past Go's idle limit, yet
 /// clients got 502s or nginx retried: the model's premise is broken there.
 pub fn impossible_failures(c: &Cell) -> bool {

@@ -29,11 +29,14 @@ pub struct RunOptions {
     pub scale: f64,
     /// Which real programs (`--nginx`, `--go`, `--upstream-cmd`).
     pub programs: Programs,
+    /// A round trip of delay between proxy and upstream (a relay, half each
+    /// way); not scaled: distance is physical.
+    pub rtt: Option<Duration>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { proxy: ProxyBackend::Builtin, upstream: UpstreamBackend::Builtin, scale: DEFAULT_SCALE, programs: Programs::default() }
+        RunOptions { proxy: ProxyBackend::Builtin, upstream: UpstreamBackend::Builtin, scale: DEFAULT_SCALE, programs: Programs::default(), rtt: None }
     }
 }
 
@@ -131,7 +134,21 @@ async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Pat
         Err(harness::BackendError::Unsupported(why)) => return Ok(RunResult::skipped(s, opts, &why)),
         Err(e) => return Err(e.into()),
     };
-    let cfg = nginx_config(s, &upstream.addrs(), LOOPBACK_ANY, factor);
+    // With distance, the proxy talks to relays that delay each direction.
+    let mut relays = Vec::new();
+    if let Some(rtt) = opts.rtt.filter(|d| !d.is_zero()) {
+        for addr in upstream.addrs() {
+            match harness::relay::Relay::start(addr, rtt / 2).await {
+                Ok(r) => relays.push(r),
+                Err(source) => {
+                    upstream.stop().await;
+                    return Err(Error::Io { path: format!("relay to {addr}").into(), source });
+                }
+            }
+        }
+    }
+    let addrs = if relays.is_empty() { upstream.addrs() } else { relays.iter().map(|r| r.addr()).collect() };
+    let cfg = nginx_config(s, &addrs, LOOPBACK_ANY, factor);
     let proxy = match opts.proxy.start(cfg, &s.name, epoch, &opts.programs).await {
         Ok(p) => p,
         Err(e) => {
@@ -153,6 +170,7 @@ async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Pat
         }
     }
     drop(proxy);
+    drop(relays);
     upstream.stop().await;
     let (observations, mut timeline) = match driven {
         Ok(done) => done,
