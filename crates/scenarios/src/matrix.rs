@@ -8,7 +8,7 @@ use crate::scenario::{Expect, GoSettings, NginxSettings, RequestGroup, Scenario,
 use serde::Serialize;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Cell {
     pub idle_timeout: String,
     pub keepalive_timeout: String,

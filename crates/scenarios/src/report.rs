@@ -280,29 +280,12 @@ pub fn summary_line(r: &RunResult) -> String {
     glyphs(&(head.replacen("PASS", &pass_word(r.passed), 1) + &fit(&title, room)))
 }
 
-/// The version of the JSON report's shape: bumped when a field changes
-/// meaning or goes away (new fields may appear without it).
-pub const SCHEMA_VERSION: u32 = 2;
+pub use crate::document::SCHEMA_VERSION;
 
-/// Durations in a report: the expectations are at the articles' scale
-/// ("WriteTimeout 3s"); observations, timelines and wall times are what the
-/// run measured, at `scale` times that.
-const SCALE_NOTE: &str = "expectations and scenario settings are at article scale; observations (latency_ms, gap_ms, upstream_response_time), timelines (at_ms) and wall_ms are at run scale = article scale × scale";
-
+/// The JSON report of runs (`run`, `all`, `conformance`).
 pub fn json(results: &[RunResult], wall_ms: f64) -> serde_json::Result<String> {
-    // Skipped runs are counted apart: "passed" says no run failed.
-    let passed = !results.iter().any(RunResult::failed);
-    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
-    serde_json::to_string_pretty(&serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "tool": { "name": "badgateway-lab scenarios", "version": env!("CARGO_PKG_VERSION") },
-        "scales": SCALE_NOTE,
-        "passed": passed,
-        "ran": results.len() - skipped,
-        "skipped": skipped,
-        "wall_ms": wall_ms,
-        "runs": results,
-    }))
+    use crate::document::{Body, Document, Runs};
+    Document::new(Body::Runs(Runs::new(results, wall_ms))).to_json()
 }
 
 /// This machine's name, for JUnit's `hostname` (empty when unknown).

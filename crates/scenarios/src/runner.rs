@@ -46,7 +46,7 @@ pub const CONFORMANCE_PAIRS: [(ProxyBackend, UpstreamBackend); 3] = [
     (ProxyBackend::Nginx, UpstreamBackend::Go),
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunResult {
     pub scenario: String,
     pub title: String,
