@@ -138,5 +138,5 @@ pub fn junit(cells: &[Cell], properties: &[(&str, String)]) -> String {
     }
     let mut report = Report::new("scenarios matrix");
     report.add_test_suite(ts);
-    report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
+    crate::report::junit_text(&report)
 }

@@ -300,8 +300,8 @@ fn hostname() -> String {
 pub fn junit(results: &[RunResult], suite: &str) -> String {
     use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
     let now = chrono::Local::now().fixed_offset();
+    // The timestamp goes on each <testsuite>: junit-10.xsd has none on the root.
     let mut report = Report::new(suite);
-    report.set_timestamp(now);
     let mut pairs: Vec<(String, Vec<&RunResult>)> = Vec::new();
     for r in results {
         let pair = format!("{}→{}", r.proxy.name(), r.upstream.name());
@@ -356,7 +356,29 @@ pub fn junit(results: &[RunResult], suite: &str) -> String {
         }
         report.add_test_suite(ts);
     }
-    report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
+    junit_text(&report)
+}
+
+/// A JUnit report as text that the common JUnit schema (Jenkins xUnit's
+/// junit-10.xsd, tests/data/) accepts. quick-junit always writes a
+/// `skipped` count on the root `<testsuites>`, which that schema does not
+/// allow there; each `<testsuite>` keeps its own `skipped` count, so the
+/// root's is dropped.
+pub(crate) fn junit_text(report: &quick_junit::Report) -> String {
+    match report.to_string() {
+        Ok(xml) => drop_root_skipped(&xml),
+        Err(e) => format!("<!-- cannot write the JUnit report: {e} -->\n"),
+    }
+}
+
+/// `xml` without the `skipped="N"` attribute of its `<testsuites>` tag.
+fn drop_root_skipped(xml: &str) -> String {
+    let Some(start) = xml.find("<testsuites") else { return xml.to_string() };
+    let end = start + xml[start..].find('>').unwrap_or(xml.len() - start);
+    let tag = &xml[start..end];
+    let Some(at) = tag.find(" skipped=\"") else { return xml.to_string() };
+    let value_end = tag[at + 10..].find('"').map_or(tag.len(), |i| at + 10 + i + 1);
+    format!("{}{}{}", &xml[..start + at], &tag[value_end..], &xml[end..])
 }
 
 /// A Go duration as Go source: `5 * time.Second`, `300 * time.Millisecond`.
@@ -452,4 +474,18 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
     paths.dedup();
     parts.extend(paths);
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_roots_skipped_count_is_dropped() {
+        let xml = "<?xml version=\"1.0\"?>\n<testsuites name=\"s\" tests=\"2\" skipped=\"1\" failures=\"0\">\n<testsuite name=\"t\" skipped=\"1\">\n";
+        assert_eq!(drop_root_skipped(xml), "<?xml version=\"1.0\"?>\n<testsuites name=\"s\" tests=\"2\" failures=\"0\">\n<testsuite name=\"t\" skipped=\"1\">\n");
+        // Nothing to drop: unchanged.
+        let plain = "<testsuites name=\"s\">\n<testsuite skipped=\"3\">";
+        assert_eq!(drop_root_skipped(plain), plain);
+    }
 }
