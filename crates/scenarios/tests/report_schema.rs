@@ -3,10 +3,33 @@
 //! against the published schema (the `jsonschema` crate, draft 2020-12),
 //! every document carries `schema_version`, the tool's version and `report`,
 //! and a document that breaks the schema is refused (the check can fail).
+//! One trial runs real nginx in front of real Go (their timelines are typed
+//! from their logs); without them it is ignored with the reason, unless
+//! BADGATEWAY_REQUIRE_NGINX/GO=1 make that a failure (`harness::require`).
 
+use harness::require;
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, ExitCode, Output};
+
+fn main() -> ExitCode {
+    let plain = |name: &str, f: fn()| {
+        Trial::test(format!("report_schema::{name}"), move || {
+            f();
+            Ok(())
+        })
+    };
+    let trials = vec![
+        plain("the_catalogue_run_report_validates_and_its_timelines_are_typed", the_catalogue_run_report_validates_and_its_timelines_are_typed),
+        plain("the_matrix_report_validates", the_matrix_report_validates),
+        plain("the_check_report_validates", the_check_report_validates),
+        plain("the_diagnose_report_validates", the_diagnose_report_validates),
+        plain("a_document_that_breaks_the_schema_is_refused", a_document_that_breaks_the_schema_is_refused),
+        Trial::ignorable_test("report_schema::real_nginx_and_go_run_report_validates", real_nginx_and_go),
+    ];
+    libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
+}
 
 fn scenarios(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_scenarios")).args(args).env("NO_COLOR", "1").output().expect("run scenarios")
@@ -56,7 +79,6 @@ fn document(args: &[&str], json: &str, codes: &[i32], report: &str) -> Value {
     doc
 }
 
-#[test]
 fn the_catalogue_run_report_validates_and_its_timelines_are_typed() {
     let d = Scratch::new("all");
     let json = d.file("all.json");
@@ -75,7 +97,6 @@ fn the_catalogue_run_report_validates_and_its_timelines_are_typed() {
     assert!(!ports("proxy").is_disjoint(&ports("upstream")), "no connection named in both the proxy and upstream lanes");
 }
 
-#[test]
 fn the_matrix_report_validates() {
     let d = Scratch::new("matrix");
     let json = d.file("matrix.json");
@@ -84,7 +105,6 @@ fn the_matrix_report_validates() {
     assert_eq!(doc["cells"].as_array().map(Vec::len), Some(2));
 }
 
-#[test]
 fn the_check_report_validates() {
     let d = Scratch::new("check");
     let json = d.file("check.json");
@@ -94,7 +114,6 @@ fn the_check_report_validates() {
     assert!(doc["locations"].as_array().is_some_and(|l| !l.is_empty()));
 }
 
-#[test]
 fn the_diagnose_report_validates() {
     let d = Scratch::new("diagnose");
     let json = d.file("diagnose.json");
@@ -103,7 +122,6 @@ fn the_diagnose_report_validates() {
     assert!(doc["findings"].as_array().is_some_and(|f| !f.is_empty()));
 }
 
-#[test]
 fn a_document_that_breaks_the_schema_is_refused() {
     let d = Scratch::new("bad");
     let json = d.file("run.json");
@@ -128,4 +146,36 @@ fn a_document_that_breaks_the_schema_is_refused() {
     for (what, bad) in cases {
         assert!(!schema.is_valid(&bad), "{what}: accepted");
     }
+}
+
+/// Real nginx → real Go: the upstream lane typed from Go's ConnState log
+/// (accept and close by port, a close neither FIN nor RST: the log does not
+/// say), nginx's error.log lines as errors.
+fn real_nginx_and_go() -> Result<Completion, Failed> {
+    if let Some(m) = [require::nginx(), require::go()].into_iter().find_map(Result::err) {
+        return require::trial_outcome(m);
+    }
+    let d = Scratch::new("real");
+    let json = d.file("run.json");
+    let doc = document(&["run", "panic", "--proxy", "nginx", "--upstream", "go", "--no-timeline", "--json", &json], &json, &[0, 1], "runs");
+    let run = &doc["runs"][0];
+    if !run["skipped"].is_null() {
+        return Err(format!("panic skipped on real nginx and Go: {}", run["skipped"]).into());
+    }
+    let entries = run["timeline"].as_array().ok_or("no timeline")?;
+    let upstream = |kind: &str| entries.iter().filter(|e| e["lane"] == "upstream" && e["kind"] == kind).collect::<Vec<_>>();
+    let (accepts, closes) = (upstream("accept"), upstream("close"));
+    if accepts.is_empty() || closes.is_empty() {
+        return Err(format!("no typed accept or close from real Go's log: {entries:#?}").into());
+    }
+    if let Some(e) = accepts.iter().chain(&closes).find(|e| e["port"].as_u64().is_none()) {
+        return Err(format!("a real Go entry without its connection's port: {e}").into());
+    }
+    if let Some(e) = closes.iter().find(|e| !e["close"].is_null()) {
+        return Err(format!("real Go's log does not say FIN or RST, yet: {e}").into());
+    }
+    if !entries.iter().any(|e| e["lane"] == "proxy" && e["kind"] == "error") {
+        return Err("no error.log line typed as an error".into());
+    }
+    Ok(Completion::Completed)
 }
