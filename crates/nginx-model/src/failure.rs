@@ -12,6 +12,7 @@ use std::io;
 /// A short, stable name for a failure, as reports, scenario files and the
 /// log reader use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     NoLiveUpstreams,

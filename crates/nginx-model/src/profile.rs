@@ -6,6 +6,7 @@
 /// `upstream{}` block a keepalive cache of 32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// nginx ≤ 1.29.6 (Debian 12's 1.22.1): upstream HTTP/1.0 with

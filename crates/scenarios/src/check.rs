@@ -88,7 +88,7 @@ pub fn targets(r: &Resolved, server: Option<&str>, location: Option<&str>) -> Ve
 // ---- findings ---------------------------------------------------------------
 
 /// What sets a mechanism off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// Ordinary traffic, given these settings (a connection reused at Go's
@@ -103,7 +103,7 @@ pub enum Trigger {
     Load,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Ordinary traffic gives clients a 502, 504 or a cut response.
@@ -132,7 +132,7 @@ impl Verdict {
 }
 
 /// What one request of a probe gets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub method: String,
     pub status: u16,
@@ -148,7 +148,7 @@ pub struct Outcome {
     pub latency_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// The catalogue scenario that shows the mechanism (`scenarios explain`).
     pub mechanism: &'static str,

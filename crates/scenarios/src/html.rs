@@ -3,17 +3,17 @@
 //! sequence diagram; for `matrix`, heatmaps of the 502 rate. Pure functions
 //! from results to text; everything a scenario or a backend wrote is escaped.
 //!
-//! The diagram reads the timeline's own words (the backends' texts): `──►`
-//! is a request to the lane on the right, `◄──` (or a client's `◄`) a
-//! response to the left, `◄══ FIN` / `◄══ RST` a connection closed by the
-//! lane it is in, `✗ …` and `error.log: …` an error, `retry …` a retry.
+//! The diagram reads the timeline's typed fields, never its text: a
+//! `request` is an arrow to the lane on the right, a `response` one to the
+//! left, a `close` a connection closed by the lane it is in (FIN or RST
+//! from its `close` field), an `error` a cross, a `retry` a retry.
 //! Each FIN or RST is one `<g data-close="FIN|RST">` element, so a checker
 //! can count them against the JSON report's timeline ([`close_mark`]).
 
 use crate::matrix::Cell;
 use crate::report;
 use crate::runner::RunResult;
-use crate::timeline::{Lane, TimelineEntry};
+use crate::timeline::{CloseHow, EntryKind, Lane, TimelineEntry};
 use std::fmt::Write;
 
 /// `s` safe in HTML text and in a quoted attribute.
@@ -32,17 +32,14 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// How a connection ended, as the timeline says it: `◄══ FIN`, `◄══ RST`,
-/// or another close (`◄══ closed (ConnState)`, real Go's log), which is
-/// drawn but is neither.
-pub fn close_mark(text: &str) -> Option<&'static str> {
-    let after = text.split_once("◄══")?.1.trim_start();
-    Some(if after.starts_with("FIN") {
-        "FIN"
-    } else if after.starts_with("RST") {
-        "RST"
-    } else {
-        "close"
+/// How a connection ended, from the entry's typed `close`: "FIN", "RST",
+/// or "close" for a close whose kind the backend does not know (real Go's
+/// ConnState log), which is drawn but is neither.
+pub fn close_mark(e: &TimelineEntry) -> Option<&'static str> {
+    (e.kind == EntryKind::Close).then_some(match e.close {
+        Some(CloseHow::Fin) => "FIN",
+        Some(CloseHow::Rst) => "RST",
+        None => "close",
     })
 }
 
@@ -75,35 +72,27 @@ fn right_of(l: Lane) -> Option<Lane> {
     }
 }
 
-const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-
-/// Reads an entry's text (see the module's doc).
+/// An entry's shape, from its typed `kind` and `lane` alone (see the
+/// module's doc).
 pub fn shape(e: &TimelineEntry) -> Shape {
-    let t = e.text.as_str();
-    // Past a "[go2] " server tag.
-    let bare = t.strip_prefix('[').and_then(|r| r.split_once("] ")).map_or(t, |(_, rest)| rest);
-    if let Some(mark) = close_mark(t) {
-        return match left_of(e.lane) {
-            Some(to) => Shape::Close(e.lane, to, mark),
-            None => Shape::Note(e.lane),
-        };
-    }
-    if bare.starts_with('✗') || bare.starts_with("error.log:") {
-        return Shape::Error(e.lane);
-    }
-    if bare.starts_with("retry") {
-        return Shape::Retry(e.lane);
-    }
-    if t.contains("──►") {
-        if let Some(to) = right_of(e.lane) {
-            return Shape::Request(e.lane, to);
-        }
-    }
-    match e.lane {
-        Lane::Client if bare.starts_with('◄') => Shape::Response(Lane::Proxy, Lane::Client),
-        Lane::Client if METHODS.iter().any(|m| bare.split_whitespace().next() == Some(m)) => Shape::Request(Lane::Client, Lane::Proxy),
-        Lane::Proxy | Lane::Upstream if t.contains("◄──") => Shape::Response(Lane::Upstream, Lane::Proxy),
-        l => Shape::Note(l),
+    let arrow = |to: Option<Lane>, make: fn(Lane, Lane) -> Shape| to.map_or(Shape::Note(e.lane), |to| make(e.lane, to));
+    match e.kind {
+        EntryKind::Close => match (left_of(e.lane), close_mark(e)) {
+            (Some(to), Some(mark)) => Shape::Close(e.lane, to, mark),
+            _ => Shape::Note(e.lane),
+        },
+        EntryKind::Error => Shape::Error(e.lane),
+        EntryKind::Retry => Shape::Retry(e.lane),
+        // The client's request goes to nginx, nginx's to Go; Go's entry is
+        // the request read, drawn as a dot in its lane.
+        EntryKind::Request => arrow(right_of(e.lane), Shape::Request),
+        // A response travels leftwards into the lane that receives it:
+        // the client's from nginx; nginx's and Go's between Go and nginx.
+        EntryKind::Response => match e.lane {
+            Lane::Client => Shape::Response(Lane::Proxy, Lane::Client),
+            Lane::Proxy | Lane::Upstream => Shape::Response(Lane::Upstream, Lane::Proxy),
+        },
+        _ => Shape::Note(e.lane),
     }
 }
 
@@ -456,8 +445,8 @@ mod tests {
     use super::*;
     use harness::{ProxyBackend, UpstreamBackend};
 
-    fn e(at_ms: f64, lane: Lane, text: &str) -> TimelineEntry {
-        TimelineEntry { at_ms, lane, text: text.into() }
+    fn e(at_ms: f64, lane: Lane, kind: EntryKind, text: &str) -> TimelineEntry {
+        TimelineEntry::at_ms(at_ms, lane, kind, text.into())
     }
 
     fn run(timeline: Vec<TimelineEntry>) -> RunResult {
@@ -483,24 +472,25 @@ mod tests {
     }
 
     fn idle_race() -> Vec<TimelineEntry> {
+        use EntryKind::*;
         vec![
-            e(0.5, Lane::Client, "GET /ok"),
-            e(0.7, Lane::Proxy, ":55906 new connection"),
-            e(0.8, Lane::Proxy, "request ──► :55906"),
-            e(1.0, Lane::Upstream, ":55906 ◄── 200 (content-length)"),
-            e(1.1, Lane::Proxy, "◄── 200 header :55906"),
-            e(1.2, Lane::Client, "◄ 200 (2 B)"),
-            e(100.0, Lane::Upstream, ":55906 ◄══ FIN (IdleTimeout)"),
-            e(100.1, Lane::Proxy, "✗ premature-close: upstream prematurely closed connection <while> reading"),
-            e(100.2, Lane::Proxy, "retry (tries left 1)"),
-            e(100.3, Lane::Upstream, "[go2] :55907 ◄══ RST (BodyUnread)"),
-            e(100.4, Lane::Upstream, ":55908 ◄══ closed (ConnState)"),
-            e(100.5, Lane::Upstream, ":55909 ◄══ FIN (close in 500 ms) (Shutdown)"),
+            e(0.5, Lane::Client, Request, "GET /ok"),
+            e(0.7, Lane::Proxy, Connect, ":55906 new connection"),
+            e(0.8, Lane::Proxy, Request, "request ──► :55906"),
+            e(1.0, Lane::Upstream, Response, ":55906 ◄── 200 (content-length)"),
+            e(1.1, Lane::Proxy, Response, "◄── 200 header :55906"),
+            e(1.2, Lane::Client, Response, "◄ 200 (2 B)"),
+            e(100.0, Lane::Upstream, Close, ":55906 ◄══ FIN (IdleTimeout)").close(CloseHow::Fin),
+            e(100.1, Lane::Proxy, Error, "✗ premature-close: upstream prematurely closed connection <while> reading"),
+            e(100.2, Lane::Proxy, Retry, "retry (tries left 1)"),
+            e(100.3, Lane::Upstream, Close, "[go2] :55907 ◄══ RST (BodyUnread)").close(CloseHow::Rst),
+            e(100.4, Lane::Upstream, Close, ":55908 ◄══ closed (ConnState)"),
+            e(100.5, Lane::Upstream, Close, ":55909 ◄══ FIN (close in 500 ms) (Shutdown)").close(CloseHow::Fin),
         ]
     }
 
     #[test]
-    fn the_timeline_text_decides_each_shape() {
+    fn the_typed_kind_decides_each_shape_never_the_text() {
         let shapes: Vec<Shape> = idle_race().iter().map(shape).collect();
         use Lane::*;
         assert_eq!(
@@ -520,8 +510,14 @@ mod tests {
                 Shape::Close(Upstream, Proxy, "FIN"),
             ]
         );
-        assert_eq!(shape(&e(0.0, Client, "warm-up done (2 × GET /ok)")), Shape::Note(Client));
-        assert_eq!(shape(&e(0.0, Proxy, "error.log: upstream timed out")), Shape::Error(Proxy));
+        assert_eq!(shape(&e(0.0, Client, EntryKind::Note, "warm-up done (2 × GET /ok)")), Shape::Note(Client));
+        assert_eq!(shape(&e(0.0, Proxy, EntryKind::Error, "error.log: upstream timed out")), Shape::Error(Proxy));
+        // Text that looks like a close but is typed otherwise is not one,
+        // and a close's FIN/RST comes from its field, not its words.
+        assert_eq!(shape(&e(0.0, Upstream, EntryKind::Note, ":1 ◄══ RST (lookalike)")), Shape::Note(Upstream));
+        assert_eq!(shape(&e(0.0, Upstream, EntryKind::Close, ":1 ◄══ FIN").close(CloseHow::Rst)), Shape::Close(Upstream, Proxy, "RST"));
+        // Go's request read is a dot in its own lane (nothing to its right).
+        assert_eq!(shape(&e(0.0, Upstream, EntryKind::Request, ":1 GET /ok")), Shape::Note(Upstream));
     }
 
     #[test]
@@ -547,7 +543,7 @@ mod tests {
 
     #[test]
     fn everything_from_scenario_text_is_escaped() {
-        let mut r = run(vec![e(1.0, Lane::Proxy, "✗ x: <script>alert('x')</script> & \"q\"")]);
+        let mut r = run(vec![e(1.0, Lane::Proxy, EntryKind::Error, "✗ x: <script>alert('x')</script> & \"q\"")]);
         r.verdicts[0].mismatches.push("request 1: status <none>".into());
         let page = runs_page(&[r], "suite <&>");
         assert!(!page.contains("<script>") && !page.contains("<b>tags") && !page.contains("idle-<race>") && !page.contains("/ok?<x>"), "{page}");
@@ -586,7 +582,14 @@ mod tests {
             requests: 20,
             client_502: bad,
             retried: 0,
+            client_502_ci: crate::matrix::wilson(bad, 20),
+            retried_ci: crate::matrix::wilson(0, 20),
             race_possible: race,
+            buckets: vec![],
+            centre_gap_ms: None,
+            errors: Default::default(),
+            gap_error_mean_ms: 0.0,
+            gap_error_max_ms: 0.0,
         };
         let cells = [cell("2s", "1s", "GET", 0, false), cell("2s", "3s", "GET", 0, true), cell("2s", "1s", "POST", 0, false), cell("2s", "3s", "POST", 5, true)];
         let page = matrix_page(&cells, "built-in → built-in, scale 0.02");

@@ -50,7 +50,7 @@ pub const SERVICE_LABEL: &str = "badgateway-lab.service";
 const UPSTREAM_PORT: u16 = 18080;
 
 /// A network fault between the containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fault {
     /// `docker pause` the upstream: its kernel still accepts and ACKs, no
@@ -146,13 +146,14 @@ pub async fn command(a: &LabArgs) -> Result<bool, Error> {
     };
     let report = run(&o).await?;
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let doc = crate::document::Document::new(crate::document::Body::Lab(report.clone()));
+        std::fs::write(path, doc.to_json()?).map_err(|source| Error::Io { path: path.clone(), source })?;
     }
     Ok(report.passed)
 }
 
 /// The whole run, for `--json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LabReport {
     pub passed: bool,
     pub runs: Vec<RunResult>,
@@ -163,7 +164,7 @@ pub struct LabReport {
 }
 
 /// One proxy under one fault.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FaultRun {
     pub fault: Fault,
     pub proxy: ProxyBackend,

@@ -15,6 +15,8 @@
 //! models, labkit and each other only (tests/architecture.rs checks it).
 //! * [`timeline`], [`report`], [`html`]: what the user reads (the HTML report:
 //!   verdict tables, SVG timelines, matrix heatmaps).
+//! * [`document`]: the one JSON document shape of every command's `--json`,
+//!   and its JSON Schema (`scenarios schema report`).
 //! * [`diagnose`]: a user's error.log and access.log → mechanisms and fixes.
 //! * [`lab`]: the docker-compose lab's driver (`scenarios lab`).
 //! * [`matrix`]: sweeps of Go IdleTimeout × nginx keepalive_timeout × method.
@@ -24,6 +26,7 @@ pub mod catalogue;
 pub mod check;
 pub mod html;
 pub mod diagnose;
+pub mod document;
 mod error;
 pub mod lab;
 pub mod matrix;

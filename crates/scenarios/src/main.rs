@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use scenarios::runner::{self, Programs, ProxyBackend, RunOptions, RunResult, UpstreamBackend, CONFORMANCE_PAIRS};
+use scenarios::document::{self, Body, Document};
 use scenarios::{catalogue, exit, html, matrix, report, Error};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,15 @@ struct Cli {
     color: report::Color,
 }
 
+/// What `scenarios schema` describes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaOf {
+    /// Scenario files (FILE.toml; docs/SCENARIO-FORMAT.md).
+    Scenario,
+    /// The JSON report of every command (`--json`).
+    Report,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// List the scenarios.
@@ -76,8 +86,17 @@ enum Cmd {
         #[command(flatten)]
         args: RunArgs,
     },
-    /// Print the JSON Schema of scenario files.
-    Schema,
+    /// Print a JSON Schema: of scenario files (the default), or of the
+    /// reports `--json` writes.
+    ///
+    /// `scenarios schema report` covers every command's report in one
+    /// schema: each document has `schema_version`, `tool` {name, version}
+    /// and `report`, which says what the rest is: `runs` (`scenarios NAME`,
+    /// `run`, `all`, `conformance`), `matrix`, `check`, `diagnose` or `lab`.
+    Schema {
+        #[arg(value_enum, default_value = "scenario")]
+        of: SchemaOf,
+    },
     /// Your nginx.conf and Go settings: which 502/504 mechanisms apply, and the fix.
     ///
     /// For every location that proxies to an upstream, each mechanism the
@@ -344,7 +363,7 @@ fn run_diagnose(a: &DiagnoseArgs) -> Result<bool, Error> {
         print!("{}", report::glyphs(&diagnose::render::text(&report)));
     }
     if let Some(p) = &a.json {
-        write_out(p, &serde_json::to_string_pretty(&report)?)?;
+        write_out(p, &Document::new(Body::Diagnose(report)).to_json()?)?;
     }
     Ok(true)
 }
@@ -630,8 +649,18 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         }
     }
     if let Some(p) = &a.report.json {
-        let doc = serde_json::json!({ "schema_version": report::SCHEMA_VERSION, "scale": scale, "proxy": opts.proxy, "upstream": opts.upstream, "plan": plan, "gaps": a.gaps, "rtt": a.rtt, "max_502_rate": a.max_502_rate, "cells": cells, "baseline": compared });
-        write_out(p, &serde_json::to_string_pretty(&doc)?)?;
+        let doc = Document::new(Body::Matrix(document::Matrix {
+            scale,
+            proxy: opts.proxy,
+            upstream: opts.upstream,
+            plan: plan.clone(),
+            gaps: a.gaps.clone(),
+            rtt: a.rtt.clone(),
+            max_502_rate: a.max_502_rate,
+            cells: cells.clone(),
+            baseline: compared.clone(),
+        }));
+        write_out(p, &doc.to_json()?)?;
     }
     if let Some(p) = &a.report.junit {
         let props = [("scale", scale.to_string()), ("proxy", opts.proxy.description().to_string()), ("upstream", opts.upstream.description().to_string()), ("tool.version", env!("CARGO_PKG_VERSION").to_string())];
@@ -751,25 +780,19 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
                     if !quiet {
                         print!("{}", report::glyphs(&check::run_line(f.mechanism, &r)));
                     }
-                    runs.push(serde_json::json!({ "mechanism": f.mechanism, "method": method, "passed": r.passed, "skipped": r.skipped }));
+                    runs.push(document::CheckRun { mechanism: f.mechanism.into(), method: method.clone(), passed: r.passed, skipped: r.skipped.clone() });
                     failing |= r.failed();
                 }
             }
         }
-        all.push(serde_json::json!({
-            "server": t.server,
-            "location": t.location,
-            "upstream": t.up.name,
-            "findings": findings,
-            "runs": runs,
-        }));
+        all.push(document::CheckedLocation { server: t.server.clone(), location: t.location.clone(), upstream: t.up.name.clone(), findings, runs });
         if !quiet {
             println!();
         }
     }
     if !quiet {
-        let count = |v: &str| all.iter().flat_map(|t| t["findings"].as_array().cloned().unwrap_or_default()).filter(|f| f["verdict"] == v).count();
-        let (n, exposed) = (count("applies"), count("exposed"));
+        let count = |v: check::Verdict| all.iter().flat_map(|t| &t.findings).filter(|f| f.verdict == v).count();
+        let (n, exposed) = (count(check::Verdict::Applies), count(check::Verdict::Exposed));
         println!("{} location(s): {n} mechanism(s) give clients a 502, 504 or a cut response{}", targets.len(), if n > 0 { " (exit 1)" } else { "" });
         if exposed > 0 {
             println!("{exposed} more if code, deploys or load set them off (exposed{})", if a.strict { ": --strict, exit 1" } else { "; --strict fails on them" });
@@ -777,7 +800,8 @@ async fn run_check(a: &CheckArgs) -> Result<bool, Error> {
         println!("mechanism and fix in prose: scenarios explain NAME");
     }
     if let Some(p) = &a.json {
-        write_out(p, &serde_json::to_string_pretty(&serde_json::json!({ "nginx_conf": file, "profile": profile, "profile_from": from, "go": go, "locations": all }))?)?;
+        let doc = document::Check { nginx_conf: file, profile, profile_from: from, go, locations: all };
+        write_out(p, &Document::new(Body::Check(doc)).to_json()?)?;
     }
     Ok(!failing)
 }
@@ -837,8 +861,12 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         Cmd::All { catalogue, jobs, args } => run_all(&args, catalogue.as_deref(), jobs).await,
         Cmd::Check(a) => run_check(&a).await,
         Cmd::Diagnose(a) => run_diagnose(&a),
-        Cmd::Schema => {
-            println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(scenarios::scenario::Scenario))?);
+        Cmd::Schema { of } => {
+            let schema = match of {
+                SchemaOf::Scenario => schemars::schema_for!(scenarios::scenario::Scenario),
+                SchemaOf::Report => document::schema(),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(true)
         }
         Cmd::Matrix(a) => run_matrix(&a).await,

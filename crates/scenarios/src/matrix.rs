@@ -10,23 +10,26 @@ use std::time::Duration;
 
 /// What a matrix measures: the cells (IdleTimeout × keepalive_timeout ×
 /// method) and how each cell's request gaps are drawn.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     #[serde(skip)]
+    #[schemars(skip)]
     pub idle: Vec<Duration>,
     #[serde(skip)]
+    #[schemars(skip)]
     pub keepalive: Vec<Duration>,
     pub methods: Vec<String>,
     /// Requests per cell.
     pub count: u32,
     /// The gaps' range at article scale; `None`: ±1 % around IdleTimeout.
     #[serde(skip)]
+    #[schemars(skip)]
     pub gaps: Option<(Duration, Duration)>,
     pub sweep: Sweep,
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Cell {
     pub idle_timeout: String,
     pub keepalive_timeout: String,
@@ -57,7 +60,7 @@ pub struct Cell {
 /// Width of the gap buckets the window is located in (run scale).
 pub const BUCKET_MS: f64 = 0.1;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Bucket {
     /// The bucket's lower edge (run scale).
     pub gap_ms: f64,
@@ -292,7 +295,7 @@ pub const CENTRE_TOLERANCE_MS: f64 = 0.2;
 
 /// One cell against its baseline: the failure rate (502s plus retries)
 /// as a ratio, the peaks' distance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Comparison {
     pub idle_timeout: String,
     pub keepalive_timeout: String,
@@ -394,5 +397,94 @@ pub fn junit(cells: &[Cell], properties: &[(&str, String)]) -> String {
     }
     let mut report = Report::new("scenarios matrix");
     report.add_test_suite(ts);
-    report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
+    crate::report::junit_text(&report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: (f64, f64), b: (f64, f64)) -> bool {
+        (a.0 - b.0).abs() < 5e-4 && (a.1 - b.1).abs() < 5e-4
+    }
+
+    #[test]
+    fn wilson_intervals_match_the_textbook_values() {
+        // (k, n) → the 95 % Wilson score interval.
+        let table = [((0, 10), (0.0, 0.2775)), ((5, 10), (0.2366, 0.7634)), ((10, 10), (0.7225, 1.0)), ((160, 1000), (0.1386, 0.1840))];
+        for ((k, n), want) in table {
+            assert!(close(wilson(k, n), want), "wilson({k}, {n}) = {:?}, want {want:?}", wilson(k, n));
+        }
+        assert_eq!(wilson(0, 0), (0.0, 1.0), "no trials: anything is possible");
+    }
+
+    #[test]
+    fn the_peak_is_the_bucket_with_the_highest_rate_among_well_filled_ones() {
+        let mut samples = Vec::new();
+        // 99.9x: 2 of 10 fail; 100.1x: 6 of 10; 100.3x: the one sample fails.
+        for i in 0..10 {
+            samples.push((99.91 + 0.001 * f64::from(i), i < 2));
+            samples.push((100.12, i < 6));
+        }
+        samples.push((100.35, true));
+        let (buckets, peak) = locate(&samples);
+        assert_eq!(buckets.iter().map(|b| (b.requests, b.failures)).collect::<Vec<_>>(), vec![(10, 2), (10, 6), (1, 1)]);
+        assert_eq!(peak, Some(100.15), "a lone failing request does not make a peak");
+        assert_eq!(locate(&[(100.0, false); 8]).1, None);
+    }
+
+    fn cell(method: &str, requests: usize, failures: usize, centre: Option<f64>) -> Cell {
+        Cell {
+            idle_timeout: "100ms".into(),
+            keepalive_timeout: "60s".into(),
+            method: method.into(),
+            requests,
+            client_502: if method == "POST" { failures } else { 0 },
+            retried: if method == "GET" { failures } else { 0 },
+            client_502_ci: (0.0, 1.0),
+            retried_ci: (0.0, 1.0),
+            race_possible: true,
+            buckets: vec![],
+            centre_gap_ms: centre,
+            errors: Default::default(),
+            gap_error_mean_ms: 0.0,
+            gap_error_max_ms: 0.0,
+        }
+    }
+
+    fn base(c: &Cell) -> BaselineCell {
+        BaselineCell {
+            idle_timeout: c.idle_timeout.clone(),
+            keepalive_timeout: c.keepalive_timeout.clone(),
+            method: c.method.clone(),
+            requests: c.requests,
+            client_502: c.client_502,
+            retried: c.retried,
+            centre_gap_ms: c.centre_gap_ms,
+        }
+    }
+
+    #[test]
+    fn a_comparison_agrees_within_the_ratio_bounds_and_the_peak_tolerance() {
+        let real = [cell("GET", 1000, 160, Some(100.15)), cell("POST", 1000, 140, Some(100.15))];
+        let baseline: Vec<BaselineCell> = real.iter().map(base).collect();
+        // (emulated failures, emulated peak) → agrees
+        let table = [
+            (130, Some(100.15), true),
+            (108, Some(100.25), true),
+            (107, Some(100.15), false),
+            (90, Some(100.15), false),
+            (250, Some(100.15), false),
+            (160, Some(100.45), false),
+            (160, None, false),
+        ];
+        for (failures, centre, agrees) in table {
+            let emu = [cell("GET", 1000, failures, centre)];
+            let cmp = compare(&emu, &baseline);
+            assert_eq!(cmp.len(), 1);
+            assert_eq!(cmp[0].agrees, agrees, "{failures} failures, peak {centre:?}: {:?}", cmp[0]);
+        }
+        let none = compare(&[cell("GET", 10, 0, None)], &[base(&cell("GET", 10, 0, None))]);
+        assert!(none[0].agrees && none[0].ratio.is_none(), "no failures on either side agree");
+    }
 }

@@ -280,29 +280,12 @@ pub fn summary_line(r: &RunResult) -> String {
     glyphs(&(head.replacen("PASS", &pass_word(r.passed), 1) + &fit(&title, room)))
 }
 
-/// The version of the JSON report's shape: bumped when a field changes
-/// meaning or goes away (new fields may appear without it).
-pub const SCHEMA_VERSION: u32 = 2;
+pub use crate::document::SCHEMA_VERSION;
 
-/// Durations in a report: the expectations are at the articles' scale
-/// ("WriteTimeout 3s"); observations, timelines and wall times are what the
-/// run measured, at `scale` times that.
-const SCALE_NOTE: &str = "expectations and scenario settings are at article scale; observations (latency_ms, gap_ms, upstream_response_time), timelines (at_ms) and wall_ms are at run scale = article scale × scale";
-
+/// The JSON report of runs (`run`, `all`, `conformance`).
 pub fn json(results: &[RunResult], wall_ms: f64) -> serde_json::Result<String> {
-    // Skipped runs are counted apart: "passed" says no run failed.
-    let passed = !results.iter().any(RunResult::failed);
-    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
-    serde_json::to_string_pretty(&serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "tool": { "name": "badgateway-lab scenarios", "version": env!("CARGO_PKG_VERSION") },
-        "scales": SCALE_NOTE,
-        "passed": passed,
-        "ran": results.len() - skipped,
-        "skipped": skipped,
-        "wall_ms": wall_ms,
-        "runs": results,
-    }))
+    use crate::document::{Body, Document, Runs};
+    Document::new(Body::Runs(Runs::new(results, wall_ms))).to_json()
 }
 
 /// This machine's name, for JUnit's `hostname` (empty when unknown).
@@ -317,8 +300,8 @@ fn hostname() -> String {
 pub fn junit(results: &[RunResult], suite: &str) -> String {
     use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
     let now = chrono::Local::now().fixed_offset();
+    // The timestamp goes on each <testsuite>: junit-10.xsd has none on the root.
     let mut report = Report::new(suite);
-    report.set_timestamp(now);
     let mut pairs: Vec<(String, Vec<&RunResult>)> = Vec::new();
     for r in results {
         let pair = format!("{}→{}", r.proxy.name(), r.upstream.name());
@@ -373,7 +356,29 @@ pub fn junit(results: &[RunResult], suite: &str) -> String {
         }
         report.add_test_suite(ts);
     }
-    report.to_string().unwrap_or_else(|e| format!("<!-- cannot write the JUnit report: {e} -->\n"))
+    junit_text(&report)
+}
+
+/// A JUnit report as text that the common JUnit schema (Jenkins xUnit's
+/// junit-10.xsd, tests/data/) accepts. quick-junit always writes a
+/// `skipped` count on the root `<testsuites>`, which that schema does not
+/// allow there; each `<testsuite>` keeps its own `skipped` count, so the
+/// root's is dropped.
+pub(crate) fn junit_text(report: &quick_junit::Report) -> String {
+    match report.to_string() {
+        Ok(xml) => drop_root_skipped(&xml),
+        Err(e) => format!("<!-- cannot write the JUnit report: {e} -->\n"),
+    }
+}
+
+/// `xml` without the `skipped="N"` attribute of its `<testsuites>` tag.
+fn drop_root_skipped(xml: &str) -> String {
+    let Some(start) = xml.find("<testsuites") else { return xml.to_string() };
+    let end = start + xml[start..].find('>').unwrap_or(xml.len() - start);
+    let tag = &xml[start..end];
+    let Some(at) = tag.find(" skipped=\"") else { return xml.to_string() };
+    let value_end = tag[at + 10..].find('"').map_or(tag.len(), |i| at + 10 + i + 1);
+    format!("{}{}{}", &xml[..start + at], &tag[value_end..], &xml[end..])
 }
 
 /// A Go duration as Go source: `5 * time.Second`, `300 * time.Millisecond`.
@@ -469,4 +474,18 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
     paths.dedup();
     parts.extend(paths);
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_roots_skipped_count_is_dropped() {
+        let xml = "<?xml version=\"1.0\"?>\n<testsuites name=\"s\" tests=\"2\" skipped=\"1\" failures=\"0\">\n<testsuite name=\"t\" skipped=\"1\">\n";
+        assert_eq!(drop_root_skipped(xml), "<?xml version=\"1.0\"?>\n<testsuites name=\"s\" tests=\"2\" failures=\"0\">\n<testsuite name=\"t\" skipped=\"1\">\n");
+        // Nothing to drop: unchanged.
+        let plain = "<testsuites name=\"s\">\n<testsuite skipped=\"3\">";
+        assert_eq!(drop_root_skipped(plain), plain);
+    }
 }

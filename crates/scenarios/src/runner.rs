@@ -10,7 +10,7 @@
 use crate::scenario::{scale, scale_path, RequestGroup, Scenario, Sweep, DEFAULT_SCALE};
 use crate::setup::{dur, go_config, nginx_config};
 use crate::verdict::{judge, GroupVerdict, Observation};
-use crate::timeline::{Lane, TimelineEntry};
+use crate::timeline::{EntryKind, Lane, TimelineEntry};
 use crate::Error;
 use harness::backend::LOOPBACK_ANY;
 use harness::client::{Exchange, Request, WireClient};
@@ -49,7 +49,7 @@ pub const CONFORMANCE_PAIRS: [(ProxyBackend, UpstreamBackend); 3] = [
     (ProxyBackend::Nginx, UpstreamBackend::Go),
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunResult {
     pub scenario: String,
     pub title: String,
@@ -304,8 +304,9 @@ impl<'a> Session<'a> {
         })
     }
 
-    fn note(&mut self, lane: Lane, text: String) {
-        self.timeline.push(TimelineEntry::new(self.epoch.elapsed(), lane, text));
+    fn note(&mut self, lane: Lane, kind: EntryKind, text: String) -> &mut TimelineEntry {
+        self.timeline.push(TimelineEntry::new(self.epoch.elapsed(), lane, kind, text));
+        self.timeline.last_mut().expect("just pushed")
     }
 
     /// Fills nginx's keepalive cache: `GET /ok`s one after another, or at
@@ -338,7 +339,7 @@ impl<'a> Session<'a> {
         }
         self.seen += n as usize;
         self.proxy.wait_access(self.seen, Duration::from_secs(5)).await;
-        self.note(Lane::Client, format!("warm-up done ({n} × GET /ok)"));
+        self.note(Lane::Client, EntryKind::Note, format!("warm-up done ({n} × GET /ok)"));
         Ok(())
     }
 
@@ -358,7 +359,7 @@ impl<'a> Session<'a> {
             }
         }
         if action != Action::None {
-            self.note(Lane::Upstream, format!("action: {action:?}"));
+            self.note(Lane::Upstream, EntryKind::Action, format!("action: {action:?}"));
         }
         Ok(())
     }
@@ -388,7 +389,7 @@ impl<'a> Session<'a> {
         let runs_before = if count_runs { self.upstream.handler_runs(&handler_path).await } else { None };
         let errors_before = self.proxy.error_lines().len();
         let t0 = Instant::now();
-        self.note(Lane::Client, format!("{} {path}", g.method));
+        self.note(Lane::Client, EntryKind::Request, format!("{} {path}", g.method));
         let ex = self.exchange(g, &path).await;
         let latency = t0.elapsed();
         let resp = ex.as_ref().and_then(|e| e.response.clone());
@@ -404,13 +405,15 @@ impl<'a> Session<'a> {
         let read_at = self.epoch.elapsed();
         self.timeline.extend(self.proxy.error_timeline(&lines, read_at));
         let truncated = resp.as_ref().is_some_and(|r| !r.complete);
-        self.note(
+        let seen = self.note(
             Lane::Client,
+            EntryKind::Response,
             match &resp {
                 Some(r) => format!("◄ {}{} ({} B)", r.status, if truncated { " TRUNCATED" } else { "" }, r.body_len),
                 None => "◄ no response".into(),
             },
         );
+        seen.status = resp.as_ref().map(|r| r.status);
         let runs_after = if count_runs { self.upstream.handler_runs(&handler_path).await } else { None };
         let handler_runs = runs_after.zip(runs_before).map(|(after, before)| after - before);
         if reconnect {

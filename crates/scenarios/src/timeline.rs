@@ -2,7 +2,7 @@
 //! clock, rendered like an annotated tcpdump with FIN/RST marked. The
 //! entries come from the backends (`harness::timeline`).
 
-pub use harness::timeline::{Lane, TimelineEntry};
+pub use harness::timeline::{CloseHow, EntryKind, Lane, TimelineEntry};
 
 /// The time column: "   120.47  ".
 const TIME: usize = 11;
@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn the_timeline_fits_its_width() {
-        let e = |lane, text: &str| TimelineEntry { at_ms: 120.47, lane, text: text.into() };
+        let e = |lane, text: &str| TimelineEntry::at_ms(120.47, lane, EntryKind::Note, text.into());
         let entries = [
             e(Lane::Client, "GET /ok"),
             e(Lane::Proxy, "✗ premature-close: upstream prematurely closed connection while reading response header from upstream"),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// What one client request observed, from all three sides.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Observation {
     pub group: usize,
     pub method: String,
@@ -31,7 +31,7 @@ pub struct Observation {
     pub handler_runs: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GroupVerdict {
     pub group: usize,
     pub method: String,

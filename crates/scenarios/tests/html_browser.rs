@@ -107,15 +107,30 @@ fn renders_in_chromium() -> Result<Completion, Failed> {
         return Err(format!("chromium --dump-dom: {:?}, {} bytes\nstderr: {}", dump.status, dom.len(), String::from_utf8_lossy(&dump.stderr)).into());
     }
 
-    // The runs as the JSON tells them, and FIN/RST events read from their
-    // timelines' text (not by the renderer's code).
+    // The runs as the JSON tells them, and FIN/RST events from their
+    // timelines' typed fields (`kind` close, `close` FIN|RST), as a CI
+    // consumer reads them (not by the renderer's code); the text for humans
+    // must say the same.
     let fin_rst = regex::Regex::new(r"◄══\s*(FIN|RST)").unwrap();
     let runs = report["runs"].as_array().ok_or("the JSON report has no runs")?;
     let mut expected = Vec::new();
+    let mut problems = Vec::new();
     for r in runs {
         let ran = r["skipped"].is_null();
-        let closes = r["timeline"].as_array().map_or(0, |t| t.iter().filter(|e| e["text"].as_str().is_some_and(|t| fin_rst.is_match(t))).count());
-        expected.push((r["scenario"].as_str().unwrap_or_default().to_string(), ran, closes));
+        let name = r["scenario"].as_str().unwrap_or_default().to_string();
+        let timeline = r["timeline"].as_array().map_or(&[][..], Vec::as_slice);
+        let typed: Vec<&str> = timeline
+            .iter()
+            .filter(|e| e["kind"] == "close")
+            .filter_map(|e| e["close"].as_str())
+            .filter(|c| matches!(*c, "FIN" | "RST"))
+            .collect();
+        let worded: Vec<&str> =
+            timeline.iter().filter_map(|e| fin_rst.captures(e["text"].as_str()?)).map(|c| c.get(1).map_or("", |m| m.as_str())).collect();
+        if typed != worded {
+            problems.push(format!("{name}: typed closes {typed:?}, the text says {worded:?}"));
+        }
+        expected.push((name, ran, typed.len()));
     }
     let total: usize = expected.iter().map(|e| e.2).sum();
     if total == 0 {
@@ -129,7 +144,6 @@ fn renders_in_chromium() -> Result<Completion, Failed> {
     if sections.len() != expected.len() {
         return Err(format!("{} run sections in the DOM, {} runs in the JSON", sections.len(), expected.len()).into());
     }
-    let mut problems = Vec::new();
     let (mut diagrams, mut arrows) = (0, 0);
     for (sec, (name, ran, closes)) in sections.iter().zip(&expected) {
         if !sec.contains(&format!("data-scenario=\"{name}\"")) {

@@ -59,6 +59,9 @@ enum BodyLeft {
 
 pub(crate) struct Conn {
     pub id: u64,
+    /// The peer as Go's `c.remoteAddr` spells it ("127.0.0.1:54321"), for
+    /// the log.
+    remote_addr: String,
     stream: Option<TcpStream>,
     /// Go's `bufio.Reader`: bytes read from the socket, not yet consumed.
     rbuf: Vec<u8>,
@@ -77,8 +80,10 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(id: u64, stream: TcpStream, shared: Arc<Shared>, ctl: CancellationToken) -> Conn {
+        let remote_addr = stream.peer_addr().map_or_else(|_| "unknown".to_string(), |a| a.to_string());
         Conn {
             id,
+            remote_addr,
             stream: Some(stream),
             rbuf: Vec::with_capacity(rules::CONN_BUFFER),
             write_deadline: None,
@@ -172,8 +177,11 @@ impl Conn {
             };
             self.event(EventKind::HandlerEnd { outcome });
             if let HandlerEnd::Panicked(kind) = ended.handler {
+                // conn.serve's deferred recover: `http: panic serving %v: %v\n%s`
+                // with c.remoteAddr and the panic value; the Go stack that
+                // follows has no counterpart here, so it is left out.
                 if let Some(msg) = kind.message() {
-                    tracing::warn!(target: "upstream_sim", "http: panic serving conn {}: {msg}", self.id);
+                    tracing::error!(target: "upstream_sim", conn = self.id, "http: panic serving {}: {msg}", self.remote_addr);
                 }
             }
             if req.expectation() == request::Expectation::Failed {

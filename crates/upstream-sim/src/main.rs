@@ -59,10 +59,51 @@ struct Args {
     /// bind it where only the lab reaches it.
     #[arg(long, value_name = "ADDR")]
     control: Option<SocketAddr>,
+    /// What goes to stderr: error (a handler panic, as Go's net/http logs
+    /// it: `http: panic serving 127.0.0.1:54321: boom`), warn (also accept
+    /// errors), info (the default: also listening, restarts), debug (also
+    /// every connection event: accept, deadlines, writes, FIN/RST), trace.
+    /// Precedence: this flag, else RUST_LOG (tracing's EnvFilter syntax,
+    /// e.g. `upstream_sim=debug`), else info.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The server's own lines and its connection events (recorded through
+    /// labkit's event log, at debug).
+    fn directive(self) -> String {
+        let level = match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        };
+        format!("upstream_sim={level},labkit::events={level}")
+    }
+}
+
+/// The log filter: `--log-level`, else RUST_LOG, else info.
+fn log_filter(level: Option<LogLevel>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    match level {
+        Some(l) => EnvFilter::new(l.directive()),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(LogLevel::Info.directive())),
+    }
 }
 
 /// The flags that only the command line may set (`PUT /config` takes the rest).
-const PROCESS_FLAGS: [&str; 3] = ["--addr", "--control", "--shutdown-grace"];
+const PROCESS_FLAGS: [&str; 4] = ["--addr", "--control", "--shutdown-grace", "--log-level"];
 
 impl Args {
     fn config(&self) -> ServerConfig {
@@ -94,9 +135,7 @@ fn parse_flags(words: &[String]) -> Result<ServerConfig, String> {
 async fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "upstream_sim=info".into()),
-        )
+        .with_env_filter(log_filter(args.log_level))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

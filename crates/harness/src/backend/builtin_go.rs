@@ -149,41 +149,53 @@ impl UpstreamUnderTest for BuiltinGo {
 /// One Go emulator's events; `server` of `servers` tags the lines when
 /// there are several.
 fn timeline_of(events: &[ConnEvent], server: usize, servers: usize) -> Vec<TimelineEntry> {
+    use crate::timeline::{CloseHow, EntryKind as K};
     let tag = server_tag(server, servers);
     let mut port: HashMap<u64, u16> = HashMap::new();
     let mut out = Vec::new();
     for e in events {
-        let p = |port: &HashMap<u64, u16>| port.get(&e.conn).map_or_else(|| format!("#{}", e.conn), |p| format!(":{p}"));
-        let text = match &e.kind {
-            EventKind::Accepted { peer } => {
-                port.insert(e.conn, peer.port());
-                format!("accept :{}", peer.port())
-            }
-            EventKind::HeadRead { method, target, .. } => format!("{} {method} {target}", p(&port)),
-            EventKind::WriteDeadlineArmed { after_ms } => format!("{} WriteTimeout armed (+{after_ms:.0} ms)", p(&port)),
-            EventKind::HandlerStart { path } => format!("{} handler {path} starts", p(&port)),
-            EventKind::HandlerEnd { outcome } => format!("{} handler ends ({outcome})", p(&port)),
-            EventKind::ResponseHead { status, framing } => format!("{} ◄── {status} ({framing})", p(&port)),
-            EventKind::WriteFailed { error } => format!("{} write failed: {error}", p(&port)),
+        if let EventKind::Accepted { peer } = &e.kind {
+            port.insert(e.conn, peer.port());
+        }
+        let p = port.get(&e.conn).map_or_else(|| format!("#{}", e.conn), |p| format!(":{p}"));
+        let (kind, text) = match &e.kind {
+            EventKind::Accepted { peer } => (K::Accept, format!("accept :{}", peer.port())),
+            EventKind::HeadRead { method, target, .. } => (K::Request, format!("{p} {method} {target}")),
+            EventKind::WriteDeadlineArmed { after_ms } => (K::Deadline, format!("{p} WriteTimeout armed (+{after_ms:.0} ms)")),
+            EventKind::HandlerStart { path } => (K::HandlerStart, format!("{p} handler {path} starts")),
+            EventKind::HandlerEnd { outcome } => (K::HandlerEnd, format!("{p} handler ends ({outcome})")),
+            EventKind::ResponseHead { status, framing } => (K::Response, format!("{p} ◄── {status} ({framing})")),
+            EventKind::WriteFailed { error } => (K::Error, format!("{p} write failed: {error}")),
             EventKind::IdleWait { limit_ms } => match limit_ms {
-                Some(l) => format!("{} idle (closes after {l:.0} ms)", p(&port)),
-                None => format!("{} idle (no limit)", p(&port)),
+                Some(l) => (K::Idle, format!("{p} idle (closes after {l:.0} ms)")),
+                None => (K::Idle, format!("{p} idle (no limit)")),
             },
-            EventKind::Closed { how, reason } => {
-                let mark = match how {
-                    CloseKind::Fin => "FIN",
-                    CloseKind::Rst => "RST",
-                    CloseKind::FinThenWait => "FIN (close in 500 ms)",
-                };
-                format!("{} ◄══ {mark} ({reason:?})", p(&port))
-            }
-            EventKind::ShutdownStarted => "Shutdown()".into(),
-            EventKind::ListenerClosed => "listener closed".into(),
-            EventKind::IdleSwept => "Shutdown closes idle connections".into(),
-            EventKind::AcceptPaused => "accept() paused (lab knob)".into(),
+            EventKind::Closed { how, reason } => (
+                K::Close,
+                match how {
+                    CloseKind::Fin => format!("{p} ◄══ FIN ({reason:?})"),
+                    CloseKind::Rst => format!("{p} ◄══ RST ({reason:?})"),
+                    CloseKind::FinThenWait => format!("{p} ◄══ FIN (close in 500 ms) ({reason:?})"),
+                },
+            ),
+            EventKind::ShutdownStarted => (K::Server, "Shutdown()".into()),
+            EventKind::ListenerClosed => (K::Server, "listener closed".into()),
+            EventKind::IdleSwept => (K::Server, "Shutdown closes idle connections".into()),
+            EventKind::AcceptPaused => (K::Server, "accept() paused (lab knob)".into()),
             EventKind::ReadDeadlineArmed { .. } | EventKind::Wrote { .. } => continue,
         };
-        out.push(TimelineEntry::new(e.at, Lane::Upstream, format!("{tag}{text}")));
+        let mut entry = TimelineEntry::new(e.at, Lane::Upstream, kind, format!("{tag}{text}"));
+        if e.conn != 0 {
+            entry = entry.conn(e.conn).port(port.get(&e.conn).copied());
+        }
+        match &e.kind {
+            EventKind::ResponseHead { status, .. } => entry = entry.status(*status),
+            // closeWriteAndWait sends its FIN first: on the wire, a FIN.
+            EventKind::Closed { how: CloseKind::Fin | CloseKind::FinThenWait, .. } => entry = entry.close(CloseHow::Fin),
+            EventKind::Closed { how: CloseKind::Rst, .. } => entry = entry.close(CloseHow::Rst),
+            _ => {}
+        }
+        out.push(entry);
     }
     out
 }

@@ -1,7 +1,7 @@
 //! The built-in nginx emulator (crates/proxy), in-process.
 
 use super::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, WorkDir};
-use crate::timeline::{Lane, TimelineEntry};
+use crate::timeline::{EntryKind, Lane, TimelineEntry};
 use async_trait::async_trait;
 use nginx_model::conf::{self, Config};
 use proxy::events::{ProxyEvent, ProxyEventKind};
@@ -108,26 +108,44 @@ fn timeline_of(events: &[ProxyEvent]) -> Vec<TimelineEntry> {
     events
         .iter()
         .filter_map(|e| {
-            let text = match &e.kind {
-                ProxyEventKind::UpstreamConn { local_port, cached, .. } => {
-                    format!(":{local_port} {}", if *cached { "from keepalive cache" } else { "new connection" })
+            let entry = |kind, port: Option<u16>, text: String| TimelineEntry::new(e.at, Lane::Proxy, kind, text).port(port);
+            Some(match &e.kind {
+                ProxyEventKind::UpstreamConn { local_port, cached, .. } => entry(
+                    EntryKind::Connect,
+                    Some(*local_port),
+                    format!(":{local_port} {}", if *cached { "from keepalive cache" } else { "new connection" }),
+                ),
+                ProxyEventKind::RequestSent { local_port, .. } => entry(EntryKind::Request, Some(*local_port), format!("request ──► :{local_port}")),
+                ProxyEventKind::HeaderReceived { local_port, status } => {
+                    entry(EntryKind::Response, Some(*local_port), format!("◄── {status} header :{local_port}")).status(*status)
                 }
-                ProxyEventKind::RequestSent { local_port, .. } => format!("request ──► :{local_port}"),
-                ProxyEventKind::HeaderReceived { local_port, status } => format!("◄── {status} header :{local_port}"),
-                ProxyEventKind::AttemptFailed { class, log, .. } => match log {
-                    Some(l) => format!("✗ {class}: {l}"),
-                    None => format!("✗ {class}"),
-                },
-                ProxyEventKind::Retry { tries_left } => format!("retry (tries left {tries_left})"),
-                ProxyEventKind::GiveUp { status } => format!("give up → {status}"),
-                ProxyEventKind::BodyFailed { class, .. } => format!("✗ {class} after the header: truncate"),
-                ProxyEventKind::KeepaliveStored { local_port } => format!("keepalive cache ← :{local_port}"),
-                ProxyEventKind::KeepaliveClosed { local_port, why } => format!("cache drops :{local_port} ({why})"),
+                ProxyEventKind::AttemptFailed { local_port, class, log } => entry(
+                    EntryKind::Error,
+                    // 0: no connection was made.
+                    (*local_port != 0).then_some(*local_port),
+                    match log {
+                        Some(l) => format!("✗ {class}: {l}"),
+                        None => format!("✗ {class}"),
+                    },
+                ),
+                ProxyEventKind::Retry { tries_left } => entry(EntryKind::Retry, None, format!("retry (tries left {tries_left})")),
+                ProxyEventKind::GiveUp { status } => entry(EntryKind::GiveUp, None, format!("give up → {status}")).status(*status),
+                ProxyEventKind::BodyFailed { local_port, class } => {
+                    entry(EntryKind::Error, Some(*local_port), format!("✗ {class} after the header: truncate"))
+                }
+                ProxyEventKind::KeepaliveStored { local_port } => {
+                    entry(EntryKind::KeepaliveStore, Some(*local_port), format!("keepalive cache ← :{local_port}"))
+                }
+                // The cache closing an idle connection: nginx's own close,
+                // or its noticing the upstream's FIN/RST; not a close
+                // arrow of the upstream's (that one is in the Go lane).
+                ProxyEventKind::KeepaliveClosed { local_port, why } => {
+                    entry(EntryKind::Note, Some(*local_port), format!("cache drops :{local_port} ({why})"))
+                }
                 ProxyEventKind::ClientRequest { .. } | ProxyEventKind::ClientResponse { .. } | ProxyEventKind::ConnectFailed { .. } => {
                     return None
                 }
-            };
-            Some(TimelineEntry::new(e.at, Lane::Proxy, text))
+            })
         })
         .collect()
 }

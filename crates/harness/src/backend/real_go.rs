@@ -3,7 +3,7 @@
 
 use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest};
 use crate::go::{self, port_of, GoServer, LogLine, What};
-use crate::timeline::{server_tag, Lane, TimelineEntry};
+use crate::timeline::{server_tag, EntryKind, Lane, TimelineEntry};
 use crate::Action;
 use async_trait::async_trait;
 use go_model::{rules, GoVersion, ServerConfig};
@@ -162,16 +162,19 @@ fn timeline_of(lines: &[String], epoch_secs_of_day: f64, server: usize, servers:
     parsed
         .iter()
         .filter_map(|l| {
-            let text = match l.what {
+            let port = |remote: &str| port_of(remote);
+            let (kind, port, text) = match l.what {
                 What::Conn { remote, .. } if port_of(remote).is_some_and(|p| mark_ports.contains(&p)) => return None,
-                What::Conn { remote, state: "closed" } => format!(":{} ◄══ closed (ConnState)", port_text(remote)),
-                What::Conn { remote, state } => format!(":{} {state}", port_text(remote)),
-                What::Handler { path, remote } => format!(":{} handler {path} starts", port_text(remote)),
+                // ConnState says closed, not how: neither FIN nor RST.
+                What::Conn { remote, state: "closed" } => (EntryKind::Close, port(remote), format!(":{} ◄══ closed (ConnState)", port_text(remote))),
+                What::Conn { remote, state: "new" } => (EntryKind::Accept, port(remote), format!(":{} new", port_text(remote))),
+                What::Conn { remote, state } => (EntryKind::Note, port(remote), format!(":{} {state}", port_text(remote))),
+                What::Handler { path, remote } => (EntryKind::HandlerStart, port(remote), format!(":{} handler {path} starts", port_text(remote))),
                 What::Mark { .. } | What::Listen => return None,
-                What::Other(text) => text.to_string(),
+                What::Other(text) => (EntryKind::Note, None, text.to_string()),
             };
             let at_ms = (l.secs_of_day - epoch_secs_of_day) * 1e3;
-            (at_ms >= 0.0).then(|| TimelineEntry { at_ms, lane: Lane::Upstream, text: format!("{tag}{text}") })
+            (at_ms >= 0.0).then(|| TimelineEntry::at_ms(at_ms, Lane::Upstream, kind, format!("{tag}{text}")).port(port))
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 
 use super::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, WorkDir};
 use crate::nginx::{self, RealNginx};
-use crate::timeline::{Lane, TimelineEntry};
+use crate::timeline::{EntryKind, Lane, TimelineEntry};
 use async_trait::async_trait;
 use nginx_model::conf::Config;
 use std::net::SocketAddr;
@@ -140,7 +140,7 @@ fn errors_read_at(lines: &[String], read_at: Duration) -> Vec<TimelineEntry> {
         .map(|l| {
             let msg = l.split_once(": *").and_then(|(_, r)| r.split_once(' ')).map_or(l.as_str(), |(_, m)| m);
             let msg = msg.split(", client:").next().unwrap_or(msg);
-            TimelineEntry::new(read_at, Lane::Proxy, format!("error.log: {msg}"))
+            TimelineEntry::new(read_at, Lane::Proxy, EntryKind::Error, format!("error.log: {msg}"))
         })
         .collect()
 }

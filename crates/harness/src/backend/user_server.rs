@@ -10,7 +10,7 @@ use super::real_go::{action_knob, config_knob};
 use crate::child::{self, NotAccepting, Progress};
 use crate::go::GO_SETTINGS;
 use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest};
-use crate::timeline::{server_tag, Lane, TimelineEntry};
+use crate::timeline::{server_tag, EntryKind, Lane, TimelineEntry};
 use crate::Action;
 use async_trait::async_trait;
 use go_model::ServerConfig;
@@ -475,7 +475,7 @@ impl UpstreamUnderTest for UserServer {
     }
 
     fn timeline(&self) -> Vec<TimelineEntry> {
-        self.started.iter().map(|(at, text)| TimelineEntry::new(*at, Lane::Upstream, text.clone())).collect()
+        self.started.iter().map(|(at, text)| TimelineEntry::new(*at, Lane::Upstream, EntryKind::Server, text.clone())).collect()
     }
 
     fn program(&self) -> Option<String> {

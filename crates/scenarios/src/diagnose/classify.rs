@@ -49,7 +49,7 @@ pub struct Evidence {
 }
 
 /// What the client got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// nginx answered 502 or 504 (or passed on a failed upstream's 5xx).
@@ -135,7 +135,7 @@ fn failures(e: &Evidence) -> Vec<Failure> {
 }
 
 /// How much of what a candidate rests on the logs showed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Confidence {
     Low,

@@ -49,7 +49,7 @@ impl Default for Options {
 }
 
 /// One input's counts.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct InputStats {
     pub name: String,
     pub lines: u64,
@@ -70,7 +70,7 @@ impl InputStats {
 }
 
 /// What a group of requests showed.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Tally {
     pub requests: u64,
     /// By what the client got ("502", "504", "499", "cut", "retried", "log-only").
@@ -93,7 +93,7 @@ pub struct Tally {
 }
 
 /// Min, max and mean of some durations.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct TimeStats {
     pub n: u64,
     pub min: f64,
@@ -205,7 +205,7 @@ fn shape_label(e: &Evidence) -> String {
 }
 
 /// One mechanism's findings.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub mechanism: String,
     pub title: String,
@@ -216,7 +216,7 @@ pub struct Finding {
 }
 
 /// Requests no mechanism explains, by reason.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Unexplained {
     pub reason: String,
     pub tally: Tally,
@@ -225,7 +225,7 @@ pub struct Unexplained {
 }
 
 /// Failures of one class close together in time.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Burst {
     /// Wall clock of the logs, `YYYY/MM/DD HH:MM:SS`.
     pub from: String,
@@ -239,7 +239,7 @@ pub struct Burst {
 }
 
 /// The whole diagnosis.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub error_log: Option<InputStats>,
     pub access_log: Option<InputStats>,

@@ -15,7 +15,7 @@ use nginx_model::retry::non_idempotent;
 use std::collections::BTreeSet;
 
 /// What the failed attempt's `$upstream_response_time` should be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Timing {
     /// The failure came right after the request was sent: no handler time.
@@ -46,7 +46,7 @@ impl Timing {
 }
 
 /// What happened after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Next {
     /// Retried, and the retry answered.
@@ -58,7 +58,7 @@ pub enum Next {
 }
 
 /// One failed attempt as a catalogue scenario shows it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema)]
 pub struct Shape {
     pub class: Class,
     /// Whether the handler ran on the failed attempt (`None`: not known,
@@ -77,7 +77,7 @@ pub struct Shape {
 }
 
 /// A mechanism of the catalogue, as `diagnose` recognises it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Mechanism {
     pub id: String,
     /// The first problem scenario naming it (whose fix is the default).
