@@ -116,6 +116,12 @@ pub fn client_closed_text(errno: Option<i32>, action: &str) -> String {
     format!("{CLIENT_CLOSED_EPOLL}, so upstream connection is closed too{err} while {action}")
 }
 
+/// A process-level line, with no connection (`ngx_log_error` with the
+/// cycle's log: `signal 1 (SIGHUP) received, reconfiguring`).
+pub fn process_line(time: SystemTime, pid: u32, level: Level, text: &str) -> String {
+    format!("{} [{}] {pid}#0: {text}", log_time(time), level.as_str())
+}
+
 /// A connection-level line, with no request context
 /// (`client 127.0.0.1 closed keepalive connection`).
 pub fn connection_line(time: SystemTime, pid: u32, level: Level, conn: u64, text: &str) -> String {

@@ -170,7 +170,14 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             // Idle between requests: keepalive_timeout; within a head:
             // client_header_timeout.
             let limit = if c.rbuf.is_empty() && requests > 0 { KEEPALIVE_TIMEOUT } else { CLIENT_HEADER_TIMEOUT };
-            match c.fill(limit).await {
+            // ngx_close_idle_connections: a graceful quit or a reload closes
+            // the keepalive connections waiting for a next request.
+            let idle = c.rbuf.is_empty() && requests > 0;
+            let filled = tokio::select! {
+                r = c.fill(limit) => r,
+                _ = rt.retire.cancelled(), if idle => return,
+            };
+            match filled {
                 Ok(0) | Err(_) => {
                     if requests > 0 && c.rbuf.is_empty() {
                         let text = format!("client {} closed keepalive connection", client.ip());
@@ -190,7 +197,9 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
         };
         c.rbuf.drain(..used);
         let keep = handle(&rt, server, &mut c, client, conn_no, requests, req).await;
-        if !keep {
+        // ngx_http_set_keepalive: once nginx is exiting, a finished request
+        // closes its connection.
+        if !keep || (rt.retire.is_cancelled() && c.rbuf.is_empty()) {
             let _ = c.stream.shutdown().await;
             return;
         }
