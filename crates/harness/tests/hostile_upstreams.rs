@@ -102,6 +102,12 @@ struct Case {
     /// The reset comes while nginx may be writing or waiting to write: nginx
     /// itself logs either line, so both count as one.
     reset_while_writing: bool,
+    /// After its reply the upstream echoes what it reads (a WebSocket
+    /// tunnel's far end) until EOF or 5 s of silence, then ends as `end`.
+    echo: bool,
+    /// The reply's body is the request head the upstream got (what nginx
+    /// forwarded): `reply` is only the status line.
+    echo_head: bool,
 }
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
@@ -121,6 +127,8 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         access_logs: vec!["access.log"],
         settled_by_error_log: false,
         reset_while_writing: false,
+        echo: false,
+        echo_head: false,
     }
 }
 
@@ -302,6 +310,42 @@ fn cases() -> Vec<Case> {
         v.push(uri_case(name, "http://u/", "", target, ok));
     }
 
+    // Connection: Upgrade (ngx_http_upstream_upgrade): a 101 tunnels bytes
+    // both ways when the client asked for an upgrade; proxy_read_timeout
+    // is the tunnel's idle limit. Without the three directives nginx does
+    // not forward Upgrade (hop-by-hop).
+    let ws = "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";";
+    let ws_request = b"GET /x HTTP/1.1\r\nHost: lab\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let mut echo = case("websocket_echo_until_read_timeout", switching, Fin);
+    echo.echo = true;
+    echo.location = format!("{ws} proxy_read_timeout 300ms;");
+    echo.request = [&ws_request[..], b"hello"].concat();
+    v.push(echo);
+    let mut bye = case("websocket_upstream_closes", &[&switching[..], b"bye"].concat(), Fin);
+    bye.location = ws.into();
+    bye.request = ws_request.to_vec();
+    v.push(bye);
+    let mut bye_rst = case("websocket_upstream_resets", &[&switching[..], b"bye"].concat(), HoldThenRst(100));
+    bye_rst.location = ws.into();
+    bye_rst.request = ws_request.to_vec();
+    v.push(bye_rst);
+    for (name, location) in [("upgrade_headers_forwarded_with_directives", ws), ("upgrade_not_forwarded_without_directives", "")] {
+        let mut c = case(name, b"HTTP/1.1 200 OK", Fin);
+        c.echo_head = true;
+        c.location = location.into();
+        c.request = ws_request.to_vec();
+        // Connection: Upgrade keeps an HTTP/1.1 client's connection open.
+        c.client_close = Some(ClientClose::HalfCloseAfterResponse);
+        c.settled_by_error_log = true;
+        v.push(c);
+    }
+    let mut plain_101 = case("switching_protocols_to_an_upgrade_request_without_directives", switching, Fin);
+    plain_101.echo = true;
+    plain_101.location = "proxy_read_timeout 300ms;".into();
+    plain_101.request = [&ws_request[..], b"hello"].concat();
+    v.push(plain_101);
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;
@@ -430,7 +474,7 @@ fn show(s: &Seen) -> String {
 async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    let (reply, when, end, delay) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms);
+    let (reply, when, end, delay, echo, echo_head) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let reply = reply.clone();
@@ -460,8 +504,30 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                     // The upstream's own pace (a slow handler), not a wait for the test.
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
+                let reply = if echo_head {
+                    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(got.len());
+                    let head = &got[..head_end];
+                    [&reply[..], format!("\r\nContent-Length: {}\r\n\r\n", head.len()).as_bytes(), head].concat()
+                } else {
+                    reply
+                };
                 let _ = s.write_all(&reply).await;
                 events.replied.notify_one();
+                if echo {
+                    // Bytes behind the head came early; then what the tunnel carries.
+                    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(got.len());
+                    let _ = s.write_all(&got[head_end..]).await;
+                    loop {
+                        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                            Ok(Ok(n)) if n > 0 => {
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
                 match end {
                     End::Fin => {}
                     End::Rst => {

@@ -337,6 +337,27 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
             error_answer(rt, c, &creq, attempts.states(), status, side).await
         }
+        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &req.headers) => {
+            let ch = response::client_head(&h, side, &http_date());
+            let out = tunnel(c, ch.bytes, buf, &mut conn, loc.read_timeout).await;
+            attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
+            pass::write_log(rt, &creq, attempts.take_log());
+            // ngx_http_upstream_process_upgraded: the idle tunnel's upstream
+            // read timer (proxy_read_timeout) is logged at info
+            // (ngx_connection_error), an upstream's recv() error at error.
+            let ended = match out.end {
+                TunnelEnd::Closed => None,
+                TunnelEnd::TimedOut => Some((Level::Info, "upstream timed out (110: Connection timed out)".to_string())),
+                TunnelEnd::UpstreamError(e) => Some((Level::Error, format!("recv() failed ({e}: {})", nginx_model::failure::strerror(e)))),
+            };
+            if let Some((level, text)) = ended {
+                let line = body_line(level, format!("{text} while proxying upgraded connection"), &conn.peer.to_string());
+                creq.log(rt, line.level, &line.text, Some(&line.upstream));
+            }
+            creq.log_access(rt, status, attempts.states(), out.body_bytes);
+            rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: false });
+            false
+        }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
             let out = respond(rt, c, &creq, loc, side, head.as_ref(), buf, &mut conn).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
@@ -456,6 +477,74 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
         }
         None => RequestBody::Memory(mem),
     })
+}
+
+/// How a tunnel ended.
+struct Tunneled {
+    /// Bytes sent to the client after the 101 head.
+    body_bytes: u64,
+    end: TunnelEnd,
+}
+
+enum TunnelEnd {
+    /// A side closed (or the client failed: nginx logs that at info, not emulated).
+    Closed,
+    TimedOut,
+    /// The upstream's recv() failed with this errno.
+    UpstreamError(i32),
+}
+
+/// `ngx_http_upstream_upgrade` and `_process_upgraded`: the 101 head, then
+/// bytes both ways (the client's bytes that came behind the request head
+/// first) until either side closes or fails, or nothing moves for
+/// `idle` (proxy_read_timeout on the upstream read); then both close.
+async fn tunnel(c: &mut Conn, head: Vec<u8>, preread: bytes::BytesMut, up: &mut crate::keepalive::UpstreamConn, idle: Duration) -> Tunneled {
+    let mut out = Tunneled { body_bytes: 0, end: TunnelEnd::Closed };
+    if c.stream.write_all(&head).await.is_err() {
+        return out;
+    }
+    if !preread.is_empty() {
+        if c.stream.write_all(&preread).await.is_err() {
+            return out;
+        }
+        out.body_bytes += preread.len() as u64;
+    }
+    if !c.rbuf.is_empty() {
+        let early = std::mem::take(&mut c.rbuf);
+        if up.stream.write_all(&early).await.is_err() {
+            return out;
+        }
+    }
+    let (mut from_client, mut from_up) = (vec![0u8; 16384], vec![0u8; 16384]);
+    loop {
+        let moved = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = c.stream.read(&mut from_client) => match r {
+                    Ok(n) if n > 0 => up.stream.write_all(&from_client[..n]).await.is_ok().then_some(0).ok_or(None),
+                    _ => Err(None),
+                },
+                r = up.stream.read(&mut from_up) => match r {
+                    Ok(n) if n > 0 => c.stream.write_all(&from_up[..n]).await.is_ok().then_some(n as u64).ok_or(None),
+                    Ok(_) => Err(None),
+                    Err(e) => Err(Some(nginx_model::failure::errno_of(&e))),
+                },
+            }
+        })
+        .await;
+        match moved {
+            Ok(Ok(n)) => out.body_bytes += n,
+            Ok(Err(errno)) => {
+                if let Some(e) = errno {
+                    out.end = TunnelEnd::UpstreamError(e);
+                }
+                return out;
+            }
+            Err(_) => {
+                out.end = TunnelEnd::TimedOut;
+                return out;
+            }
+        }
+    }
 }
 
 /// How a passed response ended.
