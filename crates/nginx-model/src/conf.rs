@@ -675,6 +675,15 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("keepalive_time", &[Ctx::Upstream]),
 ];
 
+/// Directives read from nginx's table whose behaviour the proxy has
+/// already, so `proxy -t` does not list them: `zone` (the upstream's state
+/// in shared memory, for several workers: the proxy is one process, its
+/// state is shared already), `resolver` and `resolver_timeout` (used only
+/// for names resolved while running, i.e. proxy_pass with variables, which
+/// is noted on its own; the names in upstream blocks and proxy_pass are
+/// resolved once at start by both).
+const NO_OP_HERE: &[&str] = &["zone", "resolver", "resolver_timeout"];
+
 /// Directives read here whose value has no effect on the 502 model
 /// (listed by `proxy -t` as not emulated, like the ones read from nginx's
 /// table only).
@@ -1265,7 +1274,9 @@ impl<'a> Parser<'a> {
         if d.name == "proxy_pass" && matches!(ctx, Ctx::IfLocation | Ctx::LimitExcept) {
             self.no_uri_part(d)?;
         }
-        self.not_emulated(d.name);
+        if !NO_OP_HERE.contains(&d.name) {
+            self.not_emulated(d.name);
+        }
         if open {
             match d.name {
                 "if" => self.if_block(d, ctx)?,
@@ -3034,6 +3045,15 @@ mod tests {
         assert_eq!(http("server { proxy_temp_path p 0; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
         // The same words from the generic slots.
         assert_eq!(http("gzip maybe;"), "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4");
+    }
+
+    #[test]
+    fn zone_and_resolver_are_accepted_without_a_note() {
+        let src = "events {}\nhttp {\n resolver 127.0.0.1 valid=30s;\n resolver_timeout 5s;\n upstream u { zone u 64k; server 127.0.0.1:1; }\n server { location / { proxy_pass http://u; resolver 127.0.0.2; } }\n}\n";
+        let cfg = parse(src, "t.conf").unwrap();
+        assert!(cfg.not_emulated.0.is_empty(), "{:?}", cfg.not_emulated.0);
+        // nginx's own checks still apply: zone takes a name and an optional size.
+        assert!(parse("events {}\nhttp { upstream u { zone; server 127.0.0.1:1; } }\n", "t.conf").is_err());
     }
 
     #[test]
