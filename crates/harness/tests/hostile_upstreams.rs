@@ -346,6 +346,46 @@ fn cases() -> Vec<Case> {
     plain_101.request = [&ws_request[..], b"hello"].concat();
     v.push(plain_101);
 
+    // return (ngx_http_rewrite_return): the upstream is never asked.
+    for (name, server, target) in [
+        ("return_200_text", "location /r { return 200 \"hello\"; }", "/r"),
+        ("return_200_text_html_uri", "location /r { return 200 \"<b>hi</b>\"; }", "/r/a.html"),
+        ("return_200_no_text", "location /r { return 200; }", "/r"),
+        ("return_204", "location /r { return 204; }", "/r"),
+        ("return_299_unknown_code", "location /r { return 299 \"odd\"; }", "/r"),
+        ("return_403_text", "location /r { return 403 \"go away\"; }", "/r"),
+        ("return_404_error_page", "location /r { return 404; }", "/r"),
+        ("return_410_no_page", "location /r { return 410; }", "/r"),
+        ("return_503_error_page", "location /r { return 503; }", "/r"),
+        ("return_301_absolute", "location /r { return 301 https://example.com/new; }", "/r"),
+        ("return_302_relative", "location /r { return 302 /elsewhere; }", "/r"),
+        ("return_307_relative", "location /r { return 307 /elsewhere; }", "/r"),
+        ("return_308_absolute", "location /r { return 308 http://e.example/; }", "/r"),
+        ("return_url_only", "location /r { return http://e.example/x; }", "/r"),
+        ("return_wins_over_proxy_pass", "location /r { proxy_pass http://u; return 200 \"first\"; }", "/r"),
+        ("return_first_of_two", "location /r { return 200 \"one\"; return 200 \"two\"; }", "/r"),
+        ("return_exact_location", "location = /r { return 200 \"exact\"; }", "/r"),
+        ("return_not_this_location", "location = /r { return 200 \"exact\"; }", "/r/x"),
+        ("return_with_access_log", "location /r { return 200 \"logged\"; access_log ret.log u; }", "/r"),
+    ] {
+        let mut c = uri_case(name, "http://u", server, target, ok);
+        c.name = format!("return::{name}");
+        if name == "return_with_access_log" {
+            c.access_logs = vec!["access.log", "ret.log"];
+        }
+        v.push(c);
+    }
+    let mut head_ret = uri_case("return_head_request", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
+    head_ret.request = b"HEAD /r HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
+    head_ret.name = "return::return_head_request".into();
+    v.push(head_ret);
+    let mut keep_ret = uri_case("return_keepalive", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
+    keep_ret.request = b"GET /r HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
+    keep_ret.client_close = Some(ClientClose::HalfCloseAfterResponse);
+    keep_ret.settled_by_error_log = true;
+    keep_ret.name = "return::return_keepalive".into();
+    v.push(keep_ret);
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;
@@ -400,14 +440,17 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("uri") {
+            let prefix = if c.name.starts_with("return::") {
+                ""
+            } else if c.name.starts_with("uri") {
                 "uri"
             } else if c.name.starts_with("client") || c.request != GET {
                 "client"
             } else {
                 "upstream"
             };
-            Trial::ignorable_test(format!("{prefix}::{}", c.name), move || run(&c))
+            let name = if prefix.is_empty() { c.name.clone() } else { format!("{prefix}::{}", c.name) };
+            Trial::ignorable_test(name, move || run(&c))
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
@@ -652,7 +695,8 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
     }
     let (response, end) = result?;
     let seen = Seen {
-        response: mask_date(&response),
+        // The listen ports differ (a redirect's Location names it).
+        response: mask_date(&response).replace(&format!(":{}", listen.port()), ":PORT"),
         end,
         // The prefixes differ (temp file paths name them).
         error_log: read_lines(&dir.join("error.log"))

@@ -254,7 +254,29 @@ pub struct Location {
     /// nginx.conf text rendered after `proxy_pass` instead of the other
     /// directives (a scenario's `location_conf`); `proxy` holds what it says.
     pub verbatim: Option<String>,
+    /// The location's first `return` (the rewrite phase stops there; it
+    /// wins over `proxy_pass`).
+    pub ret: Option<Return>,
     pub pos: Pos,
+}
+
+/// `return CODE [TEXT]`, `return CODE URL`, `return URL`
+/// (`ngx_http_rewrite_return`): a lone URL is a 302 to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Return {
+    pub code: u16,
+    /// The text (a body, or for 301, 302, 303, 307 and 308 the Location).
+    pub text: Option<String>,
+}
+
+impl Return {
+    /// The directive as written back (text quoted).
+    pub fn render(&self) -> String {
+        match &self.text {
+            Some(t) => format!("return {} \"{}\";", self.code, t.replace('\\', "\\\\").replace('"', "\\\"")),
+            None => format!("return {};", self.code),
+        }
+    }
 }
 
 /// The `proxy_*` directives; `None` = not set at this level (inherit).
@@ -1036,6 +1058,8 @@ struct Level {
     proxy: ProxyDirectives,
     /// Every `access_log` of the level: nginx writes each of them.
     access_log: Vec<AccessLog>,
+    /// A location's first `return`.
+    ret: Option<Return>,
 }
 
 impl<'a> Parser<'a> {
@@ -1274,7 +1298,10 @@ impl<'a> Parser<'a> {
         if d.name == "proxy_pass" && matches!(ctx, Ctx::IfLocation | Ctx::LimitExcept) {
             self.no_uri_part(d)?;
         }
-        if !NO_OP_HERE.contains(&d.name) {
+        // A location's `return` is emulated (`location_return`); elsewhere
+        // (server, if) it is not.
+        let emulated = d.name == "return" && ctx == Ctx::Location;
+        if !(NO_OP_HERE.contains(&d.name) || emulated) {
             self.not_emulated(d.name);
         }
         if open {
@@ -2210,12 +2237,17 @@ impl<'a> Parser<'a> {
     /// A location's block read: an emulated location goes to `out`.
     fn location_done(&mut self, head: LocationHead, lv: Level, out: Option<&mut Vec<Location>>) {
         if let (None, Some(out)) = (head.what, out) {
-            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, access_log: lv.access_log, verbatim: None, pos: head.pos });
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, access_log: lv.access_log, verbatim: None, ret: lv.ret, pos: head.pos });
         }
     }
 
     /// A directive of a location's block other than a nested location.
     fn location_directive(&mut self, s: &Dir, open: bool, lv: &mut Level, regex_or_named: bool) -> Result<(), ConfError> {
+        if s.name == "return" {
+            self.generic(s, open, Ctx::Location, &mut lv.seen)?;
+            self.location_return(s, lv);
+            return Ok(());
+        }
         if !Self::claimed(s, Ctx::Location) {
             return self.generic(s, open, Ctx::Location, &mut lv.seen);
         }
@@ -2225,6 +2257,23 @@ impl<'a> Parser<'a> {
         match s.name {
             "proxy_pass" => self.proxy_pass(s, lv, regex_or_named),
             _ => self.generic(s, open, Ctx::Location, &mut lv.seen),
+        }
+    }
+
+    /// A location's `return`, once `generic` has run nginx's checks on it
+    /// (`ngx_http_rewrite_return`); variables in its text are sent as
+    /// written here (noted).
+    fn location_return(&mut self, d: &Dir, lv: &mut Level) {
+        let (code, text) = if d.args.len() == 1 && num::atoi(d.arg(0)).is_none() {
+            (302, Some(text(d.arg(0))))
+        } else {
+            (num::atoi(d.arg(0)).unwrap_or(0) as u16, d.args.get(1).map(|t| text(t)))
+        };
+        if text.as_deref().is_some_and(|t| t.contains('$')) {
+            self.not_emulated("return with variables (its text is sent as written)");
+        }
+        if lv.ret.is_none() {
+            lv.ret = Some(Return { code, text });
         }
     }
 
@@ -2706,6 +2755,9 @@ impl Config {
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
                 for a in &loc.access_log {
                     s.push_str(&format!("            access_log {};\n", render_access(a)));
+                }
+                if let Some(r) = &loc.ret {
+                    s.push_str(&format!("            {}\n", r.render()));
                 }
                 match &loc.verbatim {
                     Some(text) => {

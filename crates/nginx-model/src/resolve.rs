@@ -154,9 +154,42 @@ pub struct ResolvedServer {
     /// The access logs of a request no location takes (the server's
     /// own, else the http level's).
     pub access_log: Vec<AccessLogSpec>,
+    /// Locations that answer with `return` (it runs before `proxy_pass`).
+    pub returns: Vec<ReturnLocation>,
+}
+
+/// A location whose `return` answers every request it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnLocation {
+    pub matcher: Match,
+    pub path: String,
+    pub ret: conf::Return,
+    pub access_log: Vec<AccessLogSpec>,
+    pub server_tokens: bool,
+}
+
+/// Which location takes a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Route<'a> {
+    Proxy(&'a ResolvedLocation),
+    Return(&'a ReturnLocation),
 }
 
 impl ResolvedServer {
+    /// The location for a URI path among the proxied and the `return`
+    /// ones: an exact match, else the longest prefix
+    /// (`ngx_http_core_find_location`, without regex locations).
+    pub fn route(&self, path: &str) -> Option<Route<'_>> {
+        let fits = |m: Match, p: &str| match m {
+            Match::Exact => path == p,
+            Match::Prefix => path.starts_with(p),
+        };
+        let key = |m: Match, p: &str| (m == Match::Exact, p.len());
+        let proxied = self.locations.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
+        let returns = self.returns.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Return(l)));
+        proxied.chain(returns).max_by_key(|(k, _)| *k).map(|(_, r)| r)
+    }
+
     /// The location for a URI path: an exact match, else the longest prefix
     /// (`ngx_http_core_find_location`, without regex locations).
     pub fn location_for(&self, path: &str) -> Option<&ResolvedLocation> {
@@ -228,7 +261,19 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
         let server_logs: &[AccessLog] = if srv.access_log.is_empty() { &cfg.access_log } else { &srv.access_log };
         let mut locations = Vec::new();
+        let mut returns = Vec::new();
         for loc in &srv.locations {
+            if let Some(ret) = &loc.ret {
+                let p = loc.proxy.merged_over(&server_proxy);
+                returns.push(ReturnLocation {
+                    matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+                    path: loc.path.clone(),
+                    ret: ret.clone(),
+                    access_log: specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?,
+                    server_tokens: p.server_tokens.unwrap_or(true),
+                });
+                continue;
+            }
             match location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile) {
                 Ok(mut l) => {
                     l.access_log = specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?;
@@ -239,7 +284,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             }
         }
         let access_log = specs(server_logs, &mut notes)?;
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns });
     }
     Ok(Resolved {
         profile,

@@ -472,13 +472,22 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
 pub fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Time-out",
+        409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         494 => "Request Header Or Cookie Too Large",
         499 => "Client Closed Request",
@@ -488,6 +497,7 @@ pub fn reason(status: u16) -> &'static str {
         503 => "Service Temporarily Unavailable",
         504 => "Gateway Time-out",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "",
     }
 }
@@ -523,6 +533,125 @@ pub fn error_response(status: u16, client: ClientSide, date: &str) -> (Vec<u8>, 
     (out, keep)
 }
 
+/// The status line nginx writes for a status it sets itself
+/// (`ngx_http_status_lines` in `ngx_http_header_filter`): the code and the
+/// reason, or the code and a space for a code the table lacks.
+pub fn own_status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        s => reason(s),
+    };
+    if reason.is_empty() {
+        format!("{status} ")
+    } else {
+        format!("{status} {reason}")
+    }
+}
+
+/// A redirect status: `return CODE URL` sets Location (`ngx_http_send_response`).
+pub fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The title of nginx's page for a redirect (`ngx_http_error_30x_page`:
+/// 302's page says "Found" though its status line says "Moved Temporarily").
+fn redirect_title(status: u16) -> &'static str {
+    match status {
+        301 => "301 Moved Permanently",
+        302 => "302 Found",
+        303 => "303 See Other",
+        307 => "307 Temporary Redirect",
+        _ => "308 Permanent Redirect",
+    }
+}
+
+/// `Content-Type` for a response nginx makes from a URI
+/// (`ngx_http_set_content_type`): without a `types` block, nginx's
+/// built-in types (html, gif, jpg), else `default_type` (text/plain).
+pub fn content_type_for(uri_path: &str) -> &'static str {
+    let ext = uri_path.rsplit('/').next().and_then(|f| f.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("html") => "text/html",
+        Some("gif") => "image/gif",
+        Some("jpg") => "image/jpeg",
+        _ => "text/plain",
+    }
+}
+
+/// What a `return` sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnAnswer {
+    pub bytes: Vec<u8>,
+    pub status: u16,
+    pub keepalive: bool,
+    /// `$body_bytes_sent`.
+    pub body_bytes: u64,
+}
+
+/// `ngx_http_script_return_code` → `ngx_http_send_response`, or the
+/// special response (`ngx_http_special_response_handler`):
+/// * a code under 400, or any code with text: the text as the body with
+///   `Content-Type` from the URI, except
+/// * 301, 302, 303, 307, 308: the text is the Location (a path made
+///   absolute against `base`, `http://host[:port]`: `absolute_redirect
+///   on`) and the body is nginx's page for the code;
+/// * a code of 400 or more without text: nginx's error page.
+pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str, client: ClientSide, date: &str) -> ReturnAnswer {
+    if code >= 400 && text.is_none() {
+        let (bytes, keepalive) = error_response(code, client, date);
+        let body_bytes = if client.head_request { 0 } else { error_page(code, client.server_tokens).len() as u64 };
+        return ReturnAnswer { bytes, status: code, keepalive, body_bytes };
+    }
+    let (content_type, location, body) = if is_redirect(code) {
+        let t = redirect_title(code);
+        let tail = if client.server_tokens { NGINX_VERSION } else { "nginx" };
+        let page = format!("<html>\r\n<head><title>{t}</title></head>\r\n<body>\r\n<center><h1>{t}</h1></center>\r\n<hr><center>{tail}</center>\r\n</body>\r\n</html>\r\n");
+        let to = text.unwrap_or("");
+        let location = if to.starts_with('/') { format!("{base}{to}") } else { to.to_string() };
+        ("text/html", Some(location), page)
+    } else {
+        (content_type_for(uri_path), None, text.unwrap_or("").to_string())
+    };
+    let keepalive = if code >= 400 { error_keeps_connection(code, client.keepalive) } else { client.keepalive };
+    // ngx_http_header_filter: a 204 has no Content-Type, no length, no body.
+    let no_content = code == 204;
+    let mut h = format!("HTTP/1.1 {}\r\n{}Date: {date}\r\n", own_status_line(code), server_line(client.server_tokens));
+    if !no_content {
+        h.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
+    }
+    // A path is made absolute and written before Connection; a URL is
+    // one of the response's other headers, written after it.
+    let (relative, absolute) = match location {
+        Some(l) if text.is_some_and(|t| t.starts_with('/')) => (Some(l), None),
+        other => (None, other),
+    };
+    if let Some(l) = relative {
+        h.push_str(&format!("Location: {l}\r\n"));
+    }
+    h.push_str(if keepalive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
+    if let Some(l) = absolute {
+        h.push_str(&format!("Location: {l}\r\n"));
+    }
+    h.push_str("\r\n");
+    let mut bytes = h.into_bytes();
+    let mut body_bytes = 0;
+    if !client.head_request && !no_content {
+        bytes.extend_from_slice(body.as_bytes());
+        body_bytes = body.len() as u64;
+    }
+    ReturnAnswer { bytes, status: code, keepalive, body_bytes }
+}
+
 /// One chunk of `ngx_http_chunked_body_filter`: hex size, CRLF, data, CRLF.
 pub fn chunk(data: &[u8]) -> Vec<u8> {
     let mut out = format!("{:x}\r\n", data.len()).into_bytes();
@@ -543,6 +672,34 @@ mod tests {
             HeadParse::Done(h, _) => h,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn return_answers() {
+        let c = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true };
+        let d = "D";
+        let text = |a: ReturnAnswer| String::from_utf8(a.bytes).unwrap();
+        let s = "Server: nginx/1.22.1\r\nDate: D\r\n";
+        let table: [(u16, Option<&str>, &str, String); 6] = [
+            (200, Some("hello"), "/x", format!("HTTP/1.1 200 OK\r\n{s}Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello")),
+            (200, Some("<b>"), "/a.html", format!("HTTP/1.1 200 OK\r\n{s}Content-Type: text/html\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n<b>")),
+            (299, None, "/x", format!("HTTP/1.1 299 \r\n{s}Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n")),
+            (403, Some("no"), "/x", format!("HTTP/1.1 403 Forbidden\r\n{s}Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nno")),
+            (302, Some("/new"), "/x", format!("HTTP/1.1 302 Moved Temporarily\r\n{s}Content-Type: text/html\r\nContent-Length: 145\r\nLocation: http://lab:8080/new\r\nConnection: keep-alive\r\n\r\n<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n")),
+            (404, None, "/x", text_of(error_response(404, c, d).0)),
+        ];
+        for (code, t, uri, want) in table {
+            assert_eq!(text(return_response(code, t, uri, "http://lab:8080", c, d)), want, "{code} {t:?}");
+        }
+        let a = return_response(301, Some("https://e.example/"), "/x", "http://lab", c, d);
+        assert!(text(a.clone()).contains("\r\nLocation: https://e.example/\r\n"), "{}", text(a));
+        assert!(!return_response(400, None, "/x", "", c, d).keepalive);
+        let head = ClientSide { head_request: true, ..c };
+        assert_eq!(return_response(200, Some("hello"), "/x", "", head, d).body_bytes, 0);
+    }
+
+    fn text_of(b: Vec<u8>) -> String {
+        String::from_utf8(b).unwrap()
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::upstream::BodyReader;
 use nginx_model::failure::BodyFailure;
 use nginx_model::http::RequestVars;
 use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
-use nginx_model::resolve::ResolvedLocation;
+use nginx_model::resolve::{ResolvedLocation, Route};
 use nginx_model::response::{self, ClientSide, UpstreamBody, POSTPONE_OUTPUT};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -289,9 +289,32 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true };
         return error_answer(rt, c, &creq, &[], 400, side).await;
     };
-    let Some(loc) = srv.conf.location_for(&creq.path) else {
-        let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
-        return error_answer(rt, c, &creq, &[], 404, side).await;
+    let loc = match srv.conf.route(&creq.path) {
+        Some(Route::Proxy(loc)) => loc,
+        Some(Route::Return(r)) => {
+            // ngx_http_rewrite_return, in the rewrite phase: no upstream,
+            // the body (if any) discarded.
+            creq.access_log.clone_from(&r.access_log);
+            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens };
+            // absolute_redirect on, server_name_in_redirect off: the Host
+            // header's name, and the port unless 80 (ngx_http_header_filter).
+            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
+            let name = if name.is_empty() { srv.conf.name.as_str() } else { name };
+            let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
+            let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
+            let a = response::return_response(r.ret.code, r.ret.text.as_deref(), &creq.path, &base, side, &http_date());
+            let _ = c.stream.write_all(&a.bytes).await;
+            creq.log_access(rt, a.status, &[], a.body_bytes);
+            rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
+            if let Some(n) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+                discard(c, n).await;
+            }
+            return a.keepalive;
+        }
+        None => {
+            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
+            return error_answer(rt, c, &creq, &[], 404, side).await;
+        }
     };
     creq.access_log.clone_from(&loc.access_log);
     creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.uri, &uri, &creq.args, raw_path.contains('%'));

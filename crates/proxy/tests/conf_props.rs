@@ -61,6 +61,7 @@ proptest! {
                         ..ProxyDirectives::default()
                     },
                     verbatim: None,
+                    ret: None,
                     pos: Default::default(),
                 }],
                 ..Server::default()
