@@ -386,6 +386,37 @@ fn cases() -> Vec<Case> {
     keep_ret.name = "return::return_keepalive".into();
     v.push(keep_ret);
 
+    // add_header (ngx_http_headers_filter): which statuses get it, always,
+    // inheritance (only a level without any inherits).
+    let added = |name: &str, reply: &[u8], server: &str, location: &str, end: End| {
+        let mut c = case(&format!("add_header::{name}"), reply, end);
+        c.server = server.into();
+        c.location = location.into();
+        c
+    };
+    let a = "add_header X-A 1; add_header X-B 2 always; add_header X-Empty '';";
+    for (name, reply) in [
+        ("on_200", &ok[..]),
+        ("on_204", &b"HTTP/1.1 204 No Content\r\n\r\n"[..]),
+        ("on_304", &b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"[..]),
+        ("on_302", &b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n"[..]),
+        ("on_202", &b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"[..]),
+        ("on_upstream_404", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..]),
+        ("on_upstream_500", &b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom"[..]),
+    ] {
+        v.push(added(name, reply, "", a, Fin));
+    }
+    v.push(added("on_nginx_502", b"", "", a, Fin));
+    v.push(added("on_return_200", b"", "location /x { return 200 \"r\"; add_header X-R r; add_header X-S s always; }", "", Fin));
+    v.push(added("on_return_404", b"", "location /x { return 404; add_header X-R r; add_header X-S s always; }", "", Fin));
+    v.push(added("inherited_from_server", ok, "add_header X-Srv s;", "", Fin));
+    v.push(added("not_inherited_when_the_location_has_one", ok, "add_header X-Srv s;", "add_header X-Loc l;", Fin));
+    v.push(added("inherited_into_a_return_location", b"", "add_header X-Srv s always; location /x { return 403; }", "", Fin));
+    let mut none = added("server_level_on_404", ok, "add_header X-Srv s always; location = /other { proxy_pass http://u; }", "", Fin);
+    none.pass = "http://u".into();
+    none.request = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
+    v.push(none);
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;
@@ -440,7 +471,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"

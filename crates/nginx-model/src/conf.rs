@@ -308,6 +308,18 @@ pub struct ProxyDirectives {
     pub client_body_buffer_size: Option<usize>,
     /// `server_tokens on|off` (ngx_http_core_module).
     pub server_tokens: Option<bool>,
+    /// `add_header NAME VALUE [always]` lines (ngx_http_headers_module);
+    /// inherited only by a level that has none, like proxy_set_header.
+    pub add_header: Option<Vec<AddHeader>>,
+}
+
+/// One `add_header` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHeader {
+    pub name: String,
+    pub value: String,
+    /// `always`: for every status, not only the successful and redirect ones.
+    pub always: bool,
 }
 
 impl ProxyDirectives {
@@ -318,6 +330,7 @@ impl ProxyDirectives {
             pass_pos: if self.pass.is_some() { self.pass_pos.clone() } else { parent.pass_pos.clone() },
             http_version: self.http_version.clone().or(parent.http_version.clone()),
             set_header: self.set_header.clone().or(parent.set_header.clone()),
+            add_header: self.add_header.clone().or(parent.add_header.clone()),
             connect_timeout: self.connect_timeout.or(parent.connect_timeout),
             send_timeout: self.send_timeout.or(parent.send_timeout),
             read_timeout: self.read_timeout.or(parent.read_timeout),
@@ -1300,7 +1313,7 @@ impl<'a> Parser<'a> {
         }
         // A location's `return` is emulated (`location_return`); elsewhere
         // (server, if) it is not.
-        let emulated = d.name == "return" && ctx == Ctx::Location;
+        let emulated = (d.name == "return" && ctx == Ctx::Location) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
         if !(NO_OP_HERE.contains(&d.name) || emulated) {
             self.not_emulated(d.name);
         }
@@ -1944,6 +1957,11 @@ impl<'a> Parser<'a> {
     fn http(&mut self) -> Result<(), ConfError> {
         let mut lv = Level::default();
         while let Some((d, open)) = self.next(Ctx::Http)? {
+            if d.name == "add_header" {
+                self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
+                self.add_header(&d, &mut lv)?;
+                continue;
+            }
             if !Self::claimed(&d, Ctx::Http) {
                 self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
                 continue;
@@ -2119,6 +2137,11 @@ impl<'a> Parser<'a> {
         let mut srv = Server { pos: self.pos(d.line), ..Server::default() };
         let mut lv = Level::default();
         while let Some((s, open)) = self.next(Ctx::Server)? {
+            if s.name == "add_header" {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                self.add_header(&s, &mut lv)?;
+                continue;
+            }
             if !Self::claimed(&s, Ctx::Server) {
                 self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
                 continue;
@@ -2248,6 +2271,10 @@ impl<'a> Parser<'a> {
             self.location_return(s, lv);
             return Ok(());
         }
+        if s.name == "add_header" {
+            self.generic(s, open, Ctx::Location, &mut lv.seen)?;
+            return self.add_header(s, lv);
+        }
         if !Self::claimed(s, Ctx::Location) {
             return self.generic(s, open, Ctx::Location, &mut lv.seen);
         }
@@ -2258,6 +2285,23 @@ impl<'a> Parser<'a> {
             "proxy_pass" => self.proxy_pass(s, lv, regex_or_named),
             _ => self.generic(s, open, Ctx::Location, &mut lv.seen),
         }
+    }
+
+    /// `add_header` (`ngx_http_headers_add`), once `generic` has run the
+    /// table's checks: a third argument must be `always`. Variables in the
+    /// value are sent as written here (noted).
+    fn add_header(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
+        let always = match d.args.get(2) {
+            None => false,
+            Some(a) if a.as_slice() == b"always" => true,
+            Some(a) => return Err(self.at(d, format!("invalid parameter \"{}\"", text(a)))),
+        };
+        let value = text(d.arg(1));
+        if value.contains('$') {
+            self.not_emulated("add_header with variables (its value is sent as written)");
+        }
+        lv.proxy.add_header.get_or_insert_with(Vec::new).push(AddHeader { name: text(d.arg(0)), value, always });
+        Ok(())
     }
 
     /// A location's `return`, once `generic` has run nginx's checks on it
@@ -2629,6 +2673,9 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     }
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
+    }
+    for a in p.add_header.iter().flatten() {
+        line(format!("add_header {} {}{}", q(&a.name), q(&a.value), if a.always { " always" } else { "" }));
     }
     for (k, v) in p.set_header.iter().flatten() {
         line(format!("proxy_set_header {} {}", q(k), q(v)));

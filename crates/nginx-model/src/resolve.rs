@@ -119,6 +119,8 @@ pub struct ResolvedLocation {
     pub client_body_buffer_size: usize,
     /// `server_tokens`: `Server: nginx/1.22.1` or `Server: nginx`.
     pub server_tokens: bool,
+    /// `add_header` lines that apply here.
+    pub add_headers: Vec<conf::AddHeader>,
     /// The access logs a request here is written to ([`merge_access_logs`]).
     pub access_log: Vec<AccessLogSpec>,
 }
@@ -156,6 +158,8 @@ pub struct ResolvedServer {
     pub access_log: Vec<AccessLogSpec>,
     /// Locations that answer with `return` (it runs before `proxy_pass`).
     pub returns: Vec<ReturnLocation>,
+    /// The `add_header` lines of a request no location takes.
+    pub add_headers: Vec<conf::AddHeader>,
 }
 
 /// A location whose `return` answers every request it takes.
@@ -166,6 +170,7 @@ pub struct ReturnLocation {
     pub ret: conf::Return,
     pub access_log: Vec<AccessLogSpec>,
     pub server_tokens: bool,
+    pub add_headers: Vec<conf::AddHeader>,
 }
 
 /// Which location takes a request.
@@ -271,6 +276,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
                     ret: ret.clone(),
                     access_log: specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?,
                     server_tokens: p.server_tokens.unwrap_or(true),
+                    add_headers: p.add_header.clone().unwrap_or_default(),
                 });
                 continue;
             }
@@ -284,7 +290,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             }
         }
         let access_log = specs(server_logs, &mut notes)?;
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns, add_headers: server_proxy.add_header.clone().unwrap_or_default() });
     }
     Ok(Resolved {
         profile,
@@ -398,6 +404,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),
+        add_headers: p.add_header.clone().unwrap_or_default(),
         access_log: Vec::new(),
     })
 }

@@ -652,6 +652,31 @@ pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str
     ReturnAnswer { bytes, status: code, keepalive, body_bytes }
 }
 
+/// `ngx_http_headers_filter`: the `add_header` lines for a response of
+/// `status`, as header lines. Without `always` a line is added only for
+/// 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308; an empty value
+/// adds nothing (`ngx_http_add_header`).
+pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader]) -> Vec<u8> {
+    let safe = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    let mut out = Vec::new();
+    for h in lines.iter().filter(|h| (safe || h.always) && !h.value.is_empty()) {
+        out.extend_from_slice(format!("{}: {}\r\n", h.name, h.value).as_bytes());
+    }
+    out
+}
+
+/// A response's bytes with `extra` header lines at the end of its head
+/// (the headers list is written last by `ngx_http_header_filter`).
+pub fn insert_headers(mut bytes: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    if extra.is_empty() {
+        return bytes;
+    }
+    if let Some(p) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        bytes.splice(p + 2..p + 2, extra.iter().copied());
+    }
+    bytes
+}
+
 /// One chunk of `ngx_http_chunked_body_filter`: hex size, CRLF, data, CRLF.
 pub fn chunk(data: &[u8]) -> Vec<u8> {
     let mut out = format!("{:x}\r\n", data.len()).into_bytes();
@@ -696,6 +721,18 @@ mod tests {
         assert!(!return_response(400, None, "/x", "", c, d).keepalive);
         let head = ClientSide { head_request: true, ..c };
         assert_eq!(return_response(200, Some("hello"), "/x", "", head, d).body_bytes, 0);
+    }
+
+    #[test]
+    fn add_header_by_status() {
+        use crate::conf::AddHeader;
+        let h = |name: &str, value: &str, always: bool| AddHeader { name: name.into(), value: value.into(), always };
+        let lines = [h("X-A", "1", false), h("X-B", "2", true), h("X-Empty", "", true)];
+        for (status, want) in [(200, "X-A: 1\r\nX-B: 2\r\n"), (204, "X-A: 1\r\nX-B: 2\r\n"), (304, "X-A: 1\r\nX-B: 2\r\n"), (308, "X-A: 1\r\nX-B: 2\r\n"), (202, "X-B: 2\r\n"), (404, "X-B: 2\r\n"), (502, "X-B: 2\r\n"), (101, "X-B: 2\r\n")] {
+            assert_eq!(String::from_utf8(added_headers(status, &lines)).unwrap(), want, "{status}");
+        }
+        assert_eq!(insert_headers(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody\r\n\r\n".to_vec(), b"X: y\r\n"), b"HTTP/1.1 200 OK\r\nA: b\r\nX: y\r\n\r\nbody\r\n\r\n".to_vec());
+        assert_eq!(insert_headers(b"H\r\n\r\n".to_vec(), b""), b"H\r\n\r\n".to_vec());
     }
 
     fn text_of(b: Vec<u8>) -> String {

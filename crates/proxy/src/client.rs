@@ -287,7 +287,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         creq.path.clear();
         creq.log(rt, Level::Info, "client sent invalid request while reading client request line", None);
         let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true };
-        return error_answer(rt, c, &creq, &[], 400, side).await;
+        return error_answer(rt, c, &creq, &[], 400, side, &srv.conf.add_headers).await;
     };
     let loc = match srv.conf.route(&creq.path) {
         Some(Route::Proxy(loc)) => loc,
@@ -303,7 +303,8 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
             let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
             let a = response::return_response(r.ret.code, r.ret.text.as_deref(), &creq.path, &base, side, &http_date());
-            let _ = c.stream.write_all(&a.bytes).await;
+            let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers));
+            let _ = c.stream.write_all(&bytes).await;
             creq.log_access(rt, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
             if let Some(n) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
@@ -313,7 +314,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         }
         None => {
             let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
-            return error_answer(rt, c, &creq, &[], 404, side).await;
+            return error_answer(rt, c, &creq, &[], 404, side, &srv.conf.add_headers).await;
         }
     };
     creq.access_log.clone_from(&loc.access_log);
@@ -323,7 +324,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     let declared: Option<u64> = match req.header("content-length") {
         Some(v) => match v.trim().parse() {
             Ok(n) => Some(n),
-            Err(_) => return error_answer(rt, c, &creq, &[], 400, side).await,
+            Err(_) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
         },
         None => None,
     };
@@ -332,7 +333,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     if let Some(n) = declared {
         if loc.client_max_body_size > 0 && n > loc.client_max_body_size {
             creq.log(rt, Level::Error, &format!("client intended to send too large body: {n} bytes"), None);
-            let keep = error_answer(rt, c, &creq, &[], 413, side).await;
+            let keep = error_answer(rt, c, &creq, &[], 413, side, &loc.add_headers).await;
             discard(c, n).await;
             return keep;
         }
@@ -341,11 +342,11 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Ok(b) => b,
         Err(BodyError::TooLarge(n)) => {
             creq.log(rt, Level::Error, &format!("client intended to send too large chunked body: {n} bytes"), None);
-            return error_answer(rt, c, &creq, &[], 413, side).await;
+            return error_answer(rt, c, &creq, &[], 413, side, &loc.add_headers).await;
         }
-        Err(BodyError::Bad) => return error_answer(rt, c, &creq, &[], 400, side).await,
+        Err(BodyError::Bad) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
         Err(BodyError::Gone) => return false,
-        Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side).await,
+        Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
     let up = rt.upstreams[loc.upstream].clone();
     let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
@@ -358,11 +359,12 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         }
         Answer::Error { status, attempts } => {
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
-            error_answer(rt, c, &creq, attempts.states(), status, side).await
+            error_answer(rt, c, &creq, attempts.states(), status, side, &loc.add_headers).await
         }
         Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &req.headers) => {
             let ch = response::client_head(&h, side, &http_date());
-            let out = tunnel(c, ch.bytes, buf, &mut conn, loc.read_timeout).await;
+            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
             pass::write_log(rt, &creq, attempts.take_log());
             // ngx_http_upstream_process_upgraded: the idle tunnel's upstream
@@ -406,8 +408,9 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
 
 /// nginx's own answer: its error page, the access line, keepalive per
 /// `ngx_http_special_response_handler`.
-async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide) -> bool {
+async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
     let (bytes, keep) = response::error_response(status, side, &http_date());
+    let bytes = response::insert_headers(bytes, &response::added_headers(status, add));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
     creq.log_access(rt, status, upstream, page);
@@ -637,8 +640,9 @@ async fn respond(
     let (body_kind, chunked, keepalive, send_body) = match head {
         Some(h) => {
             let ch = response::client_head(h, side, &http_date());
-            out.head_left = ch.bytes.len();
-            out.pending = ch.bytes;
+            let bytes = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            out.head_left = bytes.len();
+            out.pending = bytes;
             (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)
         }
         // HTTP/0.9: no head, the bytes as they come, then close.
