@@ -417,6 +417,18 @@ fn cases() -> Vec<Case> {
     none.request = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
     v.push(none);
 
+    // A request line nginx cannot parse: 400, the [info] line, and an
+    // access line whose $request is the raw line.
+    for (name, request) in [
+        ("bad_request_line_garbage", &b"GARBAGE\r\n\r\n"[..]),
+        ("bad_request_line_extra_token", b"GET /x HTTP/1.1 junk\r\nHost: lab\r\n\r\n"),
+        ("bad_request_line_lowercase_method", b"get /x HTTP/1.1\r\nHost: lab\r\n\r\n"),
+    ] {
+        let mut c = case(name, ok, Fin);
+        c.request = request.to_vec();
+        v.push(c);
+    }
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;

@@ -45,6 +45,28 @@ fn http_variables(s: &str, client_headers: &[(String, String)]) -> String {
     out
 }
 
+/// `ngx_http_client_errors[]`: the [info] texts for a request line nginx
+/// cannot parse.
+pub const INVALID_METHOD: &str = "client sent invalid method";
+pub const INVALID_REQUEST: &str = "client sent invalid request";
+
+/// `ngx_http_parse_request_line`'s first states: CR and LF before the line
+/// are skipped, then every byte of the method up to the first space must be
+/// `A`-`Z`, `_` or `-`, else "invalid method" at once (lowercase methods
+/// too). `None`: nothing wrong with the method so far.
+pub fn invalid_method(buf: &[u8]) -> Option<&'static str> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    for &b in &buf[start..] {
+        if b == b' ' {
+            return None;
+        }
+        if !(b.is_ascii_uppercase() || b == b'_' || b == b'-') {
+            return Some(INVALID_METHOD);
+        }
+    }
+    None
+}
+
 /// `ngx_http_proxy_process_header`: a 101 from the upstream becomes a
 /// tunnel (`u->upgrade`, `ngx_http_upstream_upgrade`) only when the client
 /// asked for an upgrade (`r->headers_in.upgrade`); otherwise it is passed
@@ -271,6 +293,24 @@ mod tests {
         ];
         for (name, profile, directives, method, body, want) in table {
             assert_eq!(text(encode_request(&location(profile, directives), method, "/a", &client, body, &vars)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_methods() {
+        for (buf, want) in [
+            (&b"GET / HTTP/1.1\r\n"[..], None),
+            (b"\r\nGET / HTTP/1.1\r\n", None),
+            (b"M-SEARCH * HTTP/1.1\r\n", None),
+            (b"GE", None),
+            (b"", None),
+            (b"get / HTTP/1.1\r\n", Some(INVALID_METHOD)),
+            (b"GARBAGE\r\n", Some(INVALID_METHOD)),
+            (b"G3T / HTTP/1.1\r\n", Some(INVALID_METHOD)),
+            (b"\x16\x03\x01", Some(INVALID_METHOD)),
+            (b" GET /", None),
+        ] {
+            assert_eq!(invalid_method(buf), want, "{:?}", String::from_utf8_lossy(buf));
         }
     }
 

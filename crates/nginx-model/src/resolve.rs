@@ -213,7 +213,14 @@ impl ResolvedServer {
 pub struct AccessLogSpec {
     pub path: String,
     pub format: String,
+    /// nginx's default log: no `access_log` at this level or above
+    /// ([`DEFAULT_ACCESS_LOG`], combined).
+    pub implicit: bool,
 }
+
+/// `NGX_HTTP_LOG_PATH` as nginx's source sets it (relative to the prefix;
+/// Debian's build says /var/log/nginx/access.log).
+pub const DEFAULT_ACCESS_LOG: &str = "logs/access.log";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -252,8 +259,14 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
     let mut access_logs: Vec<AccessLogSpec> = Vec::new();
     let mut specs = |lines: &[AccessLog], notes: &mut Vec<(String, Pos)>| -> Result<Vec<AccessLogSpec>, ResolveError> {
         let mut out = Vec::new();
+        // ngx_http_log_merge_loc_conf: no access_log here nor above (not
+        // even `off`) is nginx's default log, in the combined format.
+        let default = [AccessLog { path: Some(DEFAULT_ACCESS_LOG.into()), format: "combined".into(), pos: Pos::default() }];
+        let implicit = lines.is_empty();
+        let lines = if implicit { &default[..] } else { lines };
         for a in merge_access_logs(lines) {
-            if let Some(spec) = access_spec(cfg, a, notes)? {
+            if let Some(mut spec) = access_spec(cfg, a, notes)? {
+                spec.implicit = implicit;
                 if !access_logs.contains(&spec) {
                     access_logs.push(spec.clone());
                 }
@@ -341,7 +354,7 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
             .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
     };
     match logs::check_format(&format) {
-        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format })),
+        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format, implicit: false })),
         Err(e) => {
             let note = (format!("the access_log (its log_format: {e})"), a.pos.clone());
             if !notes.contains(&note) {
@@ -512,7 +525,27 @@ mod tests {
         assert_eq!((files(&r.servers[0].access_log), files(&r.servers[1].access_log)), ("h.log combined".into(), "s.log short".into()));
         assert_eq!(files(&r.access_logs), "a.log short, a2.log combined, h.log combined, s.log short", "each file once");
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; access_log logs/$host.log; access_log syslog:server=127.0.0.1; }\n }\n}\n", Profile::Legacy);
-        assert!(r.access_logs.is_empty() && r.notes.len() == 2, "{:?}", r.notes);
+        // The server itself has none: its requests go to nginx's default log.
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        assert_eq!(r.access_logs.iter().map(|a| (a.path.as_str(), a.implicit)).collect::<Vec<_>>(), [(DEFAULT_ACCESS_LOG, true)]);
+    }
+
+    /// `ngx_http_log_merge_loc_conf`: with no access_log at a level nor
+    /// above it, nginx writes logs/access.log in the combined format;
+    /// `off` anywhere above is not "none".
+    #[test]
+    fn default_access_log() {
+        let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true };
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert_eq!(r.servers[0].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
+        assert_eq!(r.servers[0].access_log, std::slice::from_ref(&combined));
+        assert_eq!(r.access_logs, std::slice::from_ref(&combined));
+        let r = resolved("events {}\nhttp {\n access_log off;\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert!(r.access_logs.is_empty());
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; access_log a.log; }\n }\n server {\n  listen 2;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert_eq!(r.servers[1].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
+        assert_eq!(r.servers[0].access_log, [combined]);
+        assert!(!r.servers[0].location_for("/").unwrap().access_log[0].implicit);
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is

@@ -79,6 +79,9 @@ pub struct ClientRequest {
     /// The access logs this request is written to: its server's until a
     /// location takes it, then the location's.
     access_log: Vec<nginx_model::resolve::AccessLogSpec>,
+    /// `$http_referer`, `$http_user_agent`.
+    referer: Option<String>,
+    user_agent: Option<String>,
 }
 
 impl ClientRequest {
@@ -111,6 +114,8 @@ impl ClientRequest {
             upstream: upstream.to_vec(),
             body_bytes_sent,
             connection_requests: self.conn_requests,
+            referer: self.referer.clone(),
+            user_agent: self.user_agent.clone(),
         }
     }
 }
@@ -161,10 +166,13 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
         // The request head.
         let parsed = loop {
             if !c.rbuf.is_empty() {
+                if let Some(text) = nginx_model::http::invalid_method(&c.rbuf) {
+                    break Err(text);
+                }
                 match parse_request(&c.rbuf) {
                     Ok(Some(r)) => break Ok(r),
                     Ok(None) if c.rbuf.len() < MAX_HEAD => {}
-                    Ok(None) | Err(()) => break Err(()),
+                    Ok(None) | Err(()) => break Err(nginx_model::http::INVALID_REQUEST),
                 }
             }
             // Idle between requests: keepalive_timeout; within a head:
@@ -189,11 +197,36 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             }
         };
         requests += 1;
-        let Ok((req, used)) = parsed else {
+        let (req, used) = match parsed {
+            Ok(r) => r,
+            Err(text) => {
+            // ngx_http_process_request_line: an [info] line without the
+            // request, then the 400 page and an access line whose $request
+            // is the raw line up to CR or LF (ngx_http_variable_request_line).
+            let start = c.rbuf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
+            let line_end = c.rbuf[start..].iter().position(|&b| b == b'\r' || b == b'\n').map_or(c.rbuf.len(), |p| start + p);
+            let raw = String::from_utf8_lossy(&c.rbuf[start..line_end]).into_owned();
+            let srv = &rt.servers[server];
+            let creq = ClientRequest {
+                no: rt.next_request.fetch_add(1, Ordering::SeqCst),
+                ctx: RequestCtx { conn: conn_no, client: client.ip().to_string(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new() },
+                method: String::new(),
+                uri: String::new(),
+                upstream_uri: String::new(),
+                // r->uri was never set: `$uri` is not found, logged as "-".
+                path: "-".into(),
+                args: String::new(),
+                conn_requests: requests,
+                start: Instant::now(),
+                access_log: srv.conf.access_log.clone(),
+                referer: None,
+                user_agent: None,
+            };
+            creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
-            let (bytes, _) = response::error_response(400, side, &http_date());
-            let _ = c.stream.write_all(&bytes).await;
+            error_answer(&rt, &mut c, &creq, &[], 400, side, &srv.conf.add_headers).await;
             return;
+            }
         };
         c.rbuf.drain(..used);
         let keep = handle(&rt, server, &mut c, client, conn_no, requests, req).await;
@@ -275,6 +308,8 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         conn_requests,
         start: Instant::now(),
         access_log: srv.conf.access_log.clone(),
+        referer: req.header("referer").map(str::to_string),
+        user_agent: req.header("user-agent").map(str::to_string),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();

@@ -87,7 +87,7 @@ async fn main() -> ExitCode {
         return send_signal(name, &pid_file.0);
     }
     // A long-running proxy keeps nothing in memory: its logs go to files.
-    let opts = ProxyOptions { profile, prefix, retention: labkit::events::Retention::Off, ..ProxyOptions::default() };
+    let opts = ProxyOptions { profile, prefix, retention: labkit::events::Retention::Off, default_access_log: true, ..ProxyOptions::default() };
     if args.test {
         return match proxy::check_config(&cfg, &opts) {
             Ok(()) => {

@@ -104,11 +104,16 @@ pub struct ProxyOptions {
     /// for `127.0.0.1:0`, an ephemeral port, which nginx.conf cannot say:
     /// nginx rejects port 0).
     pub listen_override: Option<SocketAddr>,
+    /// Write nginx's default access log (logs/access.log under the prefix,
+    /// combined) where no access_log applies, as nginx does: the `proxy`
+    /// binary does; an embedded proxy (the harness) writes only the files
+    /// its configuration names, and keeps the lines in memory.
+    pub default_access_log: bool,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
-        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB, listen_override: None }
+        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB, listen_override: None, default_access_log: false }
     }
 }
 
@@ -199,7 +204,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         }
     };
     let error_path = r.error_log.as_deref().map(in_prefix);
-    let access: Vec<(String, PathBuf)> = r.access_logs.iter().map(|a| (a.path.clone(), in_prefix(&a.path))).collect();
+    let access: Vec<(String, PathBuf)> = r.access_logs.iter().filter(|a| !a.implicit || opts.default_access_log).map(|a| (a.path.clone(), in_prefix(&a.path))).collect();
     // nginx opens every log file at -t too; name the one that failed.
     for path in error_path.iter().chain(access.iter().map(|a| &a.1)) {
         std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| StartError::LogFile { path: path.clone(), source })?;
