@@ -149,6 +149,8 @@ pub struct Upstream {
     /// nginx's ngx_int_t; values past u32::MAX saturate (never reached).
     pub keepalive_requests: Option<u32>,
     pub keepalive_time: Option<Duration>,
+    /// `least_conn` (ngx_http_upstream_least_conn_module).
+    pub least_conn: bool,
     /// nginx.conf text rendered inside the block instead of the fields
     /// above, after the `server` lines (a scenario's `upstream_conf`, its
     /// times scaled by [`rescale_times`]); the fields hold what it says.
@@ -1313,7 +1315,8 @@ impl<'a> Parser<'a> {
         }
         // A location's `return` is emulated (`location_return`); elsewhere
         // (server, if) it is not.
-        let emulated = (d.name == "return" && ctx == Ctx::Location) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
+        let emulated = (d.name == "least_conn" && ctx == Ctx::Upstream)
+            || (d.name == "return" && ctx == Ctx::Location) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
         if !(NO_OP_HERE.contains(&d.name) || emulated) {
             self.not_emulated(d.name);
         }
@@ -2073,9 +2076,17 @@ impl<'a> Parser<'a> {
         if self.cfg.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(&name)) {
             return Err(self.at(d, format!("duplicate upstream \"{name}\"")));
         }
-        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, verbatim: None, pos: self.pos(d.line) };
+        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, least_conn: false, verbatim: None, pos: self.pos(d.line) };
         let mut seen = Seen::default();
         while let Some((s, open)) = self.next(Ctx::Upstream)? {
+            if s.name == "least_conn" {
+                // ngx_http_upstream_least_conn: the table's checks (no
+                // arguments), then "load balancing method redefined" is a
+                // warning nginx prints, not an error.
+                self.generic(&s, open, Ctx::Upstream, &mut seen)?;
+                u.least_conn = true;
+                continue;
+            }
             if !Self::claimed(&s, Ctx::Upstream) {
                 self.generic(&s, open, Ctx::Upstream, &mut seen)?;
                 continue;
@@ -2770,6 +2781,9 @@ impl Config {
                 push_verbatim(&mut s, text);
                 s.push_str("    }\n");
                 continue;
+            }
+            if u.least_conn {
+                s.push_str("        least_conn;\n");
             }
             if let Some(k) = u.keepalive {
                 s.push_str(&format!("        keepalive {k};\n"));

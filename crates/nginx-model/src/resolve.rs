@@ -70,6 +70,8 @@ pub struct ResolvedUpstream {
     /// The `server` lines (their defaults are filled in by the parser).
     pub peers: Vec<UpstreamServer>,
     pub keepalive: KeepaliveSettings,
+    /// `least_conn`: the balancer picks the fewest connections per weight.
+    pub least_conn: bool,
 }
 
 impl ResolvedUpstream {
@@ -242,6 +244,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         .upstreams
         .iter()
         .map(|u| ResolvedUpstream {
+            least_conn: u.least_conn,
             name: u.name.clone(),
             peers: u.servers.clone(),
             keepalive: KeepaliveSettings {
@@ -386,6 +389,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
             // `proxy_pass http://host:port` without an upstream block: an
             // implicit upstream of one server, never a keepalive cache.
             upstreams.push(ResolvedUpstream {
+                least_conn: false,
                 name,
                 peers: vec![UpstreamServer { pos: p.pass_pos.clone(), ..UpstreamServer::new(u.addr(HTTP_PORT)) }],
                 keepalive: KeepaliveSettings {

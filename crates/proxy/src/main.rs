@@ -13,7 +13,7 @@ use std::process::ExitCode;
 /// retries, error-log lines) from a real nginx.conf.
 ///
 /// Reads the subset of nginx.conf that decides 502s: upstream { server
-/// weight= max_fails= fail_timeout= down backup; keepalive; keepalive_timeout;
+/// weight= max_fails= fail_timeout= down backup; least_conn; keepalive; keepalive_timeout;
 /// keepalive_requests; keepalive_time }, server { listen; server_name },
 /// location { proxy_pass; proxy_http_version; proxy_set_header;
 /// proxy_connect/send/read_timeout; proxy_next_upstream;

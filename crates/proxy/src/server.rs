@@ -174,7 +174,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         upstreams.push(Arc::new(UpstreamRt {
             name: u.name.clone(),
             conf: u.clone(),
-            rr: Mutex::new(RoundRobin::new(primary, backup)),
+            rr: Mutex::new(RoundRobin { least_conn: u.least_conn, ..RoundRobin::new(primary, backup) }),
             cache: Keepalive::new(u.keepalive, events.clone()),
         }));
     }

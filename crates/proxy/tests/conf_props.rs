@@ -42,6 +42,7 @@ proptest! {
                 keepalive_timeout: kt_ms.map(Duration::from_millis),
                 keepalive_requests: None,
                 keepalive_time: None,
+                least_conn: false,
                 verbatim: None,
                 pos: Default::default(),
             }],

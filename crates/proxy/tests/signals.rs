@@ -1,6 +1,7 @@
 //! The `proxy` binary under signals, as nginx's master (`ngx_signal_handler`,
 //! `ngx_master_process_cycle`): `-s reload` while a client keeps sending,
-//! `-s quit` while a request is in flight. Each test runs the same steps on
+//! `-s quit` while a request is in flight. And what needs requests held
+//! open on several backends: `least_conn`. Each test runs the same steps on
 //! the proxy and, when it is installed, on real nginx (the reference arm:
 //! the same configuration text, master and one worker).
 //!
@@ -84,6 +85,36 @@ fn backend(body: &'static str, slow: Option<(mpsc::Sender<()>, mpsc::Receiver<()
     Backend { addr }
 }
 
+/// A backend that reports each request's arrival (its name) on `arrived`
+/// and answers once `release` is set.
+fn holding_backend(name: &'static str, arrived: mpsc::Sender<&'static str>, release: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let (arrived, release) = (arrived.clone(), release.clone());
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(WAIT));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = arrived.send(name);
+                let (lock, cv) = &*release;
+                let released = cv.wait_timeout_while(lock.lock().unwrap(), WAIT, |r| !*r).unwrap();
+                drop(released);
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n{name}");
+            });
+        }
+    });
+    addr
+}
+
 struct Server {
     kind: Kind,
     dir: PathBuf,
@@ -92,20 +123,28 @@ struct Server {
 }
 
 fn conf_text(listen: SocketAddr, up: SocketAddr) -> String {
+    conf_with_upstream(listen, &format!("server {up};"))
+}
+
+fn conf_with_upstream(listen: SocketAddr, upstream: &str) -> String {
     format!(
-        "pid nginx.pid;\nerror_log error.log notice;\nevents {{ }}\nhttp {{\n access_log access.log;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; }}\n server {{\n  listen {listen};\n  location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n"
+        "pid nginx.pid;\nerror_log error.log notice;\nevents {{ }}\nhttp {{\n access_log access.log;\n client_body_temp_path client_body_temp;\n upstream u {{ {upstream} }}\n server {{\n  listen {listen};\n  location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n }}\n}}\n"
     )
 }
 
 impl Server {
     fn start(kind: &Kind, tag: &str, up: SocketAddr) -> Server {
+        Self::start_with(kind, tag, &format!("server {up};"))
+    }
+
+    fn start_with(kind: &Kind, tag: &str, upstream: &str) -> Server {
         let dir = std::env::temp_dir().join(format!("proxy-signals-{}-{tag}-{}", std::process::id(), if matches!(kind, Kind::Proxy) { "proxy" } else { "nginx" }));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("client_body_temp")).unwrap();
         std::fs::create_dir_all(dir.join("logs")).unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-        std::fs::write(dir.join("nginx.conf"), conf_text(listen, up)).unwrap();
+        std::fs::write(dir.join("nginx.conf"), conf_with_upstream(listen, upstream)).unwrap();
         let child = Self::command(kind, &dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let mut s = Server { kind: kind.clone(), dir, listen, child };
         // Up once it accepts and the pid file is there (for -s).
@@ -329,4 +368,45 @@ fn stop_exits_at_once_and_s_without_a_process_fails_as_nginx() {
     assert!(err.contains(&format!("[error] open() \"{}\" failed (2: No such file or directory)", s.dir.join("nginx.pid").display())), "{err}");
     let out = Server::command(&Kind::Proxy, &s.dir).args(["-s", "restart"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("invalid option: \"-s restart\""));
+}
+
+/// `least_conn` (`ngx_http_upstream_get_least_conn_peer`): six requests
+/// held open on three servers, one after another; which server each
+/// reaches, on the proxy and on nginx (one worker, so one set of counters).
+#[test]
+fn least_conn_sends_each_request_where_fewest_are_open() {
+    let orders = std::sync::Mutex::new(Vec::new());
+    for kind in arms() {
+        let (tx, arrived) = mpsc::channel();
+        let release = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let names = ["a", "b", "c"];
+        let addrs: Vec<SocketAddr> = names.iter().map(|n| holding_backend(n, tx.clone(), release.clone())).collect();
+        let upstream = format!("least_conn; server {}; server {}; server {} weight=2;", addrs[0], addrs[1], addrs[2]);
+        let s = Server::start_with(&kind, "leastconn", &upstream);
+        let listen = s.listen;
+        let mut order = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(std::thread::spawn(move || get(listen, "/")));
+            order.push(arrived.recv_timeout(WAIT).expect("the request reaches a backend"));
+        }
+        {
+            let (lock, cv) = &*release;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        for c in clients {
+            let r = c.join().unwrap().unwrap();
+            assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{kind:?}: {r}");
+        }
+        orders.lock().unwrap().push((format!("{kind:?}").split('(').next().unwrap_or("").to_string(), order));
+    }
+    let orders = orders.lock().unwrap();
+    // nginx 1.22.1's order with one worker (c has weight 2: a tie at no
+    // connections goes to it by weighted round robin, and it takes two
+    // for the others' one).
+    assert_eq!(orders[0].1, ["c", "a", "b", "c", "b", "a", "c", "c"], "proxy");
+    if let Some((_, real)) = orders.get(1) {
+        assert_eq!(&orders[0].1, real, "proxy vs real nginx");
+    }
 }
