@@ -417,6 +417,29 @@ fn cases() -> Vec<Case> {
     none.request = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
     v.push(none);
 
+    // proxy_intercept_errors + error_page (ngx_http_upstream_intercept_errors,
+    // ngx_http_send_error_page): the upstream's error replaced by the page's
+    // location (here a `return`); nginx's own 502 takes error_page anyway.
+    let page = "location = /oops { return 200 \"sorry\"; access_log oops.log u; }";
+    let upstream_500 = &b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom"[..];
+    for (name, reply, location) in [
+        ("intercepted_500", upstream_500, "proxy_intercept_errors on; error_page 500 /oops;"),
+        ("intercepted_500_as_200", upstream_500, "proxy_intercept_errors on; error_page 500 =200 /oops;"),
+        ("intercepted_500_as_target_status", upstream_500, "proxy_intercept_errors on; error_page 500 = /oops;"),
+        ("intercept_off_passes_500", upstream_500, "error_page 500 /oops;"),
+        ("intercept_on_without_page_for_it", upstream_500, "proxy_intercept_errors on; error_page 502 /oops;"),
+        ("intercepted_404_as_301_status", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..], "proxy_intercept_errors on; error_page 404 =301 /oops;"),
+        ("intercepted_302", &b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n"[..], "proxy_intercept_errors on; error_page 302 /oops;"),
+        ("not_intercepted_200", ok, "proxy_intercept_errors on; error_page 500 /oops;"),
+        ("nginx_502_takes_error_page", b"", "error_page 502 /oops;"),
+    ] {
+        let mut c = case(&format!("error_page::{name}"), reply, Fin);
+        c.server = page.into();
+        c.location = location.into();
+        c.access_logs = vec!["access.log", "oops.log"];
+        v.push(c);
+    }
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [
@@ -483,7 +506,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"

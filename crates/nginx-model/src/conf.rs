@@ -313,6 +313,21 @@ pub struct ProxyDirectives {
     /// `add_header NAME VALUE [always]` lines (ngx_http_headers_module);
     /// inherited only by a level that has none, like proxy_set_header.
     pub add_header: Option<Vec<AddHeader>>,
+    /// `error_page` lines (ngx_http_core_module); inherited only by a
+    /// level that has none.
+    pub error_pages: Option<Vec<ErrorPage>>,
+    /// `proxy_intercept_errors on|off`.
+    pub intercept_errors: Option<bool>,
+}
+
+/// `error_page CODE... [=[RESPONSE]] URI` (`ngx_http_core_error_page`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    pub codes: Vec<u16>,
+    /// `None`: the response keeps the error's status; `Some(0)` (`=`):
+    /// the target's; `Some(n)` (`=n`): n.
+    pub overwrite: Option<u16>,
+    pub uri: String,
 }
 
 /// One `add_header` line.
@@ -333,6 +348,8 @@ impl ProxyDirectives {
             http_version: self.http_version.clone().or(parent.http_version.clone()),
             set_header: self.set_header.clone().or(parent.set_header.clone()),
             add_header: self.add_header.clone().or(parent.add_header.clone()),
+            error_pages: self.error_pages.clone().or(parent.error_pages.clone()),
+            intercept_errors: self.intercept_errors.or(parent.intercept_errors),
             connect_timeout: self.connect_timeout.or(parent.connect_timeout),
             send_timeout: self.send_timeout.or(parent.send_timeout),
             read_timeout: self.read_timeout.or(parent.read_timeout),
@@ -1316,7 +1333,8 @@ impl<'a> Parser<'a> {
         // A location's `return` is emulated (`location_return`); elsewhere
         // (server, if) it is not.
         let emulated = (d.name == "least_conn" && ctx == Ctx::Upstream)
-            || (d.name == "return" && ctx == Ctx::Location) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
+            || (d.name == "return" && ctx == Ctx::Location)
+            || (matches!(d.name, "error_page" | "proxy_intercept_errors") && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location)) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
         if !(NO_OP_HERE.contains(&d.name) || emulated) {
             self.not_emulated(d.name);
         }
@@ -1965,6 +1983,11 @@ impl<'a> Parser<'a> {
                 self.add_header(&d, &mut lv)?;
                 continue;
             }
+            if matches!(d.name, "error_page" | "proxy_intercept_errors") {
+                self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
+                self.error_page(&d, &mut lv)?;
+                continue;
+            }
             if !Self::claimed(&d, Ctx::Http) {
                 self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
                 continue;
@@ -2153,6 +2176,11 @@ impl<'a> Parser<'a> {
                 self.add_header(&s, &mut lv)?;
                 continue;
             }
+            if matches!(s.name, "error_page" | "proxy_intercept_errors") {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                self.error_page(&s, &mut lv)?;
+                continue;
+            }
             if !Self::claimed(&s, Ctx::Server) {
                 self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
                 continue;
@@ -2286,6 +2314,10 @@ impl<'a> Parser<'a> {
             self.generic(s, open, Ctx::Location, &mut lv.seen)?;
             return self.add_header(s, lv);
         }
+        if matches!(s.name, "error_page" | "proxy_intercept_errors") {
+            self.generic(s, open, Ctx::Location, &mut lv.seen)?;
+            return self.error_page(s, lv);
+        }
         if !Self::claimed(s, Ctx::Location) {
             return self.generic(s, open, Ctx::Location, &mut lv.seen);
         }
@@ -2312,6 +2344,40 @@ impl<'a> Parser<'a> {
             self.not_emulated("add_header with variables (its value is sent as written)");
         }
         lv.proxy.add_header.get_or_insert_with(Vec::new).push(AddHeader { name: text(d.arg(0)), value, always });
+        Ok(())
+    }
+
+    /// `error_page` (`ngx_http_core_error_page`: each code a number from
+    /// 300 to 599, `=` or `=CODE` before the URI) and
+    /// `proxy_intercept_errors`, once `generic` has run the table's checks.
+    fn error_page(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
+        if d.name == "proxy_intercept_errors" {
+            lv.proxy.intercept_errors = Some(d.arg(0) == b"on");
+            return Ok(());
+        }
+        let n = d.args.len();
+        let uri = text(d.arg(n - 1));
+        let mut last = n - 1;
+        let mut overwrite = None;
+        if let Some(o) = d.args[n - 2].strip_prefix(b"=") {
+            if n - 2 == 0 {
+                return Err(self.at(d, format!("invalid value \"{}\"", text(&d.args[n - 2]))));
+            }
+            overwrite = Some(if o.is_empty() { 0 } else { num::atoi(o).filter(|&c| c <= 999).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", text(&d.args[n - 2]))))? as u16 });
+            last = n - 2;
+        }
+        let mut codes = Vec::new();
+        for a in &d.args[..last] {
+            let c = num::atoi(a).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", text(a))))?;
+            if !(300..=599).contains(&c) {
+                return Err(self.at(d, format!("value \"{}\" must be between 300 and 599", text(a))));
+            }
+            codes.push(c as u16);
+        }
+        if !uri.starts_with('/') {
+            self.not_emulated("error_page to a named location or a URL");
+        }
+        lv.proxy.error_pages.get_or_insert_with(Vec::new).push(ErrorPage { codes, overwrite, uri });
         Ok(())
     }
 
@@ -2684,6 +2750,18 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     }
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
+    }
+    if let Some(on) = p.intercept_errors {
+        line(format!("proxy_intercept_errors {}", if on { "on" } else { "off" }));
+    }
+    for e in p.error_pages.iter().flatten() {
+        let codes: Vec<String> = e.codes.iter().map(|c| c.to_string()).collect();
+        let over = match e.overwrite {
+            None => String::new(),
+            Some(0) => " =".into(),
+            Some(n) => format!(" ={n}"),
+        };
+        line(format!("error_page {}{over} {}", codes.join(" "), q(&e.uri)));
     }
     for a in p.add_header.iter().flatten() {
         line(format!("add_header {} {}{}", q(&a.name), q(&a.value), if a.always { " always" } else { "" }));

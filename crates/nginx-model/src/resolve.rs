@@ -123,6 +123,10 @@ pub struct ResolvedLocation {
     pub server_tokens: bool,
     /// `add_header` lines that apply here.
     pub add_headers: Vec<conf::AddHeader>,
+    /// `error_page` lines that apply here.
+    pub error_pages: Vec<conf::ErrorPage>,
+    /// `proxy_intercept_errors on`.
+    pub intercept_errors: bool,
     /// The access logs a request here is written to ([`merge_access_logs`]).
     pub access_log: Vec<AccessLogSpec>,
 }
@@ -422,6 +426,8 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),
         add_headers: p.add_header.clone().unwrap_or_default(),
+        error_pages: p.error_pages.clone().unwrap_or_default(),
+        intercept_errors: p.intercept_errors.unwrap_or(false),
         access_log: Vec::new(),
     })
 }

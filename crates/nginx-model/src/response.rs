@@ -652,6 +652,39 @@ pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str
     ReturnAnswer { bytes, status: code, keepalive, body_bytes }
 }
 
+/// The `error_page` line for a status (`ngx_http_special_response_handler`:
+/// the first that lists it).
+pub fn error_page_for(status: u16, pages: &[crate::conf::ErrorPage]) -> Option<&crate::conf::ErrorPage> {
+    pages.iter().find(|p| p.codes.contains(&status))
+}
+
+/// `ngx_http_upstream_intercept_errors`: an upstream's status of 300 or
+/// more is replaced by nginx's handling (its error_page) only with
+/// `proxy_intercept_errors on` and an `error_page` for that status.
+pub fn intercepts(status: u16, intercept_errors: bool, pages: &[crate::conf::ErrorPage]) -> bool {
+    status >= 300 && intercept_errors && error_page_for(status, pages).is_some()
+}
+
+/// The status an error page is sent with (`ngx_http_send_error_page`,
+/// `r->err_status`): the error's, `=CODE`'s, or with `=` the target's.
+pub fn error_page_status(error: u16, page: &crate::conf::ErrorPage, target: u16) -> u16 {
+    match page.overwrite {
+        None => error,
+        Some(0) => target,
+        Some(n) => n,
+    }
+}
+
+/// A response with its status line replaced (`ngx_http_header_filter`
+/// writes `r->err_status` when set).
+pub fn with_status(mut bytes: Vec<u8>, status: u16) -> Vec<u8> {
+    if let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") {
+        let line = format!("HTTP/1.1 {}", own_status_line(status));
+        bytes.splice(..end, line.into_bytes());
+    }
+    bytes
+}
+
 /// `ngx_http_headers_filter`: the `add_header` lines for a response of
 /// `status`, as header lines. Without `always` a line is added only for
 /// 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308; an empty value
@@ -733,6 +766,22 @@ mod tests {
         }
         assert_eq!(insert_headers(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody\r\n\r\n".to_vec(), b"X: y\r\n"), b"HTTP/1.1 200 OK\r\nA: b\r\nX: y\r\n\r\nbody\r\n\r\n".to_vec());
         assert_eq!(insert_headers(b"H\r\n\r\n".to_vec(), b""), b"H\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn error_pages_and_interception() {
+        use crate::conf::ErrorPage;
+        let page = |codes: &[u16], overwrite, uri: &str| ErrorPage { codes: codes.to_vec(), overwrite, uri: uri.into() };
+        let pages = [page(&[502, 504], None, "/down"), page(&[404], Some(200), "/nf"), page(&[500], Some(0), "/x"), page(&[502], Some(503), "/never")];
+        assert_eq!(error_page_for(502, &pages).unwrap().uri, "/down", "the first that lists it");
+        assert!(error_page_for(503, &pages).is_none());
+        for (status, on, want) in [(502, true, true), (502, false, false), (503, true, false), (404, true, true), (200, true, false)] {
+            assert_eq!(intercepts(status, on, &pages), want, "{status} {on}");
+        }
+        assert_eq!(error_page_status(502, &pages[0], 200), 502);
+        assert_eq!(error_page_status(404, &pages[1], 403), 200);
+        assert_eq!(error_page_status(500, &pages[2], 201), 201);
+        assert_eq!(with_status(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nx".to_vec(), 502), b"HTTP/1.1 502 Bad Gateway\r\nA: b\r\n\r\nx".to_vec());
     }
 
     fn text_of(b: Vec<u8>) -> String {

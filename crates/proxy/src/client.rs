@@ -384,7 +384,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
     let up = rt.upstreams[loc.upstream].clone();
-    let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
+    let vars = RequestVars { http_host: host.clone(), remote_addr: creq.ctx.client.clone() };
     let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, &req.headers, body.len(), &vars);
     match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
@@ -394,7 +394,21 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         }
         Answer::Error { status, attempts } => {
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
+            if let Some((page, target)) = error_page_target(&srv.conf, status, &loc.error_pages) {
+                return error_page_answer(rt, c, &mut creq, side, status, attempts.states(), page, target, &host).await;
+            }
             error_answer(rt, c, &creq, attempts.states(), status, side, &loc.add_headers).await
+        }
+        // ngx_http_upstream_intercept_errors: the upstream's error is
+        // replaced by the error page; its connection is closed unread.
+        Answer::Pass { status, mut attempts, conn, head: Some(h), .. }
+            if response::intercepts(h.status, loc.intercept_errors, &loc.error_pages) && error_page_target(&srv.conf, h.status, &loc.error_pages).is_some() =>
+        {
+            drop(conn);
+            attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
+            pass::write_log(rt, &creq, attempts.take_log());
+            let (page, target) = error_page_target(&srv.conf, h.status, &loc.error_pages).expect("checked in the guard");
+            error_page_answer(rt, c, &mut creq, side, h.status, attempts.states(), page, target, &host).await
         }
         Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &req.headers) => {
             let ch = response::client_head(&h, side, &http_date());
@@ -538,6 +552,42 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
         }
         None => RequestBody::Memory(mem),
     })
+}
+
+/// The `error_page` for `status` and the location its URI reaches, when
+/// that location answers with `return` (the only targets emulated: one
+/// that proxies again, a named location or a URL is not).
+fn error_page_target<'a>(srv: &'a nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<(&'a nginx_model::conf::ErrorPage, &'a nginx_model::resolve::ReturnLocation)> {
+    let page = response::error_page_for(status, pages)?;
+    let path = page.uri.split('?').next().unwrap_or("");
+    match srv.route(path)? {
+        Route::Return(r) => Some((page, r)),
+        Route::Proxy(_) => None,
+    }
+}
+
+/// `ngx_http_send_error_page`: an internal redirect (GET) to the page's
+/// URI, answered by that location's `return`, sent with the error's status
+/// (or the `=` one); the access line names the new `$uri` and is written
+/// to that location's logs.
+#[allow(clippy::too_many_arguments)]
+async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation, host: &str) -> bool {
+    let path = page.uri.split('?').next().unwrap_or("").to_string();
+    let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
+    let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
+    let a = response::return_response(target.ret.code, target.ret.text.as_deref(), &path, &base, side, &http_date());
+    let final_status = response::error_page_status(status, page, a.status);
+    let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
+    let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers));
+    let _ = c.stream.write_all(&bytes).await;
+    creq.path = path;
+    creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
+    creq.access_log.clone_from(&target.access_log);
+    creq.log_access(rt, final_status, upstream, a.body_bytes);
+    rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: final_status, body_bytes: a.body_bytes, truncated: false });
+    a.keepalive
 }
 
 /// How a tunnel ended.

@@ -37,7 +37,8 @@ pub enum StartError {
     ListenNotFound { addr: String, pos: Pos },
     #[error("bind() to {addr} failed ({source})")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("open() \"{}\" failed ({source})", path.display())]
+    /// nginx's wording: `(2: No such file or directory)`.
+    #[error("open() \"{}\" failed ({})", path.display(), nginx_model::include::errno_text(source))]
     LogFile { path: PathBuf, source: io::Error },
     /// nginx could not allocate what a directive asks for.
     #[error("malloc({bytes}) failed (12: Cannot allocate memory)")]
