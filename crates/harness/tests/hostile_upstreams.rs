@@ -102,6 +102,12 @@ struct Case {
     /// The reset comes while nginx may be writing or waiting to write: nginx
     /// itself logs either line, so both count as one.
     reset_while_writing: bool,
+    /// After its reply the upstream echoes what it reads (a WebSocket
+    /// tunnel's far end) until EOF or 5 s of silence, then ends as `end`.
+    echo: bool,
+    /// The reply's body is the request head the upstream got (what nginx
+    /// forwarded): `reply` is only the status line.
+    echo_head: bool,
 }
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
@@ -121,6 +127,8 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         access_logs: vec!["access.log"],
         settled_by_error_log: false,
         reset_while_writing: false,
+        echo: false,
+        echo_head: false,
     }
 }
 
@@ -302,6 +310,148 @@ fn cases() -> Vec<Case> {
         v.push(uri_case(name, "http://u/", "", target, ok));
     }
 
+    // Connection: Upgrade (ngx_http_upstream_upgrade): a 101 tunnels bytes
+    // both ways when the client asked for an upgrade; proxy_read_timeout
+    // is the tunnel's idle limit. Without the three directives nginx does
+    // not forward Upgrade (hop-by-hop).
+    let ws = "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";";
+    let ws_request = b"GET /x HTTP/1.1\r\nHost: lab\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let mut echo = case("websocket_echo_until_read_timeout", switching, Fin);
+    echo.echo = true;
+    echo.location = format!("{ws} proxy_read_timeout 300ms;");
+    echo.request = [&ws_request[..], b"hello"].concat();
+    v.push(echo);
+    let mut bye = case("websocket_upstream_closes", &[&switching[..], b"bye"].concat(), Fin);
+    bye.location = ws.into();
+    bye.request = ws_request.to_vec();
+    v.push(bye);
+    let mut bye_rst = case("websocket_upstream_resets", &[&switching[..], b"bye"].concat(), HoldThenRst(100));
+    bye_rst.location = ws.into();
+    bye_rst.request = ws_request.to_vec();
+    v.push(bye_rst);
+    for (name, location) in [("upgrade_headers_forwarded_with_directives", ws), ("upgrade_not_forwarded_without_directives", "")] {
+        let mut c = case(name, b"HTTP/1.1 200 OK", Fin);
+        c.echo_head = true;
+        c.location = location.into();
+        c.request = ws_request.to_vec();
+        // Connection: Upgrade keeps an HTTP/1.1 client's connection open.
+        c.client_close = Some(ClientClose::HalfCloseAfterResponse);
+        c.settled_by_error_log = true;
+        v.push(c);
+    }
+    let mut plain_101 = case("switching_protocols_to_an_upgrade_request_without_directives", switching, Fin);
+    plain_101.echo = true;
+    plain_101.location = "proxy_read_timeout 300ms;".into();
+    plain_101.request = [&ws_request[..], b"hello"].concat();
+    v.push(plain_101);
+
+    // return (ngx_http_rewrite_return): the upstream is never asked.
+    for (name, server, target) in [
+        ("return_200_text", "location /r { return 200 \"hello\"; }", "/r"),
+        ("return_200_text_html_uri", "location /r { return 200 \"<b>hi</b>\"; }", "/r/a.html"),
+        ("return_200_no_text", "location /r { return 200; }", "/r"),
+        ("return_204", "location /r { return 204; }", "/r"),
+        ("return_299_unknown_code", "location /r { return 299 \"odd\"; }", "/r"),
+        ("return_403_text", "location /r { return 403 \"go away\"; }", "/r"),
+        ("return_404_error_page", "location /r { return 404; }", "/r"),
+        ("return_410_no_page", "location /r { return 410; }", "/r"),
+        ("return_503_error_page", "location /r { return 503; }", "/r"),
+        ("return_301_absolute", "location /r { return 301 https://example.com/new; }", "/r"),
+        ("return_302_relative", "location /r { return 302 /elsewhere; }", "/r"),
+        ("return_307_relative", "location /r { return 307 /elsewhere; }", "/r"),
+        ("return_308_absolute", "location /r { return 308 http://e.example/; }", "/r"),
+        ("return_url_only", "location /r { return http://e.example/x; }", "/r"),
+        ("return_wins_over_proxy_pass", "location /r { proxy_pass http://u; return 200 \"first\"; }", "/r"),
+        ("return_first_of_two", "location /r { return 200 \"one\"; return 200 \"two\"; }", "/r"),
+        ("return_exact_location", "location = /r { return 200 \"exact\"; }", "/r"),
+        ("return_not_this_location", "location = /r { return 200 \"exact\"; }", "/r/x"),
+        ("return_with_access_log", "location /r { return 200 \"logged\"; access_log ret.log u; }", "/r"),
+    ] {
+        let mut c = uri_case(name, "http://u", server, target, ok);
+        c.name = format!("return::{name}");
+        if name == "return_with_access_log" {
+            c.access_logs = vec!["access.log", "ret.log"];
+        }
+        v.push(c);
+    }
+    let mut head_ret = uri_case("return_head_request", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
+    head_ret.request = b"HEAD /r HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
+    head_ret.name = "return::return_head_request".into();
+    v.push(head_ret);
+    let mut keep_ret = uri_case("return_keepalive", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
+    keep_ret.request = b"GET /r HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec();
+    keep_ret.client_close = Some(ClientClose::HalfCloseAfterResponse);
+    keep_ret.settled_by_error_log = true;
+    keep_ret.name = "return::return_keepalive".into();
+    v.push(keep_ret);
+
+    // add_header (ngx_http_headers_filter): which statuses get it, always,
+    // inheritance (only a level without any inherits).
+    let added = |name: &str, reply: &[u8], server: &str, location: &str, end: End| {
+        let mut c = case(&format!("add_header::{name}"), reply, end);
+        c.server = server.into();
+        c.location = location.into();
+        c
+    };
+    let a = "add_header X-A 1; add_header X-B 2 always; add_header X-Empty '';";
+    for (name, reply) in [
+        ("on_200", &ok[..]),
+        ("on_204", &b"HTTP/1.1 204 No Content\r\n\r\n"[..]),
+        ("on_304", &b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"[..]),
+        ("on_302", &b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n"[..]),
+        ("on_202", &b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"[..]),
+        ("on_upstream_404", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..]),
+        ("on_upstream_500", &b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom"[..]),
+    ] {
+        v.push(added(name, reply, "", a, Fin));
+    }
+    v.push(added("on_nginx_502", b"", "", a, Fin));
+    v.push(added("on_return_200", b"", "location /x { return 200 \"r\"; add_header X-R r; add_header X-S s always; }", "", Fin));
+    v.push(added("on_return_404", b"", "location /x { return 404; add_header X-R r; add_header X-S s always; }", "", Fin));
+    v.push(added("inherited_from_server", ok, "add_header X-Srv s;", "", Fin));
+    v.push(added("not_inherited_when_the_location_has_one", ok, "add_header X-Srv s;", "add_header X-Loc l;", Fin));
+    v.push(added("inherited_into_a_return_location", b"", "add_header X-Srv s always; location /x { return 403; }", "", Fin));
+    let mut none = added("server_level_on_404", ok, "add_header X-Srv s always; location = /other { proxy_pass http://u; }", "", Fin);
+    none.pass = "http://u".into();
+    none.request = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
+    v.push(none);
+
+    // proxy_intercept_errors + error_page (ngx_http_upstream_intercept_errors,
+    // ngx_http_send_error_page): the upstream's error replaced by the page's
+    // location (here a `return`); nginx's own 502 takes error_page anyway.
+    let page = "location = /oops { return 200 \"sorry\"; access_log oops.log u; }";
+    let upstream_500 = &b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom"[..];
+    for (name, reply, location) in [
+        ("intercepted_500", upstream_500, "proxy_intercept_errors on; error_page 500 /oops;"),
+        ("intercepted_500_as_200", upstream_500, "proxy_intercept_errors on; error_page 500 =200 /oops;"),
+        ("intercepted_500_as_target_status", upstream_500, "proxy_intercept_errors on; error_page 500 = /oops;"),
+        ("intercept_off_passes_500", upstream_500, "error_page 500 /oops;"),
+        ("intercept_on_without_page_for_it", upstream_500, "proxy_intercept_errors on; error_page 502 /oops;"),
+        ("intercepted_404_as_301_status", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..], "proxy_intercept_errors on; error_page 404 =301 /oops;"),
+        ("intercepted_302", &b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n"[..], "proxy_intercept_errors on; error_page 302 /oops;"),
+        ("not_intercepted_200", ok, "proxy_intercept_errors on; error_page 500 /oops;"),
+        ("nginx_502_takes_error_page", b"", "error_page 502 /oops;"),
+    ] {
+        let mut c = case(&format!("error_page::{name}"), reply, Fin);
+        c.server = page.into();
+        c.location = location.into();
+        c.access_logs = vec!["access.log", "oops.log"];
+        v.push(c);
+    }
+
+    // A request line nginx cannot parse: 400, the [info] line, and an
+    // access line whose $request is the raw line.
+    for (name, request) in [
+        ("bad_request_line_garbage", &b"GARBAGE\r\n\r\n"[..]),
+        ("bad_request_line_extra_token", b"GET /x HTTP/1.1 junk\r\nHost: lab\r\n\r\n"),
+        ("bad_request_line_lowercase_method", b"get /x HTTP/1.1\r\nHost: lab\r\n\r\n"),
+    ] {
+        let mut c = case(name, ok, Fin);
+        c.request = request.to_vec();
+        v.push(c);
+    }
+
     // Client-side cases.
     let mut abort = case("client_abort_before_header", ok, Fin);
     abort.reply_delay_ms = 500;
@@ -356,14 +506,17 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("uri") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") {
+                ""
+            } else if c.name.starts_with("uri") {
                 "uri"
             } else if c.name.starts_with("client") || c.request != GET {
                 "client"
             } else {
                 "upstream"
             };
-            Trial::ignorable_test(format!("{prefix}::{}", c.name), move || run(&c))
+            let name = if prefix.is_empty() { c.name.clone() } else { format!("{prefix}::{}", c.name) };
+            Trial::ignorable_test(name, move || run(&c))
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
@@ -430,7 +583,7 @@ fn show(s: &Seen) -> String {
 async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    let (reply, when, end, delay) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms);
+    let (reply, when, end, delay, echo, echo_head) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let reply = reply.clone();
@@ -460,8 +613,30 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                     // The upstream's own pace (a slow handler), not a wait for the test.
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
+                let reply = if echo_head {
+                    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(got.len());
+                    let head = &got[..head_end];
+                    [&reply[..], format!("\r\nContent-Length: {}\r\n\r\n", head.len()).as_bytes(), head].concat()
+                } else {
+                    reply
+                };
                 let _ = s.write_all(&reply).await;
                 events.replied.notify_one();
+                if echo {
+                    // Bytes behind the head came early; then what the tunnel carries.
+                    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(got.len());
+                    let _ = s.write_all(&got[head_end..]).await;
+                    loop {
+                        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                            Ok(Ok(n)) if n > 0 => {
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
                 match end {
                     End::Fin => {}
                     End::Rst => {
@@ -586,7 +761,8 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
     }
     let (response, end) = result?;
     let seen = Seen {
-        response: mask_date(&response),
+        // The listen ports differ (a redirect's Location names it).
+        response: mask_date(&response).replace(&format!(":{}", listen.port()), ":PORT"),
         end,
         // The prefixes differ (temp file paths name them).
         error_log: read_lines(&dir.join("error.log"))

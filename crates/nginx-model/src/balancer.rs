@@ -19,6 +19,9 @@ pub struct Peer<A> {
     fails: u32,
     accessed: Option<Instant>,
     checked: Option<Instant>,
+    /// Connections in use (`peer->conns`: counted from get to free; an
+    /// idle keepalive connection is not one).
+    conns: u64,
 }
 
 impl<A> Peer<A> {
@@ -34,6 +37,7 @@ impl<A> Peer<A> {
             fails: 0,
             accessed: None,
             checked: None,
+            conns: 0,
         }
     }
 }
@@ -65,6 +69,9 @@ impl PeerId {
 pub struct RoundRobin<A> {
     pub primary: Vec<Peer<A>>,
     pub backup: Vec<Peer<A>>,
+    /// `least_conn` (`ngx_http_upstream_get_least_conn_peer`) instead of
+    /// smooth weighted round robin.
+    pub least_conn: bool,
 }
 
 /// The per-request `rrp->tried` bitmap.
@@ -73,7 +80,7 @@ pub struct Tried(Vec<PeerId>);
 
 impl<A> RoundRobin<A> {
     pub fn new(primary: Vec<Peer<A>>, backup: Vec<Peer<A>>) -> Self {
-        RoundRobin { primary, backup }
+        RoundRobin { primary, backup, least_conn: false }
     }
 
     /// `peers->single`: one primary address (down ones count) and no backup.
@@ -104,18 +111,33 @@ impl<A> RoundRobin<A> {
     /// caller reports as "no live upstreams".
     pub fn get_peer(&mut self, tried: &mut Tried, now: Instant) -> Option<PeerId> {
         if self.single() {
-            let p = &self.primary[0];
-            return (!p.down).then_some(PeerId::primary(0));
+            let p = &mut self.primary[0];
+            if p.down {
+                return None;
+            }
+            p.conns += 1;
+            return Some(PeerId::primary(0));
         }
+        let pick = if self.least_conn { pick_least_conn } else { pick };
         let id = pick(&mut self.primary, Tier::Primary, tried, now).or_else(|| pick(&mut self.backup, Tier::Backup, tried, now))?;
         tried.0.push(id);
+        self.peer_mut(id).conns += 1;
         Some(id)
+    }
+
+    /// Connections in use on a peer.
+    pub fn conns(&self, id: PeerId) -> u64 {
+        self.peer(id).conns
     }
 
     /// `ngx_http_upstream_free_round_robin_peer`: `failed` is NGX_PEER_FAILED.
     /// Returns the warn line to log, if any. (The `tries` bookkeeping of the
     /// same nginx function lives in `retry::next_upstream`, in one place.)
     pub fn free_peer(&mut self, id: PeerId, failed: bool, now: Instant) -> Option<String> {
+        {
+            let p = self.peer_mut(id);
+            p.conns = p.conns.saturating_sub(1);
+        }
         if self.single() {
             self.primary[0].fails = 0;
             return None;
@@ -170,12 +192,112 @@ fn pick<A>(peers: &mut [Peer<A>], tier: Tier, tried: &Tried, now: Instant) -> Op
     Some(PeerId { tier, index: best? })
 }
 
+/// `ngx_http_upstream_get_least_conn_peer` over one tier: the usable peer
+/// with the fewest connections per weight (`conns * best.weight <
+/// best.conns * weight`); several with the same ratio are chosen among by
+/// smooth weighted round robin, starting from the first of them.
+fn pick_least_conn<A>(peers: &mut [Peer<A>], tier: Tier, tried: &Tried, now: Instant) -> Option<PeerId> {
+    let usable = |p: &Peer<A>, i: usize| {
+        let disabled = p.max_fails > 0 && p.fails >= p.max_fails && p.checked.is_some_and(|c| now.duration_since(c) <= p.fail_timeout);
+        !(tried.0.contains(&PeerId { tier, index: i }) || p.down || disabled)
+    };
+    let ratio_lt = |a: &Peer<A>, b: &Peer<A>| (a.conns as i128) * (b.weight as i128) < (b.conns as i128) * (a.weight as i128);
+    let ratio_eq = |a: &Peer<A>, b: &Peer<A>| (a.conns as i128) * (b.weight as i128) == (b.conns as i128) * (a.weight as i128);
+    let mut best: Option<usize> = None;
+    let mut many = false;
+    for i in 0..peers.len() {
+        if !usable(&peers[i], i) {
+            continue;
+        }
+        match best {
+            Some(b) if !ratio_lt(&peers[i], &peers[b]) => {
+                if ratio_eq(&peers[i], &peers[b]) {
+                    many = true;
+                }
+            }
+            _ => {
+                best = Some(i);
+                many = false;
+            }
+        }
+    }
+    let mut b = best?;
+    let mut total = 0;
+    if many {
+        let first = b;
+        for i in first..peers.len() {
+            if !usable(&peers[i], i) || !ratio_eq(&peers[i], &peers[b]) {
+                continue;
+            }
+            let p = &mut peers[i];
+            p.current_weight += p.effective_weight;
+            total += p.effective_weight;
+            if p.effective_weight < p.weight {
+                p.effective_weight += 1;
+            }
+            if peers[i].current_weight > peers[b].current_weight {
+                b = i;
+            }
+        }
+    }
+    let p = &mut peers[b];
+    p.current_weight -= total;
+    if p.checked.is_none_or(|c| now.duration_since(c) > p.fail_timeout) {
+        p.checked = Some(now);
+    }
+    Some(PeerId { tier, index: b })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn peer(port: u16, weight: u32) -> Peer<std::net::SocketAddr> {
         Peer::new(([127, 0, 0, 1], port).into(), weight, 1, Duration::from_secs(10), false)
+    }
+
+    #[test]
+    fn least_conn_picks_the_fewest_connections_per_weight() {
+        let now = Instant::now();
+        let ports = |rr: &RoundRobin<std::net::SocketAddr>, ids: &[PeerId]| ids.iter().map(|&id| rr.peer(id).addr.port()).collect::<Vec<_>>();
+        // Requests that stay open: each goes where the fewest are; among
+        // ties the round robin's current weights carry over (the 4th: all
+        // at one, and peer 3 has the highest current weight).
+        let mut rr = RoundRobin::new(vec![peer(1, 1), peer(2, 1), peer(3, 1)], vec![]);
+        rr.least_conn = true;
+        let held: Vec<PeerId> = (0..6).map(|_| rr.get_peer(&mut Tried::default(), now).unwrap()).collect();
+        assert_eq!(ports(&rr, &held), [1, 2, 3, 3, 2, 1]);
+        // Peer 2's two finish: the next two go to it.
+        rr.free_peer(held[1], false, now);
+        rr.free_peer(held[4], false, now);
+        let next: Vec<PeerId> = (0..2).map(|_| rr.get_peer(&mut Tried::default(), now).unwrap()).collect();
+        assert_eq!(ports(&rr, &next), [2, 2]);
+        // Per weight: weight 3 takes three for each of weight 1's.
+        let mut rr = RoundRobin::new(vec![peer(1, 3), peer(2, 1)], vec![]);
+        rr.least_conn = true;
+        let held: Vec<PeerId> = (0..8).map(|_| rr.get_peer(&mut Tried::default(), now).unwrap()).collect();
+        let on = |port| ports(&rr, &held).iter().filter(|&&p| p == port).count();
+        assert_eq!((on(1), on(2)), (6, 2));
+        // Requests that finish at once: always a tie, so weighted round robin.
+        let mut rr = RoundRobin::new(vec![peer(1, 5), peer(2, 1), peer(3, 1)], vec![]);
+        rr.least_conn = true;
+        let order: Vec<u16> = (0..7)
+            .map(|_| {
+                let id = rr.get_peer(&mut Tried::default(), now).unwrap();
+                rr.free_peer(id, false, now);
+                rr.peer(id).addr.port()
+            })
+            .collect();
+        assert_eq!(order, vec![1, 1, 2, 1, 3, 1, 1]);
+        // Tried peers are skipped; with none left, None.
+        let mut rr = RoundRobin::new(vec![peer(1, 1), peer(2, 1)], vec![]);
+        rr.least_conn = true;
+        let mut tried = Tried::default();
+        let a = rr.get_peer(&mut tried, now).unwrap();
+        let b = rr.get_peer(&mut tried, now).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(rr.get_peer(&mut tried, now), None);
+        assert_eq!((rr.conns(a), rr.conns(b)), (1, 1));
     }
 
     #[test]

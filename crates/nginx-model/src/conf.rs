@@ -149,6 +149,8 @@ pub struct Upstream {
     /// nginx's ngx_int_t; values past u32::MAX saturate (never reached).
     pub keepalive_requests: Option<u32>,
     pub keepalive_time: Option<Duration>,
+    /// `least_conn` (ngx_http_upstream_least_conn_module).
+    pub least_conn: bool,
     /// nginx.conf text rendered inside the block instead of the fields
     /// above, after the `server` lines (a scenario's `upstream_conf`, its
     /// times scaled by [`rescale_times`]); the fields hold what it says.
@@ -254,7 +256,29 @@ pub struct Location {
     /// nginx.conf text rendered after `proxy_pass` instead of the other
     /// directives (a scenario's `location_conf`); `proxy` holds what it says.
     pub verbatim: Option<String>,
+    /// The location's first `return` (the rewrite phase stops there; it
+    /// wins over `proxy_pass`).
+    pub ret: Option<Return>,
     pub pos: Pos,
+}
+
+/// `return CODE [TEXT]`, `return CODE URL`, `return URL`
+/// (`ngx_http_rewrite_return`): a lone URL is a 302 to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Return {
+    pub code: u16,
+    /// The text (a body, or for 301, 302, 303, 307 and 308 the Location).
+    pub text: Option<String>,
+}
+
+impl Return {
+    /// The directive as written back (text quoted).
+    pub fn render(&self) -> String {
+        match &self.text {
+            Some(t) => format!("return {} \"{}\";", self.code, t.replace('\\', "\\\\").replace('"', "\\\"")),
+            None => format!("return {};", self.code),
+        }
+    }
 }
 
 /// The `proxy_*` directives; `None` = not set at this level (inherit).
@@ -286,6 +310,33 @@ pub struct ProxyDirectives {
     pub client_body_buffer_size: Option<usize>,
     /// `server_tokens on|off` (ngx_http_core_module).
     pub server_tokens: Option<bool>,
+    /// `add_header NAME VALUE [always]` lines (ngx_http_headers_module);
+    /// inherited only by a level that has none, like proxy_set_header.
+    pub add_header: Option<Vec<AddHeader>>,
+    /// `error_page` lines (ngx_http_core_module); inherited only by a
+    /// level that has none.
+    pub error_pages: Option<Vec<ErrorPage>>,
+    /// `proxy_intercept_errors on|off`.
+    pub intercept_errors: Option<bool>,
+}
+
+/// `error_page CODE... [=[RESPONSE]] URI` (`ngx_http_core_error_page`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    pub codes: Vec<u16>,
+    /// `None`: the response keeps the error's status; `Some(0)` (`=`):
+    /// the target's; `Some(n)` (`=n`): n.
+    pub overwrite: Option<u16>,
+    pub uri: String,
+}
+
+/// One `add_header` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHeader {
+    pub name: String,
+    pub value: String,
+    /// `always`: for every status, not only the successful and redirect ones.
+    pub always: bool,
 }
 
 impl ProxyDirectives {
@@ -296,6 +347,9 @@ impl ProxyDirectives {
             pass_pos: if self.pass.is_some() { self.pass_pos.clone() } else { parent.pass_pos.clone() },
             http_version: self.http_version.clone().or(parent.http_version.clone()),
             set_header: self.set_header.clone().or(parent.set_header.clone()),
+            add_header: self.add_header.clone().or(parent.add_header.clone()),
+            error_pages: self.error_pages.clone().or(parent.error_pages.clone()),
+            intercept_errors: self.intercept_errors.or(parent.intercept_errors),
             connect_timeout: self.connect_timeout.or(parent.connect_timeout),
             send_timeout: self.send_timeout.or(parent.send_timeout),
             read_timeout: self.read_timeout.or(parent.read_timeout),
@@ -675,6 +729,15 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("keepalive_time", &[Ctx::Upstream]),
 ];
 
+/// Directives read from nginx's table whose behaviour the proxy has
+/// already, so `proxy -t` does not list them: `zone` (the upstream's state
+/// in shared memory, for several workers: the proxy is one process, its
+/// state is shared already), `resolver` and `resolver_timeout` (used only
+/// for names resolved while running, i.e. proxy_pass with variables, which
+/// is noted on its own; the names in upstream blocks and proxy_pass are
+/// resolved once at start by both).
+const NO_OP_HERE: &[&str] = &["zone", "resolver", "resolver_timeout"];
+
 /// Directives read here whose value has no effect on the 502 model
 /// (listed by `proxy -t` as not emulated, like the ones read from nginx's
 /// table only).
@@ -1027,6 +1090,8 @@ struct Level {
     proxy: ProxyDirectives,
     /// Every `access_log` of the level: nginx writes each of them.
     access_log: Vec<AccessLog>,
+    /// A location's first `return`.
+    ret: Option<Return>,
 }
 
 impl<'a> Parser<'a> {
@@ -1265,7 +1330,14 @@ impl<'a> Parser<'a> {
         if d.name == "proxy_pass" && matches!(ctx, Ctx::IfLocation | Ctx::LimitExcept) {
             self.no_uri_part(d)?;
         }
-        self.not_emulated(d.name);
+        // A location's `return` is emulated (`location_return`); elsewhere
+        // (server, if) it is not.
+        let emulated = (d.name == "least_conn" && ctx == Ctx::Upstream)
+            || (d.name == "return" && ctx == Ctx::Location)
+            || (matches!(d.name, "error_page" | "proxy_intercept_errors") && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location)) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
+        if !(NO_OP_HERE.contains(&d.name) || emulated) {
+            self.not_emulated(d.name);
+        }
         if open {
             match d.name {
                 "if" => self.if_block(d, ctx)?,
@@ -1906,6 +1978,16 @@ impl<'a> Parser<'a> {
     fn http(&mut self) -> Result<(), ConfError> {
         let mut lv = Level::default();
         while let Some((d, open)) = self.next(Ctx::Http)? {
+            if d.name == "add_header" {
+                self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
+                self.add_header(&d, &mut lv)?;
+                continue;
+            }
+            if matches!(d.name, "error_page" | "proxy_intercept_errors") {
+                self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
+                self.error_page(&d, &mut lv)?;
+                continue;
+            }
             if !Self::claimed(&d, Ctx::Http) {
                 self.generic(&d, open, Ctx::Http, &mut lv.seen)?;
                 continue;
@@ -2017,9 +2099,17 @@ impl<'a> Parser<'a> {
         if self.cfg.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(&name)) {
             return Err(self.at(d, format!("duplicate upstream \"{name}\"")));
         }
-        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, verbatim: None, pos: self.pos(d.line) };
+        let mut u = Upstream { name, servers: Vec::new(), keepalive: None, keepalive_timeout: None, keepalive_requests: None, keepalive_time: None, least_conn: false, verbatim: None, pos: self.pos(d.line) };
         let mut seen = Seen::default();
         while let Some((s, open)) = self.next(Ctx::Upstream)? {
+            if s.name == "least_conn" {
+                // ngx_http_upstream_least_conn: the table's checks (no
+                // arguments), then "load balancing method redefined" is a
+                // warning nginx prints, not an error.
+                self.generic(&s, open, Ctx::Upstream, &mut seen)?;
+                u.least_conn = true;
+                continue;
+            }
             if !Self::claimed(&s, Ctx::Upstream) {
                 self.generic(&s, open, Ctx::Upstream, &mut seen)?;
                 continue;
@@ -2081,6 +2171,16 @@ impl<'a> Parser<'a> {
         let mut srv = Server { pos: self.pos(d.line), ..Server::default() };
         let mut lv = Level::default();
         while let Some((s, open)) = self.next(Ctx::Server)? {
+            if s.name == "add_header" {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                self.add_header(&s, &mut lv)?;
+                continue;
+            }
+            if matches!(s.name, "error_page" | "proxy_intercept_errors") {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                self.error_page(&s, &mut lv)?;
+                continue;
+            }
             if !Self::claimed(&s, Ctx::Server) {
                 self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
                 continue;
@@ -2199,12 +2299,25 @@ impl<'a> Parser<'a> {
     /// A location's block read: an emulated location goes to `out`.
     fn location_done(&mut self, head: LocationHead, lv: Level, out: Option<&mut Vec<Location>>) {
         if let (None, Some(out)) = (head.what, out) {
-            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, access_log: lv.access_log, verbatim: None, pos: head.pos });
+            out.push(Location { modifier: head.modifier, path: head.path, proxy: lv.proxy, access_log: lv.access_log, verbatim: None, ret: lv.ret, pos: head.pos });
         }
     }
 
     /// A directive of a location's block other than a nested location.
     fn location_directive(&mut self, s: &Dir, open: bool, lv: &mut Level, regex_or_named: bool) -> Result<(), ConfError> {
+        if s.name == "return" {
+            self.generic(s, open, Ctx::Location, &mut lv.seen)?;
+            self.location_return(s, lv);
+            return Ok(());
+        }
+        if s.name == "add_header" {
+            self.generic(s, open, Ctx::Location, &mut lv.seen)?;
+            return self.add_header(s, lv);
+        }
+        if matches!(s.name, "error_page" | "proxy_intercept_errors") {
+            self.generic(s, open, Ctx::Location, &mut lv.seen)?;
+            return self.error_page(s, lv);
+        }
         if !Self::claimed(s, Ctx::Location) {
             return self.generic(s, open, Ctx::Location, &mut lv.seen);
         }
@@ -2214,6 +2327,74 @@ impl<'a> Parser<'a> {
         match s.name {
             "proxy_pass" => self.proxy_pass(s, lv, regex_or_named),
             _ => self.generic(s, open, Ctx::Location, &mut lv.seen),
+        }
+    }
+
+    /// `add_header` (`ngx_http_headers_add`), once `generic` has run the
+    /// table's checks: a third argument must be `always`. Variables in the
+    /// value are sent as written here (noted).
+    fn add_header(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
+        let always = match d.args.get(2) {
+            None => false,
+            Some(a) if a.as_slice() == b"always" => true,
+            Some(a) => return Err(self.at(d, format!("invalid parameter \"{}\"", text(a)))),
+        };
+        let value = text(d.arg(1));
+        if value.contains('$') {
+            self.not_emulated("add_header with variables (its value is sent as written)");
+        }
+        lv.proxy.add_header.get_or_insert_with(Vec::new).push(AddHeader { name: text(d.arg(0)), value, always });
+        Ok(())
+    }
+
+    /// `error_page` (`ngx_http_core_error_page`: each code a number from
+    /// 300 to 599, `=` or `=CODE` before the URI) and
+    /// `proxy_intercept_errors`, once `generic` has run the table's checks.
+    fn error_page(&mut self, d: &Dir, lv: &mut Level) -> Result<(), ConfError> {
+        if d.name == "proxy_intercept_errors" {
+            lv.proxy.intercept_errors = Some(d.arg(0) == b"on");
+            return Ok(());
+        }
+        let n = d.args.len();
+        let uri = text(d.arg(n - 1));
+        let mut last = n - 1;
+        let mut overwrite = None;
+        if let Some(o) = d.args[n - 2].strip_prefix(b"=") {
+            if n - 2 == 0 {
+                return Err(self.at(d, format!("invalid value \"{}\"", text(&d.args[n - 2]))));
+            }
+            overwrite = Some(if o.is_empty() { 0 } else { num::atoi(o).filter(|&c| c <= 999).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", text(&d.args[n - 2]))))? as u16 });
+            last = n - 2;
+        }
+        let mut codes = Vec::new();
+        for a in &d.args[..last] {
+            let c = num::atoi(a).ok_or_else(|| self.at(d, format!("invalid value \"{}\"", text(a))))?;
+            if !(300..=599).contains(&c) {
+                return Err(self.at(d, format!("value \"{}\" must be between 300 and 599", text(a))));
+            }
+            codes.push(c as u16);
+        }
+        if !uri.starts_with('/') {
+            self.not_emulated("error_page to a named location or a URL");
+        }
+        lv.proxy.error_pages.get_or_insert_with(Vec::new).push(ErrorPage { codes, overwrite, uri });
+        Ok(())
+    }
+
+    /// A location's `return`, once `generic` has run nginx's checks on it
+    /// (`ngx_http_rewrite_return`); variables in its text are sent as
+    /// written here (noted).
+    fn location_return(&mut self, d: &Dir, lv: &mut Level) {
+        let (code, text) = if d.args.len() == 1 && num::atoi(d.arg(0)).is_none() {
+            (302, Some(text(d.arg(0))))
+        } else {
+            (num::atoi(d.arg(0)).unwrap_or(0) as u16, d.args.get(1).map(|t| text(t)))
+        };
+        if text.as_deref().is_some_and(|t| t.contains('$')) {
+            self.not_emulated("return with variables (its text is sent as written)");
+        }
+        if lv.ret.is_none() {
+            lv.ret = Some(Return { code, text });
         }
     }
 
@@ -2570,6 +2751,21 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
     }
+    if let Some(on) = p.intercept_errors {
+        line(format!("proxy_intercept_errors {}", if on { "on" } else { "off" }));
+    }
+    for e in p.error_pages.iter().flatten() {
+        let codes: Vec<String> = e.codes.iter().map(|c| c.to_string()).collect();
+        let over = match e.overwrite {
+            None => String::new(),
+            Some(0) => " =".into(),
+            Some(n) => format!(" ={n}"),
+        };
+        line(format!("error_page {}{over} {}", codes.join(" "), q(&e.uri)));
+    }
+    for a in p.add_header.iter().flatten() {
+        line(format!("add_header {} {}{}", q(&a.name), q(&a.value), if a.always { " always" } else { "" }));
+    }
     for (k, v) in p.set_header.iter().flatten() {
         line(format!("proxy_set_header {} {}", q(k), q(v)));
     }
@@ -2664,6 +2860,9 @@ impl Config {
                 s.push_str("    }\n");
                 continue;
             }
+            if u.least_conn {
+                s.push_str("        least_conn;\n");
+            }
             if let Some(k) = u.keepalive {
                 s.push_str(&format!("        keepalive {k};\n"));
             }
@@ -2695,6 +2894,9 @@ impl Config {
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
                 for a in &loc.access_log {
                     s.push_str(&format!("            access_log {};\n", render_access(a)));
+                }
+                if let Some(r) = &loc.ret {
+                    s.push_str(&format!("            {}\n", r.render()));
                 }
                 match &loc.verbatim {
                     Some(text) => {
@@ -3034,6 +3236,15 @@ mod tests {
         assert_eq!(http("server { proxy_temp_path p 0; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
         // The same words from the generic slots.
         assert_eq!(http("gzip maybe;"), "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4");
+    }
+
+    #[test]
+    fn zone_and_resolver_are_accepted_without_a_note() {
+        let src = "events {}\nhttp {\n resolver 127.0.0.1 valid=30s;\n resolver_timeout 5s;\n upstream u { zone u 64k; server 127.0.0.1:1; }\n server { location / { proxy_pass http://u; resolver 127.0.0.2; } }\n}\n";
+        let cfg = parse(src, "t.conf").unwrap();
+        assert!(cfg.not_emulated.0.is_empty(), "{:?}", cfg.not_emulated.0);
+        // nginx's own checks still apply: zone takes a name and an optional size.
+        assert!(parse("events {}\nhttp { upstream u { zone; server 127.0.0.1:1; } }\n", "t.conf").is_err());
     }
 
     #[test]

@@ -17,13 +17,62 @@ pub struct RequestVars {
 /// headers, which it sets itself (`ngx_http_proxy_headers`).
 pub const NOT_FORWARDED: [&str; 8] = ["host", "connection", "keep-alive", "content-length", "transfer-encoding", "te", "upgrade", "expect"];
 
-fn substitute(template: &str, loc: &ResolvedLocation, vars: &RequestVars) -> String {
+fn substitute(template: &str, loc: &ResolvedLocation, vars: &RequestVars, client_headers: &[(String, String)]) -> String {
     let host = vars.http_host.split(':').next().unwrap_or("");
-    template
+    let s = template
         .replace("$proxy_host", &loc.proxy_host)
         .replace("$http_host", &vars.http_host)
         .replace("$host", host)
-        .replace("$remote_addr", &vars.remote_addr)
+        .replace("$remote_addr", &vars.remote_addr);
+    http_variables(&s, client_headers)
+}
+
+/// `$http_NAME` (`ngx_http_variable_unknown_header`): the client's header
+/// whose name, lowercased with `-` as `_`, is NAME; empty when absent.
+fn http_variables(s: &str, client_headers: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("$http_") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 6..];
+        let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        let name = &after[..len];
+        let value = client_headers.iter().find(|(k, _)| k.len() == name.len() && k.bytes().zip(name.bytes()).all(|(a, b)| (if a == b'-' { b'_' } else { a.to_ascii_lowercase() }) == b)).map(|(_, v)| v.as_str());
+        out.push_str(value.unwrap_or(""));
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `ngx_http_client_errors[]`: the [info] texts for a request line nginx
+/// cannot parse.
+pub const INVALID_METHOD: &str = "client sent invalid method";
+pub const INVALID_REQUEST: &str = "client sent invalid request";
+
+/// `ngx_http_parse_request_line`'s first states: CR and LF before the line
+/// are skipped, then every byte of the method up to the first space must be
+/// `A`-`Z`, `_` or `-`, else "invalid method" at once (lowercase methods
+/// too). `None`: nothing wrong with the method so far.
+pub fn invalid_method(buf: &[u8]) -> Option<&'static str> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    for &b in &buf[start..] {
+        if b == b' ' {
+            return None;
+        }
+        if !(b.is_ascii_uppercase() || b == b'_' || b == b'-') {
+            return Some(INVALID_METHOD);
+        }
+    }
+    None
+}
+
+/// `ngx_http_proxy_process_header`: a 101 from the upstream becomes a
+/// tunnel (`u->upgrade`, `ngx_http_upstream_upgrade`) only when the client
+/// asked for an upgrade (`r->headers_in.upgrade`); otherwise it is passed
+/// as a response without a body and the connection closes.
+pub fn upgrades(status: u16, client_headers: &[(String, String)]) -> bool {
+    status == 101 && client_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("upgrade"))
 }
 
 /// The upstream request: the request line in the location's protocol, the
@@ -40,7 +89,7 @@ pub fn encode_request(loc: &ResolvedLocation, method: &str, uri: &str, client_he
 pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, client_headers: &[(String, String)], body_len: u64, vars: &RequestVars) -> Vec<u8> {
     let mut s = format!("{method} {uri} HTTP/1.{}\r\n", u8::from(loc.http11));
     for (k, v) in &loc.headers {
-        let v = substitute(v, loc, vars);
+        let v = substitute(v, loc, vars, client_headers);
         if !v.is_empty() {
             s.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -239,9 +288,42 @@ mod tests {
             ("modern default", Profile::Modern, "", "GET", b"", "GET /a HTTP/1.1\r\nHost: u\r\nX-Trace: 1\r\n\r\n"),
             ("POST carries a length even when empty", Profile::Modern, "", "POST", b"", "POST /a HTTP/1.1\r\nHost: u\r\nContent-Length: 0\r\nX-Trace: 1\r\n\r\n"),
             ("variables", Profile::Modern, "proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr;", "PUT", b"hi", "PUT /a HTTP/1.1\r\nHost: lab\r\nX-Real-IP: 10.1.1.1\r\nContent-Length: 2\r\nX-Trace: 1\r\n\r\nhi"),
+            ("$http_NAME: a header the client sent", Profile::Modern, "proxy_set_header X-T $http_x_trace;", "GET", b"", "GET /a HTTP/1.1\r\nX-T: 1\r\nHost: u\r\nX-Trace: 1\r\n\r\n"),
+            ("$http_NAME: absent, so not sent", Profile::Modern, "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";", "GET", b"", "GET /a HTTP/1.1\r\nConnection: upgrade\r\nHost: u\r\nX-Trace: 1\r\n\r\n"),
         ];
         for (name, profile, directives, method, body, want) in table {
             assert_eq!(text(encode_request(&location(profile, directives), method, "/a", &client, body, &vars)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_methods() {
+        for (buf, want) in [
+            (&b"GET / HTTP/1.1\r\n"[..], None),
+            (b"\r\nGET / HTTP/1.1\r\n", None),
+            (b"M-SEARCH * HTTP/1.1\r\n", None),
+            (b"GE", None),
+            (b"", None),
+            (b"get / HTTP/1.1\r\n", Some(INVALID_METHOD)),
+            (b"GARBAGE\r\n", Some(INVALID_METHOD)),
+            (b"G3T / HTTP/1.1\r\n", Some(INVALID_METHOD)),
+            (b"\x16\x03\x01", Some(INVALID_METHOD)),
+            (b" GET /", None),
+        ] {
+            assert_eq!(invalid_method(buf), want, "{:?}", String::from_utf8_lossy(buf));
+        }
+    }
+
+    #[test]
+    fn websocket_headers_and_the_upgrade_decision() {
+        let vars = RequestVars { http_host: "lab".into(), remote_addr: "10.1.1.1".into() };
+        let client = vec![("Host".to_string(), "lab".to_string()), ("Connection".into(), "Upgrade".into()), ("Upgrade".into(), "websocket".into())];
+        let ws = "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";";
+        assert_eq!(text(encode_request(&location(Profile::Legacy, ws), "GET", "/a", &client, b"", &vars)), "GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nHost: u\r\n\r\n");
+        // Without the directives Upgrade is hop-by-hop: not forwarded.
+        assert_eq!(text(encode_request(&location(Profile::Legacy, ""), "GET", "/a", &client, b"", &vars)), "GET /a HTTP/1.0\r\nHost: u\r\nConnection: close\r\n\r\n");
+        for (status, headers, want) in [(101, &client[..], true), (101, &client[..2], false), (200, &client[..], false), (100, &client[..], false)] {
+            assert_eq!(upgrades(status, headers), want, "{status} {headers:?}");
         }
     }
 

@@ -20,6 +20,7 @@
 //! * [`resolve`]: the effective configuration, with nginx's defaults.
 //! * [`keepalive`]: the keepalive cache policy (LIFO checkout, LRU eviction).
 //! * [`attempt`]: one request's upstream attempts, as a state machine.
+//! * [`signal`]: `nginx -s`, the signals the master handles, the pid file.
 //! * [`version`]: `nginx -V`, the profile a release runs, directives an older
 //!   release lacks, and configurations pinned to nginx 1.22's defaults.
 
@@ -40,6 +41,7 @@ pub mod profile;
 pub mod resolve;
 pub mod response;
 pub mod retry;
+pub mod signal;
 pub mod time;
 pub mod version;
 

@@ -594,6 +594,8 @@ mod tests {
             ],
             body_bytes_sent: 3,
             connection_requests: 4,
+            referer: Some("http://r/".into()),
+            user_agent: Some("t/1".into()),
         }
     }
 

@@ -116,6 +116,12 @@ pub fn client_closed_text(errno: Option<i32>, action: &str) -> String {
     format!("{CLIENT_CLOSED_EPOLL}, so upstream connection is closed too{err} while {action}")
 }
 
+/// A process-level line, with no connection (`ngx_log_error` with the
+/// cycle's log: `signal 1 (SIGHUP) received, reconfiguring`).
+pub fn process_line(time: SystemTime, pid: u32, level: Level, text: &str) -> String {
+    format!("{} [{}] {pid}#0: {text}", log_time(time), level.as_str())
+}
+
 /// A connection-level line, with no request context
 /// (`client 127.0.0.1 closed keepalive connection`).
 pub fn connection_line(time: SystemTime, pid: u32, level: Level, conn: u64, text: &str) -> String {
@@ -148,6 +154,10 @@ pub struct AccessEntry {
     pub upstream: Vec<UpstreamState>,
     pub body_bytes_sent: u64,
     pub connection_requests: u64,
+    /// The client's `Referer` and `User-Agent` (`$http_referer`,
+    /// `$http_user_agent`; "-" when absent).
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 fn secs3(d: Duration) -> String {
@@ -189,7 +199,8 @@ impl AccessEntry {
             "time_local" => time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
             "time_iso8601" => time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
             "remote_user" => "-".into(),
-            "http_referer" | "http_user_agent" => "-".into(),
+            "http_referer" => self.referer.clone().unwrap_or_else(|| "-".into()),
+            "http_user_agent" => self.user_agent.clone().unwrap_or_else(|| "-".into()),
             _ => return None,
         })
     }
@@ -265,7 +276,7 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
         request_time: Duration::ZERO,
         upstream: vec![],
         body_bytes_sent: 0,
-        connection_requests: 0,
+        connection_requests: 0, referer: None, user_agent: None,
     };
     for p in pieces(fmt) {
         if let Piece::Var(name) = p {
@@ -311,6 +322,8 @@ mod tests {
             ],
             body_bytes_sent: 3,
             connection_requests: 1,
+            referer: None,
+            user_agent: None,
         };
         assert_eq!(
             render_access("$request_method $status \"$upstream_status\" \"$upstream_response_time\" \"$upstream_connect_time\" $body_bytes_sent \"$args\"", &e),
@@ -337,7 +350,7 @@ mod tests {
             request_time: Duration::ZERO,
             upstream: vec![],
             body_bytes_sent: 0,
-            connection_requests: 0,
+            connection_requests: 0, referer: None, user_agent: None,
         };
         assert_eq!(render_access("${status}x $status.", &e), "502x 502.");
     }

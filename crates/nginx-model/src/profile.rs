@@ -37,13 +37,15 @@ pub fn default_request_headers(profile: Profile) -> Vec<(String, String)> {
 }
 
 /// The request headers after applying `proxy_set_header` lines (a line
-/// replaces a default of the same name; empty values are not sent).
+/// replaces a default of the same name and comes before the defaults;
+/// empty values are not sent).
 pub fn request_headers(profile: Profile, set_header: &[(String, String)]) -> Vec<(String, String)> {
-    let mut headers = default_request_headers(profile);
-    for (k, v) in set_header {
-        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
-            Some(h) => h.1 = v.clone(),
-            None => headers.push((k.clone(), v.clone())),
+    // ngx_http_proxy_init_headers: the proxy_set_header lines in their
+    // order (each one, repeats too), then the defaults none of them names.
+    let mut headers = set_header.to_vec();
+    for (k, v) in default_request_headers(profile) {
+        if !set_header.iter().any(|(n, _)| n.eq_ignore_ascii_case(&k)) {
+            headers.push((k, v));
         }
     }
     headers

@@ -70,6 +70,8 @@ pub struct ResolvedUpstream {
     /// The `server` lines (their defaults are filled in by the parser).
     pub peers: Vec<UpstreamServer>,
     pub keepalive: KeepaliveSettings,
+    /// `least_conn`: the balancer picks the fewest connections per weight.
+    pub least_conn: bool,
 }
 
 impl ResolvedUpstream {
@@ -119,6 +121,12 @@ pub struct ResolvedLocation {
     pub client_body_buffer_size: usize,
     /// `server_tokens`: `Server: nginx/1.22.1` or `Server: nginx`.
     pub server_tokens: bool,
+    /// `add_header` lines that apply here.
+    pub add_headers: Vec<conf::AddHeader>,
+    /// `error_page` lines that apply here.
+    pub error_pages: Vec<conf::ErrorPage>,
+    /// `proxy_intercept_errors on`.
+    pub intercept_errors: bool,
     /// The access logs a request here is written to ([`merge_access_logs`]).
     pub access_log: Vec<AccessLogSpec>,
 }
@@ -154,9 +162,45 @@ pub struct ResolvedServer {
     /// The access logs of a request no location takes (the server's
     /// own, else the http level's).
     pub access_log: Vec<AccessLogSpec>,
+    /// Locations that answer with `return` (it runs before `proxy_pass`).
+    pub returns: Vec<ReturnLocation>,
+    /// The `add_header` lines of a request no location takes.
+    pub add_headers: Vec<conf::AddHeader>,
+}
+
+/// A location whose `return` answers every request it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnLocation {
+    pub matcher: Match,
+    pub path: String,
+    pub ret: conf::Return,
+    pub access_log: Vec<AccessLogSpec>,
+    pub server_tokens: bool,
+    pub add_headers: Vec<conf::AddHeader>,
+}
+
+/// Which location takes a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Route<'a> {
+    Proxy(&'a ResolvedLocation),
+    Return(&'a ReturnLocation),
 }
 
 impl ResolvedServer {
+    /// The location for a URI path among the proxied and the `return`
+    /// ones: an exact match, else the longest prefix
+    /// (`ngx_http_core_find_location`, without regex locations).
+    pub fn route(&self, path: &str) -> Option<Route<'_>> {
+        let fits = |m: Match, p: &str| match m {
+            Match::Exact => path == p,
+            Match::Prefix => path.starts_with(p),
+        };
+        let key = |m: Match, p: &str| (m == Match::Exact, p.len());
+        let proxied = self.locations.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
+        let returns = self.returns.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Return(l)));
+        proxied.chain(returns).max_by_key(|(k, _)| *k).map(|(_, r)| r)
+    }
+
     /// The location for a URI path: an exact match, else the longest prefix
     /// (`ngx_http_core_find_location`, without regex locations).
     pub fn location_for(&self, path: &str) -> Option<&ResolvedLocation> {
@@ -175,7 +219,14 @@ impl ResolvedServer {
 pub struct AccessLogSpec {
     pub path: String,
     pub format: String,
+    /// nginx's default log: no `access_log` at this level or above
+    /// ([`DEFAULT_ACCESS_LOG`], combined).
+    pub implicit: bool,
 }
+
+/// `NGX_HTTP_LOG_PATH` as nginx's source sets it (relative to the prefix;
+/// Debian's build says /var/log/nginx/access.log).
+pub const DEFAULT_ACCESS_LOG: &str = "logs/access.log";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -197,6 +248,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         .upstreams
         .iter()
         .map(|u| ResolvedUpstream {
+            least_conn: u.least_conn,
             name: u.name.clone(),
             peers: u.servers.clone(),
             keepalive: KeepaliveSettings {
@@ -214,8 +266,14 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
     let mut access_logs: Vec<AccessLogSpec> = Vec::new();
     let mut specs = |lines: &[AccessLog], notes: &mut Vec<(String, Pos)>| -> Result<Vec<AccessLogSpec>, ResolveError> {
         let mut out = Vec::new();
+        // ngx_http_log_merge_loc_conf: no access_log here nor above (not
+        // even `off`) is nginx's default log, in the combined format.
+        let default = [AccessLog { path: Some(DEFAULT_ACCESS_LOG.into()), format: "combined".into(), pos: Pos::default() }];
+        let implicit = lines.is_empty();
+        let lines = if implicit { &default[..] } else { lines };
         for a in merge_access_logs(lines) {
-            if let Some(spec) = access_spec(cfg, a, notes)? {
+            if let Some(mut spec) = access_spec(cfg, a, notes)? {
+                spec.implicit = implicit;
                 if !access_logs.contains(&spec) {
                     access_logs.push(spec.clone());
                 }
@@ -228,7 +286,20 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
         let server_logs: &[AccessLog] = if srv.access_log.is_empty() { &cfg.access_log } else { &srv.access_log };
         let mut locations = Vec::new();
+        let mut returns = Vec::new();
         for loc in &srv.locations {
+            if let Some(ret) = &loc.ret {
+                let p = loc.proxy.merged_over(&server_proxy);
+                returns.push(ReturnLocation {
+                    matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+                    path: loc.path.clone(),
+                    ret: ret.clone(),
+                    access_log: specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?,
+                    server_tokens: p.server_tokens.unwrap_or(true),
+                    add_headers: p.add_header.clone().unwrap_or_default(),
+                });
+                continue;
+            }
             match location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile) {
                 Ok(mut l) => {
                     l.access_log = specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?;
@@ -239,7 +310,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             }
         }
         let access_log = specs(server_logs, &mut notes)?;
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns, add_headers: server_proxy.add_header.clone().unwrap_or_default() });
     }
     Ok(Resolved {
         profile,
@@ -290,7 +361,7 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
             .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
     };
     match logs::check_format(&format) {
-        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format })),
+        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format, implicit: false })),
         Err(e) => {
             let note = (format!("the access_log (its log_format: {e})"), a.pos.clone());
             if !notes.contains(&note) {
@@ -322,6 +393,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
             // `proxy_pass http://host:port` without an upstream block: an
             // implicit upstream of one server, never a keepalive cache.
             upstreams.push(ResolvedUpstream {
+                least_conn: false,
                 name,
                 peers: vec![UpstreamServer { pos: p.pass_pos.clone(), ..UpstreamServer::new(u.addr(HTTP_PORT)) }],
                 keepalive: KeepaliveSettings {
@@ -353,6 +425,9 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),
+        add_headers: p.add_header.clone().unwrap_or_default(),
+        error_pages: p.error_pages.clone().unwrap_or_default(),
+        intercept_errors: p.intercept_errors.unwrap_or(false),
         access_log: Vec::new(),
     })
 }
@@ -460,7 +535,27 @@ mod tests {
         assert_eq!((files(&r.servers[0].access_log), files(&r.servers[1].access_log)), ("h.log combined".into(), "s.log short".into()));
         assert_eq!(files(&r.access_logs), "a.log short, a2.log combined, h.log combined, s.log short", "each file once");
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; access_log logs/$host.log; access_log syslog:server=127.0.0.1; }\n }\n}\n", Profile::Legacy);
-        assert!(r.access_logs.is_empty() && r.notes.len() == 2, "{:?}", r.notes);
+        // The server itself has none: its requests go to nginx's default log.
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        assert_eq!(r.access_logs.iter().map(|a| (a.path.as_str(), a.implicit)).collect::<Vec<_>>(), [(DEFAULT_ACCESS_LOG, true)]);
+    }
+
+    /// `ngx_http_log_merge_loc_conf`: with no access_log at a level nor
+    /// above it, nginx writes logs/access.log in the combined format;
+    /// `off` anywhere above is not "none".
+    #[test]
+    fn default_access_log() {
+        let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true };
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert_eq!(r.servers[0].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
+        assert_eq!(r.servers[0].access_log, std::slice::from_ref(&combined));
+        assert_eq!(r.access_logs, std::slice::from_ref(&combined));
+        let r = resolved("events {}\nhttp {\n access_log off;\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert!(r.access_logs.is_empty());
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; access_log a.log; }\n }\n server {\n  listen 2;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert_eq!(r.servers[1].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
+        assert_eq!(r.servers[0].access_log, [combined]);
+        assert!(!r.servers[0].location_for("/").unwrap().access_log[0].implicit);
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is

@@ -472,13 +472,22 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
 pub fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Time-out",
+        409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range Not Satisfiable",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         494 => "Request Header Or Cookie Too Large",
         499 => "Client Closed Request",
@@ -488,6 +497,7 @@ pub fn reason(status: u16) -> &'static str {
         503 => "Service Temporarily Unavailable",
         504 => "Gateway Time-out",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "",
     }
 }
@@ -523,6 +533,183 @@ pub fn error_response(status: u16, client: ClientSide, date: &str) -> (Vec<u8>, 
     (out, keep)
 }
 
+/// The status line nginx writes for a status it sets itself
+/// (`ngx_http_status_lines` in `ngx_http_header_filter`): the code and the
+/// reason, or the code and a space for a code the table lacks.
+pub fn own_status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        s => reason(s),
+    };
+    if reason.is_empty() {
+        format!("{status} ")
+    } else {
+        format!("{status} {reason}")
+    }
+}
+
+/// A redirect status: `return CODE URL` sets Location (`ngx_http_send_response`).
+pub fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The title of nginx's page for a redirect (`ngx_http_error_30x_page`:
+/// 302's page says "Found" though its status line says "Moved Temporarily").
+fn redirect_title(status: u16) -> &'static str {
+    match status {
+        301 => "301 Moved Permanently",
+        302 => "302 Found",
+        303 => "303 See Other",
+        307 => "307 Temporary Redirect",
+        _ => "308 Permanent Redirect",
+    }
+}
+
+/// `Content-Type` for a response nginx makes from a URI
+/// (`ngx_http_set_content_type`): without a `types` block, nginx's
+/// built-in types (html, gif, jpg), else `default_type` (text/plain).
+pub fn content_type_for(uri_path: &str) -> &'static str {
+    let ext = uri_path.rsplit('/').next().and_then(|f| f.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("html") => "text/html",
+        Some("gif") => "image/gif",
+        Some("jpg") => "image/jpeg",
+        _ => "text/plain",
+    }
+}
+
+/// What a `return` sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnAnswer {
+    pub bytes: Vec<u8>,
+    pub status: u16,
+    pub keepalive: bool,
+    /// `$body_bytes_sent`.
+    pub body_bytes: u64,
+}
+
+/// `ngx_http_script_return_code` → `ngx_http_send_response`, or the
+/// special response (`ngx_http_special_response_handler`):
+/// * a code under 400, or any code with text: the text as the body with
+///   `Content-Type` from the URI, except
+/// * 301, 302, 303, 307, 308: the text is the Location (a path made
+///   absolute against `base`, `http://host[:port]`: `absolute_redirect
+///   on`) and the body is nginx's page for the code;
+/// * a code of 400 or more without text: nginx's error page.
+pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str, client: ClientSide, date: &str) -> ReturnAnswer {
+    if code >= 400 && text.is_none() {
+        let (bytes, keepalive) = error_response(code, client, date);
+        let body_bytes = if client.head_request { 0 } else { error_page(code, client.server_tokens).len() as u64 };
+        return ReturnAnswer { bytes, status: code, keepalive, body_bytes };
+    }
+    let (content_type, location, body) = if is_redirect(code) {
+        let t = redirect_title(code);
+        let tail = if client.server_tokens { NGINX_VERSION } else { "nginx" };
+        let page = format!("<html>\r\n<head><title>{t}</title></head>\r\n<body>\r\n<center><h1>{t}</h1></center>\r\n<hr><center>{tail}</center>\r\n</body>\r\n</html>\r\n");
+        let to = text.unwrap_or("");
+        let location = if to.starts_with('/') { format!("{base}{to}") } else { to.to_string() };
+        ("text/html", Some(location), page)
+    } else {
+        (content_type_for(uri_path), None, text.unwrap_or("").to_string())
+    };
+    let keepalive = if code >= 400 { error_keeps_connection(code, client.keepalive) } else { client.keepalive };
+    // ngx_http_header_filter: a 204 has no Content-Type, no length, no body.
+    let no_content = code == 204;
+    let mut h = format!("HTTP/1.1 {}\r\n{}Date: {date}\r\n", own_status_line(code), server_line(client.server_tokens));
+    if !no_content {
+        h.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
+    }
+    // A path is made absolute and written before Connection; a URL is
+    // one of the response's other headers, written after it.
+    let (relative, absolute) = match location {
+        Some(l) if text.is_some_and(|t| t.starts_with('/')) => (Some(l), None),
+        other => (None, other),
+    };
+    if let Some(l) = relative {
+        h.push_str(&format!("Location: {l}\r\n"));
+    }
+    h.push_str(if keepalive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
+    if let Some(l) = absolute {
+        h.push_str(&format!("Location: {l}\r\n"));
+    }
+    h.push_str("\r\n");
+    let mut bytes = h.into_bytes();
+    let mut body_bytes = 0;
+    if !client.head_request && !no_content {
+        bytes.extend_from_slice(body.as_bytes());
+        body_bytes = body.len() as u64;
+    }
+    ReturnAnswer { bytes, status: code, keepalive, body_bytes }
+}
+
+/// The `error_page` line for a status (`ngx_http_special_response_handler`:
+/// the first that lists it).
+pub fn error_page_for(status: u16, pages: &[crate::conf::ErrorPage]) -> Option<&crate::conf::ErrorPage> {
+    pages.iter().find(|p| p.codes.contains(&status))
+}
+
+/// `ngx_http_upstream_intercept_errors`: an upstream's status of 300 or
+/// more is replaced by nginx's handling (its error_page) only with
+/// `proxy_intercept_errors on` and an `error_page` for that status.
+pub fn intercepts(status: u16, intercept_errors: bool, pages: &[crate::conf::ErrorPage]) -> bool {
+    status >= 300 && intercept_errors && error_page_for(status, pages).is_some()
+}
+
+/// The status an error page is sent with (`ngx_http_send_error_page`,
+/// `r->err_status`): the error's, `=CODE`'s, or with `=` the target's.
+pub fn error_page_status(error: u16, page: &crate::conf::ErrorPage, target: u16) -> u16 {
+    match page.overwrite {
+        None => error,
+        Some(0) => target,
+        Some(n) => n,
+    }
+}
+
+/// A response with its status line replaced (`ngx_http_header_filter`
+/// writes `r->err_status` when set).
+pub fn with_status(mut bytes: Vec<u8>, status: u16) -> Vec<u8> {
+    if let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") {
+        let line = format!("HTTP/1.1 {}", own_status_line(status));
+        bytes.splice(..end, line.into_bytes());
+    }
+    bytes
+}
+
+/// `ngx_http_headers_filter`: the `add_header` lines for a response of
+/// `status`, as header lines. Without `always` a line is added only for
+/// 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308; an empty value
+/// adds nothing (`ngx_http_add_header`).
+pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader]) -> Vec<u8> {
+    let safe = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    let mut out = Vec::new();
+    for h in lines.iter().filter(|h| (safe || h.always) && !h.value.is_empty()) {
+        out.extend_from_slice(format!("{}: {}\r\n", h.name, h.value).as_bytes());
+    }
+    out
+}
+
+/// A response's bytes with `extra` header lines at the end of its head
+/// (the headers list is written last by `ngx_http_header_filter`).
+pub fn insert_headers(mut bytes: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    if extra.is_empty() {
+        return bytes;
+    }
+    if let Some(p) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        bytes.splice(p + 2..p + 2, extra.iter().copied());
+    }
+    bytes
+}
+
 /// One chunk of `ngx_http_chunked_body_filter`: hex size, CRLF, data, CRLF.
 pub fn chunk(data: &[u8]) -> Vec<u8> {
     let mut out = format!("{:x}\r\n", data.len()).into_bytes();
@@ -543,6 +730,62 @@ mod tests {
             HeadParse::Done(h, _) => h,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn return_answers() {
+        let c = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true };
+        let d = "D";
+        let text = |a: ReturnAnswer| String::from_utf8(a.bytes).unwrap();
+        let s = "Server: nginx/1.22.1\r\nDate: D\r\n";
+        let table: [(u16, Option<&str>, &str, String); 6] = [
+            (200, Some("hello"), "/x", format!("HTTP/1.1 200 OK\r\n{s}Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello")),
+            (200, Some("<b>"), "/a.html", format!("HTTP/1.1 200 OK\r\n{s}Content-Type: text/html\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n<b>")),
+            (299, None, "/x", format!("HTTP/1.1 299 \r\n{s}Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n")),
+            (403, Some("no"), "/x", format!("HTTP/1.1 403 Forbidden\r\n{s}Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nno")),
+            (302, Some("/new"), "/x", format!("HTTP/1.1 302 Moved Temporarily\r\n{s}Content-Type: text/html\r\nContent-Length: 145\r\nLocation: http://lab:8080/new\r\nConnection: keep-alive\r\n\r\n<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n")),
+            (404, None, "/x", text_of(error_response(404, c, d).0)),
+        ];
+        for (code, t, uri, want) in table {
+            assert_eq!(text(return_response(code, t, uri, "http://lab:8080", c, d)), want, "{code} {t:?}");
+        }
+        let a = return_response(301, Some("https://e.example/"), "/x", "http://lab", c, d);
+        assert!(text(a.clone()).contains("\r\nLocation: https://e.example/\r\n"), "{}", text(a));
+        assert!(!return_response(400, None, "/x", "", c, d).keepalive);
+        let head = ClientSide { head_request: true, ..c };
+        assert_eq!(return_response(200, Some("hello"), "/x", "", head, d).body_bytes, 0);
+    }
+
+    #[test]
+    fn add_header_by_status() {
+        use crate::conf::AddHeader;
+        let h = |name: &str, value: &str, always: bool| AddHeader { name: name.into(), value: value.into(), always };
+        let lines = [h("X-A", "1", false), h("X-B", "2", true), h("X-Empty", "", true)];
+        for (status, want) in [(200, "X-A: 1\r\nX-B: 2\r\n"), (204, "X-A: 1\r\nX-B: 2\r\n"), (304, "X-A: 1\r\nX-B: 2\r\n"), (308, "X-A: 1\r\nX-B: 2\r\n"), (202, "X-B: 2\r\n"), (404, "X-B: 2\r\n"), (502, "X-B: 2\r\n"), (101, "X-B: 2\r\n")] {
+            assert_eq!(String::from_utf8(added_headers(status, &lines)).unwrap(), want, "{status}");
+        }
+        assert_eq!(insert_headers(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody\r\n\r\n".to_vec(), b"X: y\r\n"), b"HTTP/1.1 200 OK\r\nA: b\r\nX: y\r\n\r\nbody\r\n\r\n".to_vec());
+        assert_eq!(insert_headers(b"H\r\n\r\n".to_vec(), b""), b"H\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn error_pages_and_interception() {
+        use crate::conf::ErrorPage;
+        let page = |codes: &[u16], overwrite, uri: &str| ErrorPage { codes: codes.to_vec(), overwrite, uri: uri.into() };
+        let pages = [page(&[502, 504], None, "/down"), page(&[404], Some(200), "/nf"), page(&[500], Some(0), "/x"), page(&[502], Some(503), "/never")];
+        assert_eq!(error_page_for(502, &pages).unwrap().uri, "/down", "the first that lists it");
+        assert!(error_page_for(503, &pages).is_none());
+        for (status, on, want) in [(502, true, true), (502, false, false), (503, true, false), (404, true, true), (200, true, false)] {
+            assert_eq!(intercepts(status, on, &pages), want, "{status} {on}");
+        }
+        assert_eq!(error_page_status(502, &pages[0], 200), 502);
+        assert_eq!(error_page_status(404, &pages[1], 403), 200);
+        assert_eq!(error_page_status(500, &pages[2], 201), 201);
+        assert_eq!(with_status(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nx".to_vec(), 502), b"HTTP/1.1 502 Bad Gateway\r\nA: b\r\n\r\nx".to_vec());
+    }
+
+    fn text_of(b: Vec<u8>) -> String {
+        String::from_utf8(b).unwrap()
     }
 
     #[test]

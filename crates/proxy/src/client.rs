@@ -14,7 +14,7 @@ use crate::upstream::BodyReader;
 use nginx_model::failure::BodyFailure;
 use nginx_model::http::RequestVars;
 use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
-use nginx_model::resolve::ResolvedLocation;
+use nginx_model::resolve::{ResolvedLocation, Route};
 use nginx_model::response::{self, ClientSide, UpstreamBody, POSTPONE_OUTPUT};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,6 +79,9 @@ pub struct ClientRequest {
     /// The access logs this request is written to: its server's until a
     /// location takes it, then the location's.
     access_log: Vec<nginx_model::resolve::AccessLogSpec>,
+    /// `$http_referer`, `$http_user_agent`.
+    referer: Option<String>,
+    user_agent: Option<String>,
 }
 
 impl ClientRequest {
@@ -111,6 +114,8 @@ impl ClientRequest {
             upstream: upstream.to_vec(),
             body_bytes_sent,
             connection_requests: self.conn_requests,
+            referer: self.referer.clone(),
+            user_agent: self.user_agent.clone(),
         }
     }
 }
@@ -161,16 +166,26 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
         // The request head.
         let parsed = loop {
             if !c.rbuf.is_empty() {
+                if let Some(text) = nginx_model::http::invalid_method(&c.rbuf) {
+                    break Err(text);
+                }
                 match parse_request(&c.rbuf) {
                     Ok(Some(r)) => break Ok(r),
                     Ok(None) if c.rbuf.len() < MAX_HEAD => {}
-                    Ok(None) | Err(()) => break Err(()),
+                    Ok(None) | Err(()) => break Err(nginx_model::http::INVALID_REQUEST),
                 }
             }
             // Idle between requests: keepalive_timeout; within a head:
             // client_header_timeout.
             let limit = if c.rbuf.is_empty() && requests > 0 { KEEPALIVE_TIMEOUT } else { CLIENT_HEADER_TIMEOUT };
-            match c.fill(limit).await {
+            // ngx_close_idle_connections: a graceful quit or a reload closes
+            // the keepalive connections waiting for a next request.
+            let idle = c.rbuf.is_empty() && requests > 0;
+            let filled = tokio::select! {
+                r = c.fill(limit) => r,
+                _ = rt.retire.cancelled(), if idle => return,
+            };
+            match filled {
                 Ok(0) | Err(_) => {
                     if requests > 0 && c.rbuf.is_empty() {
                         let text = format!("client {} closed keepalive connection", client.ip());
@@ -182,15 +197,42 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             }
         };
         requests += 1;
-        let Ok((req, used)) = parsed else {
+        let (req, used) = match parsed {
+            Ok(r) => r,
+            Err(text) => {
+            // ngx_http_process_request_line: an [info] line without the
+            // request, then the 400 page and an access line whose $request
+            // is the raw line up to CR or LF (ngx_http_variable_request_line).
+            let start = c.rbuf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
+            let line_end = c.rbuf[start..].iter().position(|&b| b == b'\r' || b == b'\n').map_or(c.rbuf.len(), |p| start + p);
+            let raw = String::from_utf8_lossy(&c.rbuf[start..line_end]).into_owned();
+            let srv = &rt.servers[server];
+            let creq = ClientRequest {
+                no: rt.next_request.fetch_add(1, Ordering::SeqCst),
+                ctx: RequestCtx { conn: conn_no, client: client.ip().to_string(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new() },
+                method: String::new(),
+                uri: String::new(),
+                upstream_uri: String::new(),
+                // r->uri was never set: `$uri` is not found, logged as "-".
+                path: "-".into(),
+                args: String::new(),
+                conn_requests: requests,
+                start: Instant::now(),
+                access_log: srv.conf.access_log.clone(),
+                referer: None,
+                user_agent: None,
+            };
+            creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
-            let (bytes, _) = response::error_response(400, side, &http_date());
-            let _ = c.stream.write_all(&bytes).await;
+            error_answer(&rt, &mut c, &creq, &[], 400, side, &srv.conf.add_headers).await;
             return;
+            }
         };
         c.rbuf.drain(..used);
         let keep = handle(&rt, server, &mut c, client, conn_no, requests, req).await;
-        if !keep {
+        // ngx_http_set_keepalive: once nginx is exiting, a finished request
+        // closes its connection.
+        if !keep || (rt.retire.is_cancelled() && c.rbuf.is_empty()) {
             let _ = c.stream.shutdown().await;
             return;
         }
@@ -266,6 +308,8 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         conn_requests,
         start: Instant::now(),
         access_log: srv.conf.access_log.clone(),
+        referer: req.header("referer").map(str::to_string),
+        user_agent: req.header("user-agent").map(str::to_string),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
@@ -278,11 +322,35 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         creq.path.clear();
         creq.log(rt, Level::Info, "client sent invalid request while reading client request line", None);
         let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true };
-        return error_answer(rt, c, &creq, &[], 400, side).await;
+        return error_answer(rt, c, &creq, &[], 400, side, &srv.conf.add_headers).await;
     };
-    let Some(loc) = srv.conf.location_for(&creq.path) else {
-        let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
-        return error_answer(rt, c, &creq, &[], 404, side).await;
+    let loc = match srv.conf.route(&creq.path) {
+        Some(Route::Proxy(loc)) => loc,
+        Some(Route::Return(r)) => {
+            // ngx_http_rewrite_return, in the rewrite phase: no upstream,
+            // the body (if any) discarded.
+            creq.access_log.clone_from(&r.access_log);
+            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens };
+            // absolute_redirect on, server_name_in_redirect off: the Host
+            // header's name, and the port unless 80 (ngx_http_header_filter).
+            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
+            let name = if name.is_empty() { srv.conf.name.as_str() } else { name };
+            let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
+            let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
+            let a = response::return_response(r.ret.code, r.ret.text.as_deref(), &creq.path, &base, side, &http_date());
+            let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers));
+            let _ = c.stream.write_all(&bytes).await;
+            creq.log_access(rt, a.status, &[], a.body_bytes);
+            rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
+            if let Some(n) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+                discard(c, n).await;
+            }
+            return a.keepalive;
+        }
+        None => {
+            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
+            return error_answer(rt, c, &creq, &[], 404, side, &srv.conf.add_headers).await;
+        }
     };
     creq.access_log.clone_from(&loc.access_log);
     creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.uri, &uri, &creq.args, raw_path.contains('%'));
@@ -291,7 +359,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     let declared: Option<u64> = match req.header("content-length") {
         Some(v) => match v.trim().parse() {
             Ok(n) => Some(n),
-            Err(_) => return error_answer(rt, c, &creq, &[], 400, side).await,
+            Err(_) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
         },
         None => None,
     };
@@ -300,7 +368,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     if let Some(n) = declared {
         if loc.client_max_body_size > 0 && n > loc.client_max_body_size {
             creq.log(rt, Level::Error, &format!("client intended to send too large body: {n} bytes"), None);
-            let keep = error_answer(rt, c, &creq, &[], 413, side).await;
+            let keep = error_answer(rt, c, &creq, &[], 413, side, &loc.add_headers).await;
             discard(c, n).await;
             return keep;
         }
@@ -309,14 +377,14 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Ok(b) => b,
         Err(BodyError::TooLarge(n)) => {
             creq.log(rt, Level::Error, &format!("client intended to send too large chunked body: {n} bytes"), None);
-            return error_answer(rt, c, &creq, &[], 413, side).await;
+            return error_answer(rt, c, &creq, &[], 413, side, &loc.add_headers).await;
         }
-        Err(BodyError::Bad) => return error_answer(rt, c, &creq, &[], 400, side).await,
+        Err(BodyError::Bad) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
         Err(BodyError::Gone) => return false,
-        Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side).await,
+        Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
     let up = rt.upstreams[loc.upstream].clone();
-    let vars = RequestVars { http_host: host, remote_addr: creq.ctx.client.clone() };
+    let vars = RequestVars { http_host: host.clone(), remote_addr: creq.ctx.client.clone() };
     let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, &req.headers, body.len(), &vars);
     match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
@@ -326,7 +394,43 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         }
         Answer::Error { status, attempts } => {
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
-            error_answer(rt, c, &creq, attempts.states(), status, side).await
+            if let Some((page, target)) = error_page_target(&srv.conf, status, &loc.error_pages) {
+                return error_page_answer(rt, c, &mut creq, side, status, attempts.states(), page, target, &host).await;
+            }
+            error_answer(rt, c, &creq, attempts.states(), status, side, &loc.add_headers).await
+        }
+        // ngx_http_upstream_intercept_errors: the upstream's error is
+        // replaced by the error page; its connection is closed unread.
+        Answer::Pass { status, mut attempts, conn, head: Some(h), .. }
+            if response::intercepts(h.status, loc.intercept_errors, &loc.error_pages) && error_page_target(&srv.conf, h.status, &loc.error_pages).is_some() =>
+        {
+            drop(conn);
+            attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
+            pass::write_log(rt, &creq, attempts.take_log());
+            let (page, target) = error_page_target(&srv.conf, h.status, &loc.error_pages).expect("checked in the guard");
+            error_page_answer(rt, c, &mut creq, side, h.status, attempts.states(), page, target, &host).await
+        }
+        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &req.headers) => {
+            let ch = response::client_head(&h, side, &http_date());
+            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
+            attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
+            pass::write_log(rt, &creq, attempts.take_log());
+            // ngx_http_upstream_process_upgraded: the idle tunnel's upstream
+            // read timer (proxy_read_timeout) is logged at info
+            // (ngx_connection_error), an upstream's recv() error at error.
+            let ended = match out.end {
+                TunnelEnd::Closed => None,
+                TunnelEnd::TimedOut => Some((Level::Info, "upstream timed out (110: Connection timed out)".to_string())),
+                TunnelEnd::UpstreamError(e) => Some((Level::Error, format!("recv() failed ({e}: {})", nginx_model::failure::strerror(e)))),
+            };
+            if let Some((level, text)) = ended {
+                let line = body_line(level, format!("{text} while proxying upgraded connection"), &conn.peer.to_string());
+                creq.log(rt, line.level, &line.text, Some(&line.upstream));
+            }
+            creq.log_access(rt, status, attempts.states(), out.body_bytes);
+            rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: false });
+            false
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
             let out = respond(rt, c, &creq, loc, side, head.as_ref(), buf, &mut conn).await;
@@ -353,8 +457,9 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
 
 /// nginx's own answer: its error page, the access line, keepalive per
 /// `ngx_http_special_response_handler`.
-async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide) -> bool {
+async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
     let (bytes, keep) = response::error_response(status, side, &http_date());
+    let bytes = response::insert_headers(bytes, &response::added_headers(status, add));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
     creq.log_access(rt, status, upstream, page);
@@ -449,6 +554,110 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
     })
 }
 
+/// The `error_page` for `status` and the location its URI reaches, when
+/// that location answers with `return` (the only targets emulated: one
+/// that proxies again, a named location or a URL is not).
+fn error_page_target<'a>(srv: &'a nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<(&'a nginx_model::conf::ErrorPage, &'a nginx_model::resolve::ReturnLocation)> {
+    let page = response::error_page_for(status, pages)?;
+    let path = page.uri.split('?').next().unwrap_or("");
+    match srv.route(path)? {
+        Route::Return(r) => Some((page, r)),
+        Route::Proxy(_) => None,
+    }
+}
+
+/// `ngx_http_send_error_page`: an internal redirect (GET) to the page's
+/// URI, answered by that location's `return`, sent with the error's status
+/// (or the `=` one); the access line names the new `$uri` and is written
+/// to that location's logs.
+#[allow(clippy::too_many_arguments)]
+async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation, host: &str) -> bool {
+    let path = page.uri.split('?').next().unwrap_or("").to_string();
+    let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
+    let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
+    let a = response::return_response(target.ret.code, target.ret.text.as_deref(), &path, &base, side, &http_date());
+    let final_status = response::error_page_status(status, page, a.status);
+    let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
+    let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers));
+    let _ = c.stream.write_all(&bytes).await;
+    creq.path = path;
+    creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
+    creq.access_log.clone_from(&target.access_log);
+    creq.log_access(rt, final_status, upstream, a.body_bytes);
+    rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: final_status, body_bytes: a.body_bytes, truncated: false });
+    a.keepalive
+}
+
+/// How a tunnel ended.
+struct Tunneled {
+    /// Bytes sent to the client after the 101 head.
+    body_bytes: u64,
+    end: TunnelEnd,
+}
+
+enum TunnelEnd {
+    /// A side closed (or the client failed: nginx logs that at info, not emulated).
+    Closed,
+    TimedOut,
+    /// The upstream's recv() failed with this errno.
+    UpstreamError(i32),
+}
+
+/// `ngx_http_upstream_upgrade` and `_process_upgraded`: the 101 head, then
+/// bytes both ways (the client's bytes that came behind the request head
+/// first) until either side closes or fails, or nothing moves for
+/// `idle` (proxy_read_timeout on the upstream read); then both close.
+async fn tunnel(c: &mut Conn, head: Vec<u8>, preread: bytes::BytesMut, up: &mut crate::keepalive::UpstreamConn, idle: Duration) -> Tunneled {
+    let mut out = Tunneled { body_bytes: 0, end: TunnelEnd::Closed };
+    if c.stream.write_all(&head).await.is_err() {
+        return out;
+    }
+    if !preread.is_empty() {
+        if c.stream.write_all(&preread).await.is_err() {
+            return out;
+        }
+        out.body_bytes += preread.len() as u64;
+    }
+    if !c.rbuf.is_empty() {
+        let early = std::mem::take(&mut c.rbuf);
+        if up.stream.write_all(&early).await.is_err() {
+            return out;
+        }
+    }
+    let (mut from_client, mut from_up) = (vec![0u8; 16384], vec![0u8; 16384]);
+    loop {
+        let moved = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = c.stream.read(&mut from_client) => match r {
+                    Ok(n) if n > 0 => up.stream.write_all(&from_client[..n]).await.is_ok().then_some(0).ok_or(None),
+                    _ => Err(None),
+                },
+                r = up.stream.read(&mut from_up) => match r {
+                    Ok(n) if n > 0 => c.stream.write_all(&from_up[..n]).await.is_ok().then_some(n as u64).ok_or(None),
+                    Ok(_) => Err(None),
+                    Err(e) => Err(Some(nginx_model::failure::errno_of(&e))),
+                },
+            }
+        })
+        .await;
+        match moved {
+            Ok(Ok(n)) => out.body_bytes += n,
+            Ok(Err(errno)) => {
+                if let Some(e) = errno {
+                    out.end = TunnelEnd::UpstreamError(e);
+                }
+                return out;
+            }
+            Err(_) => {
+                out.end = TunnelEnd::TimedOut;
+                return out;
+            }
+        }
+    }
+}
+
 /// How a passed response ended.
 struct Passed {
     upstream_result: Result<(), BodyFailure>,
@@ -516,8 +725,9 @@ async fn respond(
     let (body_kind, chunked, keepalive, send_body) = match head {
         Some(h) => {
             let ch = response::client_head(h, side, &http_date());
-            out.head_left = ch.bytes.len();
-            out.pending = ch.bytes;
+            let bytes = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            out.head_left = bytes.len();
+            out.pending = bytes;
             (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)
         }
         // HTTP/0.9: no head, the bytes as they come, then close.

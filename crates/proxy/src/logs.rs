@@ -28,6 +28,9 @@ struct LogsInner {
     error_file: Option<File>,
     /// Each access log file, by its path as nginx.conf writes it.
     access_files: Vec<(String, File)>,
+    /// The paths opened, for a reopen (SIGUSR1).
+    error_path: Option<PathBuf>,
+    access_paths: Vec<(String, PathBuf)>,
 }
 
 impl Logs {
@@ -36,12 +39,12 @@ impl Logs {
         let open = |p: &PathBuf| OpenOptions::new().create(true).append(true).open(p);
         let error_file = error_path.as_ref().map(open).transpose()?;
         let mut access_files: Vec<(String, File)> = Vec::new();
-        for (key, p) in access {
-            if !access_files.iter().any(|(k, _)| *k == key) {
-                access_files.push((key, open(&p)?));
+        for (key, p) in &access {
+            if !access_files.iter().any(|(k, _)| k == key) {
+                access_files.push((key.clone(), open(p)?));
             }
         }
-        let inner = LogsInner { retention, errors: VecDeque::new(), access: VecDeque::new(), error_file, access_files };
+        let inner = LogsInner { retention, errors: VecDeque::new(), access: VecDeque::new(), error_file, access_files, error_path, access_paths: access };
         Ok(Logs { inner: Arc::new(Mutex::new(inner)) })
     }
 
@@ -67,6 +70,23 @@ impl Logs {
         }
         let keep = g.retention;
         retain(&mut g.access, e, keep);
+    }
+
+    /// `ngx_reopen_files` (SIGUSR1): every file opened again by its path
+    /// (a rotated file is left alone, a new one created).
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let open = |p: &PathBuf| OpenOptions::new().create(true).append(true).open(p);
+        let mut g = self.inner.lock();
+        if let Some(p) = g.error_path.clone() {
+            g.error_file = Some(open(&p)?);
+        }
+        let paths = g.access_paths.clone();
+        for (key, f) in g.access_files.iter_mut() {
+            if let Some((_, p)) = paths.iter().find(|(k, _)| k == key) {
+                *f = open(p)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn errors(&self) -> Vec<String> {

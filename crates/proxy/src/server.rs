@@ -37,7 +37,8 @@ pub enum StartError {
     ListenNotFound { addr: String, pos: Pos },
     #[error("bind() to {addr} failed ({source})")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("open() \"{}\" failed ({source})", path.display())]
+    /// nginx's wording: `(2: No such file or directory)`.
+    #[error("open() \"{}\" failed ({})", path.display(), nginx_model::include::errno_text(source))]
     LogFile { path: PathBuf, source: io::Error },
     /// nginx could not allocate what a directive asks for.
     #[error("malloc({bytes}) failed (12: Cannot allocate memory)")]
@@ -104,11 +105,16 @@ pub struct ProxyOptions {
     /// for `127.0.0.1:0`, an ephemeral port, which nginx.conf cannot say:
     /// nginx rejects port 0).
     pub listen_override: Option<SocketAddr>,
+    /// Write nginx's default access log (logs/access.log under the prefix,
+    /// combined) where no access_log applies, as nginx does: the `proxy`
+    /// binary does; an embedded proxy (the harness) writes only the files
+    /// its configuration names, and keeps the lines in memory.
+    pub default_access_log: bool,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
-        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB, listen_override: None }
+        ProxyOptions { profile: Profile::Legacy, prefix: PathBuf::from("."), epoch: Instant::now(), retention: Retention::LAB, listen_override: None, default_access_log: false }
     }
 }
 
@@ -136,6 +142,9 @@ pub(crate) struct Runtime {
     pub(crate) body_temp: PathBuf,
     /// The temp file counter (`ngx_next_temp_number`).
     pub(crate) next_temp: AtomicU64,
+    /// Cancelled when this run time is replaced (reload) or the proxy
+    /// quits gracefully: its keepalive connections close once idle.
+    pub(crate) retire: CancellationToken,
 }
 
 /// The run-time model of a resolved configuration: host names resolved,
@@ -166,7 +175,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         upstreams.push(Arc::new(UpstreamRt {
             name: u.name.clone(),
             conf: u.clone(),
-            rr: Mutex::new(RoundRobin::new(primary, backup)),
+            rr: Mutex::new(RoundRobin { least_conn: u.least_conn, ..RoundRobin::new(primary, backup) }),
             cache: Keepalive::new(u.keepalive, events.clone()),
         }));
     }
@@ -196,7 +205,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         }
     };
     let error_path = r.error_log.as_deref().map(in_prefix);
-    let access: Vec<(String, PathBuf)> = r.access_logs.iter().map(|a| (a.path.clone(), in_prefix(&a.path))).collect();
+    let access: Vec<(String, PathBuf)> = r.access_logs.iter().filter(|a| !a.implicit || opts.default_access_log).map(|a| (a.path.clone(), in_prefix(&a.path))).collect();
     // nginx opens every log file at -t too; name the one that failed.
     for path in error_path.iter().chain(access.iter().map(|a| &a.1)) {
         std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| StartError::LogFile { path: path.clone(), source })?;
@@ -217,7 +226,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
 pub fn check_config(cfg: &Config, opts: &ProxyOptions) -> Result<(), StartError> {
     let r = resolve::resolve(cfg, opts.profile)?;
     // What nginx creates at -t: temp directories (created, as nginx does)
-    // and the pid file (only its name is tried: the proxy writes none).
+    // and the pid file (only its name is tried here: the running binary writes it).
     for f in &cfg.nginx_files.0 {
         let (op, path, result) = match f {
             conf::NginxFile::TempDir(p) => {
@@ -259,11 +268,72 @@ pub fn check_config(cfg: &Config, opts: &ProxyOptions) -> Result<(), StartError>
     Ok(())
 }
 
-/// A running proxy.
+/// A running proxy: its listeners and the current run time. A reload
+/// (SIGHUP) swaps the run time for new connections; a graceful quit
+/// (SIGQUIT) stops accepting and waits for the connections in flight.
 pub struct Proxy {
-    addrs: Vec<SocketAddr>,
-    rt: Arc<Runtime>,
+    state: Arc<Mutex<State>>,
+    /// Fast stop (SIGTERM, SIGINT): every task ends at once.
     stop: CancellationToken,
+    conns: Arc<ConnCount>,
+    opts: ProxyOptions,
+}
+
+/// What the accept loops read for each new connection.
+struct State {
+    rt: Arc<Runtime>,
+    listeners: Vec<ListenerRt>,
+}
+
+struct ListenerRt {
+    /// The address the configuration asked for (or the override).
+    requested: SocketAddr,
+    local: SocketAddr,
+    /// This listener's server in `State::rt.servers`.
+    server: usize,
+    /// Closes this listener (its accept loop ends and drops the socket).
+    close: CancellationToken,
+    id: u64,
+}
+
+/// Client connections in flight, for a graceful quit to wait on.
+#[derive(Default)]
+struct ConnCount {
+    n: std::sync::atomic::AtomicUsize,
+    zero: tokio::sync::Notify,
+}
+
+struct ConnGuard(Arc<ConnCount>);
+
+impl ConnGuard {
+    fn new(c: &Arc<ConnCount>) -> ConnGuard {
+        c.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ConnGuard(c.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.zero.notify_waiters();
+        }
+    }
+}
+
+static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
+
+fn new_runtime(servers: Vec<ServerRt>, upstreams: Vec<Arc<UpstreamRt>>, logs: Logs, events: ProxyEvents, opts: &ProxyOptions) -> Runtime {
+    Runtime {
+        servers,
+        upstreams,
+        logs,
+        events,
+        next_conn: AtomicU64::new(1),
+        next_request: AtomicU64::new(1),
+        body_temp: opts.prefix.join("client_body_temp"),
+        next_temp: AtomicU64::new(1),
+        retire: CancellationToken::new(),
+    }
 }
 
 impl Proxy {
@@ -271,51 +341,147 @@ impl Proxy {
         let r = resolve::resolve(cfg, opts.profile)?;
         let events = ProxyEvents::new(opts.epoch, opts.retention);
         let (servers, upstreams, logs) = build_runtime(&r, &opts, &events)?;
-        let mut listeners = Vec::new();
-        let mut addrs = Vec::new();
+        let mut bound = Vec::new();
         for s in &servers {
             let l = TcpListener::bind(s.listen).await.map_err(|source| StartError::Bind { addr: s.listen, source })?;
-            addrs.push(l.local_addr().map_err(|source| StartError::Bind { addr: s.listen, source })?);
-            listeners.push(l);
+            bound.push(l);
         }
-        let body_temp = opts.prefix.join("client_body_temp");
-        let rt = Arc::new(Runtime {
-            servers,
-            upstreams,
-            logs,
-            events,
-            next_conn: AtomicU64::new(1),
-            next_request: AtomicU64::new(1),
-            body_temp,
-            next_temp: AtomicU64::new(1),
-        });
-        let stop = CancellationToken::new();
-        for (i, l) in listeners.into_iter().enumerate() {
-            tokio::spawn(accept_loop(l, i, rt.clone(), stop.clone()));
+        let rt = Arc::new(new_runtime(servers, upstreams, logs, events, &opts));
+        let state = Arc::new(Mutex::new(State { rt, listeners: Vec::new() }));
+        let proxy = Proxy { state, stop: CancellationToken::new(), conns: Arc::default(), opts };
+        for (i, l) in bound.into_iter().enumerate() {
+            let requested = proxy.state.lock().rt.servers[i].listen;
+            proxy.listen(l, requested, i)?;
         }
-        Ok(Proxy { addrs, rt, stop })
+        Ok(proxy)
+    }
+
+    /// Registers a bound listener for server `server` and starts its accept loop.
+    fn listen(&self, l: TcpListener, requested: SocketAddr, server: usize) -> Result<(), StartError> {
+        let local = l.local_addr().map_err(|source| StartError::Bind { addr: requested, source })?;
+        let id = NEXT_LISTENER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let close = self.stop.child_token();
+        self.state.lock().listeners.push(ListenerRt { requested, local, server, close: close.clone(), id });
+        tokio::spawn(accept_loop(l, id, self.state.clone(), close, self.stop.clone(), self.conns.clone()));
+        Ok(())
+    }
+
+    /// Reload (SIGHUP, `ngx_signal_handler` → `ngx_master_process_cycle`'s
+    /// reconfigure): a new run time from `cfg`; new connections use it,
+    /// the connections of the old one finish their request and close (as
+    /// nginx's old workers shut down gracefully). Listeners whose address
+    /// stays are kept; new addresses are bound, gone ones closed. On error
+    /// nothing changes (nginx keeps the old cycle).
+    pub async fn reload(&self, cfg: &Config) -> Result<(), StartError> {
+        let r = resolve::resolve(cfg, self.opts.profile)?;
+        let events = self.state.lock().rt.events.clone();
+        let (servers, upstreams, logs) = build_runtime(&r, &self.opts, &events)?;
+        // Which old listener each new server keeps; the others are bound now.
+        let mut keep: Vec<Option<u64>> = Vec::new();
+        let mut fresh = Vec::new();
+        {
+            let g = self.state.lock();
+            let mut claimed = Vec::new();
+            for s in &servers {
+                let found = g.listeners.iter().find(|l| l.requested == s.listen && !claimed.contains(&l.id)).map(|l| l.id);
+                if let Some(id) = found {
+                    claimed.push(id);
+                }
+                keep.push(found);
+            }
+        }
+        for (i, s) in servers.iter().enumerate() {
+            if keep[i].is_none() {
+                let l = TcpListener::bind(s.listen).await.map_err(|source| StartError::Bind { addr: s.listen, source })?;
+                fresh.push((i, s.listen, l));
+            }
+        }
+        let rt = Arc::new(new_runtime(servers, upstreams, logs, events, &self.opts));
+        let old = {
+            let mut g = self.state.lock();
+            let old = std::mem::replace(&mut g.rt, rt);
+            let kept: Vec<(usize, u64)> = keep.iter().enumerate().filter_map(|(i, k)| k.map(|id| (i, id))).collect();
+            g.listeners.retain_mut(|l| match kept.iter().find(|(_, id)| *id == l.id) {
+                Some((i, _)) => {
+                    l.server = *i;
+                    true
+                }
+                None => {
+                    l.close.cancel();
+                    false
+                }
+            });
+            old
+        };
+        for (i, requested, l) in fresh {
+            self.listen(l, requested, i)?;
+        }
+        // The old run time's connections close once their request is done.
+        old.retire.cancel();
+        Ok(())
+    }
+
+    /// Graceful quit (SIGQUIT, `ngx_worker_process_cycle` with ngx_quit):
+    /// the listeners close, idle keepalive connections close, the requests
+    /// in flight finish; returns when the last connection has ended.
+    pub async fn quit(&self) {
+        {
+            let g = self.state.lock();
+            for l in &g.listeners {
+                l.close.cancel();
+            }
+            g.rt.retire.cancel();
+        }
+        loop {
+            let zero = self.conns.zero.notified();
+            tokio::pin!(zero);
+            zero.as_mut().enable();
+            if self.conns.n.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            zero.await;
+        }
+    }
+
+    /// Client connections in flight.
+    pub fn connections(&self) -> usize {
+        self.conns.n.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The first listener's address (an ephemeral port if the config said `:0`).
     pub fn addr(&self) -> SocketAddr {
-        self.addrs[0]
+        self.state.lock().listeners[0].local
+    }
+
+    fn rt(&self) -> Arc<Runtime> {
+        self.state.lock().rt.clone()
+    }
+
+    /// Writes a line to the current error log (the binary's signal notices).
+    pub fn log_error(&self, line: String) {
+        self.rt().logs.error(line);
+    }
+
+    /// Reopens the current run time's log files (SIGUSR1).
+    pub fn reopen_logs(&self) -> std::io::Result<()> {
+        self.rt().logs.reopen()
     }
 
     pub fn error_log(&self) -> Vec<String> {
-        self.rt.logs.errors()
+        self.rt().logs.errors()
     }
 
     pub fn access_log(&self) -> Vec<AccessEntry> {
-        self.rt.logs.access_entries()
+        self.rt().logs.access_entries()
     }
 
-    pub fn events(&self) -> &ProxyEvents {
-        &self.rt.events
+    pub fn events(&self) -> ProxyEvents {
+        self.rt().events.clone()
     }
 
     /// Idle connections in an upstream's keepalive cache.
     pub fn cached_connections(&self, upstream: &str) -> usize {
-        self.rt.upstreams.iter().find(|u| u.name == upstream).map(|u| u.cache.len()).unwrap_or(0)
+        self.rt().upstreams.iter().find(|u| u.name == upstream).map(|u| u.cache.len()).unwrap_or(0)
     }
 
     pub fn stop(&self) {
@@ -329,20 +495,27 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept_loop(l: TcpListener, server: usize, rt: Arc<Runtime>, stop: CancellationToken) {
+async fn accept_loop(l: TcpListener, id: u64, state: Arc<Mutex<State>>, close: CancellationToken, stop: CancellationToken, conns: Arc<ConnCount>) {
     loop {
         let (stream, client) = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = close.cancelled() => return,
             r = l.accept() => match r {
                 Ok(x) => x,
                 Err(_) => continue,
             },
         };
         let _ = stream.set_nodelay(true);
+        // The run time current when the connection came: it keeps it.
+        let (rt, server) = {
+            let g = state.lock();
+            let Some(server) = g.listeners.iter().find(|x| x.id == id).map(|x| x.server) else { return };
+            (g.rt.clone(), server)
+        };
         let conn_no = rt.next_conn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let rt = rt.clone();
         let stop = stop.clone();
+        let guard = ConnGuard::new(&conns);
         tokio::spawn(async move {
+            let _guard = guard;
             tokio::select! {
                 _ = crate::client::serve(rt, server, stream, client, conn_no) => {}
                 _ = stop.cancelled() => {}

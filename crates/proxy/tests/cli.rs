@@ -76,6 +76,49 @@ fn dev_zero_reads_as_an_empty_file() {
 #[test]
 fn non_utf8_bytes_inside_tokens_are_accepted() {
     let (dir, f) = Scratch::with_conf("cli3", "latin1.conf", b"# caf\xe9\nevents {}\nhttp {\n  server {\n    listen 127.0.0.1:18199;\n    server_name caf\xe9;\n    location / { proxy_pass http://127.0.0.1:18198; }\n  }\n}\n");
+    // No access_log: nginx's default one, logs/access.log in the prefix.
+    std::fs::create_dir_all(dir.0.join("logs")).unwrap();
     let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.0.to_str().unwrap()]);
     assert!(ok, "{err}");
+}
+
+#[test]
+fn without_access_log_nginx_default_log_is_opened_and_written() {
+    // ngx_http_log_merge_loc_conf: no access_log anywhere is logs/access.log
+    // (relative to the prefix) in the combined format; -t opens it too.
+    let (dir, f) = Scratch::with_conf("cli4", "nginx.conf", b"events {}\nhttp {\n  server {\n    listen 127.0.0.1:18197;\n    location / { return 200 \"ok\"; }\n  }\n}\n");
+    let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.0.to_str().unwrap()]);
+    assert!(!ok && err.contains(&format!("open() \"{}\" failed", dir.0.join("logs/access.log").display())), "{err}");
+    std::fs::create_dir_all(dir.0.join("logs")).unwrap();
+    let (ok, err) = proxy(&["-t", "-c", f.to_str().unwrap(), "-p", dir.0.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxy")).args(["-c", f.to_str().unwrap(), "-p", dir.0.to_str().unwrap()]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let got = loop {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:18197") {
+            s.write_all(b"GET /a?b=1 HTTP/1.1\r\nHost: lab\r\nUser-Agent: t/1\r\nReferer: http://r/\r\nConnection: close\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "the proxy did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    let log = loop {
+        let log = std::fs::read_to_string(dir.0.join("logs/access.log")).unwrap_or_default();
+        if !log.is_empty() || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+    let (head, tail) = log.split_once(" [").expect(&log);
+    assert_eq!(head, "127.0.0.1 - -");
+    let tail = tail.split_once("] ").expect(&log).1;
+    assert_eq!(tail, "\"GET /a?b=1 HTTP/1.1\" 200 2 \"http://r/\" \"t/1\"\n");
 }

@@ -42,6 +42,7 @@ proptest! {
                 keepalive_timeout: kt_ms.map(Duration::from_millis),
                 keepalive_requests: None,
                 keepalive_time: None,
+                least_conn: false,
                 verbatim: None,
                 pos: Default::default(),
             }],
@@ -61,6 +62,7 @@ proptest! {
                         ..ProxyDirectives::default()
                     },
                     verbatim: None,
+                    ret: None,
                     pos: Default::default(),
                 }],
                 ..Server::default()

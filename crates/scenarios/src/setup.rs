@@ -151,6 +151,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
             keepalive_timeout: nginx_dur(&n.keepalive_timeout, factor),
             keepalive_requests: None,
             keepalive_time: None,
+            least_conn: false,
             verbatim: None,
             pos: Default::default(),
         },
@@ -159,7 +160,7 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
         upstreams: vec![upstream],
         servers: vec![Server {
             listen: vec![listen.to_string()],
-            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, access_log: Vec::new(), verbatim: verbatim(&n.location_conf, "location_conf", Ctx::Location), pos: Default::default() }],
+            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, access_log: Vec::new(), verbatim: verbatim(&n.location_conf, "location_conf", Ctx::Location), ret: None, pos: Default::default() }],
             ..Server::default()
         }],
         ..Config::default()
