@@ -47,6 +47,8 @@ pub enum Body {
     Runs(Runs),
     /// `scenarios matrix`: 502 and retry rates per cell.
     Matrix(Matrix),
+    /// `scenarios rate`: the natural race's failures per hour for a traffic.
+    Rate(crate::rate::Rate),
     /// `scenarios check`: the mechanisms a configuration allows.
     Check(Check),
     /// `scenarios diagnose`: logged failures put down to mechanisms.

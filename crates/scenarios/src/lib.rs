@@ -31,6 +31,7 @@ mod error;
 pub mod lab;
 pub mod matrix;
 pub mod oracle;
+pub mod rate;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -119,6 +119,11 @@ enum Cmd {
     Diagnose(DiagnoseArgs),
     /// 502 rates over Go IdleTimeout × nginx keepalive_timeout × method.
     Matrix(MatrixArgs),
+    /// The natural idle race's 502s and retries per hour for your traffic:
+    /// the window measured on the emulators × how often nginx reuses a
+    /// connection idle that long, with the calculation shown and a check run.
+    #[command(after_help = RATE_EXAMPLES)]
+    Rate(RateArgs),
     /// Every scenario on the built-in emulators and on real nginx (and real
     /// Go where the scenario allows); prints the agreement table.
     Conformance(ReportArgs),
@@ -319,6 +324,15 @@ impl ProfileChoice {
     }
 }
 
+const RATE_EXAMPLES: &str = "\
+EXAMPLES:
+  scenarios rate --go-idle-timeout 5s --keepalive-timeout 60s --rps 50
+  scenarios rate --go-idle-timeout 5s --rps 0.2 --method-mix GET=0.8,POST=0.2
+  scenarios rate --go-idle-timeout 5s --rps 0.2 --rtt 1ms --json -
+
+With nginx keepalive_timeout below Go's IdleTimeout the race cannot happen:
+rate says so and predicts 0.";
+
 const DIAGNOSE_EXAMPLES: &str = "\
 EXAMPLES:
   scenarios diagnose --error-log /var/log/nginx/error.log \\
@@ -415,6 +429,48 @@ struct MatrixArgs {
     programs: ProgramArgs,
     #[command(flatten)]
     report: ReportArgs,
+}
+
+#[derive(Args)]
+struct RateArgs {
+    /// Go's http.Server IdleTimeout (or ReadTimeout, when IdleTimeout is 0).
+    #[arg(long, value_name = "DURATION")]
+    go_idle_timeout: String,
+    /// nginx's upstream keepalive_timeout.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    keepalive_timeout: String,
+    /// Requests per second through this upstream.
+    #[arg(long)]
+    rps: f64,
+    /// nginx's `keepalive N` (idle connections cached).
+    #[arg(long, default_value_t = 16)]
+    keepalive: usize,
+    /// How requests arrive.
+    #[arg(long, value_enum, default_value = "poisson")]
+    arrival: scenarios::rate::Arrival,
+    /// How long the upstream holds a connection per request.
+    #[arg(long, value_name = "DURATION", default_value = "1ms")]
+    latency: String,
+    /// Round trip between nginx and Go.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    rtt: String,
+    /// Shares of request methods, summing to 1.
+    #[arg(long, value_name = "METHOD=SHARE,...", default_value = "GET=0.8,POST=0.2")]
+    method_mix: String,
+    /// Requests per method in the calibration sweep.
+    #[arg(long, default_value_t = 300)]
+    calibration: u32,
+    /// Requests in the check run at compressed scale (0: no check).
+    #[arg(long, default_value_t = 400)]
+    check_requests: u32,
+    /// Simulated hours of arrivals for the density.
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the result as JSON (`-`: stdout only).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 /// A progress bar on stderr, drawn only on a terminal. Results printed
@@ -569,6 +625,68 @@ async fn run_all(args: &RunArgs, dir: Option<&Path>, jobs: Option<u16>) -> Resul
         return Ok(false);
     }
     Ok(failed == 0)
+}
+
+async fn run_rate(a: &RateArgs) -> Result<bool, Error> {
+    use scenarios::rate;
+    let d = |flag: &str, v: &str| {
+        scenarios::scenario::parse_duration(v).map_err(|e| Error::Usage(format!("--{flag} {v:?}: {e}")))
+    };
+    let ms = |x: Duration| x.as_secs_f64() * 1e3;
+    let idle = d("go-idle-timeout", &a.go_idle_timeout)?;
+    if idle.is_zero() {
+        return Err(Error::Usage("--go-idle-timeout 0: Go then keeps idle connections forever, and there is no race".into()));
+    }
+    if !(a.rps > 0.0 && a.rps.is_finite()) {
+        return Err(Error::Usage(format!("--rps {}: must be above 0", a.rps)));
+    }
+    let mut mix = Vec::new();
+    for part in a.method_mix.split(',') {
+        let (m, share) = part.split_once('=').ok_or_else(|| Error::Usage(format!("--method-mix {part:?}: expected METHOD=SHARE")))?;
+        let share: f64 = share.trim().parse().map_err(|_| Error::Usage(format!("--method-mix {part:?}: SHARE is a number")))?;
+        let m = m.trim().to_ascii_uppercase();
+        if !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+            return Err(Error::Usage(format!("--method-mix: unsupported method {m:?}")));
+        }
+        mix.push((m, share));
+    }
+    let total: f64 = mix.iter().map(|(_, s)| s).sum();
+    if (total - 1.0).abs() > 1e-6 {
+        return Err(Error::Usage(format!("--method-mix {}: shares sum to {total}, not 1", a.method_mix)));
+    }
+    let t = rate::Traffic {
+        go_idle_timeout_ms: ms(idle),
+        keepalive_timeout_ms: ms(d("keepalive-timeout", &a.keepalive_timeout)?),
+        keepalive: a.keepalive,
+        rps: a.rps,
+        arrival: a.arrival,
+        latency_ms: ms(d("latency", &a.latency)?),
+        rtt_ms: ms(d("rtt", &a.rtt)?),
+        method_mix: mix,
+        seed: a.seed,
+    };
+    let rtt = Duration::from_secs_f64(t.rtt_ms / 1e3);
+    let close = rate::go_close_ms(idle, rtt);
+    let go = go_model::config::ServerConfig { idle_timeout: idle, ..Default::default() };
+    let possible = a.keepalive > 0 && scenarios::oracle::idle_race_possible(&go, Duration::from_secs_f64(t.keepalive_timeout_ms / 1e3));
+    let opts = RunOptions::default();
+    let bar = Progress::new();
+    let windows = if possible { rate::calibrate(&t, a.calibration, &opts, |i, n, what| bar.at(i, n, what)).await? } else { vec![] };
+    let density = rate::density(&t, close, a.hours);
+    let methods = rate::predict(&t, &density, &windows);
+    let check = if possible && a.check_requests > 0 { Some(rate::check(&t, &windows, a.check_requests, &opts).await?) } else { None };
+    drop(bar);
+    let r = rate::Rate { traffic: t, go_close_ms: close, windows, density, methods, check };
+    if a.json.as_deref().is_none_or(|p| p.as_os_str() != "-") {
+        if !possible {
+            println!("nginx drops idle connections first (keepalive_timeout {} < IdleTimeout {}): the race cannot happen.\n", a.keepalive_timeout, a.go_idle_timeout);
+        }
+        print!("{}", report::glyphs(&rate::render(&r)));
+    }
+    if let Some(p) = &a.json {
+        write_out(p, &Document::new(Body::Rate(r.clone())).to_json()?)?;
+    }
+    Ok(r.check.as_ref().is_none_or(|c| c.consistent))
 }
 
 /// `0.01` or `1%`.
@@ -870,6 +988,7 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
             Ok(true)
         }
         Cmd::Matrix(a) => run_matrix(&a).await,
+        Cmd::Rate(a) => run_rate(&a).await,
         Cmd::Conformance(a) => run_conformance(&a).await,
         Cmd::Lab(a) => scenarios::lab::command(&a).await,
         Cmd::Scenario(argv) => {

@@ -248,13 +248,14 @@ pub(crate) fn gap_before(s: &Scenario, factor: f64, k: u32, total: u32) -> Durat
         Sweep::Linear if total > 1 => f64::from(k) / f64::from(total - 1),
         Sweep::Linear => 0.0,
         Sweep::Uniform => unit_draw(s.workload.seed, k),
+        Sweep::Poisson => return from.mul_f64(-(1.0 - unit_draw(s.workload.seed, k)).ln()).min(to),
     };
     from + to.saturating_sub(from).mul_f64(f)
 }
 
 /// Draw `k` of a seeded sequence, uniform in [0, 1): splitmix64 of
 /// (seed, k), so any request's gap is known without the ones before it.
-fn unit_draw(seed: u64, k: u32) -> f64 {
+pub(crate) fn unit_draw(seed: u64, k: u32) -> f64 {
     let mut z = seed.wrapping_add(u64::from(k).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -201,8 +201,9 @@ pub struct Workload {
     #[serde(default, deserialize_with = "go_duration")]
     #[schemars(regex(pattern = GO_DURATION))]
     pub sweep_to: Option<String>,
-    /// How the swept gaps spread: "linear" (evenly, in order) or "uniform"
-    /// (independent draws, reproducible from `seed`).
+    /// How the swept gaps spread: "linear" (evenly, in order), "uniform"
+    /// (independent draws, reproducible from `seed`) or "poisson"
+    /// (exponential with mean `sweep_from`, at most `sweep_to`).
     #[serde(default)]
     pub sweep: Sweep,
     /// The seed of a uniform sweep.
@@ -228,6 +229,9 @@ pub enum Sweep {
     #[default]
     Linear,
     Uniform,
+    /// The gaps of a Poisson arrival process: exponential with mean
+    /// `sweep_from`, cut at `sweep_to` (`scenarios rate`'s check run).
+    Poisson,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
