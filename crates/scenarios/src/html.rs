@@ -586,6 +586,8 @@ mod tests {
             retried_ci: crate::matrix::wilson(0, 20),
             race_possible: race,
             buckets: vec![],
+            bucket_ms: crate::matrix::BUCKET_MS,
+            window_ms: None,
             centre_gap_ms: None,
             errors: Default::default(),
             gap_error_mean_ms: 0.0,

@@ -43,8 +43,13 @@ pub struct Cell {
     /// nginx can hold a connection past Go's idle limit: the race is possible.
     pub race_possible: bool,
     /// Failures (a 502 at the client, or a retry) by achieved gap, in
-    /// buckets of [`BUCKET_MS`] at run scale.
+    /// buckets of `bucket_ms` at run scale.
     pub buckets: Vec<Bucket>,
+    /// [`BUCKET_MS`], or a 40th of a wider range of gaps.
+    pub bucket_ms: f64,
+    /// Where buckets fail at least half as often as the peak: the window's
+    /// extent (from the first such bucket's lower edge to the last's upper).
+    pub window_ms: Option<(f64, f64)>,
     /// The bucket with the highest failure rate (run scale, its middle);
     /// `None` without failures.
     pub centre_gap_ms: Option<f64>,
@@ -57,8 +62,18 @@ pub struct Cell {
     pub gap_error_max_ms: f64,
 }
 
-/// Width of the gap buckets the window is located in (run scale).
+/// Width of the gap buckets the window is located in (run scale), for
+/// ranges up to 4 ms; wider ranges get 40 buckets.
 pub const BUCKET_MS: f64 = 0.1;
+
+/// The bucket width for gaps spanning `range_ms`.
+pub fn bucket_width(range_ms: f64) -> f64 {
+    if range_ms <= 40.0 * BUCKET_MS {
+        BUCKET_MS
+    } else {
+        (range_ms / 40.0 / BUCKET_MS).ceil() * BUCKET_MS
+    }
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Bucket {
@@ -101,14 +116,21 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
     ((mid - half).max(0.0), (mid + half).min(1.0))
 }
 
-/// Failures by gap, in [`BUCKET_MS`] buckets, and the middle of the bucket
+/// Where failures fall: buckets of `width` ms, the middle of the bucket
 /// with the highest failure rate (among buckets with at least 5 requests,
-/// so one unlucky request does not make a peak).
-pub fn locate(samples: &[(f64, bool)]) -> (Vec<Bucket>, Option<f64>) {
+/// so one unlucky request does not make a peak), and the span of buckets
+/// failing at least half as often as that one.
+pub struct Located {
+    pub buckets: Vec<Bucket>,
+    pub peak: Option<f64>,
+    pub window: Option<(f64, f64)>,
+}
+
+pub fn locate(samples: &[(f64, bool)], width: f64) -> Located {
+    let round = |x: f64| (x * 1e6).round() / 1e6;
     let mut buckets: Vec<Bucket> = Vec::new();
     for &(gap, failed) in samples {
-        let edge = (gap / BUCKET_MS).floor() * BUCKET_MS;
-        let edge = (edge * 1e6).round() / 1e6;
+        let edge = round((gap / width).floor() * width);
         match buckets.iter_mut().find(|b| b.gap_ms == edge) {
             Some(b) => {
                 b.requests += 1;
@@ -119,12 +141,14 @@ pub fn locate(samples: &[(f64, bool)]) -> (Vec<Bucket>, Option<f64>) {
     }
     buckets.sort_by(|a, b| a.gap_ms.total_cmp(&b.gap_ms));
     let rate = |b: &Bucket| b.failures as f64 / b.requests as f64;
-    let peak = buckets
-        .iter()
-        .filter(|b| b.requests >= 5 && b.failures > 0)
-        .max_by(|a, b| rate(a).total_cmp(&rate(b)))
-        .map(|b| ((b.gap_ms + BUCKET_MS / 2.0) * 1e6).round() / 1e6);
-    (buckets, peak)
+    let filled: Vec<&Bucket> = buckets.iter().filter(|b| b.requests >= 5).collect();
+    let top = filled.iter().filter(|b| b.failures > 0).max_by(|a, b| rate(a).total_cmp(&rate(b))).copied();
+    let peak = top.map(|b| round(b.gap_ms + width / 2.0));
+    let window = top.and_then(|top| {
+        let half: Vec<&&Bucket> = filled.iter().filter(|b| rate(b) >= rate(top) / 2.0).collect();
+        Some((half.first()?.gap_ms, round(half.last()?.gap_ms + width)))
+    });
+    Located { buckets, peak, window }
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -209,7 +233,10 @@ fn measure(s: &Scenario, r: &runner::RunResult, scale: f64, idle: Duration, keep
         .iter()
         .map(|o| (o.gap_ms, o.status == Some(502) || o.upstream_status.len() > 1))
         .collect();
-    let (buckets, centre_gap_ms) = locate(&samples);
+    let lo = samples.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+    let hi = samples.iter().map(|x| x.0).fold(0.0, f64::max);
+    let bucket_ms = bucket_width(if lo.is_finite() { hi - lo } else { 0.0 });
+    let Located { buckets, peak: centre_gap_ms, window: window_ms } = locate(&samples, bucket_ms);
     let errors: Vec<f64> = (0u32..)
         .zip(&r.observations)
         .map(|(k, o)| (o.gap_ms - runner::gap_before(s, scale, k, n as u32).as_secs_f64() * 1e3).abs())
@@ -225,6 +252,8 @@ fn measure(s: &Scenario, r: &runner::RunResult, scale: f64, idle: Duration, keep
         retried_ci: wilson(retried, n),
         race_possible: crate::oracle::idle_race_possible(&crate::setup::go_config(s, 1.0), keepalive),
         buckets,
+        bucket_ms,
+        window_ms,
         centre_gap_ms,
         errors: r.observations.iter().flat_map(|o| o.errors.iter()).fold(Default::default(), |mut m, e| {
             *m.entry(e.clone()).or_insert(0) += 1;
@@ -254,7 +283,11 @@ pub fn render(cells: &[Cell]) -> String {
                 ci(c.client_502_ci),
                 pct(c.retried_rate()),
                 ci(c.retried_ci),
-                c.centre_gap_ms.map(|g| format!("{g:.2}ms")).unwrap_or_else(|| "-".into()),
+                match (c.bucket_ms > BUCKET_MS, c.window_ms, c.centre_gap_ms) {
+                    (true, Some((a, b)), _) => format!("{a:.0}-{b:.0}ms"),
+                    (_, _, Some(g)) => format!("{g:.2}ms"),
+                    _ => "-".into(),
+                },
                 if c.race_possible { "race" } else { "safe" }
             ),
             crate::report::width(),
@@ -286,6 +319,10 @@ pub struct BaselineCell {
     pub client_502: usize,
     pub retried: usize,
     pub centre_gap_ms: Option<f64>,
+    #[serde(default)]
+    pub bucket_ms: Option<f64>,
+    #[serde(default)]
+    pub window_ms: Option<(f64, f64)>,
 }
 
 /// Rates within this factor of the baseline's agree.
@@ -306,6 +343,10 @@ pub struct Comparison {
     pub ratio: Option<f64>,
     pub centre_gap_ms: Option<f64>,
     pub baseline_centre_gap_ms: Option<f64>,
+    pub window_ms: Option<(f64, f64)>,
+    pub baseline_window_ms: Option<(f64, f64)>,
+    /// Buckets wider than [`BUCKET_MS`]: compared by the window's extent.
+    pub coarse: bool,
     pub agrees: bool,
 }
 
@@ -317,10 +358,22 @@ pub fn compare(cells: &[Cell], baseline: &[BaselineCell]) -> Vec<Comparison> {
             let rate = c.rate(c.client_502 + c.retried);
             let baseline_rate = if b.requests == 0 { 0.0 } else { (b.client_502 + b.retried) as f64 / b.requests as f64 };
             let ratio = (baseline_rate > 0.0).then(|| rate / baseline_rate);
-            let near = match (c.centre_gap_ms, b.centre_gap_ms) {
-                (Some(x), Some(y)) => (x - y).abs() <= CENTRE_TOLERANCE_MS + 1e-9,
-                (None, None) => true,
-                _ => false,
+            // A narrow window is located by its peak; a wide one (coarser
+            // buckets: a plateau has no telling peak) by its edges, within
+            // a bucket.
+            let near = if c.bucket_ms <= BUCKET_MS {
+                match (c.centre_gap_ms, b.centre_gap_ms) {
+                    (Some(x), Some(y)) => (x - y).abs() <= CENTRE_TOLERANCE_MS + 1e-9,
+                    (None, None) => true,
+                    _ => false,
+                }
+            } else {
+                let tol = c.bucket_ms.max(b.bucket_ms.unwrap_or(0.0)) + 1e-9;
+                match (c.window_ms, b.window_ms) {
+                    (Some(x), Some(y)) => (x.0 - y.0).abs() <= tol && (x.1 - y.1).abs() <= tol,
+                    (None, None) => true,
+                    _ => false,
+                }
             };
             let in_bounds = match ratio {
                 Some(r) => (RATIO_BOUNDS.0..=RATIO_BOUNDS.1).contains(&r),
@@ -335,6 +388,9 @@ pub fn compare(cells: &[Cell], baseline: &[BaselineCell]) -> Vec<Comparison> {
                 ratio,
                 centre_gap_ms: c.centre_gap_ms,
                 baseline_centre_gap_ms: b.centre_gap_ms,
+                window_ms: c.window_ms,
+                baseline_window_ms: b.window_ms,
+                coarse: c.bucket_ms > BUCKET_MS,
                 agrees: in_bounds && near,
             })
         })
@@ -343,11 +399,14 @@ pub fn compare(cells: &[Cell], baseline: &[BaselineCell]) -> Vec<Comparison> {
 
 pub fn render_comparison(cmp: &[Comparison]) -> String {
     let mut s = format!(
-        "\nagainst the baseline (failures = 502s + retries; agree: {}–{}×, peaks within {} ms)\n{:<6} {:<9} {:<6} {:>7} {:>9} {:>6} {:>8} {:>9}  {}\n",
+        "\nagainst the baseline (failures = 502s + retries; agree: {}–{}×, peaks within\n{} ms, or a wide window's edges within a bucket)\n{:<6} {:<9} {:<6} {:>7} {:>9} {:>6} {:>8} {:>9}  {}\n",
         RATIO_BOUNDS.0, RATIO_BOUNDS.1, CENTRE_TOLERANCE_MS, "Idle", "keepalive", "method", "rate", "baseline", "ratio", "peak", "baseline", "verdict"
     );
     let peak = |g: Option<f64>| g.map(|g| format!("{g:.2}ms")).unwrap_or_else(|| "-".into());
+    let span = |w: Option<(f64, f64)>| w.map(|(a, b)| format!("{a:.0}-{b:.0}ms")).unwrap_or_else(|| "-".into());
     for c in cmp {
+        // Wide windows are compared by their extent (see `compare`).
+        let (mine, theirs) = if c.coarse { (span(c.window_ms), span(c.baseline_window_ms)) } else { (peak(c.centre_gap_ms), peak(c.baseline_centre_gap_ms)) };
         s.push_str(&crate::report::fit(
             &format!(
                 "{:<6} {:<9} {:<6} {:>6.1}% {:>8.1}% {:>6} {:>8} {:>9}  {}",
@@ -357,8 +416,8 @@ pub fn render_comparison(cmp: &[Comparison]) -> String {
                 c.rate * 100.0,
                 c.baseline_rate * 100.0,
                 c.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
-                peak(c.centre_gap_ms),
-                peak(c.baseline_centre_gap_ms),
+                mine,
+                theirs,
                 if c.agrees { "agrees" } else { "DIFFERS" }
             ),
             crate::report::width(),
@@ -427,10 +486,12 @@ mod tests {
             samples.push((100.12, i < 6));
         }
         samples.push((100.35, true));
-        let (buckets, peak) = locate(&samples);
-        assert_eq!(buckets.iter().map(|b| (b.requests, b.failures)).collect::<Vec<_>>(), vec![(10, 2), (10, 6), (1, 1)]);
-        assert_eq!(peak, Some(100.15), "a lone failing request does not make a peak");
-        assert_eq!(locate(&[(100.0, false); 8]).1, None);
+        let l = locate(&samples, BUCKET_MS);
+        assert_eq!(l.buckets.iter().map(|b| (b.requests, b.failures)).collect::<Vec<_>>(), vec![(10, 2), (10, 6), (1, 1)]);
+        assert_eq!(l.peak, Some(100.15), "a lone failing request does not make a peak");
+        assert_eq!(l.window, Some((100.1, 100.2)), "2 of 10 is under half the peak's 6 of 10");
+        assert_eq!(locate(&[(100.0, false); 8], BUCKET_MS).peak, None);
+        assert_eq!((bucket_width(1.2), bucket_width(20.0)), (0.1, 0.5));
     }
 
     fn cell(method: &str, requests: usize, failures: usize, centre: Option<f64>) -> Cell {
@@ -445,6 +506,8 @@ mod tests {
             retried_ci: (0.0, 1.0),
             race_possible: true,
             buckets: vec![],
+            bucket_ms: BUCKET_MS,
+            window_ms: None,
             centre_gap_ms: centre,
             errors: Default::default(),
             gap_error_mean_ms: 0.0,
@@ -461,6 +524,8 @@ mod tests {
             client_502: c.client_502,
             retried: c.retried,
             centre_gap_ms: c.centre_gap_ms,
+            bucket_ms: Some(c.bucket_ms),
+            window_ms: c.window_ms,
         }
     }
 
