@@ -422,7 +422,7 @@ pub fn after_reply(s: &ReplyState) -> Reuse {
 /// 0.1 % of the timeout, at least the 50 µs `timer_slack_ns`). So a 100 ms
 /// IdleTimeout is noticed after 99 ms + 99 µs, then 1 ms + 50 µs: at about
 /// 100.15 ms, and a 100.3 ms one at about 101.15 ms. Real Go 1.19 was
-/// measured closing at 100.43 and 101.41 ms (observed.md, "Go's deadlines").
+/// measured closing at 100.43 and 101.41 ms (README, "Natural race").
 pub fn netpoll_notice(until: Duration) -> Duration {
     const MS: Duration = Duration::from_millis(1);
     let mut t = Duration::ZERO;
@@ -444,7 +444,7 @@ fn epoll_slack(wait: Duration) -> Duration {
 /// runs: the M's way back from `epoll_wait` through `checkTimers`,
 /// `netpolldeadlineimpl` and the scheduler. Calibrated, not derived: real
 /// Go 1.19 closes an idle connection this much later than the emulator
-/// does with the rule alone (observed.md, "Go's deadlines": 100.43 ms vs
+/// does with the rule alone (README, "Natural race": 100.43 ms vs
 /// 100.36 ms for a 100 ms IdleTimeout, 101.41 vs 101.35 for 100.5 ms).
 pub const RUNTIME_WAKE: Duration = Duration::from_micros(60);
 
