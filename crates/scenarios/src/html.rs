@@ -591,6 +591,7 @@ mod tests {
             centre_gap_ms: None,
             errors: Default::default(),
             gap_error_mean_ms: 0.0,
+            gap_error_p99_ms: 0.0,
             gap_error_max_ms: 0.0,
         };
         let cells = [cell("2s", "1s", "GET", 0, false), cell("2s", "3s", "GET", 0, true), cell("2s", "1s", "POST", 0, false), cell("2s", "3s", "POST", 5, true)];

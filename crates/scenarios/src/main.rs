@@ -743,9 +743,10 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         println!("{}", report::glyphs(&matrix::render(&cells)));
         let range = a.gaps.clone().unwrap_or_else(|| "±1% around IdleTimeout".into());
         let worst = cells.iter().map(|c| c.gap_error_max_ms).fold(0.0, f64::max);
+        let p99 = cells.iter().map(|c| c.gap_error_p99_ms).fold(0.0, f64::max);
         let mean = cells.iter().map(|c| c.gap_error_mean_ms).sum::<f64>() / cells.len().max(1) as f64;
         println!(
-            "{} cells in {:.2} s wall ({} proxy, {} upstream, scale {scale})\ngaps {range} ({:?}, seed {}); achieved: {mean:.3} ms mean, {worst:.3} ms worst from plan\npeak: the {} ms gap bucket (run scale) with the most failures, or the span failing at least half as often; CI: Wilson 95%",
+            "{} cells in {:.2} s wall ({} proxy, {} upstream, scale {scale})\ngaps {range} ({:?}, seed {}); achieved off plan by {mean:.3} ms mean, {p99:.3} p99, {worst:.3} worst\npeak: the {} ms gap bucket (run scale) with the most failures, or the span failing at least half as often; CI: Wilson 95%",
             cells.len(),
             started.elapsed().as_secs_f64(),
             opts.proxy.description(),
