@@ -70,6 +70,9 @@ pub struct ResolvedUpstream {
     /// The `server` lines (their defaults are filled in by the parser).
     pub peers: Vec<UpstreamServer>,
     pub keepalive: KeepaliveSettings,
+    /// The cache comes from nginx ≥ 1.29.7's default (`keepalive 32` in an
+    /// `upstream` block without a `keepalive` line), not from the text.
+    pub keepalive_by_default: bool,
     /// `least_conn`: the balancer picks the fewest connections per weight.
     pub least_conn: bool,
 }
@@ -251,6 +254,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             least_conn: u.least_conn,
             name: u.name.clone(),
             peers: u.servers.clone(),
+            keepalive_by_default: u.keepalive.is_none() && profile::keepalive_capacity(profile, None, true) > 0,
             keepalive: KeepaliveSettings {
                 capacity: profile::keepalive_capacity(profile, u.keepalive, true),
                 timeout: u.keepalive_timeout.unwrap_or(defaults::KEEPALIVE_TIMEOUT),
@@ -394,6 +398,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
             // implicit upstream of one server, never a keepalive cache.
             upstreams.push(ResolvedUpstream {
                 least_conn: false,
+                keepalive_by_default: false,
                 name,
                 peers: vec![UpstreamServer { pos: p.pass_pos.clone(), ..UpstreamServer::new(u.addr(HTTP_PORT)) }],
                 keepalive: KeepaliveSettings {

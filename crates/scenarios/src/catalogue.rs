@@ -38,6 +38,8 @@ pub const FILES: &[(&str, &str)] = files![
     "idle-race-no-retry-remedy",
     "idle-race-natural",
     "idle-race-natural-remedy",
+    "idle-race-upgrade",
+    "idle-race-upgrade-remedy",
     "idle-fallback",
     "idle-fallback-remedy",
     "read-header-timeout-idle",

@@ -452,6 +452,9 @@ fn idle_race(c: &Ctx) -> Finding {
         "idle-fallback"
     } else if !t.loc.next_upstream.contains(nginx_model::retry::Ft::ERROR) {
         "idle-race-no-retry"
+    } else if u.keepalive_by_default {
+        // No keepalive line: the cache is nginx ≥ 1.29.7's default.
+        "idle-race-upgrade"
     } else {
         "idle-race"
     };
@@ -744,6 +747,25 @@ mod tests {
         targets(&r, None, None).remove(0)
     }
 
+    fn modern_target(conf_text: &str) -> Target {
+        let cfg = conf::parse(conf_text, "t.conf").unwrap();
+        targets(&resolve(&cfg, Profile::Modern).unwrap(), None, None).remove(0)
+    }
+
+    #[test]
+    fn an_upgrade_to_modern_defaults_names_the_upgrade_variant() {
+        // A bare upstream block: safe on 1.22, the idle race on ≥ 1.29.7.
+        let bare = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n";
+        let go = parse_go("IdleTimeout=5s").unwrap();
+        assert_eq!(find(&check(&target(bare), &go), "idle-race").verdict, Verdict::CannotHappen);
+        let f = check(&modern_target(bare), &go);
+        let race = find(&f, "idle-race-upgrade");
+        assert_eq!(race.verdict, Verdict::Applies, "{race:#?}");
+        // An explicit keepalive line is the plain idle race on either profile.
+        let explicit = bare.replace("server 127.0.0.1:9000;", "server 127.0.0.1:9000; keepalive 32;");
+        assert_eq!(find(&check(&modern_target(&explicit), &go), "idle-race").verdict, Verdict::Applies);
+    }
+
     const KEEPALIVE: &str = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; keepalive 16; KT }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; RT } }\n}\n";
 
     fn conf_with(kt: &str, rt: &str) -> String {
@@ -809,6 +831,8 @@ mod tests {
                 named.extend(check(&target(c), &parse_go(g).unwrap()).into_iter().map(|f| f.mechanism));
             }
         }
+        // The upgrade's variant needs nginx ≥ 1.29.7's defaults.
+        named.extend(check(&modern_target(&confs[2]), &parse_go(gos[2]).unwrap()).into_iter().map(|f| f.mechanism));
         for s in crate::catalogue::all().unwrap().iter().filter(|s| !s.is_remedy() && !SAME_PROBE.contains(&s.name.as_str())) {
             assert!(named.contains(s.name.as_str()), "check never names {}: {named:?}", s.name);
         }

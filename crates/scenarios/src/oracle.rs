@@ -33,7 +33,6 @@ use nginx_model::response::{self, HeadParse, UpstreamHead};
 use nginx_model::logs::Level;
 use nginx_model::profile::sends_connection_close;
 use nginx_model::resolve::{resolve, ResolvedLocation, ResolvedUpstream};
-use nginx_model::Profile;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
@@ -132,8 +131,8 @@ impl Model {
         let n = s.go.servers.max(1);
         let addrs: Vec<std::net::SocketAddr> = (0..n).map(|i| ([127, 0, 0, 1], 1000 + i as u16).into()).collect();
         let cfg = nginx_config(s, &addrs, ([127, 0, 0, 1], 1).into(), scale);
-        // The built-in proxy runs nginx 1.22's (legacy) profile, as Debian's nginx does.
-        let r = resolve(&cfg, Profile::Legacy).ok()?;
+        // nginx 1.22's defaults (Debian's) unless the scenario names a release.
+        let r = resolve(&cfg, s.nginx_profile()).ok()?;
         let loc = r.servers.first()?.locations.first()?.clone();
         let up = r.upstreams.get(loc.upstream)?.clone();
         let (mut primary, mut backup) = (Vec::new(), Vec::new());

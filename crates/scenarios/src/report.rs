@@ -446,7 +446,10 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
     if let Some(b) = s.go.backlog {
         parts.push(format!("listen backlog {b}"));
     }
-    let r = nginx_model::resolve::resolve(&crate::setup::nginx_config(s, &[([127, 0, 0, 1], 8080).into()], ([127, 0, 0, 1], 80).into(), 1.0), nginx_model::Profile::Legacy);
+    if let Some(v) = &s.nginx.version {
+        parts.push(format!("nginx {v} defaults"));
+    }
+    let r = nginx_model::resolve::resolve(&crate::setup::nginx_config(s, &[([127, 0, 0, 1], 8080).into()], ([127, 0, 0, 1], 80).into(), 1.0), s.nginx_profile());
     if let Ok(r) = r {
         let u = &r.upstreams[0];
         if u.keepalive.capacity > 0 {

@@ -149,8 +149,12 @@ async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Pat
     }
     let addrs = if relays.is_empty() { upstream.addrs() } else { relays.iter().map(|r| r.addr()).collect() };
     let cfg = nginx_config(s, &addrs, LOOPBACK_ANY, factor);
-    let proxy = match opts.proxy.start(cfg, &s.name, epoch, &opts.programs).await {
+    let proxy = match opts.proxy.start(cfg, s.nginx_profile(), &s.name, epoch, &opts.programs).await {
         Ok(p) => p,
+        Err(harness::BackendError::Unsupported(why)) => {
+            upstream.stop().await;
+            return Ok(RunResult::skipped(s, opts, &why));
+        }
         Err(e) => {
             upstream.stop().await;
             return Err(e.into());

@@ -166,6 +166,13 @@ pub struct NginxSettings {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub location_conf: Option<Spanned<String>>,
+    /// The nginx release whose defaults the configuration means: 1.22's
+    /// when unset (upstream HTTP/1.0, `Connection: close`, no keepalive
+    /// cache), or "1.29.7" and later (HTTP/1.1, no Connection header,
+    /// `keepalive 32` in an `upstream` block). Only the built-in proxy runs
+    /// the new defaults; an older real nginx skips the scenario, saying why.
+    #[serde(default, deserialize_with = "nginx_version")]
+    pub version: Option<String>,
     /// `upstream_conf` read from a file (a path relative to the scenario
     /// file): the text you include in your own `upstream` block.
     #[serde(default)]
@@ -369,6 +376,20 @@ fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
 
 fn go_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     checked(d, |v: &String| v.parse::<go_model::GoVersion>().map(drop).map_err(|e| e.to_string()))
+}
+
+fn nginx_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| parse_nginx_version(v).map(drop))
+}
+
+/// "1.29.7" or "1.22" (patch 0).
+fn parse_nginx_version(v: &str) -> Result<nginx_model::version::Version, String> {
+    let n: Vec<u32> = v.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|_| format!("an nginx version is MAJOR.MINOR[.PATCH] (\"1.29.7\"), not {v:?}"))?;
+    match n[..] {
+        [a, b] => Ok(nginx_model::version::Version(a, b, 0)),
+        [a, b, c] => Ok(nginx_model::version::Version(a, b, c)),
+        _ => Err(format!("an nginx version is MAJOR.MINOR[.PATCH] (\"1.29.7\"), not {v:?}")),
+    }
 }
 
 fn mechanism_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -618,6 +639,11 @@ impl Scenario {
     }
 
     /// Natural-race mode: gaps swept, rates reported.
+    /// Whose defaults the scenario's nginx configuration means.
+    pub fn nginx_profile(&self) -> nginx_model::Profile {
+        self.nginx.version.as_deref().and_then(|v| parse_nginx_version(v).ok()).map_or(nginx_model::Profile::Legacy, |v| v.profile())
+    }
+
     pub fn natural(&self) -> bool {
         self.workload.sweep_from.is_some()
     }

@@ -138,6 +138,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 location_conf: None,
                 upstream_conf_file: None,
                 location_conf_file: None,
+                version: None,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real

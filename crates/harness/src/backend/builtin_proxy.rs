@@ -13,13 +13,14 @@ pub struct BuiltinProxy {
     // Dropped in this order: the proxy stops before its prefix is removed.
     proxy: Proxy,
     _dir: WorkDir,
+    profile: nginx_model::Profile,
 }
 
 impl BuiltinProxy {
     /// Starts on the listen address of `cfg`'s first server (port 0 for an
     /// ephemeral one, which nginx.conf cannot say: it is passed beside the
     /// config, and the rendered text keeps nginx's default listen).
-    pub async fn start(mut cfg: Config, label: &str, epoch: Instant) -> Result<BuiltinProxy, BackendError> {
+    pub async fn start(mut cfg: Config, profile: nginx_model::Profile, label: &str, epoch: Instant) -> Result<BuiltinProxy, BackendError> {
         let dir = WorkDir::new(label)?;
         let listen_override = cfg.servers.first().and_then(|s| s.listen.first()).and_then(|l| l.parse::<SocketAddr>().ok());
         if listen_override.is_some() {
@@ -36,9 +37,9 @@ impl BuiltinProxy {
                 ps.fail_timeout = s.fail_timeout;
             }
         }
-        let opts = ProxyOptions { prefix: dir.path().to_path_buf(), epoch, listen_override, ..ProxyOptions::default() };
+        let opts = ProxyOptions { profile, prefix: dir.path().to_path_buf(), epoch, listen_override, ..ProxyOptions::default() };
         let proxy = Proxy::start(&parsed, opts).await?;
-        Ok(BuiltinProxy { proxy, _dir: dir })
+        Ok(BuiltinProxy { proxy, _dir: dir, profile })
     }
 
     pub fn proxy(&self) -> &Proxy {
@@ -48,6 +49,11 @@ impl BuiltinProxy {
 
 #[async_trait]
 impl ProxyUnderTest for BuiltinProxy {
+    fn program(&self) -> Option<String> {
+        // Its description says 1.22: say so when it runs the new defaults.
+        (self.profile == nginx_model::Profile::Modern).then(|| "running nginx ≥ 1.29.7's defaults".to_string())
+    }
+
     fn backend(&self) -> ProxyBackend {
         ProxyBackend::Builtin
     }

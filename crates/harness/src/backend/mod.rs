@@ -16,6 +16,7 @@ mod real_nginx;
 mod user_server;
 
 pub use builtin_go::BuiltinGo;
+use nginx_model::Profile;
 pub use builtin_proxy::BuiltinProxy;
 pub use real_go::RealGo;
 pub use real_nginx::NginxProxy;
@@ -104,11 +105,14 @@ impl ProxyBackend {
 
     /// Starts the proxy with `cfg` on a loopback port (its listen address
     /// is the backend's choice), with a private work directory named after
-    /// `label`, its events on the clock of `epoch`.
-    pub async fn start(self, cfg: Config, label: &str, epoch: Instant, programs: &Programs) -> Result<Box<dyn ProxyUnderTest>, BackendError> {
+    /// `label`, its events on the clock of `epoch`. `profile`: whose
+    /// defaults `cfg` means (nginx ≤ 1.29.6's, or ≥ 1.29.7's); real nginx
+    /// of the other profile is pinned to the old ones where it can be, and
+    /// cannot run the new ones.
+    pub async fn start(self, cfg: Config, profile: Profile, label: &str, epoch: Instant, programs: &Programs) -> Result<Box<dyn ProxyUnderTest>, BackendError> {
         Ok(match self {
-            ProxyBackend::Builtin => Box::new(BuiltinProxy::start(cfg, label, epoch).await?),
-            ProxyBackend::Nginx => Box::new(NginxProxy::start(cfg, label, epoch, programs.nginx.as_deref()).await?),
+            ProxyBackend::Builtin => Box::new(BuiltinProxy::start(cfg, profile, label, epoch).await?),
+            ProxyBackend::Nginx => Box::new(NginxProxy::start(cfg, profile, label, epoch, programs.nginx.as_deref()).await?),
         })
     }
 }
@@ -287,6 +291,11 @@ pub struct Unsupported {
 }
 
 impl Unsupported {
+    /// nginx ≥ 1.29.7's defaults on an older nginx.
+    pub fn modern_defaults(program: String) -> Unsupported {
+        Unsupported { backend: "nginx", what: format!("nginx ≥ 1.29.7's upstream defaults with {program}"), why: "its defaults are the old ones: the built-in proxy emulates the new" }
+    }
+
     /// A lab knob of the emulator that `backend` does not have.
     pub fn knob(backend: &'static str, what: &str) -> Unsupported {
         Unsupported { backend, what: what.to_string(), why: "an emulator-only knob" }

@@ -2,7 +2,7 @@
 //! It gives no events, so its logs are read (the access log polled,
 //! bounded) and the kernel is asked about its upstream connections.
 
-use super::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, WorkDir};
+use super::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, Unsupported, WorkDir};
 use crate::nginx::{self, RealNginx};
 use crate::timeline::{EntryKind, Lane, TimelineEntry};
 use async_trait::async_trait;
@@ -21,8 +21,11 @@ impl NginxProxy {
     /// Starts real nginx (`--nginx`, else found: see [`nginx::locate`])
     /// with `cfg` and the lab's logs (see [`nginx::lab_config`]) on a free
     /// loopback port.
-    pub async fn start(cfg: Config, label: &str, _epoch: Instant, nginx_flag: Option<&std::path::Path>) -> Result<NginxProxy, BackendError> {
+    pub async fn start(cfg: Config, profile: nginx_model::Profile, label: &str, _epoch: Instant, nginx_flag: Option<&std::path::Path>) -> Result<NginxProxy, BackendError> {
         let program = nginx::locate(nginx_flag)?;
+        if profile == nginx_model::Profile::Modern && program.profile() == nginx_model::Profile::Legacy {
+            return Err(Unsupported::modern_defaults(program.describe()).into());
+        }
         let dir = WorkDir::new(label)?;
         let listen: SocketAddr = ([127, 0, 0, 1], crate::free_port().map_err(BackendError::FreePort)?).into();
         let nginx = RealNginx::start(&program, &nginx::lab_config(cfg, listen), dir.path()).await?;
