@@ -229,20 +229,20 @@ async fn client(addr: SocketAddr, until: Instant) -> ClientRun {
         }
         let s = match conn.as_mut() {
             Some(s) => s,
-            None => match {
+            None => {
                 run.connects += 1;
-                TcpStream::connect(addr).await
-            } {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    conn.insert(s)
+                match TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        conn.insert(s)
+                    }
+                    Err(_) => {
+                        run.errors += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
                 }
-                Err(_) => {
-                    run.errors += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            }
         };
         let t0 = Instant::now();
         match tokio::time::timeout(REQUEST_LIMIT, exchange(s, &mut buf)).await {
@@ -406,16 +406,28 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
             rounds.push(Round { kind, c32, c1 });
         }
     }
-    let med = |kind: Kind, f: fn(&Round) -> f64| median(rounds.iter().filter(|r| r.kind == kind).map(f).collect());
-    let rps = (med(Kind::Nginx, |r| r.c32.rps), med(Kind::Proxy, |r| r.c32.rps));
-    let p50 = (med(Kind::Nginx, |r| r.c1.p50_us), med(Kind::Proxy, |r| r.c1.p50_us));
     let errors: u64 = rounds.iter().map(|r| r.c32.errors + r.c1.errors).sum();
     println!("errors: non-200 answers and failed connections; closes: answers with Connection: close (the client reconnects);");
     println!("up opens: ~upstream connections the server opened during C=32 + C=1 (keepalive 16 keeps at most 16 idle).");
+    println!("load average now: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
     println!();
-    println!("median of {} round(s)       {:>10} {:>10} {:>12}", s.rounds, "nginx", "proxy", "proxy/nginx");
-    println!("req/s at C={THROUGHPUT_CLIENTS:<16} {:>10.0} {:>10.0} {:>12.2}", rps.0, rps.1, rps.1 / rps.0);
-    println!("p50 latency at C=1 (µs)    {:>10.1} {:>10.1} {:>12.2}", p50.0, p50.1, p50.1 / p50.0);
+    println!("median of {} round(s)       {:>10} {:>10} {:>12} {:>13}   min-max over rounds", s.rounds, "nginx", "proxy", "proxy/nginx", "paired ratio");
+    let of = |kind: Kind, f: fn(&Round) -> f64| -> Vec<f64> { rounds.iter().filter(|r| r.kind == kind).map(f).collect() };
+    let range = |v: &[f64]| (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    let metrics: [(String, fn(&Round) -> f64, usize); 2] =
+        [(format!("req/s at C={THROUGHPUT_CLIENTS}"), |r| r.c32.rps, 0), ("p50 latency at C=1 (µs)".to_string(), |r| r.c1.p50_us, 1)];
+    for (label, f, digits) in metrics {
+        let (n, p) = (of(Kind::Nginx, f), of(Kind::Proxy, f));
+        // Round r's nginx and proxy ran back to back: the median of their
+        // ratios is less exposed to load that drifts over the run.
+        let paired = median(n.iter().zip(&p).map(|(n, p)| p / n).collect());
+        let ((nlo, nhi), (plo, phi)) = (range(&n), range(&p));
+        let (n, p) = (median(n), median(p));
+        println!(
+            "{label:<26} {n:>10.digits$} {p:>10.digits$} {:>12.2} {paired:>13.2}   nginx {nlo:.digits$}-{nhi:.digits$}, proxy {plo:.digits$}-{phi:.digits$}",
+            p / n
+        );
+    }
     if errors > 0 {
         println!("non-200 answers or failed connections: {errors} (they are not counted in req/s)");
     }
