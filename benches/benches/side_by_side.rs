@@ -58,6 +58,29 @@ fn sibling_binary(var: &str, name: &str) -> PathBuf {
     exe.parent().and_then(Path::parent).map(|d| d.join(name)).unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut out = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.path().is_dir() { newest(&e.path()) } else { e.metadata().and_then(|m| m.modified()).ok() };
+        out = out.max(t);
+    }
+    out
+}
+
+/// cargo rebuilds the libraries this bench links, not the binaries it
+/// runs: say so when a binary is older than the sources it is built from.
+fn warn_if_stale(bin: &Path, crates: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
+    let sources = crates.iter().filter_map(|c| newest(&root.join("crates").join(c).join("src"))).max();
+    if let (Some(built), Some(sources)) = (built, sources) {
+        if sources > built {
+            println!("warning: {} is older than its sources: run `cargo build --release -p proxy -p upstream-sim`", bin.display());
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -334,6 +357,9 @@ fn main() {
             std::process::exit(1);
         }
     }
+    let models = ["labkit", "nginx-model", "go-model"];
+    warn_if_stale(&bins.proxy, &[&["proxy"][..], &models].concat());
+    warn_if_stale(&bins.upstream, &[&["upstream-sim"][..], &models].concat());
     // The generator gets one thread: the box is small, and the servers
     // under test need the rest.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -414,9 +440,7 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
     println!("median of {} round(s)       {:>10} {:>10} {:>12} {:>13}   min-max over rounds", s.rounds, "nginx", "proxy", "proxy/nginx", "paired ratio");
     let of = |kind: Kind, f: fn(&Round) -> f64| -> Vec<f64> { rounds.iter().filter(|r| r.kind == kind).map(f).collect() };
     let range = |v: &[f64]| (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
-    let metrics: [(String, fn(&Round) -> f64, usize); 2] =
-        [(format!("req/s at C={THROUGHPUT_CLIENTS}"), |r| r.c32.rps, 0), ("p50 latency at C=1 (µs)".to_string(), |r| r.c1.p50_us, 1)];
-    for (label, f, digits) in metrics {
+    let summary = |label: &str, f: fn(&Round) -> f64, digits: usize| {
         let (n, p) = (of(Kind::Nginx, f), of(Kind::Proxy, f));
         // Round r's nginx and proxy ran back to back: the median of their
         // ratios is less exposed to load that drifts over the run.
@@ -427,7 +451,9 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
             "{label:<26} {n:>10.digits$} {p:>10.digits$} {:>12.2} {paired:>13.2}   nginx {nlo:.digits$}-{nhi:.digits$}, proxy {plo:.digits$}-{phi:.digits$}",
             p / n
         );
-    }
+    };
+    summary(&format!("req/s at C={THROUGHPUT_CLIENTS}"), |r| r.c32.rps, 0);
+    summary("p50 latency at C=1 (µs)", |r| r.c1.p50_us, 1);
     if errors > 0 {
         println!("non-200 answers or failed connections: {errors} (they are not counted in req/s)");
     }
