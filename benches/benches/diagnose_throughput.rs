@@ -61,7 +61,7 @@ fn generate(dir: &std::path::Path, target: u64, gzip: bool) -> std::io::Result<(
         let conn = requests;
         let r = rng.next();
         let path = paths[(r % paths.len() as u64) as usize];
-        let method = if r % 7 == 0 { "POST" } else { "GET" };
+        let method = if r.is_multiple_of(7) { "POST" } else { "GET" };
         let (status, us, urt) = match r % 100 {
             0 => {
                 // the idle race: retried GET, or a POST 502

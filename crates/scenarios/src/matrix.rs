@@ -118,9 +118,9 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 }
 
 /// Where failures fall: buckets of `width` ms, the middle of the bucket
-/// with the highest failure rate (among buckets with at least 5 requests,
-/// so one unlucky request does not make a peak), and the span of buckets
-/// failing at least half as often as that one.
+/// with the highest failure rate (taken with its adjacent buckets, and
+/// among those with at least 5 requests, so one unlucky request does not
+/// make a peak), and the span of buckets failing at least half as often.
 pub struct Located {
     pub buckets: Vec<Bucket>,
     pub peak: Option<f64>,
@@ -141,13 +141,28 @@ pub fn locate(samples: &[(f64, bool)], width: f64) -> Located {
         }
     }
     buckets.sort_by(|a, b| a.gap_ms.total_cmp(&b.gap_ms));
-    let rate = |b: &Bucket| b.failures as f64 / b.requests as f64;
-    let filled: Vec<&Bucket> = buckets.iter().filter(|b| b.requests >= 5).collect();
-    let top = filled.iter().filter(|b| b.failures > 0).max_by(|a, b| rate(a).total_cmp(&rate(b))).copied();
-    let peak = top.map(|b| round(b.gap_ms + width / 2.0));
+    // Each bucket's rate over it and its adjacent buckets: at a few dozen
+    // requests a bucket, single buckets put the peak anywhere in the window.
+    let smoothed: Vec<(f64, usize, usize)> = (0..buckets.len())
+        .map(|i| {
+            let b = &buckets[i];
+            let (mut n, mut k) = (0, 0);
+            for c in &buckets[i.saturating_sub(1)..(i + 2).min(buckets.len())] {
+                if (c.gap_ms - b.gap_ms).abs() <= width * 1.01 {
+                    n += c.requests;
+                    k += c.failures;
+                }
+            }
+            (b.gap_ms, n, k)
+        })
+        .collect();
+    let rate = |&(_, n, k): &(f64, usize, usize)| k as f64 / n as f64;
+    let filled: Vec<&(f64, usize, usize)> = smoothed.iter().filter(|b| b.1 >= 5).collect();
+    let top = filled.iter().filter(|b| b.2 > 0).max_by(|a, b| rate(a).total_cmp(&rate(b))).copied();
+    let peak = top.map(|b| round(b.0 + width / 2.0));
     let window = top.and_then(|top| {
-        let half: Vec<&&Bucket> = filled.iter().filter(|b| rate(b) >= rate(top) / 2.0).collect();
-        Some((half.first()?.gap_ms, round(half.last()?.gap_ms + width)))
+        let half: Vec<&&(f64, usize, usize)> = filled.iter().filter(|b| rate(b) >= rate(top) / 2.0).collect();
+        Some((half.first()?.0, round(half.last()?.0 + width)))
     });
     Located { buckets, peak, window }
 }
