@@ -88,12 +88,13 @@ fn profile_auto_follows_the_nginx_binary() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
     };
-    for (version, want, code) in [("1.29.8", "applies", 1), ("1.22.1", "cannot-happen", 0)] {
+    // On 1.29.8 the cache is the new default: check names the upgrade's variant.
+    for (version, mechanism, want, code) in [("1.29.8", "idle-race-upgrade", "applies", 1), ("1.22.1", "idle-race", "cannot-happen", 0)] {
         let nginx = fake(version);
         let o = scenarios(&["check", "--nginx-conf", conf.to_str().unwrap(), "--go", "IdleTimeout=5s", "--profile", "auto", "--nginx", nginx.to_str().unwrap(), "--json", "-"]);
         assert_eq!(o.status.code(), Some(code), "{version}: {}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
-        let race = v["locations"][0]["findings"].as_array().unwrap().iter().find(|f| f["mechanism"] == "idle-race").cloned().unwrap();
+        let race = v["locations"][0]["findings"].as_array().unwrap().iter().find(|f| f["mechanism"] == mechanism).cloned().unwrap();
         assert_eq!(race["verdict"], want, "{version}: {race}");
         assert!(v["profile_from"].as_str().unwrap().contains(version), "{v}");
     }

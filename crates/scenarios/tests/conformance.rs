@@ -59,6 +59,13 @@ fn agrees_with_real_programs(s: &Scenario) -> Result<Completion, Failed> {
         runs.push(r);
     }
     let ran = runs.iter().filter(|r| r.skipped.is_none()).count();
+    if ran < 2 && problems.is_empty() {
+        // An emulator-only scenario (nginx ≥ 1.29.7's defaults on Debian's
+        // 1.22): nothing to compare, which is reported, not passed.
+        if let Some(why) = runs.iter().find_map(|r| r.skipped.clone()) {
+            return Ok(Completion::Ignored { reason: Some(format!("only the emulators can run it: {why}")) });
+        }
+    }
     if ran < 2 {
         problems.push(format!("only {ran} of the backend pairs ran it: nothing was compared"));
     }
