@@ -131,3 +131,15 @@ fn a_non_utf8_locale_gets_ascii() {
     let utf8 = run("C.UTF-8");
     assert!(utf8.contains("──►") && utf8.contains(" → "), "{utf8}");
 }
+
+/// The emulated Go's own log ("http: panic serving ...") belongs to the
+/// scenario's timeline, not to this program's stderr.
+#[test]
+fn the_emulators_own_logs_stay_off_stderr() {
+    let o = Command::new(env!("CARGO_BIN_EXE_scenarios")).args(["panic", "--no-timeline"]).env_remove("RUST_LOG").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "", "stderr");
+    // RUST_LOG still brings it back when asked for.
+    let o = Command::new(env!("CARGO_BIN_EXE_scenarios")).args(["panic", "--no-timeline"]).env("RUST_LOG", "upstream_sim=error").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("http: panic serving 127.0.0.1:"), "{}", String::from_utf8_lossy(&o.stderr));
+}
