@@ -9,6 +9,8 @@
 //! BADGATEWAY_REQUIRE_CHROMIUM=1 (`.ci/run`) it fails instead, as
 //! `harness::require` does for nginx and Go.
 
+mod tools;
+
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -26,23 +28,11 @@ fn main() -> ExitCode {
 
 /// $BADGATEWAY_CHROMIUM, else chromium on PATH or in /usr/bin.
 fn chromium() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("BADGATEWAY_CHROMIUM").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-        .find(|p| p.is_file())
-        .ok_or_else(|| "needs chromium (Debian: apt-get install chromium; or $BADGATEWAY_CHROMIUM)".to_string())
+    tools::find("BADGATEWAY_CHROMIUM", &["chromium", "chromium-browser"], "Debian: apt-get install chromium")
 }
 
 fn missing(why: String) -> Result<Completion, Failed> {
-    if std::env::var(REQUIRE).as_deref() == Ok("1") {
-        Err(format!("{why} (required here by {REQUIRE}=1)").into())
-    } else {
-        Ok(Completion::ignored_with(why))
-    }
+    tools::missing(REQUIRE, why)
 }
 
 struct Scratch(PathBuf);

@@ -9,6 +9,8 @@
 //! BADGATEWAY_REQUIRE_XMLLINT=1 (`.ci/run`) it fails instead, as
 //! tests/html_browser.rs does for Chromium.
 
+mod tools;
+
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,24 +37,11 @@ fn xsd() -> PathBuf {
 
 /// $BADGATEWAY_XMLLINT, else xmllint on PATH or in /usr/bin.
 fn xmllint() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("BADGATEWAY_XMLLINT").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(format!("$BADGATEWAY_XMLLINT {} is not a file", p.display())) };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join("xmllint"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| "needs xmllint (Debian: apt-get install libxml2-utils; or $BADGATEWAY_XMLLINT)".to_string())
+    tools::find("BADGATEWAY_XMLLINT", &["xmllint"], "Debian: apt-get install libxml2-utils")
 }
 
 fn missing(why: String) -> Result<Completion, Failed> {
-    if std::env::var(REQUIRE).as_deref() == Ok("1") {
-        Err(format!("{why} (required here by {REQUIRE}=1)").into())
-    } else {
-        Ok(Completion::ignored_with(why))
-    }
+    tools::missing(REQUIRE, why)
 }
 
 struct Scratch(PathBuf);
