@@ -448,6 +448,13 @@ fn epoll_slack(wait: Duration) -> Duration {
 /// 100.36 ms for a 100 ms IdleTimeout, 101.41 vs 101.35 for 100.5 ms).
 pub const RUNTIME_WAKE: Duration = Duration::from_micros(60);
 
+/// When a goroutine that parked `until` before its deadline runs with the
+/// timeout: [`netpoll_notice`] plus [`RUNTIME_WAKE`]. The emulator's
+/// deadlines and `scenarios rate`'s window both use this.
+pub fn deadline_fires(until: Duration) -> Duration {
+    netpoll_notice(until) + RUNTIME_WAKE
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -54,6 +54,9 @@ impl Drop for Relay {
     }
 }
 
+/// Reads (up to 64 KiB each) queued per direction before the reader waits.
+const IN_FLIGHT: usize = 64;
+
 /// What crosses the relay, in order.
 enum Segment {
     Data(Bytes),
@@ -94,27 +97,31 @@ async fn relay_one(down: TcpStream, upstream: SocketAddr, one_way: Duration) {
 
 /// Carries `from`'s bytes and closes to `to`, each `delay` after it arrived.
 async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, delay: Duration, cut: CancellationToken) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Segment)>();
+    // Bounded: a side that stops reading holds the other back, as TCP would,
+    // instead of the relay queueing without end.
+    let (tx, mut rx) = mpsc::channel::<(Instant, Segment)>(IN_FLIGHT);
     let reader = {
         let from = from.clone();
         async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 if from.readable().await.is_err() {
-                    let _ = tx.send((Instant::now() + delay, Segment::Rst));
+                    let _ = tx.send((Instant::now() + delay, Segment::Rst)).await;
                     return;
                 }
                 match from.try_read(&mut buf) {
                     Ok(0) => {
-                        let _ = tx.send((Instant::now() + delay, Segment::Fin));
+                        let _ = tx.send((Instant::now() + delay, Segment::Fin)).await;
                         return;
                     }
                     Ok(n) => {
-                        let _ = tx.send((Instant::now() + delay, Segment::Data(Bytes::copy_from_slice(&buf[..n]))));
+                        if tx.send((Instant::now() + delay, Segment::Data(Bytes::copy_from_slice(&buf[..n])))).await.is_err() {
+                            return;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(_) => {
-                        let _ = tx.send((Instant::now() + delay, Segment::Rst));
+                        let _ = tx.send((Instant::now() + delay, Segment::Rst)).await;
                         return;
                     }
                 }

@@ -637,6 +637,9 @@ async fn run_rate(a: &RateArgs) -> Result<bool, Error> {
     if idle.is_zero() {
         return Err(Error::Usage("--go-idle-timeout 0: Go then keeps idle connections forever, and there is no race".into()));
     }
+    if !(a.hours > 0.0 && a.hours <= 10_000.0) {
+        return Err(Error::Usage(format!("--hours {}: between 0 and 10000", a.hours)));
+    }
     if !(a.rps > 0.0 && a.rps.is_finite()) {
         return Err(Error::Usage(format!("--rps {}: must be above 0", a.rps)));
     }

@@ -29,7 +29,7 @@ pub struct Plan {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Cell {
     pub idle_timeout: String,
     pub keepalive_timeout: String,
@@ -76,7 +76,7 @@ pub fn bucket_width(range_ms: f64) -> f64 {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Bucket {
     /// The bucket's lower edge (run scale).
     pub gap_ms: f64,
@@ -315,31 +315,15 @@ pub fn render(cells: &[Cell]) -> String {
 }
 
 /// The cells of a matrix measured before (its `--json`).
-pub fn read_baseline(path: &std::path::Path) -> Result<Vec<BaselineCell>, Error> {
+pub fn read_baseline(path: &std::path::Path) -> Result<Vec<Cell>, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     #[derive(serde::Deserialize)]
     struct Doc {
-        cells: Vec<BaselineCell>,
+        cells: Vec<Cell>,
     }
     serde_json::from_str::<Doc>(&text)
         .map(|d| d.cells)
         .map_err(|e| Error::Usage(format!("--baseline {}: not a `scenarios matrix --json` report: {e}", path.display())))
-}
-
-/// What a comparison needs of a baseline cell.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct BaselineCell {
-    pub idle_timeout: String,
-    pub keepalive_timeout: String,
-    pub method: String,
-    pub requests: usize,
-    pub client_502: usize,
-    pub retried: usize,
-    pub centre_gap_ms: Option<f64>,
-    #[serde(default)]
-    pub bucket_ms: Option<f64>,
-    #[serde(default)]
-    pub window_ms: Option<(f64, f64)>,
 }
 
 /// Rates within this factor of the baseline's agree.
@@ -367,7 +351,7 @@ pub struct Comparison {
     pub agrees: bool,
 }
 
-pub fn compare(cells: &[Cell], baseline: &[BaselineCell]) -> Vec<Comparison> {
+pub fn compare(cells: &[Cell], baseline: &[Cell]) -> Vec<Comparison> {
     cells
         .iter()
         .filter_map(|c| {
@@ -385,7 +369,7 @@ pub fn compare(cells: &[Cell], baseline: &[BaselineCell]) -> Vec<Comparison> {
                     _ => false,
                 }
             } else {
-                let tol = c.bucket_ms.max(b.bucket_ms.unwrap_or(0.0)) + 1e-9;
+                let tol = c.bucket_ms.max(b.bucket_ms) + 1e-9;
                 match (c.window_ms, b.window_ms) {
                     (Some(x), Some(y)) => (x.0 - y.0).abs() <= tol && (x.1 - y.1).abs() <= tol,
                     (None, None) => true,
@@ -533,24 +517,10 @@ mod tests {
         }
     }
 
-    fn base(c: &Cell) -> BaselineCell {
-        BaselineCell {
-            idle_timeout: c.idle_timeout.clone(),
-            keepalive_timeout: c.keepalive_timeout.clone(),
-            method: c.method.clone(),
-            requests: c.requests,
-            client_502: c.client_502,
-            retried: c.retried,
-            centre_gap_ms: c.centre_gap_ms,
-            bucket_ms: Some(c.bucket_ms),
-            window_ms: c.window_ms,
-        }
-    }
-
     #[test]
     fn a_comparison_agrees_within_the_ratio_bounds_and_the_peak_tolerance() {
         let real = [cell("GET", 1000, 160, Some(100.15)), cell("POST", 1000, 140, Some(100.15))];
-        let baseline: Vec<BaselineCell> = real.iter().map(base).collect();
+        let baseline = real.to_vec();
         // (emulated failures, emulated peak) → agrees
         let table = [
             (130, Some(100.15), true),
@@ -567,7 +537,7 @@ mod tests {
             assert_eq!(cmp.len(), 1);
             assert_eq!(cmp[0].agrees, agrees, "{failures} failures, peak {centre:?}: {:?}", cmp[0]);
         }
-        let none = compare(&[cell("GET", 10, 0, None)], &[base(&cell("GET", 10, 0, None))]);
+        let none = compare(&[cell("GET", 10, 0, None)], &[cell("GET", 10, 0, None)]);
         assert!(none[0].agrees && none[0].ratio.is_none(), "no failures on either side agree");
     }
 }

@@ -8,7 +8,8 @@
 //!                        moment) × (the window's effective width, ms)
 //!
 //! * The moment: Go 1.19 notices the idle deadline as its netpoller does
-//!   (`go_model::rules::netpoll_notice`, plus the calibrated runtime wake).
+//!   (`go_model::rules::deadline_fires`: netpoll's rule plus the calibrated
+//!   runtime wake, as upstream-sim fires its deadlines).
 //! * The width: measured, not assumed: a calibration sweep on the emulators
 //!   (uniform gaps across the window at a short IdleTimeout, with the same
 //!   `--rtt`); its failure share × the swept range is the width (the window
@@ -30,6 +31,8 @@ use crate::Error;
 use go_model::rules;
 use nginx_model::keepalive::{KeepaliveCache, KeepaliveSettings};
 use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// How requests arrive.
@@ -72,9 +75,13 @@ impl Traffic {
 pub fn go_close_ms(idle_timeout: Duration, rtt: Duration) -> f64 {
     // The goroutine parks a little after the deadline is set.
     let until = idle_timeout.saturating_sub(Duration::from_micros(10));
-    let notice = rules::netpoll_notice(until) + Duration::from_micros(10) + rules::RUNTIME_WAKE;
+    let notice = rules::deadline_fires(until) + Duration::from_micros(10);
     (notice.as_secs_f64() - rtt.as_secs_f64()) * 1e3
 }
+
+/// The simulation stops after this many arrivals, whatever `hours` asked
+/// (at high rates a few seconds of CPU cover many simulated hours).
+pub const MAX_SIMULATED_REQUESTS: u64 = 20_000_000;
 
 /// Half-width of the neighbourhood the density is counted in (ms): wide
 /// enough for a steady count, narrow against the idle times of any traffic.
@@ -111,15 +118,14 @@ pub fn density(t: &Traffic, close_ms: f64, hours: f64) -> Density {
     let latency = Duration::from_secs_f64(t.latency_ms / 1e3);
     let period = Duration::from_secs_f64(1.0 / t.rps);
     let gone_after = Duration::from_secs_f64((close_ms + DENSITY_HALF_WIDTH_MS).max(0.0) / 1e3);
-    // Connections busy with a request: (free at, requests so far).
-    let mut busy: Vec<(Duration, u32)> = Vec::new();
+    // Connections busy with a request, soonest free first: (free at, requests so far).
+    let mut busy: BinaryHeap<Reverse<(Duration, u32)>> = BinaryHeap::new();
     let (mut now, mut k) = (Duration::ZERO, 0u32);
     let (mut requests, mut reuses, mut near) = (0u64, 0u64, 0u64);
-    while now < horizon {
+    while now < horizon && requests < MAX_SIMULATED_REQUESTS {
         // Responses that finished by now go back to the cache, in order.
-        busy.sort_by_key(|b| b.0);
-        while busy.first().is_some_and(|b| b.0 <= now) {
-            let (free, n) = busy.remove(0);
+        while busy.peek().is_some_and(|b| b.0 .0 <= now) {
+            let Some(Reverse((free, n))) = busy.pop() else { break };
             if settings.admits(n, Duration::ZERO) {
                 let _ = cache.store((), (free, n), at(free));
             }
@@ -138,7 +144,7 @@ pub fn density(t: &Traffic, close_ms: f64, hours: f64) -> Density {
             }
             None => 1,
         };
-        busy.push((now + latency, n));
+        busy.push(Reverse((now + latency, n)));
         // The next arrival.
         let gap = match t.arrival {
             Arrival::Periodic => period,
@@ -147,7 +153,9 @@ pub fn density(t: &Traffic, close_ms: f64, hours: f64) -> Density {
         k = k.wrapping_add(1);
         now += gap;
     }
-    let per_ms_per_hour = near as f64 / (2.0 * DENSITY_HALF_WIDTH_MS) / hours;
+    // The hours actually simulated (the request bound may end it early).
+    let hours = now.min(horizon).as_secs_f64() / 3600.0;
+    let per_ms_per_hour = if hours > 0.0 { near as f64 / (2.0 * DENSITY_HALF_WIDTH_MS) / hours } else { 0.0 };
     Density { simulated_hours: hours, requests, reuses, near, per_ms_per_hour }
 }
 
@@ -246,6 +254,9 @@ pub struct Check {
     pub note: Option<String>,
 }
 
+/// The longest a check run is planned to take.
+pub const CHECK_WALL: Duration = Duration::from_secs(60);
+
 pub async fn check(t: &Traffic, windows: &[Window], requests: u32, opts: &RunOptions) -> Result<Check, Error> {
     // Compress so that the mean gap is about the calibration's IdleTimeout
     // scale: a run of `requests` takes seconds, not hours.
@@ -257,6 +268,8 @@ pub async fn check(t: &Traffic, windows: &[Window], requests: u32, opts: &RunOpt
         Arrival::Poisson => (Sweep::Poisson, mean_gap, cap),
         Arrival::Periodic => (Sweep::Linear, mean_gap, mean_gap),
     };
+    // A bounded run: about CHECK_WALL of mean gaps, whatever was asked.
+    let requests = requests.min((CHECK_WALL.as_secs_f64() / mean_gap.as_secs_f64().max(1e-6)) as u32).max(1);
     let (m, _) = t.method_mix.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned().unwrap_or(("GET".into(), 1.0));
     let s = check_scenario(idle, Duration::from_secs_f64(t.keepalive_timeout_ms / 1e3 * scale), &m, requests, sweep, from, to, t.seed);
     let rtt = Duration::from_secs_f64(t.rtt_ms / 1e3);
@@ -379,7 +392,7 @@ pub fn render(r: &Rate) -> String {
     }
     let d = &r.density;
     s.push_str(&format!(
-        "3. idle gaps near {:.1} ms (nginx's cache over {} h of arrivals):\n   {} of {} reuses within ±{} ms → {:.4} per ms per hour\n",
+        "3. idle gaps near {:.1} ms (nginx's cache over {:.2} h of arrivals):\n   {} of {} reuses within ±{} ms → {:.4} per ms per hour\n",
         r.go_close_ms, d.simulated_hours, d.near, d.reuses, DENSITY_HALF_WIDTH_MS, d.per_ms_per_hour
     ));
     s.push_str("4. failures = density × share × width\n");

@@ -578,10 +578,10 @@ impl Drop for Conn {
 }
 
 /// When Go's timed-out reader runs if its goroutine parks now (see
-/// [`rules::netpoll_notice`] and [`rules::RUNTIME_WAKE`]).
+/// [`rules::deadline_fires`]).
 fn go_notices(deadline: Instant) -> Instant {
     let now = Instant::now();
-    now + rules::netpoll_notice(deadline.saturating_duration_since(now)) + rules::RUNTIME_WAKE
+    now + rules::deadline_fires(deadline.saturating_duration_since(now))
 }
 
 fn has_unread(s: &TcpStream) -> bool {
