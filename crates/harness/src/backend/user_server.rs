@@ -571,15 +571,18 @@ mod tests {
     /// what it wrote, and the process group is gone afterwards.
     #[tokio::test]
     async fn a_command_that_never_listens_is_stopped_with_its_output() {
+        // Free on 127.0.0.1 when picked, but another test may take that port
+        // there before the wait ends (it then "listens"): 127.0.0.3, where no
+        // test binds, stays silent.
         let port = crate::free_port().unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr: SocketAddr = ([127, 0, 0, 3], port).into();
         let line = "echo warming up; sleep 30 & wait";
         let mut p = spawn(line, addr).unwrap();
         let pgid = p.pgid.unwrap() as i32;
         let started = Instant::now();
         let err = wait_ready(&mut p, line, Duration::from_millis(300)).await.unwrap_err().to_string();
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(err.contains("did not listen on 127.0.0.1:") && err.contains("within 0.3 s") && err.contains("warming up"), "{err}");
+        assert!(err.contains("did not listen on 127.0.0.3:") && err.contains("within 0.3 s") && err.contains("warming up"), "{err}");
         // Killed members may linger as zombies until their new parent
         // reaps them: count the members that are not.
         let deadline = Instant::now() + Duration::from_secs(2);
