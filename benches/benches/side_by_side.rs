@@ -11,8 +11,9 @@
 //!
 //! Knobs: SIDE_BY_SIDE_SECS (per measurement, default 3), SIDE_BY_SIDE_ROUNDS
 //! (default 3), BENCH_QUICK=1 or `--quick` (1 round of 0.5 s, for CI),
-//! SIDE_BY_SIDE_PROXY_THREADS (the proxy's tokio workers, default 1: nginx
-//! runs `worker_processes 1`), SIDE_BY_SIDE_PROXY / SIDE_BY_SIDE_UPSTREAM
+//! SIDE_BY_SIDE_WORKERS (`worker_processes` in the shared nginx.conf,
+//! default 1: nginx runs that many worker processes, the proxy that many
+//! event-loop threads, a current-thread runtime for 1), SIDE_BY_SIDE_PROXY / SIDE_BY_SIDE_UPSTREAM
 //! (binary paths; default next to this bench in target/release).
 //!
 //! Bounded: every measurement stops after its seconds (and after
@@ -35,17 +36,17 @@ const REQUEST: &[u8] = b"GET /ok HTTP/1.1\r\nHost: bench\r\n\r\n";
 struct Settings {
     secs: f64,
     rounds: usize,
-    proxy_threads: usize,
+    workers: usize,
 }
 
 fn settings() -> Settings {
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0);
-    let proxy_threads = var("SIDE_BY_SIDE_PROXY_THREADS").map_or(1, |v| v as usize);
+    let workers = var("SIDE_BY_SIDE_WORKERS").map_or(1, |v| v as usize);
     if quick {
-        return Settings { secs: 0.5, rounds: 1, proxy_threads };
+        return Settings { secs: 0.5, rounds: 1, workers };
     }
-    Settings { secs: var("SIDE_BY_SIDE_SECS").unwrap_or(3.0), rounds: var("SIDE_BY_SIDE_ROUNDS").map_or(3, |v| v as usize), proxy_threads }
+    Settings { secs: var("SIDE_BY_SIDE_SECS").unwrap_or(3.0), rounds: var("SIDE_BY_SIDE_ROUNDS").map_or(3, |v| v as usize), workers }
 }
 
 /// The bench binary is target/release/deps/side_by_side-HASH: the
@@ -87,9 +88,9 @@ fn free_port() -> u16 {
 
 /// The one nginx.conf both read. Temp paths and the pid file are relative
 /// to each one's prefix, so nginx touches nothing outside its temp dir.
-fn nginx_conf(listen: SocketAddr, upstream: SocketAddr) -> String {
+fn nginx_conf(listen: SocketAddr, upstream: SocketAddr, workers: usize) -> String {
     format!(
-        "worker_processes 1;
+        "worker_processes {workers};
 pid nginx.pid;
 error_log error.log;
 events {{ worker_connections 1024; }}
@@ -145,7 +146,7 @@ fn wait_accepting(server: &mut Server, addr: SocketAddr) -> Result<(), String> {
     Err(format!("{} did not accept on {addr} within 10 s", server.name))
 }
 
-fn start(kind: Kind, bins: &Bins, conf: &Path, work: &Path, listen: SocketAddr, proxy_threads: usize) -> Result<Server, String> {
+fn start(kind: Kind, bins: &Bins, conf: &Path, work: &Path, listen: SocketAddr) -> Result<Server, String> {
     let prefix = work.join(kind.name());
     std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
     let mut cmd = match kind {
@@ -156,7 +157,7 @@ fn start(kind: Kind, bins: &Bins, conf: &Path, work: &Path, listen: SocketAddr, 
         }
         Kind::Proxy => {
             let mut c = Command::new(&bins.proxy);
-            c.arg("-c").arg(conf).arg("-p").arg(&prefix).env("TOKIO_WORKER_THREADS", proxy_threads.to_string());
+            c.arg("-c").arg(conf).arg("-p").arg(&prefix);
             c
         }
     };
@@ -391,12 +392,12 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
     let mut upstream = Server { name: "upstream-sim", child: upstream };
     wait_accepting(&mut upstream, up_addr)?;
     let conf = work.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(listen, up_addr)).map_err(|e| e.to_string())?;
+    std::fs::write(&conf, nginx_conf(listen, up_addr, s.workers)).map_err(|e| e.to_string())?;
 
     println!(
-        "side by side: {NGINX} vs {} (TOKIO_WORKER_THREADS={}), one nginx.conf (worker_processes 1, keepalive 16), upstream-sim {}",
+        "side by side: {NGINX} vs {}, one nginx.conf (worker_processes {}, keepalive 16), upstream-sim {}",
         bins.proxy.display(),
-        s.proxy_threads,
+        s.workers,
         bins.upstream.display()
     );
     println!("{} round(s) of {} s per measurement; GET /ok; C={THROUGHPUT_CLIENTS} for req/s, C=1 for latency; listen {listen}, upstream {up_addr}", s.rounds, s.secs);
@@ -405,7 +406,7 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
     let mut rounds = Vec::new();
     for r in 1..=s.rounds {
         for kind in [Kind::Nginx, Kind::Proxy] {
-            let server = start(kind, bins, &conf, work, listen, s.proxy_threads)?;
+            let server = start(kind, bins, &conf, work, listen)?;
             // Connections and the upstream keepalive cache warm up unmeasured.
             rt.block_on(measure(listen, THROUGHPUT_CLIENTS, warmup));
             let before = active_opens();

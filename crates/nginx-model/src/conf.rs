@@ -96,6 +96,22 @@ pub struct Config {
     pub nginx_files: NginxFiles,
     /// Directives read and checked but without effect on the 502 model.
     pub not_emulated: NotEmulated,
+    /// `worker_processes`: the proxy runs this many event loops (threads).
+    pub worker_processes: WorkerProcesses,
+}
+
+/// `worker_processes N | auto` (`ngx_set_worker_processes`; 1 when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerProcesses {
+    Count(u32),
+    /// One per CPU (`ngx_ncpu`).
+    Auto,
+}
+
+impl Default for WorkerProcesses {
+    fn default() -> Self {
+        WorkerProcesses::Count(1)
+    }
 }
 
 /// The names of the directives nginx would run and the emulation does not
@@ -742,7 +758,6 @@ const NO_OP_HERE: &[&str] = &["zone", "resolver", "resolver_timeout"];
 /// (listed by `proxy -t` as not emulated, like the ones read from nginx's
 /// table only).
 const READ_NOT_EMULATED: &[&str] = &[
-    "worker_processes",
     "pid",
     "daemon",
     "master_process",
@@ -1904,9 +1919,14 @@ impl<'a> Parser<'a> {
             match d.name {
                 "worker_processes" => {
                     seen.once(self, &d)?;
-                    if d.arg(0) != b"auto" && num::atoi(d.arg(0)).is_none() {
-                        return Err(self.invalid_value(&d));
-                    }
+                    self.cfg.worker_processes = if d.arg(0) == b"auto" {
+                        WorkerProcesses::Auto
+                    } else {
+                        match num::atoi(d.arg(0)) {
+                            Some(n) => WorkerProcesses::Count(sat_u32(n)),
+                            None => return Err(self.invalid_value(&d)),
+                        }
+                    };
                 }
                 "pid" => {
                     seen.once(self, &d)?;
@@ -3126,6 +3146,16 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with(" in /c/nginx.conf:1"), "{err}");
+    }
+
+    #[test]
+    fn worker_processes_count_auto_default_and_bad_values() {
+        let wp = |main: &str| parse(&format!("{main}events {{}}\nhttp {{}}\n"), "t.conf").map(|c| c.worker_processes).map_err(|e| e.to_string());
+        assert_eq!(wp(""), Ok(WorkerProcesses::Count(1)), "nginx's default");
+        assert_eq!(wp("worker_processes 4;\n"), Ok(WorkerProcesses::Count(4)));
+        assert_eq!(wp("worker_processes auto;\n"), Ok(WorkerProcesses::Auto));
+        assert_eq!(wp("worker_processes two;\n"), Err("\"worker_processes\" directive invalid value in t.conf:1".into()));
+        assert_eq!(wp("worker_processes 1;\nworker_processes 2;\n"), Err("\"worker_processes\" directive is duplicate in t.conf:2".into()));
     }
 
     #[test]

@@ -133,10 +133,9 @@ struct Conn {
 impl Conn {
     /// Reads more within `limit`; `Ok(0)` at EOF, an error on a timeout.
     async fn fill(&mut self, limit: Duration) -> std::io::Result<usize> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = tokio::time::timeout(limit, self.stream.read(&mut chunk)).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
-        self.rbuf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        // Straight into the buffer's spare room: no zeroed chunk, no copy.
+        self.rbuf.reserve(16 * 1024);
+        tokio::time::timeout(limit, self.stream.read_buf(&mut self.rbuf)).await.map_err(|_| std::io::ErrorKind::TimedOut)?
     }
 }
 
@@ -255,10 +254,19 @@ impl Request {
 
 /// httparse with as many header slots as the head needs.
 fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ()> {
+    // 64 header slots on the stack cover nearly every request; more on the
+    // heap only when a head has more.
+    let mut stack = [httparse::EMPTY_HEADER; 64];
+    let mut heap;
     let mut slots = 64;
     loop {
-        let mut headers = vec![httparse::EMPTY_HEADER; slots];
-        let mut r = httparse::Request::new(&mut headers);
+        let headers: &mut [httparse::Header] = if slots == 64 {
+            &mut stack
+        } else {
+            heap = vec![httparse::EMPTY_HEADER; slots];
+            &mut heap
+        };
+        let mut r = httparse::Request::new(headers);
         match r.parse(buf) {
             Ok(httparse::Status::Partial) => return Ok(None),
             Ok(httparse::Status::Complete(n)) => {

@@ -26,4 +26,4 @@ pub mod server;
 pub mod upstream;
 
 pub use nginx_model::{conf, Profile};
-pub use server::{check_config, Proxy, ProxyOptions, StartError};
+pub use server::{check_config, worker_threads, Proxy, ProxyOptions, StartError};

@@ -64,8 +64,9 @@ impl Logs {
         let mut g = self.inner.lock();
         for spec in to {
             if let Some((_, f)) = g.access_files.iter_mut().find(|(k, _)| *k == spec.path) {
-                let line = render_access(&spec.format, &e);
-                let _ = writeln!(f, "{line}");
+                let mut line = render_access(&spec.format, &e);
+                line.push('\n');
+                let _ = f.write_all(line.as_bytes());
             }
         }
         let keep = g.retention;

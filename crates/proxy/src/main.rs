@@ -50,8 +50,7 @@ struct Args {
     signal: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "proxy=info".into()))
@@ -75,6 +74,28 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One nginx worker is one event loop on one thread: `worker_processes
+    // 1` (nginx's default) runs on a current-thread runtime, as nginx's
+    // single worker does; N or auto on N worker threads.
+    let mut builder = match proxy::worker_threads(cfg.worker_processes) {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("proxy: [emerg] cannot start the event loop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args, cfg, name, prefix))
+}
+
+async fn run(args: Args, cfg: nginx_model::conf::Config, name: String, prefix: PathBuf) -> ExitCode {
     let profile = args.profile;
     let pid_file = {
         let (p, explicit) = match nginx_model::signal::pid_path(&cfg) {

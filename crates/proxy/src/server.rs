@@ -523,3 +523,28 @@ async fn accept_loop(l: TcpListener, id: u64, state: Arc<Mutex<State>>, close: C
         });
     }
 }
+
+/// The event loops the proxy binary runs for `worker_processes`: N, or one
+/// per CPU for `auto` (`ngx_ncpu`); at least one (nginx with 0 workers
+/// would serve nothing). A reload keeps the count the proxy started with.
+pub fn worker_threads(w: nginx_model::conf::WorkerProcesses) -> usize {
+    match w {
+        nginx_model::conf::WorkerProcesses::Count(n) => (n as usize).max(1),
+        nginx_model::conf::WorkerProcesses::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+#[cfg(test)]
+mod worker_tests {
+    use super::worker_threads;
+    use nginx_model::conf::WorkerProcesses;
+
+    #[test]
+    fn one_thread_per_worker_process() {
+        assert_eq!(worker_threads(WorkerProcesses::Count(1)), 1);
+        assert_eq!(worker_threads(WorkerProcesses::Count(3)), 3);
+        assert_eq!(worker_threads(WorkerProcesses::Count(0)), 1, "at least one event loop");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(worker_threads(WorkerProcesses::Auto), cpus);
+    }
+}
