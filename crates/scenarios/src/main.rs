@@ -126,7 +126,16 @@ enum Cmd {
     Rate(RateArgs),
     /// Every scenario on the built-in emulators and on real nginx (and real
     /// Go where the scenario allows); prints the agreement table.
-    Conformance(ReportArgs),
+    Conformance {
+        /// Scenarios run at once (each runs its three backend pairs one
+        /// after the other, on its own ports and nginx prefix). Default 1:
+        /// real nginx and Go share the machine's cores with the emulators,
+        /// and a timing verdict must not depend on a neighbour's load.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
     /// With the docker-compose lab up: a scenario through real nginx and the
     /// Rust proxy in their containers, verdicts side by side; then network
     /// faults between the containers (--fault pause|drop) and their 504s.
@@ -798,24 +807,43 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
     Ok(agrees && over.is_empty() && !cells.iter().any(matrix::impossible_failures))
 }
 
-async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
+async fn run_conformance(a: &ReportArgs, jobs: u16) -> Result<bool, Error> {
     let scale = a.checked_scale()?;
     let all = catalogue::all()?;
     let programs = Programs::default();
     ProxyBackend::Nginx.available(&programs).map_err(|e| Error::Usage(format!("conformance needs real nginx: {e}")))?;
     UpstreamBackend::Go.available(&programs).map_err(|e| Error::Usage(format!("conformance needs Go: {e}")))?;
     let started = Instant::now();
+    // Up to `jobs` scenarios at once, each with its pairs in order; the
+    // table keeps the catalogue's order.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(jobs)));
+    let mut running = tokio::task::JoinSet::new();
+    for (i, s) in all.iter().cloned().enumerate() {
+        let (gate, programs) = (gate.clone(), programs.clone());
+        running.spawn(async move {
+            let _slot = gate.acquire_owned().await;
+            let mut runs = Vec::new();
+            for (proxy, upstream) in CONFORMANCE_PAIRS {
+                let opts = RunOptions { proxy, upstream, scale, programs: programs.clone(), rtt: None };
+                runs.push(runner::run(&s, &opts).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?);
+            }
+            Ok::<_, Error>((i, runs))
+        });
+    }
+    let mut slots: Vec<Option<Vec<RunResult>>> = vec![None; all.len()];
+    let bar = Progress::new();
+    let mut done = 0;
+    while let Some(joined) = running.join_next().await {
+        let (i, runs) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        done += 1;
+        bar.at(done, all.len(), &all[i].name);
+        slots[i] = Some(runs);
+    }
+    drop(bar);
     let mut results = Vec::new();
     let mut rows = Vec::new();
     let mut disagreements = 0;
-    let bar = Progress::new();
-    for (i, s) in all.iter().enumerate() {
-        bar.at(i + 1, all.len(), &s.name);
-        let mut runs = Vec::new();
-        for (proxy, upstream) in CONFORMANCE_PAIRS {
-            let r = runner::run(s, &RunOptions { proxy, upstream, scale, programs: programs.clone(), rtt: None }).await.map_err(|e| e.running(format!("{} on {proxy:?}/{upstream:?}", s.name)))?;
-            runs.push(r);
-        }
+    for (s, runs) in all.iter().zip(slots.into_iter().flatten()) {
         let agree = runner::agreement(&runs);
         if agree.is_err() {
             disagreements += 1;
@@ -840,7 +868,6 @@ async fn run_conformance(a: &ReportArgs) -> Result<bool, Error> {
         ));
         results.extend(runs);
     }
-    drop(bar);
     let wall = started.elapsed();
     if !a.json_to_stdout() {
         println!("{:<32} {:<10} {:<12} {:<12}", "scenario", "emulated", "nginx+emu-Go", "nginx+Go");
@@ -996,7 +1023,7 @@ async fn command(cmd: Cmd) -> Result<bool, Error> {
         }
         Cmd::Matrix(a) => run_matrix(&a).await,
         Cmd::Rate(a) => run_rate(&a).await,
-        Cmd::Conformance(a) => run_conformance(&a).await,
+        Cmd::Conformance { jobs, report } => run_conformance(&report, jobs).await,
         Cmd::Lab(a) => scenarios::lab::command(&a).await,
         Cmd::Scenario(argv) => {
             let c = ScenarioCli::try_parse_from(std::iter::once("scenarios".to_string()).chain(argv))?;

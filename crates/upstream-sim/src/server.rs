@@ -79,20 +79,25 @@ impl Shared {
     }
 
     /// `closeIdleConns`: close idle connections, and new ones older than 5 s
-    /// (golang/go#22682). Returns whether no connection is left.
-    fn close_idle_conns(&self) -> bool {
+    /// (golang/go#22682). Returns whether no connection is left, and the
+    /// connections this sweep told to close.
+    fn close_idle_conns(&self) -> (bool, Vec<u64>) {
         let conns = self.conns.lock();
         let mut quiescent = true;
-        for t in conns.values() {
+        let mut swept = Vec::new();
+        for (id, t) in conns.iter() {
             let idle = t.state == ConnState::Idle
                 || (t.state == ConnState::New && t.since.elapsed() > Duration::from_secs(5));
             if idle {
+                if !t.close.is_cancelled() {
+                    swept.push(*id);
+                }
                 t.close.cancel();
             } else {
                 quiescent = false;
             }
         }
-        quiescent && conns.values().all(|t| t.close.is_cancelled())
+        (quiescent && conns.values().all(|t| t.close.is_cancelled()), swept)
     }
 }
 
@@ -130,7 +135,20 @@ impl Control {
         let mut interval = Duration::from_millis(1);
         let mut first = true;
         loop {
-            let quiescent = self.shared.close_idle_conns();
+            let (quiescent, swept) = self.shared.close_idle_conns();
+            // Go's closeIdleConns closes each socket itself (`c.rwc.Close()`)
+            // before Shutdown goes on; here each connection's own task closes
+            // it, so wait (within the grace) until those closes are done, or
+            // a loaded machine lets a request reach a socket Go had closed.
+            // Not under the shutdown-race knob: its closes wait for that
+            // request on purpose.
+            if !swept.is_empty() && self.shared.cfg.shutdown_race.is_none() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let closed = |ev: &[crate::ConnEvent]| {
+                    swept.iter().all(|id| crate::events::closed_event(ev, *id).is_some())
+                };
+                self.shared.events.wait_for(left, closed).await;
+            }
             if first {
                 // Every connection idle at this moment now closes (or, with
                 // the race knob, will close as its next request arrives).
@@ -255,6 +273,23 @@ impl UpstreamSim {
     /// An abrupt exit; see [`Control::crash`].
     pub fn crash(&self) {
         self.control.crash();
+    }
+
+    /// [`crash`](Self::crash), returning once the listener and every
+    /// connection are closed (at most `limit`): a dead process's sockets
+    /// are closed by the kernel when it exits, all at once, while here each
+    /// connection's task closes its own and a loaded machine may run it
+    /// late. Returns whether all closed in time.
+    pub async fn crash_and_wait(&self, limit: Duration) -> bool {
+        self.crash();
+        let all_closed = |ev: &[crate::ConnEvent]| {
+            ev.iter().any(|e| matches!(e.kind, EventKind::ListenerClosed))
+                && ev
+                    .iter()
+                    .filter(|e| matches!(e.kind, EventKind::Accepted { .. }))
+                    .all(|a| crate::events::closed_event(ev, a.conn).is_some())
+        };
+        self.shared.events.wait_for(limit, all_closed).await.0
     }
 
     pub fn control(&self) -> Control {

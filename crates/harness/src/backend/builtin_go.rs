@@ -42,9 +42,7 @@ impl BuiltinGo {
     }
 
     async fn crash_first(&self) {
-        let first = &self.servers[0];
-        first.crash();
-        first.events().wait_for(Duration::from_secs(2), |ev| ev.iter().any(|e| matches!(e.kind, EventKind::ListenerClosed))).await;
+        self.servers[0].crash_and_wait(Duration::from_secs(2)).await;
     }
 
     /// A new server takes over the first one's port (SO_REUSEPORT), then the
