@@ -802,7 +802,8 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         let about = format!("{} → {}, scale {scale}", opts.proxy.description(), opts.upstream.description());
         write_out(p, &html::matrix_page(&cells, &about))?;
     }
-    let agrees = compared.as_ref().is_none_or(|c| c.iter().all(|x| x.agrees));
+    // An inconclusive comparison (pacing off plan) fails too: it is not a pass.
+    let agrees = compared.as_ref().is_none_or(|c| c.iter().all(|x| x.agrees && x.conclusive));
     // Where the race cannot happen, a 502 is a broken premise.
     Ok(agrees && over.is_empty() && !cells.iter().any(matrix::impossible_failures))
 }

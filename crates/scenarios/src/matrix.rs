@@ -331,6 +331,14 @@ pub const RATIO_BOUNDS: (f64, f64) = (0.67, 1.5);
 /// Peaks this close (ms, run scale) agree.
 pub const CENTRE_TOLERANCE_MS: f64 = 0.2;
 
+/// The pacing a comparison needs (ms, p99 of achieved − planned gap, in
+/// either run): past it the requests did not land where the plan put them
+/// (a loaded machine delays the runner, nginx and Go alike) and a window a
+/// fraction of a millisecond wide cannot be located. At least two buckets.
+pub fn pacing_limit_ms(bucket_ms: f64) -> f64 {
+    (2.0 * bucket_ms).max(1.0)
+}
+
 /// One cell against its baseline: the failure rate (502s plus retries)
 /// as a ratio, the peaks' distance.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -348,6 +356,13 @@ pub struct Comparison {
     pub baseline_window_ms: Option<(f64, f64)>,
     /// Buckets wider than [`BUCKET_MS`]: compared by the window's extent.
     pub coarse: bool,
+    /// The worse p99 pacing error of the two runs (ms), and the most the
+    /// comparison accepts ([`pacing_limit_ms`]).
+    pub pacing_p99_ms: f64,
+    pub pacing_limit_ms: f64,
+    /// Both runs were paced within [`pacing_limit_ms`]: otherwise `agrees`
+    /// says nothing, and the comparison fails as inconclusive.
+    pub conclusive: bool,
     pub agrees: bool,
 }
 
@@ -393,6 +408,9 @@ pub fn compare(cells: &[Cell], baseline: &[Cell]) -> Vec<Comparison> {
                 window_ms: c.window_ms,
                 baseline_window_ms: b.window_ms,
                 coarse: c.bucket_ms > BUCKET_MS,
+                pacing_p99_ms: c.gap_error_p99_ms.max(b.gap_error_p99_ms),
+                pacing_limit_ms: pacing_limit_ms(c.bucket_ms.max(b.bucket_ms)),
+                conclusive: c.gap_error_p99_ms.max(b.gap_error_p99_ms) <= pacing_limit_ms(c.bucket_ms.max(b.bucket_ms)),
                 agrees: in_bounds && near,
             })
         })
@@ -420,11 +438,25 @@ pub fn render_comparison(cmp: &[Comparison]) -> String {
                 c.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
                 mine,
                 theirs,
-                if c.agrees { "agrees" } else { "DIFFERS" }
+                if !c.conclusive {
+                    "INCONCLUSIVE"
+                } else if c.agrees {
+                    "agrees"
+                } else {
+                    "DIFFERS"
+                }
             ),
             crate::report::width(),
         ));
         s.push('\n');
+    }
+    if let Some(c) = cmp.iter().filter(|c| !c.conclusive).max_by(|a, b| a.pacing_p99_ms.total_cmp(&b.pacing_p99_ms)) {
+        s.push_str(&format!(
+            "INCONCLUSIVE: requests landed up to {:.2} ms (p99) off their planned gaps in\n\
+             this run or the baseline's (limit {:.2} ms): the machine was too busy to\n\
+             place them in a window this narrow. Run both again on a quieter machine.\n",
+            c.pacing_p99_ms, c.pacing_limit_ms
+        ));
     }
     s
 }
@@ -540,5 +572,21 @@ mod tests {
         }
         let none = compare(&[cell("GET", 10, 0, None)], &[cell("GET", 10, 0, None)]);
         assert!(none[0].agrees && none[0].ratio.is_none(), "no failures on either side agree");
+    }
+
+    #[test]
+    fn a_comparison_of_runs_paced_off_plan_is_inconclusive() {
+        let paced = |p99: f64| Cell { gap_error_p99_ms: p99, ..cell("GET", 1000, 160, Some(100.15)) };
+        // (this run's p99, the baseline's p99) → conclusive (limit 1 ms at 0.1 ms buckets)
+        for (mine, theirs, conclusive) in [(0.2, 0.5, true), (1.0, 0.1, true), (0.1, 1.2, false), (23.1, 23.2, false)] {
+            let cmp = compare(&[paced(mine)], &[paced(theirs)]);
+            assert_eq!(cmp[0].conclusive, conclusive, "p99 {mine} vs {theirs}");
+            assert_eq!(cmp[0].pacing_p99_ms, f64::max(mine, theirs));
+            assert!(cmp[0].agrees, "same rates and peaks");
+            let text = render_comparison(&cmp);
+            assert_eq!(text.contains("INCONCLUSIVE"), !conclusive, "{text}");
+        }
+        let wide = Cell { bucket_ms: 1.0, ..paced(1.5) };
+        assert!(compare(&[wide.clone()], &[wide])[0].conclusive, "1 ms buckets accept 2 ms of p99 error");
     }
 }
