@@ -440,6 +440,32 @@ fn cases() -> Vec<Case> {
         v.push(c);
     }
 
+    // error_page to a location that proxies again, or to a named location
+    // (ngx_http_internal_redirect, ngx_http_named_location): the upstream's
+    // reply under the error's status (or `=`'s), `$upstream_status` as
+    // "502 : 200", the final location's access log, `$uri` the page's
+    // (a named location keeps the request's, and its upstream URI).
+    let refused = "http://127.0.0.1:9";
+    let fallback = "location /fb { proxy_pass http://u; access_log oops.log u; add_header X-F f; add_header X-A a always; }";
+    let named = "location @fb { proxy_pass http://u; access_log oops.log u; add_header X-F f; }";
+    for (name, pass, reply, server, location) in [
+        ("proxied_502_keeps_its_status", refused, &ok[..], fallback, "error_page 502 /fb;"),
+        ("proxied_502_as_target_status", refused, ok, fallback, "error_page 502 = /fb?a=1;"),
+        ("proxied_502_as_201", refused, ok, fallback, "error_page 502 =201 /fb;"),
+        ("named_502", refused, ok, named, "error_page 502 @fb;"),
+        ("named_502_as_target_status", refused, ok, named, "error_page 502 = @fb;"),
+        ("named_return", refused, ok, "location @fb { return 200 \"named\"; access_log oops.log u; }", "error_page 502 @fb;"),
+        ("intercepted_500_to_proxied", "http://u", upstream_500, fallback, "proxy_intercept_errors on; error_page 500 /fb;"),
+        ("intercepted_404_to_named", "http://u", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..], named, "proxy_intercept_errors on; error_page 404 @fb;"),
+        ("proxied_fallback_fails_too", refused, ok, "location /fb { proxy_pass http://127.0.0.1:9; access_log oops.log u; }", "error_page 502 /fb;"),
+        ("named_location_not_found", refused, ok, named, "error_page 502 @other;"),
+    ] {
+        let mut c = uri_case(&format!("error_page::{name}"), pass, server, "/x?q=1", reply);
+        c.location = location.into();
+        c.access_logs = vec!["access.log", "oops.log"];
+        v.push(c);
+    }
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [

@@ -241,6 +241,9 @@ pub struct Server {
     pub access_log: Vec<AccessLog>,
     pub proxy: ProxyDirectives,
     pub locations: Vec<Location>,
+    /// `location @name` blocks: reached only by `error_page` (and
+    /// `try_files`), never by a request's URI (`ngx_http_named_location`).
+    pub named: Vec<Location>,
     pub pos: Pos,
 }
 
@@ -2205,6 +2208,11 @@ impl<'a> Parser<'a> {
         }
         srv.proxy = lv.proxy;
         srv.access_log = lv.access_log;
+        // Named locations take no URI (`ngx_http_core_find_location` never
+        // sees them): kept apart, for `error_page @name`.
+        let (named, plain): (Vec<Location>, Vec<Location>) = std::mem::take(&mut srv.locations).into_iter().partition(|l| l.modifier.is_empty() && l.path.starts_with('@'));
+        srv.locations = plain;
+        srv.named = named;
         Ok(srv)
     }
 
@@ -2374,8 +2382,8 @@ impl<'a> Parser<'a> {
             }
             codes.push(c as u16);
         }
-        if !uri.starts_with('/') {
-            self.not_emulated("error_page to a named location or a URL");
+        if !uri.starts_with('/') && !uri.starts_with('@') {
+            self.not_emulated("error_page to a URL");
         }
         lv.proxy.error_pages.get_or_insert_with(Vec::new).push(ErrorPage { codes, overwrite, uri });
         Ok(())
@@ -2445,8 +2453,6 @@ impl<'a> Parser<'a> {
             Some("a nested location")
         } else if regex {
             Some("a regex location")
-        } else if named {
-            Some("a named location")
         } else {
             None
         };
@@ -2889,7 +2895,7 @@ impl Config {
                 s.push_str(&format!("        access_log {};\n", render_access(a)));
             }
             render_proxy(&mut s, &srv.proxy, "        ");
-            for loc in &srv.locations {
+            for loc in srv.locations.iter().chain(&srv.named) {
                 let m = if loc.modifier.is_empty() { String::new() } else { format!("{} ", loc.modifier) };
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
                 for a in &loc.access_log {

@@ -152,6 +152,10 @@ pub struct AccessEntry {
     pub status: u16,
     pub request_time: Duration,
     pub upstream: Vec<UpstreamState>,
+    /// Indexes into `upstream` where an internal redirect's upstream
+    /// begins (an `error_page` that proxies again): `$upstream_*` lists
+    /// put " : " before them, ", " between the tries of one upstream.
+    pub redirects: Vec<usize>,
     pub body_bytes_sent: u64,
     pub connection_requests: u64,
     /// The client's `Referer` and `User-Agent` (`$http_referer`,
@@ -175,7 +179,17 @@ impl AccessEntry {
         if self.upstream.is_empty() {
             return "-".into();
         }
-        self.upstream.iter().map(f).collect::<Vec<_>>().join(", ")
+        // ngx_http_variable_upstream_status and friends: a state without a
+        // peer (pushed by ngx_http_upstream_init_request for a second
+        // upstream of the same request) is written as " : ".
+        let mut out = String::new();
+        for (i, u) in self.upstream.iter().enumerate() {
+            if i > 0 {
+                out.push_str(if self.redirects.contains(&i) { " : " } else { ", " });
+            }
+            out.push_str(&f(u));
+        }
+        out
     }
 
     /// The value of an nginx variable (without `$`), or `None` if unknown.
@@ -275,6 +289,7 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
         status: 0,
         request_time: Duration::ZERO,
         upstream: vec![],
+        redirects: vec![],
         body_bytes_sent: 0,
         connection_requests: 0, referer: None, user_agent: None,
     };
@@ -320,6 +335,7 @@ mod tests {
                 UpstreamState { status: 502, response_time: ms(0), connect_time: Some(ms(0)), addr: "127.0.0.1:1".into(), cached: true },
                 UpstreamState { status: 200, response_time: ms(1), connect_time: None, addr: "127.0.0.1:1".into(), cached: false },
             ],
+            redirects: vec![],
             body_bytes_sent: 3,
             connection_requests: 1,
             referer: None,
@@ -330,6 +346,9 @@ mod tests {
             "GET 200 \"502, 200\" \"0.000, 0.001\" \"0.000, -\" 3 \"-\""
         );
         assert_eq!(check_format("$status $bogus"), Err(FormatError("bogus".into())));
+        // An error_page's second upstream (observed on nginx 1.22.1).
+        let redirected = AccessEntry { redirects: vec![1], ..e.clone() };
+        assert_eq!(render_access("$upstream_status|$upstream_addr", &redirected), "502 : 200|127.0.0.1:1 : 127.0.0.1:1");
         assert_eq!(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs(1_794_787_200)), "16/Nov/2026:00:00:00 +0000");
         assert!(check_format(COMBINED).is_ok());
     }
@@ -349,6 +368,7 @@ mod tests {
             status: 502,
             request_time: Duration::ZERO,
             upstream: vec![],
+            redirects: vec![],
             body_bytes_sent: 0,
             connection_requests: 0, referer: None, user_agent: None,
         };

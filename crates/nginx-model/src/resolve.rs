@@ -92,6 +92,9 @@ pub enum Match {
     Exact,
     /// `location /path`.
     Prefix,
+    /// `location @name`: reached only by name (`ngx_http_named_location`,
+    /// from `error_page @name`), never by a URI.
+    Named,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,11 +200,19 @@ impl ResolvedServer {
         let fits = |m: Match, p: &str| match m {
             Match::Exact => path == p,
             Match::Prefix => path.starts_with(p),
+            Match::Named => false,
         };
         let key = |m: Match, p: &str| (m == Match::Exact, p.len());
         let proxied = self.locations.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
         let returns = self.returns.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Return(l)));
         proxied.chain(returns).max_by_key(|(k, _)| *k).map(|(_, r)| r)
+    }
+
+    /// The named location `@name` (`ngx_http_named_location`: an exact,
+    /// case-sensitive match of the name).
+    pub fn named(&self, name: &str) -> Option<Route<'_>> {
+        let proxied = self.locations.iter().find(|l| l.matcher == Match::Named && l.path == name).map(Route::Proxy);
+        proxied.or_else(|| self.returns.iter().find(|l| l.matcher == Match::Named && l.path == name).map(Route::Return))
     }
 
     /// The location for a URI path: an exact match, else the longest prefix
@@ -212,6 +223,7 @@ impl ResolvedServer {
             .filter(|l| match l.matcher {
                 Match::Exact => path == l.path,
                 Match::Prefix => path.starts_with(&l.path),
+                Match::Named => false,
             })
             .max_by_key(|l| (l.matcher == Match::Exact, l.path.len()))
     }
@@ -291,11 +303,11 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let server_logs: &[AccessLog] = if srv.access_log.is_empty() { &cfg.access_log } else { &srv.access_log };
         let mut locations = Vec::new();
         let mut returns = Vec::new();
-        for loc in &srv.locations {
+        for loc in srv.locations.iter().chain(&srv.named) {
             if let Some(ret) = &loc.ret {
                 let p = loc.proxy.merged_over(&server_proxy);
                 returns.push(ReturnLocation {
-                    matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+                    matcher: matcher(loc),
                     path: loc.path.clone(),
                     ret: ret.clone(),
                     access_log: specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?,
@@ -376,6 +388,17 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
     }
 }
 
+/// How a location is found (`ngx_http_core_location`'s modifiers).
+fn matcher(loc: &Location) -> Match {
+    if loc.modifier == "=" {
+        Match::Exact
+    } else if loc.modifier.is_empty() && loc.path.starts_with('@') {
+        Match::Named
+    } else {
+        Match::Prefix
+    }
+}
+
 /// A location as the upstream module runs it, or left out (answering 404):
 /// `Err` carries the note to list, `None` when the parser listed it already.
 fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUpstream>, profile: Profile) -> Result<ResolvedLocation, Option<(String, Pos)>> {
@@ -412,7 +435,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         }
     };
     Ok(ResolvedLocation {
-        matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+        matcher: matcher(loc),
         path: loc.path.clone(),
         upstream,
         proxy_host: u.proxy_host(HTTP_PORT),
@@ -561,6 +584,20 @@ mod tests {
         assert_eq!(r.servers[1].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
         assert_eq!(r.servers[0].access_log, [combined]);
         assert!(!r.servers[0].location_for("/").unwrap().access_log[0].implicit);
+    }
+
+    /// `location @name` is found by name only (`ngx_http_named_location`),
+    /// never by a URI (`ngx_http_core_find_location`), proxied or `return`.
+    #[test]
+    fn named_locations() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; error_page 502 @fb; }\n  location @fb { proxy_pass http://127.0.0.1:8; }\n  location @r { return 200 \"r\"; }\n }\n}\n", Profile::Legacy);
+        let s = &r.servers[0];
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        assert!(matches!(s.named("@fb"), Some(Route::Proxy(l)) if l.matcher == Match::Named && r.upstreams[l.upstream].peers[0].addr == "127.0.0.1:8"));
+        assert!(matches!(s.named("@r"), Some(Route::Return(l)) if l.matcher == Match::Named));
+        assert!(s.named("@FB").is_none() && s.named("@other").is_none());
+        assert!(matches!(s.route("/@fb"), Some(Route::Proxy(l)) if l.path == "/"));
+        assert!(s.route("@fb").is_none() && s.location_for("@fb").is_none(), "a URI never reaches a named location");
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is

@@ -82,6 +82,8 @@ pub struct ClientRequest {
     /// `$http_referer`, `$http_user_agent`.
     referer: Option<String>,
     user_agent: Option<String>,
+    /// `$upstream_*` of the upstream before an `error_page`'s redirect.
+    prior_upstream: Vec<logs::UpstreamState>,
 }
 
 impl ClientRequest {
@@ -111,7 +113,8 @@ impl ClientRequest {
             host: self.ctx.host.clone(),
             status,
             request_time: self.start.elapsed(),
-            upstream: upstream.to_vec(),
+            upstream: [&self.prior_upstream[..], upstream].concat(),
+            redirects: if self.prior_upstream.is_empty() || upstream.is_empty() { Vec::new() } else { vec![self.prior_upstream.len()] },
             body_bytes_sent,
             connection_requests: self.conn_requests,
             referer: self.referer.clone(),
@@ -221,6 +224,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
                 access_log: srv.conf.access_log.clone(),
                 referer: None,
                 user_agent: None,
+                prior_upstream: Vec::new(),
             };
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
@@ -310,6 +314,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         access_log: srv.conf.access_log.clone(),
         referer: req.header("referer").map(str::to_string),
         user_agent: req.header("user-agent").map(str::to_string),
+        prior_upstream: Vec::new(),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
@@ -383,10 +388,94 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Err(BodyError::Gone) => return false,
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
+    let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &req.headers, &mut body, side, &host, None).await;
+    let Outcome::ErrorPage { status, page, states } = out else {
+        let Outcome::Done(keep) = out else { unreachable!() };
+        return keep;
+    };
+    // ngx_http_send_error_page: r->keepalive was already dropped for the
+    // statuses that close (ngx_http_special_response_handler).
+    match error_page_route(&srv.conf, &page) {
+        Some(Route::Return(target)) => error_page_answer(rt, c, &mut creq, side, status, &states, &page, target, &host).await,
+        Some(Route::Proxy(target)) => {
+            let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
+            redirect(&mut creq, &page, target);
+            creq.prior_upstream = states;
+            // r->err_status: the error's status, `=CODE`'s, or (`=`) the
+            // target's own response.
+            let err_status = match page.overwrite {
+                None => Some(status),
+                Some(0) => None,
+                Some(n) => Some(n),
+            };
+            match proxy_to(rt, c, &mut creq, &srv.conf, target, &req.headers, &mut body, side, &host, Some(err_status)).await {
+                Outcome::Done(keep) => keep,
+                // recursive_error_pages off: not reached (proxy_to answers itself).
+                Outcome::ErrorPage { status, states, .. } => error_answer(rt, c, &creq, &states, status, side, &target.add_headers).await,
+            }
+        }
+        None => {
+            // ngx_http_named_location: no such name is an [error] in the
+            // upstream's context, then a 500 (which closes).
+            let upstream = states.last().map(|u| u.addr.clone());
+            creq.log(rt, Level::Error, &format!("could not find named location \"{}\" while sending to client", page.uri), upstream.as_deref());
+            error_answer(rt, c, &creq, &states, 500, side, &loc.add_headers).await
+        }
+    }
+}
+
+/// `ngx_http_internal_redirect` (a URI: the method becomes GET unless HEAD,
+/// `$uri` and `$args` the page's, the upstream URI built from them, escaped,
+/// as for any internal request) or `ngx_http_named_location` (`@name`: the
+/// request as it was) for an `error_page` whose target proxies.
+fn redirect(creq: &mut ClientRequest, page: &nginx_model::conf::ErrorPage, target: &ResolvedLocation) {
+    creq.access_log.clone_from(&target.access_log);
+    if page.uri.starts_with('@') {
+        return;
+    }
+    if creq.method != "HEAD" {
+        creq.method = "GET".into();
+    }
+    let (path, args) = page.uri.split_once('?').unwrap_or((&page.uri, ""));
+    creq.path = path.to_string();
+    creq.args = args.to_string();
+    let escaped = nginx_model::http::escape_uri(path.as_bytes());
+    let unparsed = if args.is_empty() { escaped } else { format!("{escaped}?{args}") };
+    creq.upstream_uri = nginx_model::http::upstream_uri(target, &unparsed, path.as_bytes(), args, true);
+}
+
+/// What passing a request upstream came to.
+enum Outcome {
+    /// Answered; whether the connection stays open.
+    Done(bool),
+    /// An error with an `error_page` whose target is emulated: the caller
+    /// redirects (only from a first pass: `recursive_error_pages off`).
+    ErrorPage { status: u16, page: nginx_model::conf::ErrorPage, states: Vec<logs::UpstreamState> },
+}
+
+/// The upstream module for one location: the attempts, then the client's
+/// answer. `redirected` is `Some(err_status)` after an `error_page`'s
+/// internal redirect: its errors take no error page again, and a passed
+/// response goes out with `err_status` when set.
+#[allow(clippy::too_many_arguments)]
+async fn proxy_to(
+    rt: &Arc<Runtime>,
+    c: &mut Conn,
+    creq: &mut ClientRequest,
+    srv: &nginx_model::resolve::ResolvedServer,
+    loc: &ResolvedLocation,
+    headers: &[(String, String)],
+    body: &mut RequestBody,
+    side: ClientSide,
+    host: &str,
+    redirected: Option<Option<u16>>,
+) -> Outcome {
+    let page_for = |status: u16| if redirected.is_some() { None } else { error_page_target(srv, status, &loc.error_pages) };
+    let err_status = redirected.flatten();
     let up = rt.upstreams[loc.upstream].clone();
-    let vars = RequestVars { http_host: host.clone(), remote_addr: creq.ctx.client.clone() };
-    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, &req.headers, body.len(), &vars);
-    match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
+    let vars = RequestVars { http_host: host.to_string(), remote_addr: creq.ctx.client.clone() };
+    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, headers, body.len(), &vars);
+    let keep = match pass::proxy_pass(rt, loc, &up, creq, &head, body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
             creq.log_access(rt, 499, attempts.states(), 0);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
@@ -394,28 +483,28 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         }
         Answer::Error { status, attempts } => {
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
-            if let Some((page, target)) = error_page_target(&srv.conf, status, &loc.error_pages) {
-                return error_page_answer(rt, c, &mut creq, side, status, attempts.states(), page, target, &host).await;
+            if let Some(page) = page_for(status) {
+                return Outcome::ErrorPage { status, page: page.clone(), states: attempts.states().to_vec() };
             }
-            error_answer(rt, c, &creq, attempts.states(), status, side, &loc.add_headers).await
+            error_answer(rt, c, creq, attempts.states(), status, side, &loc.add_headers).await
         }
         // ngx_http_upstream_intercept_errors: the upstream's error is
         // replaced by the error page; its connection is closed unread.
         Answer::Pass { status, mut attempts, conn, head: Some(h), .. }
-            if response::intercepts(h.status, loc.intercept_errors, &loc.error_pages) && error_page_target(&srv.conf, h.status, &loc.error_pages).is_some() =>
+            if response::intercepts(h.status, loc.intercept_errors, &loc.error_pages) && page_for(h.status).is_some() =>
         {
             drop(conn);
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
-            pass::write_log(rt, &creq, attempts.take_log());
-            let (page, target) = error_page_target(&srv.conf, h.status, &loc.error_pages).expect("checked in the guard");
-            error_page_answer(rt, c, &mut creq, side, h.status, attempts.states(), page, target, &host).await
+            pass::write_log(rt, creq, attempts.take_log());
+            let page = page_for(h.status).expect("checked in the guard").clone();
+            return Outcome::ErrorPage { status: h.status, page, states: attempts.states().to_vec() };
         }
-        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &req.headers) => {
+        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, headers) => {
             let ch = response::client_head(&h, side, &http_date());
             let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
             let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
-            pass::write_log(rt, &creq, attempts.take_log());
+            pass::write_log(rt, creq, attempts.take_log());
             // ngx_http_upstream_process_upgraded: the idle tunnel's upstream
             // read timer (proxy_read_timeout) is logged at info
             // (ngx_connection_error), an upstream's recv() error at error.
@@ -433,9 +522,9 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             false
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
-            let out = respond(rt, c, &creq, loc, side, head.as_ref(), buf, &mut conn).await;
+            let out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
-            pass::write_log(rt, &creq, attempts.take_log());
+            pass::write_log(rt, creq, attempts.take_log());
             for (level, text) in out.lines {
                 let line = body_line(level, text, &conn.peer.to_string());
                 creq.log(rt, line.level, &line.text, Some(&line.upstream));
@@ -447,12 +536,14 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             if keeps {
                 up.cache.store(conn);
             }
+            let status = err_status.unwrap_or(status);
             let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
             creq.log_access(rt, logged, attempts.states(), out.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: out.truncated });
             out.keepalive
         }
-    }
+    };
+    Outcome::Done(keep)
 }
 
 /// nginx's own answer: its error page, the access line, keepalive per
@@ -554,16 +645,26 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
     })
 }
 
-/// The `error_page` for `status` and the location its URI reaches, when
-/// that location answers with `return` (the only targets emulated: one
-/// that proxies again, a named location or a URL is not).
-fn error_page_target<'a>(srv: &'a nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<(&'a nginx_model::conf::ErrorPage, &'a nginx_model::resolve::ReturnLocation)> {
+/// The `error_page` for `status`, when the location its URI or `@name`
+/// reaches is emulated (a URL target is not).
+fn error_page_target<'a>(srv: &nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<&'a nginx_model::conf::ErrorPage> {
     let page = response::error_page_for(status, pages)?;
-    let path = page.uri.split('?').next().unwrap_or("");
-    match srv.route(path)? {
-        Route::Return(r) => Some((page, r)),
-        Route::Proxy(_) => None,
+    // An unknown `@name` is taken too: nginx answers it with a 500.
+    (page.uri.starts_with('@') || error_page_route(srv, page).is_some()).then_some(page)
+}
+
+/// The location an `error_page` leads to: `@name` by name
+/// (`ngx_http_named_location`), a URI as any request's
+/// (`ngx_http_internal_redirect`).
+fn error_page_route<'a>(srv: &'a nginx_model::resolve::ResolvedServer, page: &nginx_model::conf::ErrorPage) -> Option<Route<'a>> {
+    if page.uri.starts_with('@') {
+        return srv.named(&page.uri);
     }
+    let path = page.uri.split('?').next().unwrap_or("");
+    if !path.starts_with('/') {
+        return None;
+    }
+    srv.route(path)
 }
 
 /// `ngx_http_send_error_page`: an internal redirect (GET) to the page's
@@ -572,7 +673,9 @@ fn error_page_target<'a>(srv: &'a nginx_model::resolve::ResolvedServer, status: 
 /// to that location's logs.
 #[allow(clippy::too_many_arguments)]
 async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation, host: &str) -> bool {
-    let path = page.uri.split('?').next().unwrap_or("").to_string();
+    // A named location keeps the request's URI (ngx_http_named_location).
+    let named = page.uri.starts_with('@');
+    let path = if named { creq.path.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
     let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
     let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
     let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
@@ -582,8 +685,10 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
     let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
     let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers));
     let _ = c.stream.write_all(&bytes).await;
-    creq.path = path;
-    creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
+    if !named {
+        creq.path = path;
+        creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
+    }
     creq.access_log.clone_from(&target.access_log);
     creq.log_access(rt, final_status, upstream, a.body_bytes);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: final_status, body_bytes: a.body_bytes, truncated: false });
@@ -719,13 +824,20 @@ async fn respond(
     head: Option<&response::UpstreamHead>,
     buf: bytes::BytesMut,
     up: &mut crate::keepalive::UpstreamConn,
+    err_status: Option<u16>,
 ) -> Passed {
     let mut out = Output { pending: Vec::new(), head_left: 0, body_sent: 0, failed: false };
     let mut lines = Vec::new();
     let (body_kind, chunked, keepalive, send_body) = match head {
         Some(h) => {
             let ch = response::client_head(h, side, &http_date());
-            let bytes = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            // ngx_http_send_header: r->err_status (an error_page's) replaces
+            // the status line before the header filters run.
+            let (bytes, status) = match err_status {
+                Some(s) => (response::with_status(ch.bytes, s), s),
+                None => (ch.bytes, h.status),
+            };
+            let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers));
             out.head_left = bytes.len();
             out.pending = bytes;
             (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)
