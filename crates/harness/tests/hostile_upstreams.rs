@@ -375,6 +375,22 @@ fn cases() -> Vec<Case> {
         }
         v.push(c);
     }
+    // return at server level: the server rewrite phase, before any
+    // location (a proxied one, an exact one, a location's own return).
+    for (name, server, target) in [
+        ("return_at_server_level", "return 200 \"srv $uri\";", "/x"),
+        ("return_at_server_level_wins_over_exact", "location = /r { return 200 \"loc\"; } return 403;", "/r"),
+        ("return_at_server_level_redirect", "add_header X-Srv s; return 301 /moved$request_uri; location /r { add_header X-Loc l; }", "/r?a=1"),
+        ("return_at_server_level_first_wins", "return 404; return 200 \"second\";", "/x"),
+        ("return_at_server_level_with_server_log", "access_log srv.log u; return 200 \"logged\";", "/x"),
+    ] {
+        let mut c = uri_case(name, "http://u", server, target, ok);
+        c.name = format!("return::{name}");
+        if name.ends_with("server_log") {
+            c.access_logs = vec!["access.log", "srv.log"];
+        }
+        v.push(c);
+    }
     let mut head_ret = uri_case("return_head_request", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
     head_ret.request = b"HEAD /r HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
     head_ret.name = "return::return_head_request".into();
@@ -466,6 +482,24 @@ fn cases() -> Vec<Case> {
         v.push(c);
     }
 
+    // Variables in `return` and `add_header` (complex values, expanded per
+    // request: ngx_http_script_compile, `${name}` too) and in proxy_set_header.
+    for (name, server, location, target, reply) in [
+        ("return_text", "location /r { return 200 \"$uri|${request_uri}|$host|$remote_addr|$args|$is_args|$request_method|$status|[$upstream_status]|$http_x_t|${uri}x|$nginx_version\"; }", "", "/r/a?b=1", &ok[..]),
+        ("return_redirect_url", "location /r { return 302 /new$uri?from=$host; }", "", "/r/a", &ok[..]),
+        ("return_404_text", "location /r { return 404 \"no $uri\"; }", "", "/r", &ok[..]),
+        ("add_header_on_return", "location /r { return 200 \"x\"; add_header X-U \"$uri-${host}\" always; add_header X-S $status; add_header X-Empty $http_x_none; }", "", "/r?z=1", &ok[..]),
+        ("add_header_on_proxied", "", "add_header X-U \"$uri $args\"; add_header X-S \"$status/$upstream_status\";", "/x?q=1", &ok[..]),
+        ("add_header_on_nginx_502", "", "add_header X-S \"$status/$upstream_status\" always;", "/x", &b""[..]),
+        ("proxy_set_header_braces", "", "proxy_set_header X-U \"${uri}!${host}$remote_addr $request_uri $http_x_t\";", "/x?q=1", &b"HTTP/1.1 200"[..]),
+    ] {
+        let mut c = uri_case(&format!("variables::{name}"), "http://u", server, target, reply);
+        c.location = location.into();
+        c.request = format!("GET {target} HTTP/1.1\r\nHost: LAB:8080\r\nX-T: tv\r\nConnection: close\r\n\r\n").into_bytes();
+        c.echo_head = name == "proxy_set_header_braces";
+        v.push(c);
+    }
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [
@@ -532,7 +566,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"

@@ -221,6 +221,17 @@ impl Attempts {
         &self.states
     }
 
+    /// The states while the response header is being sent (`add_header`'s
+    /// `$upstream_status`): the attempt in flight already has its status
+    /// (`u->state->status`, set in `ngx_http_proxy_process_status_line`).
+    pub fn states_at_header(&self, status: u16, now: Instant) -> Vec<UpstreamState> {
+        let mut out = self.states.clone();
+        if let Some(cur) = &self.current {
+            out.push(UpstreamState { status, response_time: now - cur.started, connect_time: cur.connect_time, addr: cur.addr.clone(), cached: cur.cached });
+        }
+        out
+    }
+
     pub fn into_states(self) -> Vec<UpstreamState> {
         self.states
     }

@@ -244,6 +244,9 @@ pub struct Server {
     /// `location @name` blocks: reached only by `error_page` (and
     /// `try_files`), never by a request's URI (`ngx_http_named_location`).
     pub named: Vec<Location>,
+    /// The server level's first `return`: it runs in the server rewrite
+    /// phase, before a location is chosen, and answers every request.
+    pub ret: Option<Return>,
     pub pos: Pos,
 }
 
@@ -2174,6 +2177,11 @@ impl<'a> Parser<'a> {
         let mut srv = Server { pos: self.pos(d.line), ..Server::default() };
         let mut lv = Level::default();
         while let Some((s, open)) = self.next(Ctx::Server)? {
+            if s.name == "return" {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                self.location_return(&s, &mut lv);
+                continue;
+            }
             if s.name == "add_header" {
                 self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
                 self.add_header(&s, &mut lv)?;
@@ -2208,6 +2216,7 @@ impl<'a> Parser<'a> {
         }
         srv.proxy = lv.proxy;
         srv.access_log = lv.access_log;
+        srv.ret = lv.ret;
         // Named locations take no URI (`ngx_http_core_find_location` never
         // sees them): kept apart, for `error_page @name`.
         let (named, plain): (Vec<Location>, Vec<Location>) = std::mem::take(&mut srv.locations).into_iter().partition(|l| l.modifier.is_empty() && l.path.starts_with('@'));
@@ -2348,9 +2357,6 @@ impl<'a> Parser<'a> {
             Some(a) => return Err(self.at(d, format!("invalid parameter \"{}\"", text(a)))),
         };
         let value = text(d.arg(1));
-        if value.contains('$') {
-            self.not_emulated("add_header with variables (its value is sent as written)");
-        }
         lv.proxy.add_header.get_or_insert_with(Vec::new).push(AddHeader { name: text(d.arg(0)), value, always });
         Ok(())
     }
@@ -2389,7 +2395,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// A location's `return`, once `generic` has run nginx's checks on it
+    /// A location's (or server's) `return`, once `generic` has run nginx's checks on it
     /// (`ngx_http_rewrite_return`); variables in its text are sent as
     /// written here (noted).
     fn location_return(&mut self, d: &Dir, lv: &mut Level) {
@@ -2398,9 +2404,6 @@ impl<'a> Parser<'a> {
         } else {
             (num::atoi(d.arg(0)).unwrap_or(0) as u16, d.args.get(1).map(|t| text(t)))
         };
-        if text.as_deref().is_some_and(|t| t.contains('$')) {
-            self.not_emulated("return with variables (its text is sent as written)");
-        }
         if lv.ret.is_none() {
             lv.ret = Some(Return { code, text });
         }
@@ -2895,6 +2898,9 @@ impl Config {
                 s.push_str(&format!("        access_log {};\n", render_access(a)));
             }
             render_proxy(&mut s, &srv.proxy, "        ");
+            if let Some(r) = &srv.ret {
+                s.push_str(&format!("        {}\n", r.render()));
+            }
             for loc in srv.locations.iter().chain(&srv.named) {
                 let m = if loc.modifier.is_empty() { String::new() } else { format!("{} ", loc.modifier) };
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));

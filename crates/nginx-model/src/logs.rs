@@ -263,6 +263,33 @@ pub(crate) fn pieces(fmt: &str) -> Vec<Piece<'_>> {
     out
 }
 
+/// A script's text with each `$name` / `${name}` replaced by `value`'s
+/// answer; a name it does not know stays as written (a lone `$` too).
+pub fn expand(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    for p in pieces(template) {
+        match p {
+            Piece::Text(t) => {
+                out.push_str(t);
+                rest = &rest[t.len()..];
+            }
+            Piece::Var(name) => {
+                // The reference as written: `$name` or `${name}`.
+                let braced = rest.starts_with("${") && rest.get(2 + name.len()..).is_some_and(|r| r.starts_with('}'));
+                let len = if braced { name.len() + 3 } else { name.len() + 1 };
+                let written = &rest[..len.min(rest.len())];
+                match (!name.is_empty()).then(|| value(name)).flatten() {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(written),
+                }
+                rest = &rest[written.len()..];
+            }
+        }
+    }
+    out
+}
+
 /// The variables a script or log format uses, in order: `$name` and
 /// `${name}`; `$1`..`$9` are regex captures, not variables
 /// (`ngx_http_script_compile`).
@@ -373,5 +400,8 @@ mod tests {
             connection_requests: 0, referer: None, user_agent: None,
         };
         assert_eq!(render_access("${status}x $status.", &e), "502x 502.");
+        // Scripts: a name the emulation does not know stays as written.
+        let v = |n: &str| (n == "uri").then(|| "/a".to_string());
+        assert_eq!(expand("${uri}x $uri-$uri_ $ ${} ${bogus} ${uri", v), "/ax /a-$uri_ $ ${} ${bogus} ${uri");
     }
 }

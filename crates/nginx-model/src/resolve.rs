@@ -172,6 +172,10 @@ pub struct ResolvedServer {
     pub returns: Vec<ReturnLocation>,
     /// The `add_header` lines of a request no location takes.
     pub add_headers: Vec<conf::AddHeader>,
+    /// A server-level `return` (`ngx_http_rewrite_handler` in the server
+    /// rewrite phase, before `ngx_http_core_find_location`): it answers
+    /// every request, with the server level's logs and headers.
+    pub ret: Option<ReturnLocation>,
 }
 
 /// A location whose `return` answers every request it takes.
@@ -195,8 +199,13 @@ pub enum Route<'a> {
 impl ResolvedServer {
     /// The location for a URI path among the proxied and the `return`
     /// ones: an exact match, else the longest prefix
-    /// (`ngx_http_core_find_location`, without regex locations).
+    /// (`ngx_http_core_find_location`, without regex locations); a
+    /// server-level `return` first, whatever the path (the server rewrite
+    /// phase runs before the location is found).
     pub fn route(&self, path: &str) -> Option<Route<'_>> {
+        if let Some(r) = &self.ret {
+            return Some(Route::Return(r));
+        }
         let fits = |m: Match, p: &str| match m {
             Match::Exact => path == p,
             Match::Prefix => path.starts_with(p),
@@ -326,7 +335,16 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             }
         }
         let access_log = specs(server_logs, &mut notes)?;
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns, add_headers: server_proxy.add_header.clone().unwrap_or_default() });
+        let add_headers = server_proxy.add_header.clone().unwrap_or_default();
+        let ret = srv.ret.as_ref().map(|ret| ReturnLocation {
+            matcher: Match::Prefix,
+            path: String::new(),
+            ret: ret.clone(),
+            access_log: access_log.clone(),
+            server_tokens: server_proxy.server_tokens.unwrap_or(true),
+            add_headers: add_headers.clone(),
+        });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns, add_headers, ret });
     }
     Ok(Resolved {
         profile,
@@ -598,6 +616,16 @@ mod tests {
         assert!(s.named("@FB").is_none() && s.named("@other").is_none());
         assert!(matches!(s.route("/@fb"), Some(Route::Proxy(l)) if l.path == "/"));
         assert!(s.route("@fb").is_none() && s.location_for("@fb").is_none(), "a URI never reaches a named location");
+    }
+
+    /// A server-level `return` answers every path, before any location.
+    #[test]
+    fn server_return_wins() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location = /r { return 200 \"loc\"; }\n  location / { proxy_pass http://127.0.0.1:9; }\n  return 403;\n  return 200;\n }\n server {\n  listen 2;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        for path in ["/r", "/x", "/"] {
+            assert!(matches!(r.servers[0].route(path), Some(Route::Return(l)) if l.ret.code == 403), "{path}");
+        }
+        assert!(matches!(r.servers[1].route("/x"), Some(Route::Proxy(_))));
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is

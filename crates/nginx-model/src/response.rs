@@ -652,6 +652,15 @@ pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str
     ReturnAnswer { bytes, status: code, keepalive, body_bytes }
 }
 
+/// A `return`'s text (a body or a URL) as sent: a script
+/// (`ngx_http_rewrite_return` compiles it as a complex value), expanded
+/// with `$status` already the return's code (`ngx_http_send_response` sets
+/// it first).
+pub fn return_text(ret: &crate::conf::Return, vars: &crate::http::RequestVars) -> Option<String> {
+    let vars = crate::http::RequestVars { status: Some(ret.code), ..vars.clone() };
+    ret.text.as_deref().map(|t| vars.expand(t, ""))
+}
+
 /// The `error_page` line for a status (`ngx_http_special_response_handler`:
 /// the first that lists it).
 pub fn error_page_for(status: u16, pages: &[crate::conf::ErrorPage]) -> Option<&crate::conf::ErrorPage> {
@@ -689,11 +698,18 @@ pub fn with_status(mut bytes: Vec<u8>, status: u16) -> Vec<u8> {
 /// `status`, as header lines. Without `always` a line is added only for
 /// 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308; an empty value
 /// adds nothing (`ngx_http_add_header`).
-pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader]) -> Vec<u8> {
+///
+/// Values are scripts, expanded with the request's variables at header
+/// time (`$status` the status being sent); an empty result adds nothing.
+pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader], vars: &crate::http::RequestVars) -> Vec<u8> {
     let safe = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    let vars = crate::http::RequestVars { status: Some(status), ..vars.clone() };
     let mut out = Vec::new();
-    for h in lines.iter().filter(|h| (safe || h.always) && !h.value.is_empty()) {
-        out.extend_from_slice(format!("{}: {}\r\n", h.name, h.value).as_bytes());
+    for h in lines.iter().filter(|h| safe || h.always) {
+        let value = vars.expand(&h.value, "");
+        if !value.is_empty() {
+            out.extend_from_slice(format!("{}: {}\r\n", h.name, value).as_bytes());
+        }
     }
     out
 }
@@ -762,8 +778,14 @@ mod tests {
         let h = |name: &str, value: &str, always: bool| AddHeader { name: name.into(), value: value.into(), always };
         let lines = [h("X-A", "1", false), h("X-B", "2", true), h("X-Empty", "", true)];
         for (status, want) in [(200, "X-A: 1\r\nX-B: 2\r\n"), (204, "X-A: 1\r\nX-B: 2\r\n"), (304, "X-A: 1\r\nX-B: 2\r\n"), (308, "X-A: 1\r\nX-B: 2\r\n"), (202, "X-B: 2\r\n"), (404, "X-B: 2\r\n"), (502, "X-B: 2\r\n"), (101, "X-B: 2\r\n")] {
-            assert_eq!(String::from_utf8(added_headers(status, &lines)).unwrap(), want, "{status}");
+            assert_eq!(String::from_utf8(added_headers(status, &lines, &crate::http::RequestVars::default())).unwrap(), want, "{status}");
         }
+        // Values are scripts: `$status` is the status sent, an empty result adds nothing.
+        let vars = crate::http::RequestVars { uri: "/r".into(), http_host: "Lab:8080".into(), ..Default::default() };
+        let lines = [h("X-U", "${uri}-$host-$status", true), h("X-No", "$upstream_status", true)];
+        assert_eq!(String::from_utf8(added_headers(502, &lines, &vars)).unwrap(), "X-U: /r-lab-502\r\n");
+        let ret = crate::conf::Return { code: 200, text: Some("$uri|$request_method|$status|$upstream_status|$nginx_version|$hostname".into()) };
+        assert_eq!(return_text(&ret, &crate::http::RequestVars { method: "GET".into(), ..vars }).as_deref(), Some("/r|GET|200||1.22.1|$hostname"));
         assert_eq!(insert_headers(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody\r\n\r\n".to_vec(), b"X: y\r\n"), b"HTTP/1.1 200 OK\r\nA: b\r\nX: y\r\n\r\nbody\r\n\r\n".to_vec());
         assert_eq!(insert_headers(b"H\r\n\r\n".to_vec(), b""), b"H\r\n\r\n".to_vec());
     }

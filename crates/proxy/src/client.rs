@@ -84,6 +84,8 @@ pub struct ClientRequest {
     user_agent: Option<String>,
     /// `$upstream_*` of the upstream before an `error_page`'s redirect.
     prior_upstream: Vec<logs::UpstreamState>,
+    /// The client's headers (`$http_NAME`).
+    headers: Vec<(String, String)>,
 }
 
 impl ClientRequest {
@@ -100,6 +102,24 @@ impl ClientRequest {
     /// The request's access-log line, in each log that applies.
     fn log_access(&self, rt: &Runtime, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
         rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
+    }
+
+    /// The request's variables for scripts (`return`, `add_header`,
+    /// `proxy_set_header`), with the upstream tries so far.
+    fn vars(&self, upstream: &[logs::UpstreamState]) -> RequestVars {
+        let e = self.access_entry(0, upstream, 0);
+        RequestVars {
+            http_host: self.ctx.host.clone(),
+            remote_addr: self.ctx.client.clone(),
+            uri: self.path.clone(),
+            request_uri: self.uri.clone(),
+            args: self.args.clone(),
+            method: self.method.clone(),
+            server_name: self.ctx.server.clone(),
+            status: None,
+            upstream_status: (!e.upstream.is_empty()).then(|| e.upstream_status()),
+            headers: self.headers.clone(),
+        }
     }
 
     fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
@@ -225,6 +245,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
                 referer: None,
                 user_agent: None,
                 prior_upstream: Vec::new(),
+                headers: Vec::new(),
             };
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
@@ -315,6 +336,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         referer: req.header("referer").map(str::to_string),
         user_agent: req.header("user-agent").map(str::to_string),
         prior_upstream: Vec::new(),
+        headers: req.headers.clone(),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
@@ -338,12 +360,14 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens };
             // absolute_redirect on, server_name_in_redirect off: the Host
             // header's name, and the port unless 80 (ngx_http_header_filter).
-            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
-            let name = if name.is_empty() { srv.conf.name.as_str() } else { name };
+            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host).to_ascii_lowercase();
+            let name = if name.is_empty() { srv.conf.name.as_str() } else { name.as_str() };
             let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
             let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
-            let a = response::return_response(r.ret.code, r.ret.text.as_deref(), &creq.path, &base, side, &http_date());
-            let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers));
+            let vars = creq.vars(&[]);
+            let text = response::return_text(&r.ret, &vars);
+            let a = response::return_response(r.ret.code, text.as_deref(), &creq.path, &base, side, &http_date());
+            let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers, &vars));
             let _ = c.stream.write_all(&bytes).await;
             creq.log_access(rt, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
@@ -388,7 +412,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Err(BodyError::Gone) => return false,
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
-    let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &req.headers, &mut body, side, &host, None).await;
+    let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &req.headers, &mut body, side, None).await;
     let Outcome::ErrorPage { status, page, states } = out else {
         let Outcome::Done(keep) = out else { unreachable!() };
         return keep;
@@ -408,7 +432,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
                 Some(0) => None,
                 Some(n) => Some(n),
             };
-            match proxy_to(rt, c, &mut creq, &srv.conf, target, &req.headers, &mut body, side, &host, Some(err_status)).await {
+            match proxy_to(rt, c, &mut creq, &srv.conf, target, &req.headers, &mut body, side, Some(err_status)).await {
                 Outcome::Done(keep) => keep,
                 // recursive_error_pages off: not reached (proxy_to answers itself).
                 Outcome::ErrorPage { status, states, .. } => error_answer(rt, c, &creq, &states, status, side, &target.add_headers).await,
@@ -467,13 +491,12 @@ async fn proxy_to(
     headers: &[(String, String)],
     body: &mut RequestBody,
     side: ClientSide,
-    host: &str,
     redirected: Option<Option<u16>>,
 ) -> Outcome {
     let page_for = |status: u16| if redirected.is_some() { None } else { error_page_target(srv, status, &loc.error_pages) };
     let err_status = redirected.flatten();
     let up = rt.upstreams[loc.upstream].clone();
-    let vars = RequestVars { http_host: host.to_string(), remote_addr: creq.ctx.client.clone() };
+    let vars = creq.vars(&[]);
     let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, headers, body.len(), &vars);
     let keep = match pass::proxy_pass(rt, loc, &up, creq, &head, body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
@@ -501,7 +524,7 @@ async fn proxy_to(
         }
         Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, headers) => {
             let ch = response::client_head(&h, side, &http_date());
-            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers, &creq.vars(&attempts.states_at_header(h.status, Instant::now()))));
             let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
             pass::write_log(rt, creq, attempts.take_log());
@@ -522,7 +545,8 @@ async fn proxy_to(
             false
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
-            let out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status).await;
+            let at_header = attempts.states_at_header(head.as_ref().map_or(9, |h| h.status), Instant::now());
+            let out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status, &at_header).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
             pass::write_log(rt, creq, attempts.take_log());
             for (level, text) in out.lines {
@@ -550,7 +574,7 @@ async fn proxy_to(
 /// `ngx_http_special_response_handler`.
 async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
     let (bytes, keep) = response::error_response(status, side, &http_date());
-    let bytes = response::insert_headers(bytes, &response::added_headers(status, add));
+    let bytes = response::insert_headers(bytes, &response::added_headers(status, add, &creq.vars(upstream)));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
     creq.log_access(rt, status, upstream, page);
@@ -677,18 +701,21 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
     let named = page.uri.starts_with('@');
     let path = if named { creq.path.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
     let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
-    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    // r->headers_in.server: the Host name, lowercased (ngx_http_validate_host).
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
     let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
     let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
-    let a = response::return_response(target.ret.code, target.ret.text.as_deref(), &path, &base, side, &http_date());
-    let final_status = response::error_page_status(status, page, a.status);
-    let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
-    let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers));
-    let _ = c.stream.write_all(&bytes).await;
     if !named {
-        creq.path = path;
+        creq.path.clone_from(&path);
         creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
     }
+    let vars = creq.vars(upstream);
+    let text = response::return_text(&target.ret, &vars);
+    let a = response::return_response(target.ret.code, text.as_deref(), &path, &base, side, &http_date());
+    let final_status = response::error_page_status(status, page, a.status);
+    let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
+    let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers, &vars));
+    let _ = c.stream.write_all(&bytes).await;
     creq.access_log.clone_from(&target.access_log);
     creq.log_access(rt, final_status, upstream, a.body_bytes);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: final_status, body_bytes: a.body_bytes, truncated: false });
@@ -825,6 +852,7 @@ async fn respond(
     buf: bytes::BytesMut,
     up: &mut crate::keepalive::UpstreamConn,
     err_status: Option<u16>,
+    states: &[logs::UpstreamState],
 ) -> Passed {
     let mut out = Output { pending: Vec::new(), head_left: 0, body_sent: 0, failed: false };
     let mut lines = Vec::new();
@@ -837,7 +865,7 @@ async fn respond(
                 Some(s) => (response::with_status(ch.bytes, s), s),
                 None => (ch.bytes, h.status),
             };
-            let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers));
+            let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers, &creq.vars(states)));
             out.head_left = bytes.len();
             out.pending = bytes;
             (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)
