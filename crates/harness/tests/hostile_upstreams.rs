@@ -500,6 +500,21 @@ fn cases() -> Vec<Case> {
         v.push(c);
     }
 
+    // Access-log escaping (ngx_http_log_escape): `"`, `\\`, control bytes
+    // and bytes from 0x7f up as \xXX, in the request line, $uri and headers.
+    for (name, target, headers) in [
+        ("quote_and_backslash_in_path", "/x\"a\\b?q=\"1\"", "User-Agent: ua\r\n"),
+        ("utf8_in_path_and_header", "/x/\u{e9}t\u{e9}?q=\u{fc}", "User-Agent: caf\u{e9} \"quoted\" back\\slash\r\n"),
+        ("tab_and_quotes_in_headers", "/x", "User-Agent: a\tb\r\nReferer: \"http://r/\"\r\nX-T: \\\"\r\n"),
+        ("percent_encoded_quote_in_path", "/x%22y%09z", "User-Agent: ua\r\n"),
+    ] {
+        let mut c = case(&format!("access_log_escape::{name}"), ok, Fin);
+        c.location = "access_log h.log h;".into();
+        c.access_logs = vec!["h.log"];
+        c.request = format!("GET {target} HTTP/1.1\r\nHost: lab\r\n{headers}Connection: close\r\n\r\n").into_bytes();
+        v.push(c);
+    }
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [
@@ -566,7 +581,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"
@@ -748,7 +763,7 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
     let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
     format!(
-        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n log_format h '\"$request\" \"$uri\" \"$args\" \"$http_user_agent\" \"$http_referer\" \"$http_x_t\" $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
         c.server, c.pass, c.location
     )
 }

@@ -63,12 +63,7 @@ impl RequestVars {
             n => match n.strip_prefix("http_") {
                 // ngx_http_variable_unknown_header: the client's header whose
                 // name, lowercased with `-` as `_`, is NAME; empty when absent.
-                Some(h) => self
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k.len() == h.len() && k.bytes().zip(h.bytes()).all(|(a, b)| (if a == b'-' { b'_' } else { a.to_ascii_lowercase() }) == b))
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
+                Some(h) => header_variable(&self.headers, h).unwrap_or_default().to_string(),
                 None => return None,
             },
         })
@@ -78,6 +73,15 @@ impl RequestVars {
     pub fn expand(&self, template: &str, proxy_host: &str) -> String {
         crate::logs::expand(template, |name| self.value(name, proxy_host))
     }
+}
+
+/// `$http_NAME` (`ngx_http_variable_unknown_header`): the client's first
+/// header whose name, lowercased with `-` as `_`, is NAME.
+pub fn header_variable<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.len() == name.len() && k.bytes().zip(name.bytes()).all(|(a, b)| (if a == b'-' { b'_' } else { a.to_ascii_lowercase() }) == b))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A Host header's name without its port (`[v6]:port` keeps the brackets).

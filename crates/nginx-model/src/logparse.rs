@@ -597,6 +597,7 @@ mod tests {
             connection_requests: 4,
             referer: Some("http://r/".into()),
             user_agent: Some("t/1".into()),
+            headers: vec![],
         }
     }
 

@@ -162,6 +162,9 @@ pub struct AccessEntry {
     /// `$http_user_agent`; "-" when absent).
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+    /// The client's headers, for any other `$http_NAME`.
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
 }
 
 fn secs3(d: Duration) -> String {
@@ -215,7 +218,10 @@ impl AccessEntry {
             "remote_user" => "-".into(),
             "http_referer" => self.referer.clone().unwrap_or_else(|| "-".into()),
             "http_user_agent" => self.user_agent.clone().unwrap_or_else(|| "-".into()),
-            _ => return None,
+            n => match n.strip_prefix("http_") {
+                Some(h) => crate::http::header_variable(&self.headers, &h.to_ascii_lowercase()).map_or_else(|| "-".into(), str::to_string),
+                None => return None,
+            },
         })
     }
 }
@@ -318,7 +324,7 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
         upstream: vec![],
         redirects: vec![],
         body_bytes_sent: 0,
-        connection_requests: 0, referer: None, user_agent: None,
+        connection_requests: 0, referer: None, user_agent: None, headers: vec![],
     };
     for p in pieces(fmt) {
         if let Piece::Var(name) = p {
@@ -330,15 +336,31 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Renders an access-log line with a `log_format` string.
+/// Renders an access-log line with a `log_format` string; each variable's
+/// value is escaped ([`log_escape`]: `escape=default`).
 pub fn render_access(fmt: &str, e: &AccessEntry) -> String {
     pieces(fmt)
         .into_iter()
         .map(|p| match p {
             Piece::Text(t) => t.to_string(),
-            Piece::Var(name) => e.variable(name).unwrap_or_else(|| "-".into()),
+            Piece::Var(name) => e.variable(name).map(|v| log_escape(&v)).unwrap_or_else(|| "-".into()),
         })
         .collect()
+}
+
+/// `ngx_http_log_escape` (`log_format escape=default`): bytes below 0x20,
+/// `"`, `\`, DEL and every byte from 0x80 up written as `\xXX` (upper-case
+/// hex); the rest as they are.
+pub fn log_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for &b in v.as_bytes() {
+        if b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f {
+            out.push_str(&format!("\\x{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -367,6 +389,7 @@ mod tests {
             connection_requests: 1,
             referer: None,
             user_agent: None,
+            headers: vec![],
         };
         assert_eq!(
             render_access("$request_method $status \"$upstream_status\" \"$upstream_response_time\" \"$upstream_connect_time\" $body_bytes_sent \"$args\"", &e),
@@ -397,9 +420,12 @@ mod tests {
             upstream: vec![],
             redirects: vec![],
             body_bytes_sent: 0,
-            connection_requests: 0, referer: None, user_agent: None,
+            connection_requests: 0, referer: None, user_agent: None, headers: vec![],
         };
         assert_eq!(render_access("${status}x $status.", &e), "502x 502.");
+        assert_eq!(log_escape("a\"b\\c\td\u{7f}é~ ?"), "a\\x22b\\x5Cc\\x09d\\x7F\\xC3\\xA9~ ?");
+        let quoted = AccessEntry { uri: "/x\"y".into(), ..e.clone() };
+        assert_eq!(render_access("\"$uri\" \"lit\\\"\"", &quoted), "\"/x\\x22y\" \"lit\\\"\"", "only values are escaped");
         // Scripts: a name the emulation does not know stays as written.
         let v = |n: &str| (n == "uri").then(|| "/a".to_string());
         assert_eq!(expand("${uri}x $uri-$uri_ $ ${} ${bogus} ${uri", v), "/ax /a-$uri_ $ ${} ${bogus} ${uri");

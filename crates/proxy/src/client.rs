@@ -139,6 +139,7 @@ impl ClientRequest {
             connection_requests: self.conn_requests,
             referer: self.referer.clone(),
             user_agent: self.user_agent.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
