@@ -515,6 +515,26 @@ fn cases() -> Vec<Case> {
         v.push(c);
     }
 
+    // proxy_pass with variables (ngx_http_proxy_eval,
+    // ngx_http_upstream_init_request): an upstream block's name (any case),
+    // an IP:port literal (UP: the upstream's address), a name that would
+    // need a resolver, no value at all, a URI part.
+    for (name, pass, backend) in [
+        ("upstream_name", "http://$http_x_backend", "u"),
+        ("upstream_name_other_case", "http://$http_x_backend", "U"),
+        ("upstream_name_with_port_needs_resolver", "http://$http_x_backend", "u:80"),
+        ("ip_literal", "http://$http_x_backend", "UP"),
+        ("host_name_needs_resolver", "http://$http_x_backend", "localhost:1"),
+        ("empty_value", "http://$http_x_backend", ""),
+        ("uri_part", "http://$http_x_backend/p${uri}", "u"),
+        ("braces_and_ip_literal", "http://${http_x_backend}", "UP"),
+    ] {
+        let mut c = case(&format!("proxy_pass_variables::{name}"), ok, Fin);
+        c.pass = pass.into();
+        c.request = format!("GET /x?q=1 HTTP/1.1\r\nHost: lab\r\nX-Backend: {backend}\r\nConnection: close\r\n\r\n").into_bytes();
+        v.push(c);
+    }
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [
@@ -581,7 +601,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") || c.name.starts_with("proxy_pass_variables::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"
@@ -811,7 +831,10 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
         }
     }
     events.request_lines.lock().clear();
-    let result = client(c, listen, events).await;
+    // `X-Backend: UP` names the upstream's address.
+    let mut c_up = c.clone();
+    c_up.request = String::from_utf8_lossy(&c.request).replace("X-Backend: UP\r\n", &format!("X-Backend: {up}\r\n")).into_bytes();
+    let result = client(&c_up, listen, events).await;
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
         // nginx exits when it cannot bind (the port was taken meanwhile).
         if let Ok(Some(_)) = ch.try_wait() {

@@ -2479,7 +2479,9 @@ impl<'a> Parser<'a> {
         let target = pass_target(url).map_err(|e| self.at(d, e.to_string()))?;
         let u = match &target {
             PassTarget::Http(u) | PassTarget::Https(u) => u,
-            PassTarget::Unix | PassTarget::Variables => {
+            // Evaluated per request (resolve::dynamic_pass).
+            PassTarget::Variables => return Ok(()),
+            PassTarget::Unix => {
                 self.unsupported(target.not_emulated().unwrap_or_default(), d.line);
                 return Ok(());
             }
@@ -2600,6 +2602,12 @@ pub fn pass_target(url: &[u8]) -> Result<PassTarget, PassError> {
     if url.contains(&b'$') {
         return Ok(PassTarget::Variables);
     }
+    pass_url(url)
+}
+
+/// A `proxy_pass` URL without variables (or a script's value), read as
+/// `ngx_http_proxy_pass` / `ngx_http_proxy_eval` read it.
+pub fn pass_url(url: &[u8]) -> Result<PassTarget, PassError> {
     let lower = url.to_ascii_lowercase();
     let (https, rest) = if lower.starts_with(b"http://") {
         (false, &url[7..])

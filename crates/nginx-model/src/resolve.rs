@@ -135,6 +135,10 @@ pub struct ResolvedLocation {
     pub intercept_errors: bool,
     /// The access logs a request here is written to ([`merge_access_logs`]).
     pub access_log: Vec<AccessLogSpec>,
+    /// `proxy_pass` with variables: the script, evaluated per request
+    /// ([`dynamic_pass`]); `upstream`, `proxy_host` and `pass_uri` are then
+    /// unused. Such locations are in [`ResolvedServer::dynamic`] only.
+    pub pass_script: Option<String>,
 }
 
 impl ResolvedLocation {
@@ -172,6 +176,9 @@ pub struct ResolvedServer {
     pub returns: Vec<ReturnLocation>,
     /// The `add_header` lines of a request no location takes.
     pub add_headers: Vec<conf::AddHeader>,
+    /// Locations whose `proxy_pass` has variables (not in `locations`: they
+    /// have no upstream of their own).
+    pub dynamic: Vec<ResolvedLocation>,
     /// A server-level `return` (`ngx_http_rewrite_handler` in the server
     /// rewrite phase, before `ngx_http_core_find_location`): it answers
     /// every request, with the server level's logs and headers.
@@ -212,7 +219,7 @@ impl ResolvedServer {
             Match::Named => false,
         };
         let key = |m: Match, p: &str| (m == Match::Exact, p.len());
-        let proxied = self.locations.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
+        let proxied = self.locations.iter().chain(&self.dynamic).filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
         let returns = self.returns.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Return(l)));
         proxied.chain(returns).max_by_key(|(k, _)| *k).map(|(_, r)| r)
     }
@@ -220,7 +227,7 @@ impl ResolvedServer {
     /// The named location `@name` (`ngx_http_named_location`: an exact,
     /// case-sensitive match of the name).
     pub fn named(&self, name: &str) -> Option<Route<'_>> {
-        let proxied = self.locations.iter().find(|l| l.matcher == Match::Named && l.path == name).map(Route::Proxy);
+        let proxied = self.locations.iter().chain(&self.dynamic).find(|l| l.matcher == Match::Named && l.path == name).map(Route::Proxy);
         proxied.or_else(|| self.returns.iter().find(|l| l.matcher == Match::Named && l.path == name).map(Route::Return))
     }
 
@@ -311,6 +318,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
         let server_logs: &[AccessLog] = if srv.access_log.is_empty() { &cfg.access_log } else { &srv.access_log };
         let mut locations = Vec::new();
+        let mut dynamic = Vec::new();
         let mut returns = Vec::new();
         for loc in srv.locations.iter().chain(&srv.named) {
             if let Some(ret) = &loc.ret {
@@ -328,7 +336,11 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             match location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile) {
                 Ok(mut l) => {
                     l.access_log = specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?;
-                    locations.push(l);
+                    if l.pass_script.is_some() {
+                        dynamic.push(l);
+                    } else {
+                        locations.push(l);
+                    }
                 }
                 Err(Some(note)) => notes.push(note),
                 Err(None) => {}
@@ -344,7 +356,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             server_tokens: server_proxy.server_tokens.unwrap_or(true),
             add_headers: add_headers.clone(),
         });
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns, add_headers, ret });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, dynamic, access_log, returns, add_headers, ret });
     }
     Ok(Resolved {
         profile,
@@ -426,14 +438,25 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
     // What the parser decided (and noted) for this proxy_pass; one built in
     // code (not read from a file) has no note yet.
     let built = p.pass_pos.line == 0;
-    let u = match conf::pass_target(pass.as_bytes()) {
-        Ok(PassTarget::Http(u)) => u,
+    let (u, pass_script) = match conf::pass_target(pass.as_bytes()) {
+        Ok(PassTarget::Http(u)) => (u, None),
+        // Evaluated per request; the upstream fields are placeholders.
+        Ok(PassTarget::Variables) => {
+            // A variable the emulation has no value for (`set`, `map`, ...):
+            // the location is left out rather than run with the name as written.
+            let vars = crate::http::RequestVars::default();
+            if let Some(v) = logs::variable_names(pass).into_iter().find(|v| vars.value(v, "").is_none()) {
+                return Err(Some((format!("proxy_pass with the variable \"${v}\", which is not emulated (its location answers 404 here)"), p.pass_pos.clone())));
+            }
+            (conf::PassUrl { host: String::new(), port: None, uri: None }, Some(pass.to_string()))
+        }
         Ok(t) => return Err(built.then(|| (t.not_emulated().unwrap_or_default().to_string(), p.pass_pos.clone()))),
         Err(e) => return Err(built.then(|| (format!("{e} (its location answers 404 here)"), p.pass_pos.clone()))),
     };
     let name = u.authority();
     let upstream = match upstreams.iter().position(|up| up.name.eq_ignore_ascii_case(&name)) {
         Some(i) => i,
+        None if pass_script.is_some() => 0,
         None => {
             // `proxy_pass http://host:port` without an upstream block: an
             // implicit upstream of one server, never a keepalive cache.
@@ -475,7 +498,49 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         error_pages: p.error_pages.clone().unwrap_or_default(),
         intercept_errors: p.intercept_errors.unwrap_or(false),
         access_log: Vec::new(),
+        pass_script,
     })
+}
+
+/// Where `proxy_pass` with variables goes for one request, its script's
+/// value being `url` (`ngx_http_proxy_eval`, `ngx_http_upstream_init_request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DynamicPass {
+    /// An `upstream` block (or an implicit upstream) of that name: without
+    /// a port, a block's name (any case); with one, `host:port`.
+    Upstream { index: usize, proxy_host: String, uri: Option<String> },
+    /// An IP address (port 80 if none): a peer of its own, no cache.
+    Peer { addr: String, proxy_host: String, uri: Option<String> },
+    /// nginx's answer without an upstream: the status and the [error] text.
+    Fail { status: u16, text: String },
+}
+
+/// [`DynamicPass`] for a script's value. A host name that names no
+/// upstream needs a `resolver`: without one nginx answers 502 ("no
+/// resolver defined"); with one it queries it (not emulated: the same 502).
+/// A URI part is the whole upstream URI (no arguments added).
+pub fn dynamic_pass(url: &str, upstreams: &[ResolvedUpstream]) -> DynamicPass {
+    let fail = |status: u16, text: String| DynamicPass::Fail { status, text };
+    // ngx_http_proxy_eval: "http://" and something after it.
+    let lower = url.to_ascii_lowercase();
+    if !(url.len() > 7 && lower.starts_with("http://")) && !(url.len() > 8 && lower.starts_with("https://")) {
+        return fail(500, conf::PassError::Prefix(url.to_string()).to_string());
+    }
+    let u = match conf::pass_url(url.as_bytes()) {
+        Ok(PassTarget::Http(u)) => u,
+        Ok(PassTarget::Https(_)) => return fail(502, format!("an https upstream is not emulated: \"{url}\"")),
+        Ok(_) => return fail(502, format!("a unix socket upstream is not emulated: \"{url}\"")),
+        Err(e) => return fail(500, e.to_string()),
+    };
+    let proxy_host = u.proxy_host(HTTP_PORT);
+    let uri = u.uri.clone();
+    if let Some(index) = upstreams.iter().position(|up| up.name.eq_ignore_ascii_case(&u.authority())) {
+        return DynamicPass::Upstream { index, proxy_host, uri };
+    }
+    if u.host.parse::<std::net::IpAddr>().is_ok() {
+        return DynamicPass::Peer { addr: u.addr(HTTP_PORT), proxy_host, uri };
+    }
+    fail(502, format!("no resolver defined to resolve {}", u.host))
 }
 
 #[cfg(test)]
@@ -544,7 +609,8 @@ mod tests {
             (notes, paths.join(" "))
         };
         let left_out = |note: &str| (vec![format!("{note} (its location answers 404 here) in t.conf:5")], "/ok".to_string());
-        assert_eq!(run("http://$host"), left_out("proxy_pass with variables"));
+        assert_eq!(run("http://$host"), (vec![], "/ok".to_string()), "run per request, from ResolvedServer::dynamic");
+        assert_eq!(run("http://$upstream_name").0, ["proxy_pass with the variable \"$upstream_name\", which is not emulated (its location answers 404 here) in t.conf:5"]);
         assert_eq!(run("http://unix:/tmp/s.sock"), left_out("a unix socket upstream"));
         assert_eq!(run("HTTPS://127.0.0.1:1"), left_out("an https upstream"));
         assert_eq!(run("https://u/x"), left_out("an https upstream"));
@@ -616,6 +682,31 @@ mod tests {
         assert!(s.named("@FB").is_none() && s.named("@other").is_none());
         assert!(matches!(s.route("/@fb"), Some(Route::Proxy(l)) if l.path == "/"));
         assert!(s.route("@fb").is_none() && s.location_for("@fb").is_none(), "a URI never reaches a named location");
+    }
+
+    /// `proxy_pass` with variables: the value names an upstream block (any
+    /// case, no port), an implicit upstream (`host:port`), an IP literal,
+    /// or a name nginx would need a resolver for (observed on nginx 1.22.1).
+    #[test]
+    fn dynamic_pass_targets() {
+        let r = resolved("events {}\nhttp {\n upstream bk { server 127.0.0.1:1; }\n server {\n  listen 1;\n  location /v { proxy_pass http://$http_x_backend; }\n  location /i { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert!(matches!(r.servers[0].route("/v/a"), Some(Route::Proxy(l)) if l.pass_script.as_deref() == Some("http://$http_x_backend")));
+        assert!(r.servers[0].locations.iter().all(|l| l.pass_script.is_none()));
+        let up = |index: usize, host: &str, uri: Option<&str>| DynamicPass::Upstream { index, proxy_host: host.into(), uri: uri.map(str::to_string) };
+        let fail = |status: u16, text: &str| DynamicPass::Fail { status, text: text.into() };
+        for (url, want) in [
+            ("http://bk", up(0, "bk", None)),
+            ("HTTP://BK/p/x", up(0, "BK", Some("/p/x"))),
+            ("http://127.0.0.1:9", up(1, "127.0.0.1:9", None)),
+            ("http://127.0.0.1:18771", DynamicPass::Peer { addr: "127.0.0.1:18771".into(), proxy_host: "127.0.0.1:18771".into(), uri: None }),
+            ("http://127.0.0.1", DynamicPass::Peer { addr: "127.0.0.1:80".into(), proxy_host: "127.0.0.1".into(), uri: None }),
+            ("http://bk:80", fail(502, "no resolver defined to resolve bk")),
+            ("http://localhost:1", fail(502, "no resolver defined to resolve localhost")),
+            ("http://", fail(500, "invalid URL prefix in \"http://\"")),
+            ("ftp://x", fail(500, "invalid URL prefix in \"ftp://x\"")),
+        ] {
+            assert_eq!(dynamic_pass(url, &r.upstreams), want, "{url}");
+        }
     }
 
     /// A server-level `return` answers every path, before any location.

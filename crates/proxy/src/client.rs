@@ -14,7 +14,7 @@ use crate::upstream::BodyReader;
 use nginx_model::failure::BodyFailure;
 use nginx_model::http::RequestVars;
 use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
-use nginx_model::resolve::{ResolvedLocation, Route};
+use nginx_model::resolve::{DynamicPass, ResolvedLocation, Route};
 use nginx_model::response::{self, ClientSide, UpstreamBody, POSTPONE_OUTPUT};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -496,7 +496,31 @@ async fn proxy_to(
 ) -> Outcome {
     let page_for = |status: u16| if redirected.is_some() { None } else { error_page_target(srv, status, &loc.error_pages) };
     let err_status = redirected.flatten();
-    let up = rt.upstreams[loc.upstream].clone();
+    // proxy_pass with variables: the script's value names the upstream.
+    let dynamic;
+    let (loc, up) = match &loc.pass_script {
+        None => (loc, rt.upstreams[loc.upstream].clone()),
+        Some(script) => {
+            let url = creq.vars(&[]).expand(script, "");
+            let confs: Vec<_> = rt.upstreams.iter().map(|u| u.conf.clone()).collect();
+            let (up, proxy_host, uri) = match nginx_model::resolve::dynamic_pass(&url, &confs) {
+                DynamicPass::Upstream { index, proxy_host, uri } => (rt.upstreams[index].clone(), proxy_host, uri),
+                DynamicPass::Peer { addr, proxy_host, uri } => match addr.parse() {
+                    Ok(a) => (crate::server::UpstreamRt::for_peer(a, &rt.events), proxy_host, uri),
+                    Err(_) => return Outcome::Done(error_answer(rt, c, creq, &[], 502, side, &loc.add_headers).await),
+                },
+                DynamicPass::Fail { status, text } => {
+                    creq.log(rt, Level::Error, &text, None);
+                    return Outcome::Done(error_answer(rt, c, creq, &[], status, side, &loc.add_headers).await);
+                }
+            };
+            if let Some(u) = uri {
+                creq.upstream_uri = u;
+            }
+            dynamic = ResolvedLocation { proxy_host, ..loc.clone() };
+            (&dynamic, up)
+        }
+    };
     let vars = creq.vars(&[]);
     let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, headers, body.len(), &vars);
     let keep = match pass::proxy_pass(rt, loc, &up, creq, &head, body, &c.stream).await {
