@@ -108,6 +108,8 @@ struct Case {
     /// The reply's body is the request head the upstream got (what nginx
     /// forwarded): `reply` is only the status line.
     echo_head: bool,
+    /// The upstream notes each request's source address (`proxy_bind`).
+    show_peer: bool,
 }
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
@@ -129,6 +131,7 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         reset_while_writing: false,
         echo: false,
         echo_head: false,
+        show_peer: false,
     }
 }
 
@@ -535,6 +538,23 @@ fn cases() -> Vec<Case> {
         v.push(c);
     }
 
+    // proxy_bind (ngx_event_connect_peer binds the upstream socket first):
+    // the upstream sees the bound address; `off` and inheritance.
+    for (name, server, location) in [
+        ("bind_loopback_address", "", "proxy_bind 127.0.0.2;"),
+        ("bind_inherited_from_server", "proxy_bind 127.0.0.3;", ""),
+        ("bind_off_in_location", "proxy_bind 127.0.0.3;", "proxy_bind off;"),
+        ("bind_another_loopback_address", "", "proxy_bind 127.0.0.4;"),
+        // TEST-NET-1: no interface has it, bind() fails (99), nginx answers 500.
+        ("bind_unassigned_address", "", "proxy_bind 192.0.2.1;"),
+    ] {
+        let mut c = case(&format!("proxy_bind::{name}"), ok, Fin);
+        c.server = server.into();
+        c.location = location.into();
+        c.show_peer = true;
+        v.push(c);
+    }
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [
@@ -601,7 +621,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") || c.name.starts_with("proxy_pass_variables::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") || c.name.starts_with("proxy_pass_variables::") || c.name.starts_with("proxy_bind::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"
@@ -678,9 +698,9 @@ fn show(s: &Seen) -> String {
 async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    let (reply, when, end, delay, echo, echo_head) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head);
+    let (reply, when, end, delay, echo, echo_head, show_peer) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head, c.show_peer);
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((mut s, from)) = l.accept().await {
             let reply = reply.clone();
             let events = events.clone();
             tokio::spawn(async move {
@@ -702,7 +722,8 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                     }
                 }
                 let line = got.split(|&b| b == b'\n').next().unwrap_or_default();
-                events.request_lines.lock().push(String::from_utf8_lossy(line).trim_end().to_string());
+                let line = String::from_utf8_lossy(line).trim_end().to_string();
+                events.request_lines.lock().push(if show_peer { format!("{line} from {}", from.ip()) } else { line });
                 events.received.notify_one();
                 if delay > 0 {
                     // The upstream's own pace (a slow handler), not a wait for the test.

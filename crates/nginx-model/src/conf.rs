@@ -324,6 +324,9 @@ pub struct ProxyDirectives {
     pub error_pages: Option<Vec<ErrorPage>>,
     /// `proxy_intercept_errors on|off`.
     pub intercept_errors: Option<bool>,
+    /// `proxy_bind ADDR[:PORT]` (`Some(Some(addr))`, as written) or `proxy_bind
+    /// off` (`Some(None)`): the upstream socket's local address.
+    pub bind: Option<Option<String>>,
 }
 
 /// `error_page CODE... [=[RESPONSE]] URI` (`ngx_http_core_error_page`).
@@ -369,6 +372,7 @@ impl ProxyDirectives {
             client_max_body_size: self.client_max_body_size.or(parent.client_max_body_size),
             client_body_buffer_size: self.client_body_buffer_size.or(parent.client_body_buffer_size),
             server_tokens: self.server_tokens.or(parent.server_tokens),
+            bind: self.bind.clone().or(parent.bind.clone()),
         }
     }
 }
@@ -728,6 +732,7 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("proxy_buffer_size", HSL),
     ("proxy_buffers", HSL),
     ("proxy_busy_buffers_size", HSL),
+    ("proxy_bind", HSL),
     ("server", &[Ctx::Upstream]),
     ("keepalive", &[Ctx::Upstream]),
     ("keepalive_timeout", &[Ctx::Upstream]),
@@ -800,6 +805,17 @@ impl Seen {
         self.0.push(d.name);
         Ok(())
     }
+}
+
+/// `proxy_bind`'s address as `ngx_parse_addr_port` reads it: an address
+/// (IPv6 bare, or bracketed with a port), optionally with a port of
+/// 1..65535 (observed with nginx 1.22.1 `-t`: `[::1]` alone is refused).
+pub fn bind_addr(v: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return (a.port() != 0).then_some(a);
+    }
+    v.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0))
 }
 
 /// An address as `ngx_parse_url` splits it (`ngx_parse_inet_url`).
@@ -1790,6 +1806,28 @@ impl<'a> Parser<'a> {
                 lv.seen.once(self, d)?;
                 p.busy_buffers_size = Some(self.size(d)? as usize);
             }
+            "proxy_bind" => {
+                // ngx_http_upstream_bind_set_slot: off, a script (not run
+                // here), or an address (ngx_parse_addr_port) and `transparent`.
+                lv.seen.once(self, d)?;
+                let v = text(d.arg(0));
+                if v == "off" {
+                    p.bind = Some(None);
+                    return Ok(true);
+                }
+                if v.contains('$') {
+                    self.unsupported("proxy_bind with variables (connections are not bound)", d.line);
+                } else if bind_addr(&v).is_none() {
+                    return Err(self.at(d, format!("invalid address \"{v}\"")));
+                } else {
+                    p.bind = Some(Some(v));
+                }
+                match d.args.get(1).map(|a| a.as_slice()) {
+                    None => {}
+                    Some(b"transparent") => self.unsupported("proxy_bind ... transparent", d.line),
+                    Some(a) => return Err(self.at(d, format!("invalid parameter \"{}\"", text(a)))),
+                }
+            }
             "proxy_http_version" => {
                 lv.seen.once(self, d)?;
                 let i = self.enumerated(d, &["1.0", "1.1"])?;
@@ -2768,6 +2806,9 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
     }
+    if let Some(b) = &p.bind {
+        line(format!("proxy_bind {}", b.as_deref().unwrap_or("off")));
+    }
     if let Some(on) = p.intercept_errors {
         line(format!("proxy_intercept_errors {}", if on { "on" } else { "off" }));
     }
@@ -2987,6 +3028,17 @@ mod tests {
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n\n", Some("unexpected end of file, expecting \"}\" in t.conf:6")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server\n", Some("unexpected end of file, expecting \";\" or \"}\" in t.conf:5")),
             ("events {}\nhttp { }\n}\n", Some("unexpected \"}\" in t.conf:3")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.4:0; }\n }\n}\n", Some("invalid address \"127.0.0.4:0\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind nope; }\n }\n}\n", Some("invalid address \"nope\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind [::1]; }\n }\n}\n", Some("invalid address \"[::1]\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2:70000; }\n }\n}\n", Some("invalid address \"127.0.0.2:70000\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2 x; }\n }\n}\n", Some("invalid parameter \"x\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2; proxy_bind off; }\n }\n}\n", Some("\"proxy_bind\" directive is duplicate in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2:7000; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind ::1; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind [::1]:80; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind off; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2 transparent; }\n }\n}\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n }\n}\n", Some("no servers are inside upstream in t.conf:5")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1 wieght=2;\n }\n}\n", Some("invalid parameter \"wieght=2\" in t.conf:5")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1 weight=+2;\n }\n}\n", Some("invalid parameter \"weight=+2\" in t.conf:5")),

@@ -139,6 +139,9 @@ pub struct ResolvedLocation {
     /// ([`dynamic_pass`]); `upstream`, `proxy_host` and `pass_uri` are then
     /// unused. Such locations are in [`ResolvedServer::dynamic`] only.
     pub pass_script: Option<String>,
+    /// `proxy_bind`: the local address upstream sockets are bound to
+    /// before connecting (`ngx_event_connect_peer`); `None`: off.
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 impl ResolvedLocation {
@@ -499,6 +502,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         intercept_errors: p.intercept_errors.unwrap_or(false),
         access_log: Vec::new(),
         pass_script,
+        bind: p.bind.clone().flatten().and_then(|v| conf::bind_addr(&v)),
     })
 }
 
