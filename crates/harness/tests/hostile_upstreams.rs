@@ -484,6 +484,18 @@ fn cases() -> Vec<Case> {
         c.access_logs = vec!["access.log", "oops.log"];
         v.push(c);
     }
+    // The redirect's method: GET for a URI (the body still sent), HEAD
+    // kept; a named location keeps POST. The upstream echoes what it got.
+    for (name, method, location) in [("post_becomes_get", "POST", "error_page 502 /fb;"), ("post_kept_by_named", "POST", "error_page 502 @fb;"), ("head_stays_head", "HEAD", "error_page 502 /fb;")] {
+        let mut c = uri_case(&format!("error_page::{name}"), refused, "location /fb { proxy_pass http://u; access_log oops.log u; } location @fb { proxy_pass http://u; access_log oops.log u; }", "/x", b"HTTP/1.1 200 OK");
+        c.location = location.into();
+        c.access_logs = vec!["access.log", "oops.log"];
+        c.echo_head = true;
+        let body = if method == "POST" { "abc" } else { "" };
+        c.request = format!("{method} /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes();
+        c.when = Reply::AfterBody(body.len());
+        v.push(c);
+    }
 
     // Variables in `return` and `add_header` (complex values, expanded per
     // request: ngx_http_script_compile, `${name}` too) and in proxy_set_header.

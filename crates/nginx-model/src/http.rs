@@ -153,7 +153,11 @@ pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, clie
             s.push_str(&format!("{k}: {v}\r\n"));
         }
     }
-    if body_len > 0 || matches!(method, "POST" | "PUT" | "PATCH") {
+    // $proxy_internal_body_length: the body's length whenever the client
+    // declared one (`r->headers_in.content_length_n >= 0`, a HEAD or GET
+    // with `Content-Length: 0` too; observed on nginx 1.22.1).
+    let declared = client_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    if body_len > 0 || declared || matches!(method, "POST" | "PUT" | "PATCH") {
         s.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
     for (k, v) in client_headers {
@@ -353,6 +357,12 @@ mod tests {
         for (name, profile, directives, method, body, want) in table {
             assert_eq!(text(encode_request(&location(profile, directives), method, "/a", &client, body, &vars)), want, "{name}");
         }
+        // A declared length is forwarded for any method, 0 too.
+        let declared = vec![("Content-Length".to_string(), "0".to_string())];
+        assert_eq!(text(encode_request(&location(Profile::Modern, ""), "HEAD", "/a", &declared, b"", &vars)), "HEAD /a HTTP/1.1\r\nHost: u\r\nContent-Length: 0\r\n\r\n");
+        // ${name} and names that only start like a known one.
+        let l = location(Profile::Modern, "proxy_set_header X-H \"${host}x $hostname\";");
+        assert_eq!(text(encode_request(&l, "GET", "/a", &[], b"", &vars)), "GET /a HTTP/1.1\r\nX-H: labx $hostname\r\nHost: u\r\n\r\n");
     }
 
     #[test]
