@@ -527,7 +527,9 @@ pub fn dynamic_pass(url: &str, upstreams: &[ResolvedUpstream]) -> DynamicPass {
     let fail = |status: u16, text: String| DynamicPass::Fail { status, text };
     // ngx_http_proxy_eval: "http://" and something after it.
     let lower = url.to_ascii_lowercase();
-    if !(url.len() > 7 && lower.starts_with("http://")) && !(url.len() > 8 && lower.starts_with("https://")) {
+    let http = url.len() > 7 && lower.starts_with("http://");
+    let https = url.len() > 8 && lower.starts_with("https://");
+    if !(http || https) {
         return fail(500, conf::PassError::Prefix(url.to_string()).to_string());
     }
     let u = match conf::pass_url(url.as_bytes()) {
