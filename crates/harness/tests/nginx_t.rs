@@ -78,7 +78,7 @@ fn main() -> ExitCode {
     let mut trials = vec![Trial::ignorable_test("fixture_passes_real_nginx_t", fixture_passes_real_nginx_t)];
     for &(name, at, snippet, listed) in NOOPS {
         let known = KNOWN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
-        trials.push(Trial::ignorable_test(format!("noop::{name}"), move || noop_agrees(at, snippet, listed, known)));
+        trials.push(Trial::ignorable_test(format!("noop::{name}"), move || noop_agrees(name, at, snippet, listed, known)));
     }
     libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
 }
@@ -123,12 +123,13 @@ fn noop_conf(at: At, snippet: &str) -> String {
     )
 }
 
-fn noop_agrees(at: At, snippet: &str, listed: bool, known: Option<&str>) -> Result<Completion, Failed> {
+fn noop_agrees(name: &str, at: At, snippet: &str, listed: bool, known: Option<&str>) -> Result<Completion, Failed> {
     let bin = match require::nginx() {
         Ok(b) => b,
         Err(m) => return require::trial_outcome(m),
     };
-    let prefix = std::env::temp_dir().join(format!("nginx-t-noop-{}-{:?}-{}", std::process::id(), at, snippet.len()));
+    // One directory per trial (they run in parallel).
+    let prefix = std::env::temp_dir().join(format!("nginx-t-noop-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&prefix);
     std::fs::create_dir_all(&prefix)?;
     let file = prefix.join("nginx.conf");

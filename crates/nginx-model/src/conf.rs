@@ -96,6 +96,9 @@ pub struct Config {
     pub nginx_files: NginxFiles,
     /// Directives read and checked but without effect on the 502 model.
     pub not_emulated: NotEmulated,
+    /// A `resolver` line somewhere: nginx would resolve the host names of
+    /// `proxy_pass` scripts with it (the emulation does not).
+    pub resolver: bool,
 }
 
 /// The names of the directives nginx would run and the emulation does not
@@ -1352,10 +1355,13 @@ impl<'a> Parser<'a> {
         if d.name == "proxy_pass" && matches!(ctx, Ctx::IfLocation | Ctx::LimitExcept) {
             self.no_uri_part(d)?;
         }
-        // A location's `return` is emulated (`location_return`); elsewhere
-        // (server, if) it is not.
+        // A location's or server's `return` is emulated (`location_return`);
+        // inside `if` it is not.
+        if d.name == "resolver" {
+            self.cfg.resolver = true;
+        }
         let emulated = (d.name == "least_conn" && ctx == Ctx::Upstream)
-            || (d.name == "return" && ctx == Ctx::Location)
+            || (d.name == "return" && matches!(ctx, Ctx::Location | Ctx::Server))
             || (matches!(d.name, "error_page" | "proxy_intercept_errors") && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location)) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
         if !(NO_OP_HERE.contains(&d.name) || emulated) {
             self.not_emulated(d.name);

@@ -340,6 +340,10 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
                 Ok(mut l) => {
                     l.access_log = specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?;
                     if l.pass_script.is_some() {
+                        let note = ("proxy_pass with variables under a \"resolver\": a host name that names no upstream is not resolved here (answered 502)".to_string(), loc.proxy.pass_pos.clone());
+                        if cfg.resolver && !notes.contains(&note) {
+                            notes.push(note);
+                        }
                         dynamic.push(l);
                     } else {
                         locations.push(l);
@@ -698,6 +702,9 @@ mod tests {
         let r = resolved("events {}\nhttp {\n upstream bk { server 127.0.0.1:1; }\n server {\n  listen 1;\n  location /v { proxy_pass http://$http_x_backend; }\n  location /i { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
         assert!(matches!(r.servers[0].route("/v/a"), Some(Route::Proxy(l)) if l.pass_script.as_deref() == Some("http://$http_x_backend")));
         assert!(r.servers[0].locations.iter().all(|l| l.pass_script.is_none()));
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        let with_resolver = resolved("events {}\nhttp {\n resolver 127.0.0.53;\n server {\n  listen 1;\n  location /v { proxy_pass http://$http_x_backend; }\n }\n}\n", Profile::Legacy);
+        assert_eq!(with_resolver.notes.iter().map(|(w, p)| format!("{w}{p}")).collect::<Vec<_>>(), ["proxy_pass with variables under a \"resolver\": a host name that names no upstream is not resolved here (answered 502) in t.conf:6"]);
         let up = |index: usize, host: &str, uri: Option<&str>| DynamicPass::Upstream { index, proxy_host: host.into(), uri: uri.map(str::to_string) };
         let fail = |status: u16, text: &str| DynamicPass::Fail { status, text: text.into() };
         for (url, want) in [
@@ -723,6 +730,9 @@ mod tests {
             assert!(matches!(r.servers[0].route(path), Some(Route::Return(l)) if l.ret.code == 403), "{path}");
         }
         assert!(matches!(r.servers[1].route("/x"), Some(Route::Proxy(_))));
+        let listed = |src: &str| conf::parse(src, "t.conf").unwrap().not_emulated.0.into_iter().collect::<Vec<_>>();
+        assert!(listed("events {}\nhttp {\n server {\n  listen 1;\n  return 403;\n }\n}\n").is_empty(), "a server's return is run");
+        assert_eq!(listed("events {}\nhttp {\n server {\n  listen 1;\n  if ($uri) { return 404; }\n }\n}\n"), ["if", "return"], "one inside if is not");
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is
