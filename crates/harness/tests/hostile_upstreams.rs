@@ -478,6 +478,11 @@ fn cases() -> Vec<Case> {
         ("intercepted_404_to_named", "http://u", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..], named, "proxy_intercept_errors on; error_page 404 @fb;"),
         ("proxied_fallback_fails_too", refused, ok, "location /fb { proxy_pass http://127.0.0.1:9; access_log oops.log u; }", "error_page 502 /fb;"),
         ("named_location_not_found", refused, ok, named, "error_page 502 @other;"),
+        // A URL: a redirect as `return` sends one (ngx_http_send_error_page).
+        ("url_is_a_302", refused, ok, "", "error_page 502 http://e.example/down?from=$uri; add_header X-A a; add_header X-B b always;"),
+        ("url_as_301", refused, ok, "", "error_page 502 =301 https://e.example/;"),
+        ("url_with_200_is_still_302", refused, ok, "", "error_page 502 =200 https://e.example/;"),
+        ("intercepted_500_to_url", "http://u", upstream_500, "", "proxy_intercept_errors on; error_page 500 503 https://e.example/sorry;"),
     ] {
         let mut c = uri_case(&format!("error_page::{name}"), pass, server, "/x?q=1", reply);
         c.location = location.into();

@@ -2432,9 +2432,6 @@ impl<'a> Parser<'a> {
             }
             codes.push(c as u16);
         }
-        if !uri.starts_with('/') && !uri.starts_with('@') {
-            self.not_emulated("error_page to a URL");
-        }
         lv.proxy.error_pages.get_or_insert_with(Vec::new).push(ErrorPage { codes, overwrite, uri });
         Ok(())
     }

@@ -667,6 +667,21 @@ pub fn error_page_for(status: u16, pages: &[crate::conf::ErrorPage]) -> Option<&
     pages.iter().find(|p| p.codes.contains(&status))
 }
 
+/// `ngx_http_send_error_page` for a page that is neither a URI nor
+/// `@name`: a redirect to it, answered as `return` answers one (Location
+/// and nginx's page), with `=CODE` when that is 301, 302, 303, 307 or 308,
+/// else 302; the error's status is not sent (`$upstream_status` keeps it).
+pub fn error_page_redirect(page: &crate::conf::ErrorPage) -> Option<crate::conf::Return> {
+    if page.uri.starts_with('/') || page.uri.starts_with('@') {
+        return None;
+    }
+    let code = match page.overwrite {
+        Some(c @ (301 | 302 | 303 | 307 | 308)) => c,
+        _ => 302,
+    };
+    Some(crate::conf::Return { code, text: Some(page.uri.clone()) })
+}
+
 /// `ngx_http_upstream_intercept_errors`: an upstream's status of 300 or
 /// more is replaced by nginx's handling (its error_page) only with
 /// `proxy_intercept_errors on` and an `error_page` for that status.
@@ -770,6 +785,18 @@ mod tests {
         assert!(!return_response(400, None, "/x", "", c, d).keepalive);
         let head = ClientSide { head_request: true, ..c };
         assert_eq!(return_response(200, Some("hello"), "/x", "", head, d).body_bytes, 0);
+    }
+
+    #[test]
+    fn error_page_to_a_url_is_a_redirect() {
+        use crate::conf::{ErrorPage, Return};
+        let page = |overwrite: Option<u16>, uri: &str| ErrorPage { codes: vec![502], overwrite, uri: uri.into() };
+        let to = |code: u16, url: &str| Some(Return { code, text: Some(url.into()) });
+        assert_eq!(error_page_redirect(&page(None, "http://e.example/x")), to(302, "http://e.example/x"));
+        assert_eq!(error_page_redirect(&page(Some(301), "https://e.example/")), to(301, "https://e.example/"));
+        assert_eq!(error_page_redirect(&page(Some(200), "https://e.example/")), to(302, "https://e.example/"), "observed on nginx 1.22.1");
+        assert_eq!(error_page_redirect(&page(Some(0), "https://e.example/")), to(302, "https://e.example/"));
+        assert_eq!((error_page_redirect(&page(None, "/x")), error_page_redirect(&page(None, "@x"))), (None, None));
     }
 
     #[test]

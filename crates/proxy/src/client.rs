@@ -420,6 +420,11 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     };
     // ngx_http_send_error_page: r->keepalive was already dropped for the
     // statuses that close (ngx_http_special_response_handler).
+    if let Some(ret) = response::error_page_redirect(&page) {
+        // The request stays where it is: its location's logs, headers and tokens.
+        let here = nginx_model::resolve::ReturnLocation { matcher: nginx_model::resolve::Match::Prefix, path: String::new(), ret, access_log: creq.access_log.clone(), server_tokens: loc.server_tokens, add_headers: loc.add_headers.clone() };
+        return error_page_answer(rt, c, &mut creq, side, status, &states, &page, &here, &host).await;
+    }
     match error_page_route(&srv.conf, &page) {
         Some(Route::Return(target)) => error_page_answer(rt, c, &mut creq, side, status, &states, &page, target, &host).await,
         Some(Route::Proxy(target)) => {
@@ -698,8 +703,9 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
 /// reaches is emulated (a URL target is not).
 fn error_page_target<'a>(srv: &nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<&'a nginx_model::conf::ErrorPage> {
     let page = response::error_page_for(status, pages)?;
-    // An unknown `@name` is taken too: nginx answers it with a 500.
-    (page.uri.starts_with('@') || error_page_route(srv, page).is_some()).then_some(page)
+    // An unknown `@name` is taken too (nginx answers it with a 500), and a
+    // URL (a redirect to it).
+    (page.uri.starts_with('@') || response::error_page_redirect(page).is_some() || error_page_route(srv, page).is_some()).then_some(page)
 }
 
 /// The location an `error_page` leads to: `@name` by name
@@ -722,8 +728,10 @@ fn error_page_route<'a>(srv: &'a nginx_model::resolve::ResolvedServer, page: &ng
 /// to that location's logs.
 #[allow(clippy::too_many_arguments)]
 async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation, host: &str) -> bool {
-    // A named location keeps the request's URI (ngx_http_named_location).
-    let named = page.uri.starts_with('@');
+    // A named location keeps the request's URI (ngx_http_named_location),
+    // so does a redirect to a URL (sent with the redirect's own status).
+    let url = response::error_page_redirect(page).is_some();
+    let named = page.uri.starts_with('@') || url;
     let path = if named { creq.path.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
     let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
     // r->headers_in.server: the Host name, lowercased (ngx_http_validate_host).
@@ -737,7 +745,7 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
     let vars = creq.vars(upstream);
     let text = response::return_text(&target.ret, &vars);
     let a = response::return_response(target.ret.code, text.as_deref(), &path, &base, side, &http_date());
-    let final_status = response::error_page_status(status, page, a.status);
+    let final_status = if url { a.status } else { response::error_page_status(status, page, a.status) };
     let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
     let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers, &vars));
     let _ = c.stream.write_all(&bytes).await;
