@@ -479,6 +479,7 @@ fn cases() -> Vec<Case> {
         ("proxied_fallback_fails_too", refused, ok, "location /fb { proxy_pass http://127.0.0.1:9; access_log oops.log u; }", "error_page 502 /fb;"),
         ("named_location_not_found", refused, ok, named, "error_page 502 @other;"),
         // A URL: a redirect as `return` sends one (ngx_http_send_error_page).
+        ("uri_with_variables", refused, ok, fallback, "error_page 502 /fb?code=$status&u=${uri}&h=$host;"),
         ("url_is_a_302", refused, ok, "", "error_page 502 http://e.example/down?from=$uri; add_header X-A a; add_header X-B b always;"),
         ("url_as_301", refused, ok, "", "error_page 502 =301 https://e.example/;"),
         ("url_with_200_is_still_302", refused, ok, "", "error_page 502 =200 https://e.example/;"),

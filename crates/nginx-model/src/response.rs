@@ -667,6 +667,12 @@ pub fn error_page_for(status: u16, pages: &[crate::conf::ErrorPage]) -> Option<&
     pages.iter().find(|p| p.codes.contains(&status))
 }
 
+/// The page's URI as `ngx_http_send_error_page` evaluates it (a complex
+/// value), `$status` being the error's (`r->err_status`).
+pub fn error_page_uri(page: &crate::conf::ErrorPage, error: u16, vars: &crate::http::RequestVars) -> String {
+    crate::http::RequestVars { status: Some(error), ..vars.clone() }.expand(&page.uri, "")
+}
+
 /// `ngx_http_send_error_page` for a page that is neither a URI nor
 /// `@name`: a redirect to it, answered as `return` answers one (Location
 /// and nginx's page), with `=CODE` when that is 301, 302, 303, 307 or 308,

@@ -414,10 +414,12 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
     let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &req.headers, &mut body, side, None).await;
-    let Outcome::ErrorPage { status, page, states } = out else {
+    let Outcome::ErrorPage { status, mut page, states } = out else {
         let Outcome::Done(keep) = out else { unreachable!() };
         return keep;
     };
+    // The page is a script (a complex value), `$status` the error's.
+    page.uri = response::error_page_uri(&page, status, &creq.vars(&states));
     // ngx_http_send_error_page: r->keepalive was already dropped for the
     // statuses that close (ngx_http_special_response_handler).
     if let Some(ret) = response::error_page_redirect(&page) {
@@ -743,7 +745,8 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
         creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
     }
     let vars = creq.vars(upstream);
-    let text = response::return_text(&target.ret, &vars);
+    // A URL page was expanded already (error_page_uri).
+    let text = if url { target.ret.text.clone() } else { response::return_text(&target.ret, &vars) };
     let a = response::return_response(target.ret.code, text.as_deref(), &path, &base, side, &http_date());
     let final_status = if url { a.status } else { response::error_page_status(status, page, a.status) };
     let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
