@@ -803,6 +803,8 @@ mod tests {
         assert_eq!(error_page_redirect(&page(Some(200), "https://e.example/")), to(302, "https://e.example/"), "observed on nginx 1.22.1");
         assert_eq!(error_page_redirect(&page(Some(0), "https://e.example/")), to(302, "https://e.example/"));
         assert_eq!((error_page_redirect(&page(None, "/x")), error_page_redirect(&page(None, "@x"))), (None, None));
+        let vars = crate::http::RequestVars { uri: "/a".into(), status: Some(200), ..Default::default() };
+        assert_eq!(error_page_uri(&page(None, "/fb?s=$status&u=${uri}"), 502, &vars), "/fb?s=502&u=/a");
     }
 
     #[test]
