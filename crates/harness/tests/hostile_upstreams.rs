@@ -530,11 +530,15 @@ fn cases() -> Vec<Case> {
         ("percent_encoded_quote_in_path", "/x%22y%09z", "User-Agent: ua\r\n"),
     ] {
         let mut c = case(&format!("access_log_escape::{name}"), ok, Fin);
-        c.location = "access_log h.log h;".into();
-        c.access_logs = vec!["h.log"];
+        c.location = "access_log h.log h; access_log j.log j; access_log n.log n;".into();
+        c.access_logs = vec!["h.log", "j.log", "n.log"];
         c.request = format!("GET {target} HTTP/1.1\r\nHost: lab\r\n{headers}Connection: close\r\n\r\n").into_bytes();
         v.push(c);
     }
+    // No upstream, no args, no referer: "-" by default, empty in json and none.
+    let mut no_up = uri_case("access_log_escape::values_not_found", "http://u", "location /r { return 200; access_log h.log h; access_log j.log j; access_log n.log n; }", "/r", ok);
+    no_up.access_logs = vec!["h.log", "j.log", "n.log"];
+    v.push(no_up);
 
     // proxy_pass with variables (ngx_http_proxy_eval,
     // ngx_http_upstream_init_request): an upstream block's name (any case),
@@ -822,7 +826,7 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
     let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
     format!(
-        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n log_format h '\"$request\" \"$uri\" \"$args\" \"$http_user_agent\" \"$http_referer\" \"$http_x_t\" $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n log_format h '\"$request\" \"$uri\" \"$args\" \"$http_user_agent\" \"$http_referer\" \"$http_x_t\" $status';\n log_format j escape=json '{{\"r\":\"$request\",\"a\":\"$args\",\"ua\":\"$http_user_agent\",\"ref\":\"$http_referer\",\"us\":\"$upstream_status\",\"s\":$status}}';\n log_format n escape=none '\"$request\" \"$args\" \"$http_user_agent\" \"$http_referer\" $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
         c.server, c.pass, c.location
     )
 }

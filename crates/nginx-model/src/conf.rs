@@ -83,6 +83,8 @@ impl PartialEq for Places {
 pub struct Config {
     pub error_log: Option<String>,
     pub log_formats: Vec<(String, String)>,
+    /// The `escape=` of the formats that name one other than `default`.
+    pub log_escapes: Vec<(String, crate::logs::LogEscape)>,
     /// The http level's `access_log` lines (empty: none at this level).
     pub access_log: Vec<AccessLog>,
     pub upstreams: Vec<Upstream>,
@@ -2058,8 +2060,11 @@ impl<'a> Parser<'a> {
                     }
                     let mut parts = &d.args[1..];
                     if let Some(e) = parts[0].strip_prefix(b"escape=") {
-                        if !matches!(e, b"default" | b"json" | b"none") {
+                        let Some(escape) = crate::logs::LogEscape::parse(&text(e)) else {
                             return Err(self.at(&d, format!("unknown log format escaping \"{}\"", text(e))));
+                        };
+                        if escape != crate::logs::LogEscape::Default {
+                            self.cfg.log_escapes.push((name.clone(), escape));
                         }
                         parts = &parts[1..];
                     }
@@ -2886,7 +2891,12 @@ impl Config {
             s.push_str(&format!("    {t} {};\n", t.trim_end_matches("_path")));
         }
         for (name, fmt) in &self.log_formats {
-            s.push_str(&format!("    log_format {name} {};\n", q(fmt)));
+            let escape = match self.log_escapes.iter().find(|(n, _)| n == name).map(|(_, e)| *e) {
+                Some(crate::logs::LogEscape::Json) => "escape=json ",
+                Some(crate::logs::LogEscape::None) => "escape=none ",
+                _ => "",
+            };
+            s.push_str(&format!("    log_format {name} {escape}{};\n", q(fmt)));
         }
         for a in &self.access_log {
             s.push_str(&format!("    access_log {};\n", render_access(a)));

@@ -195,33 +195,65 @@ impl AccessEntry {
         out
     }
 
-    /// The value of an nginx variable (without `$`), or `None` if unknown.
+    /// The value of an nginx variable (without `$`), or `None` if unknown;
+    /// a variable without a value (`not_found`) is "-", as the default
+    /// log escaping writes it.
     pub fn variable(&self, name: &str) -> Option<String> {
+        self.lookup(name).map(|v| v.unwrap_or_else(|| "-".into()))
+    }
+
+    /// `None`: unknown; `Some(None)`: known, without a value (`not_found`).
+    pub fn lookup(&self, name: &str) -> Option<Option<String>> {
+        let upstream = |s: String| (!self.upstream.is_empty()).then_some(s);
         Some(match name {
-            "msec" => format!("{:.3}", self.msec),
-            "remote_addr" => self.remote_addr.clone(),
-            "request_method" => self.method.clone(),
-            "uri" => self.uri.clone(),
-            "args" => if self.args.is_empty() { "-".into() } else { self.args.clone() },
-            "request" => self.request_line.clone(),
-            "http_host" | "host" => self.host.clone(),
-            "status" => format!("{:03}", self.status),
-            "request_time" => secs3(self.request_time),
-            "upstream_status" => self.upstream_status(),
-            "upstream_response_time" => self.join(|u| secs3(u.response_time)),
-            "upstream_connect_time" => self.join(|u| u.connect_time.map(secs3).unwrap_or_else(|| "-".into())),
-            "upstream_addr" => self.join(|u| u.addr.clone()),
-            "body_bytes_sent" => self.body_bytes_sent.to_string(),
-            "connection_requests" => self.connection_requests.to_string(),
-            "time_local" => time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
-            "time_iso8601" => time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
-            "remote_user" => "-".into(),
-            "http_referer" => self.referer.clone().unwrap_or_else(|| "-".into()),
-            "http_user_agent" => self.user_agent.clone().unwrap_or_else(|| "-".into()),
+            "msec" => Some(format!("{:.3}", self.msec)),
+            "remote_addr" => Some(self.remote_addr.clone()),
+            "request_method" => Some(self.method.clone()),
+            "uri" => Some(self.uri.clone()),
+            "args" => (!self.args.is_empty()).then(|| self.args.clone()),
+            "request" => Some(self.request_line.clone()),
+            "http_host" | "host" => Some(self.host.clone()),
+            "status" => Some(format!("{:03}", self.status)),
+            "request_time" => Some(secs3(self.request_time)),
+            "upstream_status" => upstream(self.upstream_status()),
+            "upstream_response_time" => upstream(self.join(|u| secs3(u.response_time))),
+            "upstream_connect_time" => upstream(self.join(|u| u.connect_time.map(secs3).unwrap_or_else(|| "-".into()))),
+            "upstream_addr" => upstream(self.join(|u| u.addr.clone())),
+            "body_bytes_sent" => Some(self.body_bytes_sent.to_string()),
+            "connection_requests" => Some(self.connection_requests.to_string()),
+            "time_local" => Some(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0)))),
+            "time_iso8601" => Some(time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0)))),
+            "remote_user" => None,
+            "http_referer" => self.referer.clone(),
+            "http_user_agent" => self.user_agent.clone(),
             n => match n.strip_prefix("http_") {
-                Some(h) => crate::http::header_variable(&self.headers, &h.to_ascii_lowercase()).map_or_else(|| "-".into(), str::to_string),
+                Some(h) => crate::http::header_variable(&self.headers, &h.to_ascii_lowercase()).map(str::to_string),
                 None => return None,
             },
+        })
+    }
+}
+
+/// `log_format NAME escape=default|json|none`: how variable values are
+/// written (`ngx_http_log_variable`, `_json_variable`, `_unescaped_variable`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogEscape {
+    /// [`log_escape`]; no value is "-".
+    #[default]
+    Default,
+    /// [`json_escape`]; no value is empty.
+    Json,
+    /// As they are; no value is empty.
+    None,
+}
+
+impl LogEscape {
+    pub fn parse(v: &str) -> Option<LogEscape> {
+        Some(match v {
+            "default" => LogEscape::Default,
+            "json" => LogEscape::Json,
+            "none" => LogEscape::None,
+            _ => return None,
         })
     }
 }
@@ -339,13 +371,46 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
 /// Renders an access-log line with a `log_format` string; each variable's
 /// value is escaped ([`log_escape`]: `escape=default`).
 pub fn render_access(fmt: &str, e: &AccessEntry) -> String {
+    render_access_escaped(fmt, e, LogEscape::Default)
+}
+
+/// [`render_access`] with the format's `escape=`.
+pub fn render_access_escaped(fmt: &str, e: &AccessEntry, escape: LogEscape) -> String {
     pieces(fmt)
         .into_iter()
         .map(|p| match p {
             Piece::Text(t) => t.to_string(),
-            Piece::Var(name) => e.variable(name).map(|v| log_escape(&v)).unwrap_or_else(|| "-".into()),
+            Piece::Var(name) => match (escape, e.lookup(name).flatten()) {
+                (LogEscape::Default, Some(v)) => log_escape(&v),
+                (LogEscape::Default, None) => "-".into(),
+                (LogEscape::Json, Some(v)) => json_escape(&v),
+                (LogEscape::None, Some(v)) => v,
+                (_, None) => String::new(),
+            },
         })
         .collect()
+}
+
+/// `ngx_escape_json`: `"` and `\\` backslashed, bytes below 0x20 as `\n`,
+/// `\r`, `\t`, `\b`, `\f` or `\u00XX`; the rest (UTF-8 too) as it is.
+pub fn json_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `ngx_http_log_escape` (`log_format escape=default`): bytes below 0x20,
@@ -426,6 +491,11 @@ mod tests {
         assert_eq!(log_escape("a\"b\\c\td\u{7f}é~ ?"), "a\\x22b\\x5Cc\\x09d\\x7F\\xC3\\xA9~ ?");
         let quoted = AccessEntry { uri: "/x\"y".into(), ..e.clone() };
         assert_eq!(render_access("\"$uri\" \"lit\\\"\"", &quoted), "\"/x\\x22y\" \"lit\\\"\"", "only values are escaped");
+        assert_eq!(json_escape("a\"b\\c\td\n\u{1}é\u{7f}"), "a\\\"b\\\\c\\td\\n\\u0001é\u{7f}");
+        let none = AccessEntry { args: String::new(), uri: "/\"".into(), ..e.clone() };
+        assert_eq!(render_access_escaped("$uri|$args|$upstream_status|$remote_user", &none, LogEscape::Json), "/\\\"|||");
+        assert_eq!(render_access_escaped("$uri|$args|$upstream_status", &none, LogEscape::None), "/\"||");
+        assert_eq!(render_access("$uri|$args|$upstream_status", &none), "/\\x22|-|-");
         // Scripts: a name the emulation does not know stays as written.
         let v = |n: &str| (n == "uri").then(|| "/a".to_string());
         assert_eq!(expand("${uri}x $uri-$uri_ $ ${} ${bogus} ${uri", v), "/ax /a-$uri_ $ ${} ${bogus} ${uri");

@@ -253,6 +253,8 @@ impl ResolvedServer {
 pub struct AccessLogSpec {
     pub path: String,
     pub format: String,
+    /// The format's `escape=`.
+    pub escape: logs::LogEscape,
     /// nginx's default log: no `access_log` at this level or above
     /// ([`DEFAULT_ACCESS_LOG`], combined).
     pub implicit: bool,
@@ -414,7 +416,10 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
             .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
     };
     match logs::check_format(&format) {
-        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format, implicit: false })),
+        Ok(()) => {
+            let escape = cfg.log_escapes.iter().find(|(n, _)| n.eq_ignore_ascii_case(&a.format)).map(|(_, e)| *e).unwrap_or_default();
+            Ok(Some(AccessLogSpec { path: path.clone(), format, implicit: false, escape }))
+        }
         Err(e) => {
             let note = (format!("the access_log (its log_format: {e})"), a.pos.clone());
             if !notes.contains(&note) {
@@ -667,7 +672,7 @@ mod tests {
     /// `off` anywhere above is not "none".
     #[test]
     fn default_access_log() {
-        let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true };
+        let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true, escape: logs::LogEscape::Default };
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
         assert_eq!(r.servers[0].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
         assert_eq!(r.servers[0].access_log, std::slice::from_ref(&combined));
