@@ -326,6 +326,13 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let mut dynamic = Vec::new();
         let mut returns = Vec::new();
         for loc in srv.locations.iter().chain(&srv.named) {
+            let scripts = loc.ret.iter().filter_map(|r| r.text.as_deref().and_then(|t| script_note("return", t, &loc.pos)));
+            let added = loc.proxy.add_header.iter().flatten().filter_map(|h| script_note("add_header", &h.value, &loc.pos));
+            for note in scripts.chain(added).collect::<Vec<_>>() {
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
             if let Some(ret) = &loc.ret {
                 let p = loc.proxy.merged_over(&server_proxy);
                 returns.push(ReturnLocation {
@@ -357,6 +364,13 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         }
         let access_log = specs(server_logs, &mut notes)?;
         let add_headers = server_proxy.add_header.clone().unwrap_or_default();
+        let scripts = srv.ret.iter().filter_map(|r| r.text.as_deref().and_then(|t| script_note("return", t, &srv.pos)));
+        let added = add_headers.iter().filter_map(|h| script_note("add_header", &h.value, &srv.pos));
+        for note in scripts.chain(added).collect::<Vec<_>>() {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         let ret = srv.ret.as_ref().map(|ret| ReturnLocation {
             matcher: Match::Prefix,
             path: String::new(),
@@ -428,6 +442,15 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
             Ok(None)
         }
     }
+}
+
+/// A note for a `return` or `add_header` script naming a variable the
+/// emulation has no value for ([`crate::http::RequestVars::value`]): it is
+/// sent as written.
+fn script_note(what: &str, script: &str, pos: &Pos) -> Option<(String, Pos)> {
+    let vars = crate::http::RequestVars::default();
+    let v = logs::variable_names(script).into_iter().find(|v| vars.value(v, "").is_none())?;
+    Some((format!("{what} with the variable \"${v}\", which is not emulated (sent as written)"), pos.clone()))
 }
 
 /// How a location is found (`ngx_http_core_location`'s modifiers).
@@ -728,6 +751,16 @@ mod tests {
     }
 
     /// A server-level `return` answers every path, before any location.
+    #[test]
+    fn scripts_with_variables_not_emulated_are_listed() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location /a { return 200 \"$uri $hostname\"; }\n  location /b { proxy_pass http://127.0.0.1:9; add_header X-P $server_port; add_header X-U $uri; }\n  location /c { return 200 \"$uri\"; }\n }\n}\n", Profile::Legacy);
+        let notes: Vec<String> = r.notes.iter().map(|(w, p)| format!("{w}{p}")).collect();
+        assert_eq!(notes, [
+            "return with the variable \"$hostname\", which is not emulated (sent as written) in t.conf:5",
+            "add_header with the variable \"$server_port\", which is not emulated (sent as written) in t.conf:6",
+        ]);
+    }
+
     #[test]
     fn server_return_wins() {
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location = /r { return 200 \"loc\"; }\n  location / { proxy_pass http://127.0.0.1:9; }\n  return 403;\n  return 200;\n }\n server {\n  listen 2;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
