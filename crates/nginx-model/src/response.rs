@@ -681,10 +681,7 @@ pub fn error_page_redirect(page: &crate::conf::ErrorPage) -> Option<crate::conf:
     if page.uri.starts_with('/') || page.uri.starts_with('@') {
         return None;
     }
-    let code = match page.overwrite {
-        Some(c @ (301 | 302 | 303 | 307 | 308)) => c,
-        _ => 302,
-    };
+    let code = page.overwrite.filter(|c| matches!(c, 301 | 302 | 303 | 307 | 308)).unwrap_or(302);
     Some(crate::conf::Return { code, text: Some(page.uri.clone()) })
 }
 
