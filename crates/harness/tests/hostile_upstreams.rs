@@ -108,6 +108,8 @@ struct Case {
     /// The reply's body is the request head the upstream got (what nginx
     /// forwarded): `reply` is only the status line.
     echo_head: bool,
+    /// The upstream notes each request's source address (`proxy_bind`).
+    show_peer: bool,
 }
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
@@ -129,6 +131,7 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         reset_while_writing: false,
         echo: false,
         echo_head: false,
+        show_peer: false,
     }
 }
 
@@ -375,6 +378,22 @@ fn cases() -> Vec<Case> {
         }
         v.push(c);
     }
+    // return at server level: the server rewrite phase, before any
+    // location (a proxied one, an exact one, a location's own return).
+    for (name, server, target) in [
+        ("return_at_server_level", "return 200 \"srv $uri\";", "/x"),
+        ("return_at_server_level_wins_over_exact", "location = /r { return 200 \"loc\"; } return 403;", "/r"),
+        ("return_at_server_level_redirect", "add_header X-Srv s; return 301 /moved$request_uri; location /r { add_header X-Loc l; }", "/r?a=1"),
+        ("return_at_server_level_first_wins", "return 404; return 200 \"second\";", "/x"),
+        ("return_at_server_level_with_server_log", "access_log srv.log u; return 200 \"logged\";", "/x"),
+    ] {
+        let mut c = uri_case(name, "http://u", server, target, ok);
+        c.name = format!("return::{name}");
+        if name.ends_with("server_log") {
+            c.access_logs = vec!["access.log", "srv.log"];
+        }
+        v.push(c);
+    }
     let mut head_ret = uri_case("return_head_request", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
     head_ret.request = b"HEAD /r HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_vec();
     head_ret.name = "return::return_head_request".into();
@@ -437,6 +456,124 @@ fn cases() -> Vec<Case> {
         c.server = page.into();
         c.location = location.into();
         c.access_logs = vec!["access.log", "oops.log"];
+        v.push(c);
+    }
+
+    // error_page to a location that proxies again, or to a named location
+    // (ngx_http_internal_redirect, ngx_http_named_location): the upstream's
+    // reply under the error's status (or `=`'s), `$upstream_status` as
+    // "502 : 200", the final location's access log, `$uri` the page's
+    // (a named location keeps the request's, and its upstream URI).
+    let refused = "http://127.0.0.1:9";
+    let fallback = "location /fb { proxy_pass http://u; access_log oops.log u; add_header X-F f; add_header X-A a always; }";
+    let named = "location @fb { proxy_pass http://u; access_log oops.log u; add_header X-F f; }";
+    for (name, pass, reply, server, location) in [
+        ("proxied_502_keeps_its_status", refused, &ok[..], fallback, "error_page 502 /fb;"),
+        ("proxied_502_as_target_status", refused, ok, fallback, "error_page 502 = /fb?a=1;"),
+        ("proxied_502_as_201", refused, ok, fallback, "error_page 502 =201 /fb;"),
+        ("named_502", refused, ok, named, "error_page 502 @fb;"),
+        ("named_502_as_target_status", refused, ok, named, "error_page 502 = @fb;"),
+        ("named_return", refused, ok, "location @fb { return 200 \"named\"; access_log oops.log u; }", "error_page 502 @fb;"),
+        ("intercepted_500_to_proxied", "http://u", upstream_500, fallback, "proxy_intercept_errors on; error_page 500 /fb;"),
+        ("intercepted_404_to_named", "http://u", &b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"[..], named, "proxy_intercept_errors on; error_page 404 @fb;"),
+        ("proxied_fallback_fails_too", refused, ok, "location /fb { proxy_pass http://127.0.0.1:9; access_log oops.log u; }", "error_page 502 /fb;"),
+        ("named_location_not_found", refused, ok, named, "error_page 502 @other;"),
+        // A URL: a redirect as `return` sends one (ngx_http_send_error_page).
+        ("uri_with_variables", refused, ok, fallback, "error_page 502 /fb?code=$status&u=${uri}&h=$host;"),
+        ("url_is_a_302", refused, ok, "", "error_page 502 http://e.example/down?from=$uri; add_header X-A a; add_header X-B b always;"),
+        ("url_as_301", refused, ok, "", "error_page 502 =301 https://e.example/;"),
+        ("url_with_200_is_still_302", refused, ok, "", "error_page 502 =200 https://e.example/;"),
+        ("intercepted_500_to_url", "http://u", upstream_500, "", "proxy_intercept_errors on; error_page 500 503 https://e.example/sorry;"),
+    ] {
+        let mut c = uri_case(&format!("error_page::{name}"), pass, server, "/x?q=1", reply);
+        c.location = location.into();
+        c.access_logs = vec!["access.log", "oops.log"];
+        v.push(c);
+    }
+    // The redirect's method: GET for a URI (the body still sent), HEAD
+    // kept; a named location keeps POST. The upstream echoes what it got.
+    for (name, method, location) in [("post_becomes_get", "POST", "error_page 502 /fb;"), ("post_kept_by_named", "POST", "error_page 502 @fb;"), ("head_stays_head", "HEAD", "error_page 502 /fb;")] {
+        let mut c = uri_case(&format!("error_page::{name}"), refused, "location /fb { proxy_pass http://u; access_log oops.log u; } location @fb { proxy_pass http://u; access_log oops.log u; }", "/x", b"HTTP/1.1 200 OK");
+        c.location = location.into();
+        c.access_logs = vec!["access.log", "oops.log"];
+        c.echo_head = true;
+        let body = if method == "POST" { "abc" } else { "" };
+        c.request = format!("{method} /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes();
+        c.when = Reply::AfterBody(body.len());
+        v.push(c);
+    }
+
+    // Variables in `return` and `add_header` (complex values, expanded per
+    // request: ngx_http_script_compile, `${name}` too) and in proxy_set_header.
+    for (name, server, location, target, reply) in [
+        ("return_text", "location /r { return 200 \"$uri|${request_uri}|$host|$remote_addr|$args|$is_args|$request_method|$status|[$upstream_status]|$http_x_t|${uri}x|$nginx_version\"; }", "", "/r/a?b=1", &ok[..]),
+        ("return_redirect_url", "location /r { return 302 /new$uri?from=$host; }", "", "/r/a", &ok[..]),
+        ("return_404_text", "location /r { return 404 \"no $uri\"; }", "", "/r", &ok[..]),
+        ("add_header_on_return", "location /r { return 200 \"x\"; add_header X-U \"$uri-${host}\" always; add_header X-S $status; add_header X-Empty $http_x_none; }", "", "/r?z=1", &ok[..]),
+        ("add_header_on_proxied", "", "add_header X-U \"$uri $args\"; add_header X-S \"$status/$upstream_status\";", "/x?q=1", &ok[..]),
+        ("add_header_on_nginx_502", "", "add_header X-S \"$status/$upstream_status\" always;", "/x", &b""[..]),
+        ("proxy_set_header_braces", "", "proxy_set_header X-U \"${uri}!${host}$remote_addr $request_uri $http_x_t\";", "/x?q=1", &b"HTTP/1.1 200"[..]),
+    ] {
+        let mut c = uri_case(&format!("variables::{name}"), "http://u", server, target, reply);
+        c.location = location.into();
+        c.request = format!("GET {target} HTTP/1.1\r\nHost: LAB:8080\r\nX-T: tv\r\nConnection: close\r\n\r\n").into_bytes();
+        c.echo_head = name == "proxy_set_header_braces";
+        v.push(c);
+    }
+
+    // Access-log escaping (ngx_http_log_escape): `"`, `\\`, control bytes
+    // and bytes from 0x7f up as \xXX, in the request line, $uri and headers.
+    for (name, target, headers) in [
+        ("quote_and_backslash_in_path", "/x\"a\\b?q=\"1\"", "User-Agent: ua\r\n"),
+        ("utf8_in_path_and_header", "/x/\u{e9}t\u{e9}?q=\u{fc}", "User-Agent: caf\u{e9} \"quoted\" back\\slash\r\n"),
+        ("tab_and_quotes_in_headers", "/x", "User-Agent: a\tb\r\nReferer: \"http://r/\"\r\nX-T: \\\"\r\n"),
+        ("percent_encoded_quote_in_path", "/x%22y%09z", "User-Agent: ua\r\n"),
+    ] {
+        let mut c = case(&format!("access_log_escape::{name}"), ok, Fin);
+        c.location = "access_log h.log h; access_log j.log j; access_log n.log n;".into();
+        c.access_logs = vec!["h.log", "j.log", "n.log"];
+        c.request = format!("GET {target} HTTP/1.1\r\nHost: lab\r\n{headers}Connection: close\r\n\r\n").into_bytes();
+        v.push(c);
+    }
+    // No upstream, no args, no referer: "-" by default, empty in json and none.
+    let mut no_up = uri_case("access_log_escape::values_not_found", "http://u", "location /r { return 200; access_log h.log h; access_log j.log j; access_log n.log n; }", "/r", ok);
+    no_up.access_logs = vec!["h.log", "j.log", "n.log"];
+    v.push(no_up);
+
+    // proxy_pass with variables (ngx_http_proxy_eval,
+    // ngx_http_upstream_init_request): an upstream block's name (any case),
+    // an IP:port literal (UP: the upstream's address), a name that would
+    // need a resolver, no value at all, a URI part.
+    for (name, pass, backend) in [
+        ("upstream_name", "http://$http_x_backend", "u"),
+        ("upstream_name_other_case", "http://$http_x_backend", "U"),
+        ("upstream_name_with_port_needs_resolver", "http://$http_x_backend", "u:80"),
+        ("ip_literal", "http://$http_x_backend", "UP"),
+        ("host_name_needs_resolver", "http://$http_x_backend", "localhost:1"),
+        ("empty_value", "http://$http_x_backend", ""),
+        ("uri_part", "http://$http_x_backend/p${uri}", "u"),
+        ("braces_and_ip_literal", "http://${http_x_backend}", "UP"),
+    ] {
+        let mut c = case(&format!("proxy_pass_variables::{name}"), ok, Fin);
+        c.pass = pass.into();
+        c.request = format!("GET /x?q=1 HTTP/1.1\r\nHost: lab\r\nX-Backend: {backend}\r\nConnection: close\r\n\r\n").into_bytes();
+        v.push(c);
+    }
+
+    // proxy_bind (ngx_event_connect_peer binds the upstream socket first):
+    // the upstream sees the bound address; `off` and inheritance.
+    for (name, server, location) in [
+        ("bind_loopback_address", "", "proxy_bind 127.0.0.2;"),
+        ("bind_inherited_from_server", "proxy_bind 127.0.0.3;", ""),
+        ("bind_off_in_location", "proxy_bind 127.0.0.3;", "proxy_bind off;"),
+        ("bind_another_loopback_address", "", "proxy_bind 127.0.0.4;"),
+        // TEST-NET-1: no interface has it, bind() fails (99), nginx answers 500.
+        ("bind_unassigned_address", "", "proxy_bind 192.0.2.1;"),
+    ] {
+        let mut c = case(&format!("proxy_bind::{name}"), ok, Fin);
+        c.server = server.into();
+        c.location = location.into();
+        c.show_peer = true;
         v.push(c);
     }
 
@@ -506,7 +643,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") {
+            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") || c.name.starts_with("proxy_pass_variables::") || c.name.starts_with("proxy_bind::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"
@@ -583,9 +720,9 @@ fn show(s: &Seen) -> String {
 async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    let (reply, when, end, delay, echo, echo_head) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head);
+    let (reply, when, end, delay, echo, echo_head, show_peer) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head, c.show_peer);
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((mut s, from)) = l.accept().await {
             let reply = reply.clone();
             let events = events.clone();
             tokio::spawn(async move {
@@ -607,7 +744,8 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                     }
                 }
                 let line = got.split(|&b| b == b'\n').next().unwrap_or_default();
-                events.request_lines.lock().push(String::from_utf8_lossy(line).trim_end().to_string());
+                let line = String::from_utf8_lossy(line).trim_end().to_string();
+                events.request_lines.lock().push(if show_peer { format!("{line} from {}", from.ip()) } else { line });
                 events.received.notify_one();
                 if delay > 0 {
                     // The upstream's own pace (a slow handler), not a wait for the test.
@@ -688,7 +826,7 @@ async fn wait_until_sender_blocked(s: &tokio::net::TcpStream) {
 fn config_text(listen: SocketAddr, up: SocketAddr, c: &Case) -> String {
     let read_timeout = if c.location.contains("proxy_read_timeout") { "" } else { "proxy_read_timeout 5s;" };
     format!(
-        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
+        "error_log error.log info;\nevents {{ }}\nhttp {{\n log_format t '$status $body_bytes_sent \"$request\" \"$upstream_status\" \"$uri\" \"$args\"';\n log_format u '$request_method $uri $status';\n log_format h '\"$request\" \"$uri\" \"$args\" \"$http_user_agent\" \"$http_referer\" \"$http_x_t\" $status';\n log_format j escape=json '{{\"r\":\"$request\",\"a\":\"$args\",\"ua\":\"$http_user_agent\",\"ref\":\"$http_referer\",\"us\":\"$upstream_status\",\"s\":$status}}';\n log_format n escape=none '\"$request\" \"$args\" \"$http_user_agent\" \"$http_referer\" $status';\n access_log access.log t;\n client_body_temp_path client_body_temp;\n upstream u {{ server {up}; keepalive 4; }}\n server {{\n  listen {listen};\n  {}\n  location / {{\n   proxy_pass {};\n   proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   {read_timeout}\n   {}\n  }}\n }}\n}}\n",
         c.server, c.pass, c.location
     )
 }
@@ -736,7 +874,10 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
         }
     }
     events.request_lines.lock().clear();
-    let result = client(c, listen, events).await;
+    // `X-Backend: UP` names the upstream's address.
+    let mut c_up = c.clone();
+    c_up.request = String::from_utf8_lossy(&c.request).replace("X-Backend: UP\r\n", &format!("X-Backend: {up}\r\n")).into_bytes();
+    let result = client(&c_up, listen, events).await;
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
         // nginx exits when it cannot bind (the port was taken meanwhile).
         if let Ok(Some(_)) = ch.try_wait() {

@@ -221,6 +221,30 @@ impl Attempts {
         &self.states
     }
 
+    /// The connection could not even be set up (`ngx_event_connect_peer`
+    /// returned NGX_ERROR, e.g. `proxy_bind`'s `bind()` failed): logged at
+    /// crit, no retry, the request finalized with 500
+    /// (`ngx_http_upstream_connect`); the peer freed as not failed, and the
+    /// attempt's state has neither status nor peer (`$upstream_status` "-").
+    pub fn local_error<A: Display>(&mut self, rr: &mut RoundRobin<A>, text: String, now: Instant) -> Step {
+        let Some(cur) = self.current.take() else { return Step::Finalize { status: 500 } };
+        self.log.push(LogLine { level: Level::Crit, text: format!("{text} while {}", cur.phase.action()), upstream: cur.addr.clone() });
+        rr.free_peer(cur.peer, false, now);
+        self.states.push(UpstreamState { status: 0, response_time: now - cur.started, connect_time: None, addr: String::new(), cached: false });
+        Step::Finalize { status: 500 }
+    }
+
+    /// The states while the response header is being sent (`add_header`'s
+    /// `$upstream_status`): the attempt in flight already has its status
+    /// (`u->state->status`, set in `ngx_http_proxy_process_status_line`).
+    pub fn states_at_header(&self, status: u16, now: Instant) -> Vec<UpstreamState> {
+        let mut out = self.states.clone();
+        if let Some(cur) = &self.current {
+            out.push(UpstreamState { status, response_time: now - cur.started, connect_time: cur.connect_time, addr: cur.addr.clone(), cached: cur.cached });
+        }
+        out
+    }
+
     pub fn into_states(self) -> Vec<UpstreamState> {
         self.states
     }
@@ -288,6 +312,20 @@ mod tests {
                 Step::Send | Step::ReadHeader => unreachable!("drive reports these inline"),
             };
         }
+    }
+
+    /// A local error (proxy_bind's bind() failing) is not retried, even
+    /// with another server: 500, a [crit] line, no status in the state.
+    #[test]
+    fn a_local_error_finalizes_with_500_without_retry() {
+        let mut rr = rr(2);
+        let now = Instant::now();
+        let mut a = Attempts::new(ctx("GET", Ft::DEFAULT_MASK, &rr), "u", rr.tries(), 0, now);
+        let Step::Connect(_) = a.start(&mut rr, now) else { panic!() };
+        assert_eq!(a.local_error(&mut rr, "bind(192.0.2.1) failed (99: Cannot assign requested address)".into(), now), Step::Finalize { status: 500 });
+        assert_eq!(statuses(&a), vec![0]);
+        let log: Vec<_> = a.take_log().into_iter().map(|l| (l.level, l.text)).collect();
+        assert_eq!(log, vec![(Level::Crit, "bind(192.0.2.1) failed (99: Cannot assign requested address) while connecting to upstream".to_string())]);
     }
 
     #[test]

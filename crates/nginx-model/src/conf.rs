@@ -83,6 +83,8 @@ impl PartialEq for Places {
 pub struct Config {
     pub error_log: Option<String>,
     pub log_formats: Vec<(String, String)>,
+    /// The `escape=` of the formats that name one other than `default`.
+    pub log_escapes: Vec<(String, crate::logs::LogEscape)>,
     /// The http level's `access_log` lines (empty: none at this level).
     pub access_log: Vec<AccessLog>,
     pub upstreams: Vec<Upstream>,
@@ -98,6 +100,9 @@ pub struct Config {
     pub not_emulated: NotEmulated,
     /// `worker_processes`: the proxy runs this many event loops (threads).
     pub worker_processes: WorkerProcesses,
+    /// A `resolver` line somewhere: nginx would resolve the host names of
+    /// `proxy_pass` scripts with it (the emulation does not).
+    pub resolver: bool,
 }
 
 /// `worker_processes N | auto` (`ngx_set_worker_processes`; 1 when absent).
@@ -257,6 +262,12 @@ pub struct Server {
     pub access_log: Vec<AccessLog>,
     pub proxy: ProxyDirectives,
     pub locations: Vec<Location>,
+    /// `location @name` blocks: reached only by `error_page` (and
+    /// `try_files`), never by a request's URI (`ngx_http_named_location`).
+    pub named: Vec<Location>,
+    /// The server level's first `return`: it runs in the server rewrite
+    /// phase, before a location is chosen, and answers every request.
+    pub ret: Option<Return>,
     pub pos: Pos,
 }
 
@@ -334,6 +345,9 @@ pub struct ProxyDirectives {
     pub error_pages: Option<Vec<ErrorPage>>,
     /// `proxy_intercept_errors on|off`.
     pub intercept_errors: Option<bool>,
+    /// `proxy_bind ADDR[:PORT]` (`Some(Some(addr))`, as written) or `proxy_bind
+    /// off` (`Some(None)`): the upstream socket's local address.
+    pub bind: Option<Option<String>>,
 }
 
 /// `error_page CODE... [=[RESPONSE]] URI` (`ngx_http_core_error_page`).
@@ -379,6 +393,7 @@ impl ProxyDirectives {
             client_max_body_size: self.client_max_body_size.or(parent.client_max_body_size),
             client_body_buffer_size: self.client_body_buffer_size.or(parent.client_body_buffer_size),
             server_tokens: self.server_tokens.or(parent.server_tokens),
+            bind: self.bind.clone().or(parent.bind.clone()),
         }
     }
 }
@@ -738,6 +753,7 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("proxy_buffer_size", HSL),
     ("proxy_buffers", HSL),
     ("proxy_busy_buffers_size", HSL),
+    ("proxy_bind", HSL),
     ("server", &[Ctx::Upstream]),
     ("keepalive", &[Ctx::Upstream]),
     ("keepalive_timeout", &[Ctx::Upstream]),
@@ -809,6 +825,17 @@ impl Seen {
         self.0.push(d.name);
         Ok(())
     }
+}
+
+/// `proxy_bind`'s address as `ngx_parse_addr_port` reads it: an address
+/// (IPv6 bare, or bracketed with a port), optionally with a port of
+/// 1..65535 (observed with nginx 1.22.1 `-t`: `[::1]` alone is refused).
+pub fn bind_addr(v: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return (a.port() != 0).then_some(a);
+    }
+    v.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0))
 }
 
 /// An address as `ngx_parse_url` splits it (`ngx_parse_inet_url`).
@@ -1345,10 +1372,13 @@ impl<'a> Parser<'a> {
         if d.name == "proxy_pass" && matches!(ctx, Ctx::IfLocation | Ctx::LimitExcept) {
             self.no_uri_part(d)?;
         }
-        // A location's `return` is emulated (`location_return`); elsewhere
-        // (server, if) it is not.
+        // A location's or server's `return` is emulated (`location_return`);
+        // inside `if` it is not.
+        if d.name == "resolver" {
+            self.cfg.resolver = true;
+        }
         let emulated = (d.name == "least_conn" && ctx == Ctx::Upstream)
-            || (d.name == "return" && ctx == Ctx::Location)
+            || (d.name == "return" && matches!(ctx, Ctx::Location | Ctx::Server))
             || (matches!(d.name, "error_page" | "proxy_intercept_errors") && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location)) || (d.name == "add_header" && matches!(ctx, Ctx::Http | Ctx::Server | Ctx::Location));
         if !(NO_OP_HERE.contains(&d.name) || emulated) {
             self.not_emulated(d.name);
@@ -1799,6 +1829,28 @@ impl<'a> Parser<'a> {
                 lv.seen.once(self, d)?;
                 p.busy_buffers_size = Some(self.size(d)? as usize);
             }
+            "proxy_bind" => {
+                // ngx_http_upstream_bind_set_slot: off, a script (not run
+                // here), or an address (ngx_parse_addr_port) and `transparent`.
+                lv.seen.once(self, d)?;
+                let v = text(d.arg(0));
+                if v == "off" {
+                    p.bind = Some(None);
+                    return Ok(true);
+                }
+                if v.contains('$') {
+                    self.unsupported("proxy_bind with variables (connections are not bound)", d.line);
+                } else if bind_addr(&v).is_none() {
+                    return Err(self.at(d, format!("invalid address \"{v}\"")));
+                } else {
+                    p.bind = Some(Some(v));
+                }
+                match d.args.get(1).map(|a| a.as_slice()) {
+                    None => {}
+                    Some(b"transparent") => self.unsupported("proxy_bind ... transparent", d.line),
+                    Some(a) => return Err(self.at(d, format!("invalid parameter \"{}\"", text(a)))),
+                }
+            }
             "proxy_http_version" => {
                 lv.seen.once(self, d)?;
                 let i = self.enumerated(d, &["1.0", "1.1"])?;
@@ -2028,8 +2080,11 @@ impl<'a> Parser<'a> {
                     }
                     let mut parts = &d.args[1..];
                     if let Some(e) = parts[0].strip_prefix(b"escape=") {
-                        if !matches!(e, b"default" | b"json" | b"none") {
+                        let Some(escape) = crate::logs::LogEscape::parse(&text(e)) else {
                             return Err(self.at(&d, format!("unknown log format escaping \"{}\"", text(e))));
+                        };
+                        if escape != crate::logs::LogEscape::Default {
+                            self.cfg.log_escapes.push((name.clone(), escape));
                         }
                         parts = &parts[1..];
                     }
@@ -2191,6 +2246,11 @@ impl<'a> Parser<'a> {
         let mut srv = Server { pos: self.pos(d.line), ..Server::default() };
         let mut lv = Level::default();
         while let Some((s, open)) = self.next(Ctx::Server)? {
+            if s.name == "return" {
+                self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
+                self.location_return(&s, &mut lv);
+                continue;
+            }
             if s.name == "add_header" {
                 self.generic(&s, open, Ctx::Server, &mut lv.seen)?;
                 self.add_header(&s, &mut lv)?;
@@ -2225,6 +2285,12 @@ impl<'a> Parser<'a> {
         }
         srv.proxy = lv.proxy;
         srv.access_log = lv.access_log;
+        srv.ret = lv.ret;
+        // Named locations take no URI (`ngx_http_core_find_location` never
+        // sees them): kept apart, for `error_page @name`.
+        let (named, plain): (Vec<Location>, Vec<Location>) = std::mem::take(&mut srv.locations).into_iter().partition(|l| l.modifier.is_empty() && l.path.starts_with('@'));
+        srv.locations = plain;
+        srv.named = named;
         Ok(srv)
     }
 
@@ -2360,9 +2426,6 @@ impl<'a> Parser<'a> {
             Some(a) => return Err(self.at(d, format!("invalid parameter \"{}\"", text(a)))),
         };
         let value = text(d.arg(1));
-        if value.contains('$') {
-            self.not_emulated("add_header with variables (its value is sent as written)");
-        }
         lv.proxy.add_header.get_or_insert_with(Vec::new).push(AddHeader { name: text(d.arg(0)), value, always });
         Ok(())
     }
@@ -2394,14 +2457,11 @@ impl<'a> Parser<'a> {
             }
             codes.push(c as u16);
         }
-        if !uri.starts_with('/') {
-            self.not_emulated("error_page to a named location or a URL");
-        }
         lv.proxy.error_pages.get_or_insert_with(Vec::new).push(ErrorPage { codes, overwrite, uri });
         Ok(())
     }
 
-    /// A location's `return`, once `generic` has run nginx's checks on it
+    /// A location's (or server's) `return`, once `generic` has run nginx's checks on it
     /// (`ngx_http_rewrite_return`); variables in its text are sent as
     /// written here (noted).
     fn location_return(&mut self, d: &Dir, lv: &mut Level) {
@@ -2410,9 +2470,6 @@ impl<'a> Parser<'a> {
         } else {
             (num::atoi(d.arg(0)).unwrap_or(0) as u16, d.args.get(1).map(|t| text(t)))
         };
-        if text.as_deref().is_some_and(|t| t.contains('$')) {
-            self.not_emulated("return with variables (its text is sent as written)");
-        }
         if lv.ret.is_none() {
             lv.ret = Some(Return { code, text });
         }
@@ -2465,8 +2522,6 @@ impl<'a> Parser<'a> {
             Some("a nested location")
         } else if regex {
             Some("a regex location")
-        } else if named {
-            Some("a named location")
         } else {
             None
         };
@@ -2490,7 +2545,9 @@ impl<'a> Parser<'a> {
         let target = pass_target(url).map_err(|e| self.at(d, e.to_string()))?;
         let u = match &target {
             PassTarget::Http(u) | PassTarget::Https(u) => u,
-            PassTarget::Unix | PassTarget::Variables => {
+            // Evaluated per request (resolve::dynamic_pass).
+            PassTarget::Variables => return Ok(()),
+            PassTarget::Unix => {
                 self.unsupported(target.not_emulated().unwrap_or_default(), d.line);
                 return Ok(());
             }
@@ -2611,6 +2668,12 @@ pub fn pass_target(url: &[u8]) -> Result<PassTarget, PassError> {
     if url.contains(&b'$') {
         return Ok(PassTarget::Variables);
     }
+    pass_url(url)
+}
+
+/// A `proxy_pass` URL without variables (or a script's value), read as
+/// `ngx_http_proxy_pass` / `ngx_http_proxy_eval` read it.
+pub fn pass_url(url: &[u8]) -> Result<PassTarget, PassError> {
     let lower = url.to_ascii_lowercase();
     let (https, rest) = if lower.starts_with(b"http://") {
         (false, &url[7..])
@@ -2771,6 +2834,9 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     if let Some(v) = &p.http_version {
         line(format!("proxy_http_version {v}"));
     }
+    if let Some(b) = &p.bind {
+        line(format!("proxy_bind {}", b.as_deref().unwrap_or("off")));
+    }
     if let Some(on) = p.intercept_errors {
         line(format!("proxy_intercept_errors {}", if on { "on" } else { "off" }));
     }
@@ -2845,7 +2911,12 @@ impl Config {
             s.push_str(&format!("    {t} {};\n", t.trim_end_matches("_path")));
         }
         for (name, fmt) in &self.log_formats {
-            s.push_str(&format!("    log_format {name} {};\n", q(fmt)));
+            let escape = match self.log_escapes.iter().find(|(n, _)| n == name).map(|(_, e)| *e) {
+                Some(crate::logs::LogEscape::Json) => "escape=json ",
+                Some(crate::logs::LogEscape::None) => "escape=none ",
+                _ => "",
+            };
+            s.push_str(&format!("    log_format {name} {escape}{};\n", q(fmt)));
         }
         for a in &self.access_log {
             s.push_str(&format!("    access_log {};\n", render_access(a)));
@@ -2909,7 +2980,10 @@ impl Config {
                 s.push_str(&format!("        access_log {};\n", render_access(a)));
             }
             render_proxy(&mut s, &srv.proxy, "        ");
-            for loc in &srv.locations {
+            if let Some(r) = &srv.ret {
+                s.push_str(&format!("        {}\n", r.render()));
+            }
+            for loc in srv.locations.iter().chain(&srv.named) {
                 let m = if loc.modifier.is_empty() { String::new() } else { format!("{} ", loc.modifier) };
                 s.push_str(&format!("        location {m}{} {{\n", loc.path));
                 for a in &loc.access_log {
@@ -2987,6 +3061,17 @@ mod tests {
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n\n", Some("unexpected end of file, expecting \"}\" in t.conf:6")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server\n", Some("unexpected end of file, expecting \";\" or \"}\" in t.conf:5")),
             ("events {}\nhttp { }\n}\n", Some("unexpected \"}\" in t.conf:3")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.4:0; }\n }\n}\n", Some("invalid address \"127.0.0.4:0\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind nope; }\n }\n}\n", Some("invalid address \"nope\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind [::1]; }\n }\n}\n", Some("invalid address \"[::1]\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2:70000; }\n }\n}\n", Some("invalid address \"127.0.0.2:70000\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2 x; }\n }\n}\n", Some("invalid parameter \"x\" in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2; proxy_bind off; }\n }\n}\n", Some("\"proxy_bind\" directive is duplicate in t.conf:5")),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2:7000; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind ::1; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind [::1]:80; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind off; }\n }\n}\n", None),
+            ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n server {\n  location / { proxy_pass http://127.0.0.1:9; proxy_bind 127.0.0.2 transparent; }\n }\n}\n", None),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n }\n}\n", Some("no servers are inside upstream in t.conf:5")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1 wieght=2;\n }\n}\n", Some("invalid parameter \"wieght=2\" in t.conf:5")),
             ("events {}\nhttp {\n client_body_temp_path ct; proxy_temp_path pt; fastcgi_temp_path ft; uwsgi_temp_path ut; scgi_temp_path st;\n upstream u {\n  server 127.0.0.1:1 weight=+2;\n }\n}\n", Some("invalid parameter \"weight=+2\" in t.conf:5")),

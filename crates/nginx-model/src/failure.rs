@@ -134,6 +134,8 @@ pub enum BodyFailure {
 pub fn strerror(errno: i32) -> &'static str {
     match errno {
         32 => "Broken pipe",
+        98 => "Address already in use",
+        99 => "Cannot assign requested address",
         104 => "Connection reset by peer",
         110 => "Connection timed out",
         111 => "Connection refused",

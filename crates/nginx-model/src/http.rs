@@ -4,13 +4,92 @@
 
 use crate::resolve::ResolvedLocation;
 
-/// The values of the variables a `proxy_set_header` template may use.
+/// The request's variables, for every script the emulation expands
+/// (`proxy_set_header`, `return`, `add_header`; `log_format` has the
+/// access entry's own, [`crate::logs::AccessEntry::variable`]). One reading
+/// of `$name` and `${name}` ([`crate::logs::pieces`], as
+/// `ngx_http_script_compile`), one table of values ([`RequestVars::value`]).
 #[derive(Debug, Clone, Default)]
 pub struct RequestVars {
     /// The client's `Host` header (`$http_host`).
     pub http_host: String,
     /// `$remote_addr`.
     pub remote_addr: String,
+    /// `$uri`: the normalised path (after an internal redirect, the new one).
+    pub uri: String,
+    /// `$request_uri`: the target as the client sent it.
+    pub request_uri: String,
+    /// `$args`.
+    pub args: String,
+    /// `$request_method`.
+    pub method: String,
+    /// `$server_name`: the server's first name (`$host` without a Host header).
+    pub server_name: String,
+    /// `$status`: the response's, once nginx has one (`return`, a header filter).
+    pub status: Option<u16>,
+    /// `$upstream_status` as the log lists it; `None`: no upstream (the
+    /// variable is not found and expands to nothing).
+    pub upstream_status: Option<String>,
+    /// The client's headers (`$http_NAME`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestVars {
+    /// The value of `$name`; `None` for a variable the emulation does not
+    /// know (the script keeps it as written). A known variable with no
+    /// value is empty, as nginx's `not_found` is in a script.
+    pub fn value(&self, name: &str, proxy_host: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        Some(match name.as_str() {
+            "proxy_host" => proxy_host.to_string(),
+            "http_host" => self.http_host.clone(),
+            // ngx_http_variable_host: the Host header's name, lowercased,
+            // without its port; else the server's name.
+            "host" => {
+                let h = host_name(&self.http_host);
+                if h.is_empty() { self.server_name.clone() } else { h.to_ascii_lowercase() }
+            }
+            "remote_addr" => self.remote_addr.clone(),
+            "uri" | "document_uri" => self.uri.clone(),
+            "request_uri" => self.request_uri.clone(),
+            "args" | "query_string" => self.args.clone(),
+            "is_args" => if self.args.is_empty() { String::new() } else { "?".into() },
+            "request_method" => self.method.clone(),
+            "scheme" => "http".into(),
+            "nginx_version" => crate::response::NGINX_VERSION.trim_start_matches("nginx/").into(),
+            "server_name" => self.server_name.clone(),
+            "status" => self.status.map(|s| format!("{s:03}")).unwrap_or_default(),
+            "upstream_status" => self.upstream_status.clone().unwrap_or_default(),
+            n => match n.strip_prefix("http_") {
+                // ngx_http_variable_unknown_header: the client's header whose
+                // name, lowercased with `-` as `_`, is NAME; empty when absent.
+                Some(h) => header_variable(&self.headers, h).unwrap_or_default().to_string(),
+                None => return None,
+            },
+        })
+    }
+
+    /// A script's text with its variables' values (`ngx_http_script_run`).
+    pub fn expand(&self, template: &str, proxy_host: &str) -> String {
+        crate::logs::expand(template, |name| self.value(name, proxy_host))
+    }
+}
+
+/// `$http_NAME` (`ngx_http_variable_unknown_header`): the client's first
+/// header whose name, lowercased with `-` as `_`, is NAME.
+pub fn header_variable<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.len() == name.len() && k.bytes().zip(name.bytes()).all(|(a, b)| (if a == b'-' { b'_' } else { a.to_ascii_lowercase() }) == b))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A Host header's name without its port (`[v6]:port` keeps the brackets).
+fn host_name(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.find(']').map_or(h, |e| &h[..=e]);
+    }
+    h.split(':').next().unwrap_or("")
 }
 
 /// Client request headers nginx never forwards: hop-by-hop and framing
@@ -18,31 +97,11 @@ pub struct RequestVars {
 pub const NOT_FORWARDED: [&str; 8] = ["host", "connection", "keep-alive", "content-length", "transfer-encoding", "te", "upgrade", "expect"];
 
 fn substitute(template: &str, loc: &ResolvedLocation, vars: &RequestVars, client_headers: &[(String, String)]) -> String {
-    let host = vars.http_host.split(':').next().unwrap_or("");
-    let s = template
-        .replace("$proxy_host", &loc.proxy_host)
-        .replace("$http_host", &vars.http_host)
-        .replace("$host", host)
-        .replace("$remote_addr", &vars.remote_addr);
-    http_variables(&s, client_headers)
-}
-
-/// `$http_NAME` (`ngx_http_variable_unknown_header`): the client's header
-/// whose name, lowercased with `-` as `_`, is NAME; empty when absent.
-fn http_variables(s: &str, client_headers: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("$http_") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 6..];
-        let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
-        let name = &after[..len];
-        let value = client_headers.iter().find(|(k, _)| k.len() == name.len() && k.bytes().zip(name.bytes()).all(|(a, b)| (if a == b'-' { b'_' } else { a.to_ascii_lowercase() }) == b)).map(|(_, v)| v.as_str());
-        out.push_str(value.unwrap_or(""));
-        rest = &after[len..];
+    if vars.headers.is_empty() && !client_headers.is_empty() {
+        let vars = RequestVars { headers: client_headers.to_vec(), ..vars.clone() };
+        return vars.expand(template, &loc.proxy_host);
     }
-    out.push_str(rest);
-    out
+    vars.expand(template, &loc.proxy_host)
 }
 
 /// `ngx_http_client_errors[]`: the [info] texts for a request line nginx
@@ -94,7 +153,11 @@ pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, clie
             s.push_str(&format!("{k}: {v}\r\n"));
         }
     }
-    if body_len > 0 || matches!(method, "POST" | "PUT" | "PATCH") {
+    // $proxy_internal_body_length: the body's length whenever the client
+    // declared one (`r->headers_in.content_length_n >= 0`, a HEAD or GET
+    // with `Content-Length: 0` too; observed on nginx 1.22.1).
+    let declared = client_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    if body_len > 0 || declared || matches!(method, "POST" | "PUT" | "PATCH") {
         s.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
     for (k, v) in client_headers {
@@ -280,7 +343,7 @@ mod tests {
 
     #[test]
     fn requests_by_profile_and_directives() {
-        let vars = RequestVars { http_host: "lab:8080".into(), remote_addr: "10.1.1.1".into() };
+        let vars = RequestVars { http_host: "lab:8080".into(), remote_addr: "10.1.1.1".into(), ..Default::default() };
         let client = vec![("Host".to_string(), "lab:8080".to_string()), ("Connection".into(), "keep-alive".into()), ("X-Trace".into(), "1".into())];
         let table = [
             ("legacy default", Profile::Legacy, "", "GET", &b""[..], "GET /a HTTP/1.0\r\nHost: u\r\nConnection: close\r\nX-Trace: 1\r\n\r\n"),
@@ -294,6 +357,12 @@ mod tests {
         for (name, profile, directives, method, body, want) in table {
             assert_eq!(text(encode_request(&location(profile, directives), method, "/a", &client, body, &vars)), want, "{name}");
         }
+        // A declared length is forwarded for any method, 0 too.
+        let declared = vec![("Content-Length".to_string(), "0".to_string())];
+        assert_eq!(text(encode_request(&location(Profile::Modern, ""), "HEAD", "/a", &declared, b"", &vars)), "HEAD /a HTTP/1.1\r\nHost: u\r\nContent-Length: 0\r\n\r\n");
+        // ${name} and names that only start like a known one.
+        let l = location(Profile::Modern, "proxy_set_header X-H \"${host}x $hostname\";");
+        assert_eq!(text(encode_request(&l, "GET", "/a", &[], b"", &vars)), "GET /a HTTP/1.1\r\nX-H: labx $hostname\r\nHost: u\r\n\r\n");
     }
 
     #[test]
@@ -316,7 +385,7 @@ mod tests {
 
     #[test]
     fn websocket_headers_and_the_upgrade_decision() {
-        let vars = RequestVars { http_host: "lab".into(), remote_addr: "10.1.1.1".into() };
+        let vars = RequestVars { http_host: "lab".into(), remote_addr: "10.1.1.1".into(), ..Default::default() };
         let client = vec![("Host".to_string(), "lab".to_string()), ("Connection".into(), "Upgrade".into()), ("Upgrade".into(), "websocket".into())];
         let ws = "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";";
         assert_eq!(text(encode_request(&location(Profile::Legacy, ws), "GET", "/a", &client, b"", &vars)), "GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nHost: u\r\n\r\n");

@@ -592,10 +592,12 @@ mod tests {
                 UpstreamState { status: 502, response_time: ms(0), connect_time: Some(ms(0)), addr: "127.0.0.1:1".into(), cached: true },
                 UpstreamState { status: 200, response_time: ms(2), connect_time: None, addr: "127.0.0.1:2".into(), cached: false },
             ],
+            redirects: vec![],
             body_bytes_sent: 3,
             connection_requests: 4,
             referer: Some("http://r/".into()),
             user_agent: Some("t/1".into()),
+            headers: vec![],
         }
     }
 

@@ -152,12 +152,19 @@ pub struct AccessEntry {
     pub status: u16,
     pub request_time: Duration,
     pub upstream: Vec<UpstreamState>,
+    /// Indexes into `upstream` where an internal redirect's upstream
+    /// begins (an `error_page` that proxies again): `$upstream_*` lists
+    /// put " : " before them, ", " between the tries of one upstream.
+    pub redirects: Vec<usize>,
     pub body_bytes_sent: u64,
     pub connection_requests: u64,
     /// The client's `Referer` and `User-Agent` (`$http_referer`,
     /// `$http_user_agent`; "-" when absent).
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+    /// The client's headers, for any other `$http_NAME`.
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
 }
 
 fn secs3(d: Duration) -> String {
@@ -175,32 +182,77 @@ impl AccessEntry {
         if self.upstream.is_empty() {
             return "-".into();
         }
-        self.upstream.iter().map(f).collect::<Vec<_>>().join(", ")
+        // ngx_http_variable_upstream_status and friends: a state without a
+        // peer (pushed by ngx_http_upstream_init_request for a second
+        // upstream of the same request) is written as " : ".
+        let mut out = String::new();
+        for (i, u) in self.upstream.iter().enumerate() {
+            if i > 0 {
+                out.push_str(if self.redirects.contains(&i) { " : " } else { ", " });
+            }
+            out.push_str(&f(u));
+        }
+        out
     }
 
-    /// The value of an nginx variable (without `$`), or `None` if unknown.
+    /// The value of an nginx variable (without `$`), or `None` if unknown;
+    /// a variable without a value (`not_found`) is "-", as the default
+    /// log escaping writes it.
     pub fn variable(&self, name: &str) -> Option<String> {
+        self.lookup(name).map(|v| v.unwrap_or_else(|| "-".into()))
+    }
+
+    /// `None`: unknown; `Some(None)`: known, without a value (`not_found`).
+    pub fn lookup(&self, name: &str) -> Option<Option<String>> {
+        let upstream = |s: String| (!self.upstream.is_empty()).then_some(s);
         Some(match name {
-            "msec" => format!("{:.3}", self.msec),
-            "remote_addr" => self.remote_addr.clone(),
-            "request_method" => self.method.clone(),
-            "uri" => self.uri.clone(),
-            "args" => if self.args.is_empty() { "-".into() } else { self.args.clone() },
-            "request" => self.request_line.clone(),
-            "http_host" | "host" => self.host.clone(),
-            "status" => format!("{:03}", self.status),
-            "request_time" => secs3(self.request_time),
-            "upstream_status" => self.upstream_status(),
-            "upstream_response_time" => self.join(|u| secs3(u.response_time)),
-            "upstream_connect_time" => self.join(|u| u.connect_time.map(secs3).unwrap_or_else(|| "-".into())),
-            "upstream_addr" => self.join(|u| u.addr.clone()),
-            "body_bytes_sent" => self.body_bytes_sent.to_string(),
-            "connection_requests" => self.connection_requests.to_string(),
-            "time_local" => time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
-            "time_iso8601" => time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))),
-            "remote_user" => "-".into(),
-            "http_referer" => self.referer.clone().unwrap_or_else(|| "-".into()),
-            "http_user_agent" => self.user_agent.clone().unwrap_or_else(|| "-".into()),
+            "msec" => Some(format!("{:.3}", self.msec)),
+            "remote_addr" => Some(self.remote_addr.clone()),
+            "request_method" => Some(self.method.clone()),
+            "uri" => Some(self.uri.clone()),
+            "args" => (!self.args.is_empty()).then(|| self.args.clone()),
+            "request" => Some(self.request_line.clone()),
+            "http_host" | "host" => Some(self.host.clone()),
+            "status" => Some(format!("{:03}", self.status)),
+            "request_time" => Some(secs3(self.request_time)),
+            "upstream_status" => upstream(self.upstream_status()),
+            "upstream_response_time" => upstream(self.join(|u| secs3(u.response_time))),
+            "upstream_connect_time" => upstream(self.join(|u| u.connect_time.map(secs3).unwrap_or_else(|| "-".into()))),
+            "upstream_addr" => upstream(self.join(|u| u.addr.clone())),
+            "body_bytes_sent" => Some(self.body_bytes_sent.to_string()),
+            "connection_requests" => Some(self.connection_requests.to_string()),
+            "time_local" => Some(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0)))),
+            "time_iso8601" => Some(time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0)))),
+            "remote_user" => None,
+            "http_referer" => self.referer.clone(),
+            "http_user_agent" => self.user_agent.clone(),
+            n => match n.strip_prefix("http_") {
+                Some(h) => crate::http::header_variable(&self.headers, &h.to_ascii_lowercase()).map(str::to_string),
+                None => return None,
+            },
+        })
+    }
+}
+
+/// `log_format NAME escape=default|json|none`: how variable values are
+/// written (`ngx_http_log_variable`, `_json_variable`, `_unescaped_variable`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogEscape {
+    /// [`log_escape`]; no value is "-".
+    #[default]
+    Default,
+    /// [`json_escape`]; no value is empty.
+    Json,
+    /// As they are; no value is empty.
+    None,
+}
+
+impl LogEscape {
+    pub fn parse(v: &str) -> Option<LogEscape> {
+        Some(match v {
+            "default" => LogEscape::Default,
+            "json" => LogEscape::Json,
+            "none" => LogEscape::None,
             _ => return None,
         })
     }
@@ -249,6 +301,33 @@ pub(crate) fn pieces(fmt: &str) -> Vec<Piece<'_>> {
     out
 }
 
+/// A script's text with each `$name` / `${name}` replaced by `value`'s
+/// answer; a name it does not know stays as written (a lone `$` too).
+pub fn expand(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    for p in pieces(template) {
+        match p {
+            Piece::Text(t) => {
+                out.push_str(t);
+                rest = &rest[t.len()..];
+            }
+            Piece::Var(name) => {
+                // The reference as written: `$name` or `${name}`.
+                let braced = rest.starts_with("${") && rest.get(2 + name.len()..).is_some_and(|r| r.starts_with('}'));
+                let len = if braced { name.len() + 3 } else { name.len() + 1 };
+                let written = &rest[..len.min(rest.len())];
+                match (!name.is_empty()).then(|| value(name)).flatten() {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(written),
+                }
+                rest = &rest[written.len()..];
+            }
+        }
+    }
+    out
+}
+
 /// The variables a script or log format uses, in order: `$name` and
 /// `${name}`; `$1`..`$9` are regex captures, not variables
 /// (`ngx_http_script_compile`).
@@ -275,8 +354,9 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
         status: 0,
         request_time: Duration::ZERO,
         upstream: vec![],
+        redirects: vec![],
         body_bytes_sent: 0,
-        connection_requests: 0, referer: None, user_agent: None,
+        connection_requests: 0, referer: None, user_agent: None, headers: vec![],
     };
     for p in pieces(fmt) {
         if let Piece::Var(name) = p {
@@ -288,15 +368,64 @@ pub fn check_format(fmt: &str) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Renders an access-log line with a `log_format` string.
+/// Renders an access-log line with a `log_format` string; each variable's
+/// value is escaped ([`log_escape`]: `escape=default`).
 pub fn render_access(fmt: &str, e: &AccessEntry) -> String {
+    render_access_escaped(fmt, e, LogEscape::Default)
+}
+
+/// [`render_access`] with the format's `escape=`.
+pub fn render_access_escaped(fmt: &str, e: &AccessEntry, escape: LogEscape) -> String {
     pieces(fmt)
         .into_iter()
         .map(|p| match p {
             Piece::Text(t) => t.to_string(),
-            Piece::Var(name) => e.variable(name).unwrap_or_else(|| "-".into()),
+            Piece::Var(name) => match (escape, e.lookup(name).flatten()) {
+                (LogEscape::Default, Some(v)) => log_escape(&v),
+                (LogEscape::Default, None) => "-".into(),
+                (LogEscape::Json, Some(v)) => json_escape(&v),
+                (LogEscape::None, Some(v)) => v,
+                (_, None) => String::new(),
+            },
         })
         .collect()
+}
+
+/// `ngx_escape_json`: `"` and `\\` backslashed, bytes below 0x20 as `\n`,
+/// `\r`, `\t`, `\b`, `\f` or `\u00XX`; the rest (UTF-8 too) as it is.
+pub fn json_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `ngx_http_log_escape` (`log_format escape=default`): bytes below 0x20,
+/// `"`, `\`, DEL and every byte from 0x80 up written as `\xXX` (upper-case
+/// hex); the rest as they are.
+pub fn log_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for &b in v.as_bytes() {
+        if b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f {
+            out.push_str(&format!("\\x{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -320,16 +449,21 @@ mod tests {
                 UpstreamState { status: 502, response_time: ms(0), connect_time: Some(ms(0)), addr: "127.0.0.1:1".into(), cached: true },
                 UpstreamState { status: 200, response_time: ms(1), connect_time: None, addr: "127.0.0.1:1".into(), cached: false },
             ],
+            redirects: vec![],
             body_bytes_sent: 3,
             connection_requests: 1,
             referer: None,
             user_agent: None,
+            headers: vec![],
         };
         assert_eq!(
             render_access("$request_method $status \"$upstream_status\" \"$upstream_response_time\" \"$upstream_connect_time\" $body_bytes_sent \"$args\"", &e),
             "GET 200 \"502, 200\" \"0.000, 0.001\" \"0.000, -\" 3 \"-\""
         );
         assert_eq!(check_format("$status $bogus"), Err(FormatError("bogus".into())));
+        // An error_page's second upstream (observed on nginx 1.22.1).
+        let redirected = AccessEntry { redirects: vec![1], ..e.clone() };
+        assert_eq!(render_access("$upstream_status|$upstream_addr", &redirected), "502 : 200|127.0.0.1:1 : 127.0.0.1:1");
         assert_eq!(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs(1_794_787_200)), "16/Nov/2026:00:00:00 +0000");
         assert!(check_format(COMBINED).is_ok());
     }
@@ -349,9 +483,21 @@ mod tests {
             status: 502,
             request_time: Duration::ZERO,
             upstream: vec![],
+            redirects: vec![],
             body_bytes_sent: 0,
-            connection_requests: 0, referer: None, user_agent: None,
+            connection_requests: 0, referer: None, user_agent: None, headers: vec![],
         };
         assert_eq!(render_access("${status}x $status.", &e), "502x 502.");
+        assert_eq!(log_escape("a\"b\\c\td\u{7f}é~ ?"), "a\\x22b\\x5Cc\\x09d\\x7F\\xC3\\xA9~ ?");
+        let quoted = AccessEntry { uri: "/x\"y".into(), ..e.clone() };
+        assert_eq!(render_access("\"$uri\" \"lit\\\"\"", &quoted), "\"/x\\x22y\" \"lit\\\"\"", "only values are escaped");
+        assert_eq!(json_escape("a\"b\\c\td\n\u{1}é\u{7f}"), "a\\\"b\\\\c\\td\\n\\u0001é\u{7f}");
+        let none = AccessEntry { args: String::new(), uri: "/\"".into(), ..e.clone() };
+        assert_eq!(render_access_escaped("$uri|$args|$upstream_status|$remote_user", &none, LogEscape::Json), "/\\\"|||");
+        assert_eq!(render_access_escaped("$uri|$args|$upstream_status", &none, LogEscape::None), "/\"||");
+        assert_eq!(render_access("$uri|$args|$upstream_status", &none), "/\\x22|-|-");
+        // Scripts: a name the emulation does not know stays as written.
+        let v = |n: &str| (n == "uri").then(|| "/a".to_string());
+        assert_eq!(expand("${uri}x $uri-$uri_ $ ${} ${bogus} ${uri", v), "/ax /a-$uri_ $ ${} ${bogus} ${uri");
     }
 }

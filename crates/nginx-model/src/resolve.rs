@@ -92,6 +92,9 @@ pub enum Match {
     Exact,
     /// `location /path`.
     Prefix,
+    /// `location @name`: reached only by name (`ngx_http_named_location`,
+    /// from `error_page @name`), never by a URI.
+    Named,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +135,13 @@ pub struct ResolvedLocation {
     pub intercept_errors: bool,
     /// The access logs a request here is written to ([`merge_access_logs`]).
     pub access_log: Vec<AccessLogSpec>,
+    /// `proxy_pass` with variables: the script, evaluated per request
+    /// ([`dynamic_pass`]); `upstream`, `proxy_host` and `pass_uri` are then
+    /// unused. Such locations are in [`ResolvedServer::dynamic`] only.
+    pub pass_script: Option<String>,
+    /// `proxy_bind`: the local address upstream sockets are bound to
+    /// before connecting (`ngx_event_connect_peer`); `None`: off.
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 impl ResolvedLocation {
@@ -169,6 +179,13 @@ pub struct ResolvedServer {
     pub returns: Vec<ReturnLocation>,
     /// The `add_header` lines of a request no location takes.
     pub add_headers: Vec<conf::AddHeader>,
+    /// Locations whose `proxy_pass` has variables (not in `locations`: they
+    /// have no upstream of their own).
+    pub dynamic: Vec<ResolvedLocation>,
+    /// A server-level `return` (`ngx_http_rewrite_handler` in the server
+    /// rewrite phase, before `ngx_http_core_find_location`): it answers
+    /// every request, with the server level's logs and headers.
+    pub ret: Option<ReturnLocation>,
 }
 
 /// A location whose `return` answers every request it takes.
@@ -192,16 +209,29 @@ pub enum Route<'a> {
 impl ResolvedServer {
     /// The location for a URI path among the proxied and the `return`
     /// ones: an exact match, else the longest prefix
-    /// (`ngx_http_core_find_location`, without regex locations).
+    /// (`ngx_http_core_find_location`, without regex locations); a
+    /// server-level `return` first, whatever the path (the server rewrite
+    /// phase runs before the location is found).
     pub fn route(&self, path: &str) -> Option<Route<'_>> {
+        if let Some(r) = &self.ret {
+            return Some(Route::Return(r));
+        }
         let fits = |m: Match, p: &str| match m {
             Match::Exact => path == p,
             Match::Prefix => path.starts_with(p),
+            Match::Named => false,
         };
         let key = |m: Match, p: &str| (m == Match::Exact, p.len());
-        let proxied = self.locations.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
+        let proxied = self.locations.iter().chain(&self.dynamic).filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Proxy(l)));
         let returns = self.returns.iter().filter(|l| fits(l.matcher, &l.path)).map(|l| (key(l.matcher, &l.path), Route::Return(l)));
         proxied.chain(returns).max_by_key(|(k, _)| *k).map(|(_, r)| r)
+    }
+
+    /// The named location `@name` (`ngx_http_named_location`: an exact,
+    /// case-sensitive match of the name).
+    pub fn named(&self, name: &str) -> Option<Route<'_>> {
+        let proxied = self.locations.iter().chain(&self.dynamic).find(|l| l.matcher == Match::Named && l.path == name).map(Route::Proxy);
+        proxied.or_else(|| self.returns.iter().find(|l| l.matcher == Match::Named && l.path == name).map(Route::Return))
     }
 
     /// The location for a URI path: an exact match, else the longest prefix
@@ -212,6 +242,7 @@ impl ResolvedServer {
             .filter(|l| match l.matcher {
                 Match::Exact => path == l.path,
                 Match::Prefix => path.starts_with(&l.path),
+                Match::Named => false,
             })
             .max_by_key(|l| (l.matcher == Match::Exact, l.path.len()))
     }
@@ -222,6 +253,8 @@ impl ResolvedServer {
 pub struct AccessLogSpec {
     pub path: String,
     pub format: String,
+    /// The format's `escape=`.
+    pub escape: logs::LogEscape,
     /// nginx's default log: no `access_log` at this level or above
     /// ([`DEFAULT_ACCESS_LOG`], combined).
     pub implicit: bool,
@@ -290,12 +323,20 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
         let server_logs: &[AccessLog] = if srv.access_log.is_empty() { &cfg.access_log } else { &srv.access_log };
         let mut locations = Vec::new();
+        let mut dynamic = Vec::new();
         let mut returns = Vec::new();
-        for loc in &srv.locations {
+        for loc in srv.locations.iter().chain(&srv.named) {
+            let scripts = loc.ret.iter().filter_map(|r| r.text.as_deref().and_then(|t| script_note("return", t, &loc.pos)));
+            let added = loc.proxy.add_header.iter().flatten().filter_map(|h| script_note("add_header", &h.value, &loc.pos));
+            for note in scripts.chain(added).collect::<Vec<_>>() {
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
             if let Some(ret) = &loc.ret {
                 let p = loc.proxy.merged_over(&server_proxy);
                 returns.push(ReturnLocation {
-                    matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+                    matcher: matcher(loc),
                     path: loc.path.clone(),
                     ret: ret.clone(),
                     access_log: specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?,
@@ -307,14 +348,38 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             match location(loc, &loc.proxy.merged_over(&server_proxy), &mut upstreams, profile) {
                 Ok(mut l) => {
                     l.access_log = specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?;
-                    locations.push(l);
+                    if l.pass_script.is_some() {
+                        let note = ("proxy_pass with variables under a \"resolver\": a host name that names no upstream is not resolved here (answered 502)".to_string(), loc.proxy.pass_pos.clone());
+                        if cfg.resolver && !notes.contains(&note) {
+                            notes.push(note);
+                        }
+                        dynamic.push(l);
+                    } else {
+                        locations.push(l);
+                    }
                 }
                 Err(Some(note)) => notes.push(note),
                 Err(None) => {}
             }
         }
         let access_log = specs(server_logs, &mut notes)?;
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, access_log, returns, add_headers: server_proxy.add_header.clone().unwrap_or_default() });
+        let add_headers = server_proxy.add_header.clone().unwrap_or_default();
+        let scripts = srv.ret.iter().filter_map(|r| r.text.as_deref().and_then(|t| script_note("return", t, &srv.pos)));
+        let added = add_headers.iter().filter_map(|h| script_note("add_header", &h.value, &srv.pos));
+        for note in scripts.chain(added).collect::<Vec<_>>() {
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+        let ret = srv.ret.as_ref().map(|ret| ReturnLocation {
+            matcher: Match::Prefix,
+            path: String::new(),
+            ret: ret.clone(),
+            access_log: access_log.clone(),
+            server_tokens: server_proxy.server_tokens.unwrap_or(true),
+            add_headers: add_headers.clone(),
+        });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, dynamic, access_log, returns, add_headers, ret });
     }
     Ok(Resolved {
         profile,
@@ -365,7 +430,10 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
             .ok_or_else(|| ResolveError::UnknownLogFormat { name: a.format.clone(), pos: a.pos.clone() })?
     };
     match logs::check_format(&format) {
-        Ok(()) => Ok(Some(AccessLogSpec { path: path.clone(), format, implicit: false })),
+        Ok(()) => {
+            let escape = cfg.log_escapes.iter().find(|(n, _)| n.eq_ignore_ascii_case(&a.format)).map(|(_, e)| *e).unwrap_or_default();
+            Ok(Some(AccessLogSpec { path: path.clone(), format, implicit: false, escape }))
+        }
         Err(e) => {
             let note = (format!("the access_log (its log_format: {e})"), a.pos.clone());
             if !notes.contains(&note) {
@@ -373,6 +441,26 @@ fn access_spec(cfg: &Config, a: &AccessLog, notes: &mut Vec<(String, Pos)>) -> R
             }
             Ok(None)
         }
+    }
+}
+
+/// A note for a `return` or `add_header` script naming a variable the
+/// emulation has no value for ([`crate::http::RequestVars::value`]): it is
+/// sent as written.
+fn script_note(what: &str, script: &str, pos: &Pos) -> Option<(String, Pos)> {
+    let vars = crate::http::RequestVars::default();
+    let v = logs::variable_names(script).into_iter().find(|v| vars.value(v, "").is_none())?;
+    Some((format!("{what} with the variable \"${v}\", which is not emulated (sent as written)"), pos.clone()))
+}
+
+/// How a location is found (`ngx_http_core_location`'s modifiers).
+fn matcher(loc: &Location) -> Match {
+    if loc.modifier == "=" {
+        Match::Exact
+    } else if loc.modifier.is_empty() && loc.path.starts_with('@') {
+        Match::Named
+    } else {
+        Match::Prefix
     }
 }
 
@@ -385,14 +473,25 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
     // What the parser decided (and noted) for this proxy_pass; one built in
     // code (not read from a file) has no note yet.
     let built = p.pass_pos.line == 0;
-    let u = match conf::pass_target(pass.as_bytes()) {
-        Ok(PassTarget::Http(u)) => u,
+    let (u, pass_script) = match conf::pass_target(pass.as_bytes()) {
+        Ok(PassTarget::Http(u)) => (u, None),
+        // Evaluated per request; the upstream fields are placeholders.
+        Ok(PassTarget::Variables) => {
+            // A variable the emulation has no value for (`set`, `map`, ...):
+            // the location is left out rather than run with the name as written.
+            let vars = crate::http::RequestVars::default();
+            if let Some(v) = logs::variable_names(pass).into_iter().find(|v| vars.value(v, "").is_none()) {
+                return Err(Some((format!("proxy_pass with the variable \"${v}\", which is not emulated (its location answers 404 here)"), p.pass_pos.clone())));
+            }
+            (conf::PassUrl { host: String::new(), port: None, uri: None }, Some(pass.to_string()))
+        }
         Ok(t) => return Err(built.then(|| (t.not_emulated().unwrap_or_default().to_string(), p.pass_pos.clone()))),
         Err(e) => return Err(built.then(|| (format!("{e} (its location answers 404 here)"), p.pass_pos.clone()))),
     };
     let name = u.authority();
     let upstream = match upstreams.iter().position(|up| up.name.eq_ignore_ascii_case(&name)) {
         Some(i) => i,
+        None if pass_script.is_some() => 0,
         None => {
             // `proxy_pass http://host:port` without an upstream block: an
             // implicit upstream of one server, never a keepalive cache.
@@ -412,7 +511,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         }
     };
     Ok(ResolvedLocation {
-        matcher: if loc.modifier == "=" { Match::Exact } else { Match::Prefix },
+        matcher: matcher(loc),
         path: loc.path.clone(),
         upstream,
         proxy_host: u.proxy_host(HTTP_PORT),
@@ -434,7 +533,52 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         error_pages: p.error_pages.clone().unwrap_or_default(),
         intercept_errors: p.intercept_errors.unwrap_or(false),
         access_log: Vec::new(),
+        pass_script,
+        bind: p.bind.clone().flatten().and_then(|v| conf::bind_addr(&v)),
     })
+}
+
+/// Where `proxy_pass` with variables goes for one request, its script's
+/// value being `url` (`ngx_http_proxy_eval`, `ngx_http_upstream_init_request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DynamicPass {
+    /// An `upstream` block (or an implicit upstream) of that name: without
+    /// a port, a block's name (any case); with one, `host:port`.
+    Upstream { index: usize, proxy_host: String, uri: Option<String> },
+    /// An IP address (port 80 if none): a peer of its own, no cache.
+    Peer { addr: String, proxy_host: String, uri: Option<String> },
+    /// nginx's answer without an upstream: the status and the [error] text.
+    Fail { status: u16, text: String },
+}
+
+/// [`DynamicPass`] for a script's value. A host name that names no
+/// upstream needs a `resolver`: without one nginx answers 502 ("no
+/// resolver defined"); with one it queries it (not emulated: the same 502).
+/// A URI part is the whole upstream URI (no arguments added).
+pub fn dynamic_pass(url: &str, upstreams: &[ResolvedUpstream]) -> DynamicPass {
+    let fail = |status: u16, text: String| DynamicPass::Fail { status, text };
+    // ngx_http_proxy_eval: "http://" and something after it.
+    let lower = url.to_ascii_lowercase();
+    let http = url.len() > 7 && lower.starts_with("http://");
+    let https = url.len() > 8 && lower.starts_with("https://");
+    if !(http || https) {
+        return fail(500, conf::PassError::Prefix(url.to_string()).to_string());
+    }
+    let u = match conf::pass_url(url.as_bytes()) {
+        Ok(PassTarget::Http(u)) => u,
+        Ok(PassTarget::Https(_)) => return fail(502, format!("an https upstream is not emulated: \"{url}\"")),
+        Ok(_) => return fail(502, format!("a unix socket upstream is not emulated: \"{url}\"")),
+        Err(e) => return fail(500, e.to_string()),
+    };
+    let proxy_host = u.proxy_host(HTTP_PORT);
+    let uri = u.uri.clone();
+    if let Some(index) = upstreams.iter().position(|up| up.name.eq_ignore_ascii_case(&u.authority())) {
+        return DynamicPass::Upstream { index, proxy_host, uri };
+    }
+    if u.host.parse::<std::net::IpAddr>().is_ok() {
+        return DynamicPass::Peer { addr: u.addr(HTTP_PORT), proxy_host, uri };
+    }
+    fail(502, format!("no resolver defined to resolve {}", u.host))
 }
 
 #[cfg(test)]
@@ -503,7 +647,8 @@ mod tests {
             (notes, paths.join(" "))
         };
         let left_out = |note: &str| (vec![format!("{note} (its location answers 404 here) in t.conf:5")], "/ok".to_string());
-        assert_eq!(run("http://$host"), left_out("proxy_pass with variables"));
+        assert_eq!(run("http://$host"), (vec![], "/ok".to_string()), "run per request, from ResolvedServer::dynamic");
+        assert_eq!(run("http://$upstream_name").0, ["proxy_pass with the variable \"$upstream_name\", which is not emulated (its location answers 404 here) in t.conf:5"]);
         assert_eq!(run("http://unix:/tmp/s.sock"), left_out("a unix socket upstream"));
         assert_eq!(run("HTTPS://127.0.0.1:1"), left_out("an https upstream"));
         assert_eq!(run("https://u/x"), left_out("an https upstream"));
@@ -550,7 +695,7 @@ mod tests {
     /// `off` anywhere above is not "none".
     #[test]
     fn default_access_log() {
-        let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true };
+        let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true, escape: logs::LogEscape::Default };
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
         assert_eq!(r.servers[0].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
         assert_eq!(r.servers[0].access_log, std::slice::from_ref(&combined));
@@ -561,6 +706,71 @@ mod tests {
         assert_eq!(r.servers[1].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
         assert_eq!(r.servers[0].access_log, [combined]);
         assert!(!r.servers[0].location_for("/").unwrap().access_log[0].implicit);
+    }
+
+    /// `location @name` is found by name only (`ngx_http_named_location`),
+    /// never by a URI (`ngx_http_core_find_location`), proxied or `return`.
+    #[test]
+    fn named_locations() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; error_page 502 @fb; }\n  location @fb { proxy_pass http://127.0.0.1:8; }\n  location @r { return 200 \"r\"; }\n }\n}\n", Profile::Legacy);
+        let s = &r.servers[0];
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        assert!(matches!(s.named("@fb"), Some(Route::Proxy(l)) if l.matcher == Match::Named && r.upstreams[l.upstream].peers[0].addr == "127.0.0.1:8"));
+        assert!(matches!(s.named("@r"), Some(Route::Return(l)) if l.matcher == Match::Named));
+        assert!(s.named("@FB").is_none() && s.named("@other").is_none());
+        assert!(matches!(s.route("/@fb"), Some(Route::Proxy(l)) if l.path == "/"));
+        assert!(s.route("@fb").is_none() && s.location_for("@fb").is_none(), "a URI never reaches a named location");
+    }
+
+    /// `proxy_pass` with variables: the value names an upstream block (any
+    /// case, no port), an implicit upstream (`host:port`), an IP literal,
+    /// or a name nginx would need a resolver for (observed on nginx 1.22.1).
+    #[test]
+    fn dynamic_pass_targets() {
+        let r = resolved("events {}\nhttp {\n upstream bk { server 127.0.0.1:1; }\n server {\n  listen 1;\n  location /v { proxy_pass http://$http_x_backend; }\n  location /i { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        assert!(matches!(r.servers[0].route("/v/a"), Some(Route::Proxy(l)) if l.pass_script.as_deref() == Some("http://$http_x_backend")));
+        assert!(r.servers[0].locations.iter().all(|l| l.pass_script.is_none()));
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        let with_resolver = resolved("events {}\nhttp {\n resolver 127.0.0.53;\n server {\n  listen 1;\n  location /v { proxy_pass http://$http_x_backend; }\n }\n}\n", Profile::Legacy);
+        assert_eq!(with_resolver.notes.iter().map(|(w, p)| format!("{w}{p}")).collect::<Vec<_>>(), ["proxy_pass with variables under a \"resolver\": a host name that names no upstream is not resolved here (answered 502) in t.conf:6"]);
+        let up = |index: usize, host: &str, uri: Option<&str>| DynamicPass::Upstream { index, proxy_host: host.into(), uri: uri.map(str::to_string) };
+        let fail = |status: u16, text: &str| DynamicPass::Fail { status, text: text.into() };
+        for (url, want) in [
+            ("http://bk", up(0, "bk", None)),
+            ("HTTP://BK/p/x", up(0, "BK", Some("/p/x"))),
+            ("http://127.0.0.1:9", up(1, "127.0.0.1:9", None)),
+            ("http://127.0.0.1:18771", DynamicPass::Peer { addr: "127.0.0.1:18771".into(), proxy_host: "127.0.0.1:18771".into(), uri: None }),
+            ("http://127.0.0.1", DynamicPass::Peer { addr: "127.0.0.1:80".into(), proxy_host: "127.0.0.1".into(), uri: None }),
+            ("http://bk:80", fail(502, "no resolver defined to resolve bk")),
+            ("http://localhost:1", fail(502, "no resolver defined to resolve localhost")),
+            ("http://", fail(500, "invalid URL prefix in \"http://\"")),
+            ("ftp://x", fail(500, "invalid URL prefix in \"ftp://x\"")),
+        ] {
+            assert_eq!(dynamic_pass(url, &r.upstreams), want, "{url}");
+        }
+    }
+
+    /// A server-level `return` answers every path, before any location.
+    #[test]
+    fn scripts_with_variables_not_emulated_are_listed() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location /a { return 200 \"$uri $hostname\"; }\n  location /b { proxy_pass http://127.0.0.1:9; add_header X-P $server_port; add_header X-U $uri; }\n  location /c { return 200 \"$uri\"; }\n }\n}\n", Profile::Legacy);
+        let notes: Vec<String> = r.notes.iter().map(|(w, p)| format!("{w}{p}")).collect();
+        assert_eq!(notes, [
+            "return with the variable \"$hostname\", which is not emulated (sent as written) in t.conf:5",
+            "add_header with the variable \"$server_port\", which is not emulated (sent as written) in t.conf:6",
+        ]);
+    }
+
+    #[test]
+    fn server_return_wins() {
+        let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location = /r { return 200 \"loc\"; }\n  location / { proxy_pass http://127.0.0.1:9; }\n  return 403;\n  return 200;\n }\n server {\n  listen 2;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
+        for path in ["/r", "/x", "/"] {
+            assert!(matches!(r.servers[0].route(path), Some(Route::Return(l)) if l.ret.code == 403), "{path}");
+        }
+        assert!(matches!(r.servers[1].route("/x"), Some(Route::Proxy(_))));
+        let listed = |src: &str| conf::parse(src, "t.conf").unwrap().not_emulated.0.into_iter().collect::<Vec<_>>();
+        assert!(listed("events {}\nhttp {\n server {\n  listen 1;\n  return 403;\n }\n}\n").is_empty(), "a server's return is run");
+        assert_eq!(listed("events {}\nhttp {\n server {\n  listen 1;\n  if ($uri) { return 404; }\n }\n}\n"), ["if", "return"], "one inside if is not");
     }
 
     /// An IPv6 proxy_pass keeps its brackets: nginx's port 80 when none is

@@ -652,10 +652,37 @@ pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str
     ReturnAnswer { bytes, status: code, keepalive, body_bytes }
 }
 
+/// A `return`'s text (a body or a URL) as sent: a script
+/// (`ngx_http_rewrite_return` compiles it as a complex value), expanded
+/// with `$status` already the return's code (`ngx_http_send_response` sets
+/// it first).
+pub fn return_text(ret: &crate::conf::Return, vars: &crate::http::RequestVars) -> Option<String> {
+    let vars = crate::http::RequestVars { status: Some(ret.code), ..vars.clone() };
+    ret.text.as_deref().map(|t| vars.expand(t, ""))
+}
+
 /// The `error_page` line for a status (`ngx_http_special_response_handler`:
 /// the first that lists it).
 pub fn error_page_for(status: u16, pages: &[crate::conf::ErrorPage]) -> Option<&crate::conf::ErrorPage> {
     pages.iter().find(|p| p.codes.contains(&status))
+}
+
+/// The page's URI as `ngx_http_send_error_page` evaluates it (a complex
+/// value), `$status` being the error's (`r->err_status`).
+pub fn error_page_uri(page: &crate::conf::ErrorPage, error: u16, vars: &crate::http::RequestVars) -> String {
+    crate::http::RequestVars { status: Some(error), ..vars.clone() }.expand(&page.uri, "")
+}
+
+/// `ngx_http_send_error_page` for a page that is neither a URI nor
+/// `@name`: a redirect to it, answered as `return` answers one (Location
+/// and nginx's page), with `=CODE` when that is 301, 302, 303, 307 or 308,
+/// else 302; the error's status is not sent (`$upstream_status` keeps it).
+pub fn error_page_redirect(page: &crate::conf::ErrorPage) -> Option<crate::conf::Return> {
+    if page.uri.starts_with('/') || page.uri.starts_with('@') {
+        return None;
+    }
+    let code = page.overwrite.filter(|c| matches!(c, 301 | 302 | 303 | 307 | 308)).unwrap_or(302);
+    Some(crate::conf::Return { code, text: Some(page.uri.clone()) })
 }
 
 /// `ngx_http_upstream_intercept_errors`: an upstream's status of 300 or
@@ -689,11 +716,18 @@ pub fn with_status(mut bytes: Vec<u8>, status: u16) -> Vec<u8> {
 /// `status`, as header lines. Without `always` a line is added only for
 /// 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308; an empty value
 /// adds nothing (`ngx_http_add_header`).
-pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader]) -> Vec<u8> {
+///
+/// Values are scripts, expanded with the request's variables at header
+/// time (`$status` the status being sent); an empty result adds nothing.
+pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader], vars: &crate::http::RequestVars) -> Vec<u8> {
     let safe = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    let vars = crate::http::RequestVars { status: Some(status), ..vars.clone() };
     let mut out = Vec::new();
-    for h in lines.iter().filter(|h| (safe || h.always) && !h.value.is_empty()) {
-        out.extend_from_slice(format!("{}: {}\r\n", h.name, h.value).as_bytes());
+    for h in lines.iter().filter(|h| safe || h.always) {
+        let value = vars.expand(&h.value, "");
+        if !value.is_empty() {
+            out.extend_from_slice(format!("{}: {}\r\n", h.name, value).as_bytes());
+        }
     }
     out
 }
@@ -757,13 +791,33 @@ mod tests {
     }
 
     #[test]
+    fn error_page_to_a_url_is_a_redirect() {
+        use crate::conf::{ErrorPage, Return};
+        let page = |overwrite: Option<u16>, uri: &str| ErrorPage { codes: vec![502], overwrite, uri: uri.into() };
+        let to = |code: u16, url: &str| Some(Return { code, text: Some(url.into()) });
+        assert_eq!(error_page_redirect(&page(None, "http://e.example/x")), to(302, "http://e.example/x"));
+        assert_eq!(error_page_redirect(&page(Some(301), "https://e.example/")), to(301, "https://e.example/"));
+        assert_eq!(error_page_redirect(&page(Some(200), "https://e.example/")), to(302, "https://e.example/"), "observed on nginx 1.22.1");
+        assert_eq!(error_page_redirect(&page(Some(0), "https://e.example/")), to(302, "https://e.example/"));
+        assert_eq!((error_page_redirect(&page(None, "/x")), error_page_redirect(&page(None, "@x"))), (None, None));
+        let vars = crate::http::RequestVars { uri: "/a".into(), status: Some(200), ..Default::default() };
+        assert_eq!(error_page_uri(&page(None, "/fb?s=$status&u=${uri}"), 502, &vars), "/fb?s=502&u=/a");
+    }
+
+    #[test]
     fn add_header_by_status() {
         use crate::conf::AddHeader;
         let h = |name: &str, value: &str, always: bool| AddHeader { name: name.into(), value: value.into(), always };
         let lines = [h("X-A", "1", false), h("X-B", "2", true), h("X-Empty", "", true)];
         for (status, want) in [(200, "X-A: 1\r\nX-B: 2\r\n"), (204, "X-A: 1\r\nX-B: 2\r\n"), (304, "X-A: 1\r\nX-B: 2\r\n"), (308, "X-A: 1\r\nX-B: 2\r\n"), (202, "X-B: 2\r\n"), (404, "X-B: 2\r\n"), (502, "X-B: 2\r\n"), (101, "X-B: 2\r\n")] {
-            assert_eq!(String::from_utf8(added_headers(status, &lines)).unwrap(), want, "{status}");
+            assert_eq!(String::from_utf8(added_headers(status, &lines, &crate::http::RequestVars::default())).unwrap(), want, "{status}");
         }
+        // Values are scripts: `$status` is the status sent, an empty result adds nothing.
+        let vars = crate::http::RequestVars { uri: "/r".into(), http_host: "Lab:8080".into(), ..Default::default() };
+        let lines = [h("X-U", "${uri}-$host-$status", true), h("X-No", "$upstream_status", true)];
+        assert_eq!(String::from_utf8(added_headers(502, &lines, &vars)).unwrap(), "X-U: /r-lab-502\r\n");
+        let ret = crate::conf::Return { code: 200, text: Some("$uri|$request_method|$status|$upstream_status|$nginx_version|$hostname".into()) };
+        assert_eq!(return_text(&ret, &crate::http::RequestVars { method: "GET".into(), ..vars }).as_deref(), Some("/r|GET|200||1.22.1|$hostname"));
         assert_eq!(insert_headers(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody\r\n\r\n".to_vec(), b"X: y\r\n"), b"HTTP/1.1 200 OK\r\nA: b\r\nX: y\r\n\r\nbody\r\n\r\n".to_vec());
         assert_eq!(insert_headers(b"H\r\n\r\n".to_vec(), b""), b"H\r\n\r\n".to_vec());
     }

@@ -14,7 +14,7 @@ use crate::upstream::BodyReader;
 use nginx_model::failure::BodyFailure;
 use nginx_model::http::RequestVars;
 use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
-use nginx_model::resolve::{ResolvedLocation, Route};
+use nginx_model::resolve::{DynamicPass, ResolvedLocation, Route};
 use nginx_model::response::{self, ClientSide, UpstreamBody, POSTPONE_OUTPUT};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +82,10 @@ pub struct ClientRequest {
     /// `$http_referer`, `$http_user_agent`.
     referer: Option<String>,
     user_agent: Option<String>,
+    /// `$upstream_*` of the upstream before an `error_page`'s redirect.
+    prior_upstream: Vec<logs::UpstreamState>,
+    /// The client's headers (`$http_NAME`).
+    headers: Vec<(String, String)>,
 }
 
 impl ClientRequest {
@@ -100,6 +104,24 @@ impl ClientRequest {
         rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
     }
 
+    /// The request's variables for scripts (`return`, `add_header`,
+    /// `proxy_set_header`), with the upstream tries so far.
+    fn vars(&self, upstream: &[logs::UpstreamState]) -> RequestVars {
+        let e = self.access_entry(0, upstream, 0);
+        RequestVars {
+            http_host: self.ctx.host.clone(),
+            remote_addr: self.ctx.client.clone(),
+            uri: self.path.clone(),
+            request_uri: self.uri.clone(),
+            args: self.args.clone(),
+            method: self.method.clone(),
+            server_name: self.ctx.server.clone(),
+            status: None,
+            upstream_status: (!e.upstream.is_empty()).then(|| e.upstream_status()),
+            headers: self.headers.clone(),
+        }
+    }
+
     fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
         AccessEntry {
             msec: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
@@ -111,11 +133,13 @@ impl ClientRequest {
             host: self.ctx.host.clone(),
             status,
             request_time: self.start.elapsed(),
-            upstream: upstream.to_vec(),
+            upstream: [&self.prior_upstream[..], upstream].concat(),
+            redirects: if self.prior_upstream.is_empty() || upstream.is_empty() { Vec::new() } else { vec![self.prior_upstream.len()] },
             body_bytes_sent,
             connection_requests: self.conn_requests,
             referer: self.referer.clone(),
             user_agent: self.user_agent.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
@@ -220,6 +244,8 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
                 access_log: srv.conf.access_log.clone(),
                 referer: None,
                 user_agent: None,
+                prior_upstream: Vec::new(),
+                headers: Vec::new(),
             };
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
@@ -318,6 +344,8 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         access_log: srv.conf.access_log.clone(),
         referer: req.header("referer").map(str::to_string),
         user_agent: req.header("user-agent").map(str::to_string),
+        prior_upstream: Vec::new(),
+        headers: req.headers.clone(),
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
@@ -341,12 +369,14 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens };
             // absolute_redirect on, server_name_in_redirect off: the Host
             // header's name, and the port unless 80 (ngx_http_header_filter).
-            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
-            let name = if name.is_empty() { srv.conf.name.as_str() } else { name };
+            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host).to_ascii_lowercase();
+            let name = if name.is_empty() { srv.conf.name.as_str() } else { name.as_str() };
             let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
             let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
-            let a = response::return_response(r.ret.code, r.ret.text.as_deref(), &creq.path, &base, side, &http_date());
-            let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers));
+            let vars = creq.vars(&[]);
+            let text = response::return_text(&r.ret, &vars);
+            let a = response::return_response(r.ret.code, text.as_deref(), &creq.path, &base, side, &http_date());
+            let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers, &vars));
             let _ = c.stream.write_all(&bytes).await;
             creq.log_access(rt, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
@@ -391,10 +421,124 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         Err(BodyError::Gone) => return false,
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
-    let up = rt.upstreams[loc.upstream].clone();
-    let vars = RequestVars { http_host: host.clone(), remote_addr: creq.ctx.client.clone() };
-    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, &req.headers, body.len(), &vars);
-    match pass::proxy_pass(rt, loc, &up, &creq, &head, &mut body, &c.stream).await {
+    let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &req.headers, &mut body, side, None).await;
+    let Outcome::ErrorPage { status, mut page, states } = out else {
+        let Outcome::Done(keep) = out else { unreachable!() };
+        return keep;
+    };
+    // The page is a script (a complex value), `$status` the error's.
+    page.uri = response::error_page_uri(&page, status, &creq.vars(&states));
+    // ngx_http_send_error_page: r->keepalive was already dropped for the
+    // statuses that close (ngx_http_special_response_handler).
+    if let Some(ret) = response::error_page_redirect(&page) {
+        // The request stays where it is: its location's logs, headers and tokens.
+        let here = nginx_model::resolve::ReturnLocation { matcher: nginx_model::resolve::Match::Prefix, path: String::new(), ret, access_log: creq.access_log.clone(), server_tokens: loc.server_tokens, add_headers: loc.add_headers.clone() };
+        return error_page_answer(rt, c, &mut creq, side, status, &states, &page, &here, &host).await;
+    }
+    match error_page_route(&srv.conf, &page) {
+        Some(Route::Return(target)) => error_page_answer(rt, c, &mut creq, side, status, &states, &page, target, &host).await,
+        Some(Route::Proxy(target)) => {
+            let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
+            redirect(&mut creq, &page, target);
+            creq.prior_upstream = states;
+            // r->err_status: the error's status, `=CODE`'s, or (`=`) the
+            // target's own response.
+            let err_status = match page.overwrite {
+                None => Some(status),
+                Some(0) => None,
+                Some(n) => Some(n),
+            };
+            match proxy_to(rt, c, &mut creq, &srv.conf, target, &req.headers, &mut body, side, Some(err_status)).await {
+                Outcome::Done(keep) => keep,
+                // recursive_error_pages off: not reached (proxy_to answers itself).
+                Outcome::ErrorPage { status, states, .. } => error_answer(rt, c, &creq, &states, status, side, &target.add_headers).await,
+            }
+        }
+        None => {
+            // ngx_http_named_location: no such name is an [error] in the
+            // upstream's context, then a 500 (which closes).
+            let upstream = states.last().map(|u| u.addr.clone());
+            creq.log(rt, Level::Error, &format!("could not find named location \"{}\" while sending to client", page.uri), upstream.as_deref());
+            error_answer(rt, c, &creq, &states, 500, side, &loc.add_headers).await
+        }
+    }
+}
+
+/// `ngx_http_internal_redirect` (a URI: the method becomes GET unless HEAD,
+/// `$uri` and `$args` the page's, the upstream URI built from them, escaped,
+/// as for any internal request) or `ngx_http_named_location` (`@name`: the
+/// request as it was) for an `error_page` whose target proxies.
+fn redirect(creq: &mut ClientRequest, page: &nginx_model::conf::ErrorPage, target: &ResolvedLocation) {
+    creq.access_log.clone_from(&target.access_log);
+    if page.uri.starts_with('@') {
+        return;
+    }
+    if creq.method != "HEAD" {
+        creq.method = "GET".into();
+    }
+    let (path, args) = page.uri.split_once('?').unwrap_or((&page.uri, ""));
+    creq.path = path.to_string();
+    creq.args = args.to_string();
+    let escaped = nginx_model::http::escape_uri(path.as_bytes());
+    let unparsed = if args.is_empty() { escaped } else { format!("{escaped}?{args}") };
+    creq.upstream_uri = nginx_model::http::upstream_uri(target, &unparsed, path.as_bytes(), args, true);
+}
+
+/// What passing a request upstream came to.
+enum Outcome {
+    /// Answered; whether the connection stays open.
+    Done(bool),
+    /// An error with an `error_page` whose target is emulated: the caller
+    /// redirects (only from a first pass: `recursive_error_pages off`).
+    ErrorPage { status: u16, page: nginx_model::conf::ErrorPage, states: Vec<logs::UpstreamState> },
+}
+
+/// The upstream module for one location: the attempts, then the client's
+/// answer. `redirected` is `Some(err_status)` after an `error_page`'s
+/// internal redirect: its errors take no error page again, and a passed
+/// response goes out with `err_status` when set.
+#[allow(clippy::too_many_arguments)]
+async fn proxy_to(
+    rt: &Arc<Runtime>,
+    c: &mut Conn,
+    creq: &mut ClientRequest,
+    srv: &nginx_model::resolve::ResolvedServer,
+    loc: &ResolvedLocation,
+    headers: &[(String, String)],
+    body: &mut RequestBody,
+    side: ClientSide,
+    redirected: Option<Option<u16>>,
+) -> Outcome {
+    let page_for = |status: u16| if redirected.is_some() { None } else { error_page_target(srv, status, &loc.error_pages) };
+    let err_status = redirected.flatten();
+    // proxy_pass with variables: the script's value names the upstream.
+    let dynamic;
+    let (loc, up) = match &loc.pass_script {
+        None => (loc, rt.upstreams[loc.upstream].clone()),
+        Some(script) => {
+            let url = creq.vars(&[]).expand(script, "");
+            let confs: Vec<_> = rt.upstreams.iter().map(|u| u.conf.clone()).collect();
+            let (up, proxy_host, uri) = match nginx_model::resolve::dynamic_pass(&url, &confs) {
+                DynamicPass::Upstream { index, proxy_host, uri } => (rt.upstreams[index].clone(), proxy_host, uri),
+                DynamicPass::Peer { addr, proxy_host, uri } => match addr.parse() {
+                    Ok(a) => (crate::server::UpstreamRt::for_peer(a, &rt.events), proxy_host, uri),
+                    Err(_) => return Outcome::Done(error_answer(rt, c, creq, &[], 502, side, &loc.add_headers).await),
+                },
+                DynamicPass::Fail { status, text } => {
+                    creq.log(rt, Level::Error, &text, None);
+                    return Outcome::Done(error_answer(rt, c, creq, &[], status, side, &loc.add_headers).await);
+                }
+            };
+            if let Some(u) = uri {
+                creq.upstream_uri = u;
+            }
+            dynamic = ResolvedLocation { proxy_host, ..loc.clone() };
+            (&dynamic, up)
+        }
+    };
+    let vars = creq.vars(&[]);
+    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, headers, body.len(), &vars);
+    let keep = match pass::proxy_pass(rt, loc, &up, creq, &head, body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
             creq.log_access(rt, 499, attempts.states(), 0);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
@@ -402,28 +546,28 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         }
         Answer::Error { status, attempts } => {
             rt.events.push(creq.no, ProxyEventKind::GiveUp { status });
-            if let Some((page, target)) = error_page_target(&srv.conf, status, &loc.error_pages) {
-                return error_page_answer(rt, c, &mut creq, side, status, attempts.states(), page, target, &host).await;
+            if let Some(page) = page_for(status) {
+                return Outcome::ErrorPage { status, page: page.clone(), states: attempts.states().to_vec() };
             }
-            error_answer(rt, c, &creq, attempts.states(), status, side, &loc.add_headers).await
+            error_answer(rt, c, creq, attempts.states(), status, side, &loc.add_headers).await
         }
         // ngx_http_upstream_intercept_errors: the upstream's error is
         // replaced by the error page; its connection is closed unread.
         Answer::Pass { status, mut attempts, conn, head: Some(h), .. }
-            if response::intercepts(h.status, loc.intercept_errors, &loc.error_pages) && error_page_target(&srv.conf, h.status, &loc.error_pages).is_some() =>
+            if response::intercepts(h.status, loc.intercept_errors, &loc.error_pages) && page_for(h.status).is_some() =>
         {
             drop(conn);
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
-            pass::write_log(rt, &creq, attempts.take_log());
-            let (page, target) = error_page_target(&srv.conf, h.status, &loc.error_pages).expect("checked in the guard");
-            error_page_answer(rt, c, &mut creq, side, h.status, attempts.states(), page, target, &host).await
+            pass::write_log(rt, creq, attempts.take_log());
+            let page = page_for(h.status).expect("checked in the guard").clone();
+            return Outcome::ErrorPage { status: h.status, page, states: attempts.states().to_vec() };
         }
-        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &req.headers) => {
+        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, headers) => {
             let ch = response::client_head(&h, side, &http_date());
-            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers, &creq.vars(&attempts.states_at_header(h.status, Instant::now()))));
             let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
-            pass::write_log(rt, &creq, attempts.take_log());
+            pass::write_log(rt, creq, attempts.take_log());
             // ngx_http_upstream_process_upgraded: the idle tunnel's upstream
             // read timer (proxy_read_timeout) is logged at info
             // (ngx_connection_error), an upstream's recv() error at error.
@@ -441,9 +585,10 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             false
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
-            let out = respond(rt, c, &creq, loc, side, head.as_ref(), buf, &mut conn).await;
+            let at_header = attempts.states_at_header(head.as_ref().map_or(9, |h| h.status), Instant::now());
+            let out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status, &at_header).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
-            pass::write_log(rt, &creq, attempts.take_log());
+            pass::write_log(rt, creq, attempts.take_log());
             for (level, text) in out.lines {
                 let line = body_line(level, text, &conn.peer.to_string());
                 creq.log(rt, line.level, &line.text, Some(&line.upstream));
@@ -455,19 +600,21 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             if keeps {
                 up.cache.store(conn);
             }
+            let status = err_status.unwrap_or(status);
             let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
             creq.log_access(rt, logged, attempts.states(), out.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: out.truncated });
             out.keepalive
         }
-    }
+    };
+    Outcome::Done(keep)
 }
 
 /// nginx's own answer: its error page, the access line, keepalive per
 /// `ngx_http_special_response_handler`.
 async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
     let (bytes, keep) = response::error_response(status, side, &http_date());
-    let bytes = response::insert_headers(bytes, &response::added_headers(status, add));
+    let bytes = response::insert_headers(bytes, &response::added_headers(status, add, &creq.vars(upstream)));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
     creq.log_access(rt, status, upstream, page);
@@ -562,16 +709,27 @@ async fn read_body(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, loc: &Resol
     })
 }
 
-/// The `error_page` for `status` and the location its URI reaches, when
-/// that location answers with `return` (the only targets emulated: one
-/// that proxies again, a named location or a URL is not).
-fn error_page_target<'a>(srv: &'a nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<(&'a nginx_model::conf::ErrorPage, &'a nginx_model::resolve::ReturnLocation)> {
+/// The `error_page` for `status`, when the location its URI or `@name`
+/// reaches is emulated (a URL target is not).
+fn error_page_target<'a>(srv: &nginx_model::resolve::ResolvedServer, status: u16, pages: &'a [nginx_model::conf::ErrorPage]) -> Option<&'a nginx_model::conf::ErrorPage> {
     let page = response::error_page_for(status, pages)?;
-    let path = page.uri.split('?').next().unwrap_or("");
-    match srv.route(path)? {
-        Route::Return(r) => Some((page, r)),
-        Route::Proxy(_) => None,
+    // An unknown `@name` is taken too (nginx answers it with a 500), and a
+    // URL (a redirect to it).
+    (page.uri.starts_with('@') || response::error_page_redirect(page).is_some() || error_page_route(srv, page).is_some()).then_some(page)
+}
+
+/// The location an `error_page` leads to: `@name` by name
+/// (`ngx_http_named_location`), a URI as any request's
+/// (`ngx_http_internal_redirect`).
+fn error_page_route<'a>(srv: &'a nginx_model::resolve::ResolvedServer, page: &nginx_model::conf::ErrorPage) -> Option<Route<'a>> {
+    if page.uri.starts_with('@') {
+        return srv.named(&page.uri);
     }
+    let path = page.uri.split('?').next().unwrap_or("");
+    if !path.starts_with('/') {
+        return None;
+    }
+    srv.route(path)
 }
 
 /// `ngx_http_send_error_page`: an internal redirect (GET) to the page's
@@ -580,18 +738,28 @@ fn error_page_target<'a>(srv: &'a nginx_model::resolve::ResolvedServer, status: 
 /// to that location's logs.
 #[allow(clippy::too_many_arguments)]
 async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation, host: &str) -> bool {
-    let path = page.uri.split('?').next().unwrap_or("").to_string();
+    // A named location keeps the request's URI (ngx_http_named_location),
+    // so does a redirect to a URL (sent with the redirect's own status).
+    let url = response::error_page_redirect(page).is_some();
+    let named = page.uri.starts_with('@') || url;
+    let path = if named { creq.path.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
     let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
-    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    // r->headers_in.server: the Host name, lowercased (ngx_http_validate_host).
+    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
     let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
     let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
-    let a = response::return_response(target.ret.code, target.ret.text.as_deref(), &path, &base, side, &http_date());
-    let final_status = response::error_page_status(status, page, a.status);
+    if !named {
+        creq.path.clone_from(&path);
+        creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
+    }
+    let vars = creq.vars(upstream);
+    // A URL page was expanded already (error_page_uri).
+    let text = if url { target.ret.text.clone() } else { response::return_text(&target.ret, &vars) };
+    let a = response::return_response(target.ret.code, text.as_deref(), &path, &base, side, &http_date());
+    let final_status = if url { a.status } else { response::error_page_status(status, page, a.status) };
     let bytes = if final_status == a.status { a.bytes } else { response::with_status(a.bytes, final_status) };
-    let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers));
+    let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers, &vars));
     let _ = c.stream.write_all(&bytes).await;
-    creq.path = path;
-    creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
     creq.access_log.clone_from(&target.access_log);
     creq.log_access(rt, final_status, upstream, a.body_bytes);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: final_status, body_bytes: a.body_bytes, truncated: false });
@@ -727,13 +895,21 @@ async fn respond(
     head: Option<&response::UpstreamHead>,
     buf: bytes::BytesMut,
     up: &mut crate::keepalive::UpstreamConn,
+    err_status: Option<u16>,
+    states: &[logs::UpstreamState],
 ) -> Passed {
     let mut out = Output { pending: Vec::new(), head_left: 0, body_sent: 0, failed: false };
     let mut lines = Vec::new();
     let (body_kind, chunked, keepalive, send_body) = match head {
         Some(h) => {
             let ch = response::client_head(h, side, &http_date());
-            let bytes = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers));
+            // ngx_http_send_header: r->err_status (an error_page's) replaces
+            // the status line before the header filters run.
+            let (bytes, status) = match err_status {
+                Some(s) => (response::with_status(ch.bytes, s), s),
+                None => (ch.bytes, h.status),
+            };
+            let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers, &creq.vars(states)));
             out.head_left = bytes.len();
             out.pending = bytes;
             (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)

@@ -4,7 +4,7 @@
 //! location, server or http level names it), and kept in memory for readers in the same process (the
 //! harness) only as far as the retention allows.
 
-use nginx_model::logs::{render_access, AccessEntry};
+use nginx_model::logs::AccessEntry;
 use nginx_model::resolve::AccessLogSpec;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
@@ -64,7 +64,7 @@ impl Logs {
         let mut g = self.inner.lock();
         for spec in to {
             if let Some((_, f)) = g.access_files.iter_mut().find(|(k, _)| *k == spec.path) {
-                let mut line = render_access(&spec.format, &e);
+                let mut line = nginx_model::logs::render_access_escaped(&spec.format, &e, spec.escape);
                 line.push('\n');
                 let _ = f.write_all(line.as_bytes());
             }

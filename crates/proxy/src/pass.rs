@@ -58,9 +58,23 @@ pub(crate) async fn proxy_pass(
         let outcome: Result<Step, Failure> = match step {
             Step::Connect(pid) => {
                 let peer = up.rr.lock().peer(pid).addr;
-                let c = match up.cache.checkout(peer, pass).await {
+                let cached = up.cache.checkout(peer, pass).await;
+                let mut socket = None;
+                if let (None, Some(local)) = (&cached, loc.bind) {
+                    match upstream::bound_socket(peer, local) {
+                        Ok(s) => socket = Some(s),
+                        Err(e) => {
+                            let errno = nginx_model::failure::errno_of(&e);
+                            let name = if local.port() == 0 { local.ip().to_string() } else { local.to_string() };
+                            let text = format!("bind({name}) failed ({errno}: {})", nginx_model::failure::strerror(errno));
+                            step = attempts.local_error(&mut up.rr.lock(), text, Instant::now());
+                            continue;
+                        }
+                    }
+                }
+                let c = match cached {
                     Some(c) => Ok((c, true)),
-                    None => upstream::connect(peer, loc.connect_timeout).await.map(|stream| {
+                    None => upstream::connect(peer, loc.connect_timeout, socket).await.map(|stream| {
                         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
                         (UpstreamConn { stream, peer, local_port, requests: 0, created: Instant::now() }, false)
                     }),

@@ -147,6 +147,24 @@ pub(crate) struct Runtime {
     pub(crate) retire: CancellationToken,
 }
 
+impl UpstreamRt {
+    /// The upstream of one request whose `proxy_pass` script named an IP
+    /// address (`ngx_http_upstream_create_round_robin_peer`): one peer with
+    /// nginx's defaults, no keepalive cache, gone with the request.
+    pub(crate) fn for_peer(addr: SocketAddr, events: &ProxyEvents) -> Arc<UpstreamRt> {
+        use nginx_model::resolve::defaults;
+        let conf = ResolvedUpstream {
+            name: addr.to_string(),
+            peers: vec![nginx_model::conf::UpstreamServer::new(addr.to_string())],
+            keepalive: nginx_model::keepalive::KeepaliveSettings { capacity: 0, timeout: defaults::KEEPALIVE_TIMEOUT, requests: defaults::KEEPALIVE_REQUESTS, time: defaults::KEEPALIVE_TIME },
+            keepalive_by_default: false,
+            least_conn: false,
+        };
+        let peer = Peer::new(addr, defaults::WEIGHT, defaults::MAX_FAILS, defaults::FAIL_TIMEOUT, false);
+        Arc::new(UpstreamRt { name: conf.name.clone(), rr: Mutex::new(RoundRobin::new(vec![peer], Vec::new())), cache: Keepalive::new(conf.keepalive, events.clone()), conf })
+    }
+}
+
 /// The run-time model of a resolved configuration: host names resolved,
 /// log files opened. Binds nothing.
 type Built = (Vec<ServerRt>, Vec<Arc<UpstreamRt>>, Logs);

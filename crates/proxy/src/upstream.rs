@@ -16,8 +16,23 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-pub async fn connect(peer: SocketAddr, limit: Duration) -> Result<TcpStream, Failure> {
-    match timeout(limit, TcpStream::connect(peer)).await {
+/// A socket for `peer` bound to `local` (`proxy_bind`: `ngx_event_connect_peer`
+/// binds before `connect()`); the error is bind()'s.
+pub fn bound_socket(peer: SocketAddr, local: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
+    let socket = if peer.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(local)?;
+    Ok(socket)
+}
+
+/// Connects to `peer` within `limit`, from `socket` when one was bound.
+pub async fn connect(peer: SocketAddr, limit: Duration, socket: Option<tokio::net::TcpSocket>) -> Result<TcpStream, Failure> {
+    let attempt = async {
+        match socket {
+            Some(s) => s.connect(peer).await,
+            None => TcpStream::connect(peer).await,
+        }
+    };
+    match timeout(limit, attempt).await {
         Err(_) => Err(Failure::ConnectTimeout),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(Failure::ConnectRefused),
         Ok(Err(e)) => Err(Failure::ConnectFailed(errno_of(&e))),

@@ -221,7 +221,7 @@ impl Model {
     /// find the cache empty), and a connection to keep is handed back
     /// instead of stored.
     fn request(&mut self, req: &Req, mut a: Attempts, first: Step, fresh: bool) -> (Prediction, Option<(usize, Conn)>) {
-        let vars = RequestVars { http_host: "lab".into(), remote_addr: "127.0.0.1".into() };
+        let vars = RequestVars { http_host: "lab".into(), remote_addr: "127.0.0.1".into(), ..Default::default() };
         let body = vec![b'p'; req.body];
         let wire_req = http::encode_request(&self.loc, req.method, req.path, &[("host".into(), "lab".into())], &body, &vars);
         let spec = RequestSpec {
