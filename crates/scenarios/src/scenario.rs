@@ -154,6 +154,14 @@ pub struct NginxSettings {
     /// at article scale.
     #[serde(default, deserialize_with = "server_params")]
     pub server_params: Vec<String>,
+    /// The upstream is named `localhost`, and /etc/hosts maps it to both
+    /// `::1` and `127.0.0.1`: nginx resolves the name when it reads the
+    /// configuration and makes a peer of each address, `[::1]:P` first
+    /// (`ngx_parse_url`, `ngx_http_upstream_init_round_robin`). The lab
+    /// writes those two `server` lines for each Go server (its parameters
+    /// on both); Go listens on `127.0.0.1:P` only.
+    #[serde(default)]
+    pub localhost: bool,
     /// nginx.conf text for the inside of the `upstream` block, after the
     /// lab's `server` lines (`keepalive 16; keepalive_timeout 60s;`).
     /// Instead of the short upstream keys.
@@ -255,6 +263,14 @@ pub struct RequestGroup {
     /// How many such requests, one after the other.
     #[serde(default = "one_u32")]
     pub count: u32,
+    /// A slow client: once the response head has arrived, the client stops
+    /// reading for this long (article scale, Go's syntax), then reads the
+    /// rest. The body backs up through the socket buffers (nginx's, with
+    /// `proxy_buffering off`) into Go's writes. Not predicted by the oracle:
+    /// how much the buffers hold is the kernel's.
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
+    pub client_pause: Option<String>,
     pub expect: Expect,
 }
 
@@ -607,6 +623,9 @@ impl Scenario {
         let (g, n) = (&self.go, &self.nginx);
         if n.server_params.len() > g.servers.max(1) {
             return Err(Problem::at_key("nginx", "server_params", format!("{} entries for {} servers ([go] servers)", n.server_params.len(), g.servers.max(1))));
+        }
+        if n.localhost && self.workload.action != Action::None {
+            return Err(Problem::at_key("nginx", "localhost", format!("not with a workload action ({:?}): the [::1] peers are no Go server's", self.workload.action)));
         }
         if self.requests.is_empty() {
             return Err(Problem { table: None, key: "request", at: Some(0), msg: "no [[request]]: a scenario sends at least one request".into() });
