@@ -264,7 +264,13 @@ mod tests {
         let early = by_id(&ms, "early-answer-unread-body");
         assert!(early.shapes.iter().any(|s| s.class == Class::SendFailed && s.status == 502 && !s.idempotent && s.handler_ran == Some(true)), "{:?}", early.shapes);
         assert!(early.shapes.iter().any(|s| s.class == Class::ResetBody && s.status == 401), "{:?}", early.shapes);
+        // localhost's refused [::1] attempt, retried: only through [::1].
+        let lh = by_id(&ms, "localhost-ipv6");
+        assert!(lh.v6_loopback && lh.shapes.iter().any(|s| s.class == Class::ConnectRefused && s.next == Next::RetryAnswered && s.handler_ran == Some(false)), "{:?}", lh.shapes);
+        assert!(ms.iter().filter(|m| m.v6_loopback).count() == 1);
         let wt = by_id(&ms, "write-timeout");
+        // A slow client's cut (not predicted: from its expectations) ends the handler's response.
+        assert!(wt.shapes.iter().any(|s| s.scenario == "slow-client" && s.class == Class::PrematureCloseBody && s.next == Next::Final && s.timing == Timing::Handler), "{:?}", wt.shapes);
         assert!(wt.shapes.iter().all(|s| s.timing == Timing::Handler && s.handler_ran == Some(true)), "{:?}", wt.shapes);
         assert!(wt.shapes.iter().any(|s| s.next == Next::RetryFailed), "the cached retry runs the handler again");
         assert!(wt.shapes.iter().any(|s| s.class == Class::PrematureCloseBody), "partial-write's cut body");
