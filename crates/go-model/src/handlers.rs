@@ -92,6 +92,10 @@ pub enum Handler {
     Big { bytes: u64 },
     /// `/recover-panic`: a recover middleware turns a panic into 500.
     RecoverPanic,
+    /// `/unauthorized`: an early answer, `http.Error(w, "Unauthorized",
+    /// 401)`, without reading the request body (an auth check in front of
+    /// an upload).
+    Unauthorized,
     /// `/timeout-handler?ms=N[&limit=L]`: `http.TimeoutHandler(sleep N, L)`;
     /// 503 "timeout\n" when N > L (default L = 100 ms).
     TimeoutHandler { ms: u64, limit: u64 },
@@ -177,6 +181,7 @@ impl Handler {
             },
             "/big" => Handler::Big { bytes: param("bytes")?.unwrap_or(65536) },
             "/recover-panic" => Handler::RecoverPanic,
+            "/unauthorized" => Handler::Unauthorized,
             "/timeout-handler" => Handler::TimeoutHandler {
                 ms: param("ms")?.unwrap_or(0),
                 limit: param("limit")?.unwrap_or(100),
@@ -243,6 +248,7 @@ impl Handler {
             Handler::Big { bytes } => vec![text(), fill(bytes)],
             // The middleware's deferred recover answers with http.Error.
             Handler::RecoverPanic => http_error(500, "Internal Server Error"),
+            Handler::Unauthorized => http_error(401, "Unauthorized"),
             // http.TimeoutHandler buffers the inner handler: at its limit it
             // answers 503 with its message; otherwise it copies the inner
             // handler's header and body out, WriteHeader first.
@@ -395,6 +401,7 @@ HANDLERS (by request path; the same paths as fixtures/go-upstream/main.go):
   /partial?bytes=N&ms=M[&cl=1]         N bytes flushed, sleep M ms, N bytes more
   /big?bytes=N                         N bytes, no flush
   /recover-panic                       recover middleware: the panic becomes a 500
+  /unauthorized                        401 \"Unauthorized\\n\" at once, the request body left unread
   /timeout-handler?ms=N[&limit=L]      http.TimeoutHandler(limit L ms, default 100): 503 if N > L
   /big-header?bytes=N                  Set-Cookie: session=<N bytes> (default 8192, at most 1 MiB), 200 \"ok\\n\"
   /sse?events=N&ms=M[&every=H]         text/event-stream: N events (default 2) M ms apart, each flushed;

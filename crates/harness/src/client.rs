@@ -161,6 +161,14 @@ impl WireClient {
 
     /// Reads one response within `timeout`, following its framing.
     pub async fn read_response(&mut self, timeout: Duration) -> Exchange {
+        self.read_response_paused(timeout, Duration::ZERO).await
+    }
+
+    /// Like [`read_response`](Self::read_response), but once the head has
+    /// arrived the client stops reading for `pause` (a slow client): what
+    /// follows backs up through the socket buffers to the sender's writes.
+    /// The pause counts within `timeout`.
+    pub async fn read_response_paused(&mut self, timeout: Duration, pause: Duration) -> Exchange {
         let start = Instant::now();
         let deadline = start + timeout;
         let done = |response, end| Exchange { response, end, elapsed: start.elapsed() };
@@ -180,6 +188,9 @@ impl WireClient {
             }
         };
         let framing = head.framing(self.head_request);
+        if !pause.is_zero() {
+            tokio::time::sleep_until(deadline.min(Instant::now() + pause)).await;
+        }
         let (body_len, complete, end) = self.read_body(framing, deadline).await;
         let connection_close =
             head.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));

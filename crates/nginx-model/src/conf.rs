@@ -326,6 +326,9 @@ pub struct ProxyDirectives {
     pub next_upstream_tries: Option<u32>,
     pub next_upstream_timeout: Option<Duration>,
     pub request_buffering: Option<bool>,
+    /// `proxy_buffering` (read for `scenarios check`; the proxy passes a
+    /// body on at the client's pace either way).
+    pub buffering: Option<bool>,
     pub buffer_size: Option<usize>,
     /// `proxy_buffers N size` (`ngx_conf_set_bufs_slot`).
     pub buffers: Option<(usize, usize)>,
@@ -387,6 +390,7 @@ impl ProxyDirectives {
             next_upstream_tries: self.next_upstream_tries.or(parent.next_upstream_tries),
             next_upstream_timeout: self.next_upstream_timeout.or(parent.next_upstream_timeout),
             request_buffering: self.request_buffering.or(parent.request_buffering),
+            buffering: self.buffering.or(parent.buffering),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             buffers: self.buffers.or(parent.buffers),
             busy_buffers_size: self.busy_buffers_size.or(parent.busy_buffers_size),
@@ -1777,9 +1781,13 @@ impl<'a> Parser<'a> {
                 self.cfg.nginx_files.0.push(NginxFile::TempDir(text(d.arg(0))));
             }
             "default_type" => lv.seen.once(self, d)?,
-            "sendfile" | "tcp_nodelay" | "proxy_buffering" => {
+            "sendfile" | "tcp_nodelay" => {
                 lv.seen.once(self, d)?;
                 self.flag(d)?;
+            }
+            "proxy_buffering" => {
+                lv.seen.once(self, d)?;
+                p.buffering = Some(self.flag(d)?);
             }
             "keepalive_timeout" => {
                 // ngx_http_core_keepalive: the client-side timeout, ignored here.
@@ -2875,6 +2883,9 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     }
     if let Some(v) = p.request_buffering {
         line(format!("proxy_request_buffering {}", if v { "on" } else { "off" }));
+    }
+    if let Some(v) = p.buffering {
+        line(format!("proxy_buffering {}", if v { "on" } else { "off" }));
     }
     if let Some(v) = p.buffer_size {
         line(format!("proxy_buffer_size {v}"));

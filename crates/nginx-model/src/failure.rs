@@ -262,7 +262,11 @@ impl Class {
         let text = text.find(", client: ").map_or(text, |i| &text[..i]);
         let (msg, action) = text.rfind(" while ").map_or((text, ""), |i| (&text[..i], &text[i + 7..]));
         let phase = [Phase::Connecting, Phase::SendingRequest, Phase::ReadingHeader, Phase::ReadingBody].into_iter().find(|p| p.action() == action);
-        let body = phase == Some(Phase::ReadingBody);
+        // With proxy_buffering off nginx may notice the upstream's end while
+        // writing to the client (`ngx_http_upstream_process_non_buffered_request`
+        // sets "sending to client"): a body failure too (observed on nginx
+        // 1.22.1: slow-client).
+        let body = phase == Some(Phase::ReadingBody) || action == "sending to client";
         let errno = || msg.rfind(" (").and_then(|i| msg[i + 2..].split(':').next()?.parse::<i32>().ok());
         Some(match () {
             _ if msg.starts_with("no live upstreams") => Class::NoLiveUpstreams,
@@ -382,6 +386,7 @@ mod tests {
             ("send() failed (104: Connection reset by peer) while sending request to upstream", Some(Class::SendFailed)),
             ("recv() failed (104: Connection reset by peer) while reading upstream", Some(Class::ResetBody)),
             ("readv() failed (104: Connection reset by peer) while reading upstream", Some(Class::ResetBody)),
+            ("upstream prematurely closed connection while sending to client", Some(Class::PrematureCloseBody)),
             ("upstream sent duplicate header line: \"Content-Length: 3\", previous value: \"Content-Length: 3\" while reading response header from upstream", Some(Class::InvalidHeader)),
             ("upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time while reading response header from upstream", Some(Class::InvalidHeader)),
             ("upstream prematurely closed connection while reading response header from upstream, client: 1.2.3.4, server: x", Some(Class::PrematureClose)),

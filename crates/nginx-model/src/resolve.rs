@@ -120,6 +120,8 @@ pub struct ResolvedLocation {
     /// `proxy_next_upstream_timeout` (`None`: 0, unbounded).
     pub next_upstream_timeout: Option<Duration>,
     pub request_buffering: bool,
+    /// `proxy_buffering` (on by default).
+    pub buffering: bool,
     pub buffer_size: usize,
     /// `client_max_body_size`; 0 = no limit (413 past it).
     pub client_max_body_size: u64,
@@ -525,6 +527,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         next_upstream_tries: p.next_upstream_tries.unwrap_or(defaults::NEXT_UPSTREAM_TRIES),
         next_upstream_timeout: p.next_upstream_timeout.filter(|t| !t.is_zero()),
         request_buffering: p.request_buffering.unwrap_or(true),
+        buffering: p.buffering.unwrap_or(true),
         buffer_size: p.buffer_size.unwrap_or(defaults::BUFFER_SIZE),
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),

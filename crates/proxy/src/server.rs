@@ -55,6 +55,21 @@ fn resolve_addr(s: &str) -> Option<SocketAddr> {
     s.to_socket_addrs().ok()?.next()
 }
 
+/// Every address of `host:port` (an address stands for itself), in
+/// getaddrinfo's order, each once.
+fn resolve_all(s: &str) -> Vec<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return vec![a];
+    }
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for a in s.to_socket_addrs().into_iter().flatten() {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
 use nginx_model::conf::c_str;
 
 /// RAM + swap (`/proc/meminfo`): the largest allocation Linux's heuristic
@@ -182,12 +197,21 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
         }
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
         for p in &u.peers {
-            let addr = resolve_addr(&p.addr).ok_or_else(|| StartError::HostNotFound { host: p.addr.clone(), pos: p.pos.clone() })?;
-            let peer = Peer::new(addr, p.weight, p.max_fails, p.fail_timeout, p.down);
-            if p.backup {
-                backup.push(peer);
-            } else {
-                primary.push(peer);
+            // A name is a peer per address, in getaddrinfo's order, each with
+            // the line's parameters (ngx_parse_url → u->addrs, one peer each in
+            // ngx_http_upstream_init_round_robin): `localhost` mapped to ::1
+            // and 127.0.0.1 is two peers, [::1] first (observed on nginx 1.22.1).
+            let addrs = resolve_all(&p.addr);
+            if addrs.is_empty() {
+                return Err(StartError::HostNotFound { host: p.addr.clone(), pos: p.pos.clone() });
+            }
+            for addr in addrs {
+                let peer = Peer::new(addr, p.weight, p.max_fails, p.fail_timeout, p.down);
+                if p.backup {
+                    backup.push(peer);
+                } else {
+                    primary.push(peer);
+                }
             }
         }
         upstreams.push(Arc::new(UpstreamRt {
@@ -564,5 +588,27 @@ mod worker_tests {
         assert_eq!(worker_threads(WorkerProcesses::Count(0)), 1, "at least one event loop");
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(worker_threads(WorkerProcesses::Auto), cpus);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_a_peer_per_address_an_address_itself() {
+        assert_eq!(resolve_all("127.0.0.1:80"), vec![SocketAddr::from(([127, 0, 0, 1], 80))]);
+        assert_eq!(resolve_all("[::1]:80"), vec![SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 80))]);
+        // localhost: whatever getaddrinfo gives here, each address once, in its order.
+        let mut want: Vec<SocketAddr> = Vec::new();
+        for a in ("localhost", 80).to_socket_addrs().unwrap() {
+            if !want.contains(&a) {
+                want.push(a);
+            }
+        }
+        assert!(!want.is_empty());
+        assert_eq!(resolve_all("localhost:80"), want);
+        assert!(resolve_all("no-such-host.invalid:80").is_empty());
+        assert!(resolve_all("not an address").is_empty());
     }
 }

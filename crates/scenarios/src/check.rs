@@ -253,6 +253,8 @@ struct Probe {
     idle_race: bool,
     shutdown_race: bool,
     backlog: Option<u32>,
+    /// The upstream's `localhost` as nginx expands it ([::1], then 127.0.0.1).
+    localhost: bool,
 }
 
 impl Probe {
@@ -270,6 +272,7 @@ impl Probe {
             idle_race: false,
             shutdown_race: false,
             backlog: None,
+            localhost: false,
         }
     }
 }
@@ -304,18 +307,32 @@ fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe, r: &Req) -> Scenario {
         explanation: text.as_ref().map(|s| s.explanation.clone()).unwrap_or_default(),
         fix: text.as_ref().map(|s| s.fix.clone()).unwrap_or_default(),
         go,
-        nginx: nginx_settings(t),
+        nginx: NginxSettings { localhost: p.localhost, ..nginx_settings(t) },
         workload: Workload { warmup: p.warmup, warmup_concurrent: p.warmup_concurrent, gap: p.gap.map(go_fmt), action: p.action, ..Workload::default() },
-        requests: p.before.iter().chain(std::iter::once(r)).map(|r| RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, expect: Expect::default() }).collect(),
+        requests: p.before.iter().chain(std::iter::once(r)).map(|r| RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, client_pause: None, expect: Expect::default() }).collect(),
     }
 }
 
 /// The probe with the oracle's prediction as its expectation (what `--run`
 /// checks), and the outcome.
-fn predicted(mut s: Scenario, r: &Req) -> (Scenario, Option<Outcome>) {
+fn predicted(mut s: Scenario, r: &Req) -> (Scenario, Vec<Outcome>) {
     // The probed request is the last (after the probe's `before`).
-    let Some(p) = predict_at(&s, 1.0).and_then(|v| v.into_iter().last()) else { return (s, None) };
-    let Some(g) = s.requests.last_mut() else { return (s, None) };
+    let Some(p) = predict_at(&s, 1.0).and_then(|v| v.into_iter().last()) else { return (s, Vec::new()) };
+    let Some(g) = s.requests.last_mut() else { return (s, Vec::new()) };
+    if let Some(alt) = p.alt.as_deref() {
+        // Go's reset races nginx's upload: either outcome may come.
+        g.expect = Expect { status_in: Some(vec![p.status, alt.status]), handler_runs: Some(p.handler_runs), ..Expect::default() };
+        let outcome = |q: &crate::oracle::Prediction| Outcome {
+            method: r.method.to_string(),
+            status: q.status,
+            upstream_status: q.upstream_status.clone(),
+            handler_runs: q.handler_runs,
+            truncated: false,
+            silently: false,
+            latency_s: q.latency.as_secs_f64(),
+        };
+        return (s, vec![outcome(&p), outcome(alt)]);
+    }
     let framed_cut = p.body.iter().any(|b| b.truncated);
     let short = r.full.is_some_and(|full| p.status == 200 && p.body.iter().any(|b| *b.bytes.end() < full));
     g.expect = Expect {
@@ -334,7 +351,7 @@ fn predicted(mut s: Scenario, r: &Req) -> (Scenario, Option<Outcome>) {
         silently: short && !framed_cut,
         latency_s: p.latency.as_secs_f64(),
     };
-    (s, Some(o))
+    (s, vec![o])
 }
 
 fn verdict_of(outcomes: &[Outcome], trigger: Trigger) -> Verdict {
@@ -353,8 +370,9 @@ fn verdict_of(outcomes: &[Outcome], trigger: Trigger) -> Verdict {
 
 /// Predicts the probe; the fix is kept unless the outcome is harmless.
 fn finding(t: &Target, g: &GoSettings, p: Probe, fix: Vec<String>, safe_detail: String) -> Finding {
-    let (probes, outcomes): (Vec<Scenario>, Vec<Outcome>) =
-        p.requests.iter().filter_map(|r| match predicted(probe_scenario(t, g, &p, r), r) { (s, Some(o)) => Some((s, o)), _ => None }).unzip();
+    let (probes, outcomes): (Vec<Scenario>, Vec<Vec<Outcome>>) =
+        p.requests.iter().map(|r| predicted(probe_scenario(t, g, &p, r), r)).filter(|(_, o)| !o.is_empty()).unzip();
+    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
     let verdict = verdict_of(&outcomes, p.trigger);
     let detail = match verdict {
         Verdict::Safe => safe_detail,
@@ -423,6 +441,7 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     let c = Ctx { t, g, go, reuse, peers: t.up.peers.len().max(1) as u32 };
     let mut out = vec![idle_race(&c)];
     out.extend(write_timeout(&c));
+    out.push(slow_client(&c));
     out.push(read_timeout(&c));
     out.push(timeout_retried(&c));
     out.push(stream_idle(&c));
@@ -430,6 +449,7 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     out.push(short_body(&c));
     out.extend(panics(&c));
     out.push(max_fails(&c));
+    out.push(localhost(&c));
     out.extend(deploys(&c));
     out
 }
@@ -662,7 +682,68 @@ fn panics(c: &Ctx) -> Vec<Finding> {
         let p = Probe::new("panic-unread-body", Trigger::Code, when, vec![post("/panic", body)]);
         out.push(finding(t, g, p, fix, String::new()));
     }
+    out.push(early_answer(c));
     out
+}
+
+/// An early answer (401, 413) over a large body the handler never read: on
+/// a closing request Go neither drains nor lingers, and its RST races
+/// nginx's upload (`writev() failed (104)`, 502).
+fn early_answer(c: &Ctx) -> Finding {
+    let (t, g) = (c.t, c.g);
+    let limit = t.loc.client_max_body_size;
+    let when = "a handler answers (401, 413) without reading a large request body".to_string();
+    let body = if limit == 0 { 1 << 20 } else { limit.min(1 << 20) } as usize;
+    if body <= crate::oracle::UPLOAD_IN_FLIGHT {
+        return cannot("early-answer-unread-body", Trigger::Code, when, format!("client_max_body_size {limit} keeps bodies small enough to be sent whole"));
+    }
+    let fix = vec![
+        "nginx: proxy_http_version 1.1; proxy_set_header Connection \"\"; (Go then half-closes and lingers instead of resetting)".to_string(),
+        "Go: read and discard the body up to a bound before answering (io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, n)))".to_string(),
+    ];
+    let p = Probe::new("early-answer-unread-body", Trigger::Code, when, vec![post("/unauthorized", body)]);
+    finding(t, g, p, fix, "Go lingers after answering (HTTP/1.1 upstream requests): nginx reads the answer".to_string())
+}
+
+/// A slow client: with `proxy_buffering off` nginx reads from Go at the
+/// client's pace, so a large body holds Go's write past WriteTimeout (a
+/// deadline for the whole response) and the response is cut. Not probed:
+/// how much the socket buffers hold is the kernel's (about 6 MB on
+/// loopback, observed on nginx 1.22.1 + Go 1.19).
+fn slow_client(c: &Ctx) -> Finding {
+    let (t, w) = (c.t, c.go.write_timeout);
+    let when = format!("a client reads a large response slower than WriteTimeout {} allows", go_fmt(w));
+    if w.is_zero() {
+        return cannot("slow-client", Trigger::Load, when, "WriteTimeout is 0: Go never cuts a reply".into());
+    }
+    if t.loc.buffering {
+        return not_possible("slow-client", Trigger::Load, Verdict::Safe, when, "proxy_buffering on: nginx reads the whole response from Go (into a temporary file past its buffers) whatever the client's pace".into());
+    }
+    let silent = if t.loc.http11 { "" } else { "; with the HTTP/1.0 upstream request the cut is silent (a \"complete\" 200, nothing in error.log)" };
+    let detail = format!("proxy_buffering off in {}: a body larger than the socket buffers (about 6 MB on loopback) that the client takes longer than {} to read is cut: 200, \"upstream prematurely closed connection\"{silent}", t.location, go_fmt(w));
+    let mut f = not_possible("slow-client", Trigger::Load, Verdict::Exposed, when, detail);
+    f.fix = vec![
+        format!("nginx: proxy_buffering on; in location {} (the default: nginx absorbs the response)", t.location),
+        "Go: WriteTimeout above the slowest client's download time for the largest response".into(),
+    ];
+    f
+}
+
+/// A server named `localhost`: nginx makes a peer of each of its addresses,
+/// [::1] first where /etc/hosts maps it to both (observed on nginx 1.22.1);
+/// a Go server on 127.0.0.1 only refuses the [::1] connect (111), which
+/// nginx retries, or answers with 502 when it may not.
+fn localhost(c: &Ctx) -> Finding {
+    let (t, g) = (c.t, c.g);
+    let named = t.up.peers.iter().filter(|p| p.addr.rsplit_once(':').map_or(p.addr.as_str(), |(h, _)| h).eq_ignore_ascii_case("localhost")).count();
+    let when = "the upstream is localhost, /etc/hosts maps it to ::1 too, and Go listens on 127.0.0.1 only".to_string();
+    if named == 0 {
+        return cannot("localhost-ipv6", Trigger::Settings, when, "the upstream names its addresses, not localhost".into());
+    }
+    let mut p = Probe::new("localhost-ipv6", Trigger::Settings, when, vec![get("/ok"), post("/ok", 100)]);
+    p.localhost = true;
+    let fix = vec![format!("nginx: name the address Go listens on (`server 127.0.0.1:PORT;` for the {named} localhost server line(s) of upstream {}), or have Go listen on both (`Addr: \":PORT\"`)", t.up.name)];
+    finding(t, g, p, fix, "nginx retries the refused [::1] connect on 127.0.0.1".into())
 }
 
 /// One error per server within fail_timeout marks every server down: nginx's
@@ -774,6 +855,55 @@ mod tests {
 
     fn find<'a>(f: &'a [Finding], m: &str) -> &'a Finding {
         f.iter().find(|x| x.mechanism == m).unwrap_or_else(|| panic!("no {m} in {f:#?}"))
+    }
+
+    #[test]
+    fn an_early_answer_over_an_unread_body_is_a_401_or_a_502_unless_go_lingers() {
+        let g = parse_go("IdleTimeout=90s").unwrap();
+        // nginx 1.22's default HTTP/1.0 upstream request: Go resets, the upload may fail.
+        let plain = |loc: &str| format!("events {{}}\nhttp {{\n upstream app {{ server 127.0.0.1:9000; }}\n server {{ listen 127.0.0.1:8080; location / {{ proxy_pass http://app; {loc} }} }}\n}}\n");
+        let f = check(&target(&plain("")), &g);
+        let e = find(&f, "early-answer-unread-body");
+        let statuses: Vec<u16> = e.outcomes.iter().map(|o| o.status).collect();
+        assert_eq!((e.verdict, statuses.as_slice()), (Verdict::Exposed, &[401, 502][..]), "{e:#?}");
+        assert_eq!(e.mechanism_id, "early-answer-unread-body");
+        assert!(e.probes[0].requests[0].expect.status_in.is_some(), "{e:#?}");
+        // HTTP/1.1 with Connection cleared: Go half-closes and lingers, nginx reads the 401.
+        let f = check(&target(&conf_with("", "")), &g);
+        let e = find(&f, "early-answer-unread-body");
+        assert_eq!((e.verdict, e.outcomes.len()), (Verdict::Safe, 1), "{e:#?}");
+        // A small client_max_body_size: the body is sent whole before Go answers.
+        let f = check(&target(&plain("client_max_body_size 16k;")), &g);
+        assert_eq!(find(&f, "early-answer-unread-body").verdict, Verdict::CannotHappen);
+    }
+
+    #[test]
+    fn localhost_is_two_peers_and_the_refused_one_is_retried() {
+        let g = parse_go("IdleTimeout=90s").unwrap();
+        let conf = |server: &str, loc: &str| format!("events {{}}\nhttp {{\n upstream app {{ server {server}; }}\n server {{ listen 127.0.0.1:8080; location / {{ proxy_pass http://app; {loc} }} }}\n}}\n");
+        let f = check(&target(&conf("localhost:9000", "")), &g);
+        let l = find(&f, "localhost-ipv6");
+        assert_eq!(l.verdict, Verdict::Retried, "{l:#?}");
+        assert!(l.outcomes.iter().all(|o| o.status == 200 && o.upstream_status == [502, 200]), "{l:#?}");
+        assert!(l.fix[0].contains("127.0.0.1"), "{:?}", l.fix);
+        // Without retries the refused connect is the client's 502.
+        let f = check(&target(&conf("localhost:9000", "proxy_next_upstream off;")), &g);
+        let l = find(&f, "localhost-ipv6");
+        assert_eq!((l.verdict, l.outcomes[0].status), (Verdict::Applies, 502), "{l:#?}");
+        // An address: nothing to expand.
+        assert_eq!(find(&check(&target(&conf("127.0.0.1:9000", "")), &g), "localhost-ipv6").verdict, Verdict::CannotHappen);
+    }
+
+    #[test]
+    fn a_slow_client_is_cut_only_with_proxy_buffering_off() {
+        let conf = |loc: &str| format!("events {{}}\nhttp {{\n upstream app {{ server 127.0.0.1:9000; }}\n server {{ listen 127.0.0.1:8080; location / {{ proxy_pass http://app; {loc} }} }}\n}}\n");
+        let g = parse_go("WriteTimeout=10s").unwrap();
+        let f = check(&target(&conf("proxy_buffering off;")), &g);
+        let s = find(&f, "slow-client");
+        assert_eq!((s.verdict, s.mechanism_id.as_str()), (Verdict::Exposed, "write-timeout"), "{s:#?}");
+        assert!(s.detail.contains("silent") && s.fix[0].contains("proxy_buffering on"), "{s:#?}");
+        assert_eq!(find(&check(&target(&conf("")), &g), "slow-client").verdict, Verdict::Safe);
+        assert_eq!(find(&check(&target(&conf("proxy_buffering off;")), &parse_go("IdleTimeout=5s").unwrap()), "slow-client").verdict, Verdict::CannotHappen);
     }
 
     #[test]

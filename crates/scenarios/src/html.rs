@@ -461,7 +461,7 @@ mod tests {
             skipped: None,
             passed: false,
             verdicts: crate::verdict::judge(
-                &[crate::scenario::RequestGroup { method: "GET".into(), path: "/ok?<x>".into(), body: 0, count: 2, expect: crate::scenario::Expect { status: Some(200), ..Default::default() } }],
+                &[crate::scenario::RequestGroup { method: "GET".into(), path: "/ok?<x>".into(), body: 0, count: 2, client_pause: None, expect: crate::scenario::Expect { status: Some(200), ..Default::default() } }],
                 &[],
                 1.0,
             ),

@@ -638,7 +638,7 @@ async fn run_fault(fault: Fault, sides: &[Side], upstream: &Container, control: 
         min_latency: Some(format!("{}s", limit.as_secs_f64())),
         ..Expect::default()
     };
-    let group = RequestGroup { method: "GET".into(), path: "/ok".into(), body: 0, count: 1, expect: expect.clone() };
+    let group = RequestGroup { method: "GET".into(), path: "/ok".into(), body: 0, count: 1, client_pause: None, expect: expect.clone() };
     let read_limit = limit + Duration::from_secs(30);
     let runs = sides.iter().map(|side| {
         let group = &group;

@@ -217,6 +217,7 @@ fn plan_scenario(plan: &Plan, idle: Duration, keepalive_timeout: Duration, metho
             path: "/ok".into(),
             body: if method == "POST" { 100 } else { 0 },
             count: plan.count,
+            client_pause: None,
             expect: Expect::default(),
         }],
     }

@@ -352,6 +352,7 @@ fn check_scenario(idle: Duration, keepalive_timeout: Duration, method: &str, cou
             path: "/ok".into(),
             body: if method == "POST" { 100 } else { 0 },
             count,
+            client_pause: None,
             expect: Expect::default(),
         }],
     }

@@ -455,7 +455,8 @@ impl<'a> Session<'a> {
         // it has read everything; the write is bounded so it cannot hang.
         let sent = tokio::time::timeout(Duration::from_secs(5), self.client.send_request(&req)).await.unwrap_or(Ok(()));
         let ex = match sent {
-            Ok(()) => Some(self.client.read_response(self.read_limit).await),
+            // A slow client stops reading after the head (`client_pause`).
+            Ok(()) => Some(self.client.read_response_paused(self.read_limit, dur(&g.client_pause, self.factor)).await),
             Err(_) => None,
         };
         self.last_response = Some(Instant::now());

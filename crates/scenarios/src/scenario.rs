@@ -154,6 +154,14 @@ pub struct NginxSettings {
     /// at article scale.
     #[serde(default, deserialize_with = "server_params")]
     pub server_params: Vec<String>,
+    /// The upstream is named `localhost`, and /etc/hosts maps it to both
+    /// `::1` and `127.0.0.1`: nginx resolves the name when it reads the
+    /// configuration and makes a peer of each address, `[::1]:P` first
+    /// (`ngx_parse_url`, `ngx_http_upstream_init_round_robin`). The lab
+    /// writes those two `server` lines for each Go server (its parameters
+    /// on both); Go listens on `127.0.0.1:P` only.
+    #[serde(default)]
+    pub localhost: bool,
     /// nginx.conf text for the inside of the `upstream` block, after the
     /// lab's `server` lines (`keepalive 16; keepalive_timeout 60s;`).
     /// Instead of the short upstream keys.
@@ -255,6 +263,14 @@ pub struct RequestGroup {
     /// How many such requests, one after the other.
     #[serde(default = "one_u32")]
     pub count: u32,
+    /// A slow client: once the response head has arrived, the client stops
+    /// reading for this long (article scale, Go's syntax), then reads the
+    /// rest. The body backs up through the socket buffers (nginx's, with
+    /// `proxy_buffering off`) into Go's writes. Not predicted by the oracle:
+    /// how much the buffers hold is the kernel's.
+    #[serde(default, deserialize_with = "go_duration")]
+    #[schemars(regex(pattern = GO_DURATION))]
+    pub client_pause: Option<String>,
     pub expect: Expect,
 }
 
@@ -608,6 +624,10 @@ impl Scenario {
         if n.server_params.len() > g.servers.max(1) {
             return Err(Problem::at_key("nginx", "server_params", format!("{} entries for {} servers ([go] servers)", n.server_params.len(), g.servers.max(1))));
         }
+        if n.localhost && self.workload.action != Action::None {
+            let action = serde_json::to_value(self.workload.action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            return Err(Problem::at_key("nginx", "localhost", format!("not with a workload action (\"{action}\"): the [::1] peers are no Go server's")));
+        }
         if self.requests.is_empty() {
             return Err(Problem { table: None, key: "request", at: Some(0), msg: "no [[request]]: a scenario sends at least one request".into() });
         }
@@ -674,6 +694,7 @@ mod tests {
             ("[nginx]\nlocation_conf=\"\"\"\nproxy_http_version 1.1;\nproxy_read_timeout 5x;\n\"\"\"\n", "f.toml:9:1: nginx.location_conf: \"proxy_read_timeout\" directive invalid value"),
             ("[nginx]\nupstream_conf='keepalive;'\n", "f.toml:7:16: nginx.upstream_conf: invalid number of arguments in \"keepalive\" directive"),
             ("[nginx]\nupstream_conf='server 127.0.0.1:2;'\n", "nginx.upstream_conf: the servers are the lab's"),
+            ("[nginx]\nlocalhost=true\n[workload]\naction='crash'\n", "f.toml:7:1: nginx.localhost: not with a workload action (\"crash\")"),
         ] {
             let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err().to_string();
             assert!(err.contains(want), "{extra:?}:\n got  {err}\n want {want}");
@@ -682,6 +703,8 @@ mod tests {
         assert!(no_requests.starts_with("f.toml:1:1: "), "{no_requests}");
         let bad_expect = Scenario::from_toml(&format!("{base}{req}status=200\n[[request]]\npath='/ok'\n[request.expect]\nerrors=['nope']\n"), "f.toml").unwrap_err();
         assert_eq!((bad_expect.line, bad_expect.field.as_deref()), (13, Some("request[2].expect.errors")), "{bad_expect}");
+        let bad_pause = Scenario::from_toml(&format!("{base}[[request]]\npath='/ok'\nclient_pause='-1s'\n[request.expect]\n"), "f.toml").unwrap_err();
+        assert_eq!((bad_pause.line, bad_pause.field.as_deref()), (8, Some("request[1].client_pause")), "{bad_pause}");
     }
 
     #[test]

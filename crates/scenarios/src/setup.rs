@@ -133,7 +133,9 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
             ..ProxyDirectives::default()
         },
     };
-    let servers = upstreams.iter().enumerate().map(|(i, a)| upstream_server(n.server_params.get(i), *a, factor)).collect();
+    // `localhost` → [::1]:P, then 127.0.0.1:P, as nginx expands the name.
+    let addrs = |a: SocketAddr| if n.localhost { vec![SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())), a] } else { vec![a] };
+    let servers = upstreams.iter().enumerate().flat_map(|(i, a)| addrs(*a).into_iter().map(move |a| (i, a))).map(|(i, a)| upstream_server(n.server_params.get(i), a, factor)).collect();
     let upstream = match snippets.upstream {
         Some(u) => Upstream {
             name: "go_upstream".into(),

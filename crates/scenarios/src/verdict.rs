@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn an_expectation_the_upstream_cannot_report_is_listed_as_unchecked() {
-        let g = RequestGroup { method: "GET".into(), path: "/ok".into(), body: 0, count: 1, expect: Expect { handler_runs: Some(2), ..Expect::default() } };
+        let g = RequestGroup { method: "GET".into(), path: "/ok".into(), body: 0, count: 1, client_pause: None, expect: Expect { handler_runs: Some(2), ..Expect::default() } };
         let v = &judge(std::slice::from_ref(&g), &[obs(None)], 1.0)[0];
         assert_eq!(v.unchecked.len(), 1, "{v:?}");
         assert!(v.mismatches.is_empty());

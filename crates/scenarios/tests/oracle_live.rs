@@ -76,6 +76,7 @@ fn request() -> impl Strategy<Value = RequestGroup> {
             path: path.to_string(),
             body: if matches!(method, "GET" | "DELETE") { 0 } else { body },
             count: 1,
+            client_pause: None,
             expect: Expect::default(),
         })
 }
@@ -139,6 +140,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 upstream_conf_file: None,
                 location_conf_file: None,
                 version: None,
+                localhost: false,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real

@@ -34,7 +34,7 @@ fn http_500_in_proxy_next_upstream_runs_the_handler_on_both_servers() {
         go: GoSettings { servers: 2, ..GoSettings::default() },
         nginx: NginxSettings { next_upstream: Some("error timeout http_500".into()), ..NginxSettings::default() },
         workload: Workload::default(),
-        requests: vec![RequestGroup { method: "GET".into(), path: "/recover-panic".into(), body: 0, count: 1, expect: Expect::default() }],
+        requests: vec![RequestGroup { method: "GET".into(), path: "/recover-panic".into(), body: 0, count: 1, client_pause: None, expect: Expect::default() }],
     };
     let want = vec![(Some(500), vec![500, 500], 2)];
     let (live, predicted) = live_and_predicted(&s);

@@ -77,6 +77,7 @@ Your server must answer, for any method, as the reference server
   /sleep?ms=N              sleep N ms, then 200 \"slept\\n\"
   /panic                   panic in the handler (net/http closes the connection)
   /recover-panic           panic caught by a recover middleware: 500
+  /unauthorized            401 \"Unauthorized\\n\" at once, the request body left unread
   /partial?bytes=N&ms=M    write N bytes, flush, sleep M ms, write N more
   /big-header?bytes=N      a Set-Cookie header of \"session=\" and N bytes, 200 \"ok\\n\"
   /sse?events=N&ms=M&every=H
@@ -85,7 +86,8 @@ Your server must answer, for any method, as the reference server
   /content-length?bytes=M&declared=N
                            Content-Length: N set by hand (when declared is given), then
                            M bytes (fewer than N: Go closes after them)
-  /panic-after-flush?bytes=N&ms=M, /abort, /big?bytes=N,
+  /big?bytes=N             N bytes in one write, no flush
+  /panic-after-flush?bytes=N&ms=M, /abort,
   /timeout-handler?ms=N&limit=M   (see main.go; no catalogue scenario needs them)
 
 Skipped, with the reason: scenarios that need an emulator knob (the

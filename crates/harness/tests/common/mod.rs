@@ -249,6 +249,19 @@ pub fn probes() -> Vec<Probe> {
             expect: Expect { response: ok3, connection_close: true, end: Fin, within_ms: (0, 400), handler: "/ok", runs: 1 },
         },
         Probe {
+            name: "early_401_over_an_unread_post_body_http10_resets",
+            cfg: cfg(),
+            request: Post10 { path: "/unauthorized", body_len: 100 << 10 },
+            expect: Expect {
+                response: Reply::complete(401, Length(13), 13),
+                connection_close: false,
+                end: Rst,
+                within_ms: (0, 1000),
+                handler: "/unauthorized",
+                runs: 1,
+            },
+        },
+        Probe {
             name: "http10_closing_request_unread_body_is_not_drained_plain_close_resets",
             cfg: cfg(),
             request: Post10 { path: "/ok", body_len: 100 << 10 },

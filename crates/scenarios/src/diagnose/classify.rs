@@ -46,6 +46,10 @@ pub struct Evidence {
     pub body: Option<Class>,
     /// nginx logged that the client went away first.
     pub client_closed: bool,
+    /// A failed attempt went to `[::1]` (its error line's upstream, or
+    /// `$upstream_addr`): what tells `localhost` expanded to both
+    /// loopbacks apart from a server that is down.
+    pub v6_loopback: bool,
 }
 
 /// What the client got.
@@ -196,7 +200,12 @@ pub fn candidates(e: &Evidence, ms: &[Mechanism]) -> Vec<Candidate> {
     }
     let mut out = Vec::new();
     'mech: for (mi, m) in ms.iter().enumerate() {
-        let mut total = 0;
+        // A mechanism shown through [::1] (`localhost`) needs the address in
+        // the logs, and is the better fit where it is.
+        if m.v6_loopback && !e.v6_loopback {
+            continue;
+        }
+        let mut total = if m.v6_loopback { 2 } else { 0 };
         let mut first: Option<&Shape> = None;
         for f in &fs {
             let best = m.shapes.iter().filter_map(|s| shape_score(s, f, e).map(|sc| (sc, s))).fold(None, |acc: Option<(u32, &Shape)>, x| match acc {
@@ -295,6 +304,7 @@ mod tests {
             statuses_known: true,
             body: None,
             client_closed: false,
+            v6_loopback: false,
         }
     }
 
@@ -332,6 +342,10 @@ mod tests {
             (Evidence { body: Some(Class::ReadTimeoutBody), ..ev("GET", 200, &[(200, 60.0, None)]) }, &answered, "sse-idle", Confidence::High),
             // No error.log: the access log alone, less sure.
             (ev("GET", 200, &[(502, 0.0, None), (200, 0.001, None)]), &answered, "idle-race", Confidence::Medium),
+            // A refused connect to [::1] retried on 127.0.0.1: localhost expanded to both.
+            (Evidence { v6_loopback: true, ..ev("GET", 200, &[(502, 0.0, Some(Class::ConnectRefused)), (200, 0.001, None)]) }, &answered, "localhost-ipv6", Confidence::High),
+            // The same without the address: a server that is down.
+            (ev("GET", 200, &[(502, 0.0, Some(Class::ConnectRefused)), (200, 0.001, None)]), &answered, "upstream-down", Confidence::High),
         ];
         for (e, ctx, want, conf) in table {
             let d = decide(&candidates(&e, &ms), &ms, ctx, complete(&e));

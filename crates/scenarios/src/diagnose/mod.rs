@@ -293,6 +293,8 @@ struct ErrEvent {
     kind: ErrKind,
     text: Box<str>,
     taken: bool,
+    /// Its upstream is `[::1]:PORT`.
+    v6_loopback: bool,
 }
 
 fn hash_of(parts: &[&[u8]]) -> u64 {
@@ -317,6 +319,11 @@ fn endpoint_of(path: &str) -> u64 {
         h.write_u8(b'/');
     }
     h.finish()
+}
+
+/// `[::1]:PORT`, the IPv6 loopback.
+fn v6_loopback(addr: &str) -> bool {
+    addr.trim().starts_with("[::1]:")
 }
 
 /// `host:port` of `http://host:port/uri`.
@@ -530,6 +537,7 @@ impl<'m> Diagnosis<'m> {
             kind,
             text: l.text.into(),
             taken: false,
+            v6_loopback: l.upstream.is_some_and(|u| v6_loopback(server_of(u))),
         };
         *self.pending_keys.entry(ev.key).or_default() += 1;
         self.pending.push_back(ev);
@@ -692,9 +700,13 @@ impl<'m> Diagnosis<'m> {
         if let Some(us) = upstream_status {
             ev.statuses_known = true;
             let mut times = l.get(Var::UpstreamResponseTime).map(logparse::upstream_entries);
+            let mut addrs = l.get(Var::UpstreamAddr).map(logparse::upstream_entries);
             for s in logparse::upstream_entries(us) {
                 let time = times.as_mut().and_then(|t| t.next()).and_then(logparse::parse_secs);
-                ev.attempts.push(Attempt { status: s.parse().ok(), time, class: None });
+                let addr = addrs.as_mut().and_then(|a| a.next());
+                let status = s.parse().ok();
+                ev.v6_loopback |= matches!(status, Some(502)) && addr.is_some_and(v6_loopback);
+                ev.attempts.push(Attempt { status, time, class: None });
             }
             if ev.attempts.iter().all(|a| a.status.is_none()) && us.trim() == "-" {
                 ev.attempts.clear();
@@ -962,6 +974,7 @@ fn apply_errors(ev: &mut Evidence, lines: &[ErrEvent]) {
                 ev.body.get_or_insert(c);
             }
             ErrKind::Failure(c) => {
+                ev.v6_loopback |= e.v6_loopback && c == Class::ConnectRefused;
                 if ev.statuses_known {
                     if let Some(i) = failed.next() {
                         ev.attempts[i].class = Some(c);

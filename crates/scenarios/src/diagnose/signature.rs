@@ -90,6 +90,10 @@ pub struct Mechanism {
     /// failures: evidence to look for nearby (a graceful shutdown's refused
     /// connects once the listener is gone).
     pub companions: BTreeSet<Class>,
+    /// Its scenarios reach Go through `[::1]` (`[nginx] localhost`): only
+    /// requests whose failed attempt went there fit it.
+    #[serde(skip)]
+    pub v6_loopback: bool,
 }
 
 impl Mechanism {
@@ -129,30 +133,33 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
             let mut preds = preds.into_iter();
             for g in &s.requests {
                 for _ in 0..g.count {
-                    let Some(p) = preds.next() else { break };
-                    let failed: Vec<usize> = (0..p.upstream_status.len()).filter(|&i| is_failure(p.upstream_status[i])).collect();
-                    let answered = p.upstream_status.len() - failed.len();
-                    let ran_failed = p.handler_runs.saturating_sub(answered as u64) as usize;
-                    let ran = if ran_failed == failed.len() {
-                        Some(true)
-                    } else if ran_failed == 0 {
-                        Some(false)
-                    } else {
-                        None
-                    };
-                    for (&i, alts) in failed.iter().zip(&p.errors) {
-                        let next = match p.upstream_status.get(i + 1) {
-                            None => Next::Final,
-                            Some(&st) if is_failure(st) => Next::RetryFailed,
-                            Some(_) => Next::RetryAnswered,
+                    let Some(first) = preds.next() else { break };
+                    // Go's reset racing nginx's upload: the other outcome has its own shape.
+                    for p in std::iter::once(&first).chain(first.alt.as_deref()) {
+                        let failed: Vec<usize> = (0..p.upstream_status.len()).filter(|&i| is_failure(p.upstream_status[i])).collect();
+                        let answered = p.upstream_status.len() - failed.len();
+                        let ran_failed = p.handler_runs.saturating_sub(answered as u64) as usize;
+                        let ran = if ran_failed == failed.len() {
+                            Some(true)
+                        } else if ran_failed == 0 {
+                            Some(false)
+                        } else {
+                            None
                         };
-                        for &class in alts {
-                            push(&mut out, class, ran, timing(class, ran.unwrap_or(false), &g.path), next, Some(i > 0), &g.method, p.status);
+                        for (&i, alts) in failed.iter().zip(&p.errors) {
+                            let next = match p.upstream_status.get(i + 1) {
+                                None => Next::Final,
+                                Some(&st) if is_failure(st) => Next::RetryFailed,
+                                Some(_) => Next::RetryAnswered,
+                            };
+                            for &class in alts {
+                                push(&mut out, class, ran, timing(class, ran.unwrap_or(false), &g.path), next, Some(i > 0), &g.method, p.status);
+                            }
                         }
-                    }
-                    for b in &p.body {
-                        if let Some(class) = b.error {
-                            push(&mut out, class, Some(true), timing(class, true, &g.path), Next::Final, Some(p.upstream_status.len() > 1), &g.method, p.status);
+                        for b in &p.body {
+                            if let Some(class) = b.error {
+                                push(&mut out, class, Some(true), timing(class, true, &g.path), Next::Final, Some(p.upstream_status.len() > 1), &g.method, p.status);
+                            }
                         }
                     }
                 }
@@ -164,9 +171,18 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
                 let classes = g.expect.errors_in.iter().chain(g.expect.errors.iter()).flatten().filter_map(|c| c.parse::<Class>().ok());
                 let statuses: Vec<u16> = g.expect.status.into_iter().chain(g.expect.status_in.iter().flatten().copied()).collect();
                 for class in classes {
+                    // A body failure (a slow client's cut) ends the response the
+                    // handler began, after the handler's time; a header failure
+                    // with a 2xx is one nginx retried.
+                    let body = matches!(class, Class::PrematureCloseBody | Class::ResetBody | Class::ReadTimeoutBody);
                     for &st in &statuses {
-                        let next = if is_failure(st) { Next::Final } else { Next::RetryAnswered };
-                        push(&mut out, class, None, timing(class, false, &g.path), next, None, &g.method, st);
+                        let next = if body || is_failure(st) { Next::Final } else { Next::RetryAnswered };
+                        let (ran, when) = match class {
+                            Class::ReadTimeoutBody => (Some(true), Timing::ReadTimeout),
+                            _ if body => (Some(true), Timing::Handler),
+                            _ => (None, timing(class, false, &g.path)),
+                        };
+                        push(&mut out, class, ran, when, next, None, &g.method, st);
                     }
                 }
             }
@@ -179,7 +195,8 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
 fn classes_of(s: &Scenario) -> BTreeSet<Class> {
     let mut out: BTreeSet<Class> = s.requests.iter().flat_map(|g| g.expect.errors.iter().chain(g.expect.errors_in.iter()).flatten()).filter_map(|c| c.parse().ok()).collect();
     if let Some(preds) = oracle::predict(s) {
-        out.extend(preds.iter().flat_map(|p| p.errors.iter().flatten().copied().chain(p.body.iter().filter_map(|b| b.error))));
+        let all = preds.iter().flat_map(|p| std::iter::once(p).chain(p.alt.as_deref()));
+        out.extend(all.flat_map(|p| p.errors.iter().flatten().copied().chain(p.body.iter().filter_map(|b| b.error))));
     }
     out
 }
@@ -200,12 +217,14 @@ pub fn mechanisms(catalogue: &[Scenario]) -> Vec<Mechanism> {
                     scenarios: Vec::new(),
                     shapes: Vec::new(),
                     companions: BTreeSet::new(),
+                    v6_loopback: false,
                 });
                 out.len() - 1
             }
         };
         let m = &mut out[i];
         m.scenarios.push((s.name.clone(), s.fix.trim().to_string()));
+        m.v6_loopback |= s.nginx.localhost;
         for shape in shapes_of(s) {
             if !m.shapes.iter().any(|x| (x.class, x.handler_ran, x.timing, x.next, x.retry, x.idempotent, x.status) == (shape.class, shape.handler_ran, shape.timing, shape.next, shape.retry, shape.idempotent, shape.status)) {
                 m.shapes.push(shape);
@@ -240,7 +259,18 @@ mod tests {
         assert!(idle.shapes.iter().any(|s| s.class == Class::PrematureClose && s.next == Next::RetryAnswered && s.idempotent && s.handler_ran == Some(false) && s.timing == Timing::NearZero));
         assert!(idle.shapes.iter().any(|s| s.class == Class::PrematureClose && s.next == Next::Final && !s.idempotent && s.status == 502));
         assert!(idle.shapes.iter().any(|s| s.class == Class::Reset), "the RST variant, from idle-race-natural's expectations");
+        // An early answer over an unread body: the 502 when the upload meets Go's RST,
+        // the answer with a reset under it otherwise.
+        let early = by_id(&ms, "early-answer-unread-body");
+        assert!(early.shapes.iter().any(|s| s.class == Class::SendFailed && s.status == 502 && !s.idempotent && s.handler_ran == Some(true)), "{:?}", early.shapes);
+        assert!(early.shapes.iter().any(|s| s.class == Class::ResetBody && s.status == 401), "{:?}", early.shapes);
+        // localhost's refused [::1] attempt, retried: only through [::1].
+        let lh = by_id(&ms, "localhost-ipv6");
+        assert!(lh.v6_loopback && lh.shapes.iter().any(|s| s.class == Class::ConnectRefused && s.next == Next::RetryAnswered && s.handler_ran == Some(false)), "{:?}", lh.shapes);
+        assert!(ms.iter().filter(|m| m.v6_loopback).count() == 1);
         let wt = by_id(&ms, "write-timeout");
+        // A slow client's cut (not predicted: from its expectations) ends the handler's response.
+        assert!(wt.shapes.iter().any(|s| s.scenario == "slow-client" && s.class == Class::PrematureCloseBody && s.next == Next::Final && s.timing == Timing::Handler), "{:?}", wt.shapes);
         assert!(wt.shapes.iter().all(|s| s.timing == Timing::Handler && s.handler_ran == Some(true)), "{:?}", wt.shapes);
         assert!(wt.shapes.iter().any(|s| s.next == Next::RetryFailed), "the cached retry runs the handler again");
         assert!(wt.shapes.iter().any(|s| s.class == Class::PrematureCloseBody), "partial-write's cut body");
