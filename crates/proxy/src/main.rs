@@ -50,6 +50,13 @@ struct Args {
     signal: Option<String>,
 }
 
+/// The proxy allocates a few dozen small strings per request (the head,
+/// the log context, the access line); glibc's malloc and free were a
+/// quarter of its user time at 32 connections (perf), mimalloc's are a
+/// fraction of that.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
