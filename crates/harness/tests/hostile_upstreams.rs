@@ -96,6 +96,10 @@ struct Case {
     pass: String,
     /// The access log files compared (relative to the prefix).
     access_logs: Vec<&'static str>,
+    /// Access lines to wait for (all files together): nginx writes a
+    /// pipelined connection's last line after its lingering close, once the
+    /// client has closed too (`ngx_http_set_lingering_close`).
+    access_lines: usize,
     /// No access line is expected: the logs are complete once error.log
     /// has a line (the client's keepalive close).
     settled_by_error_log: bool,
@@ -127,6 +131,7 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         server: String::new(),
         pass: "http://u".into(),
         access_logs: vec!["access.log"],
+        access_lines: 1,
         settled_by_error_log: false,
         reset_while_writing: false,
         echo: false,
@@ -392,6 +397,26 @@ fn cases() -> Vec<Case> {
         if name.ends_with("server_log") {
             c.access_logs = vec!["access.log", "srv.log"];
         }
+        v.push(c);
+    }
+    // The client side's keepalive directives (ngx_http_update_location_config,
+    // ngx_http_header_filter): two pipelined requests on one connection.
+    let two = |first: &str, second: &str| format!("GET {first} HTTP/1.1\r\nHost: lab\r\n\r\nGET {second} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    for (name, server, request) in [
+        // The 2nd request on the connection is its last: Connection: close.
+        ("keepalive_requests_2", "location /r { keepalive_requests 2; return 200 \"r\"; }".to_string(), two("/r", "/r").replace("Connection: close\r\n", "")),
+        ("keepalive_requests_1", "location /r { keepalive_requests 1; return 200 \"r\"; }".to_string(), two("/r", "/r")),
+        ("keepalive_requests_server_level", "keepalive_requests 2; location /r { return 200 \"r\"; }".to_string(), two("/r", "/r").replace("Connection: close\r\n", "")),
+        ("keepalive_timeout_header", "location /r { keepalive_timeout 5 3; return 200 \"r\"; }".to_string(), two("/r", "/r")),
+        ("keepalive_timeout_header_on_404", "keepalive_timeout 5s 7s; location /r { return 200 \"r\"; }".to_string(), two("/none", "/r")),
+        ("keepalive_timeout_0", "location /r { keepalive_timeout 0; return 200 \"r\"; }".to_string(), two("/r", "/r")),
+        ("keepalive_requests_proxied", "keepalive_requests 1;".to_string(), "GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_string()),
+    ] {
+        let mut c = uri_case(name, "http://u", &server, "/r", ok);
+        // Both requests are answered unless the first one closes.
+        c.access_lines = if name.ends_with("_1") || name.ends_with("_0") || name.ends_with("proxied") { 1 } else { 2 };
+        c.request = request.into_bytes();
+        c.name = format!("client_keepalive::{name}");
         v.push(c);
     }
     let mut head_ret = uri_case("return_head_request", "http://u", "location /r { return 200 \"hello\"; }", "/r", ok);
@@ -891,7 +916,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
     let access_lines = || -> Vec<String> {
         c.access_logs.iter().flat_map(|f| read_lines(&dir.join(f)).into_iter().map(move |l| format!("{f}: {l}"))).collect()
     };
-    let settled = || if c.settled_by_error_log { read_lines(&dir.join("error.log")).iter().any(|l| mask_error_line(l).is_some()) } else { !access_lines().is_empty() };
+    let settled = || if c.settled_by_error_log { read_lines(&dir.join("error.log")).iter().any(|l| mask_error_line(l).is_some()) } else { access_lines().len() >= c.access_lines };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while !settled() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;

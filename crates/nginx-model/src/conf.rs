@@ -340,6 +340,11 @@ pub struct ProxyDirectives {
     pub client_body_buffer_size: Option<usize>,
     /// `server_tokens on|off` (ngx_http_core_module).
     pub server_tokens: Option<bool>,
+    /// The client side's `keepalive_timeout T [H]`, `keepalive_requests`,
+    /// `keepalive_time` (ngx_http_core_module; not the upstream block's).
+    pub keepalive_timeout: Option<(Duration, Option<u64>)>,
+    pub keepalive_requests: Option<u64>,
+    pub keepalive_time: Option<Duration>,
     /// `add_header NAME VALUE [always]` lines (ngx_http_headers_module);
     /// inherited only by a level that has none, like proxy_set_header.
     pub add_header: Option<Vec<AddHeader>>,
@@ -397,6 +402,9 @@ impl ProxyDirectives {
             client_max_body_size: self.client_max_body_size.or(parent.client_max_body_size),
             client_body_buffer_size: self.client_body_buffer_size.or(parent.client_body_buffer_size),
             server_tokens: self.server_tokens.or(parent.server_tokens),
+            keepalive_timeout: self.keepalive_timeout.or(parent.keepalive_timeout),
+            keepalive_requests: self.keepalive_requests.or(parent.keepalive_requests),
+            keepalive_time: self.keepalive_time.or(parent.keepalive_time),
             bind: self.bind.clone().or(parent.bind.clone()),
         }
     }
@@ -1790,20 +1798,27 @@ impl<'a> Parser<'a> {
                 p.buffering = Some(self.flag(d)?);
             }
             "keepalive_timeout" => {
-                // ngx_http_core_keepalive: the client-side timeout, ignored here.
+                // ngx_http_core_keepalive: the client side's idle limit and
+                // the optional `Keep-Alive: timeout=` value.
                 lv.seen.once(self, d)?;
-                self.msec(d)?;
-                if d.args.len() == 2 && time::parse_sec(d.arg(1)).is_none() {
-                    return Err(self.invalid_value(d));
-                }
+                let t = self.msec(d)?;
+                let header = if d.args.len() == 2 {
+                    match time::parse_sec(d.arg(1)) {
+                        Some(h) => Some(h.as_secs()),
+                        None => return Err(self.invalid_value(d)),
+                    }
+                } else {
+                    None
+                };
+                p.keepalive_timeout = Some((t, header));
             }
             "keepalive_requests" => {
                 lv.seen.once(self, d)?;
-                self.num(d)?;
+                p.keepalive_requests = Some(self.num(d)?.max(0) as u64);
             }
             "keepalive_time" => {
                 lv.seen.once(self, d)?;
-                self.msec(d)?;
+                p.keepalive_time = Some(self.msec(d)?);
             }
             "proxy_request_buffering" => {
                 lv.seen.once(self, d)?;
@@ -2904,6 +2919,18 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     }
     if let Some(v) = p.server_tokens {
         line(format!("server_tokens {}", if v { "on" } else { "off" }));
+    }
+    if let Some((t, header)) = p.keepalive_timeout {
+        match header {
+            Some(h) => line(format!("keepalive_timeout {}ms {h}", t.as_millis())),
+            None => line(format!("keepalive_timeout {}ms", t.as_millis())),
+        }
+    }
+    if let Some(v) = p.keepalive_requests {
+        line(format!("keepalive_requests {v}"));
+    }
+    if let Some(t) = p.keepalive_time {
+        line(format!("keepalive_time {}ms", t.as_millis()));
     }
 }
 

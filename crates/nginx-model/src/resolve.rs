@@ -129,6 +129,8 @@ pub struct ResolvedLocation {
     pub client_body_buffer_size: usize,
     /// `server_tokens`: `Server: nginx/1.22.1` or `Server: nginx`.
     pub server_tokens: bool,
+    /// The client connection's keepalive directives here.
+    pub client_keepalive: crate::response::ClientKeepalive,
     /// `add_header` lines that apply here.
     pub add_headers: Vec<conf::AddHeader>,
     /// `error_page` lines that apply here.
@@ -181,6 +183,8 @@ pub struct ResolvedServer {
     pub returns: Vec<ReturnLocation>,
     /// The `add_header` lines of a request no location takes.
     pub add_headers: Vec<conf::AddHeader>,
+    /// The client keepalive directives of a request no location takes.
+    pub client_keepalive: crate::response::ClientKeepalive,
     /// Locations whose `proxy_pass` has variables (not in `locations`: they
     /// have no upstream of their own).
     pub dynamic: Vec<ResolvedLocation>,
@@ -198,6 +202,7 @@ pub struct ReturnLocation {
     pub ret: conf::Return,
     pub access_log: Vec<AccessLogSpec>,
     pub server_tokens: bool,
+    pub client_keepalive: crate::response::ClientKeepalive,
     pub add_headers: Vec<conf::AddHeader>,
 }
 
@@ -343,6 +348,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
                     ret: ret.clone(),
                     access_log: specs(if loc.access_log.is_empty() { server_logs } else { &loc.access_log }, &mut notes)?,
                     server_tokens: p.server_tokens.unwrap_or(true),
+                    client_keepalive: client_keepalive(&p),
                     add_headers: p.add_header.clone().unwrap_or_default(),
                 });
                 continue;
@@ -379,9 +385,10 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
             ret: ret.clone(),
             access_log: access_log.clone(),
             server_tokens: server_proxy.server_tokens.unwrap_or(true),
+            client_keepalive: client_keepalive(&server_proxy),
             add_headers: add_headers.clone(),
         });
-        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, dynamic, access_log, returns, add_headers, ret });
+        servers.push(ResolvedServer { listen: srv.listen.clone(), listen_pos: srv.listen_pos.0.clone(), pos: srv.pos.clone(), name: srv.server_name.clone().unwrap_or_default(), locations, dynamic, access_log, returns, add_headers, ret, client_keepalive: client_keepalive(&server_proxy) });
     }
     Ok(Resolved {
         profile,
@@ -532,6 +539,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),
+        client_keepalive: client_keepalive(p),
         add_headers: p.add_header.clone().unwrap_or_default(),
         error_pages: p.error_pages.clone().unwrap_or_default(),
         intercept_errors: p.intercept_errors.unwrap_or(false),
@@ -582,6 +590,18 @@ pub fn dynamic_pass(url: &str, upstreams: &[ResolvedUpstream]) -> DynamicPass {
         return DynamicPass::Peer { addr: u.addr(HTTP_PORT), proxy_host, uri };
     }
     fail(502, format!("no resolver defined to resolve {}", u.host))
+}
+
+/// The client side's keepalive directives at a level, nginx's defaults
+/// where unset (`ngx_http_core_merge_loc_conf`).
+fn client_keepalive(p: &ProxyDirectives) -> crate::response::ClientKeepalive {
+    let d = crate::response::ClientKeepalive::default();
+    crate::response::ClientKeepalive {
+        timeout: p.keepalive_timeout.map_or(d.timeout, |(t, _)| t),
+        header: p.keepalive_timeout.and_then(|(_, h)| h),
+        requests: p.keepalive_requests.unwrap_or(d.requests),
+        time: p.keepalive_time.unwrap_or(d.time),
+    }
 }
 
 #[cfg(test)]

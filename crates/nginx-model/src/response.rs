@@ -13,6 +13,8 @@
 //!   out, with the chunked filter's and the special-response handler's
 //!   decisions on framing and keepalive.
 
+use std::time::Duration;
+
 /// What a client gets on the wire from nginx for the version it runs.
 pub const NGINX_VERSION: &str = "nginx/1.22.1";
 
@@ -394,11 +396,58 @@ impl UpstreamHead {
 pub struct ClientSide {
     /// The request was HTTP/1.1 (or later).
     pub http11: bool,
-    /// `r->keepalive`: the client asked for a persistent connection.
+    /// `r->keepalive`: the client asked for a persistent connection and
+    /// [`ClientKeepalive::keeps`] allowed it.
     pub keepalive: bool,
     pub head_request: bool,
     /// `server_tokens on`.
     pub server_tokens: bool,
+    /// `keepalive_timeout`'s second parameter: `Keep-Alive: timeout=N`
+    /// (seconds) after `Connection: keep-alive`.
+    pub keepalive_header: Option<u64>,
+}
+
+/// The client connection's keepalive directives (`ngx_http_core_module`):
+/// `keepalive_timeout T [H]`, `keepalive_requests`, `keepalive_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientKeepalive {
+    /// How long a connection may wait for its next request (75 s; 0 turns
+    /// keepalive off).
+    pub timeout: Duration,
+    /// The `Keep-Alive: timeout=N` header's N, in seconds (none by default).
+    pub header: Option<u64>,
+    /// Requests per connection (1000 since nginx 1.19.10).
+    pub requests: u64,
+    /// The longest a connection may be kept (1 h).
+    pub time: Duration,
+}
+
+impl Default for ClientKeepalive {
+    fn default() -> Self {
+        ClientKeepalive { timeout: Duration::from_secs(75), header: None, requests: 1000, time: Duration::from_secs(3600) }
+    }
+}
+
+impl ClientKeepalive {
+    /// `ngx_http_update_location_config`: the request keeps its connection
+    /// if the client asked, `keepalive_timeout` is not 0, this is not the
+    /// connection's `keepalive_requests`-th request (`requests` counts this
+    /// one: `c->requests` from 1), and the connection is not older than
+    /// `keepalive_time`. Otherwise nginx answers `Connection: close`.
+    pub fn keeps(&self, asked: bool, requests: u64, age: Duration) -> bool {
+        asked && !self.timeout.is_zero() && requests < self.requests && age <= self.time
+    }
+}
+
+/// `ngx_http_header_filter`'s connection lines: `Connection: keep-alive`
+/// (and `Keep-Alive: timeout=N` with `keepalive_timeout`'s header
+/// parameter), or `Connection: close`.
+fn connection_lines(keepalive: bool, header: Option<u64>) -> String {
+    match (keepalive, header) {
+        (true, Some(n)) => format!("Connection: keep-alive\r\nKeep-Alive: timeout={n}\r\n"),
+        (true, None) => "Connection: keep-alive\r\n".into(),
+        (false, _) => "Connection: close\r\n".into(),
+    }
 }
 
 /// What the client's response looks like on the wire.
@@ -452,11 +501,11 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
     if chunked {
         h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    h.extend_from_slice(match (up.status == 101, keepalive) {
-        (true, _) => b"Connection: upgrade\r\n".as_slice(),
-        (false, true) => b"Connection: keep-alive\r\n",
-        (false, false) => b"Connection: close\r\n",
-    });
+    if up.status == 101 {
+        h.extend_from_slice(b"Connection: upgrade\r\n");
+    } else {
+        h.extend_from_slice(connection_lines(keepalive, client.keepalive_header).as_bytes());
+    }
     for (k, v) in up.passed_headers() {
         h.extend_from_slice(k);
         h.extend_from_slice(b": ");
@@ -520,11 +569,11 @@ pub fn error_response(status: u16, client: ClientSide, date: &str) -> (Vec<u8>, 
     let page = error_page(status, client.server_tokens);
     let keep = error_keeps_connection(status, client.keepalive);
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\n{}Date: {date}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\n{}Date: {date}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n{}\r\n",
         reason(status),
         server_line(client.server_tokens),
         page.len(),
-        if keep { "keep-alive" } else { "close" }
+        connection_lines(keep, client.keepalive_header)
     )
     .into_bytes();
     if !client.head_request {
@@ -638,7 +687,7 @@ pub fn return_response(code: u16, text: Option<&str>, uri_path: &str, base: &str
     if let Some(l) = relative {
         h.push_str(&format!("Location: {l}\r\n"));
     }
-    h.push_str(if keepalive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
+    h.push_str(&connection_lines(keepalive, client.keepalive_header));
     if let Some(l) = absolute {
         h.push_str(&format!("Location: {l}\r\n"));
     }
@@ -757,6 +806,30 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_keepalive_is_kept_until_the_requests_the_time_or_a_zero_timeout() {
+        let d = ClientKeepalive::default();
+        let s = Duration::from_secs;
+        // (settings, asked, this request's number on the connection, age) → kept
+        let table = [
+            (d, true, 1, s(0), true),
+            (d, false, 1, s(0), false),
+            (d, true, 999, s(0), true),
+            (d, true, 1000, s(0), false), // keepalive_requests 1000: the 1000th closes
+            (ClientKeepalive { requests: 2, ..d }, true, 2, s(0), false),
+            (ClientKeepalive { requests: 2, ..d }, true, 1, s(0), true),
+            (ClientKeepalive { timeout: Duration::ZERO, ..d }, true, 1, s(0), false),
+            (ClientKeepalive { time: s(10), ..d }, true, 1, s(10), true),
+            (ClientKeepalive { time: s(10), ..d }, true, 1, s(11), false),
+        ];
+        for (ck, asked, n, age, kept) in table {
+            assert_eq!(ck.keeps(asked, n, age), kept, "{ck:?} asked {asked} request {n} age {age:?}");
+        }
+        assert_eq!(connection_lines(true, Some(5)), "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n");
+        assert_eq!(connection_lines(false, Some(5)), "Connection: close\r\n");
+        assert_eq!(connection_lines(true, None), "Connection: keep-alive\r\n");
+    }
+
     use super::*;
 
     fn done(b: &[u8]) -> UpstreamHead {
@@ -768,7 +841,7 @@ mod tests {
 
     #[test]
     fn return_answers() {
-        let c = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true };
+        let c = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true, keepalive_header: None };
         let d = "D";
         let text = |a: ReturnAnswer| String::from_utf8(a.bytes).unwrap();
         let s = "Server: nginx/1.22.1\r\nDate: D\r\n";
@@ -887,7 +960,7 @@ mod tests {
     #[test]
     fn client_heads_in_header_filter_order() {
         let up = done(b"HTTP/1.1 200 Fine\r\nX-One: 1\r\nServer: go\r\nContent-Type: text/plain\r\nDate: x\r\nKeep-Alive: t\r\nContent-Length: 2\r\n\r\n");
-        let client = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true };
+        let client = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true, keepalive_header: None };
         let h = client_head(&up, client, "D");
         assert_eq!(
             String::from_utf8(h.bytes).unwrap(),

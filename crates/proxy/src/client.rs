@@ -152,6 +152,11 @@ fn http_date() -> String {
 struct Conn {
     stream: TcpStream,
     rbuf: Vec<u8>,
+    /// When it was accepted (`c->start_time`, for `keepalive_time`).
+    started: Instant,
+    /// How long it may wait for its next request: the last request's
+    /// `keepalive_timeout` (`ngx_http_set_keepalive`).
+    idle_limit: Duration,
 }
 
 impl Conn {
@@ -183,7 +188,7 @@ pub(crate) async fn client_closed(stream: &TcpStream) -> Option<i32> {
 
 /// Serves one client connection until it closes or a response ends it.
 pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, client: SocketAddr, conn_no: u64) {
-    let mut c = Conn { stream, rbuf: Vec::new() };
+    let mut c = Conn { stream, rbuf: Vec::new(), started: Instant::now(), idle_limit: KEEPALIVE_TIMEOUT };
     let mut requests = 0u64;
     loop {
         // The request head.
@@ -200,7 +205,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             }
             // Idle between requests: keepalive_timeout; within a head:
             // client_header_timeout.
-            let limit = if c.rbuf.is_empty() && requests > 0 { KEEPALIVE_TIMEOUT } else { CLIENT_HEADER_TIMEOUT };
+            let limit = if c.rbuf.is_empty() && requests > 0 { c.idle_limit } else { CLIENT_HEADER_TIMEOUT };
             // ngx_close_idle_connections: a graceful quit or a reload closes
             // the keepalive connections waiting for a next request.
             let idle = c.rbuf.is_empty() && requests > 0;
@@ -248,7 +253,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
                 headers: Vec::new(),
             };
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
-            let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true };
+            let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true, keepalive_header: None };
             error_answer(&rt, &mut c, &creq, &[], 400, side, &srv.conf.add_headers).await;
             return;
             }
@@ -349,7 +354,14 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     };
     rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
     let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
-    let keepalive = if req.http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
+    let asked = if req.http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
+    // ngx_http_update_location_config: the location's keepalive directives
+    // decide whether the client's wish is kept.
+    let age = c.started.elapsed();
+    let mut keeps = |ck: &response::ClientKeepalive| {
+        c.idle_limit = ck.timeout;
+        (ck.keeps(asked, conn_requests, age), ck.header)
+    };
     let head_request = req.method == "HEAD";
     let Some(uri) = normalized else {
         // ngx_http_process_request_uri: a path nginx cannot normalise,
@@ -357,7 +369,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         creq.ctx.host.clear();
         creq.path.clear();
         creq.log(rt, Level::Info, "client sent invalid request while reading client request line", None);
-        let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true };
+        let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true, keepalive_header: None };
         return error_answer(rt, c, &creq, &[], 400, side, &srv.conf.add_headers).await;
     };
     let loc = match srv.conf.route(&creq.path) {
@@ -366,7 +378,8 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             // ngx_http_rewrite_return, in the rewrite phase: no upstream,
             // the body (if any) discarded.
             creq.access_log.clone_from(&r.access_log);
-            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens };
+            let (keepalive, keepalive_header) = keeps(&r.client_keepalive);
+            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens, keepalive_header };
             // absolute_redirect on, server_name_in_redirect off: the Host
             // header's name, and the port unless 80 (ngx_http_header_filter).
             let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host).to_ascii_lowercase();
@@ -386,13 +399,15 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             return a.keepalive;
         }
         None => {
-            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true };
+            let (keepalive, keepalive_header) = keeps(&srv.conf.client_keepalive);
+            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true, keepalive_header };
             return error_answer(rt, c, &creq, &[], 404, side, &srv.conf.add_headers).await;
         }
     };
     creq.access_log.clone_from(&loc.access_log);
     creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.uri, &uri, &creq.args, raw_path.contains('%'));
-    let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: loc.server_tokens };
+    let (keepalive, keepalive_header) = keeps(&loc.client_keepalive);
+    let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: loc.server_tokens, keepalive_header };
     let chunked_body = req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let declared: Option<u64> = match req.header("content-length") {
         Some(v) => match v.trim().parse() {
@@ -432,7 +447,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
     // statuses that close (ngx_http_special_response_handler).
     if let Some(ret) = response::error_page_redirect(&page) {
         // The request stays where it is: its location's logs, headers and tokens.
-        let here = nginx_model::resolve::ReturnLocation { matcher: nginx_model::resolve::Match::Prefix, path: String::new(), ret, access_log: creq.access_log.clone(), server_tokens: loc.server_tokens, add_headers: loc.add_headers.clone() };
+        let here = nginx_model::resolve::ReturnLocation { matcher: nginx_model::resolve::Match::Prefix, path: String::new(), ret, access_log: creq.access_log.clone(), server_tokens: loc.server_tokens, client_keepalive: loc.client_keepalive, add_headers: loc.add_headers.clone() };
         return error_page_answer(rt, c, &mut creq, side, status, &states, &page, &here, &host).await;
     }
     match error_page_route(&srv.conf, &page) {
