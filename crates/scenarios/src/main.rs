@@ -599,7 +599,16 @@ async fn run_all(args: &RunArgs, dir: Option<&Path>, jobs: Option<u16>) -> Resul
         let (gate, opts) = (gate.clone(), opts.clone());
         running.spawn(async move {
             let _slot = gate.acquire_owned().await;
-            let r = runner::run(&s, &opts).await.map_err(|e| e.running(&s.name));
+            // Each scenario on a thread and event loop of its own: one that
+            // moves megabytes (slow-client) then competes with the others
+            // for CPU time, as separate processes would, instead of holding
+            // the shared runtime's two workers while their timers are due.
+            let r = tokio::task::spawn_blocking(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Usage(format!("cannot start an event loop: {e}")))?;
+                rt.block_on(runner::run(&s, &opts)).map_err(|e| e.running(&s.name))
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             (i, r)
         });
     }
