@@ -55,6 +55,8 @@ pub const FILES: &[(&str, &str)] = files![
     "graceful-shutdown-remedy",
     "backlog-overflow",
     "backlog-overflow-remedy",
+    "fd-limit",
+    "fd-limit-remedy",
     "max-fails-cascade",
     "max-fails-cascade-remedy",
     "too-big-header",

@@ -18,8 +18,12 @@ pub struct BuiltinGo {
     /// How many were started (the rest are replacements).
     started: usize,
     epoch: Instant,
-    /// Connections that hold a paused server's accept queue full.
+    /// Connections that hold a paused server's accept queue full, or a
+    /// server's descriptors (`hold-connections`).
     fillers: Vec<TcpStream>,
+    /// A handoff waiting for a connection in the old server's queue: the
+    /// server that takes over, once it has.
+    handoff: Option<tokio::task::JoinHandle<Option<UpstreamSim>>>,
 }
 
 impl BuiltinGo {
@@ -33,7 +37,7 @@ impl BuiltinGo {
         for _ in 0..servers.max(1) {
             v.push(UpstreamSim::start_with_epoch(cfg.clone(), LOOPBACK_ANY, epoch, labkit::events::Retention::LAB).await.map_err(BackendError::UpstreamSim)?);
         }
-        Ok(BuiltinGo { started: v.len(), servers: v, epoch, fillers: Vec::new() })
+        Ok(BuiltinGo { started: v.len(), servers: v, epoch, fillers: Vec::new(), handoff: None })
     }
 
     /// The emulated servers (the first `addrs().len()` are the ones started).
@@ -53,6 +57,59 @@ impl BuiltinGo {
         old.shutdown(Duration::from_secs(2)).await;
         self.servers.push(next);
         Ok(())
+    }
+
+    /// The first server stops accepting; a task waits (bounded) until a
+    /// connection sits in its accept queue, then starts the next server,
+    /// on the same port (SO_REUSEPORT, `fd_passing` false) or on the old
+    /// listening socket itself (a duplicate of its descriptor), and shuts
+    /// the old one down.
+    async fn hand_off_queued(&mut self, fd_passing: bool) -> Result<(), BackendError> {
+        let old = &self.servers[0];
+        old.pause_accept(true).await;
+        let dup = if fd_passing { Some(old.listener_dup().map_err(BackendError::UpstreamSim)?) } else { None };
+        let (control, cfg, addr, epoch) = (old.control(), old.config().clone(), old.local_addr(), self.epoch);
+        self.handoff = Some(tokio::spawn(async move {
+            wait_queued(addr.port(), Duration::from_secs(5)).await;
+            let retention = labkit::events::Retention::LAB;
+            let next = match dup {
+                Some(listener) => UpstreamSim::start_on_listener(cfg, listener, epoch, retention).await,
+                None => UpstreamSim::start_with_epoch(cfg, addr, epoch, retention).await,
+            };
+            control.shutdown(Duration::from_secs(2)).await;
+            next.ok()
+        }));
+        Ok(())
+    }
+
+    /// The handoff's new server joins the others once it has taken over.
+    async fn settle_handoff(&mut self) {
+        if let Some(task) = self.handoff.take() {
+            if let Ok(Ok(Some(next))) = tokio::time::timeout(Duration::from_secs(8), task).await {
+                self.servers.push(next);
+            }
+        }
+    }
+
+    /// Once every earlier connection of the first server has closed (the
+    /// warm-up's), opens [`labkit::action::HELD_CONNECTIONS`] connections
+    /// to it, each accepted (or its accept failed at the fd limit) before
+    /// the next, and keeps them open.
+    async fn hold_connections(&mut self) {
+        let sim = &self.servers[0];
+        let count = |ev: &[ConnEvent], pred: fn(&EventKind) -> bool| ev.iter().filter(|e| pred(&e.kind)).count();
+        let accepted = |ev: &[ConnEvent]| count(ev, |k| matches!(k, EventKind::Accepted { .. }));
+        let failures = |ev: &[ConnEvent]| count(ev, |k| matches!(k, EventKind::AcceptError { .. }));
+        sim.events().wait_for(Duration::from_secs(2), |ev| count(ev, |k| matches!(k, EventKind::Closed { .. })) >= accepted(ev)).await;
+        for _ in 0..labkit::action::HELD_CONNECTIONS {
+            let ev = sim.events().snapshot();
+            let (before, failed) = (accepted(&ev), failures(&ev));
+            match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(sim.local_addr())).await {
+                Ok(Ok(c)) => self.fillers.push(c),
+                _ => return,
+            }
+            sim.events().wait_for(Duration::from_secs(2), |ev| accepted(ev) > before || failures(ev) > failed).await;
+        }
     }
 
     async fn shut_down_first(&self) {
@@ -107,6 +164,7 @@ impl UpstreamUnderTest for BuiltinGo {
     }
 
     async fn handler_runs(&mut self, path: &str) -> Option<u64> {
+        self.settle_handoff().await;
         Some(self.servers.iter().map(|s| s.handler_runs_for(path)).sum())
     }
 
@@ -135,13 +193,47 @@ impl UpstreamUnderTest for BuiltinGo {
             Action::Shutdown => self.shut_down_first().await,
             Action::KeepalivesOffThenShutdown => self.keepalives_off_then_shut_down_first().await,
             Action::FillBacklog => self.fill_backlogs().await,
+            Action::HoldConnections => self.hold_connections().await,
+            Action::ReuseportHandoffQueued => self.hand_off_queued(false).await?,
+            Action::FdHandoffQueued => self.hand_off_queued(true).await?,
         }
         Ok(())
     }
 
     async fn stop(self: Box<Self>) {
+        if let Some(task) = &self.handoff {
+            task.abort();
+        }
         self.servers.iter().for_each(UpstreamSim::crash);
     }
+}
+
+/// Waits (bounded, polling `/proc/net/tcp{,6}` each millisecond: the
+/// kernel tells no one) until the socket listening on `port` has a
+/// connection in its accept queue. Returns whether one came.
+async fn wait_queued(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let tables = ["/proc/net/tcp", "/proc/net/tcp6"].map(|f| std::fs::read_to_string(f).unwrap_or_default());
+        if tables.iter().any(|t| accept_queue(t, port).is_some_and(|n| n > 0)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    false
+}
+
+/// The accept queue's length of the socket listening (state 0A) on `port`
+/// in a `/proc/net/tcp` table: a listener's `rx_queue` column.
+pub fn accept_queue(table: &str, port: u16) -> Option<u32> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local = u16::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
+        if local != port || cols.get(3) != Some(&"0A") {
+            return None;
+        }
+        u32::from_str_radix(cols.get(4)?.split(':').nth(1)?, 16).ok()
+    })
 }
 
 /// One Go emulator's events; `server` of `servers` tags the lines when
@@ -180,6 +272,7 @@ fn timeline_of(events: &[ConnEvent], server: usize, servers: usize) -> Vec<Timel
             EventKind::ListenerClosed => (K::Server, "listener closed".into()),
             EventKind::IdleSwept => (K::Server, "Shutdown closes idle connections".into()),
             EventKind::AcceptPaused => (K::Server, "accept() paused (lab knob)".into()),
+            EventKind::AcceptError { line, .. } => (K::Error, line.clone()),
             EventKind::ReadDeadlineArmed { .. } | EventKind::Wrote { .. } => continue,
         };
         let mut entry = TimelineEntry::new(e.at, Lane::Upstream, kind, format!("{tag}{text}"));
@@ -196,4 +289,21 @@ fn timeline_of(events: &[ConnEvent], server: usize, servers: usize) -> Vec<Timel
         out.push(entry);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accept_queue;
+
+    #[test]
+    fn a_listeners_accept_queue_from_proc_net_tcp() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:47F9 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:47F9 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1\n\
+   2: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n";
+        assert_eq!(accept_queue(table, 0x47F9), Some(2));
+        assert_eq!(accept_queue(table, 0x1F90), Some(0));
+        assert_eq!(accept_queue(table, 1), None);
+        assert_eq!(accept_queue("garbage\n: : 0A x", 1), None);
+    }
 }

@@ -16,6 +16,8 @@ pub struct RealGo {
     /// log's timestamps are wall-clock.
     epoch_secs_of_day: f64,
     build: go::GoBuild,
+    /// Connections held open to exhaust the first server's descriptors.
+    fillers: Vec<tokio::net::TcpStream>,
 }
 
 impl RealGo {
@@ -48,13 +50,40 @@ impl RealGo {
         }
         let epoch_wall = SystemTime::now() - epoch.elapsed();
         let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
-        Ok(RealGo { servers: v, epoch_secs_of_day, build })
+        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new() })
     }
 
     pub fn servers(&self) -> &[GoServer] {
         &self.servers
     }
 }
+
+impl RealGo {
+    /// Once every earlier connection of the first server has closed (the
+    /// warm-up's, its ConnState `closed` line), opens
+    /// [`labkit::action::HELD_CONNECTIONS`] connections to it, each
+    /// accepted (`CONN ... new`) or refused by Go's accept (`http: Accept
+    /// error:`, its process at `fd_limit`) before the next, and keeps them open.
+    async fn hold_connections(&mut self) -> Result<(), BackendError> {
+        let first = &mut self.servers[0];
+        let count = |log: &[String], what: &str| log.iter().filter(|l| l.contains(what)).count();
+        let news = |log: &[String]| log.iter().filter(|l| l.contains(" CONN ") && l.ends_with(" new")).count();
+        let closed = |log: &[String]| log.iter().filter(|l| l.contains(" CONN ") && l.ends_with(" closed")).count();
+        first.wait_log(Duration::from_secs(2), |log| closed(log) >= news(log)).await;
+        for _ in 0..labkit::action::HELD_CONNECTIONS {
+            let log = first.lines();
+            let (before, failed) = (news(&log), count(&log, ACCEPT_ERROR));
+            let c = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(first.addr)).await;
+            let Ok(Ok(c)) = c else { return Err(BackendError::GoStart(std::io::Error::other("connecting to hold a connection"))) };
+            self.fillers.push(c);
+            first.wait_log(Duration::from_secs(2), |log| news(log) > before || count(log, ACCEPT_ERROR) > failed).await;
+        }
+        Ok(())
+    }
+}
+
+/// What `(*Server).Serve` logs when accept fails (`http: Accept error: ...; retrying in 5ms`).
+const ACCEPT_ERROR: &str = "http: Accept error:";
 
 #[async_trait]
 impl UpstreamUnderTest for RealGo {
@@ -100,7 +129,8 @@ impl UpstreamUnderTest for RealGo {
                 first.terminate();
                 first.wait_line(Duration::from_secs(5), |l| l.contains("SHUTDOWN end")).await;
             }
-            Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog => {
+            Action::HoldConnections => self.hold_connections().await?,
+            Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog | Action::ReuseportHandoffQueued | Action::FdHandoffQueued => {
                 let what = action_knob(action).unwrap_or("this action");
                 return Err(Unsupported::knob("real Go", what).into());
             }
@@ -146,8 +176,11 @@ pub(super) fn action_knob(action: Action) -> Option<&'static str> {
     match action {
         Action::FillBacklog => Some("a paused accept loop"),
         Action::RestartHandoff => Some("a listener handoff"),
+        Action::ReuseportHandoffQueued | Action::FdHandoffQueued => {
+            Some("a listener handoff with a connection queued (the reference server can neither pause its accept loop nor pass its listener)")
+        }
         Action::KeepalivesOffThenShutdown => Some("SetKeepAlivesEnabled(false) while serving"),
-        Action::None | Action::Crash | Action::Shutdown => None,
+        Action::None | Action::Crash | Action::Shutdown | Action::HoldConnections => None,
     }
 }
 
@@ -197,7 +230,8 @@ mod tests {
         let race = ServerConfig { idle_race: Some(IdleRace::Fin), ..ServerConfig::default() };
         let err = RealGo::supports(&race, Action::None).unwrap_err();
         assert_eq!(err.to_string(), "real Go cannot run the deterministic idle race (an emulator-only knob)");
-        for action in [Action::FillBacklog, Action::RestartHandoff, Action::KeepalivesOffThenShutdown] {
+        assert_eq!(RealGo::supports(&plain, Action::HoldConnections), Ok(()));
+        for action in [Action::FillBacklog, Action::RestartHandoff, Action::KeepalivesOffThenShutdown, Action::ReuseportHandoffQueued, Action::FdHandoffQueued] {
             assert!(RealGo::supports(&plain, action).is_err(), "{action:?}");
         }
         let handoff = ServerConfig { reuse_port: true, ..ServerConfig::default() };

@@ -375,6 +375,10 @@ impl UserServer {
             let why = "the scenario sets it; pass it on with this placeholder in --upstream-cmd";
             return Err(Unsupported { backend: BACKEND, what: format!("{{{name}}}"), why });
         }
+        if action == Action::HoldConnections || cfg.fd_limit.is_some() {
+            let why = "the lab neither sets your command's RLIMIT_NOFILE nor reads Go's accept error from its output; the reference server (--upstream go) runs it";
+            return Err(Unsupported { backend: BACKEND, what: "an fd limit or held connections (fd_limit, hold-connections)".into(), why });
+        }
         if action == Action::Shutdown {
             let why = "SIGTERM need not run http.Server.Shutdown in your server; the reference server (--upstream go) does";
             return Err(Unsupported { backend: BACKEND, what: "a graceful Shutdown".into(), why });
