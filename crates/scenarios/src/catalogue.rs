@@ -51,6 +51,8 @@ pub const FILES: &[(&str, &str)] = files![
     "panic-unread-body-remedy",
     "crash",
     "crash-remedy",
+    "reuseport-handoff",
+    "reuseport-handoff-remedy",
     "graceful-shutdown",
     "graceful-shutdown-remedy",
     "backlog-overflow",

@@ -719,6 +719,15 @@ fn deploys(c: &Ctx) -> Vec<Finding> {
     (p.warmup, p.action) = (c.peers, labkit::action::Action::Crash);
     out.push(finding(t, g, p, fix, "the other servers answer".into()));
 
+    let when = "a restart hands the port over with SO_REUSEPORT while new connections wait in the old listener's accept queue".to_string();
+    let fix = vec![
+        "Go: pass the listening socket itself to the new process (systemd socket activation, tableflip), not a second SO_REUSEPORT socket".to_string(),
+        "Linux ≥ 5.14: sysctl net.ipv4.tcp_migrate_req=1 moves the closing listener's queue to the new one".to_string(),
+    ];
+    let mut p = Probe::new("reuseport-handoff", Trigger::Deploy, when, vec![get("/ok"), post("/ok", 100)]);
+    p.action = labkit::action::Action::ReuseportHandoffQueued;
+    out.push(finding(t, g, p, fix, String::new()));
+
     let when = "Go's Shutdown runs while nginx holds idle connections to it (a deploy)".to_string();
     if c.reuse {
         let fix = vec![
@@ -891,7 +900,7 @@ mod tests {
         let one = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; keepalive 16; keepalive_timeout 4s; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }\n}\n";
         let g = parse_go("IdleTimeout=5s").unwrap();
         let f = check(&target(one), &g);
-        for m in ["crash", "graceful-shutdown", "backlog-overflow", "fd-limit", "panic", "panic-unread-body", "proxy-read-timeout"] {
+        for m in ["crash", "reuseport-handoff", "graceful-shutdown", "backlog-overflow", "fd-limit", "panic", "panic-unread-body", "proxy-read-timeout"] {
             assert_eq!(find(&f, m).verdict, Verdict::Exposed, "{m}: {:#?}", find(&f, m));
         }
         let slow = &find(&f, "proxy-read-timeout").outcomes[0];
@@ -900,6 +909,9 @@ mod tests {
         assert_eq!(find(&f, "backlog-overflow").outcomes[0].status, 504);
         // At the fd limit the connect succeeds and the handler never runs:
         // a 504 after proxy_read_timeout (60s), not a connect timeout.
+        // A queued connection reset by the old listener's close: a 502 at once.
+        let handoff = &find(&f, "reuseport-handoff").outcomes;
+        assert!(handoff.iter().all(|o| (o.status, o.upstream_status.as_slice(), o.handler_runs) == (502, &[502][..], 0)), "{handoff:#?}");
         let stalled = &find(&f, "fd-limit").outcomes[0];
         assert_eq!((stalled.status, stalled.latency_s, stalled.handler_runs), (504, 60.0, 0), "{stalled:#?}");
         assert!(!gate_fails(&f, false) && gate_fails(&f, true));
@@ -909,6 +921,11 @@ mod tests {
         let crash = find(&f, "crash");
         assert_eq!(crash.verdict, Verdict::Retried, "{crash:#?}");
         assert!(crash.outcomes.iter().all(|o| o.status == 200 && o.upstream_status == [502, 200]), "{crash:#?}");
+        // A reset after the request was sent: the GET is retried on the
+        // other server, the POST is not (non-idempotent).
+        let handoff = find(&f, "reuseport-handoff");
+        let got: Vec<(u16, &[u16])> = handoff.outcomes.iter().map(|o| (o.status, o.upstream_status.as_slice())).collect();
+        assert_eq!(got, [(200, &[502, 200][..]), (502, &[502][..])], "{handoff:#?}");
         // Each request is its own trial: the GET's failures do not mark
         // servers down for the POST (max_fails).
         let panic = find(&f, "panic");

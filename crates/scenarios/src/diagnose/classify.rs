@@ -327,6 +327,9 @@ mod tests {
             (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout))]), &answered, "fd-limit", Confidence::Medium),
             (ev("GET", 504, &[(504, 2.0, Some(Class::ConnectTimeout))]), &answered, "backlog-overflow", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::ConnectRefused))]), &answered, "upstream-down", Confidence::High),
+            // A reset, not retried, after a wait no handler explains: a new
+            // connection reset in a closing listener's accept queue.
+            (ev("GET", 502, &[(502, 0.05, Some(Class::Reset))]), &answered, "listener-close-queued", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::TooBigHeader))]), &answered, "too-big-header", Confidence::High),
             // A timeout retried on the next server, which times out too.
             (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout)), (504, 2.0, Some(Class::ReadTimeout))]), &answered, "read-timeout-retried", Confidence::High),
