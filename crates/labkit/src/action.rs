@@ -42,8 +42,9 @@ pub enum Action {
 
 impl Action {
     /// The action closes the first server's connections, so the proxy's
-    /// cached ones to it are dead once it is done.
+    /// cached ones to it are dead once it is done. (The queued handoffs
+    /// close them later, when a new connection has been queued.)
     pub fn closes_connections(self) -> bool {
-        matches!(self, Action::Crash | Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::ReuseportHandoffQueued | Action::FdHandoffQueued)
+        matches!(self, Action::Crash | Action::RestartHandoff | Action::KeepalivesOffThenShutdown)
     }
 }

@@ -232,12 +232,10 @@ impl Model {
                     self.servers[0].queued = Queued::Stalled;
                 }
             }
-            // The old server's Shutdown closes its idle connections either way.
-            Action::ReuseportHandoffQueued => {
-                self.servers[0].queued = Queued::Reset;
-                drop_first(&mut self.cache);
-            }
-            Action::FdHandoffQueued => drop_first(&mut self.cache),
+            // The handoff waits for a new connection in the old server's
+            // queue; its cached connections are still served until then.
+            Action::ReuseportHandoffQueued => self.servers[0].queued = Queued::Reset,
+            Action::FdHandoffQueued => {}
         }
     }
 
