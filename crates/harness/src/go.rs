@@ -349,6 +349,7 @@ impl GoServer {
         command
             .arg(format!("--addr={addr}"))
             .args(go_flags(cfg))
+            .args(cfg.reuse_port.then_some("--reuseport"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -447,10 +448,15 @@ impl GoServer {
 
     /// SIGTERM: the fixture runs `Shutdown`.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `sig` to the process (SIGUSR1/SIGUSR2: the fixture's handoffs).
+    pub fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {
             // SAFETY: kill(2) on the PID of a child we spawned and still own.
             unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
+                libc::kill(pid as i32, sig);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The real Go reference server (see [`crate::go`]): child processes, read
-//! through their logs. It has none of the emulator's lab knobs.
+//! through their logs. It has none of the emulator's lab knobs; its own
+//! handoffs (SIGUSR1, SIGUSR2) and an fd limit (setrlimit) it runs.
 
 use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest};
 use crate::go::{self, port_of, GoServer, LogLine, What};
@@ -18,11 +19,16 @@ pub struct RealGo {
     build: go::GoBuild,
     /// Connections held open to exhaust the first server's descriptors.
     fillers: Vec<tokio::net::TcpStream>,
+    /// The first server waits for a queued connection to hand its listener over.
+    handoff_pending: bool,
 }
 
 impl RealGo {
     /// Everything but the emulator's lab knobs.
     pub fn supports(cfg: &ServerConfig, action: Action) -> Result<(), Unsupported> {
+        // The fixture listens with SO_REUSEPORT itself (--reuseport, for its
+        // SIGUSR1 handoff); the emulator's own handoff is an action knob.
+        let cfg = &ServerConfig { reuse_port: false, ..cfg.clone() };
         match config_knob(cfg).or_else(|| action_knob(action)) {
             Some(what) => Err(Unsupported::knob("real Go", what)),
             None => Ok(()),
@@ -50,7 +56,7 @@ impl RealGo {
         }
         let epoch_wall = SystemTime::now() - epoch.elapsed();
         let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
-        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new() })
+        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new(), handoff_pending: false })
     }
 
     pub fn servers(&self) -> &[GoServer] {
@@ -99,8 +105,14 @@ impl UpstreamUnderTest for RealGo {
     /// first (see [`GoServer::sync_log`]).
     async fn handler_runs(&mut self, path: &str) -> Option<u64> {
         let mut runs = 0;
-        for g in &mut self.servers {
-            g.sync_log(Duration::from_secs(2)).await;
+        if self.handoff_pending && self.servers[0].lines().iter().any(|l| l.contains("HANDOFF new server")) {
+            self.handoff_pending = false;
+        }
+        for (i, g) in self.servers.iter_mut().enumerate() {
+            // A /mark connection would be the one queued for the handoff.
+            if !(i == 0 && self.handoff_pending) {
+                g.sync_log(Duration::from_secs(2)).await;
+            }
             runs += g.handler_runs(path);
         }
         Some(runs)
@@ -130,7 +142,18 @@ impl UpstreamUnderTest for RealGo {
                 first.wait_line(Duration::from_secs(5), |l| l.contains("SHUTDOWN end")).await;
             }
             Action::HoldConnections => self.hold_connections().await?,
-            Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog | Action::ReuseportHandoffQueued | Action::FdHandoffQueued => {
+            Action::ReuseportHandoffQueued | Action::FdHandoffQueued => {
+                // The fixture pauses its accept loop, then (in the background)
+                // waits for a connection queued with its request and hands
+                // the listener over (handOff in main.go).
+                let first = &mut self.servers[0];
+                first.signal(if action == Action::FdHandoffQueued { libc::SIGUSR2 } else { libc::SIGUSR1 });
+                if !first.wait_line(Duration::from_secs(5), |l| l.contains("HANDOFF paused")).await {
+                    return Err(BackendError::GoStart(std::io::Error::other("the reference server did not pause for the handoff")));
+                }
+                self.handoff_pending = true;
+            }
+            Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog => {
                 let what = action_knob(action).unwrap_or("this action");
                 return Err(Unsupported::knob("real Go", what).into());
             }
@@ -176,11 +199,8 @@ pub(super) fn action_knob(action: Action) -> Option<&'static str> {
     match action {
         Action::FillBacklog => Some("a paused accept loop"),
         Action::RestartHandoff => Some("a listener handoff"),
-        Action::ReuseportHandoffQueued | Action::FdHandoffQueued => {
-            Some("a listener handoff with a connection queued (the reference server can neither pause its accept loop nor pass its listener)")
-        }
         Action::KeepalivesOffThenShutdown => Some("SetKeepAlivesEnabled(false) while serving"),
-        Action::None | Action::Crash | Action::Shutdown | Action::HoldConnections => None,
+        Action::None | Action::Crash | Action::Shutdown | Action::HoldConnections | Action::ReuseportHandoffQueued | Action::FdHandoffQueued => None,
     }
 }
 
@@ -231,11 +251,16 @@ mod tests {
         let err = RealGo::supports(&race, Action::None).unwrap_err();
         assert_eq!(err.to_string(), "real Go cannot run the deterministic idle race (an emulator-only knob)");
         assert_eq!(RealGo::supports(&plain, Action::HoldConnections), Ok(()));
-        for action in [Action::FillBacklog, Action::RestartHandoff, Action::KeepalivesOffThenShutdown, Action::ReuseportHandoffQueued, Action::FdHandoffQueued] {
+        // The fixture's own handoffs (SIGUSR1 with SO_REUSEPORT, SIGUSR2 passing the fd).
+        let reuse = ServerConfig { reuse_port: true, ..ServerConfig::default() };
+        assert_eq!(RealGo::supports(&reuse, Action::ReuseportHandoffQueued), Ok(()));
+        assert_eq!(RealGo::supports(&plain, Action::FdHandoffQueued), Ok(()));
+        for action in [Action::FillBacklog, Action::RestartHandoff, Action::KeepalivesOffThenShutdown] {
             assert!(RealGo::supports(&plain, action).is_err(), "{action:?}");
         }
         let handoff = ServerConfig { reuse_port: true, ..ServerConfig::default() };
-        assert_eq!(RealGo::supports(&handoff, Action::None).unwrap_err().what, "a listener handoff");
+        assert_eq!(RealGo::supports(&handoff, Action::None), Ok(()));
+        assert_eq!(RealGo::supports(&handoff, Action::RestartHandoff).unwrap_err().what, "a listener handoff");
     }
 
     #[test]
