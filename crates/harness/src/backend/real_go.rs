@@ -21,6 +21,8 @@ pub struct RealGo {
     fillers: Vec<tokio::net::TcpStream>,
     /// The first server waits for a queued connection to hand its listener over.
     handoff_pending: bool,
+    /// The servers' fd limit (`setrlimit` before exec).
+    fd_limit: Option<u32>,
 }
 
 impl RealGo {
@@ -56,7 +58,7 @@ impl RealGo {
         }
         let epoch_wall = SystemTime::now() - epoch.elapsed();
         let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
-        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new(), handoff_pending: false })
+        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new(), handoff_pending: false, fd_limit: cfg.fd_limit })
     }
 
     pub fn servers(&self) -> &[GoServer] {
@@ -84,6 +86,11 @@ impl RealGo {
             self.fillers.push(c);
             first.wait_log(Duration::from_secs(2), |log| news(log) > before || count(log, ACCEPT_ERROR) > failed).await;
         }
+        // At the limit, Go's next accept fails at once: its line is read
+        // before the action ends (the log then says the server is stalled).
+        if go_model::rules::accept_fails(self.fd_limit, labkit::action::HELD_CONNECTIONS) {
+            first.wait_line(Duration::from_secs(2), |l| l.contains(ACCEPT_ERROR)).await;
+        }
         Ok(())
     }
 }
@@ -109,8 +116,11 @@ impl UpstreamUnderTest for RealGo {
             self.handoff_pending = false;
         }
         for (i, g) in self.servers.iter_mut().enumerate() {
-            // A /mark connection would be the one queued for the handoff.
-            if !(i == 0 && self.handoff_pending) {
+            // A /mark connection would be the one queued for the handoff, or
+            // wait in the queue of a server whose held connections fill its
+            // fd limit (its log's two pipes cannot tell the order).
+            let stalled = i == 0 && go_model::rules::accept_fails(self.fd_limit, self.fillers.len());
+            if !(i == 0 && self.handoff_pending) && !stalled {
                 g.sync_log(Duration::from_secs(2)).await;
             }
             runs += g.handler_runs(path);
