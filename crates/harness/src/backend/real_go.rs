@@ -119,8 +119,8 @@ impl UpstreamUnderTest for RealGo {
             // A /mark connection would be the one queued for the handoff, or
             // wait in the queue of a server whose held connections fill its
             // fd limit (its log's two pipes cannot tell the order).
-            let stalled = i == 0 && go_model::rules::accept_fails(self.fd_limit, self.fillers.len());
-            if !(i == 0 && self.handoff_pending) && !stalled {
+            let queued_behind = i == 0 && (self.handoff_pending || go_model::rules::accept_fails(self.fd_limit, self.fillers.len()));
+            if !queued_behind {
                 g.sync_log(Duration::from_secs(2)).await;
             }
             runs += g.handler_runs(path);
