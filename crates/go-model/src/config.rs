@@ -78,6 +78,11 @@ pub struct ServerConfig {
     /// Set SO_REUSEPORT, so a new server can take over the port (listener
     /// handoff) before the old one stops.
     pub reuse_port: bool,
+    /// The process's `RLIMIT_NOFILE` (`ulimit -n`, systemd's `LimitNOFILE`,
+    /// `prlimit --nofile`): descriptors it may hold at once. `None`: no
+    /// limit the lab reaches. Not a Go setting but the process's; real Go
+    /// runs it (the harness sets the limit before exec).
+    pub fd_limit: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +100,7 @@ impl Default for ServerConfig {
             idle_race: None,
             shutdown_race: None,
             reuse_port: false,
+            fd_limit: None,
         }
     }
 }

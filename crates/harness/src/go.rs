@@ -345,13 +345,22 @@ pub struct GoServer {
 impl GoServer {
     pub async fn start(binary: &Path, cfg: &ServerConfig, port: u16) -> io::Result<GoServer> {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut child = tokio::process::Command::new(binary)
+        let mut command = tokio::process::Command::new(binary);
+        command
             .arg(format!("--addr={addr}"))
             .args(go_flags(cfg))
+            .args(cfg.reuse_port.then_some("--reuseport"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        if let Some(limit) = cfg.fd_limit {
+            let lim = libc::rlimit { rlim_cur: libc::rlim_t::from(limit), rlim_max: libc::rlim_t::from(limit) };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                command.pre_exec(move || if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 { Ok(()) } else { Err(io::Error::last_os_error()) });
+            }
+        }
+        let mut child = command.spawn()?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let not_piped = || io::Error::other("go-upstream: output not piped");
         let stdout = child.stdout.take().ok_or_else(not_piped)?;
@@ -374,10 +383,15 @@ impl GoServer {
 
     /// Waits (event-driven, bounded) for a log line matching `pred`.
     pub async fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        self.wait_log(timeout, |log| log.iter().any(|l| pred(l))).await
+    }
+
+    /// Waits (event-driven, bounded) until the whole log so far satisfies `pred`.
+    pub async fn wait_log(&mut self, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.progress.borrow_and_update();
-            if self.log.lock().iter().any(|l| pred(l)) {
+            if pred(&self.log.lock()) {
                 return true;
             }
             match tokio::time::timeout_at(deadline, self.progress.changed()).await {
@@ -434,10 +448,15 @@ impl GoServer {
 
     /// SIGTERM: the fixture runs `Shutdown`.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `sig` to the process (SIGUSR1/SIGUSR2: the fixture's handoffs).
+    pub fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {
             // SAFETY: kill(2) on the PID of a child we spawned and still own.
             unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
+                libc::kill(pid as i32, sig);
             }
         }
     }

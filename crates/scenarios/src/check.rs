@@ -39,12 +39,20 @@ pub fn parse_go(spec: &str) -> Result<GoSettings, String> {
             "ReadTimeout" => g.read_timeout = dur()?,
             "WriteTimeout" => g.write_timeout = dur()?,
             "ReadHeaderTimeout" => g.read_header_timeout = dur()?,
+            // The process's, not http.Server's: systemd's name for RLIMIT_NOFILE.
+            "LimitNOFILE" => {
+                let n: u32 = v.parse().map_err(|_| format!("{k}: a number of descriptors, not {v:?}"))?;
+                if n <= go_model::rules::STARTUP_FDS {
+                    return Err(format!("{k}: {n}: Go holds {} descriptors before its first connection", go_model::rules::STARTUP_FDS));
+                }
+                g.fd_limit = Some(n);
+            }
             "KeepAlivesEnabled" | "SetKeepAlivesEnabled" => {
                 g.keepalives = v.parse().map_err(|_| format!("{k}: true or false, not {v:?}"))?;
             }
             _ => {
                 return Err(format!(
-                    "unknown Go setting {k:?}: IdleTimeout, ReadTimeout, WriteTimeout, ReadHeaderTimeout, KeepAlivesEnabled"
+                    "unknown Go setting {k:?}: IdleTimeout, ReadTimeout, WriteTimeout, ReadHeaderTimeout, KeepAlivesEnabled, LimitNOFILE"
                 ))
             }
         }
@@ -298,6 +306,10 @@ fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe, r: &Req) -> Scenario {
     go.idle_race = p.idle_race.then(|| "fin".to_string());
     go.shutdown_race = p.shutdown_race.then(|| "fin".to_string());
     go.backlog = p.backlog;
+    if p.action == labkit::action::Action::HoldConnections {
+        // The probe's premise: the held connections fill the limit.
+        go.fd_limit = Some(go_model::rules::STARTUP_FDS + labkit::action::HELD_CONNECTIONS as u32);
+    }
     let text = catalogued(p.mechanism);
     Scenario {
         name: format!("check-{}-{}", p.mechanism, r.method.to_lowercase()),
@@ -788,6 +800,15 @@ fn deploys(c: &Ctx) -> Vec<Finding> {
     (p.warmup, p.action) = (c.peers, labkit::action::Action::Crash);
     out.push(finding(t, g, p, fix, "the other servers answer".into()));
 
+    let when = "a restart hands the port over with SO_REUSEPORT while new connections wait in the old listener's accept queue".to_string();
+    let fix = vec![
+        "Go: pass the listening socket itself to the new process (systemd socket activation, tableflip), not a second SO_REUSEPORT socket".to_string(),
+        "Linux ≥ 5.14: sysctl net.ipv4.tcp_migrate_req=1 moves the closing listener's queue to the new one".to_string(),
+    ];
+    let mut p = Probe::new("reuseport-handoff", Trigger::Deploy, when, vec![get("/ok"), post("/ok", 100)]);
+    p.action = labkit::action::Action::ReuseportHandoffQueued;
+    out.push(finding(t, g, p, fix, String::new()));
+
     let when = "Go's Shutdown runs while nginx holds idle connections to it (a deploy)".to_string();
     if c.reuse {
         let fix = vec![
@@ -807,6 +828,16 @@ fn deploys(c: &Ctx) -> Vec<Finding> {
     }
     let mut p = Probe::new("backlog-overflow", Trigger::Load, "Go's accept queue is full (more new connections than it accepts)".into(), vec![get("/ok")]);
     (p.action, p.backlog) = (labkit::action::Action::FillBacklog, Some(1));
+    out.push(finding(t, g, p, fix, String::new()));
+
+    let limit = g.fd_limit.map_or_else(|| "its fd limit".to_string(), |n| format!("LimitNOFILE={n} ({} connections)", n - go_model::rules::STARTUP_FDS));
+    let when = format!("the Go process holds as many descriptors as {limit}: a connection leak or a burst; accept() fails (EMFILE) and backs off");
+    let fix = vec![
+        "Go: a higher LimitNOFILE (the hard limit: Go raises its soft limit to it) and no leaked connections (IdleTimeout, ReadTimeout, bodies closed)".to_string(),
+        format!("nginx: bound its own connections to upstream {}: max_conns on the server lines, a keepalive cache no larger than needed", u.name),
+    ];
+    let mut p = Probe::new("fd-limit", Trigger::Load, when, vec![get("/ok")]);
+    p.action = labkit::action::Action::HoldConnections;
     out.push(finding(t, g, p, fix, String::new()));
     out
 }
@@ -913,6 +944,9 @@ mod tests {
         assert!(parse_go("IdleTimeout=5").unwrap_err().contains("IdleTimeout"));
         assert!(parse_go("Idle=5s").unwrap_err().contains("unknown Go setting"));
         assert!(parse_go("IdleTimeout").unwrap_err().contains("Field=value"));
+        assert_eq!(parse_go("LimitNOFILE=1024").unwrap().fd_limit, Some(1024));
+        assert!(parse_go("LimitNOFILE=7").unwrap_err().contains("7 descriptors"));
+        assert!(parse_go("LimitNOFILE=lots").unwrap_err().contains("LimitNOFILE"));
     }
 
     #[test]
@@ -996,13 +1030,20 @@ mod tests {
         let one = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; keepalive 16; keepalive_timeout 4s; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }\n}\n";
         let g = parse_go("IdleTimeout=5s").unwrap();
         let f = check(&target(one), &g);
-        for m in ["crash", "graceful-shutdown", "backlog-overflow", "panic", "panic-unread-body", "proxy-read-timeout"] {
+        for m in ["crash", "reuseport-handoff", "graceful-shutdown", "backlog-overflow", "fd-limit", "panic", "panic-unread-body", "proxy-read-timeout"] {
             assert_eq!(find(&f, m).verdict, Verdict::Exposed, "{m}: {:#?}", find(&f, m));
         }
         let slow = &find(&f, "proxy-read-timeout").outcomes[0];
         // The client waits proxy_read_timeout (60s by default) for its 504.
         assert_eq!((slow.status, slow.latency_s), (504, 60.0), "{slow:#?}");
         assert_eq!(find(&f, "backlog-overflow").outcomes[0].status, 504);
+        // At the fd limit the connect succeeds and the handler never runs:
+        // a 504 after proxy_read_timeout (60s), not a connect timeout.
+        // A queued connection reset by the old listener's close: a 502 at once.
+        let handoff = &find(&f, "reuseport-handoff").outcomes;
+        assert!(handoff.iter().all(|o| (o.status, o.upstream_status.as_slice(), o.handler_runs) == (502, &[502][..], 0)), "{handoff:#?}");
+        let stalled = &find(&f, "fd-limit").outcomes[0];
+        assert_eq!((stalled.status, stalled.latency_s, stalled.handler_runs), (504, 60.0, 0), "{stalled:#?}");
         assert!(!gate_fails(&f, false) && gate_fails(&f, true));
         // A second server: a refused connect() is retried there, POST too.
         let two = one.replace("server 127.0.0.1:9000;", "server 127.0.0.1:9000; server 127.0.0.1:9001;");
@@ -1010,6 +1051,11 @@ mod tests {
         let crash = find(&f, "crash");
         assert_eq!(crash.verdict, Verdict::Retried, "{crash:#?}");
         assert!(crash.outcomes.iter().all(|o| o.status == 200 && o.upstream_status == [502, 200]), "{crash:#?}");
+        // A reset after the request was sent: the GET is retried on the
+        // other server, the POST is not (non-idempotent).
+        let handoff = find(&f, "reuseport-handoff");
+        let got: Vec<(u16, &[u16])> = handoff.outcomes.iter().map(|o| (o.status, o.upstream_status.as_slice())).collect();
+        assert_eq!(got, [(200, &[502, 200][..]), (502, &[502][..])], "{handoff:#?}");
         // Each request is its own trial: the GET's failures do not mark
         // servers down for the POST (max_fails).
         let panic = find(&f, "panic");

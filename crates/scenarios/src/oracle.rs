@@ -101,7 +101,23 @@ struct Server {
     cfg: ServerConfig,
     listening: bool,
     backlog_full: bool,
+    /// What a new connection meets that the kernel queues but Go does not
+    /// accept in time (`hold-connections`, a handoff with a queued connection).
+    queued: Queued,
     keep_alives: bool,
+}
+
+/// A new connection that waits in the accept queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// Accepted at once, as usual.
+    Accepted,
+    /// Go's accept fails at its fd limit and backs off: the handshake is
+    /// complete, the request sits unread, nginx's read timer fires.
+    Stalled,
+    /// The listener closes with it queued (the next new connection goes to
+    /// the listener that took over): RST.
+    Reset,
 }
 
 /// Go's side of a connection nginx holds idle.
@@ -111,6 +127,8 @@ enum GoSide {
     Idle { since: Instant },
     /// Closes exactly as the next request arrives (a lab race knob).
     Closing(IdleRace),
+    /// Not accepted (a new connection still in the accept queue).
+    Queued(Queued),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,7 +188,7 @@ impl Model {
             // With `localhost`, each Go server's [::1] peer comes first: nothing listens there.
             servers: (0..n)
                 .flat_map(|_| [false, true].into_iter().skip(usize::from(!s.nginx.localhost)))
-                .map(|listening| Server { cfg: go.clone(), listening, backlog_full: false, keep_alives: go.keep_alives })
+                .map(|listening| Server { cfg: go.clone(), listening, backlog_full: false, queued: Queued::Accepted, keep_alives: go.keep_alives })
                 .collect(),
             loc,
             up,
@@ -185,7 +203,7 @@ impl Model {
         self.cache.expire(self.now);
         let (now, servers) = (self.now, &self.servers);
         self.cache.retain_mut(|c| match c.conn.go {
-            GoSide::Closing(_) => true,
+            GoSide::Closing(_) | GoSide::Queued(_) => true,
             GoSide::Idle { since } => match rules::idle_close(&servers[c.peer].cfg) {
                 rules::IdleClose::Never => true,
                 rules::IdleClose::After(limit) => now - since < limit,
@@ -233,6 +251,15 @@ impl Model {
                 drop_first(&mut self.cache);
             }
             Action::FillBacklog => self.servers.iter_mut().for_each(|s| s.backlog_full = true),
+            Action::HoldConnections => {
+                if rules::accept_fails(self.servers[0].cfg.fd_limit, labkit::action::HELD_CONNECTIONS) {
+                    self.servers[0].queued = Queued::Stalled;
+                }
+            }
+            // The handoff waits for a new connection in the old server's
+            // queue; its cached connections are still served until then.
+            Action::ReuseportHandoffQueued => self.servers[0].queued = Queued::Reset,
+            Action::FdHandoffQueued => {}
         }
     }
 
@@ -280,7 +307,16 @@ impl Model {
                             a.failed(&mut self.rr, Failure::ConnectTimeout, self.now)
                         }
                         None => {
-                            conn = Some((server, Conn { go: GoSide::Idle { since: self.now }, requests: 0, created: self.now }));
+                            let go = match self.servers[server].queued {
+                                Queued::Accepted => GoSide::Idle { since: self.now },
+                                Queued::Stalled => GoSide::Queued(Queued::Stalled),
+                                Queued::Reset => {
+                                    // Only the connection queued at the handoff.
+                                    self.servers[server].queued = Queued::Accepted;
+                                    GoSide::Queued(Queued::Reset)
+                                }
+                            };
+                            conn = Some((server, Conn { go, requests: 0, created: self.now }));
                             a.connected(false, self.now)
                         }
                     }
@@ -293,6 +329,11 @@ impl Model {
                     match c.go {
                         GoSide::Closing(IdleRace::Fin) => a.failed(&mut self.rr, Failure::PrematureClose, self.now),
                         GoSide::Closing(IdleRace::Rst) => a.failed(&mut self.rr, Failure::RecvFailed(104), self.now),
+                        GoSide::Queued(Queued::Reset) => a.failed(&mut self.rr, Failure::RecvFailed(104), self.now),
+                        GoSide::Queued(_) => {
+                            self.now += self.loc.read_timeout;
+                            a.failed(&mut self.rr, Failure::ReadTimeout, self.now)
+                        }
                         GoSide::Idle { .. } => {
                             let srv = &self.servers[server];
                             let served = serve(&srv.cfg, srv.keep_alives, &spec);

@@ -446,6 +446,9 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
     if let Some(b) = s.go.backlog {
         parts.push(format!("listen backlog {b}"));
     }
+    if let Some(n) = s.go.fd_limit {
+        parts.push(format!("fd limit {n}"));
+    }
     if let Some(v) = &s.nginx.version {
         parts.push(format!("nginx {v} defaults"));
     }

@@ -80,6 +80,12 @@ pub struct GoSettings {
     /// listen(2) backlog.
     #[serde(default)]
     pub backlog: Option<u32>,
+    /// The process's fd limit (RLIMIT_NOFILE: `ulimit -n`, systemd's
+    /// `LimitNOFILE`); unset: the lab's own. Go 1.19 holds 7 descriptors
+    /// before its first connection, so at least 8.
+    #[serde(default)]
+    #[schemars(range(min = 8))]
+    pub fd_limit: Option<u32>,
     /// Number of upstream servers (each its own Go server).
     #[serde(default = "one")]
     pub servers: usize,
@@ -99,6 +105,7 @@ impl Default for GoSettings {
             idle_race: None,
             shutdown_race: None,
             backlog: None,
+            fd_limit: None,
             servers: 1,
         }
     }
@@ -226,7 +233,8 @@ pub struct Workload {
     pub seed: u64,
     /// What happens to the upstream after the warm-up: "none", "crash",
     /// "shutdown", "keepalives-off-then-shutdown", "restart-handoff",
-    /// "fill-backlog".
+    /// "fill-backlog", "hold-connections", "reuseport-handoff-queued",
+    /// "fd-handoff-queued".
     #[serde(default)]
     pub action: Action,
 }
@@ -628,6 +636,9 @@ impl Scenario {
             let action = serde_json::to_value(self.workload.action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             return Err(Problem::at_key("nginx", "localhost", format!("not with a workload action (\"{action}\"): the [::1] peers are no Go server's")));
         }
+        if let Some(limit) = g.fd_limit.filter(|&l| l <= go_model::rules::STARTUP_FDS) {
+            return Err(Problem::at_key("go", "fd_limit", format!("{limit}: Go holds {} descriptors before its first connection", go_model::rules::STARTUP_FDS)));
+        }
         if self.requests.is_empty() {
             return Err(Problem { table: None, key: "request", at: Some(0), msg: "no [[request]]: a scenario sends at least one request".into() });
         }
@@ -695,6 +706,8 @@ mod tests {
             ("[nginx]\nupstream_conf='keepalive;'\n", "f.toml:7:16: nginx.upstream_conf: invalid number of arguments in \"keepalive\" directive"),
             ("[nginx]\nupstream_conf='server 127.0.0.1:2;'\n", "nginx.upstream_conf: the servers are the lab's"),
             ("[nginx]\nlocalhost=true\n[workload]\naction='crash'\n", "f.toml:7:1: nginx.localhost: not with a workload action (\"crash\")"),
+            ("[go]\nfd_limit=7\n", "go.fd_limit: 7: Go holds 7 descriptors"),
+            ("[workload]\naction='exhaust-everything'\n", "workload.action: unknown variant"),
         ] {
             let err = Scenario::from_toml(&format!("{base}{extra}{req}"), "f.toml").unwrap_err().to_string();
             assert!(err.contains(want), "{extra:?}:\n got  {err}\n want {want}");

@@ -27,7 +27,7 @@ fn race(s: &Option<String>) -> Option<IdleRace> {
 
 /// The Go server configuration of a scenario, at run scale.
 pub fn go_config(s: &Scenario, factor: f64) -> ServerConfig {
-    ServerConfig { reuse_port: s.workload.action == Action::RestartHandoff, ..go_settings_config(&s.go, factor) }
+    ServerConfig { reuse_port: matches!(s.workload.action, Action::RestartHandoff | Action::ReuseportHandoffQueued), ..go_settings_config(&s.go, factor) }
 }
 
 /// `[go]` settings as the `http.Server` they describe, at run scale (1.0:
@@ -43,6 +43,7 @@ pub fn go_settings_config(g: &GoSettings, factor: f64) -> ServerConfig {
         backlog: g.backlog.unwrap_or(4096),
         idle_race: race(&g.idle_race),
         shutdown_race: race(&g.shutdown_race),
+        fd_limit: g.fd_limit,
         ..ServerConfig::default()
     }
 }

@@ -119,6 +119,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 shutdown_race: if action == Action::Shutdown { s(race) } else { None },
                 // A queue of one fills at once when the action pauses accept().
                 backlog: (action == Action::FillBacklog).then_some(1),
+                fd_limit: None,
                 servers,
             },
             nginx: NginxSettings {

@@ -59,6 +59,9 @@ pub enum EventKind {
     IdleSwept,
     /// The accept loop has stopped calling accept() (lab knob).
     AcceptPaused,
+    /// accept() failed at the process's fd limit (EMFILE); Serve logs
+    /// `line` and sleeps `delay_ms` before trying again.
+    AcceptError { delay_ms: f64, line: String },
 }
 
 /// The close event of a connection, if it has closed.

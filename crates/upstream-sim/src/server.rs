@@ -107,6 +107,8 @@ pub struct UpstreamSim {
     shared: Arc<Shared>,
     control: Control,
     accept_paused: watch::Sender<bool>,
+    /// The listening socket while the accept loop holds it (for fd passing).
+    listener: std::sync::Weak<TcpListener>,
 }
 
 /// A cloneable handle for the server-wide operations (Shutdown, crash), so
@@ -187,6 +189,29 @@ impl UpstreamSim {
     /// binary keeps none).
     pub async fn start_with_epoch(cfg: ServerConfig, bind: SocketAddr, epoch: Instant, retention: Retention) -> io::Result<UpstreamSim> {
         let listener = listen(bind, cfg.backlog, cfg.reuse_port)?;
+        Self::serve_listener(cfg, listener, epoch, retention)
+    }
+
+    /// A server on a listening socket another one passed on (fd passing:
+    /// systemd socket activation, tableflip): a duplicate of its descriptor,
+    /// see [`listener_dup`](Self::listener_dup). The queue is the same
+    /// socket's, so connections waiting in it are accepted here.
+    pub async fn start_on_listener(cfg: ServerConfig, listener: std::net::TcpListener, epoch: Instant, retention: Retention) -> io::Result<UpstreamSim> {
+        listener.set_nonblocking(true)?;
+        Self::serve_listener(cfg, TcpListener::from_std(listener)?, epoch, retention)
+    }
+
+    /// A duplicate of the listening socket's descriptor (`dup(2)`), while it
+    /// is open: the socket stays open, with its accept queue, as long as
+    /// either descriptor does.
+    pub fn listener_dup(&self) -> io::Result<std::net::TcpListener> {
+        use std::os::fd::AsFd;
+        let l = self.listener.upgrade().ok_or_else(|| io::Error::other("the listener is closed"))?;
+        let fd = l.as_fd().try_clone_to_owned()?;
+        Ok(std::net::TcpListener::from(fd))
+    }
+
+    fn serve_listener(cfg: ServerConfig, listener: TcpListener, epoch: Instant, retention: Retention) -> io::Result<UpstreamSim> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             keep_alives: AtomicBool::new(cfg.keep_alives),
@@ -199,10 +224,12 @@ impl UpstreamSim {
         let stop_accepting = CancellationToken::new();
         let crash = CancellationToken::new();
         let (accept_paused, paused_rx) = watch::channel(cfg.accept_paused);
+        let listener = Arc::new(listener);
+        let weak = Arc::downgrade(&listener);
         tokio::spawn(accept_loop(listener, shared.clone(), stop_accepting.clone(), crash.clone(), paused_rx));
         tracing::info!(target: "upstream_sim", %addr, ?cfg, "listening");
         let control = Control { shared: shared.clone(), stop_accepting, crash };
-        Ok(UpstreamSim { addr, shared, control, accept_paused })
+        Ok(UpstreamSim { addr, shared, control, accept_paused, listener: weak })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -317,13 +344,16 @@ fn listen(bind: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpLis
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     shared: Arc<Shared>,
     stop: CancellationToken,
     crash: CancellationToken,
     mut paused: watch::Receiver<bool>,
 ) {
     let next_id = AtomicU64::new(1);
+    let local = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+    // `tempDelay` of `(*Server).Serve`.
+    let mut temp_delay = Duration::ZERO;
     'serve: loop {
         if *paused.borrow_and_update() {
             shared.events.push(0, EventKind::AcceptPaused);
@@ -333,6 +363,19 @@ async fn accept_loop(
                     r = paused.changed() => if r.is_err() { break 'serve },
                 }
             }
+        }
+        // At the fd limit accept4 fails before it dequeues anything: the
+        // connections stay in the kernel's queue, handshakes completed.
+        if go_model::rules::accept_fails(shared.cfg.fd_limit, shared.conns.lock().len()) {
+            temp_delay = go_model::rules::accept_backoff(temp_delay);
+            let line = go_model::rules::accept_error_line(&local, temp_delay);
+            tracing::warn!(target: "upstream_sim", "{line}");
+            shared.events.push(0, EventKind::AcceptError { delay_ms: temp_delay.as_secs_f64() * 1e3, line });
+            tokio::select! {
+                _ = stop.cancelled() => break 'serve,
+                _ = tokio::time::sleep(temp_delay) => {}
+            }
+            continue;
         }
         let accepted = tokio::select! {
             // Biased: a pause or stop already signalled wins over a
@@ -349,6 +392,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        temp_delay = Duration::ZERO;
         let id = next_id.fetch_add(1, Ordering::SeqCst);
         spawn_conn(id, stream, peer, shared.clone(), crash.clone());
     }

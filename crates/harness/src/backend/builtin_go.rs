@@ -7,10 +7,14 @@ use crate::Action;
 use async_trait::async_trait;
 use go_model::ServerConfig;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use upstream_sim::{CloseKind, ConnEvent, EventKind, UpstreamSim};
+
+/// Where a handoff puts the server that takes over.
+type Slot = Arc<Mutex<Option<UpstreamSim>>>;
 
 pub struct BuiltinGo {
     /// The servers started, then any that took over a listener (handoff).
@@ -18,8 +22,13 @@ pub struct BuiltinGo {
     /// How many were started (the rest are replacements).
     started: usize,
     epoch: Instant,
-    /// Connections that hold a paused server's accept queue full.
+    /// Connections that hold a paused server's accept queue full, or a
+    /// server's descriptors (`hold-connections`).
     fillers: Vec<TcpStream>,
+    /// A handoff waiting for a connection in the old server's queue, and
+    /// the slot where it puts the server that takes over (before the old
+    /// one shuts down).
+    handoff: Option<(tokio::task::JoinHandle<()>, Slot)>,
 }
 
 impl BuiltinGo {
@@ -33,7 +42,7 @@ impl BuiltinGo {
         for _ in 0..servers.max(1) {
             v.push(UpstreamSim::start_with_epoch(cfg.clone(), LOOPBACK_ANY, epoch, labkit::events::Retention::LAB).await.map_err(BackendError::UpstreamSim)?);
         }
-        Ok(BuiltinGo { started: v.len(), servers: v, epoch, fillers: Vec::new() })
+        Ok(BuiltinGo { started: v.len(), servers: v, epoch, fillers: Vec::new(), handoff: None })
     }
 
     /// The emulated servers (the first `addrs().len()` are the ones started).
@@ -53,6 +62,68 @@ impl BuiltinGo {
         old.shutdown(Duration::from_secs(2)).await;
         self.servers.push(next);
         Ok(())
+    }
+
+    /// The first server stops accepting; a task waits (bounded) until a
+    /// connection sits in its accept queue, then starts the next server,
+    /// on the same port (SO_REUSEPORT, `fd_passing` false) or on the old
+    /// listening socket itself (a duplicate of its descriptor), and shuts
+    /// the old one down.
+    async fn hand_off_queued(&mut self, fd_passing: bool) -> Result<(), BackendError> {
+        let old = &self.servers[0];
+        old.pause_accept(true).await;
+        // A listening socket is readable when its accept queue holds a
+        // connection: a duplicate of its descriptor is watched for that.
+        let watch = old.listener_dup().map_err(BackendError::UpstreamSim)?;
+        let (control, cfg, addr, epoch) = (old.control(), old.config().clone(), old.local_addr(), self.epoch);
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let put = slot.clone();
+        let task = tokio::spawn(async move {
+            let watch = wait_queued(watch, Duration::from_secs(5)).await;
+            let retention = labkit::events::Retention::LAB;
+            let next = match (fd_passing, watch) {
+                (true, Some(listener)) => UpstreamSim::start_on_listener(cfg, listener, epoch, retention).await,
+                // The duplicate is closed first: the old process's close is the last.
+                _ => UpstreamSim::start_with_epoch(cfg, addr, epoch, retention).await,
+            };
+            match next {
+                Ok(next) => *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(next),
+                Err(e) => tracing::warn!("handoff: the new server did not start: {e}"),
+            }
+            control.shutdown(Duration::from_secs(2)).await;
+        });
+        self.handoff = Some((task, slot));
+        Ok(())
+    }
+
+    /// The handoff's new server joins the others once it has started.
+    fn settle_handoff(&mut self) {
+        if let Some((_, slot)) = &self.handoff {
+            if let Some(next) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                self.servers.push(next);
+            }
+        }
+    }
+
+    /// Once every earlier connection of the first server has closed (the
+    /// warm-up's), opens [`labkit::action::HELD_CONNECTIONS`] connections
+    /// to it, each accepted (or its accept failed at the fd limit) before
+    /// the next, and keeps them open.
+    async fn hold_connections(&mut self) {
+        let sim = &self.servers[0];
+        let count = |ev: &[ConnEvent], pred: fn(&EventKind) -> bool| ev.iter().filter(|e| pred(&e.kind)).count();
+        let accepted = |ev: &[ConnEvent]| count(ev, |k| matches!(k, EventKind::Accepted { .. }));
+        let failures = |ev: &[ConnEvent]| count(ev, |k| matches!(k, EventKind::AcceptError { .. }));
+        sim.events().wait_for(Duration::from_secs(2), |ev| count(ev, |k| matches!(k, EventKind::Closed { .. })) >= accepted(ev)).await;
+        for _ in 0..labkit::action::HELD_CONNECTIONS {
+            let ev = sim.events().snapshot();
+            let (before, failed) = (accepted(&ev), failures(&ev));
+            match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(sim.local_addr())).await {
+                Ok(Ok(c)) => self.fillers.push(c),
+                _ => return,
+            }
+            sim.events().wait_for(Duration::from_secs(2), |ev| accepted(ev) > before || failures(ev) > failed).await;
+        }
     }
 
     async fn shut_down_first(&self) {
@@ -107,6 +178,7 @@ impl UpstreamUnderTest for BuiltinGo {
     }
 
     async fn handler_runs(&mut self, path: &str) -> Option<u64> {
+        self.settle_handoff();
         Some(self.servers.iter().map(|s| s.handler_runs_for(path)).sum())
     }
 
@@ -135,13 +207,61 @@ impl UpstreamUnderTest for BuiltinGo {
             Action::Shutdown => self.shut_down_first().await,
             Action::KeepalivesOffThenShutdown => self.keepalives_off_then_shut_down_first().await,
             Action::FillBacklog => self.fill_backlogs().await,
+            Action::HoldConnections => self.hold_connections().await,
+            Action::ReuseportHandoffQueued => self.hand_off_queued(false).await?,
+            Action::FdHandoffQueued => self.hand_off_queued(true).await?,
         }
         Ok(())
     }
 
     async fn stop(self: Box<Self>) {
+        if let Some((task, slot)) = &self.handoff {
+            task.abort();
+            if let Some(next) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                next.crash();
+            }
+        }
         self.servers.iter().for_each(UpstreamSim::crash);
     }
+}
+
+/// Waits (bounded) until `listener` (a duplicate descriptor of a listening
+/// socket nobody accepts on) has a connection in its accept queue: poll(2)
+/// reports a listening socket readable then. Returns the descriptor.
+async fn wait_queued(listener: std::net::TcpListener, limit: Duration) -> Option<std::net::TcpListener> {
+    use std::os::fd::AsRawFd;
+    let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+    let waited = tokio::task::spawn_blocking(move || {
+        let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, owned by `listener`, which outlives the call.
+        unsafe { libc::poll(&mut p, 1, ms) };
+        // Then until the client's first bytes are in the queued socket (its
+        // `rx_queue` in /proc/net/tcp): a reset before the client has
+        // written would fail its connect() instead of its read.
+        let port = listener.local_addr().map_or(0, |a| a.port());
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let tables = ["/proc/net/tcp", "/proc/net/tcp6"].map(|f| std::fs::read_to_string(f).unwrap_or_default());
+            if tables.iter().any(|t| unread_bytes(t, port)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        listener
+    });
+    waited.await.ok()
+}
+
+/// Whether a `/proc/net/tcp` table has an ESTABLISHED (01) socket on local
+/// `port` with bytes received and not read (`rx_queue`): a connection
+/// queued on a listener there, its request written.
+pub fn unread_bytes(table: &str, port: u16) -> bool {
+    table.lines().skip(1).any(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+        let rx = cols.get(4).and_then(|q| q.split(':').nth(1)).and_then(|r| u32::from_str_radix(r, 16).ok());
+        local == Some(port) && cols.get(3) == Some(&"01") && rx.is_some_and(|n| n > 0)
+    })
 }
 
 /// One Go emulator's events; `server` of `servers` tags the lines when
@@ -180,6 +300,7 @@ fn timeline_of(events: &[ConnEvent], server: usize, servers: usize) -> Vec<Timel
             EventKind::ListenerClosed => (K::Server, "listener closed".into()),
             EventKind::IdleSwept => (K::Server, "Shutdown closes idle connections".into()),
             EventKind::AcceptPaused => (K::Server, "accept() paused (lab knob)".into()),
+            EventKind::AcceptError { line, .. } => (K::Error, line.clone()),
             EventKind::ReadDeadlineArmed { .. } | EventKind::Wrote { .. } => continue,
         };
         let mut entry = TimelineEntry::new(e.at, Lane::Upstream, kind, format!("{tag}{text}"));
@@ -196,4 +317,23 @@ fn timeline_of(events: &[ConnEvent], server: usize, servers: usize) -> Vec<Timel
         out.push(entry);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unread_bytes;
+
+    #[test]
+    fn a_queued_connection_with_its_request_from_proc_net_tcp() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:47F9 00000000:0000 0A 00000000:00000001 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:47F9 0100007F:D2F0 01 00000000:0000004B 00:00000000 00000000     0        0 0 1 0 20 4 30 10 -1\n\
+   2: 0100007F:D2F0 0100007F:47F9 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1\n\
+   3: 0100007F:1F90 0100007F:D2F4 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1\n";
+        assert!(unread_bytes(table, 0x47F9));
+        // The client's side, a connection with nothing unread, the listener itself.
+        assert!(!unread_bytes(table, 0xD2F0));
+        assert!(!unread_bytes(table, 0x1F90));
+        assert!(!unread_bytes("garbage\n1: x y 01 z", 1));
+    }
 }

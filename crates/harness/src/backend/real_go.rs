@@ -1,5 +1,6 @@
 //! The real Go reference server (see [`crate::go`]): child processes, read
-//! through their logs. It has none of the emulator's lab knobs.
+//! through their logs. It has none of the emulator's lab knobs; its own
+//! handoffs (SIGUSR1, SIGUSR2) and an fd limit (setrlimit) it runs.
 
 use super::{BackendError, Unsupported, UpstreamBackend, UpstreamUnderTest};
 use crate::go::{self, port_of, GoServer, LogLine, What};
@@ -16,11 +17,20 @@ pub struct RealGo {
     /// log's timestamps are wall-clock.
     epoch_secs_of_day: f64,
     build: go::GoBuild,
+    /// Connections held open to exhaust the first server's descriptors.
+    fillers: Vec<tokio::net::TcpStream>,
+    /// The first server waits for a queued connection to hand its listener over.
+    handoff_pending: bool,
+    /// The servers' fd limit (`setrlimit` before exec).
+    fd_limit: Option<u32>,
 }
 
 impl RealGo {
     /// Everything but the emulator's lab knobs.
     pub fn supports(cfg: &ServerConfig, action: Action) -> Result<(), Unsupported> {
+        // The fixture listens with SO_REUSEPORT itself (--reuseport, for its
+        // SIGUSR1 handoff); the emulator's own handoff is an action knob.
+        let cfg = &ServerConfig { reuse_port: false, ..cfg.clone() };
         match config_knob(cfg).or_else(|| action_knob(action)) {
             Some(what) => Err(Unsupported::knob("real Go", what)),
             None => Ok(()),
@@ -48,13 +58,45 @@ impl RealGo {
         }
         let epoch_wall = SystemTime::now() - epoch.elapsed();
         let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
-        Ok(RealGo { servers: v, epoch_secs_of_day, build })
+        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new(), handoff_pending: false, fd_limit: cfg.fd_limit })
     }
 
     pub fn servers(&self) -> &[GoServer] {
         &self.servers
     }
 }
+
+impl RealGo {
+    /// Once every earlier connection of the first server has closed (the
+    /// warm-up's, its ConnState `closed` line), opens
+    /// [`labkit::action::HELD_CONNECTIONS`] connections to it, each
+    /// accepted (`CONN ... new`) or refused by Go's accept (`http: Accept
+    /// error:`, its process at `fd_limit`) before the next, and keeps them open.
+    async fn hold_connections(&mut self) -> Result<(), BackendError> {
+        let first = &mut self.servers[0];
+        let count = |log: &[String], what: &str| log.iter().filter(|l| l.contains(what)).count();
+        let news = |log: &[String]| log.iter().filter(|l| l.contains(" CONN ") && l.ends_with(" new")).count();
+        let closed = |log: &[String]| log.iter().filter(|l| l.contains(" CONN ") && l.ends_with(" closed")).count();
+        first.wait_log(Duration::from_secs(2), |log| closed(log) >= news(log)).await;
+        for _ in 0..labkit::action::HELD_CONNECTIONS {
+            let log = first.lines();
+            let (before, failed) = (news(&log), count(&log, ACCEPT_ERROR));
+            let c = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(first.addr)).await;
+            let Ok(Ok(c)) = c else { return Err(BackendError::GoStart(std::io::Error::other("connecting to hold a connection"))) };
+            self.fillers.push(c);
+            first.wait_log(Duration::from_secs(2), |log| news(log) > before || count(log, ACCEPT_ERROR) > failed).await;
+        }
+        // At the limit, Go's next accept fails at once: its line is read
+        // before the action ends (the log then says the server is stalled).
+        if go_model::rules::accept_fails(self.fd_limit, labkit::action::HELD_CONNECTIONS) {
+            first.wait_line(Duration::from_secs(2), |l| l.contains(ACCEPT_ERROR)).await;
+        }
+        Ok(())
+    }
+}
+
+/// What `(*Server).Serve` logs when accept fails (`http: Accept error: ...; retrying in 5ms`).
+const ACCEPT_ERROR: &str = "http: Accept error:";
 
 #[async_trait]
 impl UpstreamUnderTest for RealGo {
@@ -70,8 +112,17 @@ impl UpstreamUnderTest for RealGo {
     /// first (see [`GoServer::sync_log`]).
     async fn handler_runs(&mut self, path: &str) -> Option<u64> {
         let mut runs = 0;
-        for g in &mut self.servers {
-            g.sync_log(Duration::from_secs(2)).await;
+        if self.handoff_pending && self.servers[0].lines().iter().any(|l| l.contains("HANDOFF new server")) {
+            self.handoff_pending = false;
+        }
+        for (i, g) in self.servers.iter_mut().enumerate() {
+            // A /mark connection would be the one queued for the handoff, or
+            // wait in the queue of a server whose held connections fill its
+            // fd limit (its log's two pipes cannot tell the order).
+            let queued_behind = i == 0 && (self.handoff_pending || go_model::rules::accept_fails(self.fd_limit, self.fillers.len()));
+            if !queued_behind {
+                g.sync_log(Duration::from_secs(2)).await;
+            }
             runs += g.handler_runs(path);
         }
         Some(runs)
@@ -99,6 +150,18 @@ impl UpstreamUnderTest for RealGo {
                 let first = &mut self.servers[0];
                 first.terminate();
                 first.wait_line(Duration::from_secs(5), |l| l.contains("SHUTDOWN end")).await;
+            }
+            Action::HoldConnections => self.hold_connections().await?,
+            Action::ReuseportHandoffQueued | Action::FdHandoffQueued => {
+                // The fixture pauses its accept loop, then (in the background)
+                // waits for a connection queued with its request and hands
+                // the listener over (handOff in main.go).
+                let first = &mut self.servers[0];
+                first.signal(if action == Action::FdHandoffQueued { libc::SIGUSR2 } else { libc::SIGUSR1 });
+                if !first.wait_line(Duration::from_secs(5), |l| l.contains("HANDOFF paused")).await {
+                    return Err(BackendError::GoStart(std::io::Error::other("the reference server did not pause for the handoff")));
+                }
+                self.handoff_pending = true;
             }
             Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog => {
                 let what = action_knob(action).unwrap_or("this action");
@@ -147,7 +210,7 @@ pub(super) fn action_knob(action: Action) -> Option<&'static str> {
         Action::FillBacklog => Some("a paused accept loop"),
         Action::RestartHandoff => Some("a listener handoff"),
         Action::KeepalivesOffThenShutdown => Some("SetKeepAlivesEnabled(false) while serving"),
-        Action::None | Action::Crash | Action::Shutdown => None,
+        Action::None | Action::Crash | Action::Shutdown | Action::HoldConnections | Action::ReuseportHandoffQueued | Action::FdHandoffQueued => None,
     }
 }
 
@@ -197,11 +260,17 @@ mod tests {
         let race = ServerConfig { idle_race: Some(IdleRace::Fin), ..ServerConfig::default() };
         let err = RealGo::supports(&race, Action::None).unwrap_err();
         assert_eq!(err.to_string(), "real Go cannot run the deterministic idle race (an emulator-only knob)");
+        assert_eq!(RealGo::supports(&plain, Action::HoldConnections), Ok(()));
+        // The fixture's own handoffs (SIGUSR1 with SO_REUSEPORT, SIGUSR2 passing the fd).
+        let reuse = ServerConfig { reuse_port: true, ..ServerConfig::default() };
+        assert_eq!(RealGo::supports(&reuse, Action::ReuseportHandoffQueued), Ok(()));
+        assert_eq!(RealGo::supports(&plain, Action::FdHandoffQueued), Ok(()));
         for action in [Action::FillBacklog, Action::RestartHandoff, Action::KeepalivesOffThenShutdown] {
             assert!(RealGo::supports(&plain, action).is_err(), "{action:?}");
         }
         let handoff = ServerConfig { reuse_port: true, ..ServerConfig::default() };
-        assert_eq!(RealGo::supports(&handoff, Action::None).unwrap_err().what, "a listener handoff");
+        assert_eq!(RealGo::supports(&handoff, Action::None), Ok(()));
+        assert_eq!(RealGo::supports(&handoff, Action::RestartHandoff).unwrap_err().what, "a listener handoff");
     }
 
     #[test]

@@ -377,6 +377,14 @@ impl UserServer {
             let why = "the scenario sets it; pass it on with this placeholder in --upstream-cmd";
             return Err(Unsupported { backend: BACKEND, what: format!("{{{name}}}"), why });
         }
+        if matches!(action, Action::ReuseportHandoffQueued | Action::FdHandoffQueued) {
+            let why = "the lab can neither pause your server's accept loop nor hand its listener over; the reference server (--upstream go) does (SIGUSR1, SIGUSR2)";
+            return Err(Unsupported { backend: BACKEND, what: "a listener handoff with a connection queued".into(), why });
+        }
+        if action == Action::HoldConnections || cfg.fd_limit.is_some() {
+            let why = "the lab neither sets your command's RLIMIT_NOFILE nor reads Go's accept error from its output; the reference server (--upstream go) runs it";
+            return Err(Unsupported { backend: BACKEND, what: "an fd limit or held connections (fd_limit, hold-connections)".into(), why });
+        }
         if action == Action::Shutdown {
             let why = "SIGTERM need not run http.Server.Shutdown in your server; the reference server (--upstream go) does";
             return Err(Unsupported { backend: BACKEND, what: "a graceful Shutdown".into(), why });
@@ -567,6 +575,8 @@ mod tests {
         assert_eq!(UserServer::supports(&plain, &race, Action::None).unwrap_err().why, "an emulator-only knob");
         assert!(UserServer::supports(&plain, &default, Action::Shutdown).unwrap_err().to_string().contains("graceful Shutdown"));
         assert!(UserServer::supports(&plain, &default, Action::FillBacklog).is_err());
+        assert!(UserServer::supports(&plain, &default, Action::FdHandoffQueued).is_err());
+        assert!(UserServer::supports(&plain, &default, Action::HoldConnections).is_err());
     }
 
     /// A command that never listens: the wait ends at its limit, quotes

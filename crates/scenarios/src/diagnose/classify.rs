@@ -330,9 +330,16 @@ mod tests {
             (ev("GET", 502, &[(502, 5.0, PC)]), &answered, "write-timeout", Confidence::High),
             (ev("GET", 502, &[(502, 5.0, PC), (502, 5.0, PC)]), &answered, "write-timeout", Confidence::High),
             (cut, &answered, "write-timeout", Confidence::High),
-            (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout))]), &answered, "proxy-read-timeout", Confidence::High),
+            // A read timeout with the handler run (a slow endpoint, never
+            // answering) or never run (Go's accept stalled at its fd limit,
+            // an endpoint that answers at other times): the same lines.
+            (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout))]), &never, "proxy-read-timeout", Confidence::Medium),
+            (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout))]), &answered, "fd-limit", Confidence::Medium),
             (ev("GET", 504, &[(504, 2.0, Some(Class::ConnectTimeout))]), &answered, "backlog-overflow", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::ConnectRefused))]), &answered, "upstream-down", Confidence::High),
+            // A reset, not retried, after a wait no handler explains: a new
+            // connection reset in a closing listener's accept queue.
+            (ev("GET", 502, &[(502, 0.05, Some(Class::Reset))]), &answered, "listener-close-queued", Confidence::High),
             (ev("GET", 502, &[(502, 0.0, Some(Class::TooBigHeader))]), &answered, "too-big-header", Confidence::High),
             // A timeout retried on the next server, which times out too.
             (ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout)), (504, 2.0, Some(Class::ReadTimeout))]), &answered, "read-timeout-retried", Confidence::High),
@@ -351,6 +358,14 @@ mod tests {
             let d = decide(&candidates(&e, &ms), &ms, ctx, complete(&e));
             assert_eq!(id(&ms, &d), want, "{e:?}");
             assert_eq!(d.unwrap().confidence, conf, "{e:?}");
+        }
+        // Each of the two read-timeout mechanisms names the other.
+        for ctx in [&answered, &never] {
+            let e = ev("GET", 504, &[(504, 2.0, Some(Class::ReadTimeout))]);
+            let d = decide(&candidates(&e, &ms), &ms, ctx, complete(&e)).unwrap();
+            let looks: Vec<&str> = d.lookalikes.iter().map(|&m| ms[m].id.as_str()).collect();
+            let other = if ms[d.mech].id == "fd-limit" { "proxy-read-timeout" } else { "fd-limit" };
+            assert!(looks.contains(&other), "{looks:?}");
         }
     }
 

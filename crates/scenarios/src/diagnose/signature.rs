@@ -26,6 +26,9 @@ pub enum Timing {
     ReadTimeout,
     /// `proxy_connect_timeout`.
     ConnectTimeout,
+    /// However long a new connection waited in a listener's accept queue
+    /// before the listener closed (a handoff): any time.
+    Queued,
 }
 
 /// A failure within this many seconds of the attempt's start had no handler
@@ -40,7 +43,7 @@ impl Timing {
         match self {
             Timing::NearZero => secs <= NEAR_ZERO,
             Timing::Handler => secs > NEAR_ZERO,
-            Timing::ReadTimeout | Timing::ConnectTimeout => true,
+            Timing::ReadTimeout | Timing::ConnectTimeout | Timing::Queued => true,
         }
     }
 }
@@ -109,8 +112,10 @@ fn handler_ms(path: &str) -> u64 {
     query.split('&').filter_map(|kv| kv.strip_prefix("ms=")).filter_map(|v| v.parse().ok()).next().unwrap_or(0)
 }
 
-fn timing(class: Class, ran: bool, path: &str) -> Timing {
+fn timing(class: Class, ran: bool, path: &str, queued: bool) -> Timing {
     match class {
+        // The failure came when the listener closed, not from the handler.
+        Class::Reset | Class::PrematureClose | Class::ConnectFailed if queued && !ran => Timing::Queued,
         Class::ReadTimeout | Class::ReadTimeoutBody => Timing::ReadTimeout,
         Class::ConnectTimeout => Timing::ConnectTimeout,
         _ if ran && handler_ms(path) > 0 => Timing::Handler,
@@ -125,6 +130,8 @@ fn is_failure(status: u16) -> bool {
 /// The shapes one scenario's requests show.
 fn shapes_of(s: &Scenario) -> Vec<Shape> {
     let mut out = Vec::new();
+    // A new connection is reset in the accept queue of a closing listener.
+    let queued = s.workload.action == labkit::action::Action::ReuseportHandoffQueued;
     let push = |out: &mut Vec<Shape>, class, handler_ran, timing, next, retry, method: &str, status| {
         out.push(Shape { class, handler_ran, timing, next, retry, idempotent: !non_idempotent(method), status, scenario: s.name.clone() });
     };
@@ -153,12 +160,12 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
                                 Some(_) => Next::RetryAnswered,
                             };
                             for &class in alts {
-                                push(&mut out, class, ran, timing(class, ran.unwrap_or(false), &g.path), next, Some(i > 0), &g.method, p.status);
+                                push(&mut out, class, ran, timing(class, ran.unwrap_or(false), &g.path, queued), next, Some(i > 0), &g.method, p.status);
                             }
                         }
                         for b in &p.body {
                             if let Some(class) = b.error {
-                                push(&mut out, class, Some(true), timing(class, true, &g.path), Next::Final, Some(p.upstream_status.len() > 1), &g.method, p.status);
+                                push(&mut out, class, Some(true), timing(class, true, &g.path, queued), Next::Final, Some(p.upstream_status.len() > 1), &g.method, p.status);
                             }
                         }
                     }
@@ -180,7 +187,7 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
                         let (ran, when) = match class {
                             Class::ReadTimeoutBody => (Some(true), Timing::ReadTimeout),
                             _ if body => (Some(true), Timing::Handler),
-                            _ => (None, timing(class, false, &g.path)),
+                            _ => (None, timing(class, false, &g.path, queued)),
                         };
                         push(&mut out, class, ran, when, next, None, &g.method, st);
                     }
