@@ -12,6 +12,10 @@
 //! location, a server, several, `off`). The expected values are not written here: real nginx
 //! is the reference, run in the same trial.
 //!
+//! `buffering::*` pause the client (it reads nothing until the upstream has
+//! written its whole reply, or a bounded time) and compare whether the
+//! upstream finished meanwhile: nginx's read-ahead (`proxy_buffering`).
+//!
 //! An RST sent right behind the upstream's last bytes races real nginx's
 //! own first read of the body (seen both ways on nginx 1.22.1), so the
 //! resets here come 100 ms after the bytes, when nginx has read them.
@@ -682,7 +686,10 @@ fn buffering_cases() -> Vec<Case> {
     const BIG: usize = 32 * 1024 * 1024;
     let body = |extra: &str| {
         let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n{extra}\r\n").into_bytes();
-        r.resize(r.len() + BIG, b'x');
+        // Each 8 bytes name their place: bytes out of order show.
+        for i in 0..BIG / 8 {
+            r.extend_from_slice(format!("{i:07x}\n").as_bytes());
+        }
         r
     };
     let mk = |name: &str, extra: &str, location: &str, pause: u64| {
@@ -697,6 +704,13 @@ fn buffering_cases() -> Vec<Case> {
         mk("off", "", "proxy_buffering off;", 1_500),
         mk("x_accel_buffering_no", "X-Accel-Buffering: no\r\n", "proxy_temp_path proxy_temp;", 1_500),
         mk("max_temp_file_size_0", "", "proxy_temp_path proxy_temp; proxy_max_temp_file_size 0;", 1_500),
+        mk("on_by_x_accel_buffering_yes", "X-Accel-Buffering: yes\r\n", "proxy_temp_path proxy_temp; proxy_buffering off;", 10_000),
+        {
+            // The body is cut short: the upstream ends while the client waits.
+            let mut c = mk("on_cut", "", "proxy_temp_path proxy_temp;", 10_000);
+            c.reply = String::from_utf8_lossy(&c.reply).replacen(&format!("Content-Length: {BIG}"), &format!("Content-Length: {}", BIG + 1000), 1).into_bytes();
+            c
+        },
     ]
 }
 

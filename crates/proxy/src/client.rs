@@ -890,7 +890,9 @@ struct Spool<'a> {
     /// Where a new file goes: the directory and its levels.
     dir: PathBuf,
     levels: [usize; 3],
+    /// Bytes of the file at `scratch_at`, read for the client.
     scratch: Vec<u8>,
+    scratch_at: u64,
 }
 
 impl Spool<'_> {
@@ -947,10 +949,16 @@ impl Spool<'_> {
             &front[self.front_off..]
         } else if let (Some(f), true) = (&self.file, self.file_sent < self.file_written) {
             use std::os::unix::fs::FileExt;
-            let want = (self.file_written - self.file_sent).min(64 * 1024) as usize;
-            self.scratch.resize(want, 0);
-            f.read_exact_at(&mut self.scratch, self.file_sent)?;
-            &self.scratch
+            // What was read from the file and not yet sent is kept: a
+            // write that waits may be given up for a read and tried again.
+            let held = self.file_sent >= self.scratch_at && self.file_sent < self.scratch_at + self.scratch.len() as u64;
+            if !held {
+                let want = (self.file_written - self.file_sent).min(64 * 1024) as usize;
+                self.scratch.resize(want, 0);
+                f.read_exact_at(&mut self.scratch, self.file_sent)?;
+                self.scratch_at = self.file_sent;
+            }
+            &self.scratch[(self.file_sent - self.scratch_at) as usize..]
         } else {
             return Ok(0);
         };
@@ -1127,6 +1135,7 @@ async fn respond<'a>(
                 dir,
                 levels,
                 scratch: Vec::new(),
+                scratch_at: 0,
             });
         }
     }
@@ -1248,5 +1257,59 @@ async fn respond<'a>(
         body_bytes: out.body_sent,
         keepalive: ok && keepalive && !out.failed,
         rest: (out.spooled() && !out.failed).then_some(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The read-ahead keeps the body's order across memory, the file and
+    /// memory again, and names each file once with its number.
+    #[tokio::test]
+    async fn spool_keeps_order_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
+        let numbers = std::sync::atomic::AtomicU64::new(7);
+        let mut sp = Spool {
+            numbers: &numbers,
+            limits: buffering::Limits { memory: 10, max_temp_file: 1000 },
+            mem: Default::default(),
+            mem_len: 0,
+            front_off: 0,
+            file: None,
+            file_written: 0,
+            file_sent: 0,
+            dir: dir.clone(),
+            levels: [1, 2, 0],
+            scratch: Vec::new(),
+            scratch_at: 0,
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut b, _) = l.accept().await.unwrap();
+        let piece = |i: u8| vec![b'a' + i; 6];
+        // Memory (6, then 12 >= 10), then the file, which warns once.
+        assert_eq!(sp.put(piece(0)), None);
+        assert_eq!(sp.put(piece(1)), None);
+        assert_eq!(sp.next(), buffering::Next::File);
+        let warn = sp.put(piece(2)).expect("a new file warns");
+        assert_eq!(warn, format!("an upstream response is buffered to a temporary file {}/7/00/0000000007 while reading upstream", dir.display()));
+        assert_eq!(sp.put(piece(3)), None);
+        // Drained: memory first, then the file; then memory again.
+        while !sp.is_empty() {
+            sp.send_some(&a).await.unwrap();
+        }
+        assert_eq!(sp.next(), buffering::Next::Memory);
+        assert_eq!(sp.put(piece(4)), None);
+        while !sp.is_empty() {
+            sp.send_some(&a).await.unwrap();
+        }
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, [piece(0), piece(1), piece(2), piece(3), piece(4)].concat());
+        // The file was unlinked once open.
+        assert!(!dir.join("7/00/0000000007").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
