@@ -50,6 +50,8 @@ const NOOPS: &[(&str, At, &str, bool)] = &[
     ("proxy_temp_file_write_size", At::Location, "proxy_temp_file_write_size 16k;", false),
     ("proxy_temp_file_write_size_small", At::Server, "proxy_temp_file_write_size 2k;", false),
     ("proxy_temp_path_levels", At::Location, "proxy_temp_path pt2 1 2;", false),
+    ("proxy_temp_path_levels_past_ten", At::Location, "proxy_temp_path pt3 5 5 1;", true),
+    ("proxy_temp_path_levels_ten", At::Location, "proxy_temp_path pt4 5 5;", false),
     ("client_keepalive_timeout", At::Server, "keepalive_timeout 65 60;", true),
     ("client_header_timeout", At::Http, "client_header_timeout 10s;", true),
     ("send_timeout", At::Location, "send_timeout 30s;", true),

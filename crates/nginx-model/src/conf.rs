@@ -3428,6 +3428,7 @@ mod tests {
         assert_eq!(http("proxy_buffer_size x;"), "\"proxy_buffer_size\" directive invalid value in t.conf:4");
         assert_eq!(http("proxy_read_timeout x;"), "\"proxy_read_timeout\" directive invalid value in t.conf:4");
         assert_eq!(http("server { proxy_temp_path p 0; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
+        assert_eq!(http("server { proxy_temp_path p 5 5 1; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
         // The same words from the generic slots.
         assert_eq!(http("gzip maybe;"), "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4");
     }
