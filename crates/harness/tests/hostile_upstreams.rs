@@ -704,6 +704,7 @@ fn buffering_cases() -> Vec<Case> {
         mk("off", "", "proxy_buffering off;", 1_500),
         mk("x_accel_buffering_no", "X-Accel-Buffering: no\r\n", "proxy_temp_path proxy_temp;", 1_500),
         mk("max_temp_file_size_0", "", "proxy_temp_path proxy_temp; proxy_max_temp_file_size 0;", 1_500),
+        mk("on_x_accel_buffering_no_ignored", "X-Accel-Buffering: no\r\n", "proxy_temp_path proxy_temp; proxy_ignore_headers X-Accel-Buffering;", 10_000),
         mk("on_by_x_accel_buffering_yes", "X-Accel-Buffering: yes\r\n", "proxy_temp_path proxy_temp; proxy_buffering off;", 10_000),
         {
             // The body is cut short: the upstream ends while the client waits.

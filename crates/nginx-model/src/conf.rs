@@ -330,6 +330,9 @@ pub struct ProxyDirectives {
     pub buffering: Option<bool>,
     /// `proxy_max_temp_file_size` (0: no temporary file).
     pub max_temp_file_size: Option<u64>,
+    /// `proxy_ignore_headers` names X-Accel-Buffering (`None`: no such
+    /// line here; the bitmask is inherited whole).
+    pub ignore_accel_buffering: Option<bool>,
     /// `proxy_temp_file_write_size` (checked; the file is written as read).
     pub temp_file_write_size: Option<usize>,
     /// `proxy_temp_path PATH [L1 [L2 [L3]]]` as written (relative to the prefix).
@@ -403,6 +406,7 @@ impl ProxyDirectives {
             buffering: self.buffering.or(parent.buffering),
             buffer_size: self.buffer_size.or(parent.buffer_size),
             max_temp_file_size: self.max_temp_file_size.or(parent.max_temp_file_size),
+            ignore_accel_buffering: self.ignore_accel_buffering.or(parent.ignore_accel_buffering),
             temp_file_write_size: self.temp_file_write_size.or(parent.temp_file_write_size),
             temp_path: self.temp_path.clone().or(parent.temp_path.clone()),
             buffers: self.buffers.or(parent.buffers),
@@ -774,6 +778,7 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("proxy_buffers", HSL),
     ("proxy_busy_buffers_size", HSL),
     ("proxy_max_temp_file_size", HSL),
+    ("proxy_ignore_headers", HSL),
     ("proxy_temp_file_write_size", HSL),
     ("proxy_bind", HSL),
     ("server", &[Ctx::Upstream]),
@@ -1803,6 +1808,17 @@ impl<'a> Parser<'a> {
                     }
                     p.temp_path = Some((text(d.arg(0)), levels));
                 }
+            }
+            "proxy_ignore_headers" => {
+                // ngx_conf_set_bitmask_slot: lines add up. Only
+                // X-Accel-Buffering changes what the emulation does.
+                directive::check_slot(d.name, d.def.slot, &d.args).map_err(|e| self.slot_error(d, e))?;
+                let accel = d.args.iter().any(|a| a.eq_ignore_ascii_case(b"X-Accel-Buffering"));
+                if d.args.iter().any(|a| !a.eq_ignore_ascii_case(b"X-Accel-Buffering")) {
+                    self.not_emulated("proxy_ignore_headers (but X-Accel-Buffering)");
+                }
+                let p = &mut lv.proxy;
+                p.ignore_accel_buffering = Some(p.ignore_accel_buffering.unwrap_or(false) || accel);
             }
             "proxy_max_temp_file_size" => {
                 lv.seen.once(self, d)?;
@@ -2943,6 +2959,9 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     if let Some(v) = p.max_temp_file_size {
         line(format!("proxy_max_temp_file_size {v}"));
     }
+    if p.ignore_accel_buffering == Some(true) {
+        line("proxy_ignore_headers X-Accel-Buffering".to_string());
+    }
     if let Some(v) = p.temp_file_write_size {
         line(format!("proxy_temp_file_write_size {v}"));
     }
@@ -3446,6 +3465,12 @@ mod tests {
             assert!(at(extra).is_err_and(|m| m.starts_with(err)), "{extra}: {:?}", at(extra));
         }
         assert!(at("proxy_max_temp_file_size 4k; proxy_temp_file_write_size 8k;").is_ok());
+        // proxy_ignore_headers: lines add up; a level without one inherits.
+        let c = parse("events {}\nhttp {\n proxy_ignore_headers Expires;\n server { proxy_ignore_headers x-accel-buffering; proxy_ignore_headers Vary; location / { proxy_pass http://127.0.0.1:1; } }\n}\n", "t.conf").unwrap();
+        assert_eq!(c.proxy.ignore_accel_buffering, Some(false));
+        assert_eq!(c.servers[0].proxy.ignore_accel_buffering, Some(true));
+        assert_eq!(c.servers[0].locations[0].proxy.merged_over(&c.servers[0].proxy.merged_over(&c.proxy)).ignore_accel_buffering, Some(true));
+        assert!(at("proxy_ignore_headers X-Nope;").is_err_and(|m| m.starts_with("invalid value \"X-Nope\"")));
     }
 
     #[test]

@@ -1115,7 +1115,7 @@ async fn respond<'a>(
     // upstream's X-Accel-Buffering) reads the body ahead of the client.
     if let Some(h) = head.filter(|_| send_body) {
         let accel = h.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(b"x-accel-buffering")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-        if buffering::buffered(loc.buffering, accel.as_deref(), false) {
+        if buffering::buffered(loc.buffering, accel.as_deref(), loc.ignore_accel_buffering) {
             let (dir, levels) = match &loc.temp_path {
                 Some((p, levels)) => {
                     let p = std::path::Path::new(p);
