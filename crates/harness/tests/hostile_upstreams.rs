@@ -12,6 +12,10 @@
 //! location, a server, several, `off`). The expected values are not written here: real nginx
 //! is the reference, run in the same trial.
 //!
+//! `buffering::*` pause the client (it reads nothing until the upstream has
+//! written its whole reply, or a bounded time) and compare whether the
+//! upstream finished meanwhile: nginx's read-ahead (`proxy_buffering`).
+//!
 //! An RST sent right behind the upstream's last bytes races real nginx's
 //! own first read of the body (seen both ways on nginx 1.22.1), so the
 //! resets here come 100 ms after the bytes, when nginx has read them.
@@ -62,6 +66,9 @@ enum ClientClose {
 struct UpstreamEvents {
     received: tokio::sync::Notify,
     replied: tokio::sync::Notify,
+    /// Replies written whole so far, and a wake-up for every waiter at each.
+    replies: std::sync::atomic::AtomicUsize,
+    replied_all: tokio::sync::Notify,
     /// The request line of each request the upstream got.
     request_lines: parking_lot::Mutex<Vec<String>>,
 }
@@ -114,6 +121,10 @@ struct Case {
     echo_head: bool,
     /// The upstream notes each request's source address (`proxy_bind`).
     show_peer: bool,
+    /// The client reads nothing after sending its request until the
+    /// upstream has written its whole reply, or at most this long; whether
+    /// the upstream finished meanwhile is compared (`proxy_buffering`).
+    client_pause_ms: Option<u64>,
 }
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
@@ -137,6 +148,7 @@ fn case(name: &str, reply: &[u8], end: End) -> Case {
         echo: false,
         echo_head: false,
         show_peer: false,
+        client_pause_ms: None,
     }
 }
 
@@ -659,7 +671,48 @@ fn cases() -> Vec<Case> {
     reset_while_blocked.request = post(8 * 1024 * 1024);
     reset_while_blocked.location = "client_max_body_size 10m;".into();
     v.push(reset_while_blocked);
+    v.extend(buffering_cases());
     v
+}
+
+/// `proxy_buffering` seen by a client that reads nothing until the upstream
+/// has written its whole reply (at most 3 s): with buffering on nginx reads
+/// the 32 MiB body ahead into its buffers and a temporary file, so the
+/// upstream finishes while the client waits (and the `[warn]` names the
+/// file); with buffering off, `X-Accel-Buffering: no` or
+/// `proxy_max_temp_file_size 0` the upstream's write waits for the client
+/// (32 MiB is more than the socket buffers between them hold).
+fn buffering_cases() -> Vec<Case> {
+    const BIG: usize = 32 * 1024 * 1024;
+    let body = |extra: &str| {
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n{extra}\r\n").into_bytes();
+        // Each 8 bytes name their place: bytes out of order show.
+        for i in 0..BIG / 8 {
+            r.extend_from_slice(format!("{i:07x}\n").as_bytes());
+        }
+        r
+    };
+    let mk = |name: &str, extra: &str, location: &str, pause: u64| {
+        let mut c = case(&format!("buffering::{name}"), &body(extra), End::Fin);
+        c.location = location.into();
+        c.client_pause_ms = Some(pause);
+        c
+    };
+    vec![
+        mk("on_temp_file_levels", "", "proxy_temp_path proxy_temp 1 2;", 10_000),
+        mk("on_temp_file", "", "proxy_temp_path proxy_temp;", 10_000),
+        mk("off", "", "proxy_buffering off;", 1_500),
+        mk("x_accel_buffering_no", "X-Accel-Buffering: no\r\n", "proxy_temp_path proxy_temp;", 1_500),
+        mk("max_temp_file_size_0", "", "proxy_temp_path proxy_temp; proxy_max_temp_file_size 0;", 1_500),
+        mk("on_x_accel_buffering_no_ignored", "X-Accel-Buffering: no\r\n", "proxy_temp_path proxy_temp; proxy_ignore_headers X-Accel-Buffering;", 10_000),
+        mk("on_by_x_accel_buffering_yes", "X-Accel-Buffering: yes\r\n", "proxy_temp_path proxy_temp; proxy_buffering off;", 10_000),
+        {
+            // The body is cut short: the upstream ends while the client waits.
+            let mut c = mk("on_cut", "", "proxy_temp_path proxy_temp;", 10_000);
+            c.reply = String::from_utf8_lossy(&c.reply).replacen(&format!("Content-Length: {BIG}"), &format!("Content-Length: {}", BIG + 1000), 1).into_bytes();
+            c
+        },
+    ]
 }
 
 fn main() {
@@ -668,7 +721,7 @@ fn main() {
     let trials = cases()
         .into_iter()
         .map(|c| {
-            let prefix = if c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") || c.name.starts_with("proxy_pass_variables::") || c.name.starts_with("proxy_bind::") {
+            let prefix = if c.name.starts_with("buffering::") || c.name.starts_with("return::") || c.name.starts_with("add_header::") || c.name.starts_with("error_page::") || c.name.starts_with("variables::") || c.name.starts_with("access_log_escape::") || c.name.starts_with("proxy_pass_variables::") || c.name.starts_with("proxy_bind::") {
                 ""
             } else if c.name.starts_with("uri") {
                 "uri"
@@ -693,6 +746,9 @@ struct Seen {
     access_log: Vec<String>,
     /// The request lines the upstream got.
     upstream_got: Vec<String>,
+    /// With a client pause: the upstream wrote its whole reply before the
+    /// client read a byte.
+    upstream_done_while_paused: Option<bool>,
 }
 
 fn run(c: &Case) -> Result<Completion, Failed> {
@@ -711,6 +767,10 @@ fn run(c: &Case) -> Result<Completion, Failed> {
             eprintln!("real nginx:\n{}", show(&real));
         }
         let (real, emulated) = if c.reset_while_writing { (one_reset_line(real), one_reset_line(emulated)) } else { (real, emulated) };
+        // The premise: real nginx reads ahead exactly when buffering is on.
+        if c.name.starts_with("buffering::") && real.upstream_done_while_paused != Some(c.name.contains("::on")) {
+            return Err(format!("real nginx did not behave as the case assumes:\n{}", show(&real)).into());
+        }
         if real == emulated {
             Ok(Completion::Completed)
         } else {
@@ -732,9 +792,11 @@ fn one_reset_line(mut s: Seen) -> Seen {
 
 fn show(s: &Seen) -> String {
     format!(
-        "  upstream got: {:?}\n  client got ({}): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
+        "  upstream got: {:?}\n  upstream done while the client paused: {:?}\n  client got ({}, {} bytes): {:?}\n  error.log: {:#?}\n  access.log: {:?}",
         s.upstream_got,
+        s.upstream_done_while_paused,
         s.end,
+        s.response.len(),
         s.response.chars().take(600).collect::<String>(),
         s.error_log,
         s.access_log
@@ -785,6 +847,8 @@ async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<Sock
                 };
                 let _ = s.write_all(&reply).await;
                 events.replied.notify_one();
+                events.replies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                events.replied_all.notify_waiters();
                 if echo {
                     // Bytes behind the head came early; then what the tunnel carries.
                     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(got.len());
@@ -903,6 +967,8 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
     let mut c_up = c.clone();
     c_up.request = String::from_utf8_lossy(&c.request).replace("X-Backend: UP\r\n", &format!("X-Backend: {up}\r\n")).into_bytes();
     let result = client(&c_up, listen, events).await;
+    let paused = result.as_ref().ok().and_then(|r| r.2);
+    let result = result.map(|(b, e, _)| (b, e));
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
         // nginx exits when it cannot bind (the port was taken meanwhile).
         if let Ok(Some(_)) = ch.try_wait() {
@@ -938,6 +1004,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
             .collect(),
         access_log: access_lines(),
         upstream_got: std::mem::take(&mut *events.request_lines.lock()),
+        upstream_done_while_paused: paused,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(seen)
@@ -951,7 +1018,30 @@ fn tempdir(name: &str, real: bool) -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Connects (bounded retries while the server comes up), sends, reads to the end.
-async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(Vec<u8>, &'static str), Failed> {
+async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(Vec<u8>, &'static str, Option<bool>), Failed> {
+    let (got, end) = client_inner(c, addr, events).await?;
+    Ok((got.0, end, got.1))
+}
+
+/// Waits (bounded) until the upstream has written more replies than `before`.
+async fn wait_replied(events: &UpstreamEvents, before: usize, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let woken = events.replied_all.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if events.replies.load(std::sync::atomic::Ordering::SeqCst) > before {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return false;
+        }
+    }
+}
+
+type ClientGot = (Vec<u8>, Option<bool>);
+
+async fn client_inner(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(ClientGot, &'static str), Failed> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut s = loop {
         match TcpStream::connect(addr).await {
@@ -960,8 +1050,14 @@ async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     };
+    let before = events.replies.load(std::sync::atomic::Ordering::SeqCst);
     // A reset while writing is the server's answer, not the test's failure.
     let _ = s.write_all(&c.request).await;
+    if let Some(ms) = c.client_pause_ms {
+        let done = wait_replied(events, before, Duration::from_millis(ms)).await;
+        let (got, end) = read_to_end(&mut s).await?;
+        return Ok(((got, Some(done)), end));
+    }
     let wait = |n: &'static str| format!("the upstream never {n} the request (5 s)");
     match c.client_close {
         Some(ClientClose::AbortWhenReceived | ClientClose::ResetWhenReceived) => {
@@ -970,12 +1066,12 @@ async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(
                 let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             }
             drop(s);
-            return Ok((Vec::new(), "client closed"));
+            return Ok(((Vec::new(), None), "client closed"));
         }
         Some(ClientClose::AbortWhenReplied) => {
             tokio::time::timeout(Duration::from_secs(5), events.replied.notified()).await.map_err(|_| wait("answered"))?;
             drop(s);
-            return Ok((Vec::new(), "client closed"));
+            return Ok(((Vec::new(), None), "client closed"));
         }
         Some(ClientClose::HalfCloseAfterResponse) => {
             let got = read_response(&mut s).await?;
@@ -983,11 +1079,12 @@ async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(
             let (mut rest, end) = read_to_end(&mut s).await?;
             let mut all = got;
             all.append(&mut rest);
-            return Ok((all, end));
+            return Ok(((all, None), end));
         }
         None => {}
     }
-    read_to_end(&mut s).await
+    let (got, end) = read_to_end(&mut s).await?;
+    Ok(((got, None), end))
 }
 
 /// Reads one response with a Content-Length (bounded by a 5 s quiet time).

@@ -326,9 +326,17 @@ pub struct ProxyDirectives {
     pub next_upstream_tries: Option<u32>,
     pub next_upstream_timeout: Option<Duration>,
     pub request_buffering: Option<bool>,
-    /// `proxy_buffering` (read for `scenarios check`; the proxy passes a
-    /// body on at the client's pace either way).
+    /// `proxy_buffering` (`crate::buffering`).
     pub buffering: Option<bool>,
+    /// `proxy_max_temp_file_size` (0: no temporary file).
+    pub max_temp_file_size: Option<u64>,
+    /// `proxy_ignore_headers` names X-Accel-Buffering (`None`: no such
+    /// line here; the bitmask is inherited whole).
+    pub ignore_accel_buffering: Option<bool>,
+    /// `proxy_temp_file_write_size` (checked; the file is written as read).
+    pub temp_file_write_size: Option<usize>,
+    /// `proxy_temp_path PATH [L1 [L2 [L3]]]` as written (relative to the prefix).
+    pub temp_path: Option<(String, [usize; 3])>,
     pub buffer_size: Option<usize>,
     /// `proxy_buffers N size` (`ngx_conf_set_bufs_slot`).
     pub buffers: Option<(usize, usize)>,
@@ -397,6 +405,10 @@ impl ProxyDirectives {
             request_buffering: self.request_buffering.or(parent.request_buffering),
             buffering: self.buffering.or(parent.buffering),
             buffer_size: self.buffer_size.or(parent.buffer_size),
+            max_temp_file_size: self.max_temp_file_size.or(parent.max_temp_file_size),
+            ignore_accel_buffering: self.ignore_accel_buffering.or(parent.ignore_accel_buffering),
+            temp_file_write_size: self.temp_file_write_size.or(parent.temp_file_write_size),
+            temp_path: self.temp_path.clone().or(parent.temp_path.clone()),
             buffers: self.buffers.or(parent.buffers),
             busy_buffers_size: self.busy_buffers_size.or(parent.busy_buffers_size),
             client_max_body_size: self.client_max_body_size.or(parent.client_max_body_size),
@@ -765,6 +777,9 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("proxy_buffer_size", HSL),
     ("proxy_buffers", HSL),
     ("proxy_busy_buffers_size", HSL),
+    ("proxy_max_temp_file_size", HSL),
+    ("proxy_ignore_headers", HSL),
+    ("proxy_temp_file_write_size", HSL),
     ("proxy_bind", HSL),
     ("server", &[Ctx::Upstream]),
     ("keepalive", &[Ctx::Upstream]),
@@ -793,9 +808,7 @@ const READ_NOT_EMULATED: &[&str] = &[
     "default_type",
     "sendfile",
     "tcp_nodelay",
-    "proxy_buffering",
     "client_body_temp_path",
-    "proxy_temp_path",
     "fastcgi_temp_path",
     "uwsgi_temp_path",
     "scgi_temp_path",
@@ -1787,6 +1800,34 @@ impl<'a> Parser<'a> {
                 lv.seen.once(self, d)?;
                 self.path(d)?;
                 self.cfg.nginx_files.0.push(NginxFile::TempDir(text(d.arg(0))));
+                if d.name == "proxy_temp_path" {
+                    // ngx_conf_set_path_slot: the levels (checked by `path`).
+                    let mut levels = [0usize; 3];
+                    for (i, l) in d.args.iter().skip(1).take(3).enumerate() {
+                        levels[i] = num::atoi(l).unwrap_or(0).max(0) as usize;
+                    }
+                    p.temp_path = Some((text(d.arg(0)), levels));
+                }
+            }
+            "proxy_ignore_headers" => {
+                // ngx_conf_set_bitmask_slot: lines add up. Only
+                // X-Accel-Buffering changes what the emulation does.
+                directive::check_slot(d.name, d.def.slot, &d.args).map_err(|e| self.slot_error(d, e))?;
+                let accel = d.args.iter().any(|a| a.eq_ignore_ascii_case(b"X-Accel-Buffering"));
+                if d.args.iter().any(|a| !a.eq_ignore_ascii_case(b"X-Accel-Buffering")) {
+                    self.not_emulated("proxy_ignore_headers (but X-Accel-Buffering)");
+                }
+                let p = &mut lv.proxy;
+                p.ignore_accel_buffering = Some(p.ignore_accel_buffering.unwrap_or(false) || accel);
+            }
+            "proxy_max_temp_file_size" => {
+                lv.seen.once(self, d)?;
+                // ngx_conf_set_size_slot (no `g`).
+                p.max_temp_file_size = Some(self.size(d)?.max(0) as u64);
+            }
+            "proxy_temp_file_write_size" => {
+                lv.seen.once(self, d)?;
+                p.temp_file_write_size = Some(self.size(d)?.max(0) as usize);
             }
             "default_type" => lv.seen.once(self, d)?,
             "sendfile" | "tcp_nodelay" => {
@@ -2142,6 +2183,10 @@ impl<'a> Parser<'a> {
                 Some("\"proxy_busy_buffers_size\" must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\"")
             } else if busy > (num - 1) * one {
                 Some("\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer")
+            } else if p.temp_file_write_size.unwrap_or(2 * size) < size {
+                Some("\"proxy_temp_file_write_size\" must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\"")
+            } else if p.max_temp_file_size.is_some_and(|m| m != 0 && m < size as u64) {
+                Some("\"proxy_max_temp_file_size\" must be equal to zero to disable temporary files usage or must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\"")
             } else {
                 None
             }
@@ -2911,6 +2956,15 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     if let Some(v) = p.busy_buffers_size {
         line(format!("proxy_busy_buffers_size {v}"));
     }
+    if let Some(v) = p.max_temp_file_size {
+        line(format!("proxy_max_temp_file_size {v}"));
+    }
+    if p.ignore_accel_buffering == Some(true) {
+        line("proxy_ignore_headers X-Accel-Buffering".to_string());
+    }
+    if let Some(v) = p.temp_file_write_size {
+        line(format!("proxy_temp_file_write_size {v}"));
+    }
     if let Some(v) = p.client_max_body_size {
         line(format!("client_max_body_size {v}"));
     }
@@ -2945,9 +2999,15 @@ impl Config {
             s.push_str(&format!("error_log {} info;\n", q(e)));
         }
         s.push_str("events {\n    worker_connections 1024;\n}\n\nhttp {\n");
-        for t in ["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"] {
+        for t in ["client_body_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"] {
             s.push_str(&format!("    {t} {};\n", t.trim_end_matches("_path")));
         }
+        // The proxy's own default when none is named (nginx's built-in
+        // `proxy_temp` with levels 1 2, under the prefix), so that a
+        // response's temporary file has the same name in both.
+        let (tp, levels) = self.proxy.temp_path.clone().unwrap_or_else(|| ("proxy_temp".to_string(), crate::buffering::DEFAULT_LEVELS));
+        let levels: String = levels.iter().take_while(|l| **l > 0).map(|l| format!(" {l}")).collect();
+        s.push_str(&format!("    proxy_temp_path {}{levels};\n", q(&tp)));
         for (name, fmt) in &self.log_formats {
             let escape = match self.log_escapes.iter().find(|(n, _)| n == name).map(|(_, e)| *e) {
                 Some(crate::logs::LogEscape::Json) => "escape=json ",
@@ -3387,8 +3447,30 @@ mod tests {
         assert_eq!(http("proxy_buffer_size x;"), "\"proxy_buffer_size\" directive invalid value in t.conf:4");
         assert_eq!(http("proxy_read_timeout x;"), "\"proxy_read_timeout\" directive invalid value in t.conf:4");
         assert_eq!(http("server { proxy_temp_path p 0; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
+        assert_eq!(http("server { proxy_temp_path p 5 5 1; }"), "\"proxy_temp_path\" directive invalid value in t.conf:4");
         // The same words from the generic slots.
         assert_eq!(http("gzip maybe;"), "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in t.conf:4");
+    }
+
+    #[test]
+    fn read_ahead_directives() {
+        let at = |extra: &str| parse(&format!("events {{}}\nhttp {{\n{extra}\n server {{ location / {{ proxy_pass http://127.0.0.1:1; }} }}\n}}\n"), "t.conf").map(|c| c.proxy).map_err(|e| e.msg);
+        let p = at("proxy_max_temp_file_size 0; proxy_temp_file_write_size 16k; proxy_temp_path pt 1 2;").unwrap();
+        assert_eq!((p.max_temp_file_size, p.temp_file_write_size, p.temp_path), (Some(0), Some(16384), Some(("pt".to_string(), [1, 2, 0]))));
+        for (extra, err) in [
+            ("proxy_max_temp_file_size 1k;", "\"proxy_max_temp_file_size\" must be equal to zero to disable temporary files usage or must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\""),
+            ("proxy_temp_file_write_size 2k;", "\"proxy_temp_file_write_size\" must be equal to or greater than the maximum of the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\""),
+            ("proxy_max_temp_file_size 2g;", "\"proxy_max_temp_file_size\" directive invalid value"),
+        ] {
+            assert!(at(extra).is_err_and(|m| m.starts_with(err)), "{extra}: {:?}", at(extra));
+        }
+        assert!(at("proxy_max_temp_file_size 4k; proxy_temp_file_write_size 8k;").is_ok());
+        // proxy_ignore_headers: lines add up; a level without one inherits.
+        let c = parse("events {}\nhttp {\n proxy_ignore_headers Expires;\n server { proxy_ignore_headers x-accel-buffering; proxy_ignore_headers Vary; location / { proxy_pass http://127.0.0.1:1; } }\n}\n", "t.conf").unwrap();
+        assert_eq!(c.proxy.ignore_accel_buffering, Some(false));
+        assert_eq!(c.servers[0].proxy.ignore_accel_buffering, Some(true));
+        assert_eq!(c.servers[0].locations[0].proxy.merged_over(&c.servers[0].proxy.merged_over(&c.proxy)).ignore_accel_buffering, Some(true));
+        assert!(at("proxy_ignore_headers X-Nope;").is_err_and(|m| m.starts_with("invalid value \"X-Nope\"")));
     }
 
     #[test]
@@ -3410,7 +3492,6 @@ mod tests {
                 "client_body_temp_path",
                 "fastcgi_temp_path",
                 "gzip",
-                "proxy_temp_path",
                 "scgi_temp_path",
                 "sendfile",
                 "uwsgi_temp_path"

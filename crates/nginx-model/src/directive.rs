@@ -233,10 +233,16 @@ pub fn enumerated(values: &[&str], a: &[u8]) -> Result<usize, SlotError> {
 /// `ngx_conf_set_path_slot`: a path, then up to three levels, each a
 /// positive number.
 pub fn path(args: &[Vec<u8>]) -> Result<(), SlotError> {
+    let mut total = 0i64;
     for l in &args[1.min(args.len())..] {
-        if num::atoi(l).is_none_or(|n| n <= 0) {
-            return Err(invalid_value());
+        match num::atoi(l) {
+            Some(n) if n > 0 => total = total.saturating_add(n),
+            _ => return Err(invalid_value()),
         }
+    }
+    // ngx_conf_set_path_slot: the levels' digits come from the file's ten.
+    if total > 10 {
+        return Err(invalid_value());
     }
     Ok(())
 }

@@ -25,6 +25,7 @@
 //!   release lacks, and configurations pinned to nginx 1.22's defaults.
 
 pub mod balancer;
+pub mod buffering;
 pub mod attempt;
 pub mod conf;
 pub mod directive;

@@ -123,6 +123,15 @@ pub struct ResolvedLocation {
     /// `proxy_buffering` (on by default).
     pub buffering: bool,
     pub buffer_size: usize,
+    /// `proxy_buffers N size` (default 8 of one page).
+    pub buffers: (usize, usize),
+    /// `proxy_max_temp_file_size` (default 1024m; 0: no temporary file).
+    pub max_temp_file_size: u64,
+    /// `proxy_ignore_headers X-Accel-Buffering`.
+    pub ignore_accel_buffering: bool,
+    /// `proxy_temp_path` and its levels: `None` is nginx's built-in
+    /// default (`proxy_temp` under the prefix, levels 1 2).
+    pub temp_path: Option<(String, [usize; 3])>,
     /// `client_max_body_size`; 0 = no limit (413 past it).
     pub client_max_body_size: u64,
     /// `client_body_buffer_size`: a larger body is spooled to a temp file.
@@ -536,6 +545,10 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         request_buffering: p.request_buffering.unwrap_or(true),
         buffering: p.buffering.unwrap_or(true),
         buffer_size: p.buffer_size.unwrap_or(defaults::BUFFER_SIZE),
+        buffers: p.buffers.unwrap_or(crate::buffering::BUFFERS),
+        max_temp_file_size: p.max_temp_file_size.unwrap_or(crate::buffering::MAX_TEMP_FILE_SIZE),
+        ignore_accel_buffering: p.ignore_accel_buffering.unwrap_or(false),
+        temp_path: p.temp_path.clone(),
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),

@@ -11,6 +11,7 @@ use crate::events::ProxyEventKind;
 use crate::pass::{self, body_line, Answer};
 use crate::server::Runtime;
 use crate::upstream::BodyReader;
+use nginx_model::buffering;
 use nginx_model::failure::BodyFailure;
 use nginx_model::http::RequestVars;
 use nginx_model::logs::{self, AccessEntry, Level, RequestCtx};
@@ -601,10 +602,10 @@ async fn proxy_to(
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
             let at_header = attempts.states_at_header(head.as_ref().map_or(9, |h| h.status), Instant::now());
-            let out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status, &at_header).await;
+            let mut out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status, &at_header).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
             pass::write_log(rt, creq, attempts.take_log());
-            for (level, text) in out.lines {
+            for (level, text) in std::mem::take(&mut out.lines) {
                 let line = body_line(level, text, &conn.peer.to_string());
                 creq.log(rt, line.level, &line.text, Some(&line.upstream));
             }
@@ -614,7 +615,11 @@ async fn proxy_to(
             };
             if keeps {
                 up.cache.store(conn);
+            } else {
+                drop(conn);
             }
+            // A buffered response's rest goes out after the upstream's part.
+            drain(c, &mut out).await;
             let status = err_status.unwrap_or(status);
             let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
             creq.log_access(rt, logged, attempts.states(), out.body_bytes);
@@ -850,7 +855,7 @@ async fn tunnel(c: &mut Conn, head: Vec<u8>, preread: bytes::BytesMut, up: &mut 
 }
 
 /// How a passed response ended.
-struct Passed {
+struct Passed<'a> {
     upstream_result: Result<(), BodyFailure>,
     /// The body was read whole.
     complete: bool,
@@ -861,19 +866,182 @@ struct Passed {
     truncated: bool,
     body_bytes: u64,
     keepalive: bool,
+    /// A buffered response's output still to send once the upstream's part
+    /// is over ([`drain`]).
+    rest: Option<Output<'a>>,
+}
+
+/// A buffered response's read-ahead (`ngx_event_pipe`): bytes read from the
+/// upstream and not yet sent, in memory up to `proxy_buffers` +
+/// `proxy_buffer_size`, past that in a temporary file
+/// (`nginx_model::buffering`).
+struct Spool<'a> {
+    /// The temp file counter (`ngx_next_temp_number`).
+    numbers: &'a std::sync::atomic::AtomicU64,
+    limits: buffering::Limits,
+    mem: std::collections::VecDeque<Vec<u8>>,
+    mem_len: usize,
+    /// Sent bytes of `mem`'s front.
+    front_off: usize,
+    /// The temporary file (unlinked once open): written, sent.
+    file: Option<std::fs::File>,
+    file_written: u64,
+    file_sent: u64,
+    /// Where a new file goes: the directory and its levels.
+    dir: PathBuf,
+    levels: [usize; 3],
+    /// Bytes of the file at `scratch_at`, read for the client.
+    scratch: Vec<u8>,
+    scratch_at: u64,
+}
+
+impl Spool<'_> {
+    fn is_empty(&self) -> bool {
+        self.mem_len == 0 && self.file_sent == self.file_written
+    }
+
+    fn next(&self) -> buffering::Next {
+        buffering::next(self.limits, self.mem_len, self.file_sent < self.file_written, self.file_written)
+    }
+
+    /// Takes bytes for the client: into memory or the file (a new file's
+    /// `[warn]` text is returned). A file that cannot be written ends the
+    /// read-ahead's use of it: the bytes stay in memory.
+    fn put(&mut self, data: Vec<u8>) -> Option<String> {
+        if data.is_empty() {
+            return None;
+        }
+        let mut warn = None;
+        if self.next() == buffering::Next::File {
+            use std::os::unix::fs::FileExt;
+            if self.file.is_none() {
+                let n = self.numbers.fetch_add(1, Ordering::SeqCst);
+                let path = buffering::temp_file_path(&self.dir.display().to_string(), self.levels, n);
+                let p = std::path::Path::new(&path);
+                if let Some(parent) = p.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                if let Ok(f) = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(p) {
+                    // Only the open descriptor is used; nothing is left behind.
+                    let _ = std::fs::remove_file(p);
+                    self.file = Some(f);
+                    warn = Some(format!("{} while reading upstream", buffering::warn_text(&path)));
+                } else {
+                    self.limits.max_temp_file = 0;
+                }
+            }
+            if let Some(f) = &self.file {
+                if f.write_all_at(&data, self.file_written).is_ok() {
+                    self.file_written += data.len() as u64;
+                    return warn;
+                }
+                self.limits.max_temp_file = 0;
+            }
+        }
+        self.mem_len += data.len();
+        self.mem.push_back(data);
+        warn
+    }
+
+    /// One write to the client of what comes first: memory, then the file.
+    async fn send_some(&mut self, s: &TcpStream) -> std::io::Result<usize> {
+        let chunk: &[u8] = if let Some(front) = self.mem.front() {
+            &front[self.front_off..]
+        } else if let (Some(f), true) = (&self.file, self.file_sent < self.file_written) {
+            use std::os::unix::fs::FileExt;
+            // What was read from the file and not yet sent is kept: a
+            // write that waits may be given up for a read and tried again.
+            let held = self.file_sent >= self.scratch_at && self.file_sent < self.scratch_at + self.scratch.len() as u64;
+            if !held {
+                let want = (self.file_written - self.file_sent).min(64 * 1024) as usize;
+                self.scratch.resize(want, 0);
+                f.read_exact_at(&mut self.scratch, self.file_sent)?;
+                self.scratch_at = self.file_sent;
+            }
+            &self.scratch[(self.file_sent - self.scratch_at) as usize..]
+        } else {
+            return Ok(0);
+        };
+        s.writable().await?;
+        let n = match s.try_write(chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        if self.mem.front().is_some() {
+            self.front_off += n;
+            self.mem_len -= n;
+            if self.front_off == self.mem.front().map_or(0, |f| f.len()) {
+                self.mem.pop_front();
+                self.front_off = 0;
+            }
+        } else {
+            self.file_sent += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+impl Output<'_> {
+    /// One write of the read-ahead to the client; its bytes count as sent.
+    async fn send_spool(&mut self, s: &TcpStream) -> std::io::Result<()> {
+        let Some(sp) = self.spool.as_mut() else { return Ok(()) };
+        let n = sp.send_some(s).await?;
+        let head = self.spool_head.min(n);
+        self.spool_head -= head;
+        self.body_sent += (n - head) as u64;
+        Ok(())
+    }
+
+    fn spooled(&self) -> bool {
+        self.spool.as_ref().is_some_and(|sp| !sp.is_empty())
+    }
+}
+
+/// The read-ahead's `[warn]` (its temporary file), logged when the file is
+/// made: before any line about how the upstream's part ended.
+fn log_warn(rt: &Runtime, creq: &ClientRequest, peer: &SocketAddr, out: &mut Output<'_>) {
+    if let Some(w) = out.warn.take() {
+        let line = body_line(Level::Warn, w, &peer.to_string());
+        creq.log(rt, line.level, &line.text, Some(&line.upstream));
+    }
+}
+
+/// A buffered response's end: what the read-ahead holds goes to the client
+/// at its pace, after the upstream connection was released
+/// (`ngx_http_upstream_process_request` finalizes the upstream side when
+/// `p->upstream_done`; `ngx_http_writer` sends the rest).
+async fn drain(c: &mut Conn, p: &mut Passed<'_>) {
+    let Some(mut out) = p.rest.take() else { return };
+    while !out.failed && out.spooled() {
+        if out.send_spool(&c.stream).await.is_err() {
+            out.failed = true;
+        }
+    }
+    p.body_bytes = out.body_sent;
+    if out.failed {
+        p.truncated = true;
+        p.keepalive = false;
+    }
 }
 
 /// `ngx_http_write_filter` with `postpone_output`: output waits until there
 /// is enough of it, or it is the last, or a flush.
-struct Output {
+struct Output<'a> {
     pending: Vec<u8>,
     /// Bytes of the head not yet written (they do not count as body).
     head_left: usize,
     body_sent: u64,
     failed: bool,
+    /// Buffering on: output goes to the read-ahead, not to the socket.
+    spool: Option<Spool<'a>>,
+    /// `[warn]` texts of the read-ahead (its temporary file).
+    warn: Option<String>,
+    /// Bytes handed to the read-ahead that are head, not body.
+    spool_head: usize,
 }
 
-impl Output {
+impl Output<'_> {
     async fn push(&mut self, s: &mut TcpStream, data: &[u8], flush: bool) {
         self.pending.extend_from_slice(data);
         if flush || self.pending.len() >= POSTPONE_OUTPUT {
@@ -883,6 +1051,17 @@ impl Output {
 
     async fn flush(&mut self, s: &mut TcpStream) {
         if self.pending.is_empty() || self.failed {
+            return;
+        }
+        if let Some(sp) = self.spool.as_mut() {
+            // Counted as sent when the client takes them (`send_spool`).
+            let head = self.head_left.min(self.pending.len());
+            self.head_left -= head;
+            self.spool_head += head;
+            let data = std::mem::take(&mut self.pending);
+            if let Some(w) = sp.put(data) {
+                self.warn.get_or_insert(w);
+            }
             return;
         }
         let n = self.pending.len();
@@ -901,8 +1080,8 @@ impl Output {
 /// (re-chunked for an HTTP/1.1 client when its length is unknown), and ends
 /// as nginx ends it on each kind of failure.
 #[allow(clippy::too_many_arguments)]
-async fn respond(
-    rt: &Runtime,
+async fn respond<'a>(
+    rt: &'a Runtime,
     c: &mut Conn,
     creq: &ClientRequest,
     loc: &ResolvedLocation,
@@ -912,8 +1091,8 @@ async fn respond(
     up: &mut crate::keepalive::UpstreamConn,
     err_status: Option<u16>,
     states: &[logs::UpstreamState],
-) -> Passed {
-    let mut out = Output { pending: Vec::new(), head_left: 0, body_sent: 0, failed: false };
+) -> Passed<'a> {
+    let mut out = Output { pending: Vec::new(), head_left: 0, body_sent: 0, failed: false, spool: None, warn: None, spool_head: 0 };
     let mut lines = Vec::new();
     let (body_kind, chunked, keepalive, send_body) = match head {
         Some(h) => {
@@ -932,6 +1111,34 @@ async fn respond(
         // HTTP/0.9: no head, the bytes as they come, then close.
         None => (UpstreamBody::Close, false, false, true),
     };
+    // ngx_http_upstream_send_response: buffering (proxy_buffering, the
+    // upstream's X-Accel-Buffering) reads the body ahead of the client.
+    if let Some(h) = head.filter(|_| send_body) {
+        let accel = h.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(b"x-accel-buffering")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        if buffering::buffered(loc.buffering, accel.as_deref(), loc.ignore_accel_buffering) {
+            let (dir, levels) = match &loc.temp_path {
+                Some((p, levels)) => {
+                    let p = std::path::Path::new(p);
+                    (if p.is_absolute() { p.to_path_buf() } else { rt.prefix.join(p) }, *levels)
+                }
+                None => (rt.prefix.join("proxy_temp"), buffering::DEFAULT_LEVELS),
+            };
+            out.spool = Some(Spool {
+                numbers: &rt.next_temp,
+                limits: buffering::Limits::new(loc.buffers, loc.buffer_size, loc.max_temp_file_size),
+                mem: Default::default(),
+                mem_len: 0,
+                front_off: 0,
+                file: None,
+                file_written: 0,
+                file_sent: 0,
+                dir,
+                levels,
+                scratch: Vec::new(),
+                scratch_at: 0,
+            });
+        }
+    }
     let mut reader = BodyReader::new(body_kind, buf, loc.read_timeout);
     let raw = head.is_none();
     // Bytes that came with the header are passed on at the next read of a
@@ -961,12 +1168,27 @@ async fn respond(
             // The client is gone (its socket refused a write): stop reading.
             break Ok(());
         }
-        let read = tokio::select! {
-            r = reader.fill(&mut up.stream) => Ok(r),
-            e = client_closed(&c.stream) => Err(e),
+        // ngx_event_pipe: reading ahead while there is room, sending what
+        // was read whenever the client takes it.
+        let read = loop {
+            let can_read = out.spool.as_ref().is_none_or(|sp| sp.next() != buffering::Next::Wait);
+            let can_send = out.spooled();
+            // ngx_event_pipe: write to the client first, then read.
+            tokio::select! {
+                biased;
+                w = out.send_spool(&c.stream), if can_send => {
+                    if w.is_err() {
+                        out.failed = true;
+                        break Ok(Ok(true));
+                    }
+                }
+                r = reader.fill(&mut up.stream), if can_read => break Ok(r),
+                e = client_closed(&c.stream) => break Err(e),
+            }
         };
         match read {
             Err(errno) => {
+                log_warn(rt, creq, &up.peer, &mut out);
                 lines.push((Level::Info, logs::client_closed_text(errno, "reading upstream")));
                 return Passed {
                     upstream_result: Ok(()),
@@ -977,12 +1199,14 @@ async fn respond(
                     truncated: true,
                     body_bytes: out.body_sent,
                     keepalive: false,
+                    rest: None,
                 };
             }
             Ok(Ok(more)) => {
                 if let Some(h) = held.take() {
                     out.push(&mut c.stream, &h, false).await;
                 }
+                log_warn(rt, creq, &up.peer, &mut out);
                 if !more {
                     break Ok(());
                 }
@@ -1014,6 +1238,7 @@ async fn respond(
         Err(BodyFailure::PrematureClose) => out.flush(&mut c.stream).await,
         Err(_) => out.flush(&mut c.stream).await,
     }
+    log_warn(rt, creq, &up.peer, &mut out);
     if reader.extra && !side.head_request {
         lines.push((Level::Warn, "upstream sent more data than specified in \"Content-Length\" header while reading upstream".to_string()));
     }
@@ -1031,5 +1256,60 @@ async fn respond(
         truncated: !ok || out.failed,
         body_bytes: out.body_sent,
         keepalive: ok && keepalive && !out.failed,
+        rest: (out.spooled() && !out.failed).then_some(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The read-ahead keeps the body's order across memory, the file and
+    /// memory again, and names each file once with its number.
+    #[tokio::test]
+    async fn spool_keeps_order_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
+        let numbers = std::sync::atomic::AtomicU64::new(7);
+        let mut sp = Spool {
+            numbers: &numbers,
+            limits: buffering::Limits { memory: 10, max_temp_file: 1000 },
+            mem: Default::default(),
+            mem_len: 0,
+            front_off: 0,
+            file: None,
+            file_written: 0,
+            file_sent: 0,
+            dir: dir.clone(),
+            levels: [1, 2, 0],
+            scratch: Vec::new(),
+            scratch_at: 0,
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut b, _) = l.accept().await.unwrap();
+        let piece = |i: u8| vec![b'a' + i; 6];
+        // Memory (6, then 12 >= 10), then the file, which warns once.
+        assert_eq!(sp.put(piece(0)), None);
+        assert_eq!(sp.put(piece(1)), None);
+        assert_eq!(sp.next(), buffering::Next::File);
+        let warn = sp.put(piece(2)).expect("a new file warns");
+        assert_eq!(warn, format!("an upstream response is buffered to a temporary file {}/7/00/0000000007 while reading upstream", dir.display()));
+        assert_eq!(sp.put(piece(3)), None);
+        // Drained: memory first, then the file; then memory again.
+        while !sp.is_empty() {
+            sp.send_some(&a).await.unwrap();
+        }
+        assert_eq!(sp.next(), buffering::Next::Memory);
+        assert_eq!(sp.put(piece(4)), None);
+        while !sp.is_empty() {
+            sp.send_some(&a).await.unwrap();
+        }
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, [piece(0), piece(1), piece(2), piece(3), piece(4)].concat());
+        // The file was unlinked once open.
+        assert!(!dir.join("7/00/0000000007").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

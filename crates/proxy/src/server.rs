@@ -155,6 +155,8 @@ pub(crate) struct Runtime {
     pub(crate) next_request: AtomicU64,
     /// `client_body_temp_path`'s directory (under the prefix).
     pub(crate) body_temp: PathBuf,
+    /// The prefix (`proxy_temp_path` is relative to it).
+    pub(crate) prefix: PathBuf,
     /// The temp file counter (`ngx_next_temp_number`).
     pub(crate) next_temp: AtomicU64,
     /// Cancelled when this run time is replaced (reload) or the proxy
@@ -373,6 +375,7 @@ fn new_runtime(servers: Vec<ServerRt>, upstreams: Vec<Arc<UpstreamRt>>, logs: Lo
         next_conn: AtomicU64::new(1),
         next_request: AtomicU64::new(1),
         body_temp: opts.prefix.join("client_body_temp"),
+        prefix: opts.prefix.clone(),
         next_temp: AtomicU64::new(1),
         retire: CancellationToken::new(),
     }

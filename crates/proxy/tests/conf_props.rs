@@ -67,6 +67,9 @@ proptest! {
                 }],
                 ..Server::default()
             }],
+            // render() always names proxy_temp_path (the built-in default
+            // when none is set), so the parsed config has it.
+            proxy: ProxyDirectives { temp_path: Some(("proxy_temp".into(), [1, 2, 0])), ..ProxyDirectives::default() },
             ..Config::default()
         };
         let back = conf::parse(&cfg.render(), "rendered").unwrap();
