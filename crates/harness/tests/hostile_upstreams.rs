@@ -803,9 +803,12 @@ fn show(s: &Seen) -> String {
     )
 }
 
-/// The upstream: every connection gets the case's reply.
+/// The upstream: every connection gets the case's reply. It listens on
+/// 127.0.0.4, apart from the servers under test (127.0.0.1): a port picked
+/// free for one case's nginx cannot be taken meanwhile by another case's
+/// upstream, whose reply the client would then read as nginx's.
 async fn upstream(c: &Case, events: Arc<UpstreamEvents>) -> std::io::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let l = TcpListener::bind("127.0.0.4:0").await?;
     let addr = l.local_addr()?;
     let (reply, when, end, delay, echo, echo_head, show_peer) = (c.reply.clone(), c.when, c.end, c.reply_delay_ms, c.echo, c.echo_head, c.show_peer);
     tokio::spawn(async move {
