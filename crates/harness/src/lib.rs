@@ -32,7 +32,20 @@ pub use backend::{AccessRecord, BackendError, ProxyBackend, ProxyUnderTest, Unsu
 /// A free loopback port (bound, then released) for programs that need a port
 /// number up front.
 pub fn free_port() -> std::io::Result<u16> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr().map(|a| a.port())
+    // Never the same port twice in one process: two servers started side by
+    // side (tests, `--jobs`) would otherwise both be told a port that only
+    // one of them can bind, and a client could reach the other one's.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = 0;
+    for _ in 0..64 {
+        last = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+        if !given.contains(&last) {
+            break;
+        }
+    }
+    given.push(last);
+    Ok(last)
 }
 
 /// nginx.conf read from the file system as `nginx -t` reads it (includes,
