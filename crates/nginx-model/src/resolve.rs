@@ -129,8 +129,10 @@ pub struct ResolvedLocation {
     pub max_temp_file_size: u64,
     /// `proxy_ignore_headers X-Accel-Buffering`.
     pub ignore_accel_buffering: bool,
-    /// `proxy_temp_path` and its levels: `None` is nginx's built-in
-    /// default (`proxy_temp` under the prefix, levels 1 2).
+    /// `proxy_temp_path` and its levels; unset, the proxy's default
+    /// (`proxy_temp` under the prefix, levels 1 2), which is what
+    /// `Config::render` writes for real nginx too. Always `Some` once
+    /// resolved.
     pub temp_path: Option<(String, [usize; 3])>,
     /// `client_max_body_size`; 0 = no limit (413 past it).
     pub client_max_body_size: u64,
@@ -548,7 +550,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         buffers: p.buffers.unwrap_or(crate::buffering::BUFFERS),
         max_temp_file_size: p.max_temp_file_size.unwrap_or(crate::buffering::MAX_TEMP_FILE_SIZE),
         ignore_accel_buffering: p.ignore_accel_buffering.unwrap_or(false),
-        temp_path: p.temp_path.clone(),
+        temp_path: p.temp_path.clone().or_else(|| Some(("proxy_temp".into(), crate::buffering::DEFAULT_LEVELS))),
         client_max_body_size: p.client_max_body_size.unwrap_or(defaults::CLIENT_MAX_BODY_SIZE),
         client_body_buffer_size: p.client_body_buffer_size.unwrap_or(defaults::CLIENT_BODY_BUFFER_SIZE),
         server_tokens: p.server_tokens.unwrap_or(true),
