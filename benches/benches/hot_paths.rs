@@ -142,6 +142,8 @@ fn access_log(c: &mut Criterion) {
         connection_requests: 7,
         referer: None,
         user_agent: Some("bench/1.0".into()),
+        redirects: Vec::new(),
+        headers: Vec::new(),
     };
     // `combined` is what the proxy writes by default; the lab's format adds the $upstream_* lists.
     c.bench_function("access log: render_access combined", |b| b.iter(|| render_access(black_box(COMBINED), black_box(&entry))));
