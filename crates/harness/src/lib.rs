@@ -24,6 +24,7 @@ pub mod go;
 pub mod nginx;
 pub mod relay;
 pub mod require;
+pub mod sockets;
 pub mod timeline;
 
 pub use labkit::action::Action;
@@ -35,7 +36,10 @@ pub fn free_port() -> std::io::Result<u16> {
     // Never the same port twice in one process: two servers started side by
     // side (tests, `--jobs`) would otherwise both be told a port that only
     // one of them can bind, and a client could reach the other one's.
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    // The most recent ports only (bounded: a long matrix run starts a real
+    // nginx per cell), which is as far back as a collision can come from.
+    const REMEMBERED: usize = 1024;
+    static GIVEN: std::sync::Mutex<std::collections::VecDeque<u16>> = std::sync::Mutex::new(std::collections::VecDeque::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let mut last = 0;
     for _ in 0..64 {
@@ -44,10 +48,25 @@ pub fn free_port() -> std::io::Result<u16> {
             break;
         }
     }
-    given.push(last);
+    if given.len() == REMEMBERED {
+        given.pop_front();
+    }
+    given.push_back(last);
     Ok(last)
 }
 
 /// nginx.conf read from the file system as `nginx -t` reads it (includes,
 /// globs, the conf prefix): the proxy's reader, for the CLI's `check`.
 pub use proxy::files::read_conf as read_nginx_conf;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_port_never_repeats_a_port_in_a_process() {
+        let ports: Vec<u16> = (0..300).map(|_| super::free_port().expect("a free port")).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+    }
+}

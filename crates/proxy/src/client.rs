@@ -895,7 +895,12 @@ struct Spool<'a> {
     scratch_at: u64,
 }
 
-impl Spool<'_> {
+impl<'a> Spool<'a> {
+    /// An empty read-ahead: nothing in memory, no file yet.
+    fn new(numbers: &'a std::sync::atomic::AtomicU64, limits: buffering::Limits, dir: PathBuf, levels: [usize; 3]) -> Self {
+        Spool { numbers, limits, mem: Default::default(), mem_len: 0, front_off: 0, file: None, file_written: 0, file_sent: 0, dir, levels, scratch: Vec::new(), scratch_at: 0 }
+    }
+
     fn is_empty(&self) -> bool {
         self.mem_len == 0 && self.file_sent == self.file_written
     }
@@ -1123,20 +1128,7 @@ async fn respond<'a>(
                 }
                 None => (rt.prefix.join("proxy_temp"), buffering::DEFAULT_LEVELS),
             };
-            out.spool = Some(Spool {
-                numbers: &rt.next_temp,
-                limits: buffering::Limits::new(loc.buffers, loc.buffer_size, loc.max_temp_file_size),
-                mem: Default::default(),
-                mem_len: 0,
-                front_off: 0,
-                file: None,
-                file_written: 0,
-                file_sent: 0,
-                dir,
-                levels,
-                scratch: Vec::new(),
-                scratch_at: 0,
-            });
+            out.spool = Some(Spool::new(&rt.next_temp, buffering::Limits::new(loc.buffers, loc.buffer_size, loc.max_temp_file_size), dir, levels));
         }
     }
     let mut reader = BodyReader::new(body_kind, buf, loc.read_timeout);
@@ -1270,20 +1262,7 @@ mod tests {
     async fn spool_keeps_order_through_the_file() {
         let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
         let numbers = std::sync::atomic::AtomicU64::new(7);
-        let mut sp = Spool {
-            numbers: &numbers,
-            limits: buffering::Limits { memory: 10, max_temp_file: 1000 },
-            mem: Default::default(),
-            mem_len: 0,
-            front_off: 0,
-            file: None,
-            file_written: 0,
-            file_sent: 0,
-            dir: dir.clone(),
-            levels: [1, 2, 0],
-            scratch: Vec::new(),
-            scratch_at: 0,
-        };
+        let mut sp = Spool::new(&numbers, buffering::Limits { memory: 10, max_temp_file: 1000 }, dir.clone(), [1, 2, 0]);
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (mut b, _) = l.accept().await.unwrap();

@@ -241,8 +241,9 @@ async fn wait_queued(listener: std::net::TcpListener, limit: Duration) -> Option
         let port = listener.local_addr().map_or(0, |a| a.port());
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
-            let tables = ["/proc/net/tcp", "/proc/net/tcp6"].map(|f| std::fs::read_to_string(f).unwrap_or_default());
-            if tables.iter().any(|t| unread_bytes(t, port)) {
+            // No event says when bytes reach a socket nobody accepted: the
+            // table is polled, bounded by `limit`.
+            if crate::sockets::now().iter().any(|r| queued_with_bytes(r, port)) {
                 break;
             }
             std::thread::sleep(Duration::from_micros(200));
@@ -255,13 +256,13 @@ async fn wait_queued(listener: std::net::TcpListener, limit: Duration) -> Option
 /// Whether a `/proc/net/tcp` table has an ESTABLISHED (01) socket on local
 /// `port` with bytes received and not read (`rx_queue`): a connection
 /// queued on a listener there, its request written.
-pub fn unread_bytes(table: &str, port: u16) -> bool {
-    table.lines().skip(1).any(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let local = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
-        let rx = cols.get(4).and_then(|q| q.split(':').nth(1)).and_then(|r| u32::from_str_radix(r, 16).ok());
-        local == Some(port) && cols.get(3) == Some(&"01") && rx.is_some_and(|n| n > 0)
-    })
+#[cfg(test)]
+fn unread_bytes(table: &str, port: u16) -> bool {
+    crate::sockets::rows(table).any(|r| queued_with_bytes(&r, port))
+}
+
+fn queued_with_bytes(r: &crate::sockets::Row, port: u16) -> bool {
+    r.local_port == port && r.state == crate::sockets::ESTABLISHED && r.rx_queue > 0
 }
 
 /// One Go emulator's events; `server` of `servers` tags the lines when

@@ -119,19 +119,7 @@ impl ProxyUnderTest for NginxProxy {
 
 /// Local ports in CLOSE_WAIT (TCP state 08) per /proc/net/tcp{,6}.
 fn close_wait_ports() -> Vec<u16> {
-    let mut out = Vec::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 3 && cols[3] == "08" {
-                if let Some(port) = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
-                    out.push(port);
-                }
-            }
-        }
-    }
-    out
+    crate::sockets::now().into_iter().filter(|r| r.state == crate::sockets::CLOSE_WAIT).map(|r| r.local_port).collect()
 }
 
 /// Real nginx's error.log lines, placed when they were read (nginx logs to

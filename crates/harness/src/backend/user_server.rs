@@ -292,22 +292,18 @@ const BACKEND: &str = "your server";
 /// Local port and peer port of every ESTABLISHED socket in a
 /// `/proc/net/tcp` table whose local port is `port`: the peers connected
 /// to a server listening there.
-pub fn peers_of(table: &str, port: u16) -> Vec<u16> {
-    let hex_port = |field: &str| field.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let established = cols.get(3) == Some(&"01");
-            (established && hex_port(cols.get(1)?)? == port).then(|| hex_port(cols.get(2)?)).flatten()
-        })
-        .collect()
+#[cfg(test)]
+fn peers_of(table: &str, port: u16) -> Vec<u16> {
+    established_peers(crate::sockets::rows(table), port)
+}
+
+fn established_peers(rows: impl Iterator<Item = crate::sockets::Row>, port: u16) -> Vec<u16> {
+    rows.filter(|r| r.state == crate::sockets::ESTABLISHED && r.local_port == port).map(|r| r.remote_port).collect()
 }
 
 /// The proxy-side ports of the connections a server on `port` holds now.
 fn peers_now(port: u16) -> Vec<u16> {
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().filter_map(|f| std::fs::read_to_string(f).ok()).flat_map(|t| peers_of(&t, port)).collect()
+    established_peers(crate::sockets::now().into_iter(), port)
 }
 
 /// One started command: its process group and the last lines it wrote.
