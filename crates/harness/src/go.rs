@@ -4,7 +4,6 @@
 //! by line, stopped by the PID we spawned.
 
 use crate::child::{self, Progress, RunError};
-use crate::client::WireClient;
 use go_model::ServerConfig;
 use parking_lot::Mutex;
 use std::io;
@@ -287,8 +286,8 @@ pub enum What<'a> {
     Conn { remote: &'a str, state: &'a str },
     /// `HANDLER n=3 path=/ok remote=127.0.0.1:PORT`: a handler started.
     Handler { path: &'a str, remote: &'a str },
-    /// `MARK n=K remote=...`: the harness's sync point, not a handler run.
-    Mark { n: &'a str, remote: &'a str },
+    /// `MARK n=K`: the harness's sync point (see [`GoServer::sync_log`]).
+    Mark { n: &'a str },
     /// `LISTEN addr`.
     Listen,
     /// Anything else (`SHUTDOWN begin`, `SLEEP-DONE ...`, `RECOVERED ...`).
@@ -308,22 +307,13 @@ impl<'a> LogLine<'a> {
         } else if rest.starts_with("HANDLER ") {
             What::Handler { path: field("path=").unwrap_or("?"), remote: field("remote=").unwrap_or("?") }
         } else if rest.starts_with("MARK") {
-            What::Mark { n: field("n=").unwrap_or(""), remote: field("remote=").unwrap_or("") }
+            What::Mark { n: field("n=").unwrap_or("") }
         } else if rest.starts_with("LISTEN") {
             What::Listen
         } else {
             What::Other(rest)
         };
         Some(LogLine { secs_of_day, what })
-    }
-
-    /// The client port of a `/mark` request (so its connection can be told
-    /// apart from the proxy's).
-    pub fn mark_port(&self) -> Option<u16> {
-        match self.what {
-            What::Mark { remote, .. } => port_of(remote),
-            _ => None,
-        }
     }
 }
 
@@ -340,6 +330,8 @@ pub struct GoServer {
     log: Arc<Mutex<Vec<String>>>,
     /// Changes after each line is in `log`, and at each pipe's EOF.
     progress: watch::Receiver<Progress>,
+    /// The fixture's stdin: "mark K" lines (see [`GoServer::sync_log`]).
+    marks: tokio::process::ChildStdin,
 }
 
 impl GoServer {
@@ -350,6 +342,7 @@ impl GoServer {
             .arg(format!("--addr={addr}"))
             .args(go_flags(cfg))
             .args(cfg.reuse_port.then_some("--reuseport"))
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -365,10 +358,11 @@ impl GoServer {
         let not_piped = || io::Error::other("go-upstream: output not piped");
         let stdout = child.stdout.take().ok_or_else(not_piped)?;
         let stderr = child.stderr.take().ok_or_else(not_piped)?;
+        let marks = child.stdin.take().ok_or_else(not_piped)?;
         // Read as bytes: the fixture logs request paths as sent.
         let sink = log.clone();
         let progress = child::read_lines(vec![Box::new(stdout), Box::new(stderr)], move |line| sink.lock().push(line));
-        let mut server = GoServer { child, addr, log, progress };
+        let mut server = GoServer { child, addr, log, progress, marks };
         if !server.wait_line(Duration::from_secs(10), |l| l.contains("LISTEN")).await {
             let _ = server.child.start_kill();
             let log = server.lines().join("\n");
@@ -401,23 +395,27 @@ impl GoServer {
         }
     }
 
-    /// Makes the log current: requests `/mark?n=K` and waits (bounded) for
-    /// its "MARK n=K" line. stdout is ordered, so every HANDLER line written
-    /// before is then read. A server that no longer accepts (shut down,
-    /// killed) is exiting: then its log is current when its output has
-    /// ended, which is waited for instead (bounded).
+    /// Makes the log current: writes "mark K" to the fixture's stdin and
+    /// waits (bounded) for its "MARK n=K" line. stdout is ordered, so every
+    /// HANDLER line written before is then read. Not a request: the
+    /// listener's queue stays as the scenario left it (a paused accept loop,
+    /// a handoff waiting for a queued connection, an fd limit). A process
+    /// that has exited (killed, shut down) cannot answer: then its log is
+    /// current when its output has ended, which is waited for instead.
     pub async fn sync_log(&mut self, timeout: Duration) -> bool {
+        use tokio::io::AsyncWriteExt;
         static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let k = MARK.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let Ok(Ok(mut c)) = tokio::time::timeout(timeout, WireClient::connect(self.addr)).await else {
-            return child::wait_pipes_closed(&mut self.progress, timeout).await;
-        };
-        let mark = crate::client::Request::get(&format!("/mark?n={k}")).close();
-        if c.send_request(&mark).await.is_err() {
+        let sent = tokio::time::timeout(timeout, async {
+            self.marks.write_all(format!("mark {k}\n").as_bytes()).await?;
+            self.marks.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
             return child::wait_pipes_closed(&mut self.progress, timeout).await;
         }
-        let needle = format!("MARK n={k} ");
-        self.wait_line(timeout, |l| l.contains(&needle)).await
+        let k = k.to_string();
+        self.wait_line(timeout, |l| LogLine::parse(l).is_some_and(|l| l.what == What::Mark { n: &k })).await
     }
 
     /// Handler runs for `path` in the log so far.
@@ -427,18 +425,15 @@ impl GoServer {
     }
 
     /// The client ports of every connection the server accepted (ConnState
-    /// `new`), except the harness's own `/mark` connections.
+    /// `new`).
     pub fn accepted_ports(&self) -> Vec<u16> {
         let log = self.log.lock();
-        let parsed: Vec<LogLine<'_>> = log.iter().filter_map(|l| LogLine::parse(l)).collect();
-        let marks: Vec<u16> = parsed.iter().filter_map(LogLine::mark_port).collect();
-        parsed
-            .iter()
+        log.iter()
+            .filter_map(|l| LogLine::parse(l))
             .filter_map(|l| match l.what {
                 What::Conn { remote, state: "new" } => port_of(remote),
                 _ => None,
             })
-            .filter(|p| !marks.contains(p))
             .collect()
     }
 
@@ -533,7 +528,7 @@ mod tests {
         assert_eq!(l.secs_of_day, 36001.5);
         assert_eq!(l.what, What::Handler { path: "/sleep", remote: "127.0.0.1:40000" });
         assert_eq!(LogLine::parse("00:00:00.000001 CONN 127.0.0.1:5 new").unwrap().what, What::Conn { remote: "127.0.0.1:5", state: "new" });
-        assert_eq!(LogLine::parse("00:00:00.000001 MARK n=7 remote=127.0.0.1:9").unwrap().mark_port(), Some(9));
+        assert_eq!(LogLine::parse("00:00:00.000001 MARK n=7").unwrap().what, What::Mark { n: "7" });
         assert_eq!(LogLine::parse("00:00:00.000001 SHUTDOWN begin").unwrap().what, What::Other("SHUTDOWN begin"));
         assert_eq!(LogLine::parse("2022/11/10 23:00:00 http: panic serving 127.0.0.1:5: boom"), None);
     }

@@ -888,6 +888,15 @@ async fn run_conformance(a: &ReportArgs, jobs: u16) -> Result<bool, Error> {
             println!("{r}");
         }
         println!("\n{} scenarios × 3 backend pairs, {disagreements} disagreements, {:.2} s wall", all.len(), wall.as_secs_f64());
+        // Why each failed run failed: a CI log then says what to look at.
+        for r in results.iter().filter(|r| r.failed()) {
+            println!("\n{} on {} → {}:", r.scenario, r.proxy.description(), r.upstream.description());
+            for v in &r.verdicts {
+                for m in &v.mismatches {
+                    println!("  {} {}: {m}", v.method, v.path);
+                }
+            }
+        }
     }
     write_reports(a, &results, wall.as_secs_f64() * 1e3, "scenarios conformance")?;
     Ok(disagreements == 0 && !results.iter().any(RunResult::failed))

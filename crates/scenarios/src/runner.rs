@@ -388,9 +388,9 @@ impl<'a> Session<'a> {
     async fn request(&mut self, gi: usize, g: &RequestGroup, gap: Duration) -> Result<Observation, Error> {
         let path = scale_path(&g.path, self.factor);
         let handler_path = path.split('?').next().unwrap_or_default().to_string();
-        // Asking real Go for its handler count is a request of its own
-        // (`/mark`), which would wake Go's runtime inside the race window
-        // and delay this request: a natural sweep does not ask.
+        // Asking real Go for its handler count (a mark line through its
+        // stdin) wakes Go's runtime inside the race window and delays this
+        // request: a natural sweep does not ask.
         let count_runs = !self.s.natural();
         let runs_before = if count_runs { self.upstream.handler_runs(&handler_path).await } else { None };
         let errors_before = self.proxy.error_lines().len();

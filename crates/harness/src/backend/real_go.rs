@@ -19,8 +19,6 @@ pub struct RealGo {
     build: go::GoBuild,
     /// Connections held open to exhaust the first server's descriptors.
     fillers: Vec<tokio::net::TcpStream>,
-    /// The first server waits for a queued connection to hand its listener over.
-    handoff_pending: bool,
     /// The servers' fd limit (`setrlimit` before exec).
     fd_limit: Option<u32>,
 }
@@ -58,7 +56,7 @@ impl RealGo {
         }
         let epoch_wall = SystemTime::now() - epoch.elapsed();
         let epoch_secs_of_day = epoch_wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
-        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new(), handoff_pending: false, fd_limit: cfg.fd_limit })
+        Ok(RealGo { servers: v, epoch_secs_of_day, build, fillers: Vec::new(), fd_limit: cfg.fd_limit })
     }
 
     pub fn servers(&self) -> &[GoServer] {
@@ -112,17 +110,8 @@ impl UpstreamUnderTest for RealGo {
     /// first (see [`GoServer::sync_log`]).
     async fn handler_runs(&mut self, path: &str) -> Option<u64> {
         let mut runs = 0;
-        if self.handoff_pending && self.servers[0].lines().iter().any(|l| l.contains("HANDOFF new server")) {
-            self.handoff_pending = false;
-        }
-        for (i, g) in self.servers.iter_mut().enumerate() {
-            // A /mark connection would be the one queued for the handoff, or
-            // wait in the queue of a server whose held connections fill its
-            // fd limit (its log's two pipes cannot tell the order).
-            let queued_behind = i == 0 && (self.handoff_pending || go_model::rules::accept_fails(self.fd_limit, self.fillers.len()));
-            if !queued_behind {
-                g.sync_log(Duration::from_secs(2)).await;
-            }
+        for g in &mut self.servers {
+            g.sync_log(Duration::from_secs(2)).await;
             runs += g.handler_runs(path);
         }
         Some(runs)
@@ -161,7 +150,6 @@ impl UpstreamUnderTest for RealGo {
                 if !first.wait_line(Duration::from_secs(5), |l| l.contains("HANDOFF paused")).await {
                     return Err(BackendError::GoStart(std::io::Error::other("the reference server did not pause for the handoff")));
                 }
-                self.handoff_pending = true;
             }
             Action::RestartHandoff | Action::KeepalivesOffThenShutdown | Action::FillBacklog => {
                 let what = action_knob(action).unwrap_or("this action");
@@ -220,14 +208,11 @@ pub(super) fn action_knob(action: Action) -> Option<&'static str> {
 fn timeline_of(lines: &[String], epoch_secs_of_day: f64, server: usize, servers: usize) -> Vec<TimelineEntry> {
     let tag = server_tag(server, servers);
     let parsed: Vec<LogLine<'_>> = lines.iter().filter_map(|l| LogLine::parse(l)).collect();
-    // The harness's own /mark connections are not part of the story.
-    let mark_ports: Vec<u16> = parsed.iter().filter_map(LogLine::mark_port).collect();
     parsed
         .iter()
         .filter_map(|l| {
             let port = |remote: &str| port_of(remote);
             let (kind, port, text) = match l.what {
-                What::Conn { remote, .. } if port_of(remote).is_some_and(|p| mark_ports.contains(&p)) => return None,
                 // ConnState says closed, not how: neither FIN nor RST.
                 What::Conn { remote, state: "closed" } => (EntryKind::Close, port(remote), format!(":{} ◄══ closed (ConnState)", port_text(remote))),
                 What::Conn { remote, state: "new" } => (EntryKind::Accept, port(remote), format!(":{} new", port_text(remote))),
@@ -288,13 +273,12 @@ mod tests {
     }
 
     #[test]
-    fn the_log_on_the_run_clock_without_mark_connections() {
+    fn the_log_on_the_run_clock_without_marks() {
         let lines: Vec<String> = [
             "10:00:00.000000 LISTEN 127.0.0.1:8080",
             "10:00:00.010000 CONN 127.0.0.1:40000 new",
             "10:00:00.011000 HANDLER n=1 path=/ok remote=127.0.0.1:40000",
-            "10:00:00.020000 CONN 127.0.0.1:40001 new",
-            "10:00:00.021000 MARK n=0 remote=127.0.0.1:40001",
+            "10:00:00.021000 MARK n=0",
             "10:00:00.030000 CONN 127.0.0.1:40000 closed",
         ]
         .map(String::from)
