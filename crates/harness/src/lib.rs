@@ -21,6 +21,7 @@ pub mod backend;
 pub mod child;
 pub mod client;
 pub mod go;
+pub mod netns;
 pub mod nginx;
 pub mod relay;
 pub mod require;

@@ -305,12 +305,12 @@ impl RealNginx {
         }
     }
 
-    /// `[error]`/`[warn]` lines of error.log.
+    /// The failure lines (`[crit]`, `[error]`) and `[warn]` lines of error.log.
     pub fn error_log(&self) -> Vec<String> {
         std::fs::read_to_string(self.prefix.join(ERROR_LOG))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("[error]") || l.contains("[warn]"))
+            .filter(|l| nginx_model::logs::Level::line_is_failure(l) || l.contains("[warn]"))
             .map(String::from)
             .collect()
     }

@@ -74,3 +74,13 @@ pub fn trial_outcome(m: Missing) -> Result<libtest_mimic::Completion, libtest_mi
         Missing::Required(..) => Err(m.to_string().into()),
     }
 }
+
+/// Makes a network namespace ([`crate::netns`], which needs root) mandatory
+/// where it is set to 1, as CI sets it: a scenario that needs one then
+/// fails instead of being skipped.
+pub const NETNS_VAR: &str = "BADGATEWAY_REQUIRE_NETNS";
+
+/// Whether this environment demands network namespaces.
+pub fn netns_required() -> bool {
+    std::env::var(NETNS_VAR).as_deref() == Ok("1")
+}

@@ -31,10 +31,17 @@ pub fn rows(table: &str) -> impl Iterator<Item = Row> + '_ {
     })
 }
 
-/// Every row of this machine's (this network namespace's) IPv4 and IPv6
-/// tables; an unreadable table counts as empty.
+/// Every row of this network namespace's IPv4 and IPv6 tables; an
+/// unreadable table counts as empty. The calling thread's namespace
+/// (`thread-self`): a scenario that runs in a namespace of its own
+/// ([`crate::netns`]) runs on one thread, while `/proc/net` is the
+/// process's main thread's.
 pub fn now() -> Vec<Row> {
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().filter_map(|f| std::fs::read_to_string(f).ok()).flat_map(|t| rows(&t).collect::<Vec<_>>()).collect()
+    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| rows(&t).collect::<Vec<_>>())
+        .collect()
 }
 
 #[cfg(test)]

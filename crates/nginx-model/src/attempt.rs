@@ -196,8 +196,8 @@ impl Attempts {
     }
 
     fn log_failure(&mut self, f: &Failure, upstream: String) {
-        if let Some(text) = f.log_text() {
-            self.log.push(LogLine { level: Level::Error, text, upstream });
+        if let Some((level, text)) = f.log_line(&upstream) {
+            self.log.push(LogLine { level, text, upstream });
         }
     }
 

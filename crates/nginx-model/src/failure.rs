@@ -6,6 +6,7 @@
 
 use crate::attempt::Phase;
 use crate::retry::Ft;
+use crate::logs::Level;
 use std::fmt;
 use std::io;
 
@@ -19,6 +20,9 @@ pub enum Class {
     ConnectRefused,
     ConnectTimeout,
     ConnectFailed,
+    /// `connect()` found no local port for the peer (99, EADDRNOTAVAIL):
+    /// `ip_local_port_range` used up by open and TIME_WAIT connections.
+    NoLocalPort,
     SendFailed,
     SendTimeout,
     /// EOF before the whole response header.
@@ -37,11 +41,12 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 15] = [
+    pub const ALL: [Class; 16] = [
         Class::NoLiveUpstreams,
         Class::ConnectRefused,
         Class::ConnectTimeout,
         Class::ConnectFailed,
+        Class::NoLocalPort,
         Class::SendFailed,
         Class::SendTimeout,
         Class::PrematureClose,
@@ -61,6 +66,7 @@ impl Class {
             Class::ConnectRefused => "connect-refused",
             Class::ConnectTimeout => "connect-timeout",
             Class::ConnectFailed => "connect-failed",
+            Class::NoLocalPort => "no-local-port",
             Class::SendFailed => "send-failed",
             Class::SendTimeout => "send-timeout",
             Class::PrematureClose => "premature-close",
@@ -131,13 +137,33 @@ pub enum BodyFailure {
     ReadTimeout,
 }
 
+/// Whether a non-blocking TCP `connect(2)` returns this errno itself
+/// rather than `EINPROGRESS` and a later SO_ERROR: no local port left
+/// (99, EADDRNOTAVAIL: the ephemeral range is used up for that
+/// destination), no route (101), refused by a local firewall rule (1, 13),
+/// a full unix-socket queue (11).
+pub fn connect_fails_at_once(errno: i32) -> bool {
+    matches!(errno, 1 | 11 | 13 | 99 | 101)
+}
+
+/// The errnos `ngx_event_connect_peer` logs at `[error]`; any other
+/// `connect()` failure is `[crit]` (ECONNREFUSED, EAGAIN, ECONNRESET,
+/// ENETDOWN, ENETUNREACH, EHOSTDOWN, EHOSTUNREACH).
+pub fn connect_error_is_err(errno: i32) -> bool {
+    matches!(errno, 111 | 11 | 104 | 100 | 101 | 112 | 113)
+}
+
 pub fn strerror(errno: i32) -> &'static str {
     match errno {
         32 => "Broken pipe",
+        1 => "Operation not permitted",
+        11 => "Resource temporarily unavailable",
+        13 => "Permission denied",
         98 => "Address already in use",
         99 => "Cannot assign requested address",
         104 => "Connection reset by peer",
         110 => "Connection timed out",
+        101 => "Network is unreachable",
         111 => "Connection refused",
         113 => "No route to host",
         _ => "Unknown error",
@@ -193,6 +219,23 @@ impl Failure {
         })
     }
 
+    /// The error.log line of this failure of an attempt on `peer` (its
+    /// name, `127.0.0.1:8080`): the level and `message while action`. A
+    /// `connect(2)` that fails at once is logged by `ngx_event_connect_peer`
+    /// itself, naming the peer, at `[crit]` unless its errno is one it
+    /// lists; one that fails later (loopback's RST for 111) is read from
+    /// SO_ERROR by `ngx_http_upstream_test_connect`: `connect() failed`,
+    /// `[error]` (both observed on nginx 1.22.1).
+    pub fn log_line(&self, peer: &str) -> Option<(Level, String)> {
+        match self {
+            Failure::ConnectFailed(e) if connect_fails_at_once(*e) => {
+                let level = if connect_error_is_err(*e) { Level::Error } else { Level::Crit };
+                Some((level, format!("connect() to {peer} failed ({e}: {}) while {}", strerror(*e), self.action())))
+            }
+            _ => Some((Level::Error, self.log_text()?)),
+        }
+    }
+
     /// `message while action`, as it appears in error.log.
     pub fn log_text(&self) -> Option<String> {
         self.message().map(|m| format!("{m} while {}", self.action()))
@@ -203,6 +246,7 @@ impl Failure {
             Failure::NoLive => Class::NoLiveUpstreams,
             Failure::ConnectRefused => Class::ConnectRefused,
             Failure::ConnectTimeout => Class::ConnectTimeout,
+            Failure::ConnectFailed(99) => Class::NoLocalPort,
             Failure::ConnectFailed(_) => Class::ConnectFailed,
             Failure::SendFailed(_) => Class::SendFailed,
             Failure::SendTimeout => Class::SendTimeout,
@@ -272,6 +316,7 @@ impl Class {
             _ if msg.starts_with("no live upstreams") => Class::NoLiveUpstreams,
             _ if msg.starts_with("connect() ") => match errno() {
                 Some(111) => Class::ConnectRefused,
+                Some(99) => Class::NoLocalPort,
                 _ => Class::ConnectFailed,
             },
             _ if msg.starts_with(TIMED_OUT_MSG) => match phase? {
@@ -343,6 +388,27 @@ mod tests {
         assert_eq!(Failure::Status(503).log_text(), None);
     }
 
+    /// `ngx_event_connect_peer`'s own line for a connect() that fails at
+    /// once, `ngx_http_upstream_test_connect`'s for one that fails later.
+    #[test]
+    fn connect_failures_at_once_name_the_peer() {
+        let peer = "127.0.0.1:18080";
+        let table = [
+            // Observed on nginx 1.22.1, ip_local_port_range 40000 40003, no upstream keepalive.
+            (Failure::ConnectFailed(99), Level::Crit, "connect() to 127.0.0.1:18080 failed (99: Cannot assign requested address) while connecting to upstream"),
+            (Failure::ConnectFailed(101), Level::Error, "connect() to 127.0.0.1:18080 failed (101: Network is unreachable) while connecting to upstream"),
+            (Failure::ConnectFailed(13), Level::Crit, "connect() to 127.0.0.1:18080 failed (13: Permission denied) while connecting to upstream"),
+            (Failure::ConnectFailed(113), Level::Error, "connect() failed (113: No route to host) while connecting to upstream"),
+            (Failure::ConnectRefused, Level::Error, "connect() failed (111: Connection refused) while connecting to upstream"),
+            (Failure::ReadTimeout, Level::Error, "upstream timed out (110: Connection timed out) while reading response header from upstream"),
+        ];
+        for (f, level, line) in table {
+            assert_eq!(f.log_line(peer), Some((level, line.to_string())), "{f:?}");
+            assert_eq!(class_of_log_line(line), Some(f.class()), "{line}");
+        }
+        assert_eq!(Failure::Status(502).log_line(peer), None);
+    }
+
     /// Every text the renderers write reads back as its class: the strings
     /// live once, here.
     #[test]
@@ -379,7 +445,7 @@ mod tests {
             ("connect() to 127.0.0.1:8080 failed (111: Connection refused) while connecting to upstream", Some(Class::ConnectRefused)),
             ("connect() failed (110: Connection timed out) while connecting to upstream", Some(Class::ConnectFailed)),
             ("connect() failed (113: No route to host) while connecting to upstream", Some(Class::ConnectFailed)),
-            ("connect() to 10.0.0.1:80 failed (99: Cannot assign requested address) while connecting to upstream", Some(Class::ConnectFailed)),
+            ("connect() to 10.0.0.1:80 failed (99: Cannot assign requested address) while connecting to upstream", Some(Class::NoLocalPort)),
             ("connect() to unix:/run/app.sock failed (11: Resource temporarily unavailable) while connecting to upstream", Some(Class::ConnectFailed)),
             ("upstream timed out (110: Connection timed out) while sending request to upstream", Some(Class::SendTimeout)),
             ("upstream timed out (110: Connection timed out) while reading upstream", Some(Class::ReadTimeoutBody)),

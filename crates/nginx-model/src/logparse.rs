@@ -530,7 +530,7 @@ mod tests {
             (r#"2026/11/22 12:21:10 [error] 7#7: *3 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: , request: "POST /ok HTTP/1.1", upstream: "http://127.0.0.1:18080/ok", host: "127.0.0.1:18081""#,
              Level::Error, Some(3), ErrorText::Failure(Class::ConnectRefused), Some("POST /ok HTTP/1.1"), Some("http://127.0.0.1:18080/ok")),
             (r#"2026/11/22 12:21:10 [crit] 7#7: *3 connect() to 10.1.2.3:80 failed (99: Cannot assign requested address) while connecting to upstream, client: 10.0.0.1, server: example.com, request: "GET / HTTP/1.1", upstream: "http://10.1.2.3:80/", host: "example.com""#,
-             Level::Crit, Some(3), ErrorText::Failure(Class::ConnectFailed), Some("GET / HTTP/1.1"), Some("http://10.1.2.3:80/")),
+             Level::Crit, Some(3), ErrorText::Failure(Class::NoLocalPort), Some("GET / HTTP/1.1"), Some("http://10.1.2.3:80/")),
             (r#"2026/11/22 12:21:10 [error] 7#7: *5 no live upstreams while connecting to upstream, client: 127.0.0.1, server: , request: "GET /x HTTP/1.1", upstream: "http://backend/x", host: "h""#,
              Level::Error, Some(5), ErrorText::Failure(Class::NoLiveUpstreams), Some("GET /x HTTP/1.1"), Some("http://backend/x")),
             (r#"2026/11/22 12:21:10 [warn] 7#7: *5 upstream server temporarily disabled while connecting to upstream, client: 127.0.0.1, server: , request: "GET /x HTTP/1.1", upstream: "http://127.0.0.1:18080/x", host: "h""#,

@@ -72,6 +72,18 @@ impl Level {
     pub fn parse(s: &str) -> Option<Level> {
         Level::ALL.into_iter().find(|l| l.as_str() == s)
     }
+
+    /// The levels of an upstream attempt's failure line: `[error]`, and
+    /// `[crit]` for a `connect()` that fails at once with an errno
+    /// `ngx_event_connect_peer` does not list (99: no local port left).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Level::Error | Level::Crit)
+    }
+
+    /// Whether an error.log line is at a failure level (see [`Level::is_failure`]).
+    pub fn line_is_failure(line: &str) -> bool {
+        Level::ALL.into_iter().any(|l| l.is_failure() && line.contains(&format!("[{}]", l.as_str())))
+    }
 }
 
 /// One error.log line in nginx's format (`ngx_log_error_core` with

@@ -65,6 +65,8 @@ pub const FILES: &[(&str, &str)] = files![
     "backlog-overflow-remedy",
     "fd-limit",
     "fd-limit-remedy",
+    "port-exhaustion",
+    "port-exhaustion-remedy",
     "max-fails-cascade",
     "max-fails-cascade-remedy",
     "too-big-header",

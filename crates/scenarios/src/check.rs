@@ -263,6 +263,8 @@ struct Probe {
     backlog: Option<u32>,
     /// The upstream's `localhost` as nginx expands it ([::1], then 127.0.0.1).
     localhost: bool,
+    /// nginx's host's `ip_local_port_range` for the probe.
+    port_range: Option<String>,
 }
 
 impl Probe {
@@ -281,6 +283,7 @@ impl Probe {
             shutdown_race: false,
             backlog: None,
             localhost: false,
+            port_range: None,
         }
     }
 }
@@ -319,7 +322,7 @@ fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe, r: &Req) -> Scenario {
         explanation: text.as_ref().map(|s| s.explanation.clone()).unwrap_or_default(),
         fix: text.as_ref().map(|s| s.fix.clone()).unwrap_or_default(),
         go,
-        nginx: NginxSettings { localhost: p.localhost, ..nginx_settings(t) },
+        nginx: NginxSettings { localhost: p.localhost, ip_local_port_range: p.port_range.clone(), ..nginx_settings(t) },
         workload: Workload { warmup: p.warmup, warmup_concurrent: p.warmup_concurrent, gap: p.gap.map(go_fmt), action: p.action, ..Workload::default() },
         requests: p.before.iter().chain(std::iter::once(r)).map(|r| RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, client_pause: None, expect: Expect::default() }).collect(),
     }
@@ -462,6 +465,7 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     out.extend(panics(&c));
     out.push(max_fails(&c));
     out.push(localhost(&c));
+    out.push(port_exhaustion(&c));
     out.extend(deploys(&c));
     out
 }
@@ -757,6 +761,38 @@ fn localhost(c: &Ctx) -> Finding {
     let fix = vec![format!("nginx: name the address Go listens on (`server 127.0.0.1:PORT;` for the {named} localhost server line(s) of upstream {}), or have Go listen on both (`Addr: \":PORT\"`)", t.up.name)];
     finding(t, g, p, fix, "nginx retries the refused [::1] connect on 127.0.0.1".into())
 }
+
+/// Connections nginx closes first hold their local port for TIME_WAIT
+/// (60 s): without a keepalive cache, one per request. The probe narrows
+/// `ip_local_port_range` to [`PROBE_PORTS`] ports and sends one request
+/// more than that.
+fn port_exhaustion(c: &Ctx) -> Finding {
+    let (t, g, u) = (c.t, c.g, &c.t.up);
+    let when = format!(
+        "more new connections per second to one server of upstream {} than ip_local_port_range's ports / 60 s (TIME_WAIT): about {}/s with Linux's default 32768–60999",
+        u.name,
+        DEFAULT_EPHEMERAL_PORTS / 60
+    );
+    let mut p = Probe::new("port-exhaustion", Trigger::Load, when, vec![get("/ok")]);
+    p.port_range = Some(format!("{} {}", PROBE_PORT_LOW, PROBE_PORT_LOW + PROBE_PORTS - 1));
+    p.warmup = PROBE_PORTS;
+    let fix = vec![
+        format!("nginx: `keepalive 16;` in upstream {}, with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";` in the location: requests reuse connections, ports stop churning", u.name),
+        "host: a wider net.ipv4.ip_local_port_range, or more upstream addresses (each has its own ports), raise the limit".to_string(),
+    ];
+    let safe = if c.reuse {
+        format!("nginx reuses its connections to upstream {} (keepalive {}): new connections, and their ports, only as the cache turns over", u.name, u.keepalive.capacity)
+    } else {
+        "Go closes each connection first (nginx sends Connection: close), so the TIME_WAIT is mostly Go's and nginx's port is free again; nginx still closes first when it reads the whole response before Go's FIN (1 of 8 on loopback, nginx 1.22.1): at high rates a keepalive cache is the fix".to_string()
+    };
+    finding(t, g, p, fix, safe)
+}
+
+/// Ports in Linux's default `ip_local_port_range` (32768–60999).
+const DEFAULT_EPHEMERAL_PORTS: u32 = 60999 - 32768 + 1;
+/// The probe's range: above the default one, where the lab's listeners' ports are.
+const PROBE_PORT_LOW: u32 = 61000;
+const PROBE_PORTS: u32 = 4;
 
 /// One error per server within fail_timeout marks every server down: nginx's
 /// own "no live upstreams" 502 for healthy requests too.

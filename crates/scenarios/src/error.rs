@@ -34,6 +34,10 @@ pub enum Error {
     Catalogue(String),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A scenario's network namespace (`ip_local_port_range`) could not be
+    /// made, where one is required, or set up.
+    #[error("network namespace: {0}")]
+    Netns(String),
     /// The docker-compose lab is not up, or a docker command failed (`scenarios lab`).
     #[error("lab: {0}")]
     Lab(String),

@@ -336,6 +336,9 @@ pub fn fits_lab(s: &Scenario, lab: &nginx_model::conf::Config, factor: f64) -> R
     if s.go.shutdown_race.is_some() {
         return Err("it needs the shutdown-race knob, which the control endpoint does not set".into());
     }
+    if s.nginx.ip_local_port_range.is_some() {
+        return Err(format!("it sets nginx's ip_local_port_range, a kernel setting of the nginx host the lab's containers share with the machine (run it on loopback, in a network namespace of its own: scenarios {})", s.name));
+    }
     let lab = resolve(lab, Profile::Legacy).map_err(|e| format!("the lab's nginx.conf does not resolve: {e}"))?;
     let ours = resolve(&nginx_config(s, &[SocketAddr::from(([127, 0, 0, 1], UPSTREAM_PORT))], SocketAddr::from(([127, 0, 0, 1], 18081)), factor), Profile::Legacy)
         .map_err(|e| format!("its nginx settings do not resolve: {e}"))?;
@@ -451,7 +454,7 @@ impl Probe<'_> {
         let reconnect = ex.as_ref().is_none_or(|e| e.end.is_some() || e.response.as_ref().is_none_or(|r| !r.complete || r.connection_close));
         *seen += 1;
         let access = self.access_entry(*seen).await?;
-        let lines: Vec<String> = self.side.container.lines_after(&self.side.errors(), errors_before).await?.into_iter().filter(|l| l.contains("[error]")).collect();
+        let lines: Vec<String> = self.side.container.lines_after(&self.side.errors(), errors_before).await?.into_iter().filter(|l| nginx_model::logs::Level::line_is_failure(l)).collect();
         let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).map(|c| c.to_string()).unwrap_or_else(|| "other".into())).collect();
         let runs_after = self.control.handler_runs(&handler_path).await?;
         if reconnect {
@@ -671,7 +674,7 @@ impl Probe<'_> {
         let latency = t0.elapsed();
         *seen += 1;
         let access = self.access_entry(*seen).await?;
-        let lines: Vec<String> = self.side.container.lines_after(&self.side.errors(), errors_before).await?.into_iter().filter(|l| l.contains("[error]")).collect();
+        let lines: Vec<String> = self.side.container.lines_after(&self.side.errors(), errors_before).await?.into_iter().filter(|l| nginx_model::logs::Level::line_is_failure(l)).collect();
         let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).map(|c| c.to_string()).unwrap_or_else(|| "other".into())).collect();
         Ok(Observation {
             group: 0,

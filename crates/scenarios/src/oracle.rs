@@ -30,7 +30,6 @@ use nginx_model::failure::{class_of_log_line, BodyFailure, Class, Failure};
 use nginx_model::http::{self, RequestVars};
 use nginx_model::keepalive::KeepaliveCache;
 use nginx_model::response::{self, HeadParse, UpstreamHead};
-use nginx_model::logs::Level;
 use nginx_model::profile::sends_connection_close;
 use nginx_model::resolve::{resolve, ResolvedLocation, ResolvedUpstream};
 use std::ops::RangeInclusive;
@@ -161,6 +160,16 @@ struct Model {
     cache: KeepaliveCache<usize, Conn>,
     servers: Vec<Server>,
     now: Instant,
+    /// Local ports nginx's `connect()` can still get for the Go servers'
+    /// address (`ip_local_port_range`), when the scenario narrows them. A
+    /// connection holds its port while open, and after it when nginx
+    /// closed first: TIME_WAIT's 60 s outlast any run (loopback's
+    /// `tcp_tw_reuse=2` needs a second). When Go closes first, the
+    /// TIME_WAIT is Go's and the port is free again (a SYN to a TIME_WAIT
+    /// socket opens a new connection). Which side closes first when Go
+    /// answers `Connection: close` is a race on loopback (nginx first in 1
+    /// of 8 on nginx 1.22.1): predicted as Go first.
+    free_ports: Option<u32>,
 }
 
 impl Model {
@@ -193,6 +202,7 @@ impl Model {
             loc,
             up,
             now: Instant::now(),
+            free_ports: s.local_port_range().map(|(lo, hi)| u32::from(hi - lo) + 1),
         })
     }
 
@@ -215,6 +225,13 @@ impl Model {
                 }
             },
         });
+    }
+
+    /// Go closed the connection first: its port is nginx's again.
+    fn port_freed(&mut self) {
+        if let Some(free) = &mut self.free_ports {
+            *free += 1;
+        }
     }
 
     fn act(&mut self, action: Action) {
@@ -301,12 +318,18 @@ impl Model {
                             conn = Some((server, c.conn));
                             a.connected(true, self.now)
                         }
+                        // connect(2) finds no local port: it fails at once (ngx_event_connect_peer).
+                        None if self.free_ports == Some(0) => a.failed(&mut self.rr, Failure::ConnectFailed(99), self.now),
+                        // A refused connect's port is free again at once (the RST ends it).
                         None if !self.servers[server].listening => a.failed(&mut self.rr, Failure::ConnectRefused, self.now),
                         None if self.servers[server].backlog_full => {
                             self.now += self.loc.connect_timeout;
                             a.failed(&mut self.rr, Failure::ConnectTimeout, self.now)
                         }
                         None => {
+                            if let Some(free) = &mut self.free_ports {
+                                *free -= 1;
+                            }
                             let go = match self.servers[server].queued {
                                 Queued::Accepted => GoSide::Idle { since: self.now },
                                 Queued::Stalled => GoSide::Queued(Queued::Stalled),
@@ -342,6 +365,9 @@ impl Model {
                             match read_header(&served, self.loc.read_timeout, self.loc.buffer_size) {
                                 Header::Failed(f, at) => {
                                     self.now = start + at;
+                                    if matches!(served.end, End::Close { .. }) {
+                                        self.port_freed();
+                                    }
                                     a.failed(&mut self.rr, f, self.now)
                                 }
                                 Header::Read { head, at, leftover, next } => {
@@ -388,6 +414,9 @@ impl Model {
                                         let complete = result.is_ok();
                                         a.finished(&mut self.rr, status, result, self.now);
                                         p.status = status;
+                                        if matches!(served.end, End::Close { .. }) {
+                                            self.port_freed();
+                                        }
                                         if let (true, End::KeepAlive { at: idle_from }) = (head.keeps_connection(complete, framing.delimited()), served.end) {
                                             if self.cache.settings().admits(c.requests, self.now - c.created) {
                                                 c.go = GoSide::Idle { since: start + idle_from };
@@ -412,7 +441,7 @@ impl Model {
             };
         }
         p.upstream_status = a.states().iter().map(|s| s.status).collect();
-        for line in a.take_log().into_iter().filter(|l| l.level == Level::Error) {
+        for line in a.take_log().into_iter().filter(|l| l.level.is_failure()) {
             let class = class_of_log_line(&line.text).unwrap_or(Class::Status);
             if matches!(class, Class::PrematureCloseBody | Class::ResetBody | Class::ReadTimeoutBody) {
                 continue; // part of the body outcome

@@ -116,6 +116,48 @@ pub async fn run_keeping_logs(s: &Scenario, opts: &RunOptions, keep: &std::path:
 }
 
 async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Path>) -> Result<RunResult, Error> {
+    match s.local_port_range() {
+        Some(range) => in_netns(s, opts, keep, range).await,
+        None => run_here(s, opts, keep, None).await,
+    }
+}
+
+/// Runs the scenario on a thread of its own in a network namespace of its
+/// own ([`harness::netns`]): every socket and process of the run is
+/// inside, so nginx's `ip_local_port_range` is the scenario's and no other
+/// program's. Without the privilege to create one, the run is skipped,
+/// saying so (unless `BADGATEWAY_REQUIRE_NETNS=1`: then an error).
+async fn in_netns(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Path>, range: (u16, u16)) -> Result<RunResult, Error> {
+    let (s, opts, keep) = (s.clone(), opts.clone(), keep.map(std::path::Path::to_path_buf));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let name = s.name.clone();
+    // A thread that ends with the run: the namespace goes with it (a pooled
+    // thread would carry it into the next task).
+    let spawned = std::thread::Builder::new().name(format!("netns {name}")).spawn(move || {
+        let result = match harness::netns::enter() {
+            Err(e) if harness::require::netns_required() => Err(Error::Netns(format!("{e}; needs root or CAP_SYS_ADMIN (required by {}=1)", harness::require::NETNS_VAR))),
+            Err(e) => {
+                let why = Unsupported { backend: "this machine", what: format!("ip_local_port_range in a network namespace of its own ({e})"), why: "needs root or CAP_SYS_ADMIN" };
+                Ok(RunResult::skipped(&s, &opts, &why))
+            }
+            Ok(()) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(run_here(&s, &opts, keep.as_deref(), Some(range))),
+                Err(e) => Err(Error::Netns(format!("a runtime for its thread: {e}"))),
+            },
+        };
+        let _ = tx.send(result);
+    });
+    if let Err(e) = spawned {
+        return Err(Error::Netns(format!("a thread for {name}: {e}")));
+    }
+    // The thread always sends, unless it panicked: that panic is a bug.
+    rx.await.unwrap_or_else(|_| panic!("the network-namespace thread of {name} panicked"))
+}
+
+/// Runs the scenario on this thread. With `port_range`, in a namespace of
+/// its own (see [`in_netns`]), the range is set once the listeners are up:
+/// their ports came from the default range, clear of the scenario's.
+async fn run_here(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Path>, port_range: Option<(u16, u16)>) -> Result<RunResult, Error> {
     if let Some(dir) = keep {
         for name in [harness::nginx::ERROR_LOG, harness::nginx::ACCESS_LOG] {
             std::fs::write(dir.join(name), "").map_err(|source| Error::Io { path: dir.join(name), source })?;
@@ -160,6 +202,13 @@ async fn run_inner(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Pat
             return Err(e.into());
         }
     };
+    if let Some((low, high)) = port_range {
+        if let Err(e) = harness::netns::set_local_port_range(low, high) {
+            drop(proxy);
+            upstream.stop().await;
+            return Err(Error::Netns(e.to_string()));
+        }
+    }
     let driven = match Session::new(s, factor, proxy.as_ref(), upstream.as_mut(), epoch).await {
         Ok(session) => drive(session).await,
         Err(e) => Err(Halt::Failed(e)),
@@ -406,7 +455,7 @@ impl<'a> Session<'a> {
         } else {
             Default::default()
         };
-        let lines: Vec<String> = self.proxy.error_lines().into_iter().skip(errors_before).filter(|l| l.contains("[error]")).collect();
+        let lines: Vec<String> = self.proxy.error_lines().into_iter().skip(errors_before).filter(|l| nginx_model::logs::Level::line_is_failure(l)).collect();
         let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).map(|c| c.to_string()).unwrap_or_else(|| "other".into())).collect();
         let read_at = self.epoch.elapsed();
         self.timeline.extend(self.proxy.error_timeline(&lines, read_at));

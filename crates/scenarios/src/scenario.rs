@@ -169,6 +169,17 @@ pub struct NginxSettings {
     /// on both); Go listens on `127.0.0.1:P` only.
     #[serde(default)]
     pub localhost: bool,
+    /// `net.ipv4.ip_local_port_range` of nginx's host, "LOW HIGH": the
+    /// ports `connect()` gives nginx's upstream connections. A connection
+    /// holds its port while open and, when nginx closed it first, for
+    /// TIME_WAIT (60 s) after; with none left for the server's address,
+    /// `connect()` fails at once with 99 (EADDRNOTAVAIL). The scenario runs
+    /// in a network namespace of its own (root only; skipped, saying so,
+    /// elsewhere), where the range is set once the lab's listeners are up.
+    /// A range above 60999 stays clear of their ports.
+    #[serde(default, deserialize_with = "port_range")]
+    #[schemars(regex(pattern = "^[0-9]+ [0-9]+$"))]
+    pub ip_local_port_range: Option<String>,
     /// nginx.conf text for the inside of the `upstream` block, after the
     /// lab's `server` lines (`keepalive 16; keepalive_timeout 60s;`).
     /// Instead of the short upstream keys.
@@ -392,6 +403,20 @@ fn nginx_buffer_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
         }
         Some(_) => Ok(()),
     })
+}
+
+fn port_range<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| parse_port_range(v).map(drop))
+}
+
+/// "LOW HIGH", as the sysctl is written: 1024 ≤ LOW ≤ HIGH ≤ 65535.
+pub fn parse_port_range(v: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("ip_local_port_range is \"LOW HIGH\" (\"61000 61003\"), 1024 ≤ LOW ≤ HIGH ≤ 65535, not {v:?}");
+    let mut it = v.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi)), None) if (1024..=hi).contains(&lo) => Ok((lo, hi)),
+        _ => Err(bad()),
+    }
 }
 
 fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -677,6 +702,12 @@ impl Scenario {
 
     pub fn natural(&self) -> bool {
         self.workload.sweep_from.is_some()
+    }
+
+    /// nginx's host's `ip_local_port_range`, when the scenario sets one
+    /// (checked when the file was read).
+    pub fn local_port_range(&self) -> Option<(u16, u16)> {
+        self.nginx.ip_local_port_range.as_deref().and_then(|v| parse_port_range(v).ok())
     }
 
     pub fn is_remedy(&self) -> bool {

@@ -59,6 +59,11 @@ fn run_replays_the_prediction_on_the_emulators() {
     let runs = v["locations"][0]["runs"].as_array().unwrap();
     assert!(runs.iter().any(|r| r["mechanism"] == "idle-race"), "{v}");
     for r in runs {
+        // port-exhaustion's probe needs a network namespace: skipped, with
+        // the reason, where none can be made (not root) and none is required.
+        if r["mechanism"] == "port-exhaustion" && r["skipped"].is_string() && !harness::require::netns_required() {
+            continue;
+        }
         assert_eq!(r["passed"], true, "the emulators disagree with the prediction: {r}");
     }
 }

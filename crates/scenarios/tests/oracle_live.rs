@@ -142,6 +142,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 location_conf_file: None,
                 version: None,
                 localhost: false,
+                ip_local_port_range: None,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real
