@@ -588,6 +588,6 @@ mod tests {
             assert_eq!(text.contains("INCONCLUSIVE"), !conclusive, "{text}");
         }
         let wide = Cell { bucket_ms: 1.0, ..paced(1.5) };
-        assert!(compare(&[wide.clone()], &[wide])[0].conclusive, "1 ms buckets accept 2 ms of p99 error");
+        assert!(compare(std::slice::from_ref(&wide), std::slice::from_ref(&wide))[0].conclusive, "1 ms buckets accept 2 ms of p99 error");
     }
 }

@@ -414,7 +414,7 @@ impl Observed {
 /// The server a probe runs against.
 pub enum Server {
     Emulator(UpstreamSim),
-    RealGo(GoServer),
+    RealGo(Box<GoServer>),
 }
 
 impl Server {
@@ -432,7 +432,7 @@ impl Server {
                 for _ in 0..3 {
                     let port = free_port().map_err(|e| format!("free port: {e}"))?;
                     match GoServer::start(bin, cfg, port).await {
-                        Ok(g) => return Ok(Server::RealGo(g)),
+                        Ok(g) => return Ok(Server::RealGo(Box::new(g))),
                         Err(e) => last = e.to_string(),
                     }
                 }
