@@ -455,6 +455,9 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
     if s.nginx.localhost {
         parts.push("upstream localhost ([::1], 127.0.0.1)".into());
     }
+    if s.nginx.auth_request.is_some() {
+        parts.push(format!("auth_request (length {})", if s.nginx.auth_clear_length { "cleared" } else { "kept" }));
+    }
     let r = nginx_model::resolve::resolve(&crate::setup::nginx_config(s, &[([127, 0, 0, 1], 8080).into()], ([127, 0, 0, 1], 80).into(), 1.0), s.nginx_profile());
     if let Ok(r) = r {
         let u = &r.upstreams[0];

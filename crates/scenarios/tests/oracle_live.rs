@@ -142,6 +142,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 location_conf_file: None,
                 version: None,
                 localhost: false,
+                auth_request: None,
+                auth_clear_length: false,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real
