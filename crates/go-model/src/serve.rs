@@ -42,9 +42,18 @@ pub struct RequestSpec {
     pub connection_close: bool,
     /// Bytes of the request head, blank line included.
     pub head_len: usize,
-    /// `Content-Length` of the request body, all of it sent.
+    /// `Content-Length` of the request body.
     pub body_len: u64,
+    /// Body bytes declared but never sent: the last `body_withheld` bytes
+    /// of `body_len` do not come (nginx's `auth_request` subrequest carries
+    /// the main request's Content-Length without a body). 0: all sent.
+    pub body_withheld: u64,
 }
+
+/// The time of a read that has no deadline and whose bytes never come: Go
+/// waits until the peer goes away, later than any timeout of the peer's,
+/// so nothing written after it reaches the peer.
+pub const NEVER: Duration = Duration::MAX;
 
 /// One successful `write(2)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +86,7 @@ pub struct Served {
 /// Serves `req` on a fresh connection of a server configured by `cfg`,
 /// with `doKeepAlives()` equal to `keep_alives` throughout.
 pub fn serve(cfg: &ServerConfig, keep_alives: bool, req: &RequestSpec) -> Served {
-    let mut kernel = Kernel::new(req.head_len as u64, req.body_len);
+    let mut kernel = Kernel::new(req.head_len as u64, req.body_len, req.body_withheld);
     if req.head_len > rules::header_limit(cfg) {
         // (*conn).serve on errTooLarge: 431 straight to the socket (at
         // time 0 the write deadline is still ahead), then closeWriteAndWait.
@@ -99,10 +108,10 @@ pub fn serve(cfg: &ServerConfig, keep_alives: bool, req: &RequestSpec) -> Served
     let mut closed = None;
     let ended = loop {
         match ex.step() {
-            Step::Sleep(d) => now += d,
+            Step::Sleep(d) => now = now.saturating_add(d),
             Step::Header => ex.header(HeaderInputs { keep_alives, date: EPOCH_DATE.into() }),
             Step::HeadDecided { .. } => {}
-            Step::DiscardBody { max } => ex.body_read(kernel.discard(max, now, read_deadline)),
+            Step::DiscardBody { max } => ex.body_read(kernel.discard(max, &mut now, read_deadline)),
             Step::Write(bytes) => {
                 if closed.is_some() || write_deadline.is_some_and(|d| now >= d) {
                     ex.wrote(Err(WriteFailed));
@@ -130,7 +139,10 @@ pub fn serve(cfg: &ServerConfig, keep_alives: bool, req: &RequestSpec) -> Served
 /// The receive buffer and Go's `bufio.Reader` over it.
 struct Kernel {
     head: u64,
+    /// Head and body as declared.
     total: u64,
+    /// What ever arrives (`total` less the withheld bytes)
+    arrives: u64,
     /// Bytes Go has taken from the kernel.
     taken: u64,
     /// Body bytes read through the body.
@@ -138,29 +150,44 @@ struct Kernel {
 }
 
 impl Kernel {
-    fn new(head: u64, body: u64) -> Kernel {
+    fn new(head: u64, body: u64, withheld: u64) -> Kernel {
         let total = head + body;
+        let arrives = total - withheld.min(body);
         let block = rules::CONN_BUFFER as u64;
         // readRequest's reads fill the 4 KiB bufio.Reader (exact for heads
         // up to 4 KiB; longer heads take whole blocks too, as a model).
-        Kernel { head, total, taken: head.div_ceil(block).max(1).saturating_mul(block).min(total), body_read: 0 }
+        Kernel { head, total, arrives, taken: head.div_ceil(block).max(1).saturating_mul(block).min(arrives), body_read: 0 }
     }
 
     fn unread(&self) -> bool {
-        self.taken < self.total
+        self.taken < self.arrives
     }
 
     /// `io.CopyN(io.Discard, body, max)` at time `now`: first what the
     /// bufio.Reader holds, then the socket, which fails past the read
     /// deadline (bufio hands out buffered bytes whatever the deadline).
-    fn discard(&mut self, max: u64, now: Duration, deadline: Option<Duration>) -> BodyRead {
+    ///
+    /// Bytes that never arrive (withheld) block the read: until the read
+    /// deadline (ReadTimeout), then it fails; without one until the peer
+    /// goes away ([`NEVER`]). Either way `now` moves to that moment: the
+    /// discard in `chunkWriter.writeHeader` comes before the response is
+    /// written (observed on Go 1.19.8 behind nginx's `auth_request`: the
+    /// handler ran, nothing was written until nginx closed).
+    fn discard(&mut self, max: u64, now: &mut Duration, deadline: Option<Duration>) -> BodyRead {
         let body = self.total - self.head;
         let want = max.min(body - self.body_read);
         let buffered = self.taken - self.head - self.body_read;
         let from_buffer = want.min(buffered);
-        if want > from_buffer && deadline.is_some_and(|d| now >= d) {
+        if want > from_buffer && deadline.is_some_and(|d| *now >= d) {
             self.body_read += from_buffer;
             return BodyRead { bytes: from_buffer, failed: true, eof: false };
+        }
+        let in_socket = self.arrives - self.taken;
+        if want - from_buffer > in_socket {
+            self.taken = self.arrives;
+            self.body_read += from_buffer + in_socket;
+            *now = deadline.map_or(NEVER, |d| d.max(*now));
+            return BodyRead { bytes: from_buffer + in_socket, failed: true, eof: false };
         }
         self.taken += want - from_buffer;
         self.body_read += want;
@@ -186,6 +213,7 @@ mod tests {
             connection_close: false,
             head_len: 40 + target.len(),
             body_len: 0,
+            body_withheld: 0,
         }
     }
 
@@ -246,6 +274,31 @@ mod tests {
         // 100 KiB: (*body).Close reads it away first, so FIN.
         let s = serve(&ServerConfig::default(), true, &post("/panic", 100 << 10));
         assert_eq!(s.end, End::Close { at: Duration::ZERO, how: CloseKind::Fin });
+    }
+
+    #[test]
+    fn a_declared_body_that_never_comes_holds_the_answer() {
+        // nginx's auth_request subrequest: GET with the main request's
+        // Content-Length, no body. /ok does not read it; over HTTP/1.1 Go
+        // discards it before writing its head and waits (observed on Go
+        // 1.19.8: the handler ran, nothing came until nginx closed).
+        let auth = RequestSpec { body_len: 11, body_withheld: 11, ..get("/ok") };
+        let s = serve(&ServerConfig::default(), true, &auth);
+        assert_eq!(s.handler_runs, 1);
+        assert_eq!(s.wire.iter().map(|t| t.at).collect::<Vec<_>>(), [NEVER]);
+        // ReadTimeout ends the wait: the discard fails, Go answers and closes.
+        let rt = ServerConfig { read_timeout: ms(300), ..ServerConfig::default() };
+        let s = serve(&rt, true, &auth);
+        assert_eq!(s.wire.iter().map(|t| t.at).collect::<Vec<_>>(), [ms(300)]);
+        assert_eq!(s.end, End::Close { at: ms(300), how: CloseKind::Fin });
+        assert_eq!(read(&s, true).unwrap().0.status, 200);
+        // HTTP/1.0 (nginx's default upstream request) closes after the reply:
+        // no discard, the answer at once (observed: 200 through auth_request).
+        let s = serve(&ServerConfig::default(), true, &http10(auth.clone()));
+        assert_eq!(s.wire.iter().map(|t| t.at).collect::<Vec<_>>(), [Duration::ZERO]);
+        // Nothing withheld: the body is read away, kept alive.
+        let s = serve(&ServerConfig::default(), true, &RequestSpec { body_withheld: 0, ..auth });
+        assert_eq!(s.end, End::KeepAlive { at: Duration::ZERO });
     }
 
     #[test]

@@ -614,6 +614,42 @@ fn cases() -> Vec<Case> {
         v.push(c);
     }
 
+    // auth_request (ngx_http_auth_request_module): the upstream answers the
+    // subrequest (a GET to /auth carrying the POST's Content-Length, no
+    // body) and the main request alike. 2xx passes the POST on; 401 (its
+    // WWW-Authenticate copied) and 403 go to the client; any other status
+    // is "auth request unexpected status: N" and 500. Replying only after
+    // body bytes that never come: the subrequest's proxy_read_timeout, 504,
+    // then 500 (issue 12, item 13). `auth_request off` in the auth location
+    // is inherited elsewhere.
+    let auth_server = "location = /auth { proxy_pass http://u/auth; proxy_pass_request_body off; proxy_read_timeout 300ms; }";
+    for (name, reply, when, location) in [
+        ("auth_request::allowed", &ok[..], Reply::AfterHead, "auth_request /auth;"),
+        ("auth_request::allowed_204", b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", Reply::AfterHead, "auth_request /auth;"),
+        ("auth_request::unauthorized", b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"lab\"\r\nContent-Length: 0\r\n\r\n", Reply::AfterHead, "auth_request /auth;"),
+        ("auth_request::forbidden", b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", Reply::AfterHead, "auth_request /auth;"),
+        ("auth_request::server_error", b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", Reply::AfterHead, "auth_request /auth;"),
+        ("auth_request::redirect", b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\n\r\n", Reply::AfterHead, "auth_request /auth;"),
+        ("auth_request::length_without_body", &ok[..], Reply::AfterBody(5), "auth_request /auth;"),
+        ("auth_request::off", &ok[..], Reply::AfterHead, "auth_request off;"),
+    ] {
+        let mut c = case(name, reply, Fin);
+        c.when = when;
+        c.request = post(5);
+        c.server = format!("auth_request /auth; {auth_server}");
+        c.location = location.into();
+        v.push(c);
+    }
+    // A bodiless answer leaves the subrequest's connection in the cache
+    // (header_only; u->keepalive from the response): the POST goes out on
+    // it, this upstream answers once per connection and closes, and nginx
+    // does not retry a POST on a cached connection that closed: 502.
+    let mut cached = case("auth_request::cached_after_204", b"HTTP/1.1 204 No Content\r\n\r\n", HoldThenFin(300));
+    cached.request = post(5);
+    cached.server = format!("auth_request /auth; {auth_server}");
+    cached.location = "auth_request /auth;".into();
+    v.push(cached);
+
     // A request line nginx cannot parse: 400, the [info] line, and an
     // access line whose $request is the raw line.
     for (name, request) in [

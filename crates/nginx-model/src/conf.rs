@@ -364,6 +364,10 @@ pub struct ProxyDirectives {
     /// `proxy_bind ADDR[:PORT]` (`Some(Some(addr))`, as written) or `proxy_bind
     /// off` (`Some(None)`): the upstream socket's local address.
     pub bind: Option<Option<String>>,
+    /// `auth_request URI` (ngx_http_auth_request_module), `Some("")` for
+    /// `auth_request off` (`ngx_http_auth_request` stores an empty URI;
+    /// `ngx_http_auth_request_merge_conf` inherits it like any string).
+    pub auth_request: Option<String>,
 }
 
 /// `error_page CODE... [=[RESPONSE]] URI` (`ngx_http_core_error_page`).
@@ -418,6 +422,7 @@ impl ProxyDirectives {
             keepalive_requests: self.keepalive_requests.or(parent.keepalive_requests),
             keepalive_time: self.keepalive_time.or(parent.keepalive_time),
             bind: self.bind.clone().or(parent.bind.clone()),
+            auth_request: self.auth_request.clone().or(parent.auth_request.clone()),
         }
     }
 }
@@ -781,6 +786,7 @@ const DIRECTIVES: &[(&str, &[Ctx])] = &[
     ("proxy_ignore_headers", HSL),
     ("proxy_temp_file_write_size", HSL),
     ("proxy_bind", HSL),
+    ("auth_request", HSL),
     ("server", &[Ctx::Upstream]),
     ("keepalive", &[Ctx::Upstream]),
     ("keepalive_timeout", &[Ctx::Upstream]),
@@ -1889,6 +1895,13 @@ impl<'a> Parser<'a> {
                 let size = num::parse_size(d.arg(1)).filter(|s| *s > 0).ok_or_else(|| self.invalid_value(d))?;
                 p.buffers = Some((n as usize, size as usize));
             }
+            "auth_request" => {
+                // ngx_http_auth_request: "is duplicate" at one level; `off`
+                // is stored as an empty URI.
+                lv.seen.once(self, d)?;
+                let v = text(d.arg(0));
+                p.auth_request = Some(if v == "off" { String::new() } else { v });
+            }
             "proxy_busy_buffers_size" => {
                 lv.seen.once(self, d)?;
                 p.busy_buffers_size = Some(self.size(d)? as usize);
@@ -2904,6 +2917,9 @@ fn render_proxy(out: &mut String, p: &ProxyDirectives, indent: &str) {
     }
     if let Some(b) = &p.bind {
         line(format!("proxy_bind {}", b.as_deref().unwrap_or("off")));
+    }
+    if let Some(uri) = &p.auth_request {
+        line(format!("auth_request {}", if uri.is_empty() { "off".to_string() } else { q(uri) }));
     }
     if let Some(on) = p.intercept_errors {
         line(format!("proxy_intercept_errors {}", if on { "on" } else { "off" }));

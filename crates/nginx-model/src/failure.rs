@@ -38,10 +38,15 @@ pub enum Class {
     PrematureCloseBody,
     ResetBody,
     ReadTimeoutBody,
+    /// Not an attempt's failure: the main request's line after its
+    /// `auth_request` subrequest ended with a status other than 2xx, 401
+    /// or 403 ("auth request unexpected status: N", [`crate::auth`]); the
+    /// client gets 500.
+    AuthStatus,
 }
 
 impl Class {
-    pub const ALL: [Class; 16] = [
+    pub const ALL: [Class; 17] = [
         Class::NoLiveUpstreams,
         Class::ConnectRefused,
         Class::ConnectTimeout,
@@ -58,6 +63,7 @@ impl Class {
         Class::PrematureCloseBody,
         Class::ResetBody,
         Class::ReadTimeoutBody,
+        Class::AuthStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +84,7 @@ impl Class {
             Class::PrematureCloseBody => "premature-close-body",
             Class::ResetBody => "reset-body",
             Class::ReadTimeoutBody => "read-timeout-body",
+            Class::AuthStatus => "auth-status",
         }
     }
 }
@@ -314,6 +321,7 @@ impl Class {
         let errno = || msg.rfind(" (").and_then(|i| msg[i + 2..].split(':').next()?.parse::<i32>().ok());
         Some(match () {
             _ if msg.starts_with("no live upstreams") => Class::NoLiveUpstreams,
+            _ if crate::auth::unexpected_status(msg).is_some() => Class::AuthStatus,
             _ if msg.starts_with("connect() ") => match errno() {
                 Some(111) => Class::ConnectRefused,
                 Some(99) => Class::NoLocalPort,

@@ -157,7 +157,11 @@ pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, clie
     // declared one (`r->headers_in.content_length_n >= 0`, a HEAD or GET
     // with `Content-Length: 0` too; observed on nginx 1.22.1).
     let declared = client_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
-    if body_len > 0 || declared || matches!(method, "POST" | "PUT" | "PATCH") {
+    // `proxy_set_header Content-Length ...` replaces that default entry
+    // (`ngx_http_proxy_init_headers`): its value was written above, and
+    // `""` sends none (the `auth_request` remedy).
+    let overridden = loc.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    if !overridden && (body_len > 0 || declared || matches!(method, "POST" | "PUT" | "PATCH")) {
         s.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
     for (k, v) in client_headers {
@@ -360,6 +364,16 @@ mod tests {
         // A declared length is forwarded for any method, 0 too.
         let declared = vec![("Content-Length".to_string(), "0".to_string())];
         assert_eq!(text(encode_request(&location(Profile::Modern, ""), "HEAD", "/a", &declared, b"", &vars)), "HEAD /a HTTP/1.1\r\nHost: u\r\nContent-Length: 0\r\n\r\n");
+        // An auth_request subrequest (GET, no body) carries the main
+        // request's Content-Length (ngx_http_proxy_create_request:
+        // `internal_body_length = r->headers_in.content_length_n`; observed
+        // on nginx 1.22.1: "GET /ok HTTP/1.1 ... Content-Length: 11", no
+        // body); `proxy_set_header Content-Length ""` replaces it with none.
+        let posted = vec![("Host".to_string(), "lab".to_string()), ("Content-Length".into(), "11".into())];
+        let auth = location(Profile::Legacy, "proxy_http_version 1.1; proxy_set_header Connection \"\";");
+        assert_eq!(text(encode_request_head(&auth, "GET", "/ok", &posted, 11, &vars)), "GET /ok HTTP/1.1\r\nHost: u\r\nContent-Length: 11\r\n\r\n");
+        let cleared = location(Profile::Legacy, "proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Content-Length \"\";");
+        assert_eq!(text(encode_request_head(&cleared, "GET", "/ok", &posted, 11, &vars)), "GET /ok HTTP/1.1\r\nHost: u\r\n\r\n");
         // ${name} and names that only start like a known one.
         let l = location(Profile::Modern, "proxy_set_header X-H \"${host}x $hostname\";");
         assert_eq!(text(encode_request(&l, "GET", "/a", &[], b"", &vars)), "GET /a HTTP/1.1\r\nX-H: labx $hostname\r\nHost: u\r\n\r\n");

@@ -20,10 +20,12 @@
 //! * [`resolve`]: the effective configuration, with nginx's defaults.
 //! * [`keepalive`]: the keepalive cache policy (LIFO checkout, LRU eviction).
 //! * [`attempt`]: one request's upstream attempts, as a state machine.
+//! * [`auth`]: `auth_request`: what the subrequest's status means.
 //! * [`signal`]: `nginx -s`, the signals the master handles, the pid file.
 //! * [`version`]: `nginx -V`, the profile a release runs, directives an older
 //!   release lacks, and configurations pinned to nginx 1.22's defaults.
 
+pub mod auth;
 pub mod balancer;
 pub mod buffering;
 pub mod attempt;

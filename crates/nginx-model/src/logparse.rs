@@ -33,6 +33,8 @@ pub struct ErrorLine<'a> {
     pub server: Option<&'a str>,
     /// The request line, as the client sent it.
     pub request: Option<&'a str>,
+    /// The subrequest's URI (`auth_request`'s), on a subrequest's line.
+    pub subrequest: Option<&'a str>,
     /// `http://peer/uri` of the attempt, once an upstream was chosen.
     pub upstream: Option<&'a str>,
     pub host: Option<&'a str>,
@@ -91,7 +93,7 @@ pub fn parse_error_line(line: &str) -> Result<ErrorLine<'_>, Malformed> {
         conn = Some(digits(&r[..sp]).ok_or(Malformed("bad *connection"))?);
         rest = r.get(sp + 1..).unwrap_or("");
     }
-    let mut l = ErrorLine { time, level, pid, tid, conn, text: rest, client: None, server: None, request: None, upstream: None, host: None };
+    let mut l = ErrorLine { time, level, pid, tid, conn, text: rest, client: None, server: None, request: None, subrequest: None, upstream: None, host: None };
     let Some(at) = rest.find(", client: ") else { return Ok(l) };
     l.text = &rest[..at];
     let ctx = &rest[at + ", client: ".len()..];
@@ -114,6 +116,7 @@ pub fn parse_error_line(line: &str) -> Result<ErrorLine<'_>, Malformed> {
     while let Some(k) = AFTER_REQUEST.iter().find(|k| ctx.starts_with(**k)) {
         let (value, after) = quoted(&ctx[k.len()..]).ok_or(Malformed("unterminated context value"))?;
         match *k {
+            ", subrequest: \"" => l.subrequest = Some(value),
             ", upstream: \"" => l.upstream = Some(value),
             ", host: \"" => l.host = Some(value),
             _ => {}
@@ -485,6 +488,7 @@ mod tests {
             request_line: "POST /v1/orders?id=7 HTTP/1.1".into(),
             upstream: upstream.into(),
             host: host.into(),
+            subrequest: String::new(),
         }
     }
 

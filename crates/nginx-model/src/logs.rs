@@ -13,6 +13,10 @@ pub struct RequestCtx {
     pub request_line: String,
     pub upstream: String,
     pub host: String,
+    /// The subrequest's URI when the line is a subrequest's (an
+    /// `auth_request`): `ngx_http_log_error_handler` writes
+    /// `, subrequest: "URI"` after the main request's line.
+    pub subrequest: String,
 }
 
 /// `YYYY/MM/DD HH:MM:SS`, the error.log timestamp (`ngx_cached_err_log_time`;
@@ -100,6 +104,9 @@ pub fn error_line(time: SystemTime, pid: u32, level: Level, text: &str, ctx: &Re
         ctx.server,
         ctx.request_line,
     );
+    if !ctx.subrequest.is_empty() {
+        line.push_str(&format!(", subrequest: \"{}\"", ctx.subrequest));
+    }
     if !ctx.upstream.is_empty() {
         line.push_str(&format!(", upstream: \"{}\"", ctx.upstream));
     }

@@ -157,6 +157,10 @@ pub struct ResolvedLocation {
     /// `proxy_bind`: the local address upstream sockets are bound to
     /// before connecting (`ngx_event_connect_peer`); `None`: off.
     pub bind: Option<std::net::SocketAddr>,
+    /// `auth_request URI`: the subrequest run before the request is passed
+    /// (`ngx_http_auth_request_handler`, [`crate::auth`]); `None`: unset or
+    /// `auth_request off`.
+    pub auth_request: Option<String>,
 }
 
 impl ResolvedLocation {
@@ -561,6 +565,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         access_log: Vec::new(),
         pass_script,
         bind: p.bind.clone().flatten().and_then(|v| conf::bind_addr(&v)),
+        auth_request: p.auth_request.clone().filter(|u| !u.is_empty()),
     })
 }
 

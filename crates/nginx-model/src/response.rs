@@ -553,7 +553,13 @@ pub fn reason(status: u16) -> &'static str {
 
 /// nginx's built-in error page (`ngx_http_special_response_handler`).
 pub fn error_page(status: u16, server_tokens: bool) -> String {
-    let t = format!("{status} {}", reason(status));
+    // ngx_http_error_401_page's title is not the status line's reason
+    // (observed on nginx 1.22.1: "401 Unauthorized" on the status line,
+    // "401 Authorization Required" on the page, 179 bytes).
+    let t = match status {
+        401 => "401 Authorization Required".to_string(),
+        _ => format!("{status} {}", reason(status)),
+    };
     let tail = if server_tokens { NGINX_VERSION } else { "nginx" };
     format!("<html>\r\n<head><title>{t}</title></head>\r\n<body>\r\n<center><h1>{t}</h1></center>\r\n<hr><center>{tail}</center>\r\n</body>\r\n</html>\r\n")
 }

@@ -238,7 +238,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             let srv = &rt.servers[server];
             let creq = ClientRequest {
                 no: rt.next_request.fetch_add(1, Ordering::SeqCst),
-                ctx: RequestCtx { conn: conn_no, client: client.ip().to_string(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new() },
+                ctx: RequestCtx { conn: conn_no, client: client.ip().to_string(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new(), subrequest: String::new() },
                 method: String::new(),
                 uri: String::new(),
                 upstream_uri: String::new(),
@@ -339,6 +339,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             request_line: format!("{} {} HTTP/1.{}", req.method, req.target, u8::from(req.http11)),
             upstream: String::new(),
             host: host.clone(),
+            subrequest: String::new(),
         },
         method: req.method.clone(),
         uri: req.target.clone(),
@@ -427,6 +428,44 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             return keep;
         }
     }
+    // The access phase (ngx_http_auth_request_handler) runs before the
+    // content handler reads the body.
+    if let Some(uri) = &loc.auth_request {
+        match auth_subrequest(rt, c, &creq, &srv.conf, uri, &req.headers, declared.unwrap_or(0)).await {
+            None => {
+                creq.log_access(rt, 499, &[], 0);
+                rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
+                return false;
+            }
+            Some((status, challenges)) => match nginx_model::auth::verdict(status) {
+                nginx_model::auth::Verdict::Allow => {}
+                nginx_model::auth::Verdict::Deny { status, www_authenticate } => {
+                    // The subrequest's WWW-Authenticate lines go out after
+                    // nginx's own headers (headers_out.headers).
+                    let extra: String = if www_authenticate { challenges.iter().map(|v| format!("WWW-Authenticate: {v}\r\n")).collect() } else { String::new() };
+                    let (bytes, keep) = response::error_response(status, side, &http_date());
+                    let bytes = response::insert_headers(bytes, extra.as_bytes());
+                    let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers, &creq.vars(&[])));
+                    let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
+                    let _ = c.stream.write_all(&bytes).await;
+                    creq.log_access(rt, status, &[], page);
+                    rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page, truncated: false });
+                    // ngx_http_finalize_request discards the unread body.
+                    if chunked_body {
+                        return false;
+                    }
+                    if let Some(n) = declared {
+                        discard(c, n).await;
+                    }
+                    return keep;
+                }
+                nginx_model::auth::Verdict::Error { text } => {
+                    creq.log(rt, Level::Error, &text, None);
+                    return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await;
+                }
+            },
+        }
+    }
     let mut body = match read_body(rt, c, &creq, loc, declared.unwrap_or(0), chunked_body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(n)) => {
@@ -476,6 +515,68 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
             let upstream = states.last().map(|u| u.addr.clone());
             creq.log(rt, Level::Error, &format!("could not find named location \"{}\" while sending to client", page.uri), upstream.as_deref());
             error_answer(rt, c, &creq, &states, 500, side, &loc.add_headers).await
+        }
+    }
+}
+
+/// `auth_request URI` (`ngx_http_auth_request_handler` →
+/// `ngx_http_subrequest`): a GET to the location `uri` names, with the main
+/// request's headers, Content-Length included (`declared`), and no body
+/// (`sr->request_body` is empty: the main body is not read yet), through the
+/// same attempts as any proxied request; its error lines carry
+/// `subrequest: "URI"`. Returns the subrequest's status (the upstream's, or
+/// nginx's own error status, e.g. 504 after `proxy_read_timeout`) and its
+/// `WWW-Authenticate` values, or `None` when the client went away. The
+/// subrequest is `header_only`: its body is not read
+/// (`ngx_http_upstream_send_response` finalizes at the header), so its
+/// connection is kept only when no body follows (`u->keepalive` from
+/// `ngx_http_proxy_process_header`).
+async fn auth_subrequest(
+    rt: &Arc<Runtime>,
+    c: &mut Conn,
+    creq: &ClientRequest,
+    srv: &nginx_model::resolve::ResolvedServer,
+    uri: &str,
+    headers: &[(String, String)],
+    declared: u64,
+) -> Option<(u16, Vec<String>)> {
+    let (path, args) = uri.split_once('?').unwrap_or((uri, ""));
+    let loc = match srv.route(path) {
+        Some(Route::Proxy(loc)) => loc,
+        // ngx_http_rewrite_return in the subrequest's location.
+        Some(Route::Return(r)) => return Some((r.ret.code, Vec::new())),
+        None => return Some((404, Vec::new())),
+    };
+    let Some(up) = (loc.pass_script.is_none()).then(|| rt.upstreams[loc.upstream].clone()) else {
+        // proxy_pass with variables in an auth location is not emulated:
+        // the subrequest counts as failed (the main request gets 500).
+        return Some((500, Vec::new()));
+    };
+    let mut sub = creq.clone();
+    sub.ctx.subrequest = uri.to_string();
+    sub.method = "GET".into();
+    sub.path = path.to_string();
+    sub.args = args.to_string();
+    sub.upstream_uri = nginx_model::http::upstream_uri(loc, uri, path.as_bytes(), args, true);
+    let head = nginx_model::http::encode_request_head(loc, "GET", &sub.upstream_uri, headers, declared, &sub.vars(&[]));
+    let mut body = RequestBody::Memory(Vec::new());
+    match pass::proxy_pass(rt, loc, &up, &sub, &head, &mut body, &c.stream).await {
+        Answer::ClientClosed { .. } => None,
+        Answer::Error { status, .. } => Some((status, Vec::new())),
+        Answer::Pass { status, mut attempts, conn, head, .. } => {
+            let challenges: Vec<String> = head
+                .iter()
+                .flat_map(|h| h.headers.iter())
+                .filter(|(k, _)| k.eq_ignore_ascii_case(b"www-authenticate"))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
+            pass::write_log(rt, &sub, attempts.take_log());
+            let bodiless = head.as_ref().is_some_and(|h| matches!(h.body(false), UpstreamBody::Empty));
+            if bodiless && head.as_ref().is_some_and(|h| h.keeps_connection(true, true)) {
+                up.cache.store(conn);
+            }
+            Some((status, challenges))
         }
     }
 }

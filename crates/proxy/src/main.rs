@@ -19,7 +19,8 @@ use std::process::ExitCode;
 /// proxy_connect/send/read_timeout; proxy_next_upstream;
 /// proxy_next_upstream_tries; proxy_next_upstream_timeout;
 /// proxy_request_buffering; proxy_buffer_size; return; add_header;
-/// error_page and proxy_intercept_errors (pages answered by a return location); WebSocket upgrades
+/// error_page and proxy_intercept_errors (pages answered by a return location); auth_request
+/// (the subrequest through a proxied location); WebSocket upgrades
 /// with proxy_set_header Upgrade $http_upgrade }, log_format, access_log,
 /// error_log. Unknown directives are errors, reported as nginx does.
 ///

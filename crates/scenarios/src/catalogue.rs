@@ -71,6 +71,8 @@ pub const FILES: &[(&str, &str)] = files![
     "max-fails-cascade-remedy",
     "too-big-header",
     "too-big-header-remedy",
+    "auth-request-body",
+    "auth-request-body-remedy",
 ];
 
 /// Every scenario, in [`FILES`] order.

@@ -70,6 +70,18 @@ pub struct Target {
     pub location: String,
     pub loc: ResolvedLocation,
     pub up: ResolvedUpstream,
+    /// The location `auth_request` sends its subrequest to, when it
+    /// proxies (`None` without `auth_request`).
+    pub auth: Option<AuthTarget>,
+}
+
+/// An `auth_request` subrequest's destination.
+#[derive(Debug, Clone)]
+pub enum AuthTarget {
+    /// A proxying location, and its upstream.
+    Proxied { uri: String, loc: Box<ResolvedLocation>, up: Box<ResolvedUpstream> },
+    /// A location that answers itself (`return`), or none (404).
+    Answered { uri: String },
 }
 
 /// Every proxying location, optionally only those of one server (its
@@ -85,8 +97,15 @@ pub fn targets(r: &Resolved, server: Option<&str>, location: Option<&str>) -> Ve
             if location.is_some_and(|want| want != l.path) {
                 continue;
             }
+            let auth = l.auth_request.as_ref().map(|uri| match s.route(uri.split('?').next().unwrap_or(uri)) {
+                Some(nginx_model::resolve::Route::Proxy(a)) if a.pass_script.is_none() => match r.upstreams.get(a.upstream) {
+                    Some(au) => AuthTarget::Proxied { uri: uri.clone(), loc: Box::new(a.clone()), up: Box::new(au.clone()) },
+                    None => AuthTarget::Answered { uri: uri.clone() },
+                },
+                _ => AuthTarget::Answered { uri: uri.clone() },
+            });
             if let Some(up) = r.upstreams.get(l.upstream) {
-                out.push(Target { server: label.clone(), location: l.path.clone(), loc: l.clone(), up: up.clone() });
+                out.push(Target { server: label.clone(), location: l.path.clone(), loc: l.clone(), up: up.clone(), auth });
             }
         }
     }
@@ -265,6 +284,8 @@ struct Probe {
     localhost: bool,
     /// nginx's host's `ip_local_port_range` for the probe.
     port_range: Option<String>,
+    /// `[nginx] auth_request` and `auth_clear_length` for the probe.
+    auth: Option<(String, bool)>,
 }
 
 impl Probe {
@@ -284,6 +305,7 @@ impl Probe {
             backlog: None,
             localhost: false,
             port_range: None,
+            auth: None,
         }
     }
 }
@@ -322,7 +344,13 @@ fn probe_scenario(t: &Target, g: &GoSettings, p: &Probe, r: &Req) -> Scenario {
         explanation: text.as_ref().map(|s| s.explanation.clone()).unwrap_or_default(),
         fix: text.as_ref().map(|s| s.fix.clone()).unwrap_or_default(),
         go,
-        nginx: NginxSettings { localhost: p.localhost, ip_local_port_range: p.port_range.clone(), ..nginx_settings(t) },
+        nginx: NginxSettings {
+            localhost: p.localhost,
+            ip_local_port_range: p.port_range.clone(),
+            auth_request: p.auth.as_ref().map(|(path, _)| path.clone()),
+            auth_clear_length: p.auth.as_ref().is_some_and(|(_, cleared)| *cleared),
+            ..nginx_settings(t)
+        },
         workload: Workload { warmup: p.warmup, warmup_concurrent: p.warmup_concurrent, gap: p.gap.map(go_fmt), action: p.action, ..Workload::default() },
         requests: p.before.iter().chain(std::iter::once(r)).map(|r| RequestGroup { method: r.method.to_string(), path: r.path.clone(), body: r.body, count: 1, client_pause: None, expect: Expect::default() }).collect(),
     }
@@ -466,8 +494,52 @@ pub fn check(t: &Target, g: &GoSettings) -> Vec<Finding> {
     out.push(max_fails(&c));
     out.push(localhost(&c));
     out.push(port_exhaustion(&c));
+    out.push(auth_request(&c));
     out.extend(deploys(&c));
     out
+}
+
+/// `auth_request` to a proxied location that passes the client's
+/// Content-Length without the body: over HTTP/1.1 Go discards the unread
+/// body before answering and waits for bytes that never come; the
+/// subrequest's proxy_read_timeout gives 504, the client 500 (observed on
+/// nginx 1.22.1 + Go 1.19.8). Probed with the auth location's own settings
+/// (its upstream, protocol, timeouts, headers) and a handler that answers
+/// without reading the body.
+fn auth_request(c: &Ctx) -> Finding {
+    let t = c.t;
+    let when = "a request with a body (a POST) goes through auth_request, whose subrequest carries its Content-Length but no body".to_string();
+    let (uri, loc, up) = match &t.auth {
+        None => return cannot("auth-request-body", Trigger::Settings, when, format!("no auth_request in location {}", t.location)),
+        Some(AuthTarget::Answered { uri }) => return cannot("auth-request-body", Trigger::Settings, when, format!("auth_request {uri} does not reach an upstream")),
+        Some(AuthTarget::Proxied { uri, loc, up }) => (uri, loc, up),
+    };
+    let cleared = loc.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v.is_empty());
+    let auth_target = Target { server: t.server.clone(), location: loc.path.clone(), loc: (**loc).clone(), up: (**up).clone(), auth: None };
+    // The auth handler: one that answers without reading the body, as
+    // auth handlers do (a probe path both Go servers have).
+    let mut p = Probe::new("auth-request-body", Trigger::Settings, when, vec![post("/big?bytes=1024", 1024)]);
+    p.auth = Some(("/ok".to_string(), cleared));
+    let fix = vec![
+        format!("nginx: proxy_set_header Content-Length \"\"; in location {} (proxy_pass_request_body off alone still sends the length), repeating the other proxy_set_header lines it needs", loc.path),
+        "Go: a ReadTimeout bounds the wait (every request with a body then waits that long for its auth)".to_string(),
+    ];
+    let safe = if cleared {
+        format!("location {} clears Content-Length", loc.path)
+    } else if !loc.http11 {
+        format!("location {} speaks HTTP/1.0 to Go, which answers and closes without waiting for the body (a handler that reads the body would still wait)", loc.path)
+    } else {
+        String::new()
+    };
+    let mut f = finding(&auth_target, c.g, p, fix, safe);
+    f.when = format!("{} ({uri})", f.when);
+    // Safe from 5xx but slow: Go's ReadTimeout ends each wait.
+    if f.verdict == Verdict::Safe {
+        if let Some(o) = f.outcomes.iter().find(|o| o.latency_s >= 1.0) {
+            f.detail = format!("no 5xx, but the subrequest waits {} (Go's ReadTimeout) for the body on every request with one", go_fmt(Duration::from_secs_f64(o.latency_s)));
+        }
+    }
+    f
 }
 
 /// The idle race: nginx reuses a connection as Go's idle limit closes it.
@@ -922,6 +994,42 @@ mod tests {
 
     fn find<'a>(f: &'a [Finding], m: &str) -> &'a Finding {
         f.iter().find(|x| x.mechanism == m).unwrap_or_else(|| panic!("no {m} in {f:#?}"))
+    }
+
+    #[test]
+    fn auth_request_passing_the_length_without_the_body_is_a_500() {
+        let conf = |auth: &str| {
+            format!("events {{}}\nhttp {{\n upstream app {{ server 127.0.0.1:9000; keepalive 16; }}\n server {{ listen 127.0.0.1:8080;\n  location / {{ auth_request /auth; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  location = /auth {{ internal; proxy_pass http://app/verify; proxy_pass_request_body off; proxy_read_timeout 10s; {auth} }}\n }}\n}}\n")
+        };
+        let go = parse_go("IdleTimeout=30s").unwrap();
+        // The common setup: HTTP/1.1 to Go, the length left in.
+        let f = check(&target(&conf("proxy_http_version 1.1; proxy_set_header Connection \"\";")), &go);
+        let a = find(&f, "auth-request-body");
+        assert_eq!((a.verdict, a.mechanism_id.as_str()), (Verdict::Applies, "auth-request-body"), "{a:#?}");
+        let o = &a.outcomes[0];
+        // The auth location's proxy_read_timeout, then 500; the upload's handler never runs.
+        assert_eq!((o.status, o.latency_s, o.handler_runs, o.upstream_status.len()), (500, 10.0, 0, 0), "{o:#?}");
+        assert!(a.fix[0].contains("proxy_set_header Content-Length \"\"; in location /auth"), "{:?}", a.fix);
+        assert!(gate_fails(&f, false));
+        // The remedy: the length cleared.
+        let f = check(&target(&conf("proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Content-Length \"\";")), &go);
+        let a = find(&f, "auth-request-body");
+        assert_eq!(a.verdict, Verdict::Safe, "{a:#?}");
+        assert!(a.detail.contains("clears Content-Length"), "{a:#?}");
+        // nginx 1.22's default HTTP/1.0 request: Go answers and closes.
+        let a = find(&check(&target(&conf("")), &go), "auth-request-body").clone();
+        assert_eq!(a.verdict, Verdict::Safe, "{a:#?}");
+        assert!(a.detail.contains("HTTP/1.0"), "{a:#?}");
+        // Go's ReadTimeout ends the wait: 200, late.
+        let f = check(&target(&conf("proxy_http_version 1.1; proxy_set_header Connection \"\";")), &parse_go("ReadTimeout=3s").unwrap());
+        let a = find(&f, "auth-request-body");
+        assert_eq!((a.verdict, a.outcomes[0].status), (Verdict::Safe, 200), "{a:#?}");
+        assert!(a.detail.contains("waits 3s"), "{a:#?}");
+        // No auth_request, or one that does not proxy.
+        let plain = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://app; } }\n}\n";
+        assert_eq!(find(&check(&target(plain), &go), "auth-request-body").verdict, Verdict::CannotHappen);
+        let answered = "events {}\nhttp {\n upstream app { server 127.0.0.1:9000; }\n server { listen 127.0.0.1:8080; location / { auth_request /auth; proxy_pass http://app; } location = /auth { return 204; } }\n}\n";
+        assert_eq!(find(&check(&target(answered), &go), "auth-request-body").verdict, Verdict::CannotHappen);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use nginx_model::http::{self, RequestVars};
 use nginx_model::keepalive::KeepaliveCache;
 use nginx_model::response::{self, HeadParse, UpstreamHead};
 use nginx_model::profile::sends_connection_close;
-use nginx_model::resolve::{resolve, ResolvedLocation, ResolvedUpstream};
+use nginx_model::resolve::{resolve, ResolvedLocation, ResolvedUpstream, Route};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
@@ -144,6 +144,10 @@ struct Req<'a> {
     /// Handler path, at run scale.
     path: &'a str,
     body: usize,
+    /// An `auth_request` subrequest: `body` is declared (Content-Length)
+    /// but never sent, and the response is `header_only` (its connection
+    /// is kept only when no body follows).
+    subrequest: bool,
 }
 
 /// How the header read of one attempt ended, relative to the request's send.
@@ -154,6 +158,8 @@ enum Header {
 
 struct Model {
     loc: ResolvedLocation,
+    /// `auth_request`: the auth location and its upstream URI.
+    auth: Option<(ResolvedLocation, String)>,
     up: ResolvedUpstream,
     /// Peers are named by their server's index.
     rr: RoundRobin<usize>,
@@ -180,7 +186,20 @@ impl Model {
         let cfg = nginx_config(s, &addrs, ([127, 0, 0, 1], 1).into(), scale);
         // nginx 1.22's defaults (Debian's) unless the scenario names a release.
         let r = resolve(&cfg, s.nginx_profile()).ok()?;
-        let loc = r.servers.first()?.locations.first()?.clone();
+        let server = r.servers.first()?;
+        let loc = server.route("/").and_then(|r| match r {
+            Route::Proxy(l) => Some(l.clone()),
+            Route::Return(_) => None,
+        })?;
+        // An auth location on another upstream, or one that does not proxy,
+        // is not predicted.
+        let auth = match &loc.auth_request {
+            None => None,
+            Some(uri) => match server.route(uri)? {
+                Route::Proxy(a) if a.upstream == loc.upstream && a.pass_script.is_none() => Some((a.clone(), http::upstream_uri(a, uri, uri.as_bytes(), "", false))),
+                _ => return None,
+            },
+        };
         let up = r.upstreams.get(loc.upstream)?.clone();
         let (mut primary, mut backup) = (Vec::new(), Vec::new());
         for (i, p) in up.peers.iter().enumerate() {
@@ -200,6 +219,7 @@ impl Model {
                 .map(|listening| Server { cfg: go.clone(), listening, backlog_full: false, queued: Queued::Accepted, keep_alives: go.keep_alives })
                 .collect(),
             loc,
+            auth,
             up,
             now: Instant::now(),
             free_ports: s.local_port_range().map(|(lo, hi)| u32::from(hi - lo) + 1),
@@ -290,15 +310,36 @@ impl Model {
     /// instead of stored.
     fn request(&mut self, req: &Req, mut a: Attempts, first: Step, fresh: bool) -> (Prediction, Option<(usize, Conn)>) {
         let vars = RequestVars { http_host: "lab".into(), remote_addr: "127.0.0.1".into(), ..Default::default() };
-        let body = vec![b'p'; req.body];
-        let wire_req = http::encode_request(&self.loc, req.method, req.path, &[("host".into(), "lab".into())], &body, &vars);
-        let spec = RequestSpec {
-            method: req.method.to_string(),
-            target: req.path.to_string(),
-            http11: self.loc.http11,
-            connection_close: sends_connection_close(&self.loc.headers),
-            head_len: wire_req.len() - req.body,
-            body_len: req.body as u64,
+        // What nginx sends of the body (none for a subrequest).
+        let sent = if req.subrequest { 0 } else { req.body };
+        let spec = if req.subrequest {
+            let client = [("host".to_string(), "lab".to_string()), ("Content-Length".to_string(), req.body.to_string())];
+            let client = if req.body > 0 { &client[..] } else { &client[..1] };
+            let head = http::encode_request_head(&self.loc, req.method, req.path, client, req.body as u64, &vars);
+            // The length Go is told, if any (`proxy_set_header
+            // Content-Length ""` sends none): none of it comes.
+            let declared = labkit::wire::RequestHead::parse(&head).ok().flatten().and_then(|(h, _)| h.content_length).unwrap_or(0);
+            RequestSpec {
+                method: req.method.to_string(),
+                target: req.path.to_string(),
+                http11: self.loc.http11,
+                connection_close: sends_connection_close(&self.loc.headers),
+                head_len: head.len(),
+                body_len: declared,
+                body_withheld: declared,
+            }
+        } else {
+            let body = vec![b'p'; req.body];
+            let wire_req = http::encode_request(&self.loc, req.method, req.path, &[("host".into(), "lab".into())], &body, &vars);
+            RequestSpec {
+                method: req.method.to_string(),
+                target: req.path.to_string(),
+                http11: self.loc.http11,
+                connection_close: sends_connection_close(&self.loc.headers),
+                head_len: wire_req.len() - req.body,
+                body_len: req.body as u64,
+                body_withheld: 0,
+            }
         };
         let mut p = Prediction { status: 0, upstream_status: vec![], errors: vec![], handler_runs: 0, body: vec![], latency: Duration::ZERO, alt: None };
         let mut conn: Option<(usize, Conn)> = None;
@@ -372,7 +413,7 @@ impl Model {
                                 }
                                 Header::Read { head, at, leftover, next } => {
                                     self.now = start + at;
-                                    if upload_race(served.end, req.body) {
+                                    if upload_race(served.end, sent) {
                                         // The other outcome: nginx's writev() meets the RST
                                         // before it reads the answer.
                                         let (mut a2, mut rr2) = (a.clone(), self.rr.clone());
@@ -417,7 +458,10 @@ impl Model {
                                         if matches!(served.end, End::Close { .. }) {
                                             self.port_freed();
                                         }
-                                        if let (true, End::KeepAlive { at: idle_from }) = (head.keeps_connection(complete, framing.delimited()), served.end) {
+                                        // A subrequest is header_only: nginx stops at the header
+                                        // and keeps the connection only if no body follows.
+                                        let header_only_ok = !req.subrequest || head.body(false) == response::UpstreamBody::Empty;
+                                        if let (true, true, End::KeepAlive { at: idle_from }) = (header_only_ok, head.keeps_connection(complete, framing.delimited()), served.end) {
                                             if self.cache.settings().admits(c.requests, self.now - c.created) {
                                                 c.go = GoSide::Idle { since: start + idle_from };
                                                 keep = Some((server, c));
@@ -448,7 +492,7 @@ impl Model {
             }
             p.errors.push(match class {
                 // Whether nginx is still writing when the RST comes decides the line.
-                Class::Reset if req.body > 0 => vec![Class::Reset, Class::SendFailed],
+                Class::Reset if sent > 0 => vec![Class::Reset, Class::SendFailed],
                 c => vec![c],
             });
         }
@@ -463,9 +507,41 @@ impl Model {
 
     fn one(&mut self, req: &Req) -> Prediction {
         let t0 = self.now;
+        // auth_request: the subrequest first, in the access phase
+        // (ngx_http_auth_request_handler); its errors come first, its
+        // handler run counts when it runs the request's own handler.
+        let mut before = None;
+        if let Some((auth, uri)) = self.auth.clone() {
+            let main = std::mem::replace(&mut self.loc, auth);
+            let sub = Req { method: "GET", path: &uri, body: req.body, subrequest: true };
+            let mut a = self.attempts("GET");
+            let first = a.start(&mut self.rr, self.now);
+            let sp = self.request(&sub, a, first, false).0;
+            self.loc = main;
+            let handler = |p: &str| p.split('?').next().unwrap_or("").to_string();
+            let runs = if handler(&uri) == handler(req.path) { sp.handler_runs } else { 0 };
+            let answer = |status: u16, errors: Vec<Vec<Class>>, latency: Duration| {
+                let page = http::error_page(status).len() as u64;
+                Prediction { status, upstream_status: vec![], errors, handler_runs: runs, body: vec![BodyOutcome { bytes: page..=page, truncated: false, error: None }], latency, alt: None }
+            };
+            match nginx_model::auth::verdict(sp.status) {
+                nginx_model::auth::Verdict::Allow => before = Some((sp.errors, runs)),
+                nginx_model::auth::Verdict::Deny { status, .. } => return answer(status, sp.errors, self.now - t0),
+                nginx_model::auth::Verdict::Error { .. } => {
+                    let mut errors = sp.errors;
+                    errors.push(vec![Class::AuthStatus]);
+                    return answer(500, errors, self.now - t0);
+                }
+            }
+        }
         let mut a = self.attempts(req.method);
         let first = a.start(&mut self.rr, self.now);
         let mut p = self.request(req, a, first, false).0;
+        if let Some((mut errors, runs)) = before {
+            errors.append(&mut p.errors);
+            p.errors = errors;
+            p.handler_runs += runs;
+        }
         p.latency = self.now - t0;
         if let Some(alt) = &mut p.alt {
             alt.latency = p.latency;
@@ -626,10 +702,10 @@ pub fn predict_at(s: &Scenario, scale: f64) -> Option<Vec<Prediction>> {
     let mut m = Model::new(s, scale)?;
     if s.workload.warmup_concurrent {
         // The runner's overlapping warm-ups sleep 20 ms so they overlap.
-        m.concurrent(&Req { method: "GET", path: "/sleep?ms=20", body: 0 }, s.workload.warmup);
+        m.concurrent(&Req { method: "GET", path: "/sleep?ms=20", body: 0, subrequest: false }, s.workload.warmup);
     } else {
         for _ in 0..s.workload.warmup {
-            m.one(&Req { method: "GET", path: "/ok", body: 0 });
+            m.one(&Req { method: "GET", path: "/ok", body: 0, subrequest: false });
         }
     }
     m.act(s.workload.action);
@@ -639,7 +715,7 @@ pub fn predict_at(s: &Scenario, scale: f64) -> Option<Vec<Prediction>> {
         let path = scale_path(&g.path, scale);
         for _ in 0..g.count {
             m.now += gap;
-            out.push(m.one(&Req { method: &g.method, path: &path, body: g.body }));
+            out.push(m.one(&Req { method: &g.method, path: &path, body: g.body, subrequest: false }));
         }
     }
     Some(out)

@@ -458,6 +458,9 @@ pub fn key_settings(s: &crate::scenario::Scenario) -> String {
     if let Some((lo, hi)) = s.local_port_range() {
         parts.push(format!("{} local ports", u32::from(hi - lo) + 1));
     }
+    if s.nginx.auth_request.is_some() {
+        parts.push(format!("auth_request (length {})", if s.nginx.auth_clear_length { "cleared" } else { "kept" }));
+    }
     let r = nginx_model::resolve::resolve(&crate::setup::nginx_config(s, &[([127, 0, 0, 1], 8080).into()], ([127, 0, 0, 1], 80).into(), 1.0), s.nginx_profile());
     if let Ok(r) = r {
         let u = &r.upstreams[0];

@@ -180,6 +180,19 @@ pub struct NginxSettings {
     #[serde(default, deserialize_with = "port_range")]
     #[schemars(regex(pattern = "^[0-9]+ [0-9]+$"))]
     pub ip_local_port_range: Option<String>,
+    /// `auth_request`: the Go handler path an auth subrequest goes to
+    /// (`"/ok"`). The lab writes `auth_request /auth;` in `location /` and
+    /// `location = /auth { proxy_pass http://go_upstream/PATH; ... }` with
+    /// the same proxy settings as `location /` (the short keys' or
+    /// `location_conf`'s). The subrequest is a GET that carries the client
+    /// request's headers, its Content-Length too, and no body.
+    #[serde(default)]
+    pub auth_request: Option<String>,
+    /// `proxy_set_header Content-Length "";` in the auth location (with
+    /// the location's other `proxy_set_header` lines, which it would
+    /// otherwise no longer inherit).
+    #[serde(default)]
+    pub auth_clear_length: bool,
     /// nginx.conf text for the inside of the `upstream` block, after the
     /// lab's `server` lines (`keepalive 16; keepalive_timeout 60s;`).
     /// Instead of the short upstream keys.
@@ -660,6 +673,12 @@ impl Scenario {
         if n.localhost && self.workload.action != Action::None {
             let action = serde_json::to_value(self.workload.action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             return Err(Problem::at_key("nginx", "localhost", format!("not with a workload action (\"{action}\"): the [::1] peers are no Go server's")));
+        }
+        if let Some(p) = n.auth_request.as_deref().filter(|p| !p.starts_with('/') || p.contains(|c: char| c.is_whitespace() || c == ';' || c == '{' || c == '}' || c == '"' || c == '\'' || c == '$')) {
+            return Err(Problem::at_key("nginx", "auth_request", format!("{p:?}: a Go handler path (\"/ok\"), without spaces, quotes, ';', braces or '$'")));
+        }
+        if n.auth_clear_length && n.auth_request.is_none() {
+            return Err(Problem::at_key("nginx", "auth_clear_length", "without auth_request: there is no auth location".to_string()));
         }
         if let Some(limit) = g.fd_limit.filter(|&l| l <= go_model::rules::STARTUP_FDS) {
             return Err(Problem::at_key("go", "fd_limit", format!("{limit}: Go holds {} descriptors before its first connection", go_model::rules::STARTUP_FDS)));

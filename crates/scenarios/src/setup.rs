@@ -99,6 +99,9 @@ pub fn nginx_snippets(n: &NginxSettings) -> Result<Snippets, SnippetError> {
     Ok(Snippets { upstream: up.and(upstream), location: loc.and(location) })
 }
 
+/// The URI of the auth location the lab writes for `[nginx] auth_request`.
+pub const AUTH_LOCATION: &str = "/auth";
+
 /// The nginx configuration of a scenario, at run scale.
 pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, factor: f64) -> Config {
     let n = &s.nginx;
@@ -159,11 +162,35 @@ pub fn nginx_config(s: &Scenario, upstreams: &[SocketAddr], listen: SocketAddr, 
             pos: Default::default(),
         },
     };
+    // `auth_request`: the subrequest's location has the same proxy
+    // settings, structured (nginx does not inherit proxy_pass, and a
+    // location's proxy_set_header lines replace the level above's).
+    let mut locations = Vec::new();
+    let mut proxy = proxy;
+    if let Some(path) = &n.auth_request {
+        let mut set_header = proxy.set_header.clone().unwrap_or_default();
+        if n.auth_clear_length {
+            set_header.push(("Content-Length".into(), String::new()));
+        }
+        let auth = ProxyDirectives {
+            pass: Some(format!("http://go_upstream{path}")),
+            set_header: (!set_header.is_empty()).then_some(set_header),
+            auth_request: None,
+            ..proxy.clone()
+        };
+        locations.push(Location { modifier: "=".into(), path: AUTH_LOCATION.into(), proxy: auth, access_log: Vec::new(), verbatim: None, ret: None, pos: Default::default() });
+        proxy.auth_request = Some(AUTH_LOCATION.into());
+    }
+    let main_verbatim = verbatim(&n.location_conf, "location_conf", Ctx::Location).map(|t| match &proxy.auth_request {
+        Some(uri) => format!("{t}\nauth_request {uri};\n"),
+        None => t,
+    });
+    locations.insert(0, Location { modifier: String::new(), path: "/".into(), proxy, access_log: Vec::new(), verbatim: main_verbatim, ret: None, pos: Default::default() });
     Config {
         upstreams: vec![upstream],
         servers: vec![Server {
             listen: vec![listen.to_string()],
-            locations: vec![Location { modifier: String::new(), path: "/".into(), proxy, access_log: Vec::new(), verbatim: verbatim(&n.location_conf, "location_conf", Ctx::Location), ret: None, pos: Default::default() }],
+            locations,
             ..Server::default()
         }],
         ..Config::default()

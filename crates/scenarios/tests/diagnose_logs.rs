@@ -103,7 +103,9 @@ fn seen(r: &RunResult) -> Seen {
         // whole length-delimited body nginx read on past (a reset after an
         // early 401, early-answer-unread-body).
         let body_error = o.errors.iter().any(|e| e.ends_with("-body"));
-        if matches!(o.status, Some(502 | 504)) || o.truncated || body_error {
+        // nginx's 500 after a failed auth_request subrequest.
+        let auth_refused = o.status == Some(500) && o.errors.iter().any(|e| e == "auth-status");
+        if matches!(o.status, Some(502 | 504)) || o.truncated || body_error || auth_refused {
             s.visible += 1;
         } else if o.upstream_status.iter().any(|&u| matches!(u, 502 | 504)) {
             s.retried += 1;

@@ -143,6 +143,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 version: None,
                 localhost: false,
                 ip_local_port_range: None,
+                auth_request: None,
+                auth_clear_length: false,
             },
             workload: Workload {
                 // Filling the accept queue takes the harness ~200 ms of real

@@ -31,6 +31,7 @@ fn request(method: &str, target: &str, http11: bool, body_len: u64) -> (Vec<u8>,
         connection_close: false,
         head_len: head.len(),
         body_len,
+        body_withheld: 0,
     };
     let mut bytes = head.into_bytes();
     bytes.resize(bytes.len() + body_len as usize, b'p');

@@ -50,6 +50,12 @@ pub struct Evidence {
     /// `$upstream_addr`): what tells `localhost` expanded to both
     /// loopbacks apart from a server that is down.
     pub v6_loopback: bool,
+    /// The failure classes of an `auth_request` subrequest's lines (logged
+    /// with `subrequest: "URI"`).
+    pub subrequest: Vec<Class>,
+    /// "auth request unexpected status: N": the subrequest's status; the
+    /// client got 500.
+    pub auth_status: Option<u16>,
 }
 
 /// What the client got.
@@ -59,6 +65,9 @@ pub enum Outcome {
     /// nginx answered 502 or 504 (or passed on a failed upstream's 5xx).
     Status502,
     Status504,
+    /// 500 after an `auth_request` subrequest that failed
+    /// ("auth request unexpected status").
+    Status500,
     /// 499: the client closed first.
     ClientClosed,
     /// A response cut after its header (status 200 or other).
@@ -74,6 +83,7 @@ impl Outcome {
         match self {
             Outcome::Status502 => "502",
             Outcome::Status504 => "504",
+            Outcome::Status500 => "500",
             Outcome::ClientClosed => "499",
             Outcome::Truncated => "cut",
             Outcome::Retried => "retried",
@@ -93,6 +103,8 @@ pub fn outcome(e: &Evidence) -> Option<Outcome> {
         Some(502) => Some(Outcome::Status502),
         Some(504) => Some(Outcome::Status504),
         Some(499) => Some(Outcome::ClientClosed),
+        Some(500) if e.auth_status.is_some() => Some(Outcome::Status500),
+        None if e.auth_status.is_some() => Some(Outcome::LoggedOnly),
         _ if e.body.is_some() && e.status.is_some() => Some(Outcome::Truncated),
         Some(_) if e.attempts.iter().any(Attempt::failed) => Some(Outcome::Retried),
         Some(_) => None,
@@ -114,6 +126,8 @@ struct Failure {
     next: Option<Next>,
     /// Another attempt of the request came before it (it is a retry).
     retry: bool,
+    /// An `auth_request` subrequest's failure.
+    subrequest: bool,
 }
 
 fn failures(e: &Evidence) -> Vec<Failure> {
@@ -130,10 +144,19 @@ fn failures(e: &Evidence) -> Vec<Failure> {
             None => None,
         };
         debug_assert!(i < n);
-        out.push(Failure { class: a.class, status: a.status, time: a.time, next, retry: i > 0 });
+        out.push(Failure { class: a.class, status: a.status, time: a.time, next, retry: i > 0, subrequest: false });
     }
     if let Some(c) = e.body {
-        out.push(Failure { class: Some(c), status: None, time: e.attempts.last().and_then(|a| a.time), next: Some(Next::Final), retry: n > 1 });
+        out.push(Failure { class: Some(c), status: None, time: e.attempts.last().and_then(|a| a.time), next: Some(Next::Final), retry: n > 1, subrequest: false });
+    }
+    // ngx_http_auth_request_handler's 500: the subrequest's failures (its
+    // own upstream's, not in the main request's $upstream_status), or the
+    // status line alone when they were not logged.
+    if e.auth_status.is_some() {
+        let classes = if e.subrequest.is_empty() { vec![Class::AuthStatus] } else { e.subrequest.clone() };
+        for c in classes {
+            out.push(Failure { class: Some(c), status: None, time: None, next: Some(Next::Final), retry: false, subrequest: true });
+        }
     }
     out
 }
@@ -160,6 +183,9 @@ pub struct Candidate {
 }
 
 fn shape_score(shape: &Shape, f: &Failure, e: &Evidence) -> Option<u32> {
+    if shape.subrequest != f.subrequest {
+        return None;
+    }
     let mut score = 0;
     match (f.class, f.status) {
         (Some(c), _) if c == shape.class => score += 3,
@@ -305,6 +331,8 @@ mod tests {
             body: None,
             client_closed: false,
             v6_loopback: false,
+            subrequest: Vec::new(),
+            auth_status: None,
         }
     }
 

@@ -295,6 +295,8 @@ struct ErrEvent {
     taken: bool,
     /// Its upstream is `[::1]:PORT`.
     v6_loopback: bool,
+    /// An `auth_request` subrequest's line (`subrequest: "URI"`).
+    subrequest: bool,
 }
 
 fn hash_of(parts: &[&[u8]]) -> u64 {
@@ -538,6 +540,7 @@ impl<'m> Diagnosis<'m> {
             text: l.text.into(),
             taken: false,
             v6_loopback: l.upstream.is_some_and(|u| v6_loopback(server_of(u))),
+            subrequest: l.subrequest.is_some(),
         };
         *self.pending_keys.entry(ev.key).or_default() += 1;
         self.pending.push_back(ev);
@@ -672,6 +675,9 @@ impl<'m> Diagnosis<'m> {
                 None => 1,
             };
             let (mut body, mut closed) = (1, 1);
+            // An auth_request refusal: its one line, and its subrequest's
+            // failures (as many as the subrequest's tries: bounded here).
+            let (mut auth, mut sub) = (1, 8);
             for e in self.pending.iter_mut() {
                 if e.taken || e.key != key || e.wall < lo || e.wall > hi {
                     continue;
@@ -681,6 +687,8 @@ impl<'m> Diagnosis<'m> {
                     continue;
                 }
                 let room = match e.kind {
+                    ErrKind::Failure(_) if e.subrequest => &mut sub,
+                    ErrKind::Failure(Class::AuthStatus) => &mut auth,
                     ErrKind::ClientClosed => &mut closed,
                     ErrKind::Failure(Class::PrematureCloseBody | Class::ResetBody | Class::ReadTimeoutBody) => &mut body,
                     ErrKind::Failure(_) => &mut header,
@@ -731,7 +739,7 @@ impl<'m> Diagnosis<'m> {
                 }
                 let example = format!("{}:{no}", self.access_name());
                 let text = group.iter().find(|e| matches!(e.kind, ErrKind::Failure(_))).map(|e| e.text.to_string());
-                let answered = !matches!(outcome, Outcome::Status502 | Outcome::Status504 | Outcome::ClientClosed | Outcome::Truncated);
+                let answered = !matches!(outcome, Outcome::Status502 | Outcome::Status504 | Outcome::Status500 | Outcome::ClientClosed | Outcome::Truncated);
                 self.endpoint_counts(endpoint, answered);
                 self.record(&ev, outcome, endpoint, server, wall.unwrap_or(0), &example, text);
             }
@@ -969,6 +977,10 @@ fn apply_errors(ev: &mut Evidence, lines: &[ErrEvent]) {
     let mut failed = (0..ev.attempts.len()).filter(|&i| matches!(ev.attempts[i].status, Some(502 | 504))).collect::<Vec<_>>().into_iter();
     for e in lines {
         match e.kind {
+            ErrKind::Failure(c) if e.subrequest => ev.subrequest.push(c),
+            ErrKind::Failure(Class::AuthStatus) => {
+                ev.auth_status = nginx_model::auth::unexpected_status(&e.text).or(Some(0));
+            }
             ErrKind::ClientClosed => ev.client_closed = true,
             ErrKind::Failure(c) if matches!(c, Class::PrematureCloseBody | Class::ResetBody | Class::ReadTimeoutBody) => {
                 ev.body.get_or_insert(c);
@@ -1105,4 +1117,40 @@ pub fn run_files(error_log: Option<&std::path::Path>, access_log: Option<&std::p
     let ms = signature::mechanisms(&crate::catalogue::all()?);
     let path = access_log.or(error_log).expect("one log").to_path_buf();
     run(&ms, error, access, opts).map_err(|source| Error::Read { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nginx 1.22.1's lines for a POST refused by auth_request after its
+    /// subrequest timed out (measured), and a subrequest whose upstream
+    /// refused the connect (auth service down: not this mechanism).
+    #[test]
+    fn an_auth_subrequest_timeout_is_auth_request_body() {
+        let ms = signature::mechanisms(&crate::catalogue::all().unwrap());
+        let fmt = AccessFormat::compile("$time_local \"$request\" $status $request_time \"$upstream_status\" $connection").unwrap();
+        let diag = |errors: &[&str], access: &str| {
+            let mut d = Diagnosis::new(&ms, Some(fmt.clone()), Options::default());
+            for (i, l) in errors.iter().enumerate() {
+                d.error_line(i as u64 + 1, l);
+            }
+            d.access_line(1, access);
+            d.finish()
+        };
+        let timeout = r#"2026/11/24 02:05:24 [error] 20240#20240: *4 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 127.0.0.1, server: , request: "POST /up11 HTTP/1.1", subrequest: "/auth11", upstream: "http://127.0.0.1:38182/ok", host: "127.0.0.1:38181""#;
+        let refused = r#"2026/11/24 02:05:24 [error] 20240#20240: *4 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: , request: "POST /up11 HTTP/1.1", subrequest: "/auth11", upstream: "http://127.0.0.1:38182/ok", host: "127.0.0.1:38181""#;
+        let status = |n: u16| format!(r#"2026/11/24 02:05:24 [error] 20240#20240: *4 auth request unexpected status: {n} while sending to client, client: 127.0.0.1, server: , request: "POST /up11 HTTP/1.1", host: "127.0.0.1:38181""#);
+        let access = r#"24/Nov/2026:02:05:24 +0000 "POST /up11 HTTP/1.1" 500 1.007 "-" 4"#;
+        let r = diag(&[timeout, &status(504)], access);
+        let f = r.finding("auth-request-body").unwrap_or_else(|| panic!("{r:#?}"));
+        assert_eq!((f.tally.requests, f.tally.visible(), r.findings.len()), (1, 1, 1), "{r:#?}");
+        assert!(r.unexplained.is_empty(), "{r:#?}");
+        // The auth service down: a refused connect is not a missing body.
+        let r = diag(&[refused, &status(502)], access);
+        assert!(r.finding("auth-request-body").is_none(), "{r:#?}");
+        // A 500 of nginx's own without the auth line is not explained here.
+        let r = diag(&[], access);
+        assert!(r.findings.is_empty() && r.unexplained.is_empty(), "{r:#?}");
+    }
 }

@@ -75,6 +75,9 @@ pub struct Shape {
     pub idempotent: bool,
     /// The client's status.
     pub status: u16,
+    /// A failure of an `auth_request` subrequest (its lines name it), which
+    /// the client gets as 500.
+    pub subrequest: bool,
     /// The scenario it comes from.
     pub scenario: String,
 }
@@ -133,7 +136,7 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
     // A new connection is reset in the accept queue of a closing listener.
     let queued = s.workload.action == labkit::action::Action::ReuseportHandoffQueued;
     let push = |out: &mut Vec<Shape>, class, handler_ran, timing, next, retry, method: &str, status| {
-        out.push(Shape { class, handler_ran, timing, next, retry, idempotent: !non_idempotent(method), status, scenario: s.name.clone() });
+        out.push(Shape { class, handler_ran, timing, next, retry, idempotent: !non_idempotent(method), status, subrequest: false, scenario: s.name.clone() });
     };
     match oracle::predict(s) {
         Some(preds) => {
@@ -143,6 +146,15 @@ fn shapes_of(s: &Scenario) -> Vec<Shape> {
                     let Some(first) = preds.next() else { break };
                     // Go's reset racing nginx's upload: the other outcome has its own shape.
                     for p in std::iter::once(&first).chain(first.alt.as_deref()) {
+                        // Refused by auth_request: the errors before its
+                        // "unexpected status" line are the subrequest's.
+                        if let Some(at) = p.errors.iter().position(|alts| alts.contains(&Class::AuthStatus)) {
+                            for &class in p.errors[..at].iter().flatten() {
+                                let timing = timing(class, p.handler_runs > 0, &g.path, queued);
+                                out.push(Shape { class, handler_ran: None, timing, next: Next::Final, retry: Some(false), idempotent: !non_idempotent(&g.method), status: p.status, subrequest: true, scenario: s.name.clone() });
+                            }
+                            continue;
+                        }
                         let failed: Vec<usize> = (0..p.upstream_status.len()).filter(|&i| is_failure(p.upstream_status[i])).collect();
                         let answered = p.upstream_status.len() - failed.len();
                         let ran_failed = p.handler_runs.saturating_sub(answered as u64) as usize;
@@ -233,7 +245,7 @@ pub fn mechanisms(catalogue: &[Scenario]) -> Vec<Mechanism> {
         m.scenarios.push((s.name.clone(), s.fix.trim().to_string()));
         m.v6_loopback |= s.nginx.localhost;
         for shape in shapes_of(s) {
-            if !m.shapes.iter().any(|x| (x.class, x.handler_ran, x.timing, x.next, x.retry, x.idempotent, x.status) == (shape.class, shape.handler_ran, shape.timing, shape.next, shape.retry, shape.idempotent, shape.status)) {
+            if !m.shapes.iter().any(|x| (x.class, x.handler_ran, x.timing, x.next, x.retry, x.idempotent, x.status, x.subrequest) == (shape.class, shape.handler_ran, shape.timing, shape.next, shape.retry, shape.idempotent, shape.status, shape.subrequest)) {
                 m.shapes.push(shape);
             }
         }
