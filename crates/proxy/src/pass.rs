@@ -57,7 +57,7 @@ pub(crate) async fn proxy_pass(
         write_log(rt, creq, attempts.take_log());
         let outcome: Result<Step, Failure> = match step {
             Step::Connect(pid) => {
-                let peer = up.rr.lock().peer(pid).addr;
+                let peer = up.rr.lock().peer(pid).addr.addr;
                 let cached = up.cache.checkout(peer, pass).await;
                 let mut socket = None;
                 if let (None, Some(local)) = (&cached, loc.bind) {
