@@ -220,6 +220,9 @@ pub(crate) async fn client_closed(stream: &TcpStream) -> Option<i32> {
 /// Serves one client connection until it closes or a response ends it.
 pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, client: SocketAddr, conn_no: u64) {
     let mut c = Conn { stream, rbuf: Vec::new(), started: Instant::now(), idle_limit: KEEPALIVE_TIMEOUT };
+    // `$remote_addr`, formatted once per connection (nginx keeps it in
+    // `c->addr_text` from accept on).
+    let client_ip = client.ip().to_string();
     let mut requests = 0u64;
     loop {
         // The request head.
@@ -268,7 +271,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             let srv = &rt.servers[server];
             let creq = ClientRequest {
                 no: rt.next_request.fetch_add(1, Ordering::SeqCst),
-                ctx: RequestCtx { conn: conn_no, client: client.ip().to_string(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new() },
+                ctx: RequestCtx { conn: conn_no, client: client_ip.clone(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new() },
                 method: String::new(),
                 uri: String::new(),
                 upstream_uri: String::new(),
@@ -290,7 +293,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             }
         };
         c.rbuf.drain(..used);
-        let keep = handle(&rt, server, &mut c, client, conn_no, requests, req).await;
+        let keep = handle(&rt, server, &mut c, &client_ip, conn_no, requests, req).await;
         // ngx_http_set_keepalive: once nginx is exiting, a finished request
         // closes its connection.
         if !keep || (rt.retire.is_cancelled() && c.rbuf.is_empty()) {
@@ -350,7 +353,7 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ()> {
 
 /// One request, start to end. Returns whether the connection stays open.
 #[allow(clippy::too_many_arguments)]
-async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAddr, conn_no: u64, conn_requests: u64, req: Request) -> bool {
+async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str, conn_no: u64, conn_requests: u64, req: Request) -> bool {
     let no = rt.next_request.fetch_add(1, Ordering::SeqCst);
     let srv = &rt.servers[server];
     let host = req.header("host").unwrap_or("").to_string();
@@ -364,7 +367,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         no,
         ctx: RequestCtx {
             conn: conn_no,
-            client: client.ip().to_string(),
+            client: client_ip.to_string(),
             server: srv.conf.name.clone(),
             request_line: format!("{} {} HTTP/1.{}", req.method, req.target, u8::from(req.http11)),
             upstream: String::new(),
