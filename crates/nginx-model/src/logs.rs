@@ -35,8 +35,30 @@ pub fn time_iso8601(t: SystemTime) -> String {
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second())
 }
 
-/// `$time_local`: `23/Nov/2026:10:00:00 +0000`.
+/// `$time_local`: `23/Nov/2026:10:00:00 +0000`. The text changes once a
+/// second, so the last second's is kept per thread, as nginx keeps
+/// `ngx_cached_http_log_time` (`ngx_time_update`) instead of formatting
+/// the time for every line.
 pub fn time_local(t: SystemTime) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, String)>> = const { std::cell::RefCell::new(None) };
+    }
+    let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else { return format_time_local(t) };
+    let secs = since.as_secs();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((s, text)) if *s == secs => text.clone(),
+            _ => {
+                let text = format_time_local(t);
+                *last = Some((secs, text.clone()));
+                text
+            }
+        }
+    })
+}
+
+fn format_time_local(t: SystemTime) -> String {
     let d = time::OffsetDateTime::from(t);
     let mon = MON[usize::from(u8::from(d.month())) - 1];
     format!("{:02}/{mon}/{:04}:{:02}:{:02}:{:02} +0000", d.day(), d.year(), d.hour(), d.minute(), d.second())
@@ -158,6 +180,30 @@ pub struct UpstreamState {
     pub cached: bool,
 }
 
+/// `$upstream_status` of `states` ("502, 200"), `redirects` as in
+/// [`AccessEntry::redirects`]; "-" for none.
+pub fn upstream_status(states: &[UpstreamState], redirects: &[usize]) -> String {
+    // No status (the client left first) is "-", as nginx prints it.
+    join_states(states, redirects, |u| if u.status == 0 { "-".to_string() } else { u.status.to_string() })
+}
+
+fn join_states(states: &[UpstreamState], redirects: &[usize], f: impl Fn(&UpstreamState) -> String) -> String {
+    if states.is_empty() {
+        return "-".into();
+    }
+    // ngx_http_variable_upstream_status and friends: a state without a
+    // peer (pushed by ngx_http_upstream_init_request for a second
+    // upstream of the same request) is written as " : ".
+    let mut out = String::new();
+    for (i, u) in states.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if redirects.contains(&i) { " : " } else { ", " });
+        }
+        out.push_str(&f(u));
+    }
+    out
+}
+
 /// Everything an access-log line can show, structured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AccessEntry {
@@ -193,25 +239,11 @@ fn secs3(d: Duration) -> String {
 impl AccessEntry {
     /// `$upstream_status` style: "502, 200".
     pub fn upstream_status(&self) -> String {
-        // No status (the client left first) is "-", as nginx prints it.
-        self.join(|u| if u.status == 0 { "-".to_string() } else { u.status.to_string() })
+        upstream_status(&self.upstream, &self.redirects)
     }
 
     fn join(&self, f: impl Fn(&UpstreamState) -> String) -> String {
-        if self.upstream.is_empty() {
-            return "-".into();
-        }
-        // ngx_http_variable_upstream_status and friends: a state without a
-        // peer (pushed by ngx_http_upstream_init_request for a second
-        // upstream of the same request) is written as " : ".
-        let mut out = String::new();
-        for (i, u) in self.upstream.iter().enumerate() {
-            if i > 0 {
-                out.push_str(if self.redirects.contains(&i) { " : " } else { ", " });
-            }
-            out.push_str(&f(u));
-        }
-        out
+        join_states(&self.upstream, &self.redirects, f)
     }
 
     /// The value of an nginx variable (without `$`), or `None` if unknown;
@@ -296,26 +328,34 @@ pub(crate) enum Piece<'a> {
 /// `${name}`s (`ngx_http_script_compile`, `ngx_http_log_compile_format`):
 /// the one reading of variable references, for the parser and the log.
 pub(crate) fn pieces(fmt: &str) -> Vec<Piece<'_>> {
-    let mut out = Vec::new();
-    let mut rest = fmt;
-    while let Some(i) = rest.find('$') {
-        if i > 0 {
-            out.push(Piece::Text(&rest[..i]));
+    // Scanned by bytes: `$`, `{`, `}` and the name's characters are ASCII,
+    // so every index cut at is a char boundary. This runs for every access
+    // line and script expansion.
+    let b = fmt.as_bytes();
+    let mut out = Vec::with_capacity(16);
+    let mut rest = 0;
+    while let Some(off) = b[rest..].iter().position(|&c| c == b'$') {
+        let i = rest + off;
+        if i > rest {
+            out.push(Piece::Text(&fmt[rest..i]));
         }
-        let after = &rest[i + 1..];
+        let after = i + 1;
         // `${name}` up to the closing bracket (a name with other characters
         // stays one, so that the parser refuses it as unknown); without
         // one, `$` names nothing.
-        let braced = after.strip_prefix('{').and_then(|r| r.find('}').map(|e| (&r[..e], e + 2)));
-        let (name, len) = braced.unwrap_or_else(|| {
-            let n = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
-            (&after[..n], n)
-        });
+        let braced = (b.get(after) == Some(&b'{')).then(|| b[after + 1..].iter().position(|&c| c == b'}')).flatten();
+        let (name, next) = match braced {
+            Some(e) => (&fmt[after + 1..after + 1 + e], after + e + 2),
+            None => {
+                let n = b[after..].iter().position(|&c| !(c.is_ascii_alphanumeric() || c == b'_')).unwrap_or(b.len() - after);
+                (&fmt[after..after + n], after + n)
+            }
+        };
         out.push(Piece::Var(name));
-        rest = &after[len..];
+        rest = next;
     }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest));
+    if rest < b.len() {
+        out.push(Piece::Text(&fmt[rest..]));
     }
     out
 }
@@ -393,21 +433,50 @@ pub fn render_access(fmt: &str, e: &AccessEntry) -> String {
     render_access_escaped(fmt, e, LogEscape::Default)
 }
 
+/// A `log_format` and its pieces as byte ranges: (variable?, start, end).
+type ParsedFormat = (String, Vec<(bool, usize, usize)>);
+
 /// [`render_access`] with the format's `escape=`.
 pub fn render_access_escaped(fmt: &str, e: &AccessEntry, escape: LogEscape) -> String {
-    pieces(fmt)
-        .into_iter()
-        .map(|p| match p {
-            Piece::Text(t) => t.to_string(),
-            Piece::Var(name) => match (escape, e.lookup(name).flatten()) {
-                (LogEscape::Default, Some(v)) => log_escape(&v),
-                (LogEscape::Default, None) => "-".into(),
-                (LogEscape::Json, Some(v)) => json_escape(&v),
-                (LogEscape::None, Some(v)) => v,
-                (_, None) => String::new(),
-            },
-        })
-        .collect()
+    // One buffer for the line: a value that needs no escaping (nearly all)
+    // is copied into it as it is.
+    let mut out = String::with_capacity(fmt.len() + 128);
+    // The format is split once and kept (as byte ranges, for the last
+    // format seen on this thread): a server writes many lines with few
+    // formats, as nginx compiles each `log_format` once at start.
+    thread_local! {
+        static PARSED: std::cell::RefCell<ParsedFormat> = const { std::cell::RefCell::new((String::new(), Vec::new())) };
+    }
+    PARSED.with(|parsed| {
+        let mut parsed = parsed.borrow_mut();
+        if parsed.0 != fmt || parsed.1.is_empty() {
+            let base = fmt.as_ptr() as usize;
+            let range = |t: &str| (t.as_ptr() as usize - base, t.as_ptr() as usize - base + t.len());
+            parsed.1 = pieces(fmt)
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Text(t) => (false, range(t).0, range(t).1),
+                    Piece::Var(n) => (true, range(n).0, range(n).1),
+                })
+                .collect();
+            fmt.clone_into(&mut parsed.0);
+        }
+        for &(var, a, b) in &parsed.1 {
+            if !var {
+                out.push_str(&fmt[a..b]);
+                continue;
+            }
+            let name = &fmt[a..b];
+            match (escape, e.lookup(name).flatten()) {
+                (LogEscape::Default, Some(v)) => push_log_escaped(&mut out, &v),
+                (LogEscape::Default, None) => out.push('-'),
+                (LogEscape::Json, Some(v)) => out.push_str(&json_escape(&v)),
+                (LogEscape::None, Some(v)) => out.push_str(&v),
+                (_, None) => {}
+            }
+        }
+    });
+    out
 }
 
 /// `ngx_escape_json`: `"` and `\\` backslashed, bytes below 0x20 as `\n`,
@@ -437,14 +506,27 @@ pub fn json_escape(v: &str) -> String {
 /// hex); the rest as they are.
 pub fn log_escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
+    push_log_escaped(&mut out, v);
+    out
+}
+
+/// [`log_escape`] appended to `out`.
+fn push_log_escaped(out: &mut String, v: &str) {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f;
+    if !v.bytes().any(escaped) {
+        out.push_str(v);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in v.as_bytes() {
-        if b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f {
-            out.push_str(&format!("\\x{b:02X}"));
+        if escaped(b) {
+            out.push_str("\\x");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         } else {
             out.push(char::from(b));
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -488,15 +488,21 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
     h.extend_from_slice(b"HTTP/1.1 ");
     h.extend_from_slice(&up.status_line);
     h.extend_from_slice(b"\r\n");
-    h.extend_from_slice(server_line(client.server_tokens).as_bytes());
-    h.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+    // Pushed piece by piece, not format!: this runs for every response.
+    h.extend_from_slice(b"Server: ");
+    h.extend_from_slice(if client.server_tokens { NGINX_VERSION } else { "nginx" }.as_bytes());
+    h.extend_from_slice(b"\r\nDate: ");
+    h.extend_from_slice(date.as_bytes());
+    h.extend_from_slice(b"\r\n");
     if let Some(ct) = up.content_type() {
         h.extend_from_slice(b"Content-Type: ");
         h.extend_from_slice(ct);
         h.extend_from_slice(b"\r\n");
     }
     if up.content_length >= 0 {
-        h.extend_from_slice(format!("Content-Length: {}\r\n", up.content_length).as_bytes());
+        h.extend_from_slice(b"Content-Length: ");
+        h.extend_from_slice(up.content_length.to_string().as_bytes());
+        h.extend_from_slice(b"\r\n");
     }
     if chunked {
         h.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -776,6 +782,9 @@ pub fn with_status(mut bytes: Vec<u8>, status: u16) -> Vec<u8> {
 /// time (`$status` the status being sent); an empty result adds nothing.
 pub fn added_headers(status: u16, lines: &[crate::conf::AddHeader], vars: &crate::http::RequestVars) -> Vec<u8> {
     let safe = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    if !lines.iter().any(|h| safe || h.always) {
+        return Vec::new();
+    }
     let vars = crate::http::RequestVars { status: Some(status), ..vars.clone() };
     let mut out = Vec::new();
     for h in lines.iter().filter(|h| safe || h.always) {

@@ -108,7 +108,14 @@ impl ClientRequest {
     /// The request's variables for scripts (`return`, `add_header`,
     /// `proxy_set_header`), with the upstream tries so far.
     fn vars(&self, upstream: &[logs::UpstreamState]) -> RequestVars {
-        let e = self.access_entry(0, upstream, 0);
+        // `$upstream_status` as the access line lists it, without building
+        // the whole line's entry.
+        let upstream_status = match (self.prior_upstream.is_empty(), upstream.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(logs::upstream_status(&self.prior_upstream, &[])),
+            (true, false) => Some(logs::upstream_status(upstream, &[])),
+            (false, false) => Some(logs::upstream_status(&[&self.prior_upstream[..], upstream].concat(), &[self.prior_upstream.len()])),
+        };
         RequestVars {
             http_host: self.ctx.host.clone(),
             remote_addr: self.ctx.client.clone(),
@@ -118,9 +125,18 @@ impl ClientRequest {
             method: self.method.clone(),
             server_name: self.ctx.server.clone(),
             status: None,
-            upstream_status: (!e.upstream.is_empty()).then(|| e.upstream_status()),
+            upstream_status,
             headers: self.headers.clone(),
         }
+    }
+
+    /// `add_header`'s lines for a response with `status`; the variables
+    /// are built only when a line applies.
+    fn added_headers(&self, status: u16, add: &[nginx_model::conf::AddHeader], upstream: &[logs::UpstreamState]) -> Vec<u8> {
+        if add.is_empty() {
+            return Vec::new();
+        }
+        response::added_headers(status, add, &self.vars(upstream))
     }
 
     fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
@@ -145,8 +161,22 @@ impl ClientRequest {
     }
 }
 
+/// The `Date` header's text. It changes once a second, so the last
+/// second's is kept per thread, as nginx formats `ngx_cached_http_time`
+/// in `ngx_time_update` rather than per response.
 fn http_date() -> String {
-    httpdate::fmt_http_date(SystemTime::now())
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(u64::MAX, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs || secs == u64::MAX {
+            *last = (secs, httpdate::fmt_http_date(now));
+        }
+        last.1.clone()
+    })
 }
 
 /// The client connection and what has been read from it.
@@ -190,6 +220,9 @@ pub(crate) async fn client_closed(stream: &TcpStream) -> Option<i32> {
 /// Serves one client connection until it closes or a response ends it.
 pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, client: SocketAddr, conn_no: u64) {
     let mut c = Conn { stream, rbuf: Vec::new(), started: Instant::now(), idle_limit: KEEPALIVE_TIMEOUT };
+    // `$remote_addr`, formatted once per connection (nginx keeps it in
+    // `c->addr_text` from accept on).
+    let client_ip = client.ip().to_string();
     let mut requests = 0u64;
     loop {
         // The request head.
@@ -238,7 +271,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             let srv = &rt.servers[server];
             let creq = ClientRequest {
                 no: rt.next_request.fetch_add(1, Ordering::SeqCst),
-                ctx: RequestCtx { conn: conn_no, client: client.ip().to_string(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new(), subrequest: String::new() },
+                ctx: RequestCtx { conn: conn_no, client: client_ip.clone(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new(), subrequest: String::new() },
                 method: String::new(),
                 uri: String::new(),
                 upstream_uri: String::new(),
@@ -260,7 +293,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             }
         };
         c.rbuf.drain(..used);
-        let keep = handle(&rt, server, &mut c, client, conn_no, requests, req).await;
+        let keep = handle(&rt, server, &mut c, &client_ip, conn_no, requests, req).await;
         // ngx_http_set_keepalive: once nginx is exiting, a finished request
         // closes its connection.
         if !keep || (rt.retire.is_cancelled() && c.rbuf.is_empty()) {
@@ -320,7 +353,7 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ()> {
 
 /// One request, start to end. Returns whether the connection stays open.
 #[allow(clippy::too_many_arguments)]
-async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAddr, conn_no: u64, conn_requests: u64, req: Request) -> bool {
+async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str, conn_no: u64, conn_requests: u64, req: Request) -> bool {
     let no = rt.next_request.fetch_add(1, Ordering::SeqCst);
     let srv = &rt.servers[server];
     let host = req.header("host").unwrap_or("").to_string();
@@ -334,7 +367,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client: SocketAd
         no,
         ctx: RequestCtx {
             conn: conn_no,
-            client: client.ip().to_string(),
+            client: client_ip.to_string(),
             server: srv.conf.name.clone(),
             request_line: format!("{} {} HTTP/1.{}", req.method, req.target, u8::from(req.http11)),
             upstream: String::new(),
@@ -681,7 +714,7 @@ async fn proxy_to(
         }
         Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, headers) => {
             let ch = response::client_head(&h, side, &http_date());
-            let head = response::insert_headers(ch.bytes, &response::added_headers(h.status, &loc.add_headers, &creq.vars(&attempts.states_at_header(h.status, Instant::now()))));
+            let head = response::insert_headers(ch.bytes, &creq.added_headers(h.status, &loc.add_headers, &attempts.states_at_header(h.status, Instant::now())));
             let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
             attempts.finished(&mut up.rr.lock(), status, Ok(()), Instant::now());
             pass::write_log(rt, creq, attempts.take_log());
@@ -735,7 +768,7 @@ async fn proxy_to(
 /// `ngx_http_special_response_handler`.
 async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
     let (bytes, keep) = response::error_response(status, side, &http_date());
-    let bytes = response::insert_headers(bytes, &response::added_headers(status, add, &creq.vars(upstream)));
+    let bytes = response::insert_headers(bytes, &creq.added_headers(status, add, upstream));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
     creq.log_access(rt, status, upstream, page);
@@ -1209,7 +1242,7 @@ async fn respond<'a>(
                 Some(s) => (response::with_status(ch.bytes, s), s),
                 None => (ch.bytes, h.status),
             };
-            let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers, &creq.vars(states)));
+            let bytes = response::insert_headers(bytes, &creq.added_headers(status, &loc.add_headers, states));
             out.head_left = bytes.len();
             out.pending = bytes;
             (h.body(side.head_request), ch.chunked, ch.keepalive, ch.body)

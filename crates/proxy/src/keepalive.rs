@@ -1,10 +1,11 @@
 //! The keepalive cache's live side. `nginx_model::keepalive` decides (LIFO
 //! checkout, LRU eviction, admission, the timeout); here each idle
-//! connection is owned by a watcher task, the analogue of nginx arming
+//! connection is watched by a task, the analogue of nginx arming
 //! `ngx_http_upstream_keepalive_close_handler` on its read event and a timer
-//! for `keepalive_timeout`. Checkout asks the watcher to hand the socket
-//! over; a watcher that already saw the connection die refuses, and checkout
-//! tries the next one.
+//! for `keepalive_timeout`. Checkout takes the socket from the cache at
+//! once (no round trip through the watcher's task) and stops the watcher;
+//! a connection the watcher already saw die is closed instead, and
+//! checkout tries the next one.
 
 use crate::events::{CacheClose, ProxyEventKind, ProxyEvents};
 use nginx_model::keepalive::{KeepaliveCache, KeepaliveSettings, Stored};
@@ -12,8 +13,9 @@ use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use std::future::Future;
+use std::task::Poll;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
 /// An upstream connection the proxy owns.
 #[derive(Debug)]
@@ -26,16 +28,32 @@ pub struct UpstreamConn {
     pub created: Instant,
 }
 
-/// A checkout's request to the watcher: the connection goes to `reply`.
-struct Handoff {
-    /// When the event-loop pass that wants the connection began (see
-    /// [`watch_idle`]).
-    pass: Instant,
-    reply: oneshot::Sender<UpstreamConn>,
+/// An idle connection as the cache holds it: shared by the cache (which
+/// takes the connection out at checkout, without waiting for another task)
+/// and its watcher task (which closes it when the upstream does, or at
+/// `keepalive_timeout`).
+struct Idle {
+    /// The connection; `None` once taken or closed.
+    conn: Option<UpstreamConn>,
+    /// The cache's id for it (to remove it when its watcher closes it).
+    id: u64,
+    /// When the watcher saw the close, and what it was (see [`PASS_LINGER`]).
+    closed: Option<(Instant, CacheClose)>,
+    /// Ends the watcher once the connection is taken.
+    watcher: Option<tokio::task::AbortHandle>,
 }
-/// What the cache holds for an idle connection: send a handoff to take it
-/// over; drop it to close the connection.
-type Take = oneshot::Sender<Handoff>;
+
+type Slot = Arc<Mutex<Idle>>;
+
+impl Idle {
+    /// Takes the connection out and stops its watcher.
+    fn take(&mut self) -> Option<UpstreamConn> {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        self.conn.take()
+    }
+}
 
 /// How long a watcher that saw its connection close keeps it for a pass
 /// that began before (bounded: such a pass reaches checkout within
@@ -44,7 +62,7 @@ const PASS_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 #[derive(Clone)]
 pub struct Keepalive {
-    policy: Arc<Mutex<KeepaliveCache<SocketAddr, Take>>>,
+    policy: Arc<Mutex<KeepaliveCache<SocketAddr, Slot>>>,
     events: ProxyEvents,
 }
 
@@ -68,16 +86,21 @@ impl Keepalive {
     /// `ngx_http_upstream_get_keepalive_peer`: the most recently stored
     /// connection to `peer` not known closed when the event-loop pass that
     /// asks began (`pass`: when the client's request, or the failure a
-    /// retry follows, was read).
+    /// retry follows, was read). A close the watcher has not seen yet is
+    /// not known: as on nginx, whose close handler has not run yet, the
+    /// connection is taken and the close met on it.
     pub async fn checkout(&self, peer: SocketAddr, pass: Instant) -> Option<UpstreamConn> {
         loop {
             let item = self.policy.lock().checkout(&peer)?;
-            let (tx, rx) = oneshot::channel();
-            if item.conn.send(Handoff { pass, reply: tx }).is_err() {
-                continue;
-            }
-            if let Ok(conn) = rx.await {
-                return Some(conn);
+            let mut idle = item.conn.lock();
+            let closed = idle.closed;
+            let Some(conn) = idle.take() else { continue };
+            drop(idle);
+            match closed {
+                // Seen closed before this pass began: the close handler ran
+                // first, and the connection is closed now.
+                Some((seen, why)) if pass >= seen => self.closed(conn, why),
+                _ => return Some(conn),
             }
         }
     }
@@ -89,71 +112,116 @@ impl Keepalive {
         if !self.settings().admits(conn.requests, now - conn.created) {
             return;
         }
-        let (take, take_rx) = oneshot::channel();
-        let (id, deadline) = {
+        let port = conn.local_port;
+        let slot: Slot = Arc::new(Mutex::new(Idle { conn: Some(conn), id: 0, closed: None, watcher: None }));
+        // Held until the watcher's handle is in place, so that a checkout
+        // on another worker thread cannot take the connection before its
+        // watcher can be stopped.
+        let mut idle = slot.lock();
+        let (id, deadline, evicted) = {
             let mut policy = self.policy.lock();
-            match policy.store(conn.peer, take, now) {
-                // The evicted connection's watcher sees its sender dropped.
-                Stored::Kept { id, evicted } => {
-                    drop(evicted);
-                    (id, policy.deadline(now))
-                }
+            match policy.store(peer_of(&idle), slot.clone(), now) {
+                Stored::Kept { id, evicted } => (id, policy.deadline(now), evicted),
                 Stored::NoCache(_) => return,
             }
         };
-        self.events.push(0, ProxyEventKind::KeepaliveStored { local_port: conn.local_port });
-        tokio::spawn(watch_idle(conn, take_rx, self.clone(), id, deadline));
+        idle.id = id;
+        self.events.push(0, ProxyEventKind::KeepaliveStored { local_port: port });
+        idle.watcher = Some(tokio::spawn(watch_idle(slot.clone(), self.clone(), deadline)).abort_handle());
+        drop(idle);
+        // The oldest connection made room (after the newer one's event,
+        // as its watcher reported it before); one that was already seen
+        // closed keeps that reason.
+        if let Some(old) = evicted {
+            let mut old = old.lock();
+            let why = old.closed.map_or(CacheClose::Evicted, |(_, why)| why);
+            if let Some(conn) = old.take() {
+                drop(old);
+                self.closed(conn, why);
+            }
+        }
+    }
+
+    /// Closes a connection the cache gave up, and says why.
+    fn closed(&self, conn: UpstreamConn, why: CacheClose) {
+        let port = conn.local_port;
+        drop(conn);
+        self.events.push(0, ProxyEventKind::KeepaliveClosed { local_port: port, why });
+    }
+}
+
+fn peer_of(idle: &Idle) -> SocketAddr {
+    idle.conn.as_ref().map(|c| c.peer).expect("a new slot holds its connection")
+}
+
+/// Closes the connection if the watcher task is dropped with it still
+/// idle (the runtime shut down), as dropping the task closed it before.
+struct WatchGuard {
+    slot: Slot,
+    cache: Keepalive,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let (conn, id) = {
+            let mut idle = self.slot.lock();
+            (idle.conn.take(), idle.id)
+        };
+        if conn.is_some() {
+            self.cache.policy.lock().remove(id);
+        }
     }
 }
 
 /// The close handler and timer of one idle connection.
-async fn watch_idle(conn: UpstreamConn, mut take: oneshot::Receiver<Handoff>, cache: Keepalive, id: u64, deadline: Instant) {
-    let port = conn.local_port;
-    let mut buf = [0u8; 1];
-    let why = tokio::select! {
-        // Biased: an event that already arrived (FIN, RST) is seen before
-        // a checkout that comes after it.
-        biased;
-        r = conn.stream.peek(&mut buf) => match r {
-            Ok(0) => CacheClose::Fin,
-            Ok(_) => CacheClose::StrayData,
-            Err(_) => CacheClose::Rst,
-        },
-        _ = tokio::time::sleep_until(deadline.into()) => CacheClose::Timeout,
-        msg = &mut take => match msg {
-            Ok(handoff) => {
-                // If the receiver gave up, the connection is simply dropped.
-                let _ = handoff.reply.send(conn);
-                return;
-            }
-            Err(_) => CacheClose::Evicted,
-        },
-    };
-    if why != CacheClose::Evicted {
-        // nginx learns of the close from its read event, which
-        // `ngx_http_upstream_keepalive_close_handler` handles in the event
-        // loop's next pass: a pass already under way when the close
-        // arrived (reading a client's request, or the failure before a
-        // retry) still takes the connection from the cache, sends on it and
-        // meets the close on its first read. The idle race's window is that
-        // wide on nginx's side.
-        let seen = Instant::now();
-        let linger = tokio::time::sleep(PASS_LINGER);
-        tokio::pin!(linger);
-        tokio::select! {
-            biased;
-            msg = &mut take => {
-                if let Ok(handoff) = msg {
-                    if handoff.pass < seen {
-                        let _ = handoff.reply.send(conn);
-                        return;
-                    }
-                }
-            }
-            _ = &mut linger => {}
+async fn watch_idle(slot: Slot, cache: Keepalive, deadline: Instant) {
+    let guard = WatchGuard { slot, cache };
+    let slot = &guard.slot;
+    let sleep = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(sleep);
+    // Polled under the slot's lock, never held across an await. The read
+    // event first: an event that already arrived (FIN, RST) is seen before
+    // the timer.
+    let why = std::future::poll_fn(|cx| {
+        let idle = slot.lock();
+        let Some(conn) = idle.conn.as_ref() else { return Poll::Ready(None) };
+        let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let mut buf = tokio::io::ReadBuf::uninit(&mut one);
+        match conn.stream.poll_peek(cx, &mut buf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Some(CacheClose::Fin)),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Some(CacheClose::StrayData)),
+            Poll::Ready(Err(_)) => return Poll::Ready(Some(CacheClose::Rst)),
+            Poll::Pending => {}
         }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(CacheClose::Timeout)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    let Some(why) = why else { return };
+    // nginx learns of the close from its read event, which
+    // `ngx_http_upstream_keepalive_close_handler` handles in the event
+    // loop's next pass: a pass already under way when the close arrived
+    // (reading a client's request, or the failure before a retry) still
+    // takes the connection from the cache, sends on it and meets the close
+    // on its first read. The idle race's window is that wide on nginx's
+    // side: checkout hands the connection to such a pass until the linger
+    // ends, and closes it for a later one.
+    {
+        let mut idle = slot.lock();
+        if idle.conn.is_none() {
+            return;
+        }
+        idle.closed = Some((Instant::now(), why));
     }
-    cache.policy.lock().remove(id);
-    drop(conn);
-    cache.events.push(0, ProxyEventKind::KeepaliveClosed { local_port: port, why });
+    tokio::time::sleep(PASS_LINGER).await;
+    let (conn, id) = {
+        let mut idle = slot.lock();
+        idle.watcher = None;
+        (idle.conn.take(), idle.id)
+    };
+    let Some(conn) = conn else { return };
+    guard.cache.policy.lock().remove(id);
+    guard.cache.closed(conn, why);
 }

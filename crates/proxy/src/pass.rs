@@ -50,7 +50,7 @@ pub(crate) async fn proxy_pass(
     let mut conn: Option<UpstreamConn> = None;
     // The attempt's peer, for its failure's line (nginx names it when
     // connect() fails at once).
-    let mut peer_name = String::new();
+    let mut last_peer: Option<std::net::SocketAddr> = None;
     let mut got: Option<(Option<UpstreamHead>, BytesMut)> = None;
     let mut step = attempts.start(&mut up.rr.lock(), Instant::now());
     // When the event-loop pass that asks for a connection began: the
@@ -60,8 +60,8 @@ pub(crate) async fn proxy_pass(
         write_log(rt, creq, attempts.take_log());
         let outcome: Result<Step, Failure> = match step {
             Step::Connect(pid) => {
-                let peer = up.rr.lock().peer(pid).addr;
-                peer_name = peer.to_string();
+                let peer = up.rr.lock().peer(pid).addr.addr;
+                last_peer = Some(peer);
                 let cached = up.cache.checkout(peer, pass).await;
                 let mut socket = None;
                 if let (None, Some(local)) = (&cached, loc.bind) {
@@ -132,7 +132,7 @@ pub(crate) async fn proxy_pass(
                             got = Some((match h { Head::Http(h) => Some(h), Head::Http09 => None }, buf));
                         } else {
                             // A status listed in proxy_next_upstream: that attempt failed.
-                            failed_event(rt, creq, conn.take(), Failure::Status(status), &peer_name, &attempts, next);
+                            failed_event(rt, creq, conn.take(), Failure::Status(status), last_peer, &attempts, next);
                         }
                         Ok(next)
                     }
@@ -152,7 +152,7 @@ pub(crate) async fn proxy_pass(
             Err(f) => {
                 pass = Instant::now();
                 let next = attempts.failed(&mut up.rr.lock(), f.clone(), Instant::now());
-                failed_event(rt, creq, conn.take(), f, &peer_name, &attempts, next);
+                failed_event(rt, creq, conn.take(), f, last_peer, &attempts, next);
                 next
             }
         };
@@ -169,9 +169,9 @@ fn client_gone(rt: &Runtime, up: &UpstreamRt, creq: &ClientRequest, mut attempts
 }
 
 /// Timeline events for a failed attempt; dropping `conn` closes it.
-fn failed_event(rt: &Runtime, creq: &ClientRequest, conn: Option<UpstreamConn>, f: Failure, peer: &str, attempts: &Attempts, next: Step) {
+fn failed_event(rt: &Runtime, creq: &ClientRequest, conn: Option<UpstreamConn>, f: Failure, peer: Option<std::net::SocketAddr>, attempts: &Attempts, next: Step) {
     let local_port = conn.map(|c| c.local_port).unwrap_or(0);
-    rt.events.push(creq.no, ProxyEventKind::AttemptFailed { local_port, class: f.class(), log: f.log_line(peer).map(|(_, text)| text) });
+    rt.events.push(creq.no, ProxyEventKind::AttemptFailed { local_port, class: f.class(), log: f.log_line(&peer.map(|p| p.to_string()).unwrap_or_default()).map(|(_, text)| text) });
     if let Step::Connect(_) = next {
         rt.events.push(creq.no, ProxyEventKind::Retry { tries_left: attempts.tries() });
     }

@@ -133,11 +133,32 @@ impl Default for ProxyOptions {
     }
 }
 
+/// A peer's address with its text made once: every attempt names its peer
+/// (`$upstream_addr`, error.log's `upstream:`), and formatting a
+/// `SocketAddr` each time cost more than the rest of choosing the peer.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerAddr {
+    pub(crate) addr: SocketAddr,
+    text: String,
+}
+
+impl PeerAddr {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        PeerAddr { addr, text: addr.to_string() }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.text)
+    }
+}
+
 /// An upstream block at run time: its balancer and its keepalive cache.
 pub(crate) struct UpstreamRt {
     pub(crate) name: String,
     pub(crate) conf: ResolvedUpstream,
-    pub(crate) rr: Mutex<RoundRobin<SocketAddr>>,
+    pub(crate) rr: Mutex<RoundRobin<PeerAddr>>,
     pub(crate) cache: Keepalive,
 }
 
@@ -177,7 +198,7 @@ impl UpstreamRt {
             keepalive_by_default: false,
             least_conn: false,
         };
-        let peer = Peer::new(addr, defaults::WEIGHT, defaults::MAX_FAILS, defaults::FAIL_TIMEOUT, false);
+        let peer = Peer::new(PeerAddr::new(addr), defaults::WEIGHT, defaults::MAX_FAILS, defaults::FAIL_TIMEOUT, false);
         Arc::new(UpstreamRt { name: conf.name.clone(), rr: Mutex::new(RoundRobin::new(vec![peer], Vec::new())), cache: Keepalive::new(conf.keepalive, events.clone()), conf })
     }
 }
@@ -208,7 +229,7 @@ fn build_runtime(r: &Resolved, opts: &ProxyOptions, events: &ProxyEvents) -> Res
                 return Err(StartError::HostNotFound { host: p.addr.clone(), pos: p.pos.clone() });
             }
             for addr in addrs {
-                let peer = Peer::new(addr, p.weight, p.max_fails, p.fail_timeout, p.down);
+                let peer = Peer::new(PeerAddr::new(addr), p.weight, p.max_fails, p.fail_timeout, p.down);
                 if p.backup {
                     backup.push(peer);
                 } else {

@@ -5,7 +5,7 @@
 //! nginx's classification needs to know which syscall failed and how.
 
 use crate::client::RequestBody;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use labkit::wire::{BodyDecoder, Step};
 use nginx_model::failure::{errno_of, BodyFailure, Failure};
 use nginx_model::response::{self, HeadParse, UpstreamBody, UpstreamHead};
@@ -140,8 +140,8 @@ pub enum Head {
 /// read, within `proxy_buffer_size`. Returns the head and the bytes after
 /// it (for HTTP/0.9: every byte read, which the client gets as they are).
 pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_size: usize) -> Result<(Head, BytesMut), Failure> {
-    let mut buf = BytesMut::with_capacity(buffer_size.min(64 * 1024));
-    let mut chunk = vec![0u8; buffer_size.min(64 * 1024)];
+    let chunk = buffer_size.min(64 * 1024);
+    let mut buf = BytesMut::with_capacity(chunk);
     loop {
         if !buf.is_empty() {
             match response::parse_head(&buf) {
@@ -157,11 +157,14 @@ pub async fn read_head(stream: &mut TcpStream, read_timeout: Duration, buffer_si
         if buf.len() >= buffer_size {
             return Err(Failure::TooBigHeader);
         }
-        let room = (buffer_size - buf.len()).min(chunk.len());
-        match timeout(read_timeout, stream.read(&mut chunk[..room])).await {
+        // One read of at most `room` bytes, straight into the buffer's
+        // spare room (no zeroed chunk to copy from).
+        let room = (buffer_size - buf.len()).min(chunk);
+        buf.reserve(room);
+        match timeout(read_timeout, stream.read_buf(&mut (&mut buf).limit(room))).await {
             Err(_) => return Err(Failure::ReadTimeout),
             Ok(Ok(0)) => return Err(Failure::PrematureClose),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(Failure::RecvFailed(errno_of(&e))),
         }
     }
@@ -213,17 +216,15 @@ impl BodyReader {
     /// One read from the upstream; `Ok(false)` at EOF (an error if the body
     /// was not complete).
     pub async fn fill(&mut self, stream: &mut TcpStream) -> Result<bool, BodyFailure> {
-        let mut chunk = [0u8; 16384];
-        match timeout(self.read_timeout, stream.read(&mut chunk)).await {
+        // One read of at most 16 KiB into the buffer's spare room.
+        self.buf.reserve(16384);
+        match timeout(self.read_timeout, stream.read_buf(&mut (&mut self.buf).limit(16384))).await {
             Err(_) => Err(BodyFailure::ReadTimeout),
             Ok(Ok(0)) => match self.decoder.eof() {
                 Ok(()) => Ok(false),
                 Err(_) => Err(BodyFailure::PrematureClose),
             },
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
+            Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) => Err(BodyFailure::RecvFailed(errno_of(&e))),
         }
     }
