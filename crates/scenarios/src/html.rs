@@ -592,6 +592,7 @@ mod tests {
             errors: Default::default(),
             gap_error_mean_ms: 0.0,
             gap_error_p99_ms: 0.0,
+            off_plan: 0,
             gap_error_max_ms: 0.0,
         };
         let cells = [cell("2s", "1s", "GET", 0, false), cell("2s", "3s", "GET", 0, true), cell("2s", "1s", "POST", 0, false), cell("2s", "3s", "POST", 5, true)];

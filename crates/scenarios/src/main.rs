@@ -769,14 +769,16 @@ async fn run_matrix(a: &MatrixArgs) -> Result<bool, Error> {
         let worst = cells.iter().map(|c| c.gap_error_max_ms).fold(0.0, f64::max);
         let p99 = cells.iter().map(|c| c.gap_error_p99_ms).fold(0.0, f64::max);
         let mean = cells.iter().map(|c| c.gap_error_mean_ms).sum::<f64>() / cells.len().max(1) as f64;
+        let off: usize = cells.iter().map(|c| c.off_plan).sum();
         println!(
-            "{} cells in {:.2} s wall ({} proxy, {} upstream, scale {scale})\ngaps {range} ({:?}, seed {}); achieved off plan by {mean:.3} ms mean, {p99:.3} p99, {worst:.3} worst\npeak: the {} ms gap bucket (run scale) with the most failures, or the span failing at least half as often; CI: Wilson 95%",
+            "{} cells in {:.2} s wall ({} proxy, {} upstream, scale {scale})\ngaps {range} ({:?}, seed {}); achieved off plan by {mean:.3} ms mean, {p99:.3} p99, {worst:.3} worst; {off} of them more than {:.2} ms\npeak: the {} ms gap bucket (run scale) with the most failures, or the span failing at least half as often; CI: Wilson 95%",
             cells.len(),
             started.elapsed().as_secs_f64(),
             opts.proxy.description(),
             opts.upstream.description(),
             a.sweep,
             a.seed,
+            matrix::pacing_limit_ms(cells.iter().map(|c| c.bucket_ms).fold(matrix::BUCKET_MS, f64::max)),
             cells.iter().map(|c| c.bucket_ms).fold(matrix::BUCKET_MS, f64::max)
         );
         if let Some(cmp) = &compared {

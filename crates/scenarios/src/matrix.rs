@@ -61,6 +61,10 @@ pub struct Cell {
     pub gap_error_mean_ms: f64,
     pub gap_error_p99_ms: f64,
     pub gap_error_max_ms: f64,
+    /// Requests whose gap landed more than [`pacing_limit_ms`] off plan:
+    /// they may belong to another bucket, in or out of the window.
+    #[serde(default)]
+    pub off_plan: usize,
 }
 
 /// Width of the gap buckets the window is located in (run scale), for
@@ -279,6 +283,7 @@ fn measure(s: &Scenario, r: &runner::RunResult, scale: f64, idle: Duration, keep
         gap_error_mean_ms: if errors.is_empty() { 0.0 } else { errors.iter().sum::<f64>() / errors.len() as f64 },
         gap_error_p99_ms: errors.get((errors.len().saturating_sub(1) * 99) / 100).copied().unwrap_or(0.0),
         gap_error_max_ms: errors.last().copied().unwrap_or(0.0),
+        off_plan: errors.iter().filter(|e| **e > pacing_limit_ms(bucket_ms)).count(),
     }
 }
 
@@ -332,10 +337,10 @@ pub const RATIO_BOUNDS: (f64, f64) = (0.67, 1.5);
 /// Peaks this close (ms, run scale) agree.
 pub const CENTRE_TOLERANCE_MS: f64 = 0.2;
 
-/// The pacing a comparison needs (ms, p99 of achieved − planned gap, in
-/// either run): past it the requests did not land where the plan put them
-/// (a loaded machine delays the runner, nginx and Go alike) and a window a
-/// fraction of a millisecond wide cannot be located. At least two buckets.
+/// How far (ms) a request's achieved gap may land from its planned one and
+/// still count where the plan put it: past it (a loaded machine delays the
+/// runner, nginx and Go alike) it may have fallen in or out of a window a
+/// fraction of a millisecond wide. At least two buckets.
 pub fn pacing_limit_ms(bucket_ms: f64) -> f64 {
     (2.0 * bucket_ms).max(1.0)
 }
@@ -357,14 +362,28 @@ pub struct Comparison {
     pub baseline_window_ms: Option<(f64, f64)>,
     /// Buckets wider than [`BUCKET_MS`]: compared by the window's extent.
     pub coarse: bool,
-    /// The worse p99 pacing error of the two runs (ms), and the most the
-    /// comparison accepts ([`pacing_limit_ms`]).
+    /// The worse p99 pacing error of the two runs (ms), and how far off
+    /// plan a request may land ([`pacing_limit_ms`]).
     pub pacing_p99_ms: f64,
     pub pacing_limit_ms: f64,
-    /// Both runs were paced within [`pacing_limit_ms`]: otherwise `agrees`
-    /// says nothing, and the comparison fails as inconclusive.
+    /// Requests paced further off plan than that: this run's, the baseline's.
+    #[serde(default)]
+    pub off_plan: (usize, usize),
+    /// `agrees` holds however the off-plan requests went (each counted as
+    /// a failure, or not): otherwise it says nothing, and the comparison
+    /// fails as inconclusive.
     pub conclusive: bool,
     pub agrees: bool,
+}
+
+/// A rate agrees with the baseline's within [`RATIO_BOUNDS`]; with no
+/// failures in the baseline, only no failures agree.
+fn rates_agree(rate: f64, baseline_rate: f64) -> bool {
+    if baseline_rate > 0.0 {
+        (RATIO_BOUNDS.0..=RATIO_BOUNDS.1).contains(&(rate / baseline_rate))
+    } else {
+        rate == 0.0
+    }
 }
 
 pub fn compare(cells: &[Cell], baseline: &[Cell]) -> Vec<Comparison> {
@@ -393,10 +412,15 @@ pub fn compare(cells: &[Cell], baseline: &[Cell]) -> Vec<Comparison> {
                     _ => false,
                 }
             };
-            let in_bounds = match ratio {
-                Some(r) => (RATIO_BOUNDS.0..=RATIO_BOUNDS.1).contains(&r),
-                None => rate == 0.0,
-            };
+            let in_bounds = rates_agree(rate, baseline_rate);
+            // The verdict stands only if it holds however the requests paced
+            // off plan went: each of them a failure, or none.
+            let rate_of = |f: usize, n: usize| if n == 0 { 0.0 } else { f as f64 / n as f64 };
+            let (fc, fb) = (c.client_502 + c.retried, b.client_502 + b.retried);
+            let bounds = |f: usize, off: usize, n: usize| [rate_of(f.saturating_sub(off), n), rate_of((f + off).min(n), n)];
+            let conclusive = bounds(fc, c.off_plan, c.requests)
+                .into_iter()
+                .all(|x| bounds(fb, b.off_plan, b.requests).into_iter().all(|y| rates_agree(x, y) == in_bounds));
             Some(Comparison {
                 idle_timeout: c.idle_timeout.clone(),
                 keepalive_timeout: c.keepalive_timeout.clone(),
@@ -411,7 +435,8 @@ pub fn compare(cells: &[Cell], baseline: &[Cell]) -> Vec<Comparison> {
                 coarse: c.bucket_ms > BUCKET_MS,
                 pacing_p99_ms: c.gap_error_p99_ms.max(b.gap_error_p99_ms),
                 pacing_limit_ms: pacing_limit_ms(c.bucket_ms.max(b.bucket_ms)),
-                conclusive: c.gap_error_p99_ms.max(b.gap_error_p99_ms) <= pacing_limit_ms(c.bucket_ms.max(b.bucket_ms)),
+                off_plan: (c.off_plan, b.off_plan),
+                conclusive,
                 agrees: in_bounds && near,
             })
         })
@@ -451,13 +476,16 @@ pub fn render_comparison(cmp: &[Comparison]) -> String {
         ));
         s.push('\n');
     }
-    if let Some(c) = cmp.iter().filter(|c| !c.conclusive).max_by(|a, b| a.pacing_p99_ms.total_cmp(&b.pacing_p99_ms)) {
-        s.push_str(&format!(
-            "INCONCLUSIVE: requests landed up to {:.2} ms (p99) off their planned gaps in\n\
-             this run or the baseline's (limit {:.2} ms): the machine was too busy to\n\
-             place them in a window this narrow. Run both again on a quieter machine.\n",
-            c.pacing_p99_ms, c.pacing_limit_ms
-        ));
+    if let Some(c) = cmp.iter().filter(|c| !c.conclusive).max_by_key(|c| c.off_plan.0 + c.off_plan.1) {
+        s.push_str(&crate::report::wrap_words(
+            &format!(
+                "INCONCLUSIVE: {} requests of this run and {} of the baseline's landed more than {:.2} ms off their planned gaps (p99 {:.2} ms), enough to change the verdict: the machine was too busy to place them in a window this narrow. Run both again on a quieter machine.",
+                c.off_plan.0, c.off_plan.1, c.pacing_limit_ms, c.pacing_p99_ms
+            ),
+            crate::report::width(),
+        )
+        .join("\n"));
+        s.push('\n');
     }
     s
 }
@@ -531,6 +559,7 @@ mod tests {
 
     fn cell(method: &str, requests: usize, failures: usize, centre: Option<f64>) -> Cell {
         Cell {
+            off_plan: 0,
             idle_timeout: "100ms".into(),
             keepalive_timeout: "60s".into(),
             method: method.into(),
@@ -577,17 +606,25 @@ mod tests {
 
     #[test]
     fn a_comparison_of_runs_paced_off_plan_is_inconclusive() {
-        let paced = |p99: f64| Cell { gap_error_p99_ms: p99, ..cell("GET", 1000, 160, Some(100.15)) };
-        // (this run's p99, the baseline's p99) → conclusive (limit 1 ms at 0.1 ms buckets)
-        for (mine, theirs, conclusive) in [(0.2, 0.5, true), (1.0, 0.1, true), (0.1, 1.2, false), (23.1, 23.2, false)] {
+        let paced = |off: usize| Cell { off_plan: off, gap_error_p99_ms: if off > 10 { 2.0 } else { 0.2 }, ..cell("GET", 1000, 160, Some(100.15)) };
+        // 160 failures of 1000 on both sides; (this run's off-plan requests,
+        // the baseline's) → conclusive: the ratio stays within 0.67–1.5×
+        // however they went (170/150 = 1.13; 200/120 = 1.67; 160/100 = 1.6).
+        for (mine, theirs, conclusive) in [(0, 0, true), (10, 10, true), (20, 0, true), (40, 40, false), (0, 60, false)] {
             let cmp = compare(&[paced(mine)], &[paced(theirs)]);
-            assert_eq!(cmp[0].conclusive, conclusive, "p99 {mine} vs {theirs}");
-            assert_eq!(cmp[0].pacing_p99_ms, f64::max(mine, theirs));
+            assert_eq!(cmp[0].conclusive, conclusive, "off plan {mine} vs {theirs}");
+            assert_eq!(cmp[0].off_plan, (mine, theirs));
             assert!(cmp[0].agrees, "same rates and peaks");
             let text = render_comparison(&cmp);
             assert_eq!(text.contains("INCONCLUSIVE"), !conclusive, "{text}");
         }
-        let wide = Cell { bucket_ms: 1.0, ..paced(1.5) };
-        assert!(compare(std::slice::from_ref(&wide), std::slice::from_ref(&wide))[0].conclusive, "1 ms buckets accept 2 ms of p99 error");
+        // A comparison that differs is inconclusive too when the off-plan
+        // requests could make it agree.
+        let far = Cell { retried: 100, ..paced(0) };
+        assert!(!compare(std::slice::from_ref(&far), &[paced(0)])[0].agrees);
+        assert!(compare(std::slice::from_ref(&far), &[paced(0)])[0].conclusive);
+        assert!(!compare(&[Cell { off_plan: 30, ..far }], &[paced(0)])[0].conclusive, "130/160 = 0.81 would agree");
+        assert_eq!(pacing_limit_ms(0.1), 1.0);
+        assert_eq!(pacing_limit_ms(1.0), 2.0, "two buckets of a wide range");
     }
 }
