@@ -144,6 +144,15 @@ pub enum BodyFailure {
     ReadTimeout,
 }
 
+/// The class of a failed `connect()` by its errno (`None`: not given).
+fn connect_class(errno: Option<i32>) -> Class {
+    match errno {
+        Some(111) => Class::ConnectRefused,
+        Some(99) => Class::NoLocalPort,
+        _ => Class::ConnectFailed,
+    }
+}
+
 /// Whether a non-blocking TCP `connect(2)` returns this errno itself
 /// rather than `EINPROGRESS` and a later SO_ERROR: no local port left
 /// (99, EADDRNOTAVAIL: the ephemeral range is used up for that
@@ -253,8 +262,7 @@ impl Failure {
             Failure::NoLive => Class::NoLiveUpstreams,
             Failure::ConnectRefused => Class::ConnectRefused,
             Failure::ConnectTimeout => Class::ConnectTimeout,
-            Failure::ConnectFailed(99) => Class::NoLocalPort,
-            Failure::ConnectFailed(_) => Class::ConnectFailed,
+            Failure::ConnectFailed(e) => connect_class(Some(*e)),
             Failure::SendFailed(_) => Class::SendFailed,
             Failure::SendTimeout => Class::SendTimeout,
             Failure::PrematureClose => Class::PrematureClose,
@@ -322,11 +330,7 @@ impl Class {
         Some(match () {
             _ if msg.starts_with("no live upstreams") => Class::NoLiveUpstreams,
             _ if crate::auth::unexpected_status(msg).is_some() => Class::AuthStatus,
-            _ if msg.starts_with("connect() ") => match errno() {
-                Some(111) => Class::ConnectRefused,
-                Some(99) => Class::NoLocalPort,
-                _ => Class::ConnectFailed,
-            },
+            _ if msg.starts_with("connect() ") => connect_class(errno()),
             _ if msg.starts_with(TIMED_OUT_MSG) => match phase? {
                 Phase::Connecting => Class::ConnectTimeout,
                 Phase::SendingRequest => Class::SendTimeout,

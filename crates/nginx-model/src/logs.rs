@@ -35,27 +35,34 @@ pub fn time_iso8601(t: SystemTime) -> String {
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second())
 }
 
-/// `$time_local`: `23/Nov/2026:10:00:00 +0000`. The text changes once a
-/// second, so the last second's is kept per thread, as nginx keeps
-/// `ngx_cached_http_log_time` (`ngx_time_update`) instead of formatting
-/// the time for every line.
-pub fn time_local(t: SystemTime) -> String {
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(u64, String)>> = const { std::cell::RefCell::new(None) };
-    }
-    let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else { return format_time_local(t) };
+/// A time text kept for its second, per thread: nginx formats its cached
+/// time strings once a second in `ngx_time_update` (`ngx_cached_http_time`,
+/// `ngx_cached_http_log_time`), not per response or log line.
+pub type SecondCache = std::cell::RefCell<Option<(u64, String)>>;
+
+/// `format(t)`, or the text `cache` holds for `t`'s second.
+pub fn per_second(cache: &'static std::thread::LocalKey<SecondCache>, t: SystemTime, format: impl FnOnce(SystemTime) -> String) -> String {
+    let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else { return format(t) };
     let secs = since.as_secs();
-    LAST.with(|last| {
+    cache.with(|last| {
         let mut last = last.borrow_mut();
         match &*last {
             Some((s, text)) if *s == secs => text.clone(),
             _ => {
-                let text = format_time_local(t);
+                let text = format(t);
                 *last = Some((secs, text.clone()));
                 text
             }
         }
     })
+}
+
+/// `$time_local`: `23/Nov/2026:10:00:00 +0000` (see [`per_second`]).
+pub fn time_local(t: SystemTime) -> String {
+    thread_local! {
+        static LAST: SecondCache = const { std::cell::RefCell::new(None) };
+    }
+    per_second(&LAST, t, format_time_local)
 }
 
 fn format_time_local(t: SystemTime) -> String {
@@ -106,9 +113,10 @@ impl Level {
         matches!(self, Level::Error | Level::Crit)
     }
 
-    /// Whether an error.log line is at a failure level (see [`Level::is_failure`]).
+    /// Whether an error.log line is at a failure level (see
+    /// [`Level::is_failure`]). Read for every line after every request.
     pub fn line_is_failure(line: &str) -> bool {
-        Level::ALL.into_iter().any(|l| l.is_failure() && line.contains(&format!("[{}]", l.as_str())))
+        line.contains("[error]") || line.contains("[crit]")
     }
 }
 
@@ -531,6 +539,17 @@ fn push_log_escaped(out: &mut String, v: &str) {
 
 #[cfg(test)]
 mod tests {
+    use super::Level;
+
+    /// The line test and the level rule agree for every level.
+    #[test]
+    fn failure_lines_are_the_failure_levels() {
+        for l in Level::ALL {
+            let line = format!("2026/11/24 04:00:00 [{}] 7#7: *1 text", l.as_str());
+            assert_eq!(Level::line_is_failure(&line), l.is_failure(), "{line}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -161,22 +161,13 @@ impl ClientRequest {
     }
 }
 
-/// The `Date` header's text. It changes once a second, so the last
-/// second's is kept per thread, as nginx formats `ngx_cached_http_time`
-/// in `ngx_time_update` rather than per response.
+/// The `Date` header's text, formatted once a second
+/// ([`nginx_model::logs::per_second`]).
 fn http_date() -> String {
     thread_local! {
-        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+        static LAST: nginx_model::logs::SecondCache = const { std::cell::RefCell::new(None) };
     }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(u64::MAX, |d| d.as_secs());
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != secs || secs == u64::MAX {
-            *last = (secs, httpdate::fmt_http_date(now));
-        }
-        last.1.clone()
-    })
+    nginx_model::logs::per_second(&LAST, SystemTime::now(), httpdate::fmt_http_date)
 }
 
 /// The client connection and what has been read from it.

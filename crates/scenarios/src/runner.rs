@@ -150,8 +150,8 @@ async fn in_netns(s: &Scenario, opts: &RunOptions, keep: Option<&std::path::Path
     if let Err(e) = spawned {
         return Err(Error::Netns(format!("a thread for {name}: {e}")));
     }
-    // The thread always sends, unless it panicked: that panic is a bug.
-    rx.await.unwrap_or_else(|_| panic!("the network-namespace thread of {name} panicked"))
+    // The thread always sends, unless it panicked (its message is on stderr).
+    rx.await.unwrap_or_else(|_| Err(Error::Netns(format!("the thread running {name} panicked"))))
 }
 
 /// Runs the scenario on this thread. With `port_range`, in a namespace of
