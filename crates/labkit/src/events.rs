@@ -68,7 +68,25 @@ impl<K: Clone + std::fmt::Debug> Recorder<K> {
         self.inner.epoch
     }
 
+    /// Whether a pushed event goes anywhere: kept, or wanted by `tracing`
+    /// at debug level. A server that keeps nothing skips the clock read
+    /// and the event's construction ([`Recorder::push_with`]).
+    pub fn is_recording(&self) -> bool {
+        self.inner.retention != Retention::Off || tracing::enabled!(tracing::Level::DEBUG)
+    }
+
+    /// [`Recorder::push`], building the event only when it is recorded
+    /// (one that owns strings costs their copies).
+    pub fn push_with(&self, conn: u64, kind: impl FnOnce() -> K) {
+        if self.is_recording() {
+            self.push(conn, kind());
+        }
+    }
+
     pub fn push(&self, conn: u64, kind: K) {
+        if !self.is_recording() {
+            return;
+        }
         let at = self.inner.epoch.elapsed();
         tracing::debug!(conn, at_ms = at.as_secs_f64() * 1e3, ?kind);
         let Retention::Last(n) = self.inner.retention else { return };
@@ -124,6 +142,14 @@ mod tests {
         assert_eq!(r.snapshot().iter().map(|e| e.kind).collect::<Vec<_>>(), vec![7, 8, 9]);
         let off = Recorder::new(Instant::now(), Retention::Off);
         off.push(0, 1u32);
+        let mut built = false;
+        off.push_with(0, || {
+            built = true;
+            2u32
+        });
         assert!(off.snapshot().is_empty());
+        assert!(!off.is_recording() && !built, "nothing listens: the event is not even built");
+        r.push_with(0, || 10);
+        assert_eq!(r.snapshot().last().map(|e| e.kind), Some(10));
     }
 }

@@ -149,7 +149,7 @@ pub struct ResolvedLocation {
     /// `proxy_intercept_errors on`.
     pub intercept_errors: bool,
     /// The access logs a request here is written to ([`merge_access_logs`]).
-    pub access_log: Vec<AccessLogSpec>,
+    pub access_log: std::sync::Arc<[AccessLogSpec]>,
     /// `proxy_pass` with variables: the script, evaluated per request
     /// ([`dynamic_pass`]); `upstream`, `proxy_host` and `pass_uri` are then
     /// unused. Such locations are in [`ResolvedServer::dynamic`] only.
@@ -193,7 +193,7 @@ pub struct ResolvedServer {
     pub locations: Vec<ResolvedLocation>,
     /// The access logs of a request no location takes (the server's
     /// own, else the http level's).
-    pub access_log: Vec<AccessLogSpec>,
+    pub access_log: std::sync::Arc<[AccessLogSpec]>,
     /// Locations that answer with `return` (it runs before `proxy_pass`).
     pub returns: Vec<ReturnLocation>,
     /// The `add_header` lines of a request no location takes.
@@ -215,7 +215,7 @@ pub struct ReturnLocation {
     pub matcher: Match,
     pub path: String,
     pub ret: conf::Return,
-    pub access_log: Vec<AccessLogSpec>,
+    pub access_log: std::sync::Arc<[AccessLogSpec]>,
     pub server_tokens: bool,
     pub client_keepalive: crate::response::ClientKeepalive,
     pub add_headers: Vec<conf::AddHeader>,
@@ -323,7 +323,7 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
     let mut notes: Vec<(String, Pos)> = cfg.unsupported.clone();
     let mut servers = Vec::new();
     let mut access_logs: Vec<AccessLogSpec> = Vec::new();
-    let mut specs = |lines: &[AccessLog], notes: &mut Vec<(String, Pos)>| -> Result<Vec<AccessLogSpec>, ResolveError> {
+    let mut specs = |lines: &[AccessLog], notes: &mut Vec<(String, Pos)>| -> Result<std::sync::Arc<[AccessLogSpec]>, ResolveError> {
         let mut out = Vec::new();
         // ngx_http_log_merge_loc_conf: no access_log here nor above (not
         // even `off`) is nginx's default log, in the combined format.
@@ -339,7 +339,8 @@ pub fn resolve(cfg: &Config, profile: Profile) -> Result<Resolved, ResolveError>
                 out.push(spec);
             }
         }
-        Ok(out)
+        // Shared by every request that logs here (one count, no copy).
+        Ok(out.into())
     };
     for srv in &cfg.servers {
         let server_proxy = srv.proxy.merged_over(&cfg.proxy);
@@ -562,7 +563,7 @@ fn location(loc: &Location, p: &ProxyDirectives, upstreams: &mut Vec<ResolvedUps
         add_headers: p.add_header.clone().unwrap_or_default(),
         error_pages: p.error_pages.clone().unwrap_or_default(),
         intercept_errors: p.intercept_errors.unwrap_or(false),
-        access_log: Vec::new(),
+        access_log: std::sync::Arc::from([]),
         pass_script,
         bind: p.bind.clone().flatten().and_then(|v| conf::bind_addr(&v)),
         auth_request: p.auth_request.clone().filter(|u| !u.is_empty()),
@@ -740,14 +741,14 @@ mod tests {
     fn default_access_log() {
         let combined = AccessLogSpec { path: DEFAULT_ACCESS_LOG.into(), format: logs::COMBINED.into(), implicit: true, escape: logs::LogEscape::Default };
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
-        assert_eq!(r.servers[0].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
-        assert_eq!(r.servers[0].access_log, std::slice::from_ref(&combined));
+        assert_eq!(*r.servers[0].location_for("/").unwrap().access_log, *std::slice::from_ref(&combined));
+        assert_eq!(*r.servers[0].access_log, *std::slice::from_ref(&combined));
         assert_eq!(r.access_logs, std::slice::from_ref(&combined));
         let r = resolved("events {}\nhttp {\n access_log off;\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
         assert!(r.access_logs.is_empty());
         let r = resolved("events {}\nhttp {\n server {\n  listen 1;\n  location / { proxy_pass http://127.0.0.1:9; access_log a.log; }\n }\n server {\n  listen 2;\n  location / { proxy_pass http://127.0.0.1:9; }\n }\n}\n", Profile::Legacy);
-        assert_eq!(r.servers[1].location_for("/").unwrap().access_log, std::slice::from_ref(&combined));
-        assert_eq!(r.servers[0].access_log, [combined]);
+        assert_eq!(*r.servers[1].location_for("/").unwrap().access_log, *std::slice::from_ref(&combined));
+        assert_eq!(*r.servers[0].access_log, [combined]);
         assert!(!r.servers[0].location_for("/").unwrap().access_log[0].implicit);
     }
 

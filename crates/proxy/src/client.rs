@@ -66,37 +66,46 @@ impl Drop for RequestBody {
 #[derive(Clone)]
 pub struct ClientRequest {
     pub no: u64,
-    pub ctx: RequestCtx,
-    pub method: String,
-    /// The request target as the client sent it (`$request_uri`).
-    pub uri: String,
+    /// The connection's number (error lines' `*N`).
+    conn: u64,
+    /// `$request`: the request line as the client sent it.
+    request_line: String,
+    /// The subrequest's URI, when this is one (`auth_request`).
+    subrequest: String,
+    /// The variables scripts read, kept once: `$request_method`,
+    /// `$request_uri` (the target as the client sent it), `$uri` (the path
+    /// normalised, `ngx_http_parse_complex_uri`), `$args`, `$http_NAME`.
+    /// [`ClientRequest::vars`] lends them, adding `$upstream_status`.
+    vars: RequestVars,
     /// The URI of the upstream request line, which error.log lines name.
     upstream_uri: String,
-    /// `$uri`: the path normalised (`ngx_http_parse_complex_uri`).
-    path: String,
-    args: String,
     conn_requests: u64,
     pub(crate) start: Instant,
     /// The access logs this request is written to: its server's until a
     /// location takes it, then the location's.
-    access_log: Vec<nginx_model::resolve::AccessLogSpec>,
+    access_log: Arc<[nginx_model::resolve::AccessLogSpec]>,
     /// `$http_referer`, `$http_user_agent`.
     referer: Option<String>,
     user_agent: Option<String>,
     /// `$upstream_*` of the upstream before an `error_page`'s redirect.
     prior_upstream: Vec<logs::UpstreamState>,
-    /// The client's headers (`$http_NAME`).
-    headers: Vec<(String, String)>,
 }
 
 impl ClientRequest {
     /// An error.log line with this request's context (and the upstream's
     /// address, if one was chosen).
     pub fn log(&self, rt: &Runtime, level: Level, text: &str, upstream: Option<&str>) {
-        let mut ctx = self.ctx.clone();
-        if let Some(u) = upstream {
-            ctx.upstream = format!("http://{u}{}", self.upstream_uri);
-        }
+        // The error line's context (`ngx_http_log_error_handler`): built
+        // here, as nginx builds it per line.
+        let ctx = RequestCtx {
+            conn: self.conn,
+            client: self.vars.remote_addr.clone(),
+            server: self.vars.server_name.clone(),
+            request_line: self.request_line.clone(),
+            upstream: upstream.map(|u| format!("http://{u}{}", self.upstream_uri)).unwrap_or_default(),
+            host: self.vars.http_host.clone(),
+            subrequest: self.subrequest.clone(),
+        };
         rt.logs.error(logs::error_line(SystemTime::now(), std::process::id(), level, text, &ctx));
     }
 
@@ -105,29 +114,30 @@ impl ClientRequest {
         rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
     }
 
+    /// `$request_method`.
+    pub fn method(&self) -> &str {
+        &self.vars.method
+    }
+
+    /// A client header's value (the first of its name).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.vars.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     /// The request's variables for scripts (`return`, `add_header`,
-    /// `proxy_set_header`), with the upstream tries so far.
-    fn vars(&self, upstream: &[logs::UpstreamState]) -> RequestVars {
+    /// `proxy_set_header`), with the upstream tries so far: lent as they
+    /// are until an upstream was tried (every proxied request's head is
+    /// built with them), copied to add `$upstream_status` after.
+    fn vars(&self, upstream: &[logs::UpstreamState]) -> std::borrow::Cow<'_, RequestVars> {
         // `$upstream_status` as the access line lists it, without building
         // the whole line's entry.
         let upstream_status = match (self.prior_upstream.is_empty(), upstream.is_empty()) {
-            (true, true) => None,
-            (false, true) => Some(logs::upstream_status(&self.prior_upstream, &[])),
-            (true, false) => Some(logs::upstream_status(upstream, &[])),
-            (false, false) => Some(logs::upstream_status(&[&self.prior_upstream[..], upstream].concat(), &[self.prior_upstream.len()])),
+            (true, true) => return std::borrow::Cow::Borrowed(&self.vars),
+            (false, true) => logs::upstream_status(&self.prior_upstream, &[]),
+            (true, false) => logs::upstream_status(upstream, &[]),
+            (false, false) => logs::upstream_status(&[&self.prior_upstream[..], upstream].concat(), &[self.prior_upstream.len()]),
         };
-        RequestVars {
-            http_host: self.ctx.host.clone(),
-            remote_addr: self.ctx.client.clone(),
-            uri: self.path.clone(),
-            request_uri: self.uri.clone(),
-            args: self.args.clone(),
-            method: self.method.clone(),
-            server_name: self.ctx.server.clone(),
-            status: None,
-            upstream_status,
-            headers: self.headers.clone(),
-        }
+        std::borrow::Cow::Owned(RequestVars { upstream_status: Some(upstream_status), ..self.vars.clone() })
     }
 
     /// `add_header`'s lines for a response with `status`; the variables
@@ -142,12 +152,12 @@ impl ClientRequest {
     fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
         AccessEntry {
             msec: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            remote_addr: self.ctx.client.clone(),
-            method: self.method.clone(),
-            uri: self.path.clone(),
-            args: self.args.clone(),
-            request_line: self.ctx.request_line.clone(),
-            host: self.ctx.host.clone(),
+            remote_addr: self.vars.remote_addr.clone(),
+            method: self.vars.method.clone(),
+            uri: self.vars.uri.clone(),
+            args: self.vars.args.clone(),
+            request_line: self.request_line.clone(),
+            host: self.vars.http_host.clone(),
             status,
             request_time: self.start.elapsed(),
             upstream: [&self.prior_upstream[..], upstream].concat(),
@@ -156,7 +166,7 @@ impl ClientRequest {
             connection_requests: self.conn_requests,
             referer: self.referer.clone(),
             user_agent: self.user_agent.clone(),
-            headers: self.headers.clone(),
+            headers: self.vars.headers.clone(),
         }
     }
 }
@@ -215,6 +225,10 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
     // `c->addr_text` from accept on).
     let client_ip = client.ip().to_string();
     let mut requests = 0u64;
+    // ngx_close_idle_connections' signal, waited on by every idle wait of
+    // this connection (one registration, not one per wait).
+    let retire = rt.retire.cancelled();
+    tokio::pin!(retire);
     loop {
         // The request head.
         let parsed = loop {
@@ -235,8 +249,9 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             // the keepalive connections waiting for a next request.
             let idle = c.rbuf.is_empty() && requests > 0;
             let filled = tokio::select! {
+                biased;
                 r = c.fill(limit) => r,
-                _ = rt.retire.cancelled(), if idle => return,
+                _ = &mut retire, if idle => return,
             };
             match filled {
                 Ok(0) | Err(_) => {
@@ -262,20 +277,18 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             let srv = &rt.servers[server];
             let creq = ClientRequest {
                 no: rt.next_request.fetch_add(1, Ordering::SeqCst),
-                ctx: RequestCtx { conn: conn_no, client: client_ip.clone(), server: srv.conf.name.clone(), request_line: raw, upstream: String::new(), host: String::new(), subrequest: String::new() },
-                method: String::new(),
-                uri: String::new(),
-                upstream_uri: String::new(),
+                conn: conn_no,
+                request_line: raw,
+                subrequest: String::new(),
                 // r->uri was never set: `$uri` is not found, logged as "-".
-                path: "-".into(),
-                args: String::new(),
+                vars: RequestVars { remote_addr: client_ip.clone(), server_name: srv.conf.name.clone(), uri: "-".into(), ..RequestVars::default() },
+                upstream_uri: String::new(),
                 conn_requests: requests,
                 start: Instant::now(),
                 access_log: srv.conf.access_log.clone(),
                 referer: None,
                 user_agent: None,
                 prior_upstream: Vec::new(),
-                headers: Vec::new(),
             };
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true, keepalive_header: None };
@@ -349,38 +362,47 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     let srv = &rt.servers[server];
     let host = req.header("host").unwrap_or("").to_string();
     let (raw_path, args) = match req.target.split_once('?') {
-        Some((p, a)) => (p.to_string(), a.to_string()),
-        None => (req.target.clone(), String::new()),
+        Some((p, a)) => (p, a.to_string()),
+        None => (req.target.as_str(), String::new()),
     };
     let normalized = nginx_model::http::normalize_uri(raw_path.as_bytes());
-    let path = normalized.as_deref().map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_else(|| raw_path.clone());
+    let path = normalized.as_deref().map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_else(|| raw_path.to_string());
+    let escaped_path = raw_path.contains('%');
+    let mut request_line = String::with_capacity(req.method.len() + req.target.len() + 10);
+    for part in [req.method.as_str(), " ", req.target.as_str(), if req.http11 { " HTTP/1.1" } else { " HTTP/1.0" }] {
+        request_line.push_str(part);
+    }
+    let referer = req.header("referer").map(str::to_string);
+    let user_agent = req.header("user-agent").map(str::to_string);
+    let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
+    let asked = if req.http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
+    let http11 = req.http11;
     let mut creq = ClientRequest {
         no,
-        ctx: RequestCtx {
-            conn: conn_no,
-            client: client_ip.to_string(),
-            server: srv.conf.name.clone(),
-            request_line: format!("{} {} HTTP/1.{}", req.method, req.target, u8::from(req.http11)),
-            upstream: String::new(),
-            host: host.clone(),
-            subrequest: String::new(),
-        },
-        method: req.method.clone(),
-        uri: req.target.clone(),
+        conn: conn_no,
+        request_line,
+        subrequest: String::new(),
         upstream_uri: req.target.clone(),
-        path,
-        args,
+        vars: RequestVars {
+            http_host: host.clone(),
+            remote_addr: client_ip.to_string(),
+            uri: path,
+            request_uri: req.target,
+            args,
+            method: req.method,
+            server_name: srv.conf.name.clone(),
+            status: None,
+            upstream_status: None,
+            headers: req.headers,
+        },
         conn_requests,
         start: Instant::now(),
         access_log: srv.conf.access_log.clone(),
-        referer: req.header("referer").map(str::to_string),
-        user_agent: req.header("user-agent").map(str::to_string),
+        referer,
+        user_agent,
         prior_upstream: Vec::new(),
-        headers: req.headers.clone(),
     };
-    rt.events.push(no, ProxyEventKind::ClientRequest { method: creq.method.clone(), uri: creq.uri.clone() });
-    let connection = req.header("connection").unwrap_or("").to_ascii_lowercase();
-    let asked = if req.http11 { !connection.contains("close") } else { connection.contains("keep-alive") };
+    rt.events.push_with(no, || ProxyEventKind::ClientRequest { method: creq.vars.method.clone(), uri: creq.vars.request_uri.clone() });
     // ngx_http_update_location_config: the location's keepalive directives
     // decide whether the client's wish is kept.
     let age = c.started.elapsed();
@@ -388,24 +410,24 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
         c.idle_limit = ck.timeout;
         (ck.keeps(asked, conn_requests, age), ck.header)
     };
-    let head_request = req.method == "HEAD";
+    let head_request = creq.method() == "HEAD";
     let Some(uri) = normalized else {
         // ngx_http_process_request_uri: a path nginx cannot normalise,
         // found on the request line (no Host read yet, `$uri` empty).
-        creq.ctx.host.clear();
-        creq.path.clear();
+        creq.vars.http_host.clear();
+        creq.vars.uri.clear();
         creq.log(rt, Level::Info, "client sent invalid request while reading client request line", None);
-        let side = ClientSide { http11: req.http11, keepalive: false, head_request, server_tokens: true, keepalive_header: None };
+        let side = ClientSide { http11, keepalive: false, head_request, server_tokens: true, keepalive_header: None };
         return error_answer(rt, c, &creq, &[], 400, side, &srv.conf.add_headers).await;
     };
-    let loc = match srv.conf.route(&creq.path) {
+    let loc = match srv.conf.route(&creq.vars.uri) {
         Some(Route::Proxy(loc)) => loc,
         Some(Route::Return(r)) => {
             // ngx_http_rewrite_return, in the rewrite phase: no upstream,
             // the body (if any) discarded.
             creq.access_log.clone_from(&r.access_log);
             let (keepalive, keepalive_header) = keeps(&r.client_keepalive);
-            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: r.server_tokens, keepalive_header };
+            let side = ClientSide { http11, keepalive, head_request, server_tokens: r.server_tokens, keepalive_header };
             // absolute_redirect on, server_name_in_redirect off: the Host
             // header's name, and the port unless 80 (ngx_http_header_filter).
             let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host).to_ascii_lowercase();
@@ -414,28 +436,28 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
             let vars = creq.vars(&[]);
             let text = response::return_text(&r.ret, &vars);
-            let a = response::return_response(r.ret.code, text.as_deref(), &creq.path, &base, side, &http_date());
+            let a = response::return_response(r.ret.code, text.as_deref(), &creq.vars.uri, &base, side, &http_date());
             let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers, &vars));
             let _ = c.stream.write_all(&bytes).await;
             creq.log_access(rt, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
-            if let Some(n) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+            if let Some(n) = creq.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
                 discard(c, n).await;
             }
             return a.keepalive;
         }
         None => {
             let (keepalive, keepalive_header) = keeps(&srv.conf.client_keepalive);
-            let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: true, keepalive_header };
+            let side = ClientSide { http11, keepalive, head_request, server_tokens: true, keepalive_header };
             return error_answer(rt, c, &creq, &[], 404, side, &srv.conf.add_headers).await;
         }
     };
     creq.access_log.clone_from(&loc.access_log);
-    creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.uri, &uri, &creq.args, raw_path.contains('%'));
+    creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.vars.request_uri, &uri, &creq.vars.args, escaped_path);
     let (keepalive, keepalive_header) = keeps(&loc.client_keepalive);
-    let side = ClientSide { http11: req.http11, keepalive, head_request, server_tokens: loc.server_tokens, keepalive_header };
-    let chunked_body = req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let declared: Option<u64> = match req.header("content-length") {
+    let side = ClientSide { http11, keepalive, head_request, server_tokens: loc.server_tokens, keepalive_header };
+    let chunked_body = creq.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let declared: Option<u64> = match creq.header("content-length") {
         Some(v) => match v.trim().parse() {
             Ok(n) => Some(n),
             Err(_) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
@@ -455,7 +477,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     // The access phase (ngx_http_auth_request_handler) runs before the
     // content handler reads the body.
     if let Some(uri) = &loc.auth_request {
-        match auth_subrequest(rt, c, &creq, &srv.conf, uri, &req.headers, declared.unwrap_or(0)).await {
+        match auth_subrequest(rt, c, &creq, &srv.conf, uri, declared.unwrap_or(0)).await {
             None => {
                 creq.log_access(rt, 499, &[], 0);
                 rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
@@ -500,7 +522,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
         Err(BodyError::Gone) => return false,
         Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
     };
-    let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &req.headers, &mut body, side, None).await;
+    let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &mut body, side, None).await;
     let Outcome::ErrorPage { status, mut page, states } = out else {
         let Outcome::Done(keep) = out else { unreachable!() };
         return keep;
@@ -527,7 +549,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
                 Some(0) => None,
                 Some(n) => Some(n),
             };
-            match proxy_to(rt, c, &mut creq, &srv.conf, target, &req.headers, &mut body, side, Some(err_status)).await {
+            match proxy_to(rt, c, &mut creq, &srv.conf, target, &mut body, side, Some(err_status)).await {
                 Outcome::Done(keep) => keep,
                 // recursive_error_pages off: not reached (proxy_to answers itself).
                 Outcome::ErrorPage { status, states, .. } => error_answer(rt, c, &creq, &states, status, side, &target.add_headers).await,
@@ -561,7 +583,6 @@ async fn auth_subrequest(
     creq: &ClientRequest,
     srv: &nginx_model::resolve::ResolvedServer,
     uri: &str,
-    headers: &[(String, String)],
     declared: u64,
 ) -> Option<(u16, Vec<String>)> {
     let (path, args) = uri.split_once('?').unwrap_or((uri, ""));
@@ -577,12 +598,12 @@ async fn auth_subrequest(
         return Some((500, Vec::new()));
     };
     let mut sub = creq.clone();
-    sub.ctx.subrequest = uri.to_string();
-    sub.method = "GET".into();
-    sub.path = path.to_string();
-    sub.args = args.to_string();
+    sub.subrequest = uri.to_string();
+    sub.vars.method = "GET".into();
+    sub.vars.uri = path.to_string();
+    sub.vars.args = args.to_string();
     sub.upstream_uri = nginx_model::http::upstream_uri(loc, uri, path.as_bytes(), args, true);
-    let head = nginx_model::http::encode_request_head(loc, "GET", &sub.upstream_uri, headers, declared, &sub.vars(&[]));
+    let head = nginx_model::http::encode_request_head(loc, "GET", &sub.upstream_uri, &creq.vars.headers, declared, &sub.vars(&[]));
     let mut body = RequestBody::Memory(Vec::new());
     match pass::proxy_pass(rt, loc, &up, &sub, &head, &mut body, &c.stream).await {
         Answer::ClientClosed { .. } => None,
@@ -614,12 +635,12 @@ fn redirect(creq: &mut ClientRequest, page: &nginx_model::conf::ErrorPage, targe
     if page.uri.starts_with('@') {
         return;
     }
-    if creq.method != "HEAD" {
-        creq.method = "GET".into();
+    if creq.vars.method != "HEAD" {
+        creq.vars.method = "GET".into();
     }
     let (path, args) = page.uri.split_once('?').unwrap_or((&page.uri, ""));
-    creq.path = path.to_string();
-    creq.args = args.to_string();
+    creq.vars.uri = path.to_string();
+    creq.vars.args = args.to_string();
     let escaped = nginx_model::http::escape_uri(path.as_bytes());
     let unparsed = if args.is_empty() { escaped } else { format!("{escaped}?{args}") };
     creq.upstream_uri = nginx_model::http::upstream_uri(target, &unparsed, path.as_bytes(), args, true);
@@ -645,7 +666,6 @@ async fn proxy_to(
     creq: &mut ClientRequest,
     srv: &nginx_model::resolve::ResolvedServer,
     loc: &ResolvedLocation,
-    headers: &[(String, String)],
     body: &mut RequestBody,
     side: ClientSide,
     redirected: Option<Option<u16>>,
@@ -678,7 +698,8 @@ async fn proxy_to(
         }
     };
     let vars = creq.vars(&[]);
-    let head = nginx_model::http::encode_request_head(loc, &creq.method, &creq.upstream_uri, headers, body.len(), &vars);
+    let head = nginx_model::http::encode_request_head(loc, &creq.vars.method, &creq.upstream_uri, &creq.vars.headers, body.len(), &vars);
+    drop(vars);
     let keep = match pass::proxy_pass(rt, loc, &up, creq, &head, body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
             creq.log_access(rt, 499, attempts.states(), 0);
@@ -703,7 +724,7 @@ async fn proxy_to(
             let page = page_for(h.status).expect("checked in the guard").clone();
             return Outcome::ErrorPage { status: h.status, page, states: attempts.states().to_vec() };
         }
-        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, headers) => {
+        Answer::Pass { status, mut attempts, mut conn, head: Some(h), buf } if nginx_model::http::upgrades(h.status, &creq.vars.headers) => {
             let ch = response::client_head(&h, side, &http_date());
             let head = response::insert_headers(ch.bytes, &creq.added_headers(h.status, &loc.add_headers, &attempts.states_at_header(h.status, Instant::now())));
             let out = tunnel(c, head, buf, &mut conn, loc.read_timeout).await;
@@ -726,7 +747,8 @@ async fn proxy_to(
             false
         }
         Answer::Pass { status, mut attempts, mut conn, head, buf } => {
-            let at_header = attempts.states_at_header(head.as_ref().map_or(9, |h| h.status), Instant::now());
+            // `$upstream_*` as an `add_header` script sees them (none to run: not built).
+            let at_header = if loc.add_headers.is_empty() { Vec::new() } else { attempts.states_at_header(head.as_ref().map_or(9, |h| h.status), Instant::now()) };
             let mut out = respond(rt, c, creq, loc, side, head.as_ref(), buf, &mut conn, err_status, &at_header).await;
             attempts.finished(&mut up.rr.lock(), status, out.upstream_result, Instant::now());
             pass::write_log(rt, creq, attempts.take_log());
@@ -887,15 +909,15 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
     // so does a redirect to a URL (sent with the redirect's own status).
     let url = response::error_page_redirect(page).is_some();
     let named = page.uri.starts_with('@') || url;
-    let path = if named { creq.path.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
+    let path = if named { creq.vars.uri.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
     let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
     // r->headers_in.server: the Host name, lowercased (ngx_http_validate_host).
     let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
     let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
     let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
     if !named {
-        creq.path.clone_from(&path);
-        creq.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
+        creq.vars.uri.clone_from(&path);
+        creq.vars.args = page.uri.split_once('?').map(|(_, a)| a.to_string()).unwrap_or_default();
     }
     let vars = creq.vars(upstream);
     // A URL page was expanded already (error_page_uri).
@@ -1012,8 +1034,10 @@ struct Spool<'a> {
     file: Option<std::fs::File>,
     file_written: u64,
     file_sent: u64,
-    /// Where a new file goes: the directory and its levels.
-    dir: PathBuf,
+    /// Where a new file goes: `dir` (`proxy_temp_path`, relative to
+    /// `prefix`), with its levels; joined only when a file is made.
+    prefix: &'a std::path::Path,
+    dir: &'a str,
     levels: [usize; 3],
     /// Bytes of the file at `scratch_at`, read for the client.
     scratch: Vec<u8>,
@@ -1022,8 +1046,8 @@ struct Spool<'a> {
 
 impl<'a> Spool<'a> {
     /// An empty read-ahead: nothing in memory, no file yet.
-    fn new(numbers: &'a std::sync::atomic::AtomicU64, limits: buffering::Limits, dir: PathBuf, levels: [usize; 3]) -> Self {
-        Spool { numbers, limits, mem: Default::default(), mem_len: 0, front_off: 0, file: None, file_written: 0, file_sent: 0, dir, levels, scratch: Vec::new(), scratch_at: 0 }
+    fn new(numbers: &'a std::sync::atomic::AtomicU64, limits: buffering::Limits, prefix: &'a std::path::Path, dir: &'a str, levels: [usize; 3]) -> Self {
+        Spool { numbers, limits, mem: Default::default(), mem_len: 0, front_off: 0, file: None, file_written: 0, file_sent: 0, prefix, dir, levels, scratch: Vec::new(), scratch_at: 0 }
     }
 
     fn is_empty(&self) -> bool {
@@ -1046,7 +1070,7 @@ impl<'a> Spool<'a> {
             use std::os::unix::fs::FileExt;
             if self.file.is_none() {
                 let n = self.numbers.fetch_add(1, Ordering::SeqCst);
-                let path = buffering::temp_file_path(&self.dir.display().to_string(), self.levels, n);
+                let path = buffering::temp_file_path(&self.prefix.join(self.dir).display().to_string(), self.levels, n);
                 let p = std::path::Path::new(&path);
                 if let Some(parent) = p.parent() {
                     let _ = std::fs::create_dir_all(parent);
@@ -1214,7 +1238,7 @@ async fn respond<'a>(
     rt: &'a Runtime,
     c: &mut Conn,
     creq: &ClientRequest,
-    loc: &ResolvedLocation,
+    loc: &'a ResolvedLocation,
     side: ClientSide,
     head: Option<&response::UpstreamHead>,
     buf: bytes::BytesMut,
@@ -1246,14 +1270,12 @@ async fn respond<'a>(
     if let Some(h) = head.filter(|_| send_body) {
         let accel = h.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(b"x-accel-buffering")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         if buffering::buffered(loc.buffering, accel.as_deref(), loc.ignore_accel_buffering) {
+            // An absolute path replaces the prefix in the join.
             let (dir, levels) = match &loc.temp_path {
-                Some((p, levels)) => {
-                    let p = std::path::Path::new(p);
-                    (if p.is_absolute() { p.to_path_buf() } else { rt.prefix.join(p) }, *levels)
-                }
-                None => (rt.prefix.join("proxy_temp"), buffering::DEFAULT_LEVELS),
+                Some((p, levels)) => (p.as_str(), *levels),
+                None => ("proxy_temp", buffering::DEFAULT_LEVELS),
             };
-            out.spool = Some(Spool::new(&rt.next_temp, buffering::Limits::new(loc.buffers, loc.buffer_size, loc.max_temp_file_size), dir, levels));
+            out.spool = Some(Spool::new(&rt.next_temp, buffering::Limits::new(loc.buffers, loc.buffer_size, loc.max_temp_file_size), &rt.prefix, dir, levels));
         }
     }
     let mut reader = BodyReader::new(body_kind, buf, loc.read_timeout);
@@ -1385,9 +1407,11 @@ mod tests {
     /// memory again, and names each file once with its number.
     #[tokio::test]
     async fn spool_keeps_order_through_the_file() {
-        let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
+        let name = format!("spool-test-{}", std::process::id());
+        let tmp = std::env::temp_dir();
+        let dir = tmp.join(&name);
         let numbers = std::sync::atomic::AtomicU64::new(7);
-        let mut sp = Spool::new(&numbers, buffering::Limits { memory: 10, max_temp_file: 1000 }, dir.clone(), [1, 2, 0]);
+        let mut sp = Spool::new(&numbers, buffering::Limits { memory: 10, max_temp_file: 1000 }, &tmp, &name, [1, 2, 0]);
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (mut b, _) = l.accept().await.unwrap();

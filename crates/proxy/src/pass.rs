@@ -44,7 +44,7 @@ pub(crate) async fn proxy_pass(
     body: &mut RequestBody,
     client: &tokio::net::TcpStream,
 ) -> Answer {
-    let ctx = loc.retry_context(&creq.method, &up.conf);
+    let ctx = loc.retry_context(creq.method(), &up.conf);
     let live = up.rr.lock().tries();
     let mut attempts = Attempts::new(ctx, up.name.clone(), live, loc.next_upstream_tries, Instant::now());
     let mut conn: Option<UpstreamConn> = None;
@@ -99,6 +99,7 @@ pub(crate) async fn proxy_pass(
             Step::Send => {
                 let Some(c) = conn.as_mut() else { return Answer::Error { status: 502, attempts } };
                 let sent = tokio::select! {
+                    biased;
                     r = upstream::send(&mut c.stream, head, body, loc.send_timeout, loc.client_body_buffer_size) => r,
                     e = client_closed(client) => return client_gone(rt, up, creq, attempts, e, &c.peer.to_string()),
                 };
@@ -113,6 +114,7 @@ pub(crate) async fn proxy_pass(
             Step::ReadHeader => {
                 let Some(c) = conn.as_mut() else { return Answer::Error { status: 502, attempts } };
                 let read = tokio::select! {
+                    biased;
                     r = upstream::read_head(&mut c.stream, loc.read_timeout, loc.buffer_size) => r,
                     e = client_closed(client) => return client_gone(rt, up, creq, attempts, e, &c.peer.to_string()),
                 };
@@ -171,7 +173,7 @@ fn client_gone(rt: &Runtime, up: &UpstreamRt, creq: &ClientRequest, mut attempts
 /// Timeline events for a failed attempt; dropping `conn` closes it.
 fn failed_event(rt: &Runtime, creq: &ClientRequest, conn: Option<UpstreamConn>, f: Failure, peer: Option<std::net::SocketAddr>, attempts: &Attempts, next: Step) {
     let local_port = conn.map(|c| c.local_port).unwrap_or(0);
-    rt.events.push(creq.no, ProxyEventKind::AttemptFailed { local_port, class: f.class(), log: f.log_line(&peer.map(|p| p.to_string()).unwrap_or_default()).map(|(_, text)| text) });
+    rt.events.push_with(creq.no, || ProxyEventKind::AttemptFailed { local_port, class: f.class(), log: f.log_line(&peer.map(|p| p.to_string()).unwrap_or_default()).map(|(_, text)| text) });
     if let Step::Connect(_) = next {
         rt.events.push(creq.no, ProxyEventKind::Retry { tries_left: attempts.tries() });
     }
