@@ -384,7 +384,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
         subrequest: String::new(),
         upstream_uri: req.target.clone(),
         vars: RequestVars {
-            http_host: host.clone(),
+            http_host: host,
             remote_addr: client_ip.to_string(),
             uri: path,
             request_uri: req.target,
@@ -430,7 +430,8 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             let side = ClientSide { http11, keepalive, head_request, server_tokens: r.server_tokens, keepalive_header };
             // absolute_redirect on, server_name_in_redirect off: the Host
             // header's name, and the port unless 80 (ngx_http_header_filter).
-            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host).to_ascii_lowercase();
+            let host = &creq.vars.http_host;
+            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
             let name = if name.is_empty() { srv.conf.name.as_str() } else { name.as_str() };
             let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
             let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
@@ -534,10 +535,10 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     if let Some(ret) = response::error_page_redirect(&page) {
         // The request stays where it is: its location's logs, headers and tokens.
         let here = nginx_model::resolve::ReturnLocation { matcher: nginx_model::resolve::Match::Prefix, path: String::new(), ret, access_log: creq.access_log.clone(), server_tokens: loc.server_tokens, client_keepalive: loc.client_keepalive, add_headers: loc.add_headers.clone() };
-        return error_page_answer(rt, c, &mut creq, side, status, &states, &page, &here, &host).await;
+        return error_page_answer(rt, c, &mut creq, side, status, &states, &page, &here).await;
     }
     match error_page_route(&srv.conf, &page) {
-        Some(Route::Return(target)) => error_page_answer(rt, c, &mut creq, side, status, &states, &page, target, &host).await,
+        Some(Route::Return(target)) => error_page_answer(rt, c, &mut creq, side, status, &states, &page, target).await,
         Some(Route::Proxy(target)) => {
             let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
             redirect(&mut creq, &page, target);
@@ -904,7 +905,7 @@ fn error_page_route<'a>(srv: &'a nginx_model::resolve::ResolvedServer, page: &ng
 /// (or the `=` one); the access line names the new `$uri` and is written
 /// to that location's logs.
 #[allow(clippy::too_many_arguments)]
-async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation, host: &str) -> bool {
+async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, side: ClientSide, status: u16, upstream: &[logs::UpstreamState], page: &nginx_model::conf::ErrorPage, target: &nginx_model::resolve::ReturnLocation) -> bool {
     // A named location keeps the request's URI (ngx_http_named_location),
     // so does a redirect to a URL (sent with the redirect's own status).
     let url = response::error_page_redirect(page).is_some();
@@ -912,6 +913,7 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
     let path = if named { creq.vars.uri.clone() } else { page.uri.split('?').next().unwrap_or("").to_string() };
     let side = ClientSide { keepalive: response::error_keeps_connection(status, side.keepalive), server_tokens: target.server_tokens, ..side };
     // r->headers_in.server: the Host name, lowercased (ngx_http_validate_host).
+    let host = &creq.vars.http_host;
     let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
     let port = c.stream.local_addr().map(|a| a.port()).unwrap_or(80);
     let base = if port == 80 { format!("http://{name}") } else { format!("http://{name}:{port}") };
