@@ -80,7 +80,7 @@ pub(crate) async fn proxy_pass(
                     Some(c) => Ok((c, true)),
                     None => upstream::connect(peer, loc.connect_timeout, socket).await.map(|stream| {
                         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-                        (UpstreamConn { stream, peer, local_port, requests: 0, created: Instant::now() }, false)
+                        (UpstreamConn::new(stream, peer, local_port), false)
                     }),
                 };
                 match c {
