@@ -38,9 +38,54 @@ pub fn parse_offset(s: &[u8]) -> Option<i64> {
     scaled(s, &[(b'k', 1024), (b'm', 1024 * 1024), (b'g', 1024 * 1024 * 1024)])
 }
 
+/// `n` in decimal, in `buf`'s tail (`ngx_sprintf`'s `%uL`, without the
+/// formatting machinery: the hot paths write a few numbers per request).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// `n` in decimal, appended to `out`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(n, &mut [0; 20]));
+}
+
+/// `n` in decimal, at least `width` digits (zeros in front), appended to `out`.
+pub(crate) fn push_decimal_str(out: &mut String, n: u64, width: usize) {
+    let mut buf = [0; 20];
+    let digits = decimal(n, &mut buf);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    for &d in digits {
+        out.push(char::from(d));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 999, 1000, 65535, 1 << 40, u64::MAX] {
+            let mut v = Vec::new();
+            push_decimal(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+            for width in [0, 3] {
+                let mut s = String::from("x");
+                push_decimal_str(&mut s, n, width);
+                assert_eq!(s, format!("x{n:0width$}"));
+            }
+        }
+    }
 
     // Each row checked against nginx 1.22.1 (`worker_connections`,
     // `client_body_buffer_size`, `client_max_body_size` under `nginx -t`).
