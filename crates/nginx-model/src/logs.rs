@@ -279,6 +279,7 @@ impl AccessEntry {
     /// Appends `var`'s value to `out` (nothing when it has none): the one
     /// table of the access entry's variables, for [`AccessEntry::lookup`]
     /// and the log line, which writes values in place.
+    #[inline]
     fn write_var(&self, var: &Var, out: &mut String) -> Found {
         let text = |out: &mut String, v: &str| {
             out.push_str(v);
@@ -336,8 +337,14 @@ impl AccessEntry {
             Var::TimeLocal => {
                 // time_local's cache, keyed by the second without making a
                 // SystemTime of it unless the text must be made.
-                let d = Duration::from_secs_f64(self.msec.max(0.0));
-                with_second(&TIME_LOCAL, d.as_secs(), || format_time_local(SystemTime::UNIX_EPOCH + d), |v| out.push_str(v));
+                let msec = self.msec.max(0.0);
+                let d = || Duration::from_secs_f64(msec);
+                // `from_secs_f64` rounds to the nanosecond: its second is
+                // the float's whole part unless the fraction is within half
+                // a nanosecond of 1 (the fraction of a float below 2^32 is
+                // exact).
+                let secs = if msec < 4_294_967_296.0 && msec - ((msec as u64) as f64) < 0.999 { msec as u64 } else { d().as_secs() };
+                with_second(&TIME_LOCAL, secs, || format_time_local(SystemTime::UNIX_EPOCH + d()), |v| out.push_str(v));
                 return Found::Safe;
             }
             Var::TimeIso8601 => {
@@ -720,9 +727,7 @@ pub fn render_access_escaped(fmt: &str, e: &AccessEntry, escape: LogEscape) -> S
                 (LogEscape::Default, Found::Unknown | Found::Missing) => out.push('-'),
                 (_, Found::Unknown | Found::Missing | Found::Safe) | (LogEscape::None, Found::Text) => {}
                 (LogEscape::Default, Found::Text) => {
-                    // Every byte looked at (no early exit): the loop runs
-                    // many bytes at a time, and values are short.
-                    if out.as_bytes()[start..].iter().fold(false, |any, &b| any | log_escaped(b)) {
+                    if needs_log_escape(&out.as_bytes()[start..]) {
                         let v = out.split_off(start);
                         push_log_escaped(&mut out, &v);
                     }
@@ -775,6 +780,37 @@ fn log_escaped(b: u8) -> bool {
     (b < 0x20) | (b == b'"') | (b == b'\\') | (b >= 0x7f)
 }
 
+/// Whether a byte of `v` is one [`log_escape`] changes, eight bytes at a
+/// time (the bit tricks are exact for "any byte"): every value of every
+/// access line is checked.
+fn needs_log_escape(v: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let any = |x: u64| {
+        // A byte below 0x20; above 0x7e; equal to `"`; equal to `\`.
+        let below = x.wrapping_sub(0x20 * ONES) & !x;
+        let above = x.wrapping_add(ONES) | x;
+        let quote = x ^ (u64::from(b'"') * ONES);
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = x ^ (u64::from(b'\\') * ONES);
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        (below | above | quote | backslash) & (0x80 * ONES) != 0
+    };
+    let word = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().expect("8 bytes"));
+    let n = v.len();
+    if n < 8 {
+        return v.iter().any(|&b| log_escaped(b));
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if any(word(i)) {
+            return true;
+        }
+        i += 8;
+    }
+    // The tail as the last eight bytes.
+    i < n && any(word(n - 8))
+}
+
 /// [`log_escape`] appended to `out`: runs of bytes that need no escaping
 /// are copied whole.
 fn push_log_escaped(out: &mut String, v: &str) {
@@ -811,6 +847,59 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn time_local_by_the_second_from_secs_f64_makes() {
+        let base = 1_795_984_199.0;
+        for msec in [0.0, -1.0, f64::NAN, base, base + 0.5, base + 0.998, base + 0.999, base + 0.9999995, base + 0.99999999, 4_294_967_295.999_9, 4_294_967_296.5, 2e11 + 0.9999999] {
+            let e = AccessEntry { msec, ..probe() };
+            let want = time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(msec.max(0.0)));
+            assert_eq!(e.lookup("time_local"), Some(Some(want)), "{msec}");
+        }
+    }
+
+    fn probe() -> AccessEntry {
+        AccessEntry {
+            msec: 0.0,
+            remote_addr: String::new(),
+            method: String::new(),
+            uri: String::new(),
+            args: String::new(),
+            request_line: String::new(),
+            host: String::new(),
+            status: 0,
+            request_time: Duration::ZERO,
+            upstream: vec![],
+            redirects: vec![],
+            body_bytes_sent: 0,
+            connection_requests: 0,
+            referer: None,
+            user_agent: None,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn escape_check_is_the_escape_rule() {
+        for n in 0..20 {
+            for at in 0..n {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; n];
+                    v[at] = b;
+                    assert_eq!(needs_log_escape(&v), log_escaped(b), "{v:?}");
+                }
+            }
+        }
+        // Mixed bytes, near the edges of each range.
+        let near = [0x00, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0xff, b'a'];
+        let mut seed = 1u64;
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let n = (seed >> 59) as usize;
+            let v: Vec<u8> = (0..n).map(|i| near[((seed >> (i * 3 % 56)) % near.len() as u64) as usize]).collect();
+            assert_eq!(needs_log_escape(&v), v.iter().any(|&b| log_escaped(b)), "{v:?}");
+        }
+    }
 
     #[test]
     fn access_line_with_retry_lists() {
