@@ -39,39 +39,74 @@ impl RequestVars {
     /// know (the script keeps it as written). A known variable with no
     /// value is empty, as nginx's `not_found` is in a script.
     pub fn value(&self, name: &str, proxy_host: &str) -> Option<String> {
-        let name = name.to_ascii_lowercase();
-        Some(match name.as_str() {
-            "proxy_host" => proxy_host.to_string(),
-            "http_host" => self.http_host.clone(),
+        let mut v = String::new();
+        self.push_value(name, proxy_host, &self.headers, &mut v).then_some(v)
+    }
+
+    /// [`RequestVars::value`] appended to `out`, `$http_NAME` read from
+    /// `headers`; false (nothing appended) for a variable not known.
+    fn push_value(&self, name: &str, proxy_host: &str, headers: &[(String, String)], out: &mut String) -> bool {
+        // Names are nearly always written in lowercase: no copy then.
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            name
+        };
+        let v = match name {
+            "proxy_host" => proxy_host,
+            "http_host" => &self.http_host,
             // ngx_http_variable_host: the Host header's name, lowercased,
             // without its port; else the server's name.
             "host" => {
                 let h = host_name(&self.http_host);
-                if h.is_empty() { self.server_name.clone() } else { h.to_ascii_lowercase() }
+                if h.is_empty() {
+                    out.push_str(&self.server_name);
+                } else {
+                    let at = out.len();
+                    out.push_str(h);
+                    out[at..].make_ascii_lowercase();
+                }
+                return true;
             }
-            "remote_addr" => self.remote_addr.clone(),
-            "uri" | "document_uri" => self.uri.clone(),
-            "request_uri" => self.request_uri.clone(),
-            "args" | "query_string" => self.args.clone(),
-            "is_args" => if self.args.is_empty() { String::new() } else { "?".into() },
-            "request_method" => self.method.clone(),
-            "scheme" => "http".into(),
-            "nginx_version" => crate::response::NGINX_VERSION.trim_start_matches("nginx/").into(),
-            "server_name" => self.server_name.clone(),
-            "status" => self.status.map(|s| format!("{s:03}")).unwrap_or_default(),
-            "upstream_status" => self.upstream_status.clone().unwrap_or_default(),
+            "remote_addr" => &self.remote_addr,
+            "uri" | "document_uri" => &self.uri,
+            "request_uri" => &self.request_uri,
+            "args" | "query_string" => &self.args,
+            "is_args" => if self.args.is_empty() { "" } else { "?" },
+            "request_method" => &self.method,
+            "scheme" => "http",
+            "nginx_version" => crate::response::NGINX_VERSION.trim_start_matches("nginx/"),
+            "server_name" => &self.server_name,
+            "status" => {
+                if let Some(s) = self.status {
+                    crate::num::push_decimal_str(out, u64::from(s), 3);
+                }
+                return true;
+            }
+            "upstream_status" => self.upstream_status.as_deref().unwrap_or_default(),
             n => match n.strip_prefix("http_") {
                 // ngx_http_variable_unknown_header: the client's header whose
                 // name, lowercased with `-` as `_`, is NAME; empty when absent.
-                Some(h) => header_variable(&self.headers, h).unwrap_or_default().to_string(),
-                None => return None,
+                Some(h) => header_variable(headers, h).unwrap_or_default(),
+                None => return false,
             },
-        })
+        };
+        out.push_str(v);
+        true
     }
 
     /// A script's text with its variables' values (`ngx_http_script_run`).
     pub fn expand(&self, template: &str, proxy_host: &str) -> String {
-        crate::logs::expand(template, |name| self.value(name, proxy_host))
+        let mut out = String::with_capacity(template.len());
+        self.expand_into(&mut out, template, proxy_host, &self.headers);
+        out
+    }
+
+    /// [`RequestVars::expand`] appended to `out`, `$http_NAME` read from `headers`.
+    fn expand_into(&self, out: &mut String, template: &str, proxy_host: &str, headers: &[(String, String)]) {
+        crate::logs::expand_into(out, template, |name, out| self.push_value(name, proxy_host, headers, out));
     }
 }
 
@@ -96,12 +131,20 @@ fn host_name(h: &str) -> &str {
 /// headers, which it sets itself (`ngx_http_proxy_headers`).
 pub const NOT_FORWARDED: [&str; 8] = ["host", "connection", "keep-alive", "content-length", "transfer-encoding", "te", "upgrade", "expect"];
 
-fn substitute(template: &str, loc: &ResolvedLocation, vars: &RequestVars, client_headers: &[(String, String)]) -> String {
-    if vars.headers.is_empty() && !client_headers.is_empty() {
-        let vars = RequestVars { headers: client_headers.to_vec(), ..vars.clone() };
-        return vars.expand(template, &loc.proxy_host);
-    }
-    vars.expand(template, &loc.proxy_host)
+/// Whether a client header is one of [`NOT_FORWARDED`].
+fn not_forwarded(name: &str) -> bool {
+    // The names' lengths as a bit set: most headers are told apart by
+    // their length alone.
+    const LENGTHS: u32 = {
+        let mut m = 0;
+        let mut i = 0;
+        while i < NOT_FORWARDED.len() {
+            m |= 1 << NOT_FORWARDED[i].len();
+            i += 1;
+        }
+        m
+    };
+    name.len() < 32 && LENGTHS & (1 << name.len()) != 0 && NOT_FORWARDED.iter().any(|n| crate::response::eq_lower(name.as_bytes(), n.as_bytes()))
 }
 
 /// `ngx_http_client_errors[]`: the [info] texts for a request line nginx
@@ -156,26 +199,45 @@ pub fn encode_request_head(loc: &ResolvedLocation, method: &str, uri: &str, clie
             s.push_str(part);
         }
     };
+    // `$http_NAME` reads the client's headers when the variables carry none.
+    let headers = if vars.headers.is_empty() { client_headers } else { &vars.headers[..] };
+    let mut overridden = false;
     for (k, v) in &loc.headers {
-        // A value without `$` is itself: no script to run.
-        let v = if v.contains('$') { std::borrow::Cow::Owned(substitute(v, loc, vars, client_headers)) } else { std::borrow::Cow::Borrowed(v.as_str()) };
-        if !v.is_empty() {
-            line(&mut s, k, &v);
+        overridden |= k.eq_ignore_ascii_case("content-length");
+        // The value is written in place; an empty one takes its line back.
+        let start = s.len();
+        s.push_str(k);
+        s.push_str(": ");
+        let at = s.len();
+        if v == "$proxy_host" {
+            // nginx's default `Host` (profile::default_headers), the one
+            // script nearly every request runs.
+            s.push_str(&loc.proxy_host);
+        } else if v.contains('$') {
+            vars.expand_into(&mut s, v, &loc.proxy_host, headers);
+        } else {
+            // A value without `$` is itself: no script to run.
+            s.push_str(v);
+        }
+        if s.len() == at {
+            s.truncate(start);
+        } else {
+            s.push_str("\r\n");
         }
     }
     // $proxy_internal_body_length: the body's length whenever the client
     // declared one (`r->headers_in.content_length_n >= 0`, a HEAD or GET
     // with `Content-Length: 0` too; observed on nginx 1.22.1).
-    let declared = client_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
     // `proxy_set_header Content-Length ...` replaces that default entry
     // (`ngx_http_proxy_init_headers`): its value was written above, and
     // `""` sends none (the `auth_request` remedy).
-    let overridden = loc.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
-    if !overridden && (body_len > 0 || declared || matches!(method, "POST" | "PUT" | "PATCH")) {
-        line(&mut s, "Content-Length", &body_len.to_string());
+    if !overridden && (body_len > 0 || matches!(method, "POST" | "PUT" | "PATCH") || client_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"))) {
+        s.push_str("Content-Length: ");
+        crate::num::push_decimal_str(&mut s, body_len, 0);
+        s.push_str("\r\n");
     }
     for (k, v) in client_headers {
-        if NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(k)) || loc.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
+        if not_forwarded(k) || loc.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
             continue;
         }
         line(&mut s, k, v);

@@ -2,6 +2,7 @@
 //! `ngx_http_log_module`): the line text, the `$upstream_*` lists, and
 //! `log_format` rendering. Pure: the proxy's sink writes what these produce.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 /// The request context nginx appends to every upstream error line.
@@ -42,27 +43,39 @@ pub type SecondCache = std::cell::RefCell<Option<(u64, String)>>;
 
 /// `format(t)`, or the text `cache` holds for `t`'s second.
 pub fn per_second(cache: &'static std::thread::LocalKey<SecondCache>, t: SystemTime, format: impl FnOnce(SystemTime) -> String) -> String {
-    let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else { return format(t) };
-    let secs = since.as_secs();
+    with_per_second(cache, t, format, str::to_string)
+}
+
+/// [`per_second`]'s text lent to `f` (no copy of it).
+fn with_per_second<R>(cache: &'static std::thread::LocalKey<SecondCache>, t: SystemTime, format: impl FnOnce(SystemTime) -> String, f: impl FnOnce(&str) -> R) -> R {
+    let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else { return f(&format(t)) };
+    with_second(cache, since.as_secs(), || format(t), f)
+}
+
+/// The text `cache` holds for the second `secs` since the epoch (made by
+/// `format` when it holds another's), lent to `f`.
+fn with_second<R>(cache: &'static std::thread::LocalKey<SecondCache>, secs: u64, format: impl FnOnce() -> String, f: impl FnOnce(&str) -> R) -> R {
     cache.with(|last| {
         let mut last = last.borrow_mut();
         match &*last {
-            Some((s, text)) if *s == secs => text.clone(),
+            Some((s, text)) if *s == secs => f(text),
             _ => {
-                let text = format(t);
-                *last = Some((secs, text.clone()));
-                text
+                let text = format();
+                let r = f(&text);
+                *last = Some((secs, text));
+                r
             }
         }
     })
 }
 
+thread_local! {
+    static TIME_LOCAL: SecondCache = const { std::cell::RefCell::new(None) };
+}
+
 /// `$time_local`: `23/Nov/2026:10:00:00 +0000` (see [`per_second`]).
 pub fn time_local(t: SystemTime) -> String {
-    thread_local! {
-        static LAST: SecondCache = const { std::cell::RefCell::new(None) };
-    }
-    per_second(&LAST, t, format_time_local)
+    per_second(&TIME_LOCAL, t, format_time_local)
 }
 
 fn format_time_local(t: SystemTime) -> String {
@@ -240,18 +253,10 @@ pub struct AccessEntry {
     pub headers: Vec<(String, String)>,
 }
 
-fn secs3(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64())
-}
-
 impl AccessEntry {
     /// `$upstream_status` style: "502, 200".
     pub fn upstream_status(&self) -> String {
         upstream_status(&self.upstream, &self.redirects)
-    }
-
-    fn join(&self, f: impl Fn(&UpstreamState) -> String) -> String {
-        join_states(&self.upstream, &self.redirects, f)
     }
 
     /// The value of an nginx variable (without `$`), or `None` if unknown;
@@ -263,34 +268,208 @@ impl AccessEntry {
 
     /// `None`: unknown; `Some(None)`: known, without a value (`not_found`).
     pub fn lookup(&self, name: &str) -> Option<Option<String>> {
-        let upstream = |s: String| (!self.upstream.is_empty()).then_some(s);
-        Some(match name {
-            "msec" => Some(format!("{:.3}", self.msec)),
-            "remote_addr" => Some(self.remote_addr.clone()),
-            "request_method" => Some(self.method.clone()),
-            "uri" => Some(self.uri.clone()),
-            "args" => (!self.args.is_empty()).then(|| self.args.clone()),
-            "request" => Some(self.request_line.clone()),
-            "http_host" | "host" => Some(self.host.clone()),
-            "status" => Some(format!("{:03}", self.status)),
-            "request_time" => Some(secs3(self.request_time)),
-            "upstream_status" => upstream(self.upstream_status()),
-            "upstream_response_time" => upstream(self.join(|u| secs3(u.response_time))),
-            "upstream_connect_time" => upstream(self.join(|u| u.connect_time.map(secs3).unwrap_or_else(|| "-".into()))),
-            "upstream_addr" => upstream(self.join(|u| u.addr.clone())),
-            "body_bytes_sent" => Some(self.body_bytes_sent.to_string()),
-            "connection_requests" => Some(self.connection_requests.to_string()),
-            "time_local" => Some(time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0)))),
-            "time_iso8601" => Some(time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0)))),
-            "remote_user" => None,
-            "http_referer" => self.referer.clone(),
-            "http_user_agent" => self.user_agent.clone(),
-            n => match n.strip_prefix("http_") {
-                Some(h) => crate::http::header_variable(&self.headers, &h.to_ascii_lowercase()).map(str::to_string),
-                None => return None,
-            },
-        })
+        let mut v = String::new();
+        match self.write_var(&Var::of(name), &mut v) {
+            Found::Unknown => None,
+            Found::Missing => Some(None),
+            Found::Safe | Found::Text => Some(Some(v)),
+        }
     }
+
+    /// Appends `var`'s value to `out` (nothing when it has none): the one
+    /// table of the access entry's variables, for [`AccessEntry::lookup`]
+    /// and the log line, which writes values in place.
+    #[inline]
+    fn write_var(&self, var: &Var, out: &mut String) -> Found {
+        let text = |out: &mut String, v: &str| {
+            out.push_str(v);
+            Found::Text
+        };
+        let upstream = self.upstream.is_empty();
+        match var {
+            Var::Msec => {
+                let _ = write!(out, "{:.3}", self.msec);
+                return Found::Safe;
+            }
+            Var::RemoteAddr => return text(out, &self.remote_addr),
+            Var::RequestMethod => return text(out, &self.method),
+            Var::Uri => return text(out, &self.uri),
+            Var::Args if self.args.is_empty() => {}
+            Var::Args => return text(out, &self.args),
+            Var::Request => return text(out, &self.request_line),
+            Var::Host => return text(out, &self.host),
+            Var::Status => {
+                crate::num::push_decimal_str(out, u64::from(self.status), 3);
+                return Found::Safe;
+            }
+            Var::RequestTime => {
+                push_secs3(out, self.request_time);
+                return Found::Safe;
+            }
+            Var::UpstreamStatus | Var::UpstreamResponseTime | Var::UpstreamConnectTime | Var::UpstreamAddr if upstream => {}
+            Var::UpstreamStatus => {
+                self.join_into(out, |out, u| if u.status == 0 { out.push('-') } else { crate::num::push_decimal_str(out, u64::from(u.status), 0) });
+                return Found::Safe;
+            }
+            Var::UpstreamResponseTime => {
+                self.join_into(out, |out, u| push_secs3(out, u.response_time));
+                return Found::Safe;
+            }
+            Var::UpstreamConnectTime => {
+                self.join_into(out, |out, u| match u.connect_time {
+                    Some(d) => push_secs3(out, d),
+                    None => out.push('-'),
+                });
+                return Found::Safe;
+            }
+            Var::UpstreamAddr => {
+                self.join_into(out, |out, u| out.push_str(&u.addr));
+                return Found::Text;
+            }
+            Var::BodyBytesSent => {
+                crate::num::push_decimal_str(out, self.body_bytes_sent, 0);
+                return Found::Safe;
+            }
+            Var::ConnectionRequests => {
+                crate::num::push_decimal_str(out, self.connection_requests, 0);
+                return Found::Safe;
+            }
+            Var::TimeLocal => {
+                // time_local's cache, keyed by the second without making a
+                // SystemTime of it unless the text must be made.
+                let msec = self.msec.max(0.0);
+                let d = || Duration::from_secs_f64(msec);
+                // `from_secs_f64` rounds to the nanosecond: its second is
+                // the float's whole part unless the fraction is within half
+                // a nanosecond of 1 (the fraction of a float below 2^32 is
+                // exact).
+                let secs = if msec < 4_294_967_296.0 && msec - ((msec as u64) as f64) < 0.999 { msec as u64 } else { d().as_secs() };
+                with_second(&TIME_LOCAL, secs, || format_time_local(SystemTime::UNIX_EPOCH + d()), |v| out.push_str(v));
+                return Found::Safe;
+            }
+            Var::TimeIso8601 => {
+                out.push_str(&time_iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(self.msec.max(0.0))));
+                return Found::Safe;
+            }
+            Var::RemoteUser => {}
+            Var::HttpReferer => {
+                if let Some(v) = &self.referer {
+                    return text(out, v);
+                }
+            }
+            Var::HttpUserAgent => {
+                if let Some(v) = &self.user_agent {
+                    return text(out, v);
+                }
+            }
+            Var::Header(h) => {
+                if let Some(v) = crate::http::header_variable(&self.headers, h) {
+                    return text(out, v);
+                }
+            }
+            Var::Unknown => return Found::Unknown,
+        }
+        Found::Missing
+    }
+
+    /// [`join_states`] appended to `out`.
+    fn join_into(&self, out: &mut String, f: impl Fn(&mut String, &UpstreamState)) {
+        for (i, u) in self.upstream.iter().enumerate() {
+            if i > 0 {
+                out.push_str(if self.redirects.contains(&i) { " : " } else { ", " });
+            }
+            f(out, u);
+        }
+    }
+}
+
+/// An access entry's variable, told by its name once per `log_format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Var {
+    Msec,
+    RemoteAddr,
+    RequestMethod,
+    Uri,
+    Args,
+    Request,
+    Host,
+    Status,
+    RequestTime,
+    UpstreamStatus,
+    UpstreamResponseTime,
+    UpstreamConnectTime,
+    UpstreamAddr,
+    BodyBytesSent,
+    ConnectionRequests,
+    TimeLocal,
+    TimeIso8601,
+    RemoteUser,
+    HttpReferer,
+    HttpUserAgent,
+    /// `$http_NAME`, NAME lowercased.
+    Header(String),
+    Unknown,
+}
+
+impl Var {
+    fn of(name: &str) -> Var {
+        match name {
+            "msec" => Var::Msec,
+            "remote_addr" => Var::RemoteAddr,
+            "request_method" => Var::RequestMethod,
+            "uri" => Var::Uri,
+            "args" => Var::Args,
+            "request" => Var::Request,
+            "http_host" | "host" => Var::Host,
+            "status" => Var::Status,
+            "request_time" => Var::RequestTime,
+            "upstream_status" => Var::UpstreamStatus,
+            "upstream_response_time" => Var::UpstreamResponseTime,
+            "upstream_connect_time" => Var::UpstreamConnectTime,
+            "upstream_addr" => Var::UpstreamAddr,
+            "body_bytes_sent" => Var::BodyBytesSent,
+            "connection_requests" => Var::ConnectionRequests,
+            "time_local" => Var::TimeLocal,
+            "time_iso8601" => Var::TimeIso8601,
+            "remote_user" => Var::RemoteUser,
+            "http_referer" => Var::HttpReferer,
+            "http_user_agent" => Var::HttpUserAgent,
+            n => match n.strip_prefix("http_") {
+                Some(h) => Var::Header(h.to_ascii_lowercase()),
+                None => Var::Unknown,
+            },
+        }
+    }
+}
+
+/// What [`AccessEntry::write_var`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Unknown,
+    /// Known, without a value (`not_found`): nothing written.
+    Missing,
+    /// A value no escaping changes (digits, times, `-`, `,`, `:`).
+    Safe,
+    /// A value that may need escaping.
+    Text,
+}
+
+/// `secs3` appended to `out`. A whole number of milliseconds, or a time
+/// whose sub-millisecond part is not near the half, is written from the
+/// integers: `{:.3}` of the float rounds it the same way (the float is
+/// within a nanosecond of the duration below 2^20 s); the rest goes by
+/// the float.
+fn push_secs3(out: &mut String, d: Duration) {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    let sub = nanos % 1_000_000;
+    if secs >= 1 << 20 || (499_990..=500_010).contains(&sub) {
+        let _ = write!(out, "{:.3}", d.as_secs_f64());
+        return;
+    }
+    let millis = secs * 1000 + u64::from(nanos / 1_000_000) + u64::from(sub > 500_000);
+    crate::num::push_decimal_str(out, millis / 1000, 0);
+    out.push('.');
+    crate::num::push_decimal_str(out, millis % 1000, 3);
 }
 
 /// `log_format NAME escape=default|json|none`: how variable values are
@@ -336,44 +515,97 @@ pub(crate) enum Piece<'a> {
 /// `${name}`s (`ngx_http_script_compile`, `ngx_http_log_compile_format`):
 /// the one reading of variable references, for the parser and the log.
 pub(crate) fn pieces(fmt: &str) -> Vec<Piece<'_>> {
-    // Scanned by bytes: `$`, `{`, `}` and the name's characters are ASCII,
-    // so every index cut at is a char boundary. This runs for every access
-    // line and script expansion.
-    let b = fmt.as_bytes();
-    let mut out = Vec::with_capacity(16);
-    let mut rest = 0;
-    while let Some(off) = b[rest..].iter().position(|&c| c == b'$') {
-        let i = rest + off;
-        if i > rest {
-            out.push(Piece::Text(&fmt[rest..i]));
+    piece_iter(fmt).collect()
+}
+
+/// The characters of a `$name`: ASCII letters, digits and `_`.
+const NAME_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric() || c == b'_' as usize;
+        c += 1;
+    }
+    t
+};
+
+/// [`pieces`] one at a time, without a vector.
+pub(crate) fn piece_iter(fmt: &str) -> Pieces<'_> {
+    Pieces { fmt, at: 0, var: None }
+}
+
+/// The iterator of [`piece_iter`].
+pub(crate) struct Pieces<'a> {
+    fmt: &'a str,
+    /// Where the next piece starts.
+    at: usize,
+    /// A variable found after a text piece: its name's range, and where
+    /// the piece after it starts.
+    var: Option<(usize, usize, usize)>,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        // Scanned by bytes: `$`, `{`, `}` and the name's characters are
+        // ASCII, so every index cut at is a char boundary. This runs for
+        // every script expansion.
+        let fmt = self.fmt;
+        if let Some((a, e, next)) = self.var.take() {
+            self.at = next;
+            return Some(Piece::Var(&fmt[a..e]));
         }
+        let b = fmt.as_bytes();
+        let rest = self.at;
+        if rest >= b.len() {
+            return None;
+        }
+        let Some(off) = memchr::memchr(b'$', &b[rest..]) else {
+            self.at = b.len();
+            return Some(Piece::Text(&fmt[rest..]));
+        };
+        let i = rest + off;
         let after = i + 1;
         // `${name}` up to the closing bracket (a name with other characters
         // stays one, so that the parser refuses it as unknown); without
         // one, `$` names nothing.
-        let braced = (b.get(after) == Some(&b'{')).then(|| b[after + 1..].iter().position(|&c| c == b'}')).flatten();
-        let (name, next) = match braced {
-            Some(e) => (&fmt[after + 1..after + 1 + e], after + e + 2),
+        let braced = (b.get(after) == Some(&b'{')).then(|| memchr::memchr(b'}', &b[after + 1..])).flatten();
+        let (a, e, next) = match braced {
+            Some(e) => (after + 1, after + 1 + e, after + e + 2),
             None => {
-                let n = b[after..].iter().position(|&c| !(c.is_ascii_alphanumeric() || c == b'_')).unwrap_or(b.len() - after);
-                (&fmt[after..after + n], after + n)
+                let n = b[after..].iter().position(|&c| !NAME_CHAR[usize::from(c)]).unwrap_or(b.len() - after);
+                (after, after + n, after + n)
             }
         };
-        out.push(Piece::Var(name));
-        rest = next;
+        if i > rest {
+            self.var = Some((a, e, next));
+            return Some(Piece::Text(&fmt[rest..i]));
+        }
+        self.at = next;
+        Some(Piece::Var(&fmt[a..e]))
     }
-    if rest < b.len() {
-        out.push(Piece::Text(&fmt[rest..]));
-    }
-    out
 }
 
 /// A script's text with each `$name` / `${name}` replaced by `value`'s
 /// answer; a name it does not know stays as written (a lone `$` too).
 pub fn expand(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len());
+    expand_into(&mut out, template, |name, out| match value(name) {
+        Some(v) => {
+            out.push_str(&v);
+            true
+        }
+        None => false,
+    });
+    out
+}
+
+/// [`expand`] appended to `out`, `value` appending a variable's value
+/// (false, with nothing appended: a name it does not know).
+pub(crate) fn expand_into(out: &mut String, template: &str, mut value: impl FnMut(&str, &mut String) -> bool) {
     let mut rest = template;
-    for p in pieces(template) {
+    for p in piece_iter(template) {
         match p {
             Piece::Text(t) => {
                 out.push_str(t);
@@ -384,15 +616,13 @@ pub fn expand(template: &str, value: impl Fn(&str) -> Option<String>) -> String 
                 let braced = rest.starts_with("${") && rest.get(2 + name.len()..).is_some_and(|r| r.starts_with('}'));
                 let len = if braced { name.len() + 3 } else { name.len() + 1 };
                 let written = &rest[..len.min(rest.len())];
-                match (!name.is_empty()).then(|| value(name)).flatten() {
-                    Some(v) => out.push_str(&v),
-                    None => out.push_str(written),
+                if name.is_empty() || !value(name, out) {
+                    out.push_str(written);
                 }
                 rest = &rest[written.len()..];
             }
         }
     }
-    out
 }
 
 /// The variables a script or log format uses, in order: `$name` and
@@ -441,46 +671,73 @@ pub fn render_access(fmt: &str, e: &AccessEntry) -> String {
     render_access_escaped(fmt, e, LogEscape::Default)
 }
 
-/// A `log_format` and its pieces as byte ranges: (variable?, start, end).
-type ParsedFormat = (String, Vec<(bool, usize, usize)>);
+/// A `log_format` and its pieces: text as a byte range of it, or a
+/// variable told by name once.
+type ParsedFormat = (String, Vec<Parsed>);
+
+enum Parsed {
+    Text(usize, usize),
+    Var(Var),
+}
+
+/// The formats a thread keeps parsed: a server has a few `log_format`s.
+const PARSED_KEPT: usize = 4;
 
 /// [`render_access`] with the format's `escape=`.
 pub fn render_access_escaped(fmt: &str, e: &AccessEntry, escape: LogEscape) -> String {
-    // One buffer for the line: a value that needs no escaping (nearly all)
-    // is copied into it as it is.
+    // One buffer for the line: each value is written into it, and escaped
+    // there only when one of its bytes needs it (rarely).
     let mut out = String::with_capacity(fmt.len() + 128);
-    // The format is split once and kept (as byte ranges, for the last
-    // format seen on this thread): a server writes many lines with few
+    // Formats are split, and their variables told by name, once and kept
+    // (the last few on this thread): a server writes many lines with few
     // formats, as nginx compiles each `log_format` once at start.
     thread_local! {
-        static PARSED: std::cell::RefCell<ParsedFormat> = const { std::cell::RefCell::new((String::new(), Vec::new())) };
+        static PARSED: std::cell::RefCell<Vec<ParsedFormat>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     PARSED.with(|parsed| {
         let mut parsed = parsed.borrow_mut();
-        if parsed.0 != fmt || parsed.1.is_empty() {
-            let base = fmt.as_ptr() as usize;
-            let range = |t: &str| (t.as_ptr() as usize - base, t.as_ptr() as usize - base + t.len());
-            parsed.1 = pieces(fmt)
-                .into_iter()
-                .map(|p| match p {
-                    Piece::Text(t) => (false, range(t).0, range(t).1),
-                    Piece::Var(n) => (true, range(n).0, range(n).1),
-                })
-                .collect();
-            fmt.clone_into(&mut parsed.0);
-        }
-        for &(var, a, b) in &parsed.1 {
-            if !var {
-                out.push_str(&fmt[a..b]);
-                continue;
+        let at = match parsed.iter().position(|(f, _)| f == fmt) {
+            Some(i) => i,
+            None => {
+                let base = fmt.as_ptr() as usize;
+                let range = |t: &str| (t.as_ptr() as usize - base, t.as_ptr() as usize - base + t.len());
+                let pieces = piece_iter(fmt)
+                    .map(|p| match p {
+                        Piece::Text(t) => Parsed::Text(range(t).0, range(t).1),
+                        Piece::Var(n) => Parsed::Var(Var::of(n)),
+                    })
+                    .collect();
+                if parsed.len() == PARSED_KEPT {
+                    parsed.remove(0);
+                }
+                parsed.push((fmt.to_string(), pieces));
+                parsed.len() - 1
             }
-            let name = &fmt[a..b];
-            match (escape, e.lookup(name).flatten()) {
-                (LogEscape::Default, Some(v)) => push_log_escaped(&mut out, &v),
-                (LogEscape::Default, None) => out.push('-'),
-                (LogEscape::Json, Some(v)) => out.push_str(&json_escape(&v)),
-                (LogEscape::None, Some(v)) => out.push_str(&v),
-                (_, None) => {}
+        };
+        for p in &parsed[at].1 {
+            let var = match p {
+                Parsed::Text(a, b) => {
+                    out.push_str(&fmt[*a..*b]);
+                    continue;
+                }
+                Parsed::Var(v) => v,
+            };
+            let start = out.len();
+            match (escape, e.write_var(var, &mut out)) {
+                (LogEscape::Default, Found::Unknown | Found::Missing) => out.push('-'),
+                (_, Found::Unknown | Found::Missing | Found::Safe) | (LogEscape::None, Found::Text) => {}
+                (LogEscape::Default, Found::Text) => {
+                    if needs_log_escape(&out.as_bytes()[start..]) {
+                        let v = out.split_off(start);
+                        push_log_escaped(&mut out, &v);
+                    }
+                }
+                (LogEscape::Json, Found::Text) => {
+                    if out.as_bytes()[start..].iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+                        let v = out.split_off(start);
+                        out.push_str(&json_escape(&v));
+                    }
+                }
             }
         }
     });
@@ -518,23 +775,62 @@ pub fn log_escape(v: &str) -> String {
     out
 }
 
-/// [`log_escape`] appended to `out`.
-fn push_log_escaped(out: &mut String, v: &str) {
-    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f;
-    if !v.bytes().any(escaped) {
-        out.push_str(v);
-        return;
+/// The bytes [`log_escape`] writes as `\xXX`.
+fn log_escaped(b: u8) -> bool {
+    (b < 0x20) | (b == b'"') | (b == b'\\') | (b >= 0x7f)
+}
+
+/// Whether a byte of `v` is one [`log_escape`] changes, eight bytes at a
+/// time (the bit tricks are exact for "any byte"): every value of every
+/// access line is checked.
+fn needs_log_escape(v: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let any = |x: u64| {
+        // A byte below 0x20; above 0x7e; equal to `"`; equal to `\`.
+        let below = x.wrapping_sub(0x20 * ONES) & !x;
+        let above = x.wrapping_add(ONES) | x;
+        let quote = x ^ (u64::from(b'"') * ONES);
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = x ^ (u64::from(b'\\') * ONES);
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        (below | above | quote | backslash) & (0x80 * ONES) != 0
+    };
+    let word = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().expect("8 bytes"));
+    let n = v.len();
+    if n < 8 {
+        return v.iter().any(|&b| log_escaped(b));
     }
+    let mut i = 0;
+    while i + 8 <= n {
+        if any(word(i)) {
+            return true;
+        }
+        i += 8;
+    }
+    // The tail as the last eight bytes.
+    i < n && any(word(n - 8))
+}
+
+/// [`log_escape`] appended to `out`: runs of bytes that need no escaping
+/// are copied whole.
+fn push_log_escaped(out: &mut String, v: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in v.as_bytes() {
-        if escaped(b) {
+    let b = v.as_bytes();
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if log_escaped(c) {
+            // A run holds no byte from 0x80 up: when not empty, it starts
+            // and ends at char boundaries.
+            if run < i {
+                out.push_str(&v[run..i]);
+            }
             out.push_str("\\x");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push(char::from(b));
+            out.push(char::from(HEX[usize::from(c >> 4)]));
+            out.push(char::from(HEX[usize::from(c & 0xf)]));
+            run = i + 1;
         }
     }
+    out.push_str(&v[run..]);
 }
 
 #[cfg(test)]
@@ -551,6 +847,59 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn time_local_by_the_second_from_secs_f64_makes() {
+        let base = 1_795_984_199.0;
+        for msec in [0.0, -1.0, f64::NAN, base, base + 0.5, base + 0.998, base + 0.999, base + 0.9999995, base + 0.99999999, 4_294_967_295.999_9, 4_294_967_296.5, 2e11 + 0.9999999] {
+            let e = AccessEntry { msec, ..probe() };
+            let want = time_local(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(msec.max(0.0)));
+            assert_eq!(e.lookup("time_local"), Some(Some(want)), "{msec}");
+        }
+    }
+
+    fn probe() -> AccessEntry {
+        AccessEntry {
+            msec: 0.0,
+            remote_addr: String::new(),
+            method: String::new(),
+            uri: String::new(),
+            args: String::new(),
+            request_line: String::new(),
+            host: String::new(),
+            status: 0,
+            request_time: Duration::ZERO,
+            upstream: vec![],
+            redirects: vec![],
+            body_bytes_sent: 0,
+            connection_requests: 0,
+            referer: None,
+            user_agent: None,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn escape_check_is_the_escape_rule() {
+        for n in 0..20 {
+            for at in 0..n {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; n];
+                    v[at] = b;
+                    assert_eq!(needs_log_escape(&v), log_escaped(b), "{v:?}");
+                }
+            }
+        }
+        // Mixed bytes, near the edges of each range.
+        let near = [0x00, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0xff, b'a'];
+        let mut seed = 1u64;
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let n = (seed >> 59) as usize;
+            let v: Vec<u8> = (0..n).map(|i| near[((seed >> (i * 3 % 56)) % near.len() as u64) as usize]).collect();
+            assert_eq!(needs_log_escape(&v), v.iter().any(|&b| log_escaped(b)), "{v:?}");
+        }
+    }
 
     #[test]
     fn access_line_with_retry_lists() {

@@ -160,22 +160,64 @@ fn status_line(buf: &[u8]) -> Result<Option<(u16, Vec<u8>, u32, usize)>, ()> {
     Ok(Some((code, buf[start..end].to_vec(), major * 1000 + minor, len)))
 }
 
+/// One header line, as offsets into the line's bytes: nothing is copied
+/// until the head keeps it.
 enum Line {
     Again,
     End(usize),
-    Header(Vec<u8>, Vec<u8>, usize),
+    /// The name is `[..name]`, the value `[value.0..value.1]`, the line
+    /// `len` bytes; a `name` of 0 is a line to skip.
+    Header { name: usize, value: (usize, usize), len: usize },
     Invalid(String),
+}
+
+/// Bytes that end or question a header name: `:`, CR, LF, `/` (the IIS
+/// status line), controls, space and DEL.
+const NAME_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = c <= 0x20 || c == 0x7f || c == b':' as usize || c == b'/' as usize;
+        c += 1;
+    }
+    t
+};
+
+/// The first byte of `s` in [`NAME_STOP`].
+fn name_stop(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let x = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        // Per byte: below 0x21; equal to DEL, `:` or `/`. A borrow only
+        // carries up from a byte that is flagged rightly, so the lowest
+        // flag (the first byte in memory) is exact.
+        let eq = |c: u8| {
+            let y = x ^ (u64::from(c) * ONES);
+            y.wrapping_sub(ONES) & !y
+        };
+        let flags = (x.wrapping_sub(0x21 * ONES) & !x | eq(0x7f) | eq(b':') | eq(b'/')) & (0x80 * ONES);
+        if flags != 0 {
+            return Some(i + (flags.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| NAME_STOP[usize::from(c)]).map(|j| i + j)
+}
+
+/// "invalid header" with the excerpt nginx logs: the line up to `at`
+/// (bytes as Latin-1), then the byte at `at` in hex.
+#[cold]
+fn invalid(buf: &[u8], at: usize) -> Line {
+    let mut s = String::with_capacity(at + 8);
+    for &c in &buf[..at] {
+        s.push(char::from(c));
+    }
+    Line::Invalid(format!("{s}\\x{:02x}...", buf[at]))
 }
 
 /// `ngx_http_parse_header_line` for one line at `buf[0..]` (underscores allowed).
 fn header_line(buf: &[u8]) -> Line {
-    let invalid = |at: usize| {
-        let mut s = String::new();
-        for &c in &buf[..at] {
-            s.push(char::from(c));
-        }
-        Line::Invalid(format!("{s}\\x{:02x}...", buf[at]))
-    };
     match buf.first() {
         None => return Line::Again,
         Some(b'\n') => return Line::End(1),
@@ -188,33 +230,33 @@ fn header_line(buf: &[u8]) -> Line {
                 Some(_) => Line::Invalid("\\x0d...".into()),
             };
         }
-        Some(&c) if c <= 0x20 || c == 0x7f || c == b':' => return invalid(0),
+        Some(&c) if c <= 0x20 || c == 0x7f || c == b':' => return invalid(buf, 0),
         _ => {}
     }
     let mut p = 1;
-    // Name.
+    // Name: ordinary bytes are skipped eight at a time, then by one table
+    // lookup each.
     let name_end = loop {
-        let Some(&c) = buf.get(p) else { return Line::Again };
-        if c == b':' {
-            break p;
-        }
-        if c == b'\r' || c == b'\n' {
+        let Some(i) = name_stop(&buf[p..]) else { return Line::Again };
+        p += i;
+        match buf[p] {
+            b':' => break p,
             // A name with no colon ends the line: a header with an empty value.
-            return finish(buf, p, p, p);
+            b'\r' | b'\n' => return finish(buf, p, p, p, p),
+            b'/' => {
+                if p == 4 && &buf[..4] == b"HTTP" {
+                    // IIS may send a duplicate status line: ignored.
+                    return match memchr::memchr(b'\n', &buf[p..]) {
+                        None => Line::Again,
+                        Some(i) => Line::Header { name: 0, value: (0, 0), len: p + i + 1 },
+                    };
+                }
+                p += 1;
+            }
+            // Other odd bytes only mark the header invalid, which the
+            // proxy module ignores; controls and spaces end the parse.
+            _ => return invalid(buf, p),
         }
-        if c == b'/' && p == 4 && &buf[..4] == b"HTTP" {
-            // IIS may send a duplicate status line: ignored.
-            return match buf[p..].iter().position(|&c| c == b'\n') {
-                None => Line::Again,
-                Some(i) => Line::Header(Vec::new(), Vec::new(), p + i + 1),
-            };
-        }
-        // Other odd bytes only mark the header invalid, which the proxy
-        // module ignores; controls and spaces end the parse.
-        if c <= 0x20 || c == 0x7f {
-            return invalid(p);
-        }
-        p += 1;
     };
     p += 1;
     // Spaces before the value.
@@ -222,39 +264,39 @@ fn header_line(buf: &[u8]) -> Line {
         match buf.get(p) {
             None => return Line::Again,
             Some(b' ') => p += 1,
-            Some(0) => return invalid(p),
+            Some(0) => return invalid(buf, p),
             _ => break,
         }
     }
     let value_start = p;
-    let mut value_end = p;
-    loop {
-        match buf.get(p) {
-            None => return Line::Again,
-            Some(b'\r' | b'\n') => break,
-            Some(0) => return invalid(p),
-            Some(b' ') => {}
-            Some(_) => value_end = p + 1,
-        }
-        p += 1;
+    // The value runs to the first CR or LF; a NUL before it is invalid.
+    let Some(i) = memchr::memchr3(b'\r', b'\n', 0, &buf[p..]) else { return Line::Again };
+    let eol = p + i;
+    if buf[eol] == 0 {
+        return invalid(buf, eol);
     }
-    let mut h = finish(buf, p, value_start, value_end);
-    if let Line::Header(n, _, _) = &mut h {
-        *n = buf[..name_end].to_vec();
+    // Trailing spaces are not the value's.
+    let mut value_end = eol;
+    while value_end > value_start && buf[value_end - 1] == b' ' {
+        value_end -= 1;
     }
-    h
+    // The usual CRLF at once; anything else by the rules of `finish`.
+    if buf.get(eol..eol + 2) == Some(b"\r\n") && value_end > value_start {
+        return Line::Header { name: name_end, value: (value_start, value_end), len: eol + 2 };
+    }
+    finish(buf, eol, name_end, value_start, value_end)
 }
 
 /// The line ends at `eol` (CR or LF): CR must be followed by LF (more CRs
 /// are skipped, as nginx's sw_almost_done does).
-fn finish(buf: &[u8], eol: usize, vs: usize, ve: usize) -> Line {
+fn finish(buf: &[u8], eol: usize, name: usize, vs: usize, ve: usize) -> Line {
     let mut p = eol;
     loop {
         match buf.get(p) {
             None => return Line::Again,
             Some(b'\n') => {
-                let value = if ve > vs { buf[vs..ve].to_vec() } else { Vec::new() };
-                return Line::Header(buf[..eol].to_vec(), value, p + 1);
+                let value = if ve > vs { (vs, ve) } else { (0, 0) };
+                return Line::Header { name, value, len: p + 1 };
             }
             Some(b'\r') => p += 1,
             Some(_) => {
@@ -297,7 +339,8 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
         status,
         status_line: line,
         http_version: version,
-        headers: Vec::new(),
+        // Room for a typical response's headers without regrowing.
+        headers: Vec::with_capacity(8),
         content_length: -1,
         chunked: false,
         connection_close: version < 1001,
@@ -312,26 +355,65 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
                 }
                 return HeadParse::Done(head, p + n);
             }
-            Line::Header(name, value, n) => {
-                p += n;
-                if name.is_empty() {
+            Line::Header { name, value: (vs, ve), len } => {
+                let line = &buf[p..];
+                p += len;
+                if name == 0 {
                     continue;
                 }
-                if name.eq_ignore_ascii_case(b"content-length") {
-                    head.content_length = atoof(&value);
-                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                    head.chunked |= contains_ci(&value, b"chunked");
-                } else if name.eq_ignore_ascii_case(b"connection") {
-                    head.connection_close |= contains_ci(&value, b"close");
+                let (name, value) = (&line[..name], &line[vs..ve]);
+                // The ngx_http_upstream_headers_in handlers this emulates,
+                // told apart by length before the names are compared.
+                match name.len() {
+                    14 if eq_lower(name, b"content-length") => head.content_length = atoof(value),
+                    17 if eq_lower(name, b"transfer-encoding") => head.chunked |= contains_ci(value, b"chunked"),
+                    10 if eq_lower(name, b"connection") => head.connection_close |= contains_ci(value, b"close"),
+                    _ => {}
                 }
-                head.headers.push((name, value));
+                head.headers.push((name.to_vec(), value.to_vec()));
             }
         }
     }
 }
 
+/// `name.eq_ignore_ascii_case(lower)` for a `lower` in lowercase ASCII,
+/// eight bytes at a time: header names are compared on every response.
+pub(crate) fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(!lower.iter().any(u8::is_ascii_uppercase));
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return name.iter().zip(lower).all(|(a, b)| a.to_ascii_lowercase() == *b);
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let mut i = 0;
+    while i + 8 <= n {
+        if lowercase8(word(name, i)) != word(lower, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The tail as the last eight bytes (overlapping the words compared).
+    i == n || lowercase8(word(name, n - 8)) == word(lower, n - 8)
+}
+
+/// `u8::to_ascii_lowercase` of eight bytes at once: a byte of `A`..=`Z`
+/// gets 0x20; bytes from 0x80 up are left alone.
+fn lowercase8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let low7 = x & (0x7f * ONES);
+    // Per byte, no carry out of it: the top bit says `>= 'A'`, `> 'Z'`.
+    let from_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+    let past_z = low7 + (0x7f - u64::from(b'Z')) * ONES;
+    let upper = from_a & !past_z & !x & (0x80 * ONES);
+    x | (upper >> 2)
+}
+
+/// Whether `hay` holds `needle` (not empty), ASCII case aside.
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    hay.len() >= needle.len() && (0..=hay.len() - needle.len()).any(|i| hay[i..i + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 impl UpstreamHead {
@@ -364,7 +446,7 @@ impl UpstreamHead {
 
     /// The `Content-Type` value, passed on in its own slot of the header.
     pub fn content_type(&self) -> Option<&[u8]> {
-        self.headers.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(b"content-type")).map(|(_, v)| v.as_slice())
+        self.headers.iter().rev().find(|(k, _)| eq_lower(k, b"content-type")).map(|(_, v)| v.as_slice())
     }
 
     /// The headers the client gets after nginx's own, in the upstream's
@@ -387,7 +469,18 @@ impl UpstreamHead {
             b"keep-alive",
             b"transfer-encoding",
         ];
-        self.headers.iter().filter(|(k, _)| !NOT_PASSED.iter().any(|n| k.eq_ignore_ascii_case(n)))
+        // The names' lengths as a bit set: most headers are told apart by
+        // their length alone, without comparing names.
+        const LENGTHS: u32 = {
+            let mut m = 0;
+            let mut i = 0;
+            while i < NOT_PASSED.len() {
+                m |= 1 << NOT_PASSED[i].len();
+                i += 1;
+            }
+            m
+        };
+        self.headers.iter().filter(|(k, _)| !(k.len() < 32 && LENGTHS & (1 << k.len()) != 0 && NOT_PASSED.iter().any(|n| eq_lower(k, n))))
     }
 }
 
@@ -443,10 +536,22 @@ impl ClientKeepalive {
 /// (and `Keep-Alive: timeout=N` with `keepalive_timeout`'s header
 /// parameter), or `Connection: close`.
 fn connection_lines(keepalive: bool, header: Option<u64>) -> String {
-    match (keepalive, header) {
-        (true, Some(n)) => format!("Connection: keep-alive\r\nKeep-Alive: timeout={n}\r\n"),
-        (true, None) => "Connection: keep-alive\r\n".into(),
-        (false, _) => "Connection: close\r\n".into(),
+    let mut out = Vec::with_capacity(64);
+    push_connection_lines(&mut out, keepalive, header);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// [`connection_lines`] appended to `out`.
+fn push_connection_lines(out: &mut Vec<u8>, keepalive: bool, header: Option<u64>) {
+    if !keepalive {
+        out.extend_from_slice(b"Connection: close\r\n");
+        return;
+    }
+    out.extend_from_slice(b"Connection: keep-alive\r\n");
+    if let Some(n) = header {
+        out.extend_from_slice(b"Keep-Alive: timeout=");
+        crate::num::push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -484,14 +589,13 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
     if up.status == 101 {
         keepalive = false;
     }
-    let mut h = Vec::with_capacity(256);
+    // Sized for the whole head: the fixed lines take under 160 bytes.
+    let room = 160 + up.status_line.len() + date.len() + up.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+    let mut h = Vec::with_capacity(room);
     h.extend_from_slice(b"HTTP/1.1 ");
     h.extend_from_slice(&up.status_line);
-    h.extend_from_slice(b"\r\n");
     // Pushed piece by piece, not format!: this runs for every response.
-    h.extend_from_slice(b"Server: ");
-    h.extend_from_slice(if client.server_tokens { NGINX_VERSION } else { "nginx" }.as_bytes());
-    h.extend_from_slice(b"\r\nDate: ");
+    h.extend_from_slice(if client.server_tokens { b"\r\nServer: nginx/1.22.1\r\nDate: " } else { b"\r\nServer: nginx\r\nDate: " });
     h.extend_from_slice(date.as_bytes());
     h.extend_from_slice(b"\r\n");
     if let Some(ct) = up.content_type() {
@@ -501,7 +605,7 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
     }
     if up.content_length >= 0 {
         h.extend_from_slice(b"Content-Length: ");
-        h.extend_from_slice(up.content_length.to_string().as_bytes());
+        crate::num::push_decimal(&mut h, up.content_length as u64);
         h.extend_from_slice(b"\r\n");
     }
     if chunked {
@@ -510,7 +614,7 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
     if up.status == 101 {
         h.extend_from_slice(b"Connection: upgrade\r\n");
     } else {
-        h.extend_from_slice(connection_lines(keepalive, client.keepalive_header).as_bytes());
+        push_connection_lines(&mut h, keepalive, client.keepalive_header);
     }
     for (k, v) in up.passed_headers() {
         h.extend_from_slice(k);
@@ -985,6 +1089,61 @@ mod tests {
         assert!(client_head(&up, client, "D").chunked, "unknown length to an HTTP/1.1 client: chunked");
         let h10 = client_head(&up, ClientSide { http11: false, ..client }, "D");
         assert!(!h10.chunked && !h10.keepalive, "to HTTP/1.0: raw, then close");
+    }
+
+    #[test]
+    fn name_stop_is_the_table() {
+        let near = [0x00, 0x09, 0x20, 0x21, 0x2e, 0x2f, 0x30, 0x39, 0x3a, 0x3b, 0x7e, 0x7f, 0x80, 0xff, b'a'];
+        let mut seed = 7u64;
+        for _ in 0..50_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let n = (seed >> 58) as usize % 24;
+            let v: Vec<u8> = (0..n).map(|i| if (seed >> (i % 60)) & 3 == 0 { near[((seed >> (i * 5 % 59)) % near.len() as u64) as usize] } else { b'a' }).collect();
+            assert_eq!(name_stop(&v), v.iter().position(|&c| NAME_STOP[usize::from(c)]), "{v:?}");
+        }
+        for b in 0..=255u8 {
+            for at in 0..16 {
+                let mut v = vec![b'a'; 16];
+                v[at] = b;
+                assert_eq!(name_stop(&v), v.iter().position(|&c| NAME_STOP[usize::from(c)]), "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn eq_lower_is_eq_ignore_ascii_case() {
+        let names: [&[u8]; 6] = [b"content-length", b"content-type", b"date", b"x-accel-limit-rate", b"transfer-encoding", b""];
+        let mut probes: Vec<Vec<u8>> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+        probes.extend(names.iter().map(|n| n.to_vec()));
+        // Every byte value at every position of each name.
+        for n in names {
+            for i in 0..n.len() {
+                for b in 0..=255u8 {
+                    let mut p = n.to_vec();
+                    p[i] = b;
+                    probes.push(p);
+                }
+            }
+        }
+        for n in names {
+            for p in &probes {
+                assert_eq!(eq_lower(p, n), p.eq_ignore_ascii_case(n), "{p:?} {n:?}");
+            }
+        }
+        for x in [0u64, u64::MAX, 0x4041_5a5b_6061_7a7b, 0xc1da_c1da_c1da_c1da] {
+            let want = u64::from_le_bytes(x.to_le_bytes().map(|b| b.to_ascii_lowercase()));
+            assert_eq!(lowercase8(x), want, "{x:x}");
+        }
+    }
+
+    #[test]
+    fn the_server_line_names_nginx_version() {
+        let up = done(b"HTTP/1.1 200 OK\r\n\r\n");
+        let client = ClientSide { http11: true, keepalive: true, head_request: false, server_tokens: true, keepalive_header: None };
+        for tokens in [true, false] {
+            let h = client_head(&up, ClientSide { server_tokens: tokens, ..client }, "D");
+            assert!(String::from_utf8(h.bytes).unwrap().starts_with(&format!("HTTP/1.1 200 OK\r\n{}Date: D\r\n", server_line(tokens))));
+        }
     }
 
     #[test]
