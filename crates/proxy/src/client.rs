@@ -109,8 +109,10 @@ impl ClientRequest {
         rt.logs.error(logs::error_line(SystemTime::now(), std::process::id(), level, text, &ctx));
     }
 
-    /// The request's access-log line, in each log that applies.
-    fn log_access(&self, rt: &Runtime, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
+    /// The request's access-log line, in each log that applies: its last
+    /// act (nginx's log phase, at finalization), so the line's texts are
+    /// moved out of the request, not copied; only `no` is read after.
+    fn log_access(&mut self, rt: &Runtime, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
         rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
     }
 
@@ -149,24 +151,28 @@ impl ClientRequest {
         response::added_headers(status, add, &self.vars(upstream))
     }
 
-    fn access_entry(&self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
+    fn access_entry(&mut self, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) -> AccessEntry {
+        let take = std::mem::take::<String>;
+        let redirects = if self.prior_upstream.is_empty() || upstream.is_empty() { Vec::new() } else { vec![self.prior_upstream.len()] };
+        let mut states = std::mem::take(&mut self.prior_upstream);
+        states.extend_from_slice(upstream);
         AccessEntry {
             msec: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            remote_addr: self.vars.remote_addr.clone(),
-            method: self.vars.method.clone(),
-            uri: self.vars.uri.clone(),
-            args: self.vars.args.clone(),
-            request_line: self.request_line.clone(),
-            host: self.vars.http_host.clone(),
+            remote_addr: take(&mut self.vars.remote_addr),
+            method: take(&mut self.vars.method),
+            uri: take(&mut self.vars.uri),
+            args: take(&mut self.vars.args),
+            request_line: take(&mut self.request_line),
+            host: take(&mut self.vars.http_host),
             status,
             request_time: self.start.elapsed(),
-            upstream: [&self.prior_upstream[..], upstream].concat(),
-            redirects: if self.prior_upstream.is_empty() || upstream.is_empty() { Vec::new() } else { vec![self.prior_upstream.len()] },
+            upstream: states,
+            redirects,
             body_bytes_sent,
             connection_requests: self.conn_requests,
-            referer: self.referer.clone(),
-            user_agent: self.user_agent.clone(),
-            headers: self.vars.headers.clone(),
+            referer: self.referer.take(),
+            user_agent: self.user_agent.take(),
+            headers: std::mem::take(&mut self.vars.headers),
         }
     }
 }
@@ -275,7 +281,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             let line_end = c.rbuf[start..].iter().position(|&b| b == b'\r' || b == b'\n').map_or(c.rbuf.len(), |p| start + p);
             let raw = String::from_utf8_lossy(&c.rbuf[start..line_end]).into_owned();
             let srv = &rt.servers[server];
-            let creq = ClientRequest {
+            let mut creq = ClientRequest {
                 no: rt.next_request.fetch_add(1, Ordering::SeqCst),
                 conn: conn_no,
                 request_line: raw,
@@ -292,7 +298,7 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             };
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true, keepalive_header: None };
-            error_answer(&rt, &mut c, &creq, &[], 400, side, &srv.conf.add_headers).await;
+            error_answer(&rt, &mut c, &mut creq, &[], 400, side, &srv.conf.add_headers).await;
             return;
             }
         };
@@ -418,7 +424,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
         creq.vars.uri.clear();
         creq.log(rt, Level::Info, "client sent invalid request while reading client request line", None);
         let side = ClientSide { http11, keepalive: false, head_request, server_tokens: true, keepalive_header: None };
-        return error_answer(rt, c, &creq, &[], 400, side, &srv.conf.add_headers).await;
+        return error_answer(rt, c, &mut creq, &[], 400, side, &srv.conf.add_headers).await;
     };
     let loc = match srv.conf.route(&creq.vars.uri) {
         Some(Route::Proxy(loc)) => loc,
@@ -450,7 +456,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
         None => {
             let (keepalive, keepalive_header) = keeps(&srv.conf.client_keepalive);
             let side = ClientSide { http11, keepalive, head_request, server_tokens: true, keepalive_header };
-            return error_answer(rt, c, &creq, &[], 404, side, &srv.conf.add_headers).await;
+            return error_answer(rt, c, &mut creq, &[], 404, side, &srv.conf.add_headers).await;
         }
     };
     creq.access_log.clone_from(&loc.access_log);
@@ -461,7 +467,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     let declared: Option<u64> = match creq.header("content-length") {
         Some(v) => match v.trim().parse() {
             Ok(n) => Some(n),
-            Err(_) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
+            Err(_) => return error_answer(rt, c, &mut creq, &[], 400, side, &loc.add_headers).await,
         },
         None => None,
     };
@@ -470,7 +476,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     if let Some(n) = declared {
         if loc.client_max_body_size > 0 && n > loc.client_max_body_size {
             creq.log(rt, Level::Error, &format!("client intended to send too large body: {n} bytes"), None);
-            let keep = error_answer(rt, c, &creq, &[], 413, side, &loc.add_headers).await;
+            let keep = error_answer(rt, c, &mut creq, &[], 413, side, &loc.add_headers).await;
             discard(c, n).await;
             return keep;
         }
@@ -508,7 +514,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
                 }
                 nginx_model::auth::Verdict::Error { text } => {
                     creq.log(rt, Level::Error, &text, None);
-                    return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await;
+                    return error_answer(rt, c, &mut creq, &[], 500, side, &loc.add_headers).await;
                 }
             },
         }
@@ -517,11 +523,11 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
         Ok(b) => b,
         Err(BodyError::TooLarge(n)) => {
             creq.log(rt, Level::Error, &format!("client intended to send too large chunked body: {n} bytes"), None);
-            return error_answer(rt, c, &creq, &[], 413, side, &loc.add_headers).await;
+            return error_answer(rt, c, &mut creq, &[], 413, side, &loc.add_headers).await;
         }
-        Err(BodyError::Bad) => return error_answer(rt, c, &creq, &[], 400, side, &loc.add_headers).await,
+        Err(BodyError::Bad) => return error_answer(rt, c, &mut creq, &[], 400, side, &loc.add_headers).await,
         Err(BodyError::Gone) => return false,
-        Err(BodyError::Io) => return error_answer(rt, c, &creq, &[], 500, side, &loc.add_headers).await,
+        Err(BodyError::Io) => return error_answer(rt, c, &mut creq, &[], 500, side, &loc.add_headers).await,
     };
     let out = proxy_to(rt, c, &mut creq, &srv.conf, loc, &mut body, side, None).await;
     let Outcome::ErrorPage { status, mut page, states } = out else {
@@ -553,7 +559,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             match proxy_to(rt, c, &mut creq, &srv.conf, target, &mut body, side, Some(err_status)).await {
                 Outcome::Done(keep) => keep,
                 // recursive_error_pages off: not reached (proxy_to answers itself).
-                Outcome::ErrorPage { status, states, .. } => error_answer(rt, c, &creq, &states, status, side, &target.add_headers).await,
+                Outcome::ErrorPage { status, states, .. } => error_answer(rt, c, &mut creq, &states, status, side, &target.add_headers).await,
             }
         }
         None => {
@@ -561,7 +567,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             // upstream's context, then a 500 (which closes).
             let upstream = states.last().map(|u| u.addr.clone());
             creq.log(rt, Level::Error, &format!("could not find named location \"{}\" while sending to client", page.uri), upstream.as_deref());
-            error_answer(rt, c, &creq, &states, 500, side, &loc.add_headers).await
+            error_answer(rt, c, &mut creq, &states, 500, side, &loc.add_headers).await
         }
     }
 }
@@ -780,7 +786,7 @@ async fn proxy_to(
 
 /// nginx's own answer: its error page, the access line, keepalive per
 /// `ngx_http_special_response_handler`.
-async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
+async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, upstream: &[logs::UpstreamState], status: u16, side: ClientSide, add: &[nginx_model::conf::AddHeader]) -> bool {
     let (bytes, keep) = response::error_response(status, side, &http_date());
     let bytes = response::insert_headers(bytes, &creq.added_headers(status, add, upstream));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };

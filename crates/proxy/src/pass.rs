@@ -79,7 +79,9 @@ pub(crate) async fn proxy_pass(
                 let c = match cached {
                     Some(c) => Ok((c, true)),
                     None => upstream::connect(peer, loc.connect_timeout, socket).await.map(|stream| {
-                        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+                        // The local port names the connection on the timeline
+                        // only: no getsockname() when nothing is recorded.
+                        let local_port = if rt.events.is_recording() { stream.local_addr().map(|a| a.port()).unwrap_or(0) } else { 0 };
                         (UpstreamConn::new(stream, peer, local_port), false)
                     }),
                 };

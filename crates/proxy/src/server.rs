@@ -366,19 +366,46 @@ struct ListenerRt {
 struct ConnCount {
     n: std::sync::atomic::AtomicUsize,
     zero: tokio::sync::Notify,
+    /// The connections' tasks, ended at once by a fast stop (an abort per
+    /// connection, instead of a stop signal polled at every wake).
+    tasks: Mutex<std::collections::HashMap<u64, tokio::task::AbortHandle>>,
+    next: AtomicU64,
 }
 
-struct ConnGuard(Arc<ConnCount>);
+impl ConnCount {
+    /// Runs a connection's task, counted and stoppable.
+    fn spawn(self: &Arc<Self>, stop: &CancellationToken, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        // Checked under the lock `abort_all` takes: no task starts after it.
+        let mut tasks = self.tasks.lock();
+        if stop.is_cancelled() {
+            return;
+        }
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guard = ConnGuard(self.clone(), self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let key = guard.1;
+        // Held across spawn and insert: a task that ends at once on another
+        // worker thread removes its handle only after it is in.
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            task.await
+        });
+        tasks.insert(key, handle.abort_handle());
+    }
 
-impl ConnGuard {
-    fn new(c: &Arc<ConnCount>) -> ConnGuard {
-        c.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        ConnGuard(c.clone())
+    /// The fast stop: every connection's task ends.
+    fn abort_all(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks.into_values() {
+            t.abort();
+        }
     }
 }
 
+struct ConnGuard(Arc<ConnCount>, u64);
+
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        self.0.tasks.lock().remove(&self.1);
         if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             self.0.zero.notify_waiters();
         }
@@ -552,12 +579,14 @@ impl Proxy {
 
     pub fn stop(&self) {
         self.stop.cancel();
+        self.conns.abort_all();
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.cancel();
+        self.conns.abort_all();
     }
 }
 
@@ -578,15 +607,7 @@ async fn accept_loop(l: TcpListener, id: u64, state: Arc<Mutex<State>>, close: C
             (g.rt.clone(), server)
         };
         let conn_no = rt.next_conn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let stop = stop.clone();
-        let guard = ConnGuard::new(&conns);
-        tokio::spawn(async move {
-            let _guard = guard;
-            tokio::select! {
-                _ = crate::client::serve(rt, server, stream, client, conn_no) => {}
-                _ = stop.cancelled() => {}
-            }
-        });
+        conns.spawn(&stop, crate::client::serve(rt, server, stream, client, conn_no));
     }
 }
 
