@@ -44,7 +44,7 @@ fn main() {
     let mut total = 0usize;
     for _ in 0..N {
         match parse_head(black_box(GO_RESPONSE)) {
-            HeadParse::Done(h, n) => total += n + h.headers.len(),
+            HeadParse::Done(h, n) => total += n + h.headers().len(),
             _ => panic!(),
         }
     }

@@ -26,13 +26,16 @@ pub const POSTPONE_OUTPUT: usize = 1460;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamHead {
     pub status: u16,
-    /// The status line after the version ("200 OK", "999 Weird", "200"):
-    /// nginx sends it to the client as it came.
-    pub status_line: Vec<u8>,
     /// major * 1000 + minor.
     pub http_version: u32,
-    /// Every header line, name and value as sent (value trimmed of spaces).
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The head's bytes, one copy: the status line and the header lines
+    /// are ranges of it ([`UpstreamHead::status_line`],
+    /// [`UpstreamHead::headers`]), as nginx's are pointers into its buffer.
+    raw: Vec<u8>,
+    line: (usize, usize),
+    /// Each header line's name and value: `[name_start, name_end,
+    /// value_start, value_end]` in `raw`.
+    fields: Vec<[usize; 4]>,
     /// `ngx_atoof` of the last Content-Length: -1 when absent or invalid.
     pub content_length: i64,
     pub chunked: bool,
@@ -87,10 +90,10 @@ pub enum HeadParse {
 /// The `[error]` text for an HTTP/0.9 response.
 pub const NO_VALID_HEADER: &str = "upstream sent no valid HTTP/1.0 header";
 
-/// `ngx_http_parse_status_line`: `Ok(Some((code, status_line, version, len)))`,
+/// `ngx_http_parse_status_line`: `Ok(Some((code, status_line's range, version, len)))`,
 /// `Ok(None)` for more bytes, `Err(())` for an invalid line.
 #[allow(clippy::type_complexity)]
-fn status_line(buf: &[u8]) -> Result<Option<(u16, Vec<u8>, u32, usize)>, ()> {
+fn status_line(buf: &[u8]) -> Result<Option<(u16, (usize, usize), u32, usize)>, ()> {
     let prefix = b"HTTP/";
     for (i, &c) in buf.iter().take(prefix.len()).enumerate() {
         if c != prefix[i] {
@@ -157,7 +160,7 @@ fn status_line(buf: &[u8]) -> Result<Option<(u16, Vec<u8>, u32, usize)>, ()> {
             Some(_) => return Err(()),
         }
     };
-    Ok(Some((code, buf[start..end].to_vec(), major * 1000 + minor, len)))
+    Ok(Some((code, (start, end), major * 1000 + minor, len)))
 }
 
 /// One header line, as offsets into the line's bytes: nothing is copied
@@ -337,10 +340,11 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
     };
     let mut head = UpstreamHead {
         status,
-        status_line: line,
         http_version: version,
+        raw: Vec::new(),
+        line,
         // Room for a typical response's headers without regrowing.
-        headers: Vec::with_capacity(8),
+        fields: Vec::with_capacity(8),
         content_length: -1,
         chunked: false,
         connection_close: version < 1001,
@@ -353,6 +357,7 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
                 if head.chunked {
                     head.content_length = -1;
                 }
+                head.raw = buf[..p].to_vec();
                 return HeadParse::Done(head, p + n);
             }
             Line::Header { name, value: (vs, ve), len } => {
@@ -370,7 +375,7 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
                     10 if eq_lower(name, b"connection") => head.connection_close |= contains_ci(value, b"close"),
                     _ => {}
                 }
-                head.headers.push((name.to_vec(), value.to_vec()));
+                head.fields.push([p - len, p - len + name.len(), p - len + vs, p - len + ve]);
             }
         }
     }
@@ -420,7 +425,7 @@ impl UpstreamHead {
     /// What nginx makes of a response with no valid status line: a 200
     /// read until the upstream closes.
     pub fn http09() -> UpstreamHead {
-        UpstreamHead { status: 200, status_line: Vec::new(), http_version: 900, headers: Vec::new(), content_length: -1, chunked: false, connection_close: true }
+        UpstreamHead { status: 200, http_version: 900, raw: Vec::new(), line: (0, 0), fields: Vec::new(), content_length: -1, chunked: false, connection_close: true }
     }
 
     /// Whether the connection may be cached after this response
@@ -444,16 +449,28 @@ impl UpstreamHead {
         }
     }
 
+    /// The status line after the version ("200 OK", "999 Weird", "200"):
+    /// nginx sends it to the client as it came.
+    pub fn status_line(&self) -> &[u8] {
+        &self.raw[self.line.0..self.line.1]
+    }
+
+    /// Every header line, name and value as sent (the value trimmed of
+    /// spaces), in order.
+    pub fn headers(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + ExactSizeIterator + Clone {
+        self.fields.iter().map(|f| (&self.raw[f[0]..f[1]], &self.raw[f[2]..f[3]]))
+    }
+
     /// The `Content-Type` value, passed on in its own slot of the header.
     pub fn content_type(&self) -> Option<&[u8]> {
-        self.headers.iter().rev().find(|(k, _)| eq_lower(k, b"content-type")).map(|(_, v)| v.as_slice())
+        self.headers().rev().find(|(k, _)| eq_lower(k, b"content-type")).map(|(_, v)| v)
     }
 
     /// The headers the client gets after nginx's own, in the upstream's
     /// order and spelling: not hidden (`ngx_http_proxy_hide_headers`), not
     /// handled by nginx itself (framing, Connection, Keep-Alive,
     /// Content-Type and Content-Length, which have their own slots).
-    pub fn passed_headers(&self) -> impl Iterator<Item = &(Vec<u8>, Vec<u8>)> {
+    pub fn passed_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         const NOT_PASSED: [&[u8]; 13] = [
             b"date",
             b"server",
@@ -480,7 +497,7 @@ impl UpstreamHead {
             }
             m
         };
-        self.headers.iter().filter(|(k, _)| !(k.len() < 32 && LENGTHS & (1 << k.len()) != 0 && NOT_PASSED.iter().any(|n| eq_lower(k, n))))
+        self.headers().filter(|(k, _)| !(k.len() < 32 && LENGTHS & (1 << k.len()) != 0 && NOT_PASSED.iter().any(|n| eq_lower(k, n))))
     }
 }
 
@@ -590,10 +607,10 @@ pub fn client_head(up: &UpstreamHead, client: ClientSide, date: &str) -> ClientH
         keepalive = false;
     }
     // Sized for the whole head: the fixed lines take under 160 bytes.
-    let room = 160 + up.status_line.len() + date.len() + up.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+    let room = 160 + up.raw.len() + date.len();
     let mut h = Vec::with_capacity(room);
     h.extend_from_slice(b"HTTP/1.1 ");
-    h.extend_from_slice(&up.status_line);
+    h.extend_from_slice(up.status_line());
     // Pushed piece by piece, not format!: this runs for every response.
     h.extend_from_slice(if client.server_tokens { b"\r\nServer: nginx/1.22.1\r\nDate: " } else { b"\r\nServer: nginx\r\nDate: " });
     h.extend_from_slice(date.as_bytes());
@@ -1044,7 +1061,7 @@ mod tests {
             (b"HTTP/1.1 403.1 Nope\r\n\r\n", Some(("403.1 Nope", 1001))),
         ] {
             let h = done(input);
-            assert_eq!((String::from_utf8_lossy(&h.status_line).as_ref(), h.http_version), want.unwrap(), "{input:?}");
+            assert_eq!((String::from_utf8_lossy(h.status_line()).as_ref(), h.http_version), want.unwrap(), "{input:?}");
         }
         for bad in [&b"garbage\n"[..], b"HTTP/1.1 20 OK\r\n", b"\x00\xff", b"HTTP/0.9 200 OK\r\n", b"Content-Type: x\r\n", b"HTTP/1.1 2000 OK\r\n"] {
             assert_eq!(parse_head(bad), HeadParse::Http09, "{bad:?}");
@@ -1057,7 +1074,7 @@ mod tests {
     #[test]
     fn header_lines_and_invalid_excerpts() {
         let h = done(b"HTTP/1.1 200 OK\r\nX-A:  spaced value  \r\nContent-Length: 3\r\nContent-Length: 4\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
-        assert_eq!(h.headers[0], (b"X-A".to_vec(), b"spaced value".to_vec()));
+        assert_eq!(h.headers().next(), Some((&b"X-A"[..], &b"spaced value"[..])));
         assert!(h.chunked);
         assert_eq!(h.content_length, -1, "chunked clears the length");
         assert_eq!(done(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").content_length, 4, "the last wins in 1.22");

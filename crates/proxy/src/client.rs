@@ -618,7 +618,7 @@ async fn auth_subrequest(
         Answer::Pass { status, mut attempts, conn, head, .. } => {
             let challenges: Vec<String> = head
                 .iter()
-                .flat_map(|h| h.headers.iter())
+                .flat_map(|h| h.headers())
                 .filter(|(k, _)| k.eq_ignore_ascii_case(b"www-authenticate"))
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                 .collect();
@@ -1276,7 +1276,7 @@ async fn respond<'a>(
     // ngx_http_upstream_send_response: buffering (proxy_buffering, the
     // upstream's X-Accel-Buffering) reads the body ahead of the client.
     if let Some(h) = head.filter(|_| send_body) {
-        let accel = h.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(b"x-accel-buffering")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let accel = h.headers().find(|(n, _)| n.eq_ignore_ascii_case(b"x-accel-buffering")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         if buffering::buffered(loc.buffering, accel.as_deref(), loc.ignore_accel_buffering) {
             // An absolute path replaces the prefix in the join.
             let (dir, levels) = match &loc.temp_path {
