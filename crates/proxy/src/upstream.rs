@@ -51,6 +51,11 @@ pub async fn connect(peer: SocketAddr, limit: Duration, socket: Option<tokio::ne
 pub async fn send(stream: &mut TcpStream, head: &[u8], body: &mut RequestBody, limit: Duration, piece: usize) -> Result<usize, Failure> {
     let piece = piece.max(1);
     let mut early = false;
+    // A request without a body goes out as its head, uncopied.
+    if body.len() == 0 && matches!(body, RequestBody::Memory(_)) {
+        write_piece(stream, head, limit, &mut early).await?;
+        return Ok(head.len());
+    }
     let mut out = head.to_vec();
     match body {
         RequestBody::Memory(b) => {
