@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the attempts came to.
+// Returned once per request and moved straight into a match: boxing the
+// large variant would cost an allocation per response.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Answer {
     /// nginx answers with its own error page.
     Error { status: u16, attempts: Attempts },
