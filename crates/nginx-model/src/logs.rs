@@ -226,7 +226,7 @@ fn join_states(states: &[UpstreamState], redirects: &[usize], f: impl Fn(&Upstre
 }
 
 /// Everything an access-log line can show, structured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct AccessEntry {
     pub msec: f64,
     pub remote_addr: String,
@@ -640,21 +640,7 @@ pub fn variable_names(fmt: &str) -> Vec<&str> {
 
 /// Checks that every `$variable` of a format is one we can produce.
 pub fn check_format(fmt: &str) -> Result<(), FormatError> {
-    let probe = AccessEntry {
-        msec: 0.0,
-        remote_addr: String::new(),
-        method: String::new(),
-        uri: String::new(),
-        args: String::new(),
-        request_line: String::new(),
-        host: String::new(),
-        status: 0,
-        request_time: Duration::ZERO,
-        upstream: vec![],
-        redirects: vec![],
-        body_bytes_sent: 0,
-        connection_requests: 0, referer: None, user_agent: None, headers: vec![],
-    };
+    let probe = AccessEntry::default();
     for p in pieces(fmt) {
         if let Piece::Var(name) = p {
             if probe.variable(name).is_none() {
@@ -859,24 +845,7 @@ mod tests {
     }
 
     fn probe() -> AccessEntry {
-        AccessEntry {
-            msec: 0.0,
-            remote_addr: String::new(),
-            method: String::new(),
-            uri: String::new(),
-            args: String::new(),
-            request_line: String::new(),
-            host: String::new(),
-            status: 0,
-            request_time: Duration::ZERO,
-            upstream: vec![],
-            redirects: vec![],
-            body_bytes_sent: 0,
-            connection_requests: 0,
-            referer: None,
-            user_agent: None,
-            headers: vec![],
-        }
+        AccessEntry::default()
     }
 
     #[test]
