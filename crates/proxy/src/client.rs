@@ -962,6 +962,8 @@ enum TunnelEnd {
 /// `idle` (proxy_read_timeout on the upstream read); then both close.
 async fn tunnel(c: &mut Conn, head: Vec<u8>, preread: bytes::BytesMut, up: &mut crate::keepalive::UpstreamConn, idle: Duration) -> Tunneled {
     let mut out = Tunneled { body_bytes: 0, end: TunnelEnd::Closed };
+    // ngx_http_upstream_upgrade: `tcp_nodelay` on both connections.
+    let _ = up.stream.set_nodelay(true);
     if c.stream.write_all(&head).await.is_err() {
         return out;
     }

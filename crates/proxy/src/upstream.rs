@@ -36,10 +36,12 @@ pub async fn connect(peer: SocketAddr, limit: Duration, socket: Option<tokio::ne
         Err(_) => Err(Failure::ConnectTimeout),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(Failure::ConnectRefused),
         Ok(Err(e)) => Err(Failure::ConnectFailed(errno_of(&e))),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
+        // No TCP_NODELAY: nginx sets it on a client connection that turns
+        // keep-alive (`tcp_nodelay`) and on an upgraded tunnel, never on a
+        // plain upstream connection (strace of nginx 1.22.1: no setsockopt
+        // on upstream sockets), so a body's later pieces meet Nagle as
+        // nginx's do.
+        Ok(Ok(s)) => Ok(s),
     }
 }
 
