@@ -423,6 +423,10 @@ fn cases() -> Vec<Case> {
         ("keepalive_timeout_header_on_404", "keepalive_timeout 5s 7s; location /r { return 200 \"r\"; }".to_string(), two("/none", "/r")),
         ("keepalive_timeout_0", "location /r { keepalive_timeout 0; return 200 \"r\"; }".to_string(), two("/r", "/r")),
         ("keepalive_requests_proxied", "keepalive_requests 1;".to_string(), "GET /x HTTP/1.1\r\nHost: lab\r\n\r\n".to_string()),
+        // A `return`'s request body is discarded: the next request follows it.
+        ("return_discards_the_body", "location /r { return 200 \"r\"; }".to_string(), "POST /r HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\n\r\nhelloGET /r HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_string()),
+        // So is the body of a request no location takes (404).
+        ("not_found_discards_the_body", "location /r { return 200 \"r\"; }".to_string(), "POST /none HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\n\r\nhelloGET /r HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n".to_string()),
     ] {
         let mut c = uri_case(name, "http://u", &server, "/r", ok);
         // Both requests are answered unless the first one closes.

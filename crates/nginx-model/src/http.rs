@@ -133,18 +133,7 @@ pub const NOT_FORWARDED: [&str; 8] = ["host", "connection", "keep-alive", "conte
 
 /// Whether a client header is one of [`NOT_FORWARDED`].
 fn not_forwarded(name: &str) -> bool {
-    // The names' lengths as a bit set: most headers are told apart by
-    // their length alone.
-    const LENGTHS: u32 = {
-        let mut m = 0;
-        let mut i = 0;
-        while i < NOT_FORWARDED.len() {
-            m |= 1 << NOT_FORWARDED[i].len();
-            i += 1;
-        }
-        m
-    };
-    name.len() < 32 && LENGTHS & (1 << name.len()) != 0 && NOT_FORWARDED.iter().any(|n| crate::response::eq_lower(name.as_bytes(), n.as_bytes()))
+    NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// `ngx_http_client_errors[]`: the [info] texts for a request line nginx

@@ -204,25 +204,35 @@ pub struct UpstreamState {
 /// `$upstream_status` of `states` ("502, 200"), `redirects` as in
 /// [`AccessEntry::redirects`]; "-" for none.
 pub fn upstream_status(states: &[UpstreamState], redirects: &[usize]) -> String {
-    // No status (the client left first) is "-", as nginx prints it.
-    join_states(states, redirects, |u| if u.status == 0 { "-".to_string() } else { u.status.to_string() })
-}
-
-fn join_states(states: &[UpstreamState], redirects: &[usize], f: impl Fn(&UpstreamState) -> String) -> String {
     if states.is_empty() {
         return "-".into();
     }
+    let mut out = String::new();
+    join_states(&mut out, states, redirects, push_status);
+    out
+}
+
+/// One try's `$upstream_status`: no status (the client left first) is
+/// "-", as nginx prints it.
+fn push_status(out: &mut String, u: &UpstreamState) {
+    if u.status == 0 {
+        out.push('-');
+    } else {
+        crate::num::push_decimal_str(out, u64::from(u.status), 0);
+    }
+}
+
+/// An `$upstream_*` list appended to `out`, `f` writing each try.
+fn join_states(out: &mut String, states: &[UpstreamState], redirects: &[usize], f: impl Fn(&mut String, &UpstreamState)) {
     // ngx_http_variable_upstream_status and friends: a state without a
     // peer (pushed by ngx_http_upstream_init_request for a second
     // upstream of the same request) is written as " : ".
-    let mut out = String::new();
     for (i, u) in states.iter().enumerate() {
         if i > 0 {
             out.push_str(if redirects.contains(&i) { " : " } else { ", " });
         }
-        out.push_str(&f(u));
+        f(out, u);
     }
-    out
 }
 
 /// Everything an access-log line can show, structured.
@@ -308,7 +318,7 @@ impl AccessEntry {
             }
             Var::UpstreamStatus | Var::UpstreamResponseTime | Var::UpstreamConnectTime | Var::UpstreamAddr if upstream => {}
             Var::UpstreamStatus => {
-                self.join_into(out, |out, u| if u.status == 0 { out.push('-') } else { crate::num::push_decimal_str(out, u64::from(u.status), 0) });
+                self.join_into(out, push_status);
                 return Found::Safe;
             }
             Var::UpstreamResponseTime => {
@@ -372,14 +382,9 @@ impl AccessEntry {
         Found::Missing
     }
 
-    /// [`join_states`] appended to `out`.
+    /// This entry's tries through [`join_states`].
     fn join_into(&self, out: &mut String, f: impl Fn(&mut String, &UpstreamState)) {
-        for (i, u) in self.upstream.iter().enumerate() {
-            if i > 0 {
-                out.push_str(if self.redirects.contains(&i) { " : " } else { ", " });
-            }
-            f(out, u);
-        }
+        join_states(out, &self.upstream, &self.redirects, f);
     }
 }
 
@@ -713,16 +718,15 @@ pub fn render_access_escaped(fmt: &str, e: &AccessEntry, escape: LogEscape) -> S
                 (LogEscape::Default, Found::Unknown | Found::Missing) => out.push('-'),
                 (_, Found::Unknown | Found::Missing | Found::Safe) | (LogEscape::None, Found::Text) => {}
                 (LogEscape::Default, Found::Text) => {
-                    if needs_log_escape(&out.as_bytes()[start..]) {
+                    if out.as_bytes()[start..].iter().any(|&b| log_escaped(b)) {
                         let v = out.split_off(start);
                         push_log_escaped(&mut out, &v);
                     }
                 }
+                // escape=json is rare: its rule stays in json_escape alone.
                 (LogEscape::Json, Found::Text) => {
-                    if out.as_bytes()[start..].iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
-                        let v = out.split_off(start);
-                        out.push_str(&json_escape(&v));
-                    }
+                    let v = out.split_off(start);
+                    out.push_str(&json_escape(&v));
                 }
             }
         }
@@ -764,37 +768,6 @@ pub fn log_escape(v: &str) -> String {
 /// The bytes [`log_escape`] writes as `\xXX`.
 fn log_escaped(b: u8) -> bool {
     (b < 0x20) | (b == b'"') | (b == b'\\') | (b >= 0x7f)
-}
-
-/// Whether a byte of `v` is one [`log_escape`] changes, eight bytes at a
-/// time (the bit tricks are exact for "any byte"): every value of every
-/// access line is checked.
-fn needs_log_escape(v: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let any = |x: u64| {
-        // A byte below 0x20; above 0x7e; equal to `"`; equal to `\`.
-        let below = x.wrapping_sub(0x20 * ONES) & !x;
-        let above = x.wrapping_add(ONES) | x;
-        let quote = x ^ (u64::from(b'"') * ONES);
-        let quote = quote.wrapping_sub(ONES) & !quote;
-        let backslash = x ^ (u64::from(b'\\') * ONES);
-        let backslash = backslash.wrapping_sub(ONES) & !backslash;
-        (below | above | quote | backslash) & (0x80 * ONES) != 0
-    };
-    let word = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().expect("8 bytes"));
-    let n = v.len();
-    if n < 8 {
-        return v.iter().any(|&b| log_escaped(b));
-    }
-    let mut i = 0;
-    while i + 8 <= n {
-        if any(word(i)) {
-            return true;
-        }
-        i += 8;
-    }
-    // The tail as the last eight bytes.
-    i < n && any(word(n - 8))
 }
 
 /// [`log_escape`] appended to `out`: runs of bytes that need no escaping
@@ -846,28 +819,6 @@ mod tests {
 
     fn probe() -> AccessEntry {
         AccessEntry::default()
-    }
-
-    #[test]
-    fn escape_check_is_the_escape_rule() {
-        for n in 0..20 {
-            for at in 0..n {
-                for b in 0..=255u8 {
-                    let mut v = vec![b'a'; n];
-                    v[at] = b;
-                    assert_eq!(needs_log_escape(&v), log_escaped(b), "{v:?}");
-                }
-            }
-        }
-        // Mixed bytes, near the edges of each range.
-        let near = [0x00, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0xff, b'a'];
-        let mut seed = 1u64;
-        for _ in 0..20_000 {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let n = (seed >> 59) as usize;
-            let v: Vec<u8> = (0..n).map(|i| near[((seed >> (i * 3 % 56)) % near.len() as u64) as usize]).collect();
-            assert_eq!(needs_log_escape(&v), v.iter().any(|&b| log_escaped(b)), "{v:?}");
-        }
     }
 
     #[test]

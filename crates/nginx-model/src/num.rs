@@ -52,47 +52,14 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// "000" to "999": numbers below 1000 (statuses, most lengths) are one
-/// copy out of it.
-const THREE_DIGITS: [u8; 3000] = {
-    let mut t = [0u8; 3000];
-    let mut n = 0;
-    while n < 1000 {
-        t[3 * n] = b'0' + (n / 100) as u8;
-        t[3 * n + 1] = b'0' + (n / 10 % 10) as u8;
-        t[3 * n + 2] = b'0' + (n % 10) as u8;
-        n += 1;
-    }
-    t
-};
-
-/// `n` (below 1000) in decimal with at least `width` (up to 3) digits.
-fn small(n: u64, width: usize) -> &'static [u8] {
-    let digits = if n >= 100 { 3 } else if n >= 10 { 2 } else { 1 };
-    let at = 3 * n as usize;
-    &THREE_DIGITS[at + 3 - digits.max(width)..at + 3]
-}
-
 /// `n` in decimal, appended to `out`.
 pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    if n < 1000 {
-        out.extend_from_slice(small(n, 0));
-        return;
-    }
     out.extend_from_slice(decimal(n, &mut [0; 20]));
 }
 
 /// `n` in decimal, at least `width` (up to 20) digits, zeros in front,
 /// appended to `out`.
-#[inline]
 pub(crate) fn push_decimal_str(out: &mut String, n: u64, width: usize) {
-    if n < 1000 && width <= 3 {
-        // By chars: cheaper than checking the bytes are UTF-8, for a few digits.
-        for &d in small(n, width) {
-            out.push(char::from(d));
-        }
-        return;
-    }
     // The buffer starts as zeros: the padding is the bytes before the digits.
     let mut buf = [b'0'; 20];
     let len = decimal(n, &mut buf).len();

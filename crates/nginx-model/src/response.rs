@@ -188,24 +188,7 @@ const NAME_STOP: [bool; 256] = {
 
 /// The first byte of `s` in [`NAME_STOP`].
 fn name_stop(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let mut i = 0;
-    while i + 8 <= s.len() {
-        let x = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-        // Per byte: below 0x21; equal to DEL, `:` or `/`. A borrow only
-        // carries up from a byte that is flagged rightly, so the lowest
-        // flag (the first byte in memory) is exact.
-        let eq = |c: u8| {
-            let y = x ^ (u64::from(c) * ONES);
-            y.wrapping_sub(ONES) & !y
-        };
-        let flags = (x.wrapping_sub(0x21 * ONES) & !x | eq(0x7f) | eq(b':') | eq(b'/')) & (0x80 * ONES);
-        if flags != 0 {
-            return Some(i + (flags.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    s[i..].iter().position(|&c| NAME_STOP[usize::from(c)]).map(|j| i + j)
+    s.iter().position(|&c| NAME_STOP[usize::from(c)])
 }
 
 /// "invalid header" with the excerpt nginx logs: the line up to `at`
@@ -367,53 +350,18 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
                     continue;
                 }
                 let (name, value) = (&line[..name], &line[vs..ve]);
-                // The ngx_http_upstream_headers_in handlers this emulates,
-                // told apart by length before the names are compared.
-                match name.len() {
-                    14 if eq_lower(name, b"content-length") => head.content_length = atoof(value),
-                    17 if eq_lower(name, b"transfer-encoding") => head.chunked |= contains_ci(value, b"chunked"),
-                    10 if eq_lower(name, b"connection") => head.connection_close |= contains_ci(value, b"close"),
-                    _ => {}
+                // The ngx_http_upstream_headers_in handlers this emulates.
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    head.content_length = atoof(value);
+                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                    head.chunked |= contains_ci(value, b"chunked");
+                } else if name.eq_ignore_ascii_case(b"connection") {
+                    head.connection_close |= contains_ci(value, b"close");
                 }
                 head.fields.push([p - len, p - len + name.len(), p - len + vs, p - len + ve]);
             }
         }
     }
-}
-
-/// `name.eq_ignore_ascii_case(lower)` for a `lower` in lowercase ASCII,
-/// eight bytes at a time: header names are compared on every response.
-pub(crate) fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
-    debug_assert!(!lower.iter().any(u8::is_ascii_uppercase));
-    let n = name.len();
-    if n != lower.len() {
-        return false;
-    }
-    if n < 8 {
-        return name.iter().zip(lower).all(|(a, b)| a.to_ascii_lowercase() == *b);
-    }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let mut i = 0;
-    while i + 8 <= n {
-        if lowercase8(word(name, i)) != word(lower, i) {
-            return false;
-        }
-        i += 8;
-    }
-    // The tail as the last eight bytes (overlapping the words compared).
-    i == n || lowercase8(word(name, n - 8)) == word(lower, n - 8)
-}
-
-/// `u8::to_ascii_lowercase` of eight bytes at once: a byte of `A`..=`Z`
-/// gets 0x20; bytes from 0x80 up are left alone.
-fn lowercase8(x: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let low7 = x & (0x7f * ONES);
-    // Per byte, no carry out of it: the top bit says `>= 'A'`, `> 'Z'`.
-    let from_a = low7 + (0x80 - u64::from(b'A')) * ONES;
-    let past_z = low7 + (0x7f - u64::from(b'Z')) * ONES;
-    let upper = from_a & !past_z & !x & (0x80 * ONES);
-    x | (upper >> 2)
 }
 
 /// Whether `hay` holds `needle` (not empty), ASCII case aside.
@@ -463,7 +411,7 @@ impl UpstreamHead {
 
     /// The `Content-Type` value, passed on in its own slot of the header.
     pub fn content_type(&self) -> Option<&[u8]> {
-        self.headers().rev().find(|(k, _)| eq_lower(k, b"content-type")).map(|(_, v)| v)
+        self.headers().rev().find(|(k, _)| k.eq_ignore_ascii_case(b"content-type")).map(|(_, v)| v)
     }
 
     /// The headers the client gets after nginx's own, in the upstream's
@@ -486,18 +434,7 @@ impl UpstreamHead {
             b"keep-alive",
             b"transfer-encoding",
         ];
-        // The names' lengths as a bit set: most headers are told apart by
-        // their length alone, without comparing names.
-        const LENGTHS: u32 = {
-            let mut m = 0;
-            let mut i = 0;
-            while i < NOT_PASSED.len() {
-                m |= 1 << NOT_PASSED[i].len();
-                i += 1;
-            }
-            m
-        };
-        self.headers().filter(|(k, _)| !(k.len() < 32 && LENGTHS & (1 << k.len()) != 0 && NOT_PASSED.iter().any(|n| eq_lower(k, n))))
+        self.headers().filter(|(k, _)| !NOT_PASSED.iter().any(|n| k.eq_ignore_ascii_case(n)))
     }
 }
 
@@ -1106,51 +1043,6 @@ mod tests {
         assert!(client_head(&up, client, "D").chunked, "unknown length to an HTTP/1.1 client: chunked");
         let h10 = client_head(&up, ClientSide { http11: false, ..client }, "D");
         assert!(!h10.chunked && !h10.keepalive, "to HTTP/1.0: raw, then close");
-    }
-
-    #[test]
-    fn name_stop_is_the_table() {
-        let near = [0x00, 0x09, 0x20, 0x21, 0x2e, 0x2f, 0x30, 0x39, 0x3a, 0x3b, 0x7e, 0x7f, 0x80, 0xff, b'a'];
-        let mut seed = 7u64;
-        for _ in 0..50_000 {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let n = (seed >> 58) as usize % 24;
-            let v: Vec<u8> = (0..n).map(|i| if (seed >> (i % 60)) & 3 == 0 { near[((seed >> (i * 5 % 59)) % near.len() as u64) as usize] } else { b'a' }).collect();
-            assert_eq!(name_stop(&v), v.iter().position(|&c| NAME_STOP[usize::from(c)]), "{v:?}");
-        }
-        for b in 0..=255u8 {
-            for at in 0..16 {
-                let mut v = vec![b'a'; 16];
-                v[at] = b;
-                assert_eq!(name_stop(&v), v.iter().position(|&c| NAME_STOP[usize::from(c)]), "{v:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn eq_lower_is_eq_ignore_ascii_case() {
-        let names: [&[u8]; 6] = [b"content-length", b"content-type", b"date", b"x-accel-limit-rate", b"transfer-encoding", b""];
-        let mut probes: Vec<Vec<u8>> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
-        probes.extend(names.iter().map(|n| n.to_vec()));
-        // Every byte value at every position of each name.
-        for n in names {
-            for i in 0..n.len() {
-                for b in 0..=255u8 {
-                    let mut p = n.to_vec();
-                    p[i] = b;
-                    probes.push(p);
-                }
-            }
-        }
-        for n in names {
-            for p in &probes {
-                assert_eq!(eq_lower(p, n), p.eq_ignore_ascii_case(n), "{p:?} {n:?}");
-            }
-        }
-        for x in [0u64, u64::MAX, 0x4041_5a5b_6061_7a7b, 0xc1da_c1da_c1da_c1da] {
-            let want = u64::from_le_bytes(x.to_le_bytes().map(|b| b.to_ascii_lowercase()));
-            assert_eq!(lowercase8(x), want, "{x:x}");
-        }
     }
 
     #[test]

@@ -446,9 +446,11 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             let a = response::return_response(r.ret.code, text.as_deref(), &creq.vars.uri, &base, side, &http_date());
             let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers, &vars));
             let _ = c.stream.write_all(&bytes).await;
+            // Read before the access line takes the request's headers.
+            let declared = creq.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
             creq.log_access(rt, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
-            if let Some(n) = creq.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+            if let Some(n) = declared {
                 discard(c, n).await;
             }
             return a.keepalive;
@@ -800,12 +802,18 @@ async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, upst
 /// `lingering_timeout` per read and `lingering_time` in all.
 async fn discard(c: &mut Conn, declared: u64) {
     let deadline = tokio::time::Instant::now() + LINGERING_TIME;
-    let mut left = declared.saturating_sub(c.rbuf.len() as u64);
-    c.rbuf.clear();
-    let mut chunk = [0u8; 16 * 1024];
-    while left > 0 && tokio::time::Instant::now() < deadline {
-        match tokio::time::timeout(LINGERING_TIMEOUT, c.stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n as u64),
+    let mut left = declared;
+    loop {
+        // Exactly the body: bytes after it (a pipelined request) stay.
+        let take = left.min(c.rbuf.len() as u64) as usize;
+        c.rbuf.drain(..take);
+        left -= take as u64;
+        if left == 0 || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        c.rbuf.reserve(16 * 1024);
+        match tokio::time::timeout(LINGERING_TIMEOUT, c.stream.read_buf(&mut c.rbuf)).await {
+            Ok(Ok(n)) if n > 0 => {}
             _ => return,
         }
     }

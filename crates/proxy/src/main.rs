@@ -64,6 +64,11 @@ static ALLOC: Mi = Mi;
 /// `mi_malloc` for the small strings this program allocates.
 struct Mi;
 
+/// An alignment every mimalloc block has (a word's).
+fn plain(layout: std::alloc::Layout) -> bool {
+    layout.align() <= std::mem::size_of::<usize>()
+}
+
 // SAFETY: every path is mimalloc's; a pointer from either entry point is
 // freed by `mi_free` and resized by `mi_realloc` (which keeps word
 // alignment), as mimalloc documents; stricter alignments go to its
@@ -71,7 +76,7 @@ struct Mi;
 unsafe impl std::alloc::GlobalAlloc for Mi {
     #[inline]
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if layout.align() <= std::mem::size_of::<usize>() {
+        if plain(layout) {
             libmimalloc_sys::mi_malloc(layout.size()).cast()
         } else {
             mimalloc::MiMalloc.alloc(layout)
@@ -80,7 +85,7 @@ unsafe impl std::alloc::GlobalAlloc for Mi {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if layout.align() <= std::mem::size_of::<usize>() {
+        if plain(layout) {
             libmimalloc_sys::mi_zalloc(layout.size()).cast()
         } else {
             mimalloc::MiMalloc.alloc_zeroed(layout)
@@ -94,7 +99,7 @@ unsafe impl std::alloc::GlobalAlloc for Mi {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= std::mem::size_of::<usize>() {
+        if plain(layout) {
             libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast()
         } else {
             mimalloc::MiMalloc.realloc(ptr, layout, new_size)
