@@ -13,7 +13,9 @@
 //! (default 3), BENCH_QUICK=1 or `--quick` (1 round of 0.5 s, for CI),
 //! SIDE_BY_SIDE_WORKERS (`worker_processes` in the shared nginx.conf,
 //! default 1: nginx runs that many worker processes, the proxy that many
-//! event-loop threads, a current-thread runtime for 1), SIDE_BY_SIDE_PROXY / SIDE_BY_SIDE_UPSTREAM
+//! event-loop threads, a current-thread runtime for 1), SIDE_BY_SIDE_PIN=0
+//! (the server under test is not given a CPU of its own; see `Pinning`),
+//! SIDE_BY_SIDE_PROXY / SIDE_BY_SIDE_UPSTREAM
 //! (binary paths; default next to this bench in target/release).
 //!
 //! Bounded: every measurement stops after its seconds (and after
@@ -37,16 +39,21 @@ struct Settings {
     secs: f64,
     rounds: usize,
     workers: usize,
+    /// The server under test on the last CPU alone, the generator and the
+    /// upstream on the others (see `Pinning`; SIDE_BY_SIDE_PIN=0: not).
+    pin: bool,
 }
 
 fn settings() -> Settings {
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0);
     let workers = var("SIDE_BY_SIDE_WORKERS").map_or(1, |v| v as usize);
+    // Pinned unless SIDE_BY_SIDE_PIN=0, or with one CPU only.
+    let pin = std::env::var("SIDE_BY_SIDE_PIN").map_or(true, |v| v != "0") && allowed_cpus().len() >= 2;
     if quick {
-        return Settings { secs: 0.5, rounds: 1, workers };
+        return Settings { secs: 0.5, rounds: 1, workers, pin };
     }
-    Settings { secs: var("SIDE_BY_SIDE_SECS").unwrap_or(3.0), rounds: var("SIDE_BY_SIDE_ROUNDS").map_or(3, |v| v as usize), workers }
+    Settings { secs: var("SIDE_BY_SIDE_SECS").unwrap_or(3.0), rounds: var("SIDE_BY_SIDE_ROUNDS").map_or(3, |v| v as usize), workers, pin }
 }
 
 /// The bench binary is target/release/deps/side_by_side-HASH: the
@@ -146,7 +153,48 @@ fn wait_accepting(server: &mut Server, addr: SocketAddr) -> Result<(), String> {
     Err(format!("{} did not accept on {addr} within 10 s", server.name))
 }
 
-fn start(kind: Kind, bins: &Bins, conf: &Path, work: &Path, listen: SocketAddr) -> Result<Server, String> {
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
+
+/// Restricts the calling thread (and what it spawns after) to `cpus`.
+fn set_affinity(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: CPU_SET on a zeroed set with indices below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Pinned (the default with two CPUs or more): the server under test gets
+/// the last allowed CPU to itself (nginx's one worker, the proxy's one
+/// event-loop thread), this generator and the upstream the others. Then the
+/// server's own cost per request sets req/s. Unpinned, the scheduler's
+/// placement of three busy processes on two cores moved single rounds by
+/// ±12 % and decided more than either server did.
+struct Pinning {
+    server: usize,
+    rest: Vec<usize>,
+}
+
+fn pinning() -> Result<Pinning, String> {
+    let mut cpus = allowed_cpus();
+    let server = cpus.pop().filter(|_| !cpus.is_empty()).ok_or("pinning needs at least 2 CPUs")?;
+    Ok(Pinning { server, rest: cpus })
+}
+
+fn start(kind: Kind, bins: &Bins, conf: &Path, work: &Path, listen: SocketAddr, pin: Option<usize>) -> Result<Server, String> {
     let prefix = work.join(kind.name());
     std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
     let mut cmd = match kind {
@@ -161,6 +209,11 @@ fn start(kind: Kind, bins: &Bins, conf: &Path, work: &Path, listen: SocketAddr) 
             c
         }
     };
+    if let Some(cpu) = pin {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only sched_setaffinity (async-signal-safe) between fork and exec.
+        unsafe { cmd.pre_exec(move || set_affinity(&[cpu])) };
+    }
     let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("cannot run {}: {e}", kind.name()))?;
     let mut server = Server { name: kind.name(), child };
     wait_accepting(&mut server, listen)?;
@@ -345,6 +398,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The `q` quantile of sorted `v`, interpolated between neighbours.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let at = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
 fn main() {
     if !Path::new(NGINX).is_file() {
         println!("skipped: no nginx at {NGINX}");
@@ -380,6 +443,11 @@ fn main() {
 }
 
 fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> Result<(), String> {
+    let pin = if s.pin { Some(pinning()?) } else { None };
+    if let Some(p) = &pin {
+        // Before the upstream is spawned: it inherits the mask.
+        set_affinity(&p.rest).map_err(|e| format!("sched_setaffinity: {e}"))?;
+    }
     let up_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let upstream = Command::new(&bins.upstream)
@@ -401,12 +469,16 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
         bins.upstream.display()
     );
     println!("{} round(s) of {} s per measurement; GET /ok; C={THROUGHPUT_CLIENTS} for req/s, C=1 for latency; listen {listen}, upstream {up_addr}", s.rounds, s.secs);
+    match &pin {
+        Some(p) => println!("server under test on CPU {}; this generator and the upstream on CPU {:?}", p.server, p.rest),
+        None => println!("not pinned: the scheduler places the server, the generator and the upstream"),
+    }
     println!("{:>5}  {:<6} {:>11} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>12}", "round", "server", "C=32 req/s", "C=32 p50", "C=1 req/s", "C=1 p50", "C=1 p99", "errors", "closes", "up opens");
     let warmup = (s.secs / 5.0).clamp(0.1, 0.5);
     let mut rounds = Vec::new();
     for r in 1..=s.rounds {
         for kind in [Kind::Nginx, Kind::Proxy] {
-            let server = start(kind, bins, &conf, work, listen)?;
+            let server = start(kind, bins, &conf, work, listen, pin.as_ref().map(|p| p.server))?;
             // Connections and the upstream keepalive cache warm up unmeasured.
             rt.block_on(measure(listen, THROUGHPUT_CLIENTS, warmup));
             let before = active_opens();
@@ -455,6 +527,25 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
     };
     summary(&format!("req/s at C={THROUGHPUT_CLIENTS}"), |r| r.c32.rps, 0);
     summary("p50 latency at C=1 (µs)", |r| r.c1.p50_us, 1);
+    // How far one round's ratio is to be trusted: the spread of the paired
+    // ratios, and in how many rounds the proxy was the faster of the two.
+    println!();
+    println!("proxy/nginx by round         median  middle half  proxy faster in");
+    let spread = |label: &str, f: fn(&Round) -> f64, faster: fn(f64) -> bool| {
+        let (n, p) = (of(Kind::Nginx, f), of(Kind::Proxy, f));
+        let mut ratios: Vec<f64> = n.iter().zip(&p).map(|(n, p)| p / n).collect();
+        ratios.sort_by(f64::total_cmp);
+        let ahead = ratios.iter().filter(|r| faster(**r)).count();
+        println!(
+            "{label:<28} {:>6.2}  {:>4.2}-{:<4.2}    {ahead:>3} of {} rounds",
+            median(ratios.clone()),
+            quantile(&ratios, 0.25),
+            quantile(&ratios, 0.75),
+            ratios.len()
+        );
+    };
+    spread(&format!("req/s at C={THROUGHPUT_CLIENTS}"), |r| r.c32.rps, |r| r > 1.0);
+    spread("p50 latency at C=1", |r| r.c1.p50_us, |r| r < 1.0);
     if errors > 0 {
         println!("non-200 answers or failed connections: {errors} (they are not counted in req/s)");
     }
