@@ -59,6 +59,10 @@ enum ClientClose {
     AbortWhenReplied,
     /// Half-closes after reading a whole response (a keepalive client leaving).
     HalfCloseAfterResponse,
+    /// Reads a whole response, then sends more bytes and reads to the end:
+    /// a server in a lingering close reads and drops them (FIN), one that
+    /// has closed answers them with an RST.
+    SendAfterResponse,
 }
 
 /// What the upstream has done, for the client to wait on.
@@ -678,6 +682,22 @@ fn cases() -> Vec<Case> {
     let mut abort_body = case("client_abort_during_body", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nstart", HoldThenFin(1500));
     abort_body.client_close = Some(ClientClose::AbortWhenReplied);
     v.push(abort_body);
+    // A request that does not keep its connection: with a body, or bytes
+    // behind it, nginx closes lingering (its FIN, then it reads and drops
+    // what comes: ngx_http_set_lingering_close); without, it closes at once
+    // and more bytes from the client meet an RST.
+    let mut linger_body = case("close_lingers_after_a_body", ok, Fin);
+    linger_body.request = post(1000);
+    linger_body.when = Reply::AfterBody(1000);
+    linger_body.client_close = Some(ClientClose::SendAfterResponse);
+    v.push(linger_body);
+    let mut linger_pipelined = case("close_lingers_with_a_pipelined_request", ok, Fin);
+    linger_pipelined.request = [GET, b"GET /y HTTP/1.1\r\nHost: lab\r\n\r\n"].concat();
+    linger_pipelined.client_close = Some(ClientClose::SendAfterResponse);
+    v.push(linger_pipelined);
+    let mut no_linger = case("close_without_a_body_does_not_linger", ok, Fin);
+    no_linger.client_close = Some(ClientClose::SendAfterResponse);
+    v.push(no_linger);
     let mut too_big = case("body_over_client_max_body_size", ok, Fin);
     too_big.request = post(2 * 1024 * 1024);
     v.push(too_big);
@@ -1009,7 +1029,7 @@ async fn through(c: &Case, up: SocketAddr, events: &UpstreamEvents, nginx: Optio
     // `X-Backend: UP` names the upstream's address.
     let mut c_up = c.clone();
     c_up.request = String::from_utf8_lossy(&c.request).replace("X-Backend: UP\r\n", &format!("X-Backend: {up}\r\n")).into_bytes();
-    let result = client(&c_up, listen, events).await;
+    let result = client(&c_up, listen, events, &dir.join(c.access_logs.first().copied().unwrap_or("access.log"))).await;
     let paused = result.as_ref().ok().and_then(|r| r.2);
     let result = result.map(|(b, e, _)| (b, e));
     if let (Err(_), Some(ch)) = (&result, child.as_mut()) {
@@ -1061,8 +1081,8 @@ fn tempdir(name: &str, real: bool) -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Connects (bounded retries while the server comes up), sends, reads to the end.
-async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(Vec<u8>, &'static str, Option<bool>), Failed> {
-    let (got, end) = client_inner(c, addr, events).await?;
+async fn client(c: &Case, addr: SocketAddr, events: &UpstreamEvents, access_log: &Path) -> Result<(Vec<u8>, &'static str, Option<bool>), Failed> {
+    let (got, end) = client_inner(c, addr, events, access_log).await?;
     Ok((got.0, end, got.1))
 }
 
@@ -1084,7 +1104,7 @@ async fn wait_replied(events: &UpstreamEvents, before: usize, limit: Duration) -
 
 type ClientGot = (Vec<u8>, Option<bool>);
 
-async fn client_inner(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Result<(ClientGot, &'static str), Failed> {
+async fn client_inner(c: &Case, addr: SocketAddr, events: &UpstreamEvents, access_log: &Path) -> Result<(ClientGot, &'static str), Failed> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut s = loop {
         match TcpStream::connect(addr).await {
@@ -1116,6 +1136,25 @@ async fn client_inner(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Re
             drop(s);
             return Ok(((Vec::new(), None), "client closed"));
         }
+        Some(ClientClose::SendAfterResponse) => {
+            let mut got = read_response(&mut s).await?;
+            // A lingering close writes the access line only once the client
+            // has closed (or after lingering_timeout, 5 s): within half a
+            // second of the response it is there only if the server closed
+            // at once.
+            let logged = wait_line(access_log, Duration::from_millis(500)).await;
+            let _ = s.write_all(&[b'x'; 100]).await;
+            let (mut rest, end) = read_to_end(&mut s).await?;
+            got.append(&mut rest);
+            let end = match (end, logged) {
+                ("FIN", true) => "FIN, access line while the client was open",
+                ("FIN", false) => "FIN, access line after the client closed",
+                ("RST", true) => "RST, access line while the client was open",
+                ("RST", false) => "RST, access line after the client closed",
+                (other, _) => other,
+            };
+            return Ok(((got, None), end));
+        }
         Some(ClientClose::HalfCloseAfterResponse) => {
             let got = read_response(&mut s).await?;
             let _ = s.shutdown().await;
@@ -1128,6 +1167,20 @@ async fn client_inner(c: &Case, addr: SocketAddr, events: &UpstreamEvents) -> Re
     }
     let (got, end) = read_to_end(&mut s).await?;
     Ok(((got, None), end))
+}
+
+/// Whether `path` has a line within `limit` (polled every 5 ms).
+async fn wait_line(path: &Path, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if !read_lines(path).is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Reads one response with a Content-Length (bounded by a 5 s quiet time).

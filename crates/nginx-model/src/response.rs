@@ -486,6 +486,38 @@ impl ClientKeepalive {
     }
 }
 
+/// What a request that does not keep its connection still has coming from
+/// the client, as `ngx_http_finalize_connection` sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClosingRequest {
+    /// The request declared a body: a Content-Length above 0, or chunked
+    /// (`r->lingering_close`, set in `ngx_http_handler`). Reading the body
+    /// does not clear it; discarding it does, but the discarding read that
+    /// took the body's last bytes asked for exactly those, so `read->ready`
+    /// stays set (`ngx_unix_recv` clears it only on a short read) and the
+    /// close lingers all the same.
+    pub declared_body: bool,
+    /// Bytes read but not parsed, or waiting in the socket
+    /// (`header_in->pos < header_in->last`, `read->ready`).
+    pub bytes_waiting: bool,
+    /// A pipelined request came earlier on this connection (`c->pipeline`).
+    pub pipelined: bool,
+    /// The client has closed its side already (`read->eof`): nothing to
+    /// wait for.
+    pub client_closed: bool,
+}
+
+/// `ngx_http_finalize_connection` with `lingering_close on` (the default):
+/// whether nginx ends a connection it does not keep with a lingering close
+/// (`ngx_http_set_lingering_close`): it shuts down its side, reads and
+/// drops what the client still sends until the client closes, nothing
+/// comes for `lingering_timeout` (5 s) or `lingering_time` (30 s) passes,
+/// and only then frees the request, writing its access line. Otherwise it
+/// closes at once.
+pub fn lingers(r: ClosingRequest) -> bool {
+    !r.client_closed && (r.declared_body || r.bytes_waiting || r.pipelined)
+}
+
 /// `ngx_http_header_filter`'s connection lines: `Connection: keep-alive`
 /// (and `Keep-Alive: timeout=N` with `keepalive_timeout`'s header
 /// parameter), or `Connection: close`.
@@ -904,6 +936,23 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn lingering_close_table() {
+        let r = ClosingRequest::default();
+        // (what is still coming, lingers): ngx_http_finalize_connection.
+        let cases = [
+            (r, false),
+            (ClosingRequest { declared_body: true, ..r }, true),
+            (ClosingRequest { bytes_waiting: true, ..r }, true),
+            (ClosingRequest { pipelined: true, ..r }, true),
+            // read->eof is checked first: a closed client is not waited for.
+            (ClosingRequest { declared_body: true, bytes_waiting: true, pipelined: true, client_closed: true }, false),
+        ];
+        for (req, want) in cases {
+            assert_eq!(lingers(req), want, "{req:?}");
+        }
+    }
 
     fn done(b: &[u8]) -> UpstreamHead {
         match parse_head(b) {

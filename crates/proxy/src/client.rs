@@ -110,10 +110,11 @@ impl ClientRequest {
     }
 
     /// The request's access-log line, in each log that applies: its last
-    /// act (nginx's log phase, at finalization), so the line's texts are
-    /// moved out of the request, not copied; only `no` is read after.
-    fn log_access(&mut self, rt: &Runtime, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
-        rt.logs.access(self.access_entry(status, upstream, body_bytes_sent), &self.access_log);
+    /// act, so the line's texts are moved out of the request, not copied;
+    /// only `no` is read after. The line waits in the connection until the
+    /// request is freed ([`Conn::write_access`]).
+    fn log_access(&mut self, c: &mut Conn, status: u16, upstream: &[logs::UpstreamState], body_bytes_sent: u64) {
+        c.finished = Some(Finished { entry: self.access_entry(status, upstream, body_bytes_sent), to: self.access_log.clone(), start: self.start });
     }
 
     /// `$request_method`.
@@ -157,7 +158,8 @@ impl ClientRequest {
         let mut states = std::mem::take(&mut self.prior_upstream);
         states.extend_from_slice(upstream);
         AccessEntry {
-            msec: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            // $msec and $request_time: when the line is written.
+            msec: 0.0,
             remote_addr: take(&mut self.vars.remote_addr),
             method: take(&mut self.vars.method),
             uri: take(&mut self.vars.uri),
@@ -165,7 +167,7 @@ impl ClientRequest {
             request_line: take(&mut self.request_line),
             host: take(&mut self.vars.http_host),
             status,
-            request_time: self.start.elapsed(),
+            request_time: Duration::ZERO,
             upstream: states,
             redirects,
             body_bytes_sent,
@@ -195,10 +197,83 @@ struct Conn {
     /// How long it may wait for its next request: the last request's
     /// `keepalive_timeout` (`ngx_http_set_keepalive`).
     idle_limit: Duration,
+    /// A pipelined request came on it (`c->pipeline`).
+    pipelined: bool,
+    /// The finished request's access line, until the request is freed.
+    finished: Option<Finished>,
+}
+
+/// What a client socket holds at a moment ([`Conn::peek_now`]).
+enum Waiting {
+    Nothing,
+    Bytes,
+    Closed,
+}
+
+/// A finished request's access line. nginx writes it when it frees the
+/// request (`ngx_http_free_request` runs the log handlers): right after
+/// the response on a kept connection, but only after a discarded body is
+/// read or a lingering close ends otherwise; `$msec` and `$request_time`
+/// are taken then.
+struct Finished {
+    entry: AccessEntry,
+    to: Arc<[nginx_model::resolve::AccessLogSpec]>,
+    start: Instant,
 }
 
 impl Conn {
-    /// Reads more within `limit`; `Ok(0)` at EOF, an error on a timeout.
+    fn new(stream: TcpStream) -> Conn {
+        Conn { stream, rbuf: Vec::new(), started: Instant::now(), idle_limit: KEEPALIVE_TIMEOUT, pipelined: false, finished: None }
+    }
+
+    /// Writes the finished request's access line (the request is freed).
+    fn write_access(&mut self, rt: &Runtime) {
+        if let Some(Finished { mut entry, to, start }) = self.finished.take() {
+            entry.msec = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            entry.request_time = start.elapsed();
+            rt.logs.access(entry, &to);
+        }
+    }
+
+    /// What the socket holds now, without waiting: bytes (`read->ready`),
+    /// the client's FIN or reset (`read->eof`), or nothing yet.
+    fn peek_now(&self) -> Waiting {
+        let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self.stream).peek(&mut one) {
+            Ok(0) => Waiting::Closed,
+            Ok(_) => Waiting::Bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Waiting::Nothing,
+            Err(_) => Waiting::Closed,
+        }
+    }
+
+    /// `ngx_http_set_lingering_close` and its read handler: shut down this
+    /// side, then read and drop what comes until the client closes or
+    /// fails, nothing comes for `lingering_timeout`, `lingering_time` has
+    /// passed, or nginx is leaving (the connection is reusable, so
+    /// `ngx_close_idle_connections` ends it).
+    async fn linger(&mut self, retire: &tokio_util::sync::CancellationToken) {
+        let _ = self.stream.shutdown().await;
+        let deadline = tokio::time::Instant::now() + LINGERING_TIME;
+        // NGX_HTTP_LINGERING_BUFFER_SIZE.
+        let mut sink = [0u8; 4096];
+        loop {
+            let wait = LINGERING_TIMEOUT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            if wait.is_zero() {
+                return;
+            }
+            let read = tokio::select! {
+                biased;
+                _ = retire.cancelled() => return,
+                r = tokio::time::timeout(wait, self.stream.read(&mut sink)) => r,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
     async fn fill(&mut self, limit: Duration) -> std::io::Result<usize> {
         // Straight into the buffer's spare room: no zeroed chunk, no copy.
         self.rbuf.reserve(16 * 1024);
@@ -226,7 +301,7 @@ pub(crate) async fn client_closed(stream: &TcpStream) -> Option<i32> {
 
 /// Serves one client connection until it closes or a response ends it.
 pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, client: SocketAddr, conn_no: u64) {
-    let mut c = Conn { stream, rbuf: Vec::new(), started: Instant::now(), idle_limit: KEEPALIVE_TIMEOUT };
+    let mut c = Conn::new(stream);
     // `$remote_addr`, formatted once per connection (nginx keeps it in
     // `c->addr_text` from accept on).
     let client_ip = client.ip().to_string();
@@ -299,17 +374,38 @@ pub(crate) async fn serve(rt: Arc<Runtime>, server: usize, stream: TcpStream, cl
             creq.log(&rt, Level::Info, &format!("{text} while reading client request line"), None);
             let side = ClientSide { http11: true, keepalive: false, head_request: false, server_tokens: true, keepalive_header: None };
             error_answer(&rt, &mut c, &mut creq, &[], 400, side, &srv.conf.add_headers).await;
+            // Closed at once (the lingering close of a refused head is not
+            // emulated).
+            c.write_access(&rt);
             return;
             }
         };
         c.rbuf.drain(..used);
+        let declared_body = req.declares_body();
         let keep = handle(&rt, server, &mut c, &client_ip, conn_no, requests, req).await;
-        // ngx_http_set_keepalive: once nginx is exiting, a finished request
-        // closes its connection.
-        if !keep || (rt.retire.is_cancelled() && c.rbuf.is_empty()) {
-            let _ = c.stream.shutdown().await;
-            return;
+        // ngx_http_finalize_connection: once nginx is exiting, a finished
+        // request does not keep its connection.
+        if keep && !(rt.retire.is_cancelled() && c.rbuf.is_empty()) {
+            // ngx_http_set_keepalive: bytes behind the request are a
+            // pipelined one.
+            c.pipelined |= !c.rbuf.is_empty();
+            c.write_access(&rt);
+            continue;
         }
+        let waiting = c.peek_now();
+        let closing = response::ClosingRequest {
+            declared_body,
+            bytes_waiting: !c.rbuf.is_empty() || matches!(waiting, Waiting::Bytes),
+            pipelined: c.pipelined,
+            client_closed: matches!(waiting, Waiting::Closed),
+        };
+        if response::lingers(closing) {
+            c.linger(&rt.retire).await;
+        } else {
+            let _ = c.stream.shutdown().await;
+        }
+        c.write_access(&rt);
+        return;
     }
 }
 
@@ -324,6 +420,13 @@ struct Request {
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// A Content-Length above 0, or chunked (`ngx_http_handler` sets
+    /// `r->lingering_close` for them).
+    fn declares_body(&self) -> bool {
+        self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
+            || self.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
     }
 }
 
@@ -448,7 +551,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             let _ = c.stream.write_all(&bytes).await;
             // Read before the access line takes the request's headers.
             let declared = creq.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-            creq.log_access(rt, a.status, &[], a.body_bytes);
+            creq.log_access(c, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
             if let Some(n) = declared {
                 discard(c, n).await;
@@ -488,7 +591,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     if let Some(uri) = &loc.auth_request {
         match auth_subrequest(rt, c, &creq, &srv.conf, uri, declared.unwrap_or(0)).await {
             None => {
-                creq.log_access(rt, 499, &[], 0);
+                creq.log_access(c, 499, &[], 0);
                 rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
                 return false;
             }
@@ -503,7 +606,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
                     let bytes = response::insert_headers(bytes, &response::added_headers(status, &loc.add_headers, &creq.vars(&[])));
                     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
                     let _ = c.stream.write_all(&bytes).await;
-                    creq.log_access(rt, status, &[], page);
+                    creq.log_access(c, status, &[], page);
                     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page, truncated: false });
                     // ngx_http_finalize_request discards the unread body.
                     if chunked_body {
@@ -711,7 +814,7 @@ async fn proxy_to(
     drop(vars);
     let keep = match pass::proxy_pass(rt, loc, &up, creq, &head, body, &c.stream).await {
         Answer::ClientClosed { attempts } => {
-            creq.log_access(rt, 499, attempts.states(), 0);
+            creq.log_access(c, 499, attempts.states(), 0);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: 499, body_bytes: 0, truncated: true });
             false
         }
@@ -751,7 +854,7 @@ async fn proxy_to(
                 let line = body_line(level, format!("{text} while proxying upgraded connection"), &conn.peer.to_string());
                 creq.log(rt, line.level, &line.text, Some(&line.upstream));
             }
-            creq.log_access(rt, status, attempts.states(), out.body_bytes);
+            creq.log_access(c, status, attempts.states(), out.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: false });
             false
         }
@@ -778,7 +881,7 @@ async fn proxy_to(
             drain(c, &mut out).await;
             let status = err_status.unwrap_or(status);
             let logged = if out.client_gone { 499 } else if head.is_none() { 9 } else { status };
-            creq.log_access(rt, logged, attempts.states(), out.body_bytes);
+            creq.log_access(c, logged, attempts.states(), out.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: out.body_bytes, truncated: out.truncated });
             out.keepalive
         }
@@ -793,7 +896,7 @@ async fn error_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest, upst
     let bytes = response::insert_headers(bytes, &creq.added_headers(status, add, upstream));
     let page = if side.head_request { 0 } else { response::error_page(status, side.server_tokens).len() as u64 };
     let _ = c.stream.write_all(&bytes).await;
-    creq.log_access(rt, status, upstream, page);
+    creq.log_access(c, status, upstream, page);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status, body_bytes: page, truncated: false });
     keep
 }
@@ -944,7 +1047,7 @@ async fn error_page_answer(rt: &Runtime, c: &mut Conn, creq: &mut ClientRequest,
     let bytes = response::insert_headers(bytes, &response::added_headers(final_status, &target.add_headers, &vars));
     let _ = c.stream.write_all(&bytes).await;
     creq.access_log.clone_from(&target.access_log);
-    creq.log_access(rt, final_status, upstream, a.body_bytes);
+    creq.log_access(c, final_status, upstream, a.body_bytes);
     rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: final_status, body_bytes: a.body_bytes, truncated: false });
     a.keepalive
 }

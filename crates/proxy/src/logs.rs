@@ -19,12 +19,17 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Logs {
     inner: Arc<Mutex<LogsInner>>,
+    /// Woken at each access line, for [`Logs::wait_access`].
+    access_written: Arc<tokio::sync::Notify>,
 }
 
 struct LogsInner {
     retention: Retention,
     errors: VecDeque<String>,
     access: VecDeque<AccessEntry>,
+    /// Access lines written since the start (the retention drops old ones
+    /// from `access`).
+    access_total: usize,
     error_file: Option<File>,
     /// Each access log file, by its path as nginx.conf writes it.
     access_files: Vec<(String, File)>,
@@ -44,8 +49,8 @@ impl Logs {
                 access_files.push((key.clone(), open(p)?));
             }
         }
-        let inner = LogsInner { retention, errors: VecDeque::new(), access: VecDeque::new(), error_file, access_files, error_path, access_paths: access };
-        Ok(Logs { inner: Arc::new(Mutex::new(inner)) })
+        let inner = LogsInner { retention, errors: VecDeque::new(), access: VecDeque::new(), access_total: 0, error_file, access_files, error_path, access_paths: access };
+        Ok(Logs { inner: Arc::new(Mutex::new(inner)), access_written: Arc::new(tokio::sync::Notify::new()) })
     }
 
     pub fn error(&self, line: String) {
@@ -71,6 +76,27 @@ impl Logs {
         }
         let keep = g.retention;
         retain(&mut g.access, e, keep);
+        g.access_total += 1;
+        drop(g);
+        self.access_written.notify_waiters();
+    }
+
+    /// Waits (at most `limit`) until `n` access lines have been written in
+    /// all: a request's line comes when nginx frees it, which may be well
+    /// after its response (a lingering close).
+    pub async fn wait_access(&self, n: usize, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let written = self.access_written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.inner.lock().access_total >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, written).await.is_err() {
+                return self.inner.lock().access_total >= n;
+            }
+        }
     }
 
     /// `ngx_reopen_files` (SIGUSR1): every file opened again by its path

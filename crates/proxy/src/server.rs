@@ -568,6 +568,12 @@ impl Proxy {
         self.rt().logs.access_entries()
     }
 
+    /// Waits (bounded) until `n` access lines have been written.
+    pub async fn wait_access(&self, n: usize, limit: std::time::Duration) -> bool {
+        let logs = self.rt().logs.clone();
+        logs.wait_access(n, limit).await
+    }
+
     pub fn events(&self) -> ProxyEvents {
         self.rt().events.clone()
     }

@@ -453,13 +453,15 @@ impl Probe<'_> {
         let resp = ex.as_ref().and_then(|e| e.response.clone());
         let reconnect = ex.as_ref().is_none_or(|e| e.end.is_some() || e.response.as_ref().is_none_or(|r| !r.complete || r.connection_close));
         *seen += 1;
+        // Closed: close this side first, as in the runner (nginx's lingering
+        // close waits for the client's FIN before the access line).
+        if reconnect {
+            *client = WireClient::connect(self.side.addr).await.map_err(|source| Error::Client { what: "reconnect to", addr: self.side.addr, source })?;
+        }
         let access = self.access_entry(*seen).await?;
         let lines: Vec<String> = self.side.container.lines_after(&self.side.errors(), errors_before).await?.into_iter().filter(|l| nginx_model::logs::Level::line_is_failure(l)).collect();
         let errors = lines.iter().map(|l| nginx_model::failure::class_of_log_line(l).map(|c| c.to_string()).unwrap_or_else(|| "other".into())).collect();
         let runs_after = self.control.handler_runs(&handler_path).await?;
-        if reconnect {
-            *client = WireClient::connect(self.side.addr).await.map_err(|source| Error::Client { what: "reconnect to", addr: self.side.addr, source })?;
-        }
         Ok(Observation {
             group,
             method: g.method.clone(),

@@ -450,6 +450,15 @@ impl<'a> Session<'a> {
         let resp = ex.as_ref().and_then(|e| e.response.clone());
         let reconnect = ex.as_ref().is_none_or(|e| e.end.is_some() || e.response.as_ref().is_none_or(|r| !r.complete || r.connection_close));
         self.seen += 1;
+        // A closed exchange: this client closes its side before waiting for
+        // the access line, as clients do. nginx finishes a closing request
+        // that had a body (or more bytes behind it) with a lingering close
+        // (ngx_http_set_lingering_close) and writes the line only once the
+        // client's FIN comes, or after lingering_timeout (5 s) without one.
+        if reconnect {
+            let addr = self.proxy.addr();
+            self.client = WireClient::connect(addr).await.map_err(|source| Error::Client { what: "reconnect to", addr, source })?;
+        }
         let access = if self.proxy.wait_access(self.seen, Duration::from_secs(5)).await {
             self.proxy.access_entries().get(self.seen - 1).cloned().unwrap_or_default()
         } else {
@@ -471,10 +480,6 @@ impl<'a> Session<'a> {
         seen.status = resp.as_ref().map(|r| r.status);
         let runs_after = if count_runs { self.upstream.handler_runs(&handler_path).await } else { None };
         let handler_runs = runs_after.zip(runs_before).map(|(after, before)| after - before);
-        if reconnect {
-            let addr = self.proxy.addr();
-            self.client = WireClient::connect(addr).await.map_err(|source| Error::Client { what: "reconnect to", addr, source })?;
-        }
         Ok(Observation {
             group: gi,
             method: g.method.clone(),

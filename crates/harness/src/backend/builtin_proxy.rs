@@ -78,8 +78,7 @@ impl ProxyUnderTest for BuiltinProxy {
     }
 
     async fn wait_access(&self, n: usize, limit: Duration) -> bool {
-        let responses = |ev: &[ProxyEvent]| ev.iter().filter(|e| matches!(e.kind, ProxyEventKind::ClientResponse { .. })).count();
-        self.proxy.events().wait_for(limit, |ev| responses(ev) >= n).await.0
+        self.proxy.wait_access(n, limit).await
     }
 
     /// Every one of them that the cache stored has left it since (closed, or
