@@ -274,6 +274,7 @@ impl Conn {
         }
     }
 
+    /// Reads more within `limit`; `Ok(0)` at EOF, an error on a timeout.
     async fn fill(&mut self, limit: Duration) -> std::io::Result<usize> {
         // Straight into the buffer's spare room: no zeroed chunk, no copy.
         self.rbuf.reserve(16 * 1024);
