@@ -391,11 +391,7 @@ struct Round {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    quantile(&v, 0.5)
 }
 
 /// The `q` quantile of sorted `v`, interpolated between neighbours.
@@ -538,7 +534,7 @@ fn run(rt: &tokio::runtime::Runtime, s: &Settings, bins: &Bins, work: &Path) -> 
         let ahead = ratios.iter().filter(|r| faster(**r)).count();
         println!(
             "{label:<28} {:>6.2}  {:>4.2}-{:<4.2}    {ahead:>3} of {} rounds",
-            median(ratios.clone()),
+            quantile(&ratios, 0.5),
             quantile(&ratios, 0.25),
             quantile(&ratios, 0.75),
             ratios.len()

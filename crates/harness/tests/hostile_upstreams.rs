@@ -695,7 +695,7 @@ fn cases() -> Vec<Case> {
     linger_pipelined.request = [GET, b"GET /y HTTP/1.1\r\nHost: lab\r\n\r\n"].concat();
     linger_pipelined.client_close = Some(ClientClose::SendAfterResponse);
     v.push(linger_pipelined);
-    let mut no_linger = case("close_without_a_body_does_not_linger", ok, Fin);
+    let mut no_linger = case("client_close_without_a_body_does_not_linger", ok, Fin);
     no_linger.client_close = Some(ClientClose::SendAfterResponse);
     v.push(no_linger);
     let mut too_big = case("body_over_client_max_body_size", ok, Fin);

@@ -122,11 +122,6 @@ impl ClientRequest {
         &self.vars.method
     }
 
-    /// A client header's value (the first of its name).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.vars.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
     /// The request's variables for scripts (`return`, `add_header`,
     /// `proxy_set_header`), with the upstream tries so far: lent as they
     /// are until an upstream was tried (every proxied request's head is
@@ -420,14 +415,36 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     /// A Content-Length above 0, or chunked (`ngx_http_handler` sets
     /// `r->lingering_close` for them).
     fn declares_body(&self) -> bool {
-        self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
-            || self.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        let body = BodyHeaders::of(&self.headers);
+        body.chunked || matches!(body.length, Some(Ok(n)) if n > 0)
+    }
+}
+
+/// The first value of a client header `name`.
+fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// How a client request says its body comes.
+struct BodyHeaders {
+    /// `Content-Length`, if sent (`Err`: not a number, a 400).
+    length: Option<Result<u64, std::num::ParseIntError>>,
+    /// `Transfer-Encoding: chunked`.
+    chunked: bool,
+}
+
+impl BodyHeaders {
+    fn of(headers: &[(String, String)]) -> BodyHeaders {
+        BodyHeaders {
+            length: header_in(headers, "content-length").map(|v| v.trim().parse()),
+            chunked: header_in(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")),
+        }
     }
 }
 
@@ -551,7 +568,7 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
             let bytes = response::insert_headers(a.bytes, &response::added_headers(a.status, &r.add_headers, &vars));
             let _ = c.stream.write_all(&bytes).await;
             // Read before the access line takes the request's headers.
-            let declared = creq.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+            let declared = BodyHeaders::of(&creq.vars.headers).length.and_then(Result::ok);
             creq.log_access(c, a.status, &[], a.body_bytes);
             rt.events.push(creq.no, ProxyEventKind::ClientResponse { status: a.status, body_bytes: a.body_bytes, truncated: false });
             if let Some(n) = declared {
@@ -569,12 +586,11 @@ async fn handle(rt: &Arc<Runtime>, server: usize, c: &mut Conn, client_ip: &str,
     creq.upstream_uri = nginx_model::http::upstream_uri(loc, &creq.vars.request_uri, &uri, &creq.vars.args, escaped_path);
     let (keepalive, keepalive_header) = keeps(&loc.client_keepalive);
     let side = ClientSide { http11, keepalive, head_request, server_tokens: loc.server_tokens, keepalive_header };
-    let chunked_body = creq.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let declared: Option<u64> = match creq.header("content-length") {
-        Some(v) => match v.trim().parse() {
-            Ok(n) => Some(n),
-            Err(_) => return error_answer(rt, c, &mut creq, &[], 400, side, &loc.add_headers).await,
-        },
+    let body_headers = BodyHeaders::of(&creq.vars.headers);
+    let chunked_body = body_headers.chunked;
+    let declared: Option<u64> = match body_headers.length {
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return error_answer(rt, c, &mut creq, &[], 400, side, &loc.add_headers).await,
         None => None,
     };
     // ngx_http_core_find_config_handler: a declared length over the limit

@@ -568,7 +568,9 @@ impl Proxy {
         self.rt().logs.access_entries()
     }
 
-    /// Waits (bounded) until `n` access lines have been written.
+    /// Waits (bounded) until `n` access lines have been written by the
+    /// current run time (a reload starts its logs afresh, as
+    /// [`Proxy::access_log`] shows).
     pub async fn wait_access(&self, n: usize, limit: std::time::Duration) -> bool {
         let logs = self.rt().logs.clone();
         logs.wait_access(n, limit).await
